@@ -1,0 +1,154 @@
+//! The per-RPC tower layer every server runs first: an `x-request-id` (kept from the caller when
+//! it is sane, generated otherwise, echoed in the response), one tracing span per RPC named after
+//! the method and parented to the caller's W3C `traceparent`, and the request's
+//! [`RequestContext`] placed in its extensions for handlers.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// The metadata key of the request id.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// What a handler knows about the call besides its message and principal.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The caller's `x-request-id`, or one generated for this call.
+    pub request_id: String,
+}
+
+impl RequestContext {
+    /// The context of a tonic request (a fresh one if the layer did not run, as in unit tests).
+    pub fn of<T>(req: &tonic::Request<T>) -> RequestContext {
+        req.extensions()
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext {
+                request_id: new_request_id(),
+            })
+    }
+}
+
+/// A new request id (UUIDv7: sortable by time).
+pub fn new_request_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| s.to_owned())
+}
+
+/// Splits a gRPC path `/pkg.Service/Method` into service and method.
+pub fn split_path(path: &str) -> (&str, &str) {
+    let trimmed = path.trim_start_matches('/');
+    trimmed.split_once('/').unwrap_or((trimmed, ""))
+}
+
+/// The layer; see the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct RpcLayer;
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService { inner }
+    }
+}
+
+/// The service produced by [`RpcLayer`].
+#[derive(Debug, Clone)]
+pub struct RpcService<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<Request<B>> for RpcService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(sane_request_id)
+            .unwrap_or_else(new_request_id);
+        let (service, method) = split_path(req.uri().path());
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format!("{service}/{method}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            request_id = %request_id,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::set_parent_from_headers(&span, req.headers());
+        req.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+        });
+        let header = HeaderValue::from_str(&request_id).ok();
+        // Standard tower pattern: take the service that was driven to readiness.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let record_span = span.clone();
+        Box::pin(
+            async move {
+                let mut response = inner.call(req).await?;
+                if let Some(header) = header {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, header);
+                }
+                // Trailers-only responses (errors) carry grpc-status in the headers.
+                let code = response
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .unwrap_or(0);
+                record_span.record("rpc.grpc.status_code", code);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_grpc_paths() {
+        assert_eq!(
+            split_path("/orgplane.identity.v1.IdentityService/Login"),
+            ("orgplane.identity.v1.IdentityService", "Login")
+        );
+        assert_eq!(split_path("/"), ("", ""));
+    }
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        assert_eq!(
+            sane_request_id(&HeaderValue::from_static("abc-123")).as_deref(),
+            Some("abc-123")
+        );
+        assert!(sane_request_id(&HeaderValue::from_static("")).is_none());
+        assert!(sane_request_id(&HeaderValue::from_static("has space")).is_none());
+        let long = "x".repeat(200);
+        assert!(sane_request_id(&HeaderValue::from_str(&long).unwrap()).is_none());
+    }
+}

@@ -1,0 +1,417 @@
+//! The consumer side: watches a producer from the cursor stored in this service's database,
+//! applies each batch of events and advances the cursor **in one transaction**, reconnects with
+//! jittered backoff, and re-syncs from a snapshot when its cursor was compacted away.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use orgplane_proto::events::v1::event_service_client::EventServiceClient;
+use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+use super::REVISION_COMPACTED;
+use crate::auth::ServiceTokenSource;
+use crate::error::{ApiError, ApiResult};
+
+/// Rows of `consumer_cursors`.
+pub mod cursor_row {
+    use sea_orm::entity::prelude::*;
+
+    /// The last revision of one producer applied here.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "consumer_cursors")]
+    pub struct Model {
+        /// The producer's name (`identity`, `organization`, `workspace`).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub producer: String,
+        /// The last applied revision.
+        pub revision: i64,
+        /// When the cursor last moved (Unix milliseconds).
+        pub update_time_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// What a consuming service does with another service's events.
+pub trait EventHandler: Send + Sync + 'static {
+    /// Applies `event` inside `txn`, the transaction that also advances the cursor. An error
+    /// rolls the whole batch back; it is retried after a backoff.
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        event: &'a Event,
+    ) -> BoxFuture<'a, ApiResult<()>>;
+
+    /// Rebuilds this service's replica from the producer's snapshot inside `txn` and returns the
+    /// revision the snapshot is consistent at (the cursor to watch from).
+    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>>;
+}
+
+/// Counters of one consumer, for tests, metrics and lag.
+#[derive(Debug, Default)]
+pub struct ConsumerStats {
+    /// Events received from the stream.
+    pub delivered: AtomicU64,
+    /// Events received at or below the cursor (redeliveries), skipped.
+    pub duplicates: AtomicU64,
+    /// Events applied.
+    pub applied: AtomicU64,
+    /// Re-syncs from a snapshot.
+    pub resyncs: AtomicU64,
+    /// Stream (re)connections.
+    pub connects: AtomicU64,
+    /// The producer's head as last reported.
+    pub head_revision: AtomicI64,
+    /// Commit time (Unix ms) of the last applied event, for "seconds behind".
+    pub last_event_time_ms: AtomicI64,
+}
+
+/// Settings of a consumer.
+#[derive(Clone)]
+pub struct ConsumerConfig {
+    /// The producer to watch.
+    pub producer: Producer,
+    /// A channel to the producer's EventService.
+    pub channel: Channel,
+    /// The service token presented to the producer.
+    pub tokens: Arc<dyn ServiceTokenSource>,
+    /// Events per message asked of the producer.
+    pub batch_size: i32,
+    /// First reconnect delay; doubles up to `max_backoff`, with jitter.
+    pub min_backoff: Duration,
+    /// Longest reconnect delay.
+    pub max_backoff: Duration,
+}
+
+impl ConsumerConfig {
+    /// Defaults for `producer` over `channel`.
+    pub fn new(producer: Producer, channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self {
+            producer,
+            channel,
+            tokens,
+            batch_size: 500,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The name a producer's cursor is stored under.
+pub fn producer_name(producer: Producer) -> &'static str {
+    match producer {
+        Producer::Identity => "identity",
+        Producer::Organization => "organization",
+        Producer::Workspace => "workspace",
+        Producer::Unspecified => "unspecified",
+    }
+}
+
+/// What the rest of the service reads from a running consumer.
+#[derive(Clone, Debug)]
+pub struct ConsumerHandle {
+    applied: watch::Receiver<i64>,
+    caught_up: watch::Receiver<bool>,
+    stats: Arc<ConsumerStats>,
+}
+
+impl ConsumerHandle {
+    /// The last revision applied (committed) here.
+    pub fn applied_revision(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &ConsumerStats {
+        &self.stats
+    }
+
+    /// Waits until revision `revision` is applied, or UNAVAILABLE after `timeout`: the
+    /// read-your-writes wait behind `min_revision`.
+    pub async fn wait_for(&self, revision: i64, timeout: Duration) -> ApiResult<i64> {
+        let mut rx = self.applied.clone();
+        let waited =
+            tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= revision)).await;
+        match waited {
+            Ok(Ok(applied)) => Ok(*applied),
+            _ => Err(ApiError::unavailable(
+                "REVISION_NOT_YET_APPLIED",
+                format!("revision {revision} is not applied here yet; retry"),
+            )
+            .with_metadata("min_revision", revision.to_string())
+            .with_metadata("applied_revision", self.applied_revision().to_string())
+            .retry_after(Duration::from_millis(100))),
+        }
+    }
+
+    /// Waits until the consumer has caught up with the producer once (for readiness).
+    pub async fn wait_caught_up(&self) {
+        let mut rx = self.caught_up.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// True once the consumer has caught up with the producer.
+    pub fn is_caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+}
+
+/// A running consumer; see the module docs.
+pub struct Consumer {
+    db: DatabaseConnection,
+    config: ConsumerConfig,
+    handler: Arc<dyn EventHandler>,
+    applied: watch::Sender<i64>,
+    caught_up: watch::Sender<bool>,
+    stats: Arc<ConsumerStats>,
+}
+
+enum StreamEnd {
+    Compacted,
+    Failed(String),
+    Shutdown,
+}
+
+impl Consumer {
+    /// A consumer of `config.producer` writing into `db` through `handler`.
+    pub async fn new(
+        db: DatabaseConnection,
+        config: ConsumerConfig,
+        handler: Arc<dyn EventHandler>,
+    ) -> Result<(Self, ConsumerHandle), DbErr> {
+        let start = load_cursor(&db, config.producer).await?;
+        let (applied, applied_rx) = watch::channel(start);
+        let (caught_up, caught_up_rx) = watch::channel(false);
+        let stats = Arc::new(ConsumerStats::default());
+        let handle = ConsumerHandle {
+            applied: applied_rx,
+            caught_up: caught_up_rx,
+            stats: stats.clone(),
+        };
+        Ok((
+            Self {
+                db,
+                config,
+                handler,
+                applied,
+                caught_up,
+                stats,
+            },
+            handle,
+        ))
+    }
+
+    /// Runs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let producer = producer_name(self.config.producer);
+        let mut backoff = self.config.min_backoff;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let end = tokio::select! {
+                _ = shutdown.cancelled() => StreamEnd::Shutdown,
+                end = self.stream_once(&mut backoff) => end,
+            };
+            match end {
+                StreamEnd::Shutdown => return,
+                StreamEnd::Compacted => {
+                    if let Err(e) = self.resync().await {
+                        tracing::warn!(producer, error = %e, "re-sync failed");
+                    } else {
+                        backoff = self.config.min_backoff;
+                        continue;
+                    }
+                }
+                StreamEnd::Failed(why) => {
+                    tracing::debug!(producer, why, "event stream ended; reconnecting");
+                }
+            }
+            let jitter = rand::random_range(0.5..1.5);
+            let delay = backoff.mul_f64(jitter);
+            backoff = (backoff * 2).min(self.config.max_backoff);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {},
+            }
+        }
+    }
+
+    async fn stream_once(&self, backoff: &mut Duration) -> StreamEnd {
+        let cursor = match load_cursor(&self.db, self.config.producer).await {
+            Ok(c) => c,
+            Err(e) => return StreamEnd::Failed(format!("reading the cursor: {e}")),
+        };
+        let token = match self.config.tokens.token().await {
+            Ok(t) => t,
+            Err(e) => return StreamEnd::Failed(format!("getting a service token: {e}")),
+        };
+        let mut client = EventServiceClient::new(self.config.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let request = crate::auth::outgoing(
+            WatchRequest {
+                producer: self.config.producer as i32,
+                after_revision: cursor,
+                max_batch_size: self.config.batch_size,
+            },
+            Some(&token),
+            None,
+        );
+        let mut stream = match client.watch(request).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return classify(status),
+        };
+        self.stats.connects.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return StreamEnd::Failed("stream closed by the producer".into()),
+                Err(status) => return classify(status),
+            };
+            *backoff = self.config.min_backoff;
+            self.stats
+                .head_revision
+                .fetch_max(message.head_revision, Ordering::Relaxed);
+            if !message.events.is_empty()
+                && let Err(e) = self.apply_batch(&message.events).await
+            {
+                return StreamEnd::Failed(format!("applying events: {e}"));
+            }
+            if message.caught_up && self.applied_revision() >= message.head_revision {
+                self.caught_up
+                    .send_if_modified(|c| !std::mem::replace(c, true));
+            }
+        }
+    }
+
+    fn applied_revision(&self) -> i64 {
+        *self.applied.borrow()
+    }
+
+    async fn apply_batch(&self, events: &[Event]) -> ApiResult<()> {
+        self.stats
+            .delivered
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let txn = self.db.begin().await?;
+        let mut cursor = load_cursor(&txn, self.config.producer).await?;
+        let start = cursor;
+        for event in events {
+            if event.revision <= cursor {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if event.revision != cursor + 1 {
+                return Err(ApiError::internal(format!(
+                    "gap in the event stream: expected revision {}, got {}",
+                    cursor + 1,
+                    event.revision
+                )));
+            }
+            let span = tracing::info_span!(
+                "apply_event",
+                producer = producer_name(self.config.producer),
+                revision = event.revision,
+                request_id = %event.request_id,
+            );
+            crate::telemetry::link_span_to(&span, &event.traceparent, &event.tracestate);
+            tracing::Instrument::instrument(self.handler.apply(&txn, event), span).await?;
+            cursor = event.revision;
+        }
+        if cursor == start {
+            txn.rollback().await?;
+            return Ok(());
+        }
+        store_cursor(&txn, self.config.producer, cursor).await?;
+        txn.commit().await?;
+        self.stats
+            .applied
+            .fetch_add((cursor - start) as u64, Ordering::Relaxed);
+        if let Some(t) = events.last().and_then(|e| e.create_time.as_ref()) {
+            self.stats.last_event_time_ms.store(
+                t.seconds * 1000 + i64::from(t.nanos / 1_000_000),
+                Ordering::Relaxed,
+            );
+        }
+        self.applied.send_replace(cursor);
+        Ok(())
+    }
+
+    async fn resync(&self) -> ApiResult<()> {
+        let producer = producer_name(self.config.producer);
+        let before = load_cursor(&self.db, self.config.producer).await?;
+        let txn = self.db.begin().await?;
+        let revision = self.handler.resync(&txn).await?;
+        if revision < before {
+            return Err(ApiError::internal(format!(
+                "snapshot at revision {revision} is older than the cursor {before}"
+            )));
+        }
+        store_cursor(&txn, self.config.producer, revision).await?;
+        txn.commit().await?;
+        self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
+        self.applied.send_replace(revision);
+        tracing::info!(
+            producer,
+            from = before,
+            to = revision,
+            "re-synced from a snapshot"
+        );
+        Ok(())
+    }
+}
+
+fn classify(status: tonic::Status) -> StreamEnd {
+    if status.code() == tonic::Code::FailedPrecondition
+        && crate::error::reason_of(&status).as_deref() == Some(REVISION_COMPACTED)
+    {
+        StreamEnd::Compacted
+    } else {
+        StreamEnd::Failed(format!("{:?}: {}", status.code(), status.message()))
+    }
+}
+
+/// The stored cursor of `producer` (0 before the first event).
+pub async fn load_cursor<C: ConnectionTrait>(db: &C, producer: Producer) -> Result<i64, DbErr> {
+    Ok(cursor_row::Entity::find_by_id(producer_name(producer))
+        .one(db)
+        .await?
+        .map(|c| c.revision)
+        .unwrap_or(0))
+}
+
+/// Stores the cursor of `producer` (inside the transaction that applied the events).
+pub async fn store_cursor<C: ConnectionTrait>(
+    db: &C,
+    producer: Producer,
+    revision: i64,
+) -> Result<(), DbErr> {
+    let row = cursor_row::ActiveModel {
+        producer: sea_orm::Set(producer_name(producer).to_owned()),
+        revision: sea_orm::Set(revision),
+        update_time_ms: sea_orm::Set(chrono::Utc::now().timestamp_millis()),
+    };
+    cursor_row::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(cursor_row::Column::Producer)
+                .update_columns([
+                    cursor_row::Column::Revision,
+                    cursor_row::Column::UpdateTimeMs,
+                ])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! Cross-service state changes: the transactional outbox, the `EventService/Watch` server, and
+//! the consumer that applies another service's events exactly once.
+//!
+//! A producer appends events **inside the transaction that changes its state**
+//! ([`Outbox::append`]). Each append takes the next revision from a one-row counter
+//! (`outbox_head`) with `UPDATE … RETURNING`; the row lock is held until commit, so revisions are
+//! handed out in commit order and are gap-free. This is what makes a plain
+//! `revision > cursor` reader safe on PostgreSQL: with a bare sequence, a slow transaction could
+//! commit revision 10 after a reader already moved past a committed 11 and skip 10 for ever (the
+//! classic outbox flaw). The price — producers serialize on one row, only for the instant
+//! between their append and their commit — is negligible for role changes.
+//!
+//! Consumers store their cursor in their own database in the same transaction as the event's
+//! effect ([`consumer`]), so delivery is at-least-once and the effect exactly-once. Old events are
+//! compacted after a retention window; a cursor older than the compaction point gets
+//! FAILED_PRECONDITION `REVISION_COMPACTED` and the consumer re-syncs from a snapshot.
+
+pub mod consumer;
+pub mod migration;
+pub mod outbox;
+pub mod watch;
+
+pub use consumer::{Consumer, ConsumerHandle, ConsumerStats, EventHandler};
+pub use outbox::Outbox;
+pub use watch::EventServer;
+
+/// The ErrorInfo reason for a cursor older than the oldest kept event.
+pub const REVISION_COMPACTED: &str = "REVISION_COMPACTED";

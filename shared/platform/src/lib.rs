@@ -1,0 +1,17 @@
+//! The mechanisms every Orgplane service shares, each in one place: server bootstrap
+//! ([`server`]), per-RPC context and tracing ([`context`], [`telemetry`]), authentication
+//! ([`auth`]), errors with google.rpc details ([`error`]), page tokens ([`pagination`]), the
+//! database bootstrap ([`db`]), the events outbox, watch server and consumer ([`events`]), and
+//! an injectable clock ([`clock`]).
+
+pub mod auth;
+pub mod clock;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod pagination;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};

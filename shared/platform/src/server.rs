@@ -1,0 +1,278 @@
+//! Server bootstrap, the same for every service and for the single-process layout: gRPC health
+//! with per-service status, reflection v1 and v1alpha, the request-id/tracing layer, the auth
+//! layer, a default deadline, HTTP/2 limits, and graceful shutdown that drains in-flight calls.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::{AuthLayer, Authenticator};
+use crate::context::RpcLayer;
+
+/// Limits and timeouts of a gRPC server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Deadline applied to calls whose client sent none (or a longer one).
+    pub default_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval.
+    pub keepalive_interval: Duration,
+    /// Concurrent streams allowed on one connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            default_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(30),
+            max_concurrent_streams: 1024,
+        }
+    }
+}
+
+/// Applies the configured message-size limits to a generated tonic server.
+#[macro_export]
+macro_rules! limit_messages {
+    ($server:expr, $config:expr) => {
+        $server
+            .max_decoding_message_size($config.max_message_bytes)
+            .max_encoding_message_size($config.max_message_bytes)
+    };
+}
+
+/// Per-service readiness reported through `grpc.health.v1.Health`. A service is NOT_SERVING from
+/// registration until it says it is ready (migrations ran, consumers caught up); the overall
+/// status (service `""`) is SERVING only while every registered service is.
+#[derive(Clone)]
+pub struct Health {
+    reporter: HealthReporter,
+    ready: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("ready", &self.ready)
+            .finish()
+    }
+}
+
+impl Health {
+    fn new(reporter: HealthReporter) -> Self {
+        Self {
+            reporter,
+            ready: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    /// Registers `service` as NOT_SERVING.
+    pub async fn register(&self, service: &str) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_owned(), false);
+        self.publish().await;
+    }
+
+    /// Marks `service` SERVING or NOT_SERVING.
+    pub async fn set_ready(&self, service: &str, ready: bool) {
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_owned(), ready);
+        self.publish().await;
+    }
+
+    /// Marks everything NOT_SERVING (at shutdown).
+    pub async fn set_all_not_serving(&self) {
+        for v in self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            *v = false;
+        }
+        self.publish().await;
+    }
+
+    async fn publish(&self) {
+        let snapshot: Vec<(String, bool)> = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let all = !snapshot.is_empty() && snapshot.iter().all(|(_, v)| *v);
+        for (name, ready) in snapshot {
+            self.reporter.set_service_status(name, status(ready)).await;
+        }
+        self.reporter.set_service_status("", status(all)).await;
+    }
+}
+
+fn status(ready: bool) -> ServingStatus {
+    if ready {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+/// Assembles one gRPC server: health, reflection, and the services added to it.
+pub struct GrpcServer {
+    routes: RoutesBuilder,
+    health: Health,
+    config: ServerConfig,
+    services: Vec<&'static str>,
+}
+
+impl GrpcServer {
+    /// A server with health and reflection (v1 and v1alpha) already in place.
+    pub fn new(config: ServerConfig) -> Result<Self, tonic_reflection::server::Error> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        routes.add_service(reflection().build_v1()?);
+        routes.add_service(reflection().build_v1alpha()?);
+        Ok(Self {
+            routes,
+            health: Health::new(reporter),
+            config,
+            services: Vec::new(),
+        })
+    }
+
+    /// The server's limits.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The health handle services use to report readiness.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// Adds a generated tonic service (NOT_SERVING until its owner marks it ready).
+    pub async fn add_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.health.register(S::NAME).await;
+        self.services.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Adds a service that is ready at once (one without start-up work, such as EventService).
+    pub async fn add_ready_service<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.add_service(service).await;
+        self.health.set_ready(S::NAME, true).await;
+        self
+    }
+
+    /// The names of the business services added so far.
+    pub fn service_names(&self) -> &[&'static str] {
+        &self.services
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, then reports NOT_SERVING, stops
+    /// accepting, and drains the calls in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        auth: Authenticator,
+        shutdown: CancellationToken,
+    ) -> Result<(), tonic::transport::Error> {
+        let health = self.health.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+            conn.inspect(|stream| {
+                let _ = stream.set_nodelay(true);
+            })
+        });
+        let config = self.config;
+        Server::builder()
+            .timeout(config.default_timeout)
+            .http2_keepalive_interval(Some(config.keepalive_interval))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .layer(RpcLayer)
+            .layer(AuthLayer::new(auth))
+            .add_routes(self.routes.routes())
+            .serve_with_incoming_shutdown(incoming, async move {
+                shutdown.cancelled().await;
+                health.set_all_not_serving().await;
+                tracing::info!("shutting down: draining calls in flight");
+            })
+            .await
+    }
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        cancel.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
