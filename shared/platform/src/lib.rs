@@ -13,5 +13,7 @@ pub mod events;
 pub mod pagination;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use error::{ApiError, ApiResult};

@@ -140,6 +140,7 @@ pub struct GrpcServer {
     health: Health,
     config: ServerConfig,
     services: Vec<&'static str>,
+    streams: CancellationToken,
 }
 
 impl GrpcServer {
@@ -160,12 +161,19 @@ impl GrpcServer {
             health: Health::new(reporter),
             config,
             services: Vec::new(),
+            streams: CancellationToken::new(),
         })
     }
 
     /// The server's limits.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// A token cancelled when the server starts shutting down: long-lived streams (Watch) and
+    /// background tasks end on it, so that draining the calls in flight terminates.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.streams.clone()
     }
 
     /// The health handle services use to report readiness.
@@ -220,6 +228,7 @@ impl GrpcServer {
         shutdown: CancellationToken,
     ) -> Result<(), tonic::transport::Error> {
         let health = self.health.clone();
+        let streams = self.streams.clone();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
             conn.inspect(|stream| {
                 let _ = stream.set_nodelay(true);
@@ -237,6 +246,7 @@ impl GrpcServer {
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.cancelled().await;
                 health.set_all_not_serving().await;
+                streams.cancel();
                 tracing::info!("shutting down: draining calls in flight");
             })
             .await

@@ -87,6 +87,11 @@ impl Outbox {
         }
     }
 
+    /// The producer's database connection.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// The producer this outbox belongs to.
     pub fn producer(&self) -> Producer {
         self.producer
