@@ -1,1 +1,69 @@
-//! placeholder
+//! The identity service: users and their credentials, sessions and tokens, signing keys and API keys (rules ID-1 … ID-9).
+//!
+//! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
+//! `orgplane` binary calls; `shared/` provides everything mechanical.
+
+pub mod migration;
+
+use orgplane_platform::events::Outbox;
+use orgplane_platform::limit_messages;
+use orgplane_platform::runtime::Runtime;
+use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_proto::events::v1::Producer;
+use orgplane_proto::identity::v1::identity_service_server::{
+    IdentityService, IdentityServiceServer,
+};
+use sea_orm::{DatabaseConnection, DbErr};
+use tonic::server::NamedService;
+
+/// The service's name in configuration, logs and database file names.
+pub const NAME: &str = "identity";
+
+/// The service: its database and what it publishes.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+impl Identity {
+    /// Connects to `database_url` and runs the migrations.
+    pub async fn open(database_url: &str) -> Result<Self, DbErr> {
+        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        let outbox = Outbox::new(db.clone(), Producer::Identity);
+        Ok(Self { db, outbox })
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The outbox this service publishes its events through.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
+    pub async fn register(&self, server: &mut GrpcServer, _runtime: &Runtime) {
+        let api = IdentityApi {};
+        let service = limit_messages!(IdentityServiceServer::new(api), server.config());
+        server.add_service(service).await;
+    }
+
+    /// Starts the service's background work once the server is listening, and reports it ready.
+    pub async fn start(&self, health: &Health, _runtime: &Runtime) {
+        health
+            .set_ready(
+                <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
+                true,
+            )
+            .await;
+    }
+}
+
+/// The gRPC handlers. RPCs not yet built answer UNIMPLEMENTED through the generated defaults.
+#[derive(Debug, Clone)]
+pub struct IdentityApi {}
+
+impl IdentityService for IdentityApi {}

@@ -1,1 +1,69 @@
-//! placeholder
+//! The workspace service: workspaces, workspace roles inherited from org roles, and the access check product services call on every request (rules WS-1 … WS-10).
+//!
+//! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
+//! `orgplane` binary calls; `shared/` provides everything mechanical.
+
+pub mod migration;
+
+use orgplane_platform::events::Outbox;
+use orgplane_platform::limit_messages;
+use orgplane_platform::runtime::Runtime;
+use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_proto::events::v1::Producer;
+use orgplane_proto::workspace::v1::workspace_service_server::{
+    WorkspaceService, WorkspaceServiceServer,
+};
+use sea_orm::{DatabaseConnection, DbErr};
+use tonic::server::NamedService;
+
+/// The service's name in configuration, logs and database file names.
+pub const NAME: &str = "workspace";
+
+/// The service: its database and what it publishes.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    db: DatabaseConnection,
+    outbox: Outbox,
+}
+
+impl Workspace {
+    /// Connects to `database_url` and runs the migrations.
+    pub async fn open(database_url: &str) -> Result<Self, DbErr> {
+        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        let outbox = Outbox::new(db.clone(), Producer::Workspace);
+        Ok(Self { db, outbox })
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The outbox this service publishes its events through.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
+    pub async fn register(&self, server: &mut GrpcServer, _runtime: &Runtime) {
+        let api = WorkspaceApi {};
+        let service = limit_messages!(WorkspaceServiceServer::new(api), server.config());
+        server.add_service(service).await;
+    }
+
+    /// Starts the service's background work once the server is listening, and reports it ready.
+    pub async fn start(&self, health: &Health, _runtime: &Runtime) {
+        health
+            .set_ready(
+                <WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME,
+                true,
+            )
+            .await;
+    }
+}
+
+/// The gRPC handlers. RPCs not yet built answer UNIMPLEMENTED through the generated defaults.
+#[derive(Debug, Clone)]
+pub struct WorkspaceApi {}
+
+impl WorkspaceService for WorkspaceApi {}

@@ -12,9 +12,13 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `ErrorInfo.domain` of every Orgplane error.
 pub const ERROR_DOMAIN: &str = "orgplane.dev";
 
-/// A request that failed, ready to become a `tonic::Status` with structured details.
+/// A request that failed, ready to become a `tonic::Status` with structured details. Boxed so
+/// that `Result<T, ApiError>` stays one pointer wide on the happy path.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     code: Code,
     reason: String,
     message: String,
@@ -28,13 +32,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// An error with `code`, a stable machine-readable `reason` (UPPER_SNAKE) and a message.
     pub fn new(code: Code, reason: &str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             code,
             reason: reason.to_owned(),
             message: message.into(),
             metadata: HashMap::new(),
             details: ErrorDetails::new(),
-        }
+        }))
     }
 
     /// INVALID_ARGUMENT with one `BadRequest` field violation; chain [`Self::violation`] for more.
@@ -50,7 +54,7 @@ impl ApiError {
 
     /// Adds a `BadRequest` field violation.
     pub fn violation(mut self, field: &str, description: impl Into<String>) -> Self {
-        self.details.add_bad_request_violation(field, description);
+        self.0.details.add_bad_request_violation(field, description);
         self
     }
 
@@ -61,7 +65,7 @@ impl ApiError {
             "NOT_FOUND",
             format!("{resource_type} {id:?} not found"),
         );
-        err.details.set_resource_info(resource_type, id, "", "");
+        err.0.details.set_resource_info(resource_type, id, "", "");
         err
     }
 
@@ -69,7 +73,8 @@ impl ApiError {
     pub fn failed_precondition(reason: &str, subject: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut err = Self::new(Code::FailedPrecondition, reason, message.clone());
-        err.details
+        err.0
+            .details
             .add_precondition_failure_violation(reason, subject, message);
         err
     }
@@ -98,7 +103,8 @@ impl ApiError {
     pub fn quota_exceeded(reason: &str, subject: &str, description: impl Into<String>) -> Self {
         let description = description.into();
         let mut err = Self::new(Code::ResourceExhausted, reason, description.clone());
-        err.details
+        err.0
+            .details
             .add_quota_failure_violation(subject, description);
         err
     }
@@ -116,35 +122,35 @@ impl ApiError {
 
     /// Adds `RetryInfo` telling the caller when to retry.
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.details.set_retry_info(Some(delay));
+        self.0.details.set_retry_info(Some(delay));
         self
     }
 
     /// Adds a key to the `ErrorInfo` metadata.
     pub fn with_metadata(mut self, key: &str, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.to_owned(), value.into());
+        self.0.metadata.insert(key.to_owned(), value.into());
         self
     }
 
     /// The canonical code.
     pub fn code(&self) -> Code {
-        self.code
+        self.0.code
     }
 
     /// The stable reason.
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.0.reason
     }
 
     /// The message for people.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?} {}: {}", self.code, self.reason, self.message)
+        write!(f, "{:?} {}: {}", self.0.code, self.0.reason, self.0.message)
     }
 }
 
@@ -152,9 +158,15 @@ impl std::error::Error for ApiError {}
 
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Self {
-        let mut details = err.details;
-        details.set_error_info(err.reason, ERROR_DOMAIN, err.metadata);
-        Status::with_error_details(err.code, err.message, details)
+        let Inner {
+            code,
+            reason,
+            message,
+            metadata,
+            mut details,
+        } = *err.0;
+        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
     }
 }
 

@@ -4,13 +4,17 @@
 //! database bootstrap ([`db`]), the events outbox, watch server and consumer ([`events`]), and
 //! an injectable clock ([`clock`]).
 
+pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod clock;
 pub mod context;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod mail;
 pub mod pagination;
+pub mod runtime;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -144,25 +144,19 @@ pub struct GrpcServer {
 }
 
 impl GrpcServer {
-    /// A server with health and reflection (v1 and v1alpha) already in place.
-    pub fn new(config: ServerConfig) -> Result<Self, tonic_reflection::server::Error> {
+    /// A server with health in place; reflection (v1 and v1alpha) is added at [`Self::serve`]
+    /// and lists exactly the services this server runs.
+    pub fn new(config: ServerConfig) -> Self {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        routes.add_service(reflection().build_v1()?);
-        routes.add_service(reflection().build_v1alpha()?);
-        Ok(Self {
+        Self {
             routes,
             health: Health::new(reporter),
             config,
             services: Vec::new(),
             streams: CancellationToken::new(),
-        })
+        }
     }
 
     /// The server's limits.
@@ -222,11 +216,25 @@ impl GrpcServer {
     /// Serves on `listener` until `shutdown` is cancelled, then reports NOT_SERVING, stops
     /// accepting, and drains the calls in flight.
     pub async fn serve(
-        self,
+        mut self,
         listener: TcpListener,
         auth: Authenticator,
         shutdown: CancellationToken,
-    ) -> Result<(), tonic::transport::Error> {
+    ) -> Result<(), ServeError> {
+        let reflection = || {
+            let mut builder = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health");
+            for name in &self.services {
+                builder = builder.with_service_name(*name);
+            }
+            builder
+        };
+        let v1 = reflection().build_v1()?;
+        let v1alpha = reflection().build_v1alpha()?;
+        self.routes.add_service(v1);
+        self.routes.add_service(v1alpha);
         let health = self.health.clone();
         let streams = self.streams.clone();
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
@@ -249,8 +257,20 @@ impl GrpcServer {
                 streams.cancel();
                 tracing::info!("shutting down: draining calls in flight");
             })
-            .await
+            .await?;
+        Ok(())
     }
+}
+
+/// Why a server could not be started or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The descriptor set for reflection is invalid.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// The transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

@@ -164,7 +164,7 @@ impl Rig {
     }
 
     async fn start_producer(&mut self, addr: Option<std::net::SocketAddr>) {
-        let mut server = GrpcServer::new(ServerConfig::default()).unwrap();
+        let mut server = GrpcServer::new(ServerConfig::default());
         let events = EventServer::new([self.outbox.clone()], server.shutdown_token())
             .with_poll_interval(Duration::from_millis(50));
         server

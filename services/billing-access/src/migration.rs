@@ -1,0 +1,16 @@
+//! The billing-access service's database schema, as sea-orm migrations run at start-up and by
+//! `orgplane migrate`.
+
+use orgplane_platform::audit::CreateAuditLog;
+use orgplane_platform::events::migration::CreateConsumerCursors;
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+/// Every migration of the billing-access database, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateConsumerCursors), Box::new(CreateAuditLog)]
+    }
+}

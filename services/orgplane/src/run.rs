@@ -1,0 +1,213 @@
+//! Start-up: migrate, assemble one gRPC server with the chosen services, serve, and start each
+//! service's background work once the server is listening.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, TokenVerifier};
+use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
+use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::pagination::PageTokens;
+use orgplane_platform::runtime::{Endpoints, Runtime};
+use orgplane_platform::server::{GrpcServer, ServerConfig};
+use orgplane_proto::events::v1::event_service_server::EventServiceServer;
+
+use crate::cli::{Cli, Command, Service};
+
+/// Runs what the command line asks for.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None | Some(Command::All) => serve(&cli, &Service::ALL).await,
+        Some(Command::Serve { service }) => serve(&cli, &[service]).await,
+        Some(Command::Migrate { service }) => {
+            let services = service
+                .map(|s| vec![s])
+                .unwrap_or_else(|| Service::ALL.to_vec());
+            for s in services {
+                let url = cli.database_url(s);
+                open(s, &url).await?;
+                println!(
+                    "migrated {} ({})",
+                    s.name(),
+                    orgplane_platform::db::redact(&url)
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The opened services of this process.
+#[derive(Default)]
+struct Opened {
+    identity: Option<orgplane_identity::Identity>,
+    organization: Option<orgplane_organization::Organization>,
+    workspace: Option<orgplane_workspace::Workspace>,
+    billing_access: Option<orgplane_billing_access::BillingAccess>,
+}
+
+async fn open(service: Service, url: &str) -> anyhow::Result<Opened> {
+    let context = || format!("opening the {} database", service.name());
+    let mut opened = Opened::default();
+    match service {
+        Service::Identity => {
+            opened.identity = Some(
+                orgplane_identity::Identity::open(url)
+                    .await
+                    .with_context(context)?,
+            )
+        }
+        Service::Organization => {
+            opened.organization = Some(
+                orgplane_organization::Organization::open(url)
+                    .await
+                    .with_context(context)?,
+            )
+        }
+        Service::Workspace => {
+            opened.workspace = Some(
+                orgplane_workspace::Workspace::open(url)
+                    .await
+                    .with_context(context)?,
+            )
+        }
+        Service::BillingAccess => {
+            opened.billing_access = Some(
+                orgplane_billing_access::BillingAccess::open(url)
+                    .await
+                    .with_context(context)?,
+            )
+        }
+    }
+    Ok(opened)
+}
+
+async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
+    let shutdown = orgplane_platform::server::shutdown_on_signal();
+    let listener = tokio::net::TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("binding {}", cli.listen))?;
+    let local = listener.local_addr()?;
+    let own_url = format!("http://{local}");
+    let url_of =
+        |configured: &Option<String>| configured.clone().unwrap_or_else(|| own_url.clone());
+    let endpoints = Endpoints {
+        identity: connect_lazy(&url_of(&cli.identity_url))?,
+        organization: connect_lazy(&url_of(&cli.organization_url))?,
+        workspace: connect_lazy(&url_of(&cli.workspace_url))?,
+    };
+
+    let mut opened = Opened::default();
+    for &s in services {
+        let url = cli.database_url(s);
+        let o = open(s, &url).await?;
+        opened.identity = opened.identity.or(o.identity);
+        opened.organization = opened.organization.or(o.organization);
+        opened.workspace = opened.workspace.or(o.workspace);
+        opened.billing_access = opened.billing_access.or(o.billing_access);
+    }
+
+    let service_tokens: Arc<dyn ServiceTokenSource> = Arc::new(IdentityServiceTokens::new(
+        endpoints.identity.clone(),
+        cli.service_client_id.clone(),
+        cli.service_client_secret.clone(),
+    ));
+    let page_tokens = match &cli.page_token_secret {
+        Some(secret) if !secret.is_empty() => PageTokens::new(secret.as_bytes()),
+        _ => {
+            if services.len() < Service::ALL.len() {
+                tracing::warn!(
+                    "ORGPLANE_PAGE_TOKEN_SECRET is unset: page tokens are valid only on this replica"
+                );
+            }
+            PageTokens::ephemeral()
+        }
+    };
+    let mut server = GrpcServer::new(ServerConfig::default());
+    let runtime = Runtime {
+        page_tokens,
+        clock: orgplane_platform::clock::system(),
+        service_tokens: service_tokens.clone(),
+        endpoints: endpoints.clone(),
+        shutdown: server.shutdown_token(),
+    };
+
+    let mut outboxes: Vec<Outbox> = Vec::new();
+    if let Some(s) = &opened.identity {
+        s.register(&mut server, &runtime).await;
+        outboxes.push(s.outbox().clone());
+    }
+    if let Some(s) = &opened.organization {
+        s.register(&mut server, &runtime).await;
+        outboxes.push(s.outbox().clone());
+    }
+    if let Some(s) = &opened.workspace {
+        s.register(&mut server, &runtime).await;
+        outboxes.push(s.outbox().clone());
+    }
+    if let Some(s) = &opened.billing_access {
+        s.register(&mut server, &runtime).await;
+    }
+    if !outboxes.is_empty() {
+        let events = EventServer::new(outboxes, server.shutdown_token());
+        server
+            .add_ready_service(orgplane_platform::limit_messages!(
+                EventServiceServer::new(events),
+                server.config()
+            ))
+            .await;
+    }
+
+    let verifier = TokenVerifier::new(
+        cli.issuer.clone(),
+        Arc::new(RemoteKeys::new(endpoints.identity.clone())),
+    );
+    let api_keys = CachedApiKeys::new(
+        Arc::new(RemoteApiKeys::new(
+            endpoints.identity.clone(),
+            service_tokens,
+        )),
+        Duration::from_secs(10),
+    );
+    let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)));
+
+    print_banner(cli, services, local);
+    let health = server.health();
+    let stop = shutdown.clone();
+    let serving = tokio::spawn(async move { server.serve(listener, auth, stop).await });
+
+    if let Some(s) = &opened.identity {
+        s.start(&health, &runtime).await;
+    }
+    if let Some(s) = &opened.organization {
+        s.start(&health, &runtime).await;
+    }
+    if let Some(s) = &opened.workspace {
+        s.start(&health, &runtime).await;
+    }
+    if let Some(s) = &opened.billing_access {
+        s.start(&health, &runtime).await;
+    }
+
+    serving.await.context("server task")?.context("serving")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(cli: &Cli, services: &[Service], addr: std::net::SocketAddr) {
+    let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
+    for &s in services {
+        println!(
+            "  {:<15} database {}",
+            s.name(),
+            orgplane_platform::db::redact(&cli.database_url(s))
+        );
+    }
+    println!(
+        "orgplane {} serving {} on {addr} (gRPC, plaintext; health and reflection enabled)",
+        env!("CARGO_PKG_VERSION"),
+        names.join(", ")
+    );
+    tracing::info!(%addr, services = ?names, "serving");
+}

@@ -1,0 +1,148 @@
+//! The one mailer every service sends through (verification links, password resets, invites).
+//! `file://DIR` writes each message as an `.eml` file under DIR — the development default,
+//! `./data/mail` — and `smtp://` / `smtps://user:pass@host:port` sends over SMTP in production.
+
+use std::path::PathBuf;
+
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Where mail goes.
+#[derive(Clone)]
+pub enum Mailer {
+    /// `.eml` files in a directory.
+    Files(PathBuf, AsyncFileTransport<Tokio1Executor>),
+    /// An SMTP relay.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mailer::Files(dir, _) => write!(f, "Mailer::Files({})", dir.display()),
+            Mailer::Smtp(_) => f.write_str("Mailer::Smtp(..)"),
+        }
+    }
+}
+
+/// One outgoing message.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// The recipient's address.
+    pub to: String,
+    /// The subject line.
+    pub subject: String,
+    /// The plain-text body.
+    pub body: String,
+}
+
+impl Mailer {
+    /// A mailer for `url`: `file://DIR`, `smtp://…` or `smtps://…` (lettre's SMTP URL syntax).
+    /// Must be called inside the Tokio runtime (the SMTP pool starts there).
+    pub fn from_url(url: &str) -> ApiResult<Self> {
+        if let Some(dir) = url.strip_prefix("file://") {
+            return Ok(Self::files(PathBuf::from(dir)));
+        }
+        if url.starts_with("smtp://") || url.starts_with("smtps://") {
+            let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                .map_err(|e| ApiError::invalid_argument("mail_url", e.to_string()))?
+                .build();
+            return Ok(Self::Smtp(transport));
+        }
+        Err(ApiError::invalid_argument(
+            "mail_url",
+            "expected file://DIR, smtp://… or smtps://…",
+        ))
+    }
+
+    /// Writes `.eml` files into `dir` (created on first use).
+    pub fn files(dir: PathBuf) -> Self {
+        let transport = AsyncFileTransport::<Tokio1Executor>::new(&dir);
+        Self::Files(dir, transport)
+    }
+
+    /// A description for start-up banners, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Mailer::Files(dir, _) => format!("files in {}", dir.display()),
+            Mailer::Smtp(_) => "SMTP".to_owned(),
+        }
+    }
+
+    /// Sends `mail` from `from`. Failures are UNAVAILABLE (the caller may retry).
+    pub async fn send(&self, from: &str, mail: Mail) -> ApiResult<()> {
+        let from: Mailbox = from
+            .parse()
+            .map_err(|e| ApiError::internal(format!("bad sender address {from}: {e}")))?;
+        let to: Mailbox = mail
+            .to
+            .parse()
+            .map_err(|_| ApiError::invalid_argument("email", "not a deliverable address"))?;
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(mail.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(mail.body)
+            .map_err(ApiError::internal)?;
+        let sent = match self {
+            Mailer::Files(dir, transport) => {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(ApiError::internal)?;
+                transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Mailer::Smtp(transport) => transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        };
+        sent.map_err(|e| {
+            tracing::warn!(error = %e, "sending mail failed");
+            ApiError::unavailable("MAIL_UNAVAILABLE", "the mail could not be sent; retry")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_mailer_writes_an_eml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer =
+            Mailer::from_url(&format!("file://{}", dir.path().join("mail").display())).unwrap();
+        mailer
+            .send(
+                "Orgplane <no-reply@orgplane.dev>",
+                Mail {
+                    to: "ada@example.com".into(),
+                    subject: "Verify".into(),
+                    body: "https://orgplane.test/verify?token=abc".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("mail"))
+            .unwrap()
+            .collect();
+        assert_eq!(files.len(), 1);
+        let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+        assert!(text.contains("ada@example.com"));
+        assert!(text.contains("token=abc"));
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused() {
+        assert!(Mailer::from_url("ftp://x").is_err());
+        assert!(Mailer::from_url("smtp://localhost:2525").is_ok());
+    }
+}
