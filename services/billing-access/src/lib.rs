@@ -5,6 +5,8 @@
 
 pub mod migration;
 
+use clap::Args;
+
 use orgplane_platform::limit_messages;
 use orgplane_platform::runtime::Runtime;
 use orgplane_platform::server::{GrpcServer, Health};
@@ -17,17 +19,30 @@ use tonic::server::NamedService;
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "billing-access";
 
+/// The service's own settings (flags and environment variables of the `orgplane` binary).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Config {}
+
 /// The service: its database and what it publishes.
 #[derive(Clone, Debug)]
 pub struct BillingAccess {
     db: DatabaseConnection,
+    #[allow(dead_code)] // used once the service's RPCs land
+    runtime: Runtime,
 }
 
 impl BillingAccess {
-    /// Connects to `database_url` and runs the migrations.
-    pub async fn open(database_url: &str) -> Result<Self, DbErr> {
+    /// Connects to `database_url`, runs the migrations, and prepares the service.
+    pub async fn open(
+        database_url: &str,
+        _config: &Config,
+        runtime: &Runtime,
+    ) -> Result<Self, DbErr> {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            runtime: runtime.clone(),
+        })
     }
 
     /// The service's database.
@@ -36,14 +51,14 @@ impl BillingAccess {
     }
 
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer, _runtime: &Runtime) {
+    pub async fn register(&self, server: &mut GrpcServer) {
         let api = BillingAccessApi {};
         let service = limit_messages!(BillingAccessServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
     /// Starts the service's background work once the server is listening, and reports it ready.
-    pub async fn start(&self, health: &Health, _runtime: &Runtime) {
+    pub async fn start(&self, health: &Health) {
         health
             .set_ready(
                 <BillingAccessServiceServer<BillingAccessApi> as NamedService>::NAME,

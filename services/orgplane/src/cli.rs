@@ -105,6 +105,22 @@ pub struct Cli {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// Identity settings.
+    #[command(flatten, next_help_heading = "Identity")]
+    pub identity: orgplane_identity::Config,
+
+    /// Organization settings.
+    #[command(flatten, next_help_heading = "Organization")]
+    pub organization: orgplane_organization::Config,
+
+    /// Workspace settings.
+    #[command(flatten, next_help_heading = "Workspace")]
+    pub workspace: orgplane_workspace::Config,
+
+    /// Billing-access settings.
+    #[command(flatten, next_help_heading = "Billing access")]
+    pub billing_access: orgplane_billing_access::Config,
 }
 
 /// What to run.

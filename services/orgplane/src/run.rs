@@ -1,5 +1,5 @@
-//! Start-up: migrate, assemble one gRPC server with the chosen services, serve, and start each
-//! service's background work once the server is listening.
+//! Start-up: bind, build the shared runtime, migrate and open the chosen services, assemble one
+//! gRPC server, serve, and start each service's background work once the server is listening.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,25 +20,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None | Some(Command::All) => serve(&cli, &Service::ALL).await,
         Some(Command::Serve { service }) => serve(&cli, &[service]).await,
-        Some(Command::Migrate { service }) => {
-            let services = service
-                .map(|s| vec![s])
-                .unwrap_or_else(|| Service::ALL.to_vec());
-            for s in services {
-                let url = cli.database_url(s);
-                open(s, &url).await?;
-                println!(
-                    "migrated {} ({})",
-                    s.name(),
-                    orgplane_platform::db::redact(&url)
-                );
-            }
-            Ok(())
-        }
+        Some(Command::Migrate { service }) => migrate(&cli, service).await,
     }
 }
 
-/// The opened services of this process.
+async fn migrate(cli: &Cli, service: Option<Service>) -> anyhow::Result<()> {
+    use orgplane_platform::db::{open, redact};
+    let services = service
+        .map(|s| vec![s])
+        .unwrap_or_else(|| Service::ALL.to_vec());
+    for s in services {
+        let url = cli.database_url(s);
+        let migrated = match s {
+            Service::Identity => open::<orgplane_identity::migration::Migrator>(&url).await,
+            Service::Organization => open::<orgplane_organization::migration::Migrator>(&url).await,
+            Service::Workspace => open::<orgplane_workspace::migration::Migrator>(&url).await,
+            Service::BillingAccess => {
+                open::<orgplane_billing_access::migration::Migrator>(&url).await
+            }
+        };
+        migrated.with_context(|| format!("migrating the {} database", s.name()))?;
+        println!("migrated {} ({})", s.name(), redact(&url));
+    }
+    Ok(())
+}
+
+/// The services this process runs.
 #[derive(Default)]
 struct Opened {
     identity: Option<orgplane_identity::Identity>,
@@ -47,40 +54,91 @@ struct Opened {
     billing_access: Option<orgplane_billing_access::BillingAccess>,
 }
 
-async fn open(service: Service, url: &str) -> anyhow::Result<Opened> {
-    let context = || format!("opening the {} database", service.name());
-    let mut opened = Opened::default();
-    match service {
-        Service::Identity => {
-            opened.identity = Some(
-                orgplane_identity::Identity::open(url)
-                    .await
-                    .with_context(context)?,
-            )
+impl Opened {
+    async fn open(cli: &Cli, services: &[Service], runtime: &Runtime) -> anyhow::Result<Self> {
+        let mut opened = Opened::default();
+        for &s in services {
+            let url = cli.database_url(s);
+            let context = || format!("opening the {} database", s.name());
+            match s {
+                Service::Identity => {
+                    opened.identity = Some(
+                        orgplane_identity::Identity::open(&url, &cli.identity, runtime)
+                            .await
+                            .with_context(context)?,
+                    )
+                }
+                Service::Organization => {
+                    opened.organization = Some(
+                        orgplane_organization::Organization::open(&url, &cli.organization, runtime)
+                            .await
+                            .with_context(context)?,
+                    )
+                }
+                Service::Workspace => {
+                    opened.workspace = Some(
+                        orgplane_workspace::Workspace::open(&url, &cli.workspace, runtime)
+                            .await
+                            .with_context(context)?,
+                    )
+                }
+                Service::BillingAccess => {
+                    opened.billing_access = Some(
+                        orgplane_billing_access::BillingAccess::open(
+                            &url,
+                            &cli.billing_access,
+                            runtime,
+                        )
+                        .await
+                        .with_context(context)?,
+                    )
+                }
+            }
         }
-        Service::Organization => {
-            opened.organization = Some(
-                orgplane_organization::Organization::open(url)
-                    .await
-                    .with_context(context)?,
-            )
+        Ok(opened)
+    }
+
+    async fn register(&self, server: &mut GrpcServer) {
+        let mut outboxes: Vec<Outbox> = Vec::new();
+        if let Some(s) = &self.identity {
+            s.register(server).await;
+            outboxes.push(s.outbox().clone());
         }
-        Service::Workspace => {
-            opened.workspace = Some(
-                orgplane_workspace::Workspace::open(url)
-                    .await
-                    .with_context(context)?,
-            )
+        if let Some(s) = &self.organization {
+            s.register(server).await;
+            outboxes.push(s.outbox().clone());
         }
-        Service::BillingAccess => {
-            opened.billing_access = Some(
-                orgplane_billing_access::BillingAccess::open(url)
-                    .await
-                    .with_context(context)?,
-            )
+        if let Some(s) = &self.workspace {
+            s.register(server).await;
+            outboxes.push(s.outbox().clone());
+        }
+        if let Some(s) = &self.billing_access {
+            s.register(server).await;
+        }
+        if !outboxes.is_empty() {
+            let events = EventServer::new(outboxes, server.shutdown_token());
+            let service = orgplane_platform::limit_messages!(
+                EventServiceServer::new(events),
+                server.config()
+            );
+            server.add_ready_service(service).await;
         }
     }
-    Ok(opened)
+
+    async fn start(&self, health: &orgplane_platform::server::Health) {
+        if let Some(s) = &self.identity {
+            s.start(health).await;
+        }
+        if let Some(s) = &self.organization {
+            s.start(health).await;
+        }
+        if let Some(s) = &self.workspace {
+            s.start(health).await;
+        }
+        if let Some(s) = &self.billing_access {
+            s.start(health).await;
+        }
+    }
 }
 
 async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
@@ -97,17 +155,6 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
         organization: connect_lazy(&url_of(&cli.organization_url))?,
         workspace: connect_lazy(&url_of(&cli.workspace_url))?,
     };
-
-    let mut opened = Opened::default();
-    for &s in services {
-        let url = cli.database_url(s);
-        let o = open(s, &url).await?;
-        opened.identity = opened.identity.or(o.identity);
-        opened.organization = opened.organization.or(o.organization);
-        opened.workspace = opened.workspace.or(o.workspace);
-        opened.billing_access = opened.billing_access.or(o.billing_access);
-    }
-
     let service_tokens: Arc<dyn ServiceTokenSource> = Arc::new(IdentityServiceTokens::new(
         endpoints.identity.clone(),
         cli.service_client_id.clone(),
@@ -133,31 +180,8 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
         shutdown: server.shutdown_token(),
     };
 
-    let mut outboxes: Vec<Outbox> = Vec::new();
-    if let Some(s) = &opened.identity {
-        s.register(&mut server, &runtime).await;
-        outboxes.push(s.outbox().clone());
-    }
-    if let Some(s) = &opened.organization {
-        s.register(&mut server, &runtime).await;
-        outboxes.push(s.outbox().clone());
-    }
-    if let Some(s) = &opened.workspace {
-        s.register(&mut server, &runtime).await;
-        outboxes.push(s.outbox().clone());
-    }
-    if let Some(s) = &opened.billing_access {
-        s.register(&mut server, &runtime).await;
-    }
-    if !outboxes.is_empty() {
-        let events = EventServer::new(outboxes, server.shutdown_token());
-        server
-            .add_ready_service(orgplane_platform::limit_messages!(
-                EventServiceServer::new(events),
-                server.config()
-            ))
-            .await;
-    }
+    let opened = Opened::open(cli, services, &runtime).await?;
+    opened.register(&mut server).await;
 
     let verifier = TokenVerifier::new(
         cli.issuer.clone(),
@@ -174,21 +198,8 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
 
     print_banner(cli, services, local);
     let health = server.health();
-    let stop = shutdown.clone();
-    let serving = tokio::spawn(async move { server.serve(listener, auth, stop).await });
-
-    if let Some(s) = &opened.identity {
-        s.start(&health, &runtime).await;
-    }
-    if let Some(s) = &opened.organization {
-        s.start(&health, &runtime).await;
-    }
-    if let Some(s) = &opened.workspace {
-        s.start(&health, &runtime).await;
-    }
-    if let Some(s) = &opened.billing_access {
-        s.start(&health, &runtime).await;
-    }
+    let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });
+    opened.start(&health).await;
 
     serving.await.context("server task")?.context("serving")?;
     tracing::info!("stopped");

@@ -5,6 +5,8 @@
 
 pub mod migration;
 
+use clap::Args;
+
 use orgplane_platform::events::Outbox;
 use orgplane_platform::limit_messages;
 use orgplane_platform::runtime::Runtime;
@@ -19,19 +21,32 @@ use tonic::server::NamedService;
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "workspace";
 
+/// The service's own settings (flags and environment variables of the `orgplane` binary).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Config {}
+
 /// The service: its database and what it publishes.
 #[derive(Clone, Debug)]
 pub struct Workspace {
     db: DatabaseConnection,
+    runtime: Runtime,
     outbox: Outbox,
 }
 
 impl Workspace {
-    /// Connects to `database_url` and runs the migrations.
-    pub async fn open(database_url: &str) -> Result<Self, DbErr> {
+    /// Connects to `database_url`, runs the migrations, and prepares the service.
+    pub async fn open(
+        database_url: &str,
+        _config: &Config,
+        runtime: &Runtime,
+    ) -> Result<Self, DbErr> {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
         let outbox = Outbox::new(db.clone(), Producer::Workspace);
-        Ok(Self { db, outbox })
+        Ok(Self {
+            db,
+            runtime: runtime.clone(),
+            outbox,
+        })
     }
 
     /// The service's database.
@@ -45,14 +60,19 @@ impl Workspace {
     }
 
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer, _runtime: &Runtime) {
+    pub async fn register(&self, server: &mut GrpcServer) {
         let api = WorkspaceApi {};
         let service = limit_messages!(WorkspaceServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
     /// Starts the service's background work once the server is listening, and reports it ready.
-    pub async fn start(&self, health: &Health, _runtime: &Runtime) {
+    pub async fn start(&self, health: &Health) {
+        self.outbox.spawn_compaction(
+            orgplane_platform::events::outbox::DEFAULT_RETENTION,
+            std::time::Duration::from_secs(3600),
+            self.runtime.shutdown.clone(),
+        );
         health
             .set_ready(
                 <WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME,

@@ -14,6 +14,8 @@ pub mod error;
 pub mod events;
 pub mod mail;
 pub mod pagination;
+pub mod replica;
+pub mod roles;
 pub mod runtime;
 pub mod server;
 pub mod telemetry;

@@ -57,6 +57,14 @@ pub trait EventHandler: Send + Sync + 'static {
     /// Rebuilds this service's replica from the producer's snapshot inside `txn` and returns the
     /// revision the snapshot is consistent at (the cursor to watch from).
     fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>>;
+
+    /// Called after the transaction that applied `events` (or, with `resynced`, a snapshot)
+    /// committed and before the new revision is announced: where in-memory views catch up, so
+    /// that a reader waiting for the revision sees them.
+    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
+        let _ = (events, resynced);
+        Box::pin(async {})
+    }
 }
 
 /// Counters of one consumer, for tests, metrics and lag.
@@ -335,6 +343,7 @@ impl Consumer {
         }
         store_cursor(&txn, self.config.producer, cursor).await?;
         txn.commit().await?;
+        self.handler.committed(events, false).await;
         self.stats
             .applied
             .fetch_add((cursor - start) as u64, Ordering::Relaxed);
@@ -360,6 +369,7 @@ impl Consumer {
         }
         store_cursor(&txn, self.config.producer, revision).await?;
         txn.commit().await?;
+        self.handler.committed(&[], true).await;
         self.stats.resyncs.fetch_add(1, Ordering::Relaxed);
         self.applied.send_replace(revision);
         tracing::info!(

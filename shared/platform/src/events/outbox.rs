@@ -225,6 +225,32 @@ impl Outbox {
     }
 }
 
+/// How long events are kept before compaction by default.
+pub const DEFAULT_RETENTION: chrono::Duration = chrono::Duration::days(7);
+
+impl Outbox {
+    /// Compacts events older than `retention` every `every` until `shutdown`.
+    pub fn spawn_compaction(
+        &self,
+        retention: chrono::Duration,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let outbox = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {},
+                }
+                if let Err(e) = outbox.compact(Utc::now() - retention).await {
+                    tracing::warn!(producer = ?outbox.producer, error = %e, "outbox compaction failed");
+                }
+            }
+        })
+    }
+}
+
 /// A protobuf timestamp for `t`.
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {

@@ -1,0 +1,597 @@
+//! A local replica of organization roles, kept by every service that consumes the organization
+//! service's events (identity, workspace, billing-access): organizations with their state and
+//! members with their roles, in the consumer's own database and mirrored in memory so that hot
+//! paths (access checks) never touch the database. It is applied inside the consumer's
+//! transaction ([`RoleReplica::apply`]), rebuilt from `ListRoleAssignments` on re-sync, and the
+//! memory view is refreshed after commit, before the revision is announced.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use orgplane_proto::events::v1::{Event, event::Payload};
+use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
+use orgplane_proto::organization::v1::{ListRoleAssignmentsRequest, OrgRole, OrganizationState};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm_migration::prelude as mig;
+use tonic::transport::Channel;
+
+use crate::auth::ServiceTokenSource;
+use crate::error::{ApiError, ApiResult};
+
+/// Rows of `replica_organizations`.
+pub mod org_row {
+    use sea_orm::entity::prelude::*;
+
+    /// A replicated organization.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "replica_organizations")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// Its name.
+        pub name: String,
+        /// Its primary email.
+        pub primary_email: String,
+        /// Its owner.
+        pub owner_user_id: String,
+        /// `OrganizationState` as its number.
+        pub state: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `replica_members`.
+pub mod member_row {
+    use sea_orm::entity::prelude::*;
+
+    /// A replicated membership.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "replica_members")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// The member's user id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// `OrgRole` as its number.
+        pub role: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The migration creating the replica's tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateRoleReplica;
+
+impl mig::MigrationName for CreateRoleReplica {
+    fn name(&self) -> &str {
+        "m20261123_000004_create_role_replica"
+    }
+}
+
+#[derive(mig::DeriveIden)]
+enum ReplicaOrganizations {
+    Table,
+    OrganizationId,
+    Name,
+    PrimaryEmail,
+    OwnerUserId,
+    State,
+}
+
+#[derive(mig::DeriveIden)]
+enum ReplicaMembers {
+    Table,
+    OrganizationId,
+    UserId,
+    Role,
+}
+
+#[mig::async_trait::async_trait]
+impl mig::MigrationTrait for CreateRoleReplica {
+    async fn up(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        use mig::{ColumnDef, Index, Table};
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReplicaOrganizations::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::OrganizationId)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::Name)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::PrimaryEmail)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::OwnerUserId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::State)
+                            .integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReplicaMembers::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ReplicaMembers::OrganizationId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ReplicaMembers::UserId).string().not_null())
+                    .col(ColumnDef::new(ReplicaMembers::Role).integer().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ReplicaMembers::OrganizationId)
+                            .col(ReplicaMembers::UserId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_replica_members_user")
+                    .table(ReplicaMembers::Table)
+                    .col(ReplicaMembers::UserId)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(mig::Table::drop().table(ReplicaMembers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(
+                mig::Table::drop()
+                    .table(ReplicaOrganizations::Table)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// One organization in memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgEntry {
+    /// Its name.
+    pub name: String,
+    /// Its primary email.
+    pub primary_email: String,
+    /// Its owner.
+    pub owner_user_id: String,
+    /// ACTIVE or DELETED.
+    pub state: i32,
+    /// Members and their roles.
+    pub members: HashMap<String, OrgRole>,
+}
+
+impl OrgEntry {
+    /// True while the organization is ACTIVE.
+    pub fn is_active(&self) -> bool {
+        self.state == OrganizationState::Active as i32
+    }
+}
+
+/// The replica; cheap to clone (the memory view is shared).
+#[derive(Clone)]
+pub struct RoleReplica {
+    db: DatabaseConnection,
+    organization: Channel,
+    tokens: Arc<dyn ServiceTokenSource>,
+    memory: Arc<RwLock<HashMap<String, OrgEntry>>>,
+}
+
+impl std::fmt::Debug for RoleReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleReplica").finish_non_exhaustive()
+    }
+}
+
+fn role_of(v: i32) -> OrgRole {
+    OrgRole::try_from(v).unwrap_or(OrgRole::Unspecified)
+}
+
+impl RoleReplica {
+    /// The replica in `db` (its migration must have run), loaded into memory. Re-syncs fetch the
+    /// snapshot from the organization service over `organization` with `tokens`.
+    pub async fn load(
+        db: DatabaseConnection,
+        organization: Channel,
+        tokens: Arc<dyn ServiceTokenSource>,
+    ) -> Result<Self, DbErr> {
+        let replica = Self {
+            db,
+            organization,
+            tokens,
+            memory: Arc::new(RwLock::new(HashMap::new())),
+        };
+        replica.reload().await?;
+        Ok(replica)
+    }
+
+    /// Reloads the memory view from the database.
+    pub async fn reload(&self) -> Result<(), DbErr> {
+        let mut view: HashMap<String, OrgEntry> = org_row::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|o| {
+                (
+                    o.organization_id,
+                    OrgEntry {
+                        name: o.name,
+                        primary_email: o.primary_email,
+                        owner_user_id: o.owner_user_id,
+                        state: o.state,
+                        members: HashMap::new(),
+                    },
+                )
+            })
+            .collect();
+        for m in member_row::Entity::find().all(&self.db).await? {
+            view.entry(m.organization_id)
+                .or_default()
+                .members
+                .insert(m.user_id, role_of(m.role));
+        }
+        *self.memory.write().unwrap_or_else(|e| e.into_inner()) = view;
+        Ok(())
+    }
+
+    /// The role of `user_id` in `organization_id` while the organization is ACTIVE.
+    pub fn role(&self, organization_id: &str, user_id: &str) -> Option<OrgRole> {
+        let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
+        let org = memory.get(organization_id)?;
+        if !org.is_active() {
+            return None;
+        }
+        org.members.get(user_id).copied()
+    }
+
+    /// A copy of the organization's entry, whatever its state.
+    pub fn organization(&self, organization_id: &str) -> Option<OrgEntry> {
+        self.memory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(organization_id)
+            .cloned()
+    }
+
+    /// The organizations `user_id` belongs to, with their role (ACTIVE organizations only).
+    pub fn organizations_of(&self, user_id: &str) -> Vec<(String, OrgRole)> {
+        let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(String, OrgRole)> = memory
+            .iter()
+            .filter(|(_, o)| o.is_active())
+            .filter_map(|(id, o)| o.members.get(user_id).map(|r| (id.clone(), *r)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Applies an organization event to the replica's tables inside the consumer's `txn`.
+    /// Events of other kinds are ignored. Every change is an assignment of state, so applying an
+    /// event on top of a snapshot that already reflects it is harmless.
+    pub async fn apply<C: ConnectionTrait>(&self, txn: &C, event: &Event) -> ApiResult<()> {
+        let Some(payload) = &event.payload else {
+            return Ok(());
+        };
+        match payload {
+            Payload::OrganizationCreated(e) => {
+                upsert_org(
+                    txn,
+                    &e.organization_id,
+                    &e.name,
+                    &e.primary_email,
+                    &e.owner_user_id,
+                    OrganizationState::Active,
+                )
+                .await?;
+                upsert_member(txn, &e.organization_id, &e.owner_user_id, OrgRole::Owner).await?;
+            }
+            Payload::OrganizationUpdated(e) => {
+                org_row::Entity::update_many()
+                    .col_expr(org_row::Column::Name, Expr::value(e.name.clone()))
+                    .col_expr(
+                        org_row::Column::PrimaryEmail,
+                        Expr::value(e.primary_email.clone()),
+                    )
+                    .filter(org_row::Column::OrganizationId.eq(&e.organization_id))
+                    .exec(txn)
+                    .await?;
+            }
+            Payload::OrganizationDeleted(e) => {
+                set_state(txn, &e.organization_id, OrganizationState::Deleted).await?;
+            }
+            Payload::OrganizationRestored(e) => {
+                set_state(txn, &e.organization_id, OrganizationState::Active).await?;
+            }
+            Payload::OrganizationPurged(e) => {
+                member_row::Entity::delete_many()
+                    .filter(member_row::Column::OrganizationId.eq(&e.organization_id))
+                    .exec(txn)
+                    .await?;
+                org_row::Entity::delete_by_id(e.organization_id.clone())
+                    .exec(txn)
+                    .await?;
+            }
+            Payload::MemberAdded(e) => {
+                upsert_member(txn, &e.organization_id, &e.user_id, role_of(e.role)).await?;
+            }
+            Payload::MemberRoleChanged(e) => {
+                upsert_member(txn, &e.organization_id, &e.user_id, role_of(e.new_role)).await?;
+            }
+            Payload::MemberRemoved(e) => {
+                member_row::Entity::delete_by_id((e.organization_id.clone(), e.user_id.clone()))
+                    .exec(txn)
+                    .await?;
+            }
+            Payload::OwnershipTransferred(e) => {
+                upsert_member(
+                    txn,
+                    &e.organization_id,
+                    &e.new_owner_user_id,
+                    OrgRole::Owner,
+                )
+                .await?;
+                upsert_member(
+                    txn,
+                    &e.organization_id,
+                    &e.previous_owner_user_id,
+                    OrgRole::Admin,
+                )
+                .await?;
+                org_row::Entity::update_many()
+                    .col_expr(
+                        org_row::Column::OwnerUserId,
+                        Expr::value(e.new_owner_user_id.clone()),
+                    )
+                    .filter(org_row::Column::OrganizationId.eq(&e.organization_id))
+                    .exec(txn)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Applies committed events to the memory view (call from `EventHandler::committed`).
+    pub fn apply_in_memory(&self, events: &[Event]) {
+        let mut memory = self.memory.write().unwrap_or_else(|e| e.into_inner());
+        for event in events {
+            let Some(payload) = &event.payload else {
+                continue;
+            };
+            match payload {
+                Payload::OrganizationCreated(e) => {
+                    let org = memory.entry(e.organization_id.clone()).or_default();
+                    org.name = e.name.clone();
+                    org.primary_email = e.primary_email.clone();
+                    org.owner_user_id = e.owner_user_id.clone();
+                    org.state = OrganizationState::Active as i32;
+                    org.members.insert(e.owner_user_id.clone(), OrgRole::Owner);
+                }
+                Payload::OrganizationUpdated(e) => {
+                    if let Some(org) = memory.get_mut(&e.organization_id) {
+                        org.name = e.name.clone();
+                        org.primary_email = e.primary_email.clone();
+                    }
+                }
+                Payload::OrganizationDeleted(e) => {
+                    if let Some(org) = memory.get_mut(&e.organization_id) {
+                        org.state = OrganizationState::Deleted as i32;
+                    }
+                }
+                Payload::OrganizationRestored(e) => {
+                    if let Some(org) = memory.get_mut(&e.organization_id) {
+                        org.state = OrganizationState::Active as i32;
+                    }
+                }
+                Payload::OrganizationPurged(e) => {
+                    memory.remove(&e.organization_id);
+                }
+                Payload::MemberAdded(e) => {
+                    memory
+                        .entry(e.organization_id.clone())
+                        .or_default()
+                        .members
+                        .insert(e.user_id.clone(), role_of(e.role));
+                }
+                Payload::MemberRoleChanged(e) => {
+                    memory
+                        .entry(e.organization_id.clone())
+                        .or_default()
+                        .members
+                        .insert(e.user_id.clone(), role_of(e.new_role));
+                }
+                Payload::MemberRemoved(e) => {
+                    if let Some(org) = memory.get_mut(&e.organization_id) {
+                        org.members.remove(&e.user_id);
+                    }
+                }
+                Payload::OwnershipTransferred(e) => {
+                    let org = memory.entry(e.organization_id.clone()).or_default();
+                    org.members
+                        .insert(e.new_owner_user_id.clone(), OrgRole::Owner);
+                    org.members
+                        .insert(e.previous_owner_user_id.clone(), OrgRole::Admin);
+                    org.owner_user_id = e.new_owner_user_id.clone();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Replaces the replica's tables with the organization service's snapshot inside `txn` and
+    /// returns the snapshot's revision (call from `EventHandler::resync`, then [`Self::reload`]
+    /// after commit).
+    pub async fn resync<C: ConnectionTrait>(&self, txn: &C) -> ApiResult<i64> {
+        let mut client = OrganizationServiceClient::new(self.organization.clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut page_token = String::new();
+        let mut revision = None;
+        let mut orgs: Vec<org_row::ActiveModel> = Vec::new();
+        let mut members: Vec<member_row::ActiveModel> = Vec::new();
+        let mut seen_orgs = std::collections::HashSet::new();
+        loop {
+            let token = self.tokens.token().await?;
+            let page = client
+                .list_role_assignments(crate::auth::outgoing(
+                    ListRoleAssignmentsRequest {
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                    },
+                    Some(&token),
+                    None,
+                ))
+                .await
+                .map_err(|s| {
+                    ApiError::unavailable(
+                        "SNAPSHOT_UNAVAILABLE",
+                        format!("ListRoleAssignments failed: {}", s.message()),
+                    )
+                })?
+                .into_inner();
+            revision.get_or_insert(page.revision);
+            for entry in page.organizations {
+                let Some(org) = entry.organization else {
+                    continue;
+                };
+                if seen_orgs.insert(org.id.clone()) {
+                    orgs.push(org_row::ActiveModel {
+                        organization_id: sea_orm::Set(org.id.clone()),
+                        name: sea_orm::Set(org.name.clone()),
+                        primary_email: sea_orm::Set(org.primary_email.clone()),
+                        owner_user_id: sea_orm::Set(org.owner_user_id.clone()),
+                        state: sea_orm::Set(org.state),
+                    });
+                }
+                for a in entry.role_assignments {
+                    members.push(member_row::ActiveModel {
+                        organization_id: sea_orm::Set(org.id.clone()),
+                        user_id: sea_orm::Set(a.user_id),
+                        role: sea_orm::Set(a.role),
+                    });
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        member_row::Entity::delete_many().exec(txn).await?;
+        org_row::Entity::delete_many().exec(txn).await?;
+        for chunk in orgs.chunks(500) {
+            org_row::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
+        }
+        for chunk in members.chunks(500) {
+            member_row::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
+        }
+        Ok(revision.unwrap_or(0))
+    }
+}
+
+async fn upsert_org<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    name: &str,
+    primary_email: &str,
+    owner: &str,
+    state: OrganizationState,
+) -> Result<(), DbErr> {
+    org_row::Entity::insert(org_row::ActiveModel {
+        organization_id: sea_orm::Set(id.to_owned()),
+        name: sea_orm::Set(name.to_owned()),
+        primary_email: sea_orm::Set(primary_email.to_owned()),
+        owner_user_id: sea_orm::Set(owner.to_owned()),
+        state: sea_orm::Set(state as i32),
+    })
+    .on_conflict(
+        OnConflict::column(org_row::Column::OrganizationId)
+            .update_columns([
+                org_row::Column::Name,
+                org_row::Column::PrimaryEmail,
+                org_row::Column::OwnerUserId,
+                org_row::Column::State,
+            ])
+            .to_owned(),
+    )
+    .exec(txn)
+    .await?;
+    Ok(())
+}
+
+async fn set_state<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    state: OrganizationState,
+) -> Result<(), DbErr> {
+    org_row::Entity::update_many()
+        .col_expr(org_row::Column::State, Expr::value(state as i32))
+        .filter(org_row::Column::OrganizationId.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_member<C: ConnectionTrait>(
+    txn: &C,
+    org: &str,
+    user: &str,
+    role: OrgRole,
+) -> Result<(), DbErr> {
+    member_row::Entity::insert(member_row::ActiveModel {
+        organization_id: sea_orm::Set(org.to_owned()),
+        user_id: sea_orm::Set(user.to_owned()),
+        role: sea_orm::Set(role as i32),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            member_row::Column::OrganizationId,
+            member_row::Column::UserId,
+        ])
+        .update_column(member_row::Column::Role)
+        .to_owned(),
+    )
+    .exec(txn)
+    .await?;
+    Ok(())
+}
