@@ -187,3 +187,25 @@ impl Cli {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["orgplane", "serve", "billing-access"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Serve {
+                service: Service::BillingAccess
+            })
+        ));
+        assert!(
+            cli.database_url(Service::BillingAccess)
+                .ends_with("billing-access.db?mode=rwc")
+        );
+    }
+}

@@ -23,6 +23,7 @@ pub const NAME: &str = "workspace";
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
 #[derive(Debug, Clone, Default, Args)]
+#[group(skip)]
 pub struct Config {}
 
 /// The service: its database and what it publishes.
