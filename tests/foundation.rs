@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use orgplane_tests::{Orgplane, wait_serving};
+mod support;
+
+use support::{Orgplane, wait_serving};
 use tokio_stream::StreamExt;
 
 const SERVICES: [&str; 4] = [
@@ -154,7 +156,7 @@ async fn foundation_serve_runs_one_service_per_process() {
 #[tokio::test]
 async fn foundation_migrate_creates_every_database_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(orgplane_tests::orgplane_binary())
+    let out = std::process::Command::new(support::orgplane_binary())
         .arg("migrate")
         .env("ORGPLANE_DATA_DIR", dir.path().join("data"))
         .env("RUST_LOG", "warn")

@@ -1,5 +1,7 @@
-//! Drives the real `orgplane` binary in tests: starts it as a child process on a free loopback
+//! Test support: drives the real `orgplane` binary in tests: starts it as a child process on a free loopback
 //! port with its own data directory, waits for its banner, and stops it with SIGTERM.
+
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -8,20 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// The `orgplane` binary built next to the running test.
+/// The `orgplane` binary cargo built for these tests.
 pub fn orgplane_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
-    let bin = dir.join("orgplane");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` (it builds the binary)",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_orgplane"))
 }
 
 /// A running `orgplane` process.
