@@ -9,7 +9,7 @@ use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, 
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
 use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::pagination::PageTokens;
-use orgplane_platform::runtime::{Endpoints, Runtime};
+use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 
@@ -155,10 +155,19 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
         organization: connect_lazy(&url_of(&cli.organization_url))?,
         workspace: connect_lazy(&url_of(&cli.workspace_url))?,
     };
+    let service_account = ServiceAccount {
+        client_id: cli.service_client_id.clone(),
+        client_secret: if cli.service_client_secret.is_empty() {
+            // Only an identity service in this same process can know a generated secret.
+            uuid::Uuid::new_v4().simple().to_string()
+        } else {
+            cli.service_client_secret.clone()
+        },
+    };
     let service_tokens: Arc<dyn ServiceTokenSource> = Arc::new(IdentityServiceTokens::new(
         endpoints.identity.clone(),
-        cli.service_client_id.clone(),
-        cli.service_client_secret.clone(),
+        service_account.client_id.clone(),
+        service_account.client_secret.clone(),
     ));
     let page_tokens = match &cli.page_token_secret {
         Some(secret) if !secret.is_empty() => PageTokens::new(secret.as_bytes()),
@@ -173,6 +182,8 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
     };
     let mut server = GrpcServer::new(ServerConfig::default());
     let runtime = Runtime {
+        issuer: cli.issuer.clone(),
+        service_account,
         page_tokens,
         clock: orgplane_platform::clock::system(),
         service_tokens: service_tokens.clone(),

@@ -23,9 +23,31 @@ pub struct Endpoints {
     pub workspace: Channel,
 }
 
+/// The service account this process presents on internal calls.
+#[derive(Clone)]
+pub struct ServiceAccount {
+    /// Its client id (the `sub` of its service tokens).
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Shared start-up dependencies; see the module docs.
 #[derive(Clone)]
 pub struct Runtime {
+    /// The `iss` of access tokens (identity signs with it, everyone checks it).
+    pub issuer: String,
+    /// This process's own service account. An identity service in the same process trusts it
+    /// without configuration (in `all` mode a random secret is generated at start-up).
+    pub service_account: ServiceAccount,
     /// Signs and checks page tokens (shared by every replica).
     pub page_tokens: PageTokens,
     /// The clock (moved forward in tests to reach purge times).

@@ -258,3 +258,29 @@ pub fn channel(url: &str) -> tonic::transport::Channel {
 pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     crate::auth::outgoing(message, Some(token), None)
 }
+
+/// A [`crate::runtime::Runtime`] for a service under test: every endpoint at `url` (where the
+/// test serves the services it needs), service tokens minted by `auth`, a throw-away page-token
+/// key, and `clock`.
+pub fn runtime(
+    url: &str,
+    auth: &TestAuth,
+    clock: crate::clock::SharedClock,
+) -> crate::runtime::Runtime {
+    crate::runtime::Runtime {
+        issuer: TEST_ISSUER.to_owned(),
+        service_account: crate::runtime::ServiceAccount {
+            client_id: "orgplane-test".to_owned(),
+            client_secret: "test-secret".to_owned(),
+        },
+        page_tokens: crate::pagination::PageTokens::ephemeral(),
+        clock,
+        service_tokens: auth.service_tokens("orgplane-test"),
+        endpoints: crate::runtime::Endpoints {
+            identity: channel(url),
+            organization: channel(url),
+            workspace: channel(url),
+        },
+        shutdown: CancellationToken::new(),
+    }
+}
