@@ -54,6 +54,10 @@ macro_rules! limit_messages {
     };
 }
 
+/// The health service name that is SERVING for as long as the process serves at all: what
+/// liveness probes ask, so that a replica waiting for a dependency is not restarted.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Per-service readiness reported through `grpc.health.v1.Health`. A service is NOT_SERVING from
 /// registration until it says it is ready (migrations ran, consumers caught up); the overall
 /// status (service `""`) is SERVING only while every registered service is.
@@ -231,6 +235,10 @@ impl GrpcServer {
             }
             builder
         };
+        self.health
+            .reporter
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let v1 = reflection().build_v1()?;
         let v1alpha = reflection().build_v1alpha()?;
         self.routes.add_service(v1);

@@ -1,0 +1,18 @@
+# The one Orgplane image: the `orgplane` binary on a distroless, non-root base.
+#   docker build -t orgplane .
+#   docker run --rm -p 50051:50051 orgplane all --listen 0.0.0.0:50051
+# Kubernetes runs it as `orgplane serve <service>` (see k8s/).
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked -p orgplane \
+ && install -D target/release/orgplane /out/orgplane
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /out/orgplane /usr/local/bin/orgplane
+USER 65532:65532
+ENV ORGPLANE_DATA_DIR=/data
+EXPOSE 50051
+ENTRYPOINT ["/usr/local/bin/orgplane"]
+CMD ["all", "--listen", "0.0.0.0:50051"]
