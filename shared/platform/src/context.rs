@@ -87,6 +87,7 @@ where
             .and_then(sane_request_id)
             .unwrap_or_else(new_request_id);
         let (service, method) = split_path(req.uri().path());
+        let labels = (service.to_owned(), method.to_owned());
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format!("{service}/{method}"),
@@ -106,6 +107,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let record_span = span.clone();
+        let started = std::time::Instant::now();
         Box::pin(
             async move {
                 let mut response = inner.call(req).await?;
@@ -120,6 +122,7 @@ where
                     .and_then(|v| v.parse::<i32>().ok())
                     .unwrap_or(0);
                 record_span.record("rpc.grpc.status_code", code);
+                crate::metrics::record_rpc(&labels.0, &labels.1, code, started.elapsed());
                 Ok(response)
             }
             .instrument(span),

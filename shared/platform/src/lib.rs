@@ -13,6 +13,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod mail;
+pub mod metrics;
 pub mod pagination;
 pub mod replica;
 pub mod roles;

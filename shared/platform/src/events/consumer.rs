@@ -101,6 +101,8 @@ pub struct ConsumerConfig {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
+    /// The consuming service's name, for metrics and logs.
+    pub consumer: &'static str,
 }
 
 impl ConsumerConfig {
@@ -113,7 +115,14 @@ impl ConsumerConfig {
             batch_size: 500,
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
+            consumer: "orgplane",
         }
+    }
+
+    /// Names the consuming service (the `consumer` label of the lag metrics).
+    pub fn with_consumer(mut self, consumer: &'static str) -> Self {
+        self.consumer = consumer;
+        self
     }
 }
 
@@ -301,11 +310,31 @@ impl Consumer {
                 self.caught_up
                     .send_if_modified(|c| !std::mem::replace(c, true));
             }
+            self.record_lag(message.head_revision, message.events.len() as u64);
         }
     }
 
     fn applied_revision(&self) -> i64 {
         *self.applied.borrow()
+    }
+
+    fn record_lag(&self, head: i64, received: u64) {
+        let applied = self.applied_revision();
+        let behind = head - applied;
+        let seconds = if behind > 0 {
+            let last = self.stats.last_event_time_ms.load(Ordering::Relaxed);
+            let now = chrono::Utc::now().timestamp_millis();
+            Duration::from_millis((now - last).max(0) as u64)
+        } else {
+            Duration::ZERO
+        };
+        crate::metrics::record_consumer_lag(
+            self.config.consumer,
+            producer_name(self.config.producer),
+            behind,
+            seconds,
+            received,
+        );
     }
 
     async fn apply_batch(&self, events: &[Event]) -> ApiResult<()> {
