@@ -96,9 +96,13 @@ where
             rpc.service = %service,
             rpc.method = %method,
             request_id = %request_id,
+            trace_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         crate::telemetry::set_parent_from_headers(&span, req.headers());
+        if !span.is_disabled() {
+            span.record("trace_id", crate::telemetry::trace_id_of(&span));
+        }
         req.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
         });

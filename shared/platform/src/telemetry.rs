@@ -169,6 +169,18 @@ pub fn current_trace_id() -> String {
     }
 }
 
+/// The trace id of `span` as 32 hex characters, empty when it has none.
+pub fn trace_id_of(span: &tracing::Span) -> String {
+    let cx = span.context();
+    let otel_span = cx.span();
+    let sc = otel_span.span_context();
+    if sc.is_valid() {
+        sc.trace_id().to_string()
+    } else {
+        String::new()
+    }
+}
+
 /// Links `span` to the trace described by `traceparent`/`tracestate` (as stored on an event).
 pub fn link_span_to(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     if traceparent.is_empty() {
