@@ -1,90 +1,240 @@
 //! The workspace service: workspaces, workspace roles inherited from org roles, and the access check product services call on every request (rules WS-1 … WS-10).
 //!
 //! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
-//! `orgplane` binary calls; `shared/` provides everything mechanical.
+//! `orgplane` binary calls; `shared/` provides everything mechanical. Inside: [`model`] holds the
+//! role rules, [`service`] the operations, [`access`] CheckAccess, [`state`] the in-memory
+//! mirror CheckAccess reads, [`consumer`] what organization and identity events do here, and
+//! [`grpc`] the handlers.
 
+pub mod access;
+pub mod consumer;
+pub mod entity;
+pub mod grpc;
 pub mod migration;
+pub mod model;
+pub mod service;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Args;
 
-use orgplane_platform::events::Outbox;
+use orgplane_platform::audit::AuditLogWriter;
+use orgplane_platform::events::consumer::ConsumerConfig;
+use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
+use orgplane_platform::replica::RoleReplica;
 use orgplane_platform::runtime::Runtime;
 use orgplane_platform::server::{GrpcServer, Health};
 use orgplane_proto::events::v1::Producer;
-use orgplane_proto::workspace::v1::workspace_service_server::{
-    WorkspaceService, WorkspaceServiceServer,
-};
+use orgplane_proto::workspace::v1::workspace_service_server::WorkspaceServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
+
+pub use grpc::WorkspaceApi;
 
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "workspace";
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 #[group(skip)]
-pub struct Config {}
+pub struct Config {
+    /// Most ACTIVE workspaces per organization (rule WS-1); archived ones do not count.
+    #[arg(
+        long = "workspace-max-active-per-org",
+        env = "ORGPLANE_WORKSPACE_MAX_ACTIVE_PER_ORG",
+        default_value_t = 100
+    )]
+    pub max_active_per_org: i64,
+    /// How often (milliseconds) a replica checks for writes made by other replicas of the
+    /// workspace service on the same database.
+    #[arg(
+        long = "workspace-refresh-interval-ms",
+        env = "ORGPLANE_WORKSPACE_REFRESH_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    pub refresh_interval_ms: u64,
+}
 
-/// The service: its database and what it publishes.
-#[derive(Clone, Debug)]
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_active_per_org: 100,
+            refresh_interval_ms: 500,
+        }
+    }
+}
+
+type Consumers = Arc<Mutex<Option<(Consumer, Consumer)>>>;
+
+/// The service: its database, what it publishes, and its consumers.
+#[derive(Clone)]
 pub struct Workspace {
-    db: DatabaseConnection,
-    runtime: Runtime,
-    outbox: Outbox,
+    core: service::SharedCore,
+    consumers: Consumers,
+    refresh_interval: Duration,
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspace").finish_non_exhaustive()
+    }
 }
 
 impl Workspace {
-    /// Connects to `database_url`, runs the migrations, and prepares the service.
+    /// Connects to `database_url`, runs the migrations, loads the replicas, and prepares the
+    /// consumers of organization and identity events (started by [`Self::start`]).
     pub async fn open(
         database_url: &str,
-        _config: &Config,
+        config: &Config,
         runtime: &Runtime,
     ) -> Result<Self, DbErr> {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        Self::with_db(db, config, runtime).await
+    }
+
+    /// The same on an open, migrated connection.
+    pub async fn with_db(
+        db: DatabaseConnection,
+        config: &Config,
+        runtime: &Runtime,
+    ) -> Result<Self, DbErr> {
         let outbox = Outbox::new(db.clone(), Producer::Workspace);
-        Ok(Self {
+        let replica = RoleReplica::load(
+            db.clone(),
+            runtime.endpoints.organization.clone(),
+            runtime.service_tokens.clone(),
+        )
+        .await?;
+        let memory = state::Memory::load(db.clone()).await?;
+        let audit = AuditLogWriter::new(service::SERVICE);
+        let (org_consumer, org_events) = Consumer::new(
+            db.clone(),
+            ConsumerConfig::new(
+                Producer::Organization,
+                runtime.endpoints.organization.clone(),
+                runtime.service_tokens.clone(),
+            ),
+            Arc::new(consumer::OrgEvents::new(
+                replica.clone(),
+                memory.clone(),
+                audit.clone(),
+            )),
+        )
+        .await?;
+        let (identity_consumer, identity_events) = Consumer::new(
+            db.clone(),
+            ConsumerConfig::new(
+                Producer::Identity,
+                runtime.endpoints.identity.clone(),
+                runtime.service_tokens.clone(),
+            ),
+            Arc::new(consumer::IdentityEvents::new(
+                memory.clone(),
+                audit.clone(),
+                runtime.endpoints.identity.clone(),
+                runtime.service_tokens.clone(),
+            )),
+        )
+        .await?;
+        let core = service::Core {
             db,
             runtime: runtime.clone(),
             outbox,
+            replica,
+            memory,
+            audit,
+            limits: service::Limits {
+                max_active_per_org: config.max_active_per_org,
+            },
+            org_events,
+            identity_events,
+        };
+        Ok(Self {
+            core: Arc::new(core),
+            consumers: Arc::new(Mutex::new(Some((org_consumer, identity_consumer)))),
+            refresh_interval: Duration::from_millis(config.refresh_interval_ms.max(10)),
         })
     }
 
     /// The service's database.
     pub fn db(&self) -> &DatabaseConnection {
-        &self.db
+        &self.core.db
     }
 
     /// The outbox this service publishes its events through.
     pub fn outbox(&self) -> &Outbox {
-        &self.outbox
+        &self.core.outbox
+    }
+
+    /// The org-role replica.
+    pub fn replica(&self) -> &RoleReplica {
+        &self.core.replica
+    }
+
+    /// The in-memory mirror of workspaces, direct roles and API keys.
+    pub fn memory(&self) -> &state::Memory {
+        &self.core.memory
+    }
+
+    /// The organization events consumer.
+    pub fn organization_events(&self) -> &ConsumerHandle {
+        &self.core.org_events
+    }
+
+    /// The identity events consumer.
+    pub fn identity_events(&self) -> &ConsumerHandle {
+        &self.core.identity_events
     }
 
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
     pub async fn register(&self, server: &mut GrpcServer) {
-        let api = WorkspaceApi {};
+        let api = WorkspaceApi::new(self.core.clone());
         let service = limit_messages!(WorkspaceServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
-    /// Starts the service's background work once the server is listening, and reports it ready.
+    /// Starts the consumers, the memory poller and outbox compaction without blocking, and
+    /// reports the service ready once both consumers have caught up once.
     pub async fn start(&self, health: &Health) {
-        self.outbox.spawn_compaction(
+        let shutdown = self.core.runtime.shutdown.clone();
+        self.core.outbox.spawn_compaction(
             orgplane_platform::events::outbox::DEFAULT_RETENTION,
-            std::time::Duration::from_secs(3600),
-            self.runtime.shutdown.clone(),
+            Duration::from_secs(3600),
+            shutdown.clone(),
         );
-        health
-            .set_ready(
-                <WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME,
-                true,
-            )
-            .await;
+        self.core
+            .memory
+            .poll(self.refresh_interval, shutdown.clone());
+        let taken = self
+            .consumers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some((org, identity)) = taken {
+            tokio::spawn(org.run(shutdown.clone()));
+            tokio::spawn(identity.run(shutdown.clone()));
+        }
+        let org = self.core.org_events.clone();
+        let identity = self.core.identity_events.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = async {
+                    org.wait_caught_up().await;
+                    identity.wait_caught_up().await;
+                } => {
+                    health
+                        .set_ready(
+                            <WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME,
+                            true,
+                        )
+                        .await;
+                }
+            }
+        });
     }
 }
-
-/// The gRPC handlers. RPCs not yet built answer UNIMPLEMENTED through the generated defaults.
-#[derive(Debug, Clone)]
-pub struct WorkspaceApi {}
-
-impl WorkspaceService for WorkspaceApi {}

@@ -1,0 +1,1291 @@
+//! The workspace operations behind the RPCs: who the caller is in an organization, what they
+//! may see and do, and the transactions that change workspaces and direct roles. Free of tonic:
+//! handlers decode, call these, and encode.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use orgplane_platform::audit::{AuditLogWriter, Entry};
+use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::context::RequestContext;
+use orgplane_platform::error::{ApiError, ApiResult};
+use orgplane_platform::events::outbox::head_row;
+use orgplane_platform::events::{ConsumerHandle, Outbox};
+use orgplane_platform::pagination::page_size;
+use orgplane_platform::replica::RoleReplica;
+use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
+use orgplane_platform::runtime::Runtime;
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{WorkspaceArchived, WorkspaceCreated, WorkspaceUpdated};
+use orgplane_proto::organization::v1::OrgRole;
+use orgplane_proto::workspace::v1::{WorkspaceRole, WorkspaceState};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+use tonic::Code;
+
+use crate::entity::{counter, member, request, workspace};
+use crate::model::{self, Effective, Refusal, effective, workspace_role};
+use crate::state::{Memory, bump_version};
+
+/// The audit log's service name.
+pub const SERVICE: &str = "workspace";
+
+/// Who is calling, within one organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A member with their org role.
+    User {
+        /// The user.
+        user_id: String,
+        /// Their org role.
+        role: OrgRole,
+    },
+    /// An admin API key of the organization.
+    AdminKey,
+    /// Another Orgplane service.
+    Service,
+}
+
+impl Caller {
+    /// Whether the caller may perform `action` (the role matrix, never hand-listed here).
+    pub fn may(&self, action: OrgAction) -> bool {
+        match self {
+            Caller::User { role, .. } => allows(*role, action),
+            Caller::AdminKey => admin_key_allows(action),
+            Caller::Service => action == OrgAction::Read,
+        }
+    }
+}
+
+/// A member of a workspace as shown to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// The workspace.
+    pub workspace_id: String,
+    /// Its organization.
+    pub organization_id: String,
+    /// The user.
+    pub user_id: String,
+    /// Effective role and source.
+    pub effective: Effective,
+    /// Org role.
+    pub org_role: OrgRole,
+    /// The direct row, if any.
+    pub direct: Option<member::Model>,
+}
+
+impl MemberView {
+    /// The member's etag: the direct row's, or one derived from the org role.
+    pub fn etag(&self) -> String {
+        match &self.direct {
+            Some(d) => d.etag.clone(),
+            None => format!("org-{}", self.org_role as i32),
+        }
+    }
+}
+
+/// A page of workspaces.
+#[derive(Debug)]
+pub struct WorkspacePage {
+    /// The workspaces.
+    pub workspaces: Vec<workspace::Model>,
+    /// The next token.
+    pub next_page_token: String,
+    /// The head revision of the first page.
+    pub revision: i64,
+}
+
+/// Settings of the service's rules.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most ACTIVE workspaces per organization (WS-1).
+    pub max_active_per_org: i64,
+}
+
+/// The service's state shared by handlers and background tasks.
+#[derive(Clone)]
+pub struct Core {
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Shared start-up dependencies.
+    pub runtime: Runtime,
+    /// The outbox of WorkspaceCreated/Updated/Archived.
+    pub outbox: Outbox,
+    /// The org-role replica.
+    pub replica: RoleReplica,
+    /// The in-memory mirror of this service's data.
+    pub memory: Memory,
+    /// The audit log.
+    pub audit: AuditLogWriter,
+    /// The rules' limits.
+    pub limits: Limits,
+    /// The organization events consumer.
+    pub org_events: ConsumerHandle,
+    /// The identity events consumer.
+    pub identity_events: ConsumerHandle,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn new_etag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
+fn workspace_not_found(id: &str) -> ApiError {
+    ApiError::not_found("workspace", id)
+}
+
+fn archived(id: &str) -> ApiError {
+    ApiError::failed_precondition(
+        "WORKSPACE_ARCHIVED",
+        id,
+        "the workspace is archived and read-only",
+    )
+}
+
+fn lacks_role() -> ApiError {
+    ApiError::permission_denied(
+        "PERMISSION_DENIED",
+        "your organization role does not allow this",
+    )
+}
+
+fn name_taken(name: &str) -> ApiError {
+    ApiError::already_exists(
+        "WORKSPACE_NAME_TAKEN",
+        format!("an active workspace is already named {name:?}"),
+    )
+}
+
+/// The API error for a refused direct-role change.
+pub fn refusal(r: Refusal, user_id: &str, workspace_id: &str) -> ApiError {
+    match r {
+        Refusal::BillingNotAssignable => ApiError::new(
+            Code::InvalidArgument,
+            "WORKSPACE_BILLING_NOT_ASSIGNABLE",
+            "WORKSPACE_BILLING comes only from the org BILLING role (WS-4)",
+        )
+        .violation("role", "WORKSPACE_BILLING cannot be assigned by hand"),
+        Refusal::RoleRequired => ApiError::invalid_argument(
+            "role",
+            "must be WORKSPACE_ROLE_ADMIN, WORKSPACE_ROLE_DEVELOPER or WORKSPACE_ROLE_USER",
+        ),
+        Refusal::NotOrganizationMember => ApiError::failed_precondition(
+            "NOT_ORGANIZATION_MEMBER",
+            user_id,
+            "the user is not a member of the workspace's organization",
+        ),
+        Refusal::InheritedFromOrganization => ApiError::failed_precondition(
+            "ROLE_INHERITED_FROM_ORGANIZATION",
+            user_id,
+            "the member's organization role fixes their workspace role; change the org role (WS-7)",
+        ),
+        Refusal::NoDirectRole => {
+            ApiError::not_found("workspace_member", &format!("{workspace_id}/{user_id}"))
+        }
+    }
+}
+
+/// Checks a `unit_id`: empty, or a unit id.
+pub fn validate_unit(unit_id: &str) -> ApiResult<()> {
+    if unit_id.is_empty() {
+        return Ok(());
+    }
+    if !unit_id.starts_with("unit_") || unit_id.len() > 100 {
+        return Err(ApiError::invalid_argument(
+            "unit_id",
+            "must be empty or a unit id (`unit_…`)",
+        ));
+    }
+    Ok(())
+}
+
+fn workspace_json(w: &workspace::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": w.id, "name": w.name, "unit_id": w.unit_id, "state": w.state,
+    })
+}
+
+fn member_json(m: &member::Model) -> serde_json::Value {
+    serde_json::json!({
+        "workspace_id": m.workspace_id, "user_id": m.user_id, "role": m.role,
+    })
+}
+
+async fn head_revision<C: ConnectionTrait>(db: &C) -> ApiResult<i64> {
+    Ok(head_row::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .map(|h| h.revision)
+        .unwrap_or(0))
+}
+
+impl Core {
+    /// The caller's standing in `organization_id`; NOT_FOUND for outsiders (ORG-2).
+    pub fn caller(&self, principal: &Principal, organization_id: &str) -> ApiResult<Caller> {
+        let not_found = || ApiError::not_found("organization", organization_id);
+        match principal.require_authenticated()? {
+            Principal::User(u) => self
+                .replica
+                .role(organization_id, &u.user_id)
+                .filter(|r| *r != OrgRole::Unspecified)
+                .map(|role| Caller::User {
+                    user_id: u.user_id.clone(),
+                    role,
+                })
+                .ok_or_else(not_found),
+            Principal::ApiKey(k) if k.kind == ApiKeyKind::Admin => {
+                let active = self
+                    .replica
+                    .organization(organization_id)
+                    .is_some_and(|o| o.is_active());
+                if k.organization_id == organization_id && active {
+                    Ok(Caller::AdminKey)
+                } else {
+                    Err(not_found())
+                }
+            }
+            Principal::ApiKey(_) => Err(ApiError::permission_denied(
+                "WORKSPACE_API_KEY_NOT_ALLOWED",
+                "workspace API keys may only call CheckAccess",
+            )),
+            Principal::Service(_) => {
+                if self.replica.organization(organization_id).is_some() {
+                    Ok(Caller::Service)
+                } else {
+                    Err(not_found())
+                }
+            }
+            Principal::Anonymous => Err(ApiError::unauthenticated(
+                "CREDENTIALS_REQUIRED",
+                "credentials required",
+            )),
+        }
+    }
+
+    /// The direct role of `user_id` in `workspace_id`, from memory.
+    pub fn direct_role(&self, workspace_id: &str, user_id: &str) -> Option<WorkspaceRole> {
+        self.memory.read(|v| {
+            v.members
+                .get(workspace_id)
+                .and_then(|m| m.get(user_id))
+                .copied()
+        })
+    }
+
+    /// Whether the caller sees every workspace of the organization.
+    fn sees_all(caller: &Caller) -> bool {
+        match caller {
+            Caller::User { role, .. } => {
+                allows(*role, OrgAction::Read) && effective(Some(*role), None).is_some()
+            }
+            Caller::AdminKey => admin_key_allows(OrgAction::Read),
+            Caller::Service => true,
+        }
+    }
+
+    /// Whether the caller may see `workspace_id` (they hold a role in it).
+    fn sees(&self, caller: &Caller, workspace_id: &str) -> bool {
+        match caller {
+            Caller::User { user_id, role } => {
+                allows(*role, OrgAction::Read)
+                    && effective(Some(*role), self.direct_role(workspace_id, user_id)).is_some()
+            }
+            other => Self::sees_all(other),
+        }
+    }
+
+    /// The workspace `workspace_id` if the caller may see it (NOT_FOUND otherwise).
+    pub async fn visible_workspace<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        principal: &Principal,
+        workspace_id: &str,
+    ) -> ApiResult<(Caller, workspace::Model)> {
+        principal.require_authenticated()?;
+        if workspace_id.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "workspace_id",
+                "required (the Default Workspace has no id and cannot be addressed here)",
+            ));
+        }
+        let row = workspace::Entity::find_by_id(workspace_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| workspace_not_found(workspace_id))?;
+        let caller = match self.caller(principal, &row.organization_id) {
+            Ok(c) => c,
+            Err(e) if e.code() == Code::NotFound => return Err(workspace_not_found(workspace_id)),
+            Err(e) => return Err(e),
+        };
+        if !self.sees(&caller, workspace_id) {
+            return Err(workspace_not_found(workspace_id));
+        }
+        Ok((caller, row))
+    }
+
+    async fn manageable_workspace(
+        &self,
+        txn: &DatabaseTransaction,
+        principal: &Principal,
+        workspace_id: &str,
+    ) -> ApiResult<(Caller, workspace::Model)> {
+        let (caller, row) = self.visible_workspace(txn, principal, workspace_id).await?;
+        if !caller.may(OrgAction::ManageWorkspaces) {
+            return Err(lacks_role());
+        }
+        Ok((caller, row))
+    }
+
+    async fn find_request(&self, key: &str) -> ApiResult<Option<request::Model>> {
+        Ok(request::Entity::find_by_id(key).one(&self.db).await?)
+    }
+
+    async fn remember_request<C: ConnectionTrait>(
+        txn: &C,
+        key: &str,
+        organization_id: &str,
+        resource_id: &str,
+        revision: i64,
+    ) -> ApiResult<()> {
+        request::Entity::insert(request::ActiveModel {
+            request_key: sea_orm::Set(key.to_owned()),
+            organization_id: sea_orm::Set(organization_id.to_owned()),
+            resource_id: sea_orm::Set(resource_id.to_owned()),
+            revision: sea_orm::Set(revision),
+            create_time_ms: sea_orm::Set(now_ms()),
+        })
+        .exec(txn)
+        .await
+        .map_err(|e| {
+            if orgplane_platform::db::is_unique_violation(&e) {
+                ApiError::aborted(
+                    "CONCURRENT_REQUEST",
+                    "the same request_id is being processed; retry",
+                )
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    fn request_key(method: &str, org: &str, principal: &Principal, request_id: &str) -> String {
+        let (kind, id) = principal.actor();
+        format!("{method}|{org}|{kind}:{id}|{request_id}")
+    }
+
+    /// Commits `txn` and brings memory in step. `bumped` is the state version the transaction
+    /// set; `revision` the outbox revision it appended (or the head).
+    async fn finish(
+        &self,
+        guard: &mut crate::state::WriteGuard<'_>,
+        txn: DatabaseTransaction,
+        organization_id: &str,
+        bumped: i64,
+        revision: i64,
+        appended: bool,
+    ) -> ApiResult<()> {
+        txn.commit().await?;
+        if appended {
+            self.outbox.committed(revision);
+        }
+        self.memory
+            .after_write(guard, organization_id, bumped, revision)
+            .await?;
+        Ok(())
+    }
+
+    /// CreateWorkspace (WS-1).
+    pub async fn create_workspace(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        organization_id: &str,
+        name: &str,
+        unit_id: &str,
+        request_id: &str,
+    ) -> ApiResult<(workspace::Model, i64)> {
+        principal.require_authenticated()?;
+        if organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        let caller = self.caller(principal, organization_id)?;
+        if !caller.may(OrgAction::ManageWorkspaces) {
+            return Err(lacks_role());
+        }
+        let name = model::validate_name(name)
+            .map_err(|why| ApiError::invalid_argument("workspace.name", why))?;
+        validate_unit(unit_id)?;
+        if request_id.len() > 100 {
+            return Err(ApiError::invalid_argument(
+                "request_id",
+                "must be at most 100 characters",
+            ));
+        }
+        let key = Self::request_key("CreateWorkspace", organization_id, principal, request_id);
+        if !request_id.is_empty()
+            && let Some(done) = self.find_request(&key).await?
+            && let Some(w) = workspace::Entity::find_by_id(&done.resource_id)
+                .one(&self.db)
+                .await?
+        {
+            return Ok((w, done.revision));
+        }
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let name_key = model::name_key(&name);
+        let taken = workspace::Entity::find()
+            .filter(workspace::Column::OrganizationId.eq(organization_id))
+            .filter(workspace::Column::NameKey.eq(&name_key))
+            .filter(workspace::Column::State.eq(WorkspaceState::Active as i32))
+            .one(&txn)
+            .await?;
+        if taken.is_some() {
+            return Err(name_taken(&name));
+        }
+        counter::Entity::insert(counter::ActiveModel {
+            organization_id: sea_orm::Set(organization_id.to_owned()),
+            active_count: sea_orm::Set(0),
+        })
+        .on_conflict(
+            OnConflict::column(counter::Column::OrganizationId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        let limit = self.limits.max_active_per_org;
+        let counted = counter::Entity::update_many()
+            .col_expr(
+                counter::Column::ActiveCount,
+                Expr::col(counter::Column::ActiveCount).add(1),
+            )
+            .filter(counter::Column::OrganizationId.eq(organization_id))
+            .filter(counter::Column::ActiveCount.lt(limit))
+            .exec(&txn)
+            .await?;
+        if counted.rows_affected == 0 {
+            return Err(ApiError::quota_exceeded(
+                "WORKSPACE_LIMIT_REACHED",
+                &format!("organizations/{organization_id}/active_workspaces"),
+                format!("an organization has at most {limit} active workspaces; archive one first"),
+            )
+            .with_metadata("limit", limit.to_string()));
+        }
+        let now = now_ms();
+        let row = workspace::Model {
+            id: format!("wrkspc_{}", uuid::Uuid::now_v7().simple()),
+            organization_id: organization_id.to_owned(),
+            name: name.clone(),
+            name_key,
+            unit_id: unit_id.to_owned(),
+            state: WorkspaceState::Active as i32,
+            create_time_ms: now,
+            update_time_ms: now,
+            archive_time_ms: None,
+            etag: new_etag(),
+        };
+        workspace::ActiveModel::from(row.clone())
+            .insert(&txn)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    name_taken(&name)
+                } else {
+                    e.into()
+                }
+            })?;
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(organization_id, "workspace.create", "workspace", &row.id)
+                    .with_change(None, Some(workspace_json(&row))),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = self
+            .outbox
+            .append(
+                &txn,
+                Payload::WorkspaceCreated(WorkspaceCreated {
+                    organization_id: organization_id.to_owned(),
+                    workspace_id: row.id.clone(),
+                    name: row.name.clone(),
+                    unit_id: row.unit_id.clone(),
+                }),
+                &ctx.request_id,
+            )
+            .await?;
+        if !request_id.is_empty() {
+            Self::remember_request(&txn, &key, organization_id, &row.id, revision).await?;
+        }
+        self.finish(&mut guard, txn, organization_id, bumped, revision, true)
+            .await?;
+        Ok((row, revision))
+    }
+
+    /// GetWorkspace.
+    pub async fn get_workspace(
+        &self,
+        principal: &Principal,
+        workspace_id: &str,
+    ) -> ApiResult<workspace::Model> {
+        Ok(self
+            .visible_workspace(&self.db, principal, workspace_id)
+            .await?
+            .1)
+    }
+
+    /// ListWorkspaces (WS-2).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_workspaces(
+        &self,
+        principal: &Principal,
+        organization_id: &str,
+        include_archived: bool,
+        unit_id: &str,
+        requested_page_size: i32,
+        page_token: &str,
+    ) -> ApiResult<WorkspacePage> {
+        principal.require_authenticated()?;
+        if organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        let all_orgs = organization_id == "-";
+        let caller = if all_orgs {
+            principal.require_service()?;
+            Caller::Service
+        } else {
+            self.caller(principal, organization_id)?
+        };
+        if !caller.may(OrgAction::Read) {
+            return Err(lacks_role());
+        }
+        let size = page_size(requested_page_size)?;
+        let viewer = match &caller {
+            Caller::User { user_id, .. } if !Self::sees_all(&caller) => user_id.clone(),
+            _ => String::new(),
+        };
+        let scope =
+            format!("ListWorkspaces|{organization_id}|{include_archived}|{unit_id}|{viewer}");
+        let cursor: Option<(String, i64)> = self.runtime.page_tokens.decode(&scope, page_token)?;
+        let revision = match &cursor {
+            Some((_, r)) => *r,
+            None => head_revision(&self.db).await?,
+        };
+        let mut query = workspace::Entity::find();
+        if !all_orgs {
+            query = query.filter(workspace::Column::OrganizationId.eq(organization_id));
+        }
+        if !include_archived {
+            query = query.filter(workspace::Column::State.eq(WorkspaceState::Active as i32));
+        }
+        if !unit_id.is_empty() {
+            query = query.filter(workspace::Column::UnitId.eq(unit_id));
+        }
+        if !viewer.is_empty() {
+            query = query.filter(
+                workspace::Column::Id.in_subquery(
+                    Query::select()
+                        .column(member::Column::WorkspaceId)
+                        .from(member::Entity)
+                        .and_where(member::Column::UserId.eq(viewer.as_str()))
+                        .and_where(member::Column::OrganizationId.eq(organization_id))
+                        .to_owned(),
+                ),
+            );
+        }
+        if let Some((after, _)) = &cursor {
+            query = query.filter(workspace::Column::Id.gt(after.as_str()));
+        }
+        let rows = query
+            .order_by_asc(workspace::Column::Id)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let (workspaces, next_page_token) =
+            self.runtime
+                .page_tokens
+                .page(&scope, rows, size, |w| (w.id.clone(), revision));
+        Ok(WorkspacePage {
+            workspaces,
+            next_page_token,
+            revision,
+        })
+    }
+
+    /// UpdateWorkspace: `name` and/or `unit_id`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_workspace(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        paths: &[String],
+        name: &str,
+        unit_id: &str,
+        etag: &str,
+    ) -> ApiResult<(workspace::Model, i64)> {
+        principal.require_authenticated()?;
+        if paths.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "update_mask",
+                "name the fields to change: name, unit_id",
+            ));
+        }
+        let mut new_name = None;
+        let mut new_unit = None;
+        for path in paths {
+            match path.as_str() {
+                "name" => {
+                    new_name = Some(
+                        model::validate_name(name)
+                            .map_err(|why| ApiError::invalid_argument("workspace.name", why))?,
+                    )
+                }
+                "unit_id" => {
+                    validate_unit(unit_id)?;
+                    new_unit = Some(unit_id.to_owned());
+                }
+                other => {
+                    return Err(ApiError::invalid_argument(
+                        "update_mask",
+                        format!("{other:?} is not a mutable field (name, unit_id)"),
+                    ));
+                }
+            }
+        }
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let (_, before) = self
+            .manageable_workspace(&txn, principal, workspace_id)
+            .await?;
+        if before.state == WorkspaceState::Archived as i32 {
+            return Err(archived(workspace_id));
+        }
+        if !etag.is_empty() && etag != before.etag {
+            return Err(ApiError::aborted(
+                "ETAG_MISMATCH",
+                "the workspace changed since it was read; read it again",
+            ));
+        }
+        let mut after = before.clone();
+        if let Some(n) = new_name {
+            let key = model::name_key(&n);
+            let taken = workspace::Entity::find()
+                .filter(workspace::Column::OrganizationId.eq(&before.organization_id))
+                .filter(workspace::Column::NameKey.eq(&key))
+                .filter(workspace::Column::State.eq(WorkspaceState::Active as i32))
+                .filter(workspace::Column::Id.ne(workspace_id))
+                .one(&txn)
+                .await?;
+            if taken.is_some() {
+                return Err(name_taken(&n));
+            }
+            after.name = n;
+            after.name_key = key;
+        }
+        if let Some(u) = new_unit {
+            after.unit_id = u;
+        }
+        after.update_time_ms = now_ms();
+        after.etag = new_etag();
+        let mut active: workspace::ActiveModel = after.clone().into();
+        active.name = sea_orm::Set(after.name.clone());
+        active.name_key = sea_orm::Set(after.name_key.clone());
+        active.unit_id = sea_orm::Set(after.unit_id.clone());
+        active.update_time_ms = sea_orm::Set(after.update_time_ms);
+        active.etag = sea_orm::Set(after.etag.clone());
+        active.update(&txn).await.map_err(|e| {
+            if orgplane_platform::db::is_unique_violation(&e) {
+                name_taken(&after.name)
+            } else {
+                e.into()
+            }
+        })?;
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(
+                    &after.organization_id,
+                    "workspace.update",
+                    "workspace",
+                    workspace_id,
+                )
+                .with_change(Some(workspace_json(&before)), Some(workspace_json(&after))),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = self
+            .outbox
+            .append(
+                &txn,
+                Payload::WorkspaceUpdated(WorkspaceUpdated {
+                    organization_id: after.organization_id.clone(),
+                    workspace_id: after.id.clone(),
+                    name: after.name.clone(),
+                    unit_id: after.unit_id.clone(),
+                }),
+                &ctx.request_id,
+            )
+            .await?;
+        let org = after.organization_id.clone();
+        self.finish(&mut guard, txn, &org, bumped, revision, true)
+            .await?;
+        Ok((after, revision))
+    }
+
+    /// ArchiveWorkspace (WS-2): one-way.
+    pub async fn archive_workspace(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        etag: &str,
+    ) -> ApiResult<(workspace::Model, i64)> {
+        principal.require_authenticated()?;
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let (_, before) = self
+            .manageable_workspace(&txn, principal, workspace_id)
+            .await?;
+        if before.state == WorkspaceState::Archived as i32 {
+            return Err(archived(workspace_id));
+        }
+        if !etag.is_empty() && etag != before.etag {
+            return Err(ApiError::aborted(
+                "ETAG_MISMATCH",
+                "the workspace changed since it was read; read it again",
+            ));
+        }
+        let now = now_ms();
+        let mut after = before.clone();
+        after.state = WorkspaceState::Archived as i32;
+        after.archive_time_ms = Some(now);
+        after.update_time_ms = now;
+        after.etag = new_etag();
+        let mut active: workspace::ActiveModel = after.clone().into();
+        active.state = sea_orm::Set(after.state);
+        active.archive_time_ms = sea_orm::Set(after.archive_time_ms);
+        active.update_time_ms = sea_orm::Set(now);
+        active.etag = sea_orm::Set(after.etag.clone());
+        active.update(&txn).await?;
+        counter::Entity::update_many()
+            .col_expr(
+                counter::Column::ActiveCount,
+                Expr::col(counter::Column::ActiveCount).sub(1),
+            )
+            .filter(counter::Column::OrganizationId.eq(&after.organization_id))
+            .filter(counter::Column::ActiveCount.gt(0))
+            .exec(&txn)
+            .await?;
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(
+                    &after.organization_id,
+                    "workspace.archive",
+                    "workspace",
+                    workspace_id,
+                )
+                .with_change(Some(workspace_json(&before)), Some(workspace_json(&after))),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = self
+            .outbox
+            .append(
+                &txn,
+                Payload::WorkspaceArchived(WorkspaceArchived {
+                    organization_id: after.organization_id.clone(),
+                    workspace_id: after.id.clone(),
+                }),
+                &ctx.request_id,
+            )
+            .await?;
+        let org = after.organization_id.clone();
+        self.finish(&mut guard, txn, &org, bumped, revision, true)
+            .await?;
+        Ok((after, revision))
+    }
+
+    fn resolve_user<'a>(principal: &'a Principal, user_id: &'a str) -> ApiResult<&'a str> {
+        if user_id.is_empty() {
+            return Err(ApiError::invalid_argument("user_id", "required"));
+        }
+        if user_id == "me" {
+            return match principal {
+                Principal::User(u) => Ok(u.user_id.as_str()),
+                _ => Err(ApiError::invalid_argument(
+                    "user_id",
+                    "`me` works only with a user's access token",
+                )),
+            };
+        }
+        Ok(user_id)
+    }
+
+    async fn member_view<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        ws: &workspace::Model,
+        user_id: &str,
+    ) -> ApiResult<Option<MemberView>> {
+        let org_role = self.replica.role(&ws.organization_id, user_id);
+        let direct = member::Entity::find_by_id((ws.id.clone(), user_id.to_owned()))
+            .one(db)
+            .await?;
+        let eff = effective(org_role, direct.as_ref().map(|d| workspace_role(d.role)));
+        Ok(eff.map(|effective| MemberView {
+            workspace_id: ws.id.clone(),
+            organization_id: ws.organization_id.clone(),
+            user_id: user_id.to_owned(),
+            effective,
+            org_role: org_role.unwrap_or(OrgRole::Unspecified),
+            direct,
+        }))
+    }
+
+    /// AddWorkspaceMember (WS-4, WS-6, WS-7).
+    pub async fn add_member(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        user_id: &str,
+        role: i32,
+        request_id: &str,
+    ) -> ApiResult<(MemberView, i64)> {
+        principal.require_authenticated()?;
+        let role = WorkspaceRole::try_from(role).unwrap_or(WorkspaceRole::Unspecified);
+        if user_id.is_empty() {
+            return Err(ApiError::invalid_argument("user_id", "required"));
+        }
+        if matches!(role, WorkspaceRole::Billing | WorkspaceRole::Unspecified) {
+            return Err(refusal(
+                model::may_assign(None, role)
+                    .err()
+                    .unwrap_or(Refusal::RoleRequired),
+                user_id,
+                workspace_id,
+            ));
+        }
+        if request_id.len() > 100 {
+            return Err(ApiError::invalid_argument(
+                "request_id",
+                "must be at most 100 characters",
+            ));
+        }
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let (_, ws) = self
+            .manageable_workspace(&txn, principal, workspace_id)
+            .await?;
+        let key = Self::request_key(
+            "AddWorkspaceMember",
+            &ws.organization_id,
+            principal,
+            request_id,
+        );
+        if !request_id.is_empty()
+            && let Some(done) = request::Entity::find_by_id(&key).one(&txn).await?
+            && done.resource_id == format!("{workspace_id}/{user_id}")
+            && let Some(view) = self.member_view(&txn, &ws, user_id).await?
+        {
+            return Ok((view, done.revision));
+        }
+        if ws.state == WorkspaceState::Archived as i32 {
+            return Err(archived(workspace_id));
+        }
+        let org_role = self.replica.role(&ws.organization_id, user_id);
+        model::may_assign(org_role, role).map_err(|r| refusal(r, user_id, workspace_id))?;
+        let existing = member::Entity::find_by_id((ws.id.clone(), user_id.to_owned()))
+            .one(&txn)
+            .await?;
+        if existing.is_some() {
+            return Err(ApiError::already_exists(
+                "WORKSPACE_MEMBER_EXISTS",
+                "the user already has a direct role here; use UpdateWorkspaceMember",
+            ));
+        }
+        let now = now_ms();
+        let row = member::Model {
+            workspace_id: ws.id.clone(),
+            user_id: user_id.to_owned(),
+            organization_id: ws.organization_id.clone(),
+            role: role as i32,
+            create_time_ms: now,
+            update_time_ms: now,
+            etag: new_etag(),
+        };
+        member::ActiveModel::from(row.clone()).insert(&txn).await?;
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(
+                    &ws.organization_id,
+                    "workspace_member.add",
+                    "workspace_member",
+                    &format!("{}/{}", ws.id, user_id),
+                )
+                .with_change(None, Some(member_json(&row))),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = head_revision(&txn).await?;
+        if !request_id.is_empty() {
+            Self::remember_request(
+                &txn,
+                &key,
+                &ws.organization_id,
+                &format!("{workspace_id}/{user_id}"),
+                revision,
+            )
+            .await?;
+        }
+        let view = self
+            .member_view(&txn, &ws, user_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("added member has no role"))?;
+        self.finish(
+            &mut guard,
+            txn,
+            &ws.organization_id,
+            bumped,
+            revision,
+            false,
+        )
+        .await?;
+        Ok((view, revision))
+    }
+
+    /// GetWorkspaceMember.
+    pub async fn get_member(
+        &self,
+        principal: &Principal,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> ApiResult<MemberView> {
+        principal.require_authenticated()?;
+        let user_id = Self::resolve_user(principal, user_id)?;
+        let (_, ws) = self
+            .visible_workspace(&self.db, principal, workspace_id)
+            .await?;
+        self.member_view(&self.db, &ws, user_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found("workspace_member", &format!("{workspace_id}/{user_id}"))
+            })
+    }
+
+    /// ListWorkspaceMembers: direct and inherited members, by user id.
+    pub async fn list_members(
+        &self,
+        principal: &Principal,
+        workspace_id: &str,
+        role_filter: i32,
+        source_filter: i32,
+        requested_page_size: i32,
+        page_token: &str,
+    ) -> ApiResult<(Vec<MemberView>, String)> {
+        principal.require_authenticated()?;
+        let (_, ws) = self
+            .visible_workspace(&self.db, principal, workspace_id)
+            .await?;
+        let size = page_size(requested_page_size)?;
+        let scope = format!("ListWorkspaceMembers|{workspace_id}|{role_filter}|{source_filter}");
+        let after: Option<String> = self.runtime.page_tokens.decode(&scope, page_token)?;
+        let org = self
+            .replica
+            .organization(&ws.organization_id)
+            .unwrap_or_default();
+        let mut direct: BTreeMap<String, member::Model> = member::Entity::find()
+            .filter(member::Column::WorkspaceId.eq(workspace_id))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| (m.user_id.clone(), m))
+            .collect();
+        let mut users: Vec<String> = org
+            .members
+            .iter()
+            .filter(|(_, r)| effective(Some(**r), None).is_some())
+            .map(|(u, _)| u.clone())
+            .chain(direct.keys().cloned())
+            .collect();
+        users.sort();
+        users.dedup();
+        let mut views = Vec::new();
+        for user in users {
+            if after.as_ref().is_some_and(|a| user.as_str() <= a.as_str()) {
+                continue;
+            }
+            let org_role = org.members.get(&user).copied();
+            let d = direct.remove(&user);
+            let Some(eff) = effective(org_role, d.as_ref().map(|d| workspace_role(d.role))) else {
+                continue;
+            };
+            if role_filter != 0 && eff.role as i32 != role_filter {
+                continue;
+            }
+            if source_filter != 0 && eff.source as i32 != source_filter {
+                continue;
+            }
+            views.push(MemberView {
+                workspace_id: ws.id.clone(),
+                organization_id: ws.organization_id.clone(),
+                user_id: user,
+                effective: eff,
+                org_role: org_role.unwrap_or(OrgRole::Unspecified),
+                direct: d,
+            });
+            if views.len() as u64 > size {
+                break;
+            }
+        }
+        Ok(self
+            .runtime
+            .page_tokens
+            .page(&scope, views, size, |v| v.user_id.clone()))
+    }
+
+    /// UpdateWorkspaceMember: the direct role (WS-4, WS-6, WS-7).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_member(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        user_id: &str,
+        paths: &[String],
+        role: i32,
+        etag: &str,
+    ) -> ApiResult<(MemberView, i64)> {
+        principal.require_authenticated()?;
+        if paths.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "update_mask",
+                "name the fields to change: role",
+            ));
+        }
+        if let Some(other) = paths.iter().find(|p| p.as_str() != "role") {
+            return Err(ApiError::invalid_argument(
+                "update_mask",
+                format!("{other:?} is not a mutable field (role)"),
+            ));
+        }
+        if user_id.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "workspace_member.user_id",
+                "required",
+            ));
+        }
+        let role = WorkspaceRole::try_from(role).unwrap_or(WorkspaceRole::Unspecified);
+        if matches!(role, WorkspaceRole::Billing | WorkspaceRole::Unspecified) {
+            return Err(refusal(
+                model::may_assign(None, role)
+                    .err()
+                    .unwrap_or(Refusal::RoleRequired),
+                user_id,
+                workspace_id,
+            ));
+        }
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let (_, ws) = self
+            .manageable_workspace(&txn, principal, workspace_id)
+            .await?;
+        let current = self.member_view(&txn, &ws, user_id).await?;
+        let Some(current) = current else {
+            return Err(ApiError::not_found(
+                "workspace_member",
+                &format!("{workspace_id}/{user_id}"),
+            ));
+        };
+        if ws.state == WorkspaceState::Archived as i32 {
+            return Err(archived(workspace_id));
+        }
+        let org_role = self.replica.role(&ws.organization_id, user_id);
+        model::may_assign(org_role, role).map_err(|r| refusal(r, user_id, workspace_id))?;
+        if !etag.is_empty() && etag != current.etag() {
+            return Err(ApiError::aborted(
+                "ETAG_MISMATCH",
+                "the member changed since it was read; read it again",
+            ));
+        }
+        let now = now_ms();
+        let after = match &current.direct {
+            Some(d) => {
+                let mut a = d.clone();
+                a.role = role as i32;
+                a.update_time_ms = now;
+                a.etag = new_etag();
+                let mut active: member::ActiveModel = a.clone().into();
+                active.role = sea_orm::Set(a.role);
+                active.update_time_ms = sea_orm::Set(now);
+                active.etag = sea_orm::Set(a.etag.clone());
+                active.update(&txn).await?;
+                a
+            }
+            None => {
+                let a = member::Model {
+                    workspace_id: ws.id.clone(),
+                    user_id: user_id.to_owned(),
+                    organization_id: ws.organization_id.clone(),
+                    role: role as i32,
+                    create_time_ms: now,
+                    update_time_ms: now,
+                    etag: new_etag(),
+                };
+                member::ActiveModel::from(a.clone()).insert(&txn).await?;
+                a
+            }
+        };
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(
+                    &ws.organization_id,
+                    "workspace_member.update",
+                    "workspace_member",
+                    &format!("{}/{}", ws.id, user_id),
+                )
+                .with_change(
+                    current.direct.as_ref().map(member_json),
+                    Some(member_json(&after)),
+                ),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = head_revision(&txn).await?;
+        let view = self
+            .member_view(&txn, &ws, user_id)
+            .await?
+            .ok_or_else(|| ApiError::internal("updated member has no role"))?;
+        self.finish(
+            &mut guard,
+            txn,
+            &ws.organization_id,
+            bumped,
+            revision,
+            false,
+        )
+        .await?;
+        Ok((view, revision))
+    }
+
+    /// RemoveWorkspaceMember (WS-7).
+    pub async fn remove_member(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> ApiResult<i64> {
+        principal.require_authenticated()?;
+        if user_id.is_empty() {
+            return Err(ApiError::invalid_argument("user_id", "required"));
+        }
+        let mut guard = self.memory.write_lock().await;
+        let txn = self.db.begin().await?;
+        let (_, ws) = self
+            .manageable_workspace(&txn, principal, workspace_id)
+            .await?;
+        let direct = member::Entity::find_by_id((ws.id.clone(), user_id.to_owned()))
+            .one(&txn)
+            .await?;
+        let org_role = self.replica.role(&ws.organization_id, user_id);
+        model::may_remove(org_role, direct.is_some())
+            .map_err(|r| refusal(r, user_id, workspace_id))?;
+        let Some(direct) = direct else {
+            return Err(refusal(Refusal::NoDirectRole, user_id, workspace_id));
+        };
+        if ws.state == WorkspaceState::Archived as i32 {
+            return Err(archived(workspace_id));
+        }
+        member::Entity::delete_by_id((ws.id.clone(), user_id.to_owned()))
+            .exec(&txn)
+            .await?;
+        self.audit
+            .record(
+                &txn,
+                principal,
+                ctx,
+                Entry::new(
+                    &ws.organization_id,
+                    "workspace_member.remove",
+                    "workspace_member",
+                    &format!("{}/{}", ws.id, user_id),
+                )
+                .with_change(Some(member_json(&direct)), None),
+            )
+            .await?;
+        let bumped = bump_version(&txn).await?;
+        let revision = head_revision(&txn).await?;
+        self.finish(
+            &mut guard,
+            txn,
+            &ws.organization_id,
+            bumped,
+            revision,
+            false,
+        )
+        .await?;
+        Ok(revision)
+    }
+
+    /// ListAuditEvents (ORG-10).
+    pub async fn list_audit_events(
+        &self,
+        principal: &Principal,
+        organization_id: &str,
+        filter: &orgplane_proto::audit::v1::AuditEventFilter,
+        requested_page_size: i32,
+        page_token: &str,
+    ) -> ApiResult<(Vec<orgplane_proto::audit::v1::AuditEvent>, String)> {
+        principal.require_authenticated()?;
+        if organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        let caller = self.caller(principal, organization_id)?;
+        if !caller.may(OrgAction::ReadAuditLog) {
+            return Err(lacks_role());
+        }
+        self.audit
+            .list(
+                &self.db,
+                &self.runtime.page_tokens,
+                organization_id,
+                filter,
+                requested_page_size,
+                page_token,
+            )
+            .await
+    }
+}
+
+/// The shared core, as handlers hold it.
+pub type SharedCore = Arc<Core>;

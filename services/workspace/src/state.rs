@@ -1,0 +1,297 @@
+//! The in-memory mirror of this service's own data that CheckAccess reads: workspaces (their
+//! organization and state), direct memberships, and the API-key replica. It is kept in step with
+//! the database after every commit: writers hold [`Memory::write_lock`] across their transaction
+//! and the refresh, and each refresh re-reads what it touched after the commit, so the last
+//! refresh of an entry always reflects the newest committed state.
+//!
+//! Every transaction that changes workspaces or memberships bumps `workspace_state_version`. A
+//! local write whose version follows the memory's directly refreshes only its organization;
+//! anything else (another replica's write, an event's effect) leads to a full reload, by the
+//! writer itself or by the poller ([`Memory::poll`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use orgplane_platform::events::outbox::head_row;
+use orgplane_proto::workspace::v1::{WorkspaceRole, WorkspaceState};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::entity::{api_key, member, version, workspace};
+use crate::model::workspace_role;
+
+/// One workspace as CheckAccess needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceView {
+    /// Its organization.
+    pub organization_id: String,
+    /// ACTIVE or ARCHIVED.
+    pub state: WorkspaceState,
+}
+
+/// One API key as CheckAccess needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyView {
+    /// Its organization.
+    pub organization_id: String,
+    /// Its workspace; empty for admin keys and the Default Workspace.
+    pub workspace_id: String,
+    /// An admin key.
+    pub admin: bool,
+    /// Accepted.
+    pub active: bool,
+}
+
+/// Everything mirrored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Views {
+    /// Workspaces by id.
+    pub workspaces: HashMap<String, WorkspaceView>,
+    /// Direct roles: workspace id → user id → role.
+    pub members: HashMap<String, HashMap<String, WorkspaceRole>>,
+    /// API keys by id.
+    pub keys: HashMap<String, KeyView>,
+}
+
+/// The mirror; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    db: DatabaseConnection,
+    views: Arc<RwLock<Views>>,
+    write: Arc<Mutex<i64>>,
+    visible: Arc<watch::Sender<i64>>,
+}
+
+/// Held by a writer across its transaction and refresh; derefs to the memory's state version.
+pub type WriteGuard<'a> = MutexGuard<'a, i64>;
+
+fn view_of(w: &workspace::Model) -> WorkspaceView {
+    WorkspaceView {
+        organization_id: w.organization_id.clone(),
+        state: WorkspaceState::try_from(w.state).unwrap_or(WorkspaceState::Unspecified),
+    }
+}
+
+impl Memory {
+    /// The mirror of `db`, loaded.
+    pub async fn load(db: DatabaseConnection) -> Result<Self, DbErr> {
+        let memory = Self {
+            db,
+            views: Arc::new(RwLock::new(Views::default())),
+            write: Arc::new(Mutex::new(0)),
+            visible: Arc::new(watch::channel(0).0),
+        };
+        let mut guard = memory.write.lock().await;
+        memory.reload_all(&mut guard).await?;
+        drop(guard);
+        Ok(memory)
+    }
+
+    /// Reads the views.
+    pub fn read<T>(&self, f: impl FnOnce(&Views) -> T) -> T {
+        f(&self.views.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn write_views<T>(&self, f: impl FnOnce(&mut Views) -> T) -> T {
+        f(&mut self.views.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The lock writers hold across their transaction and the refresh after it.
+    pub async fn write_lock(&self) -> WriteGuard<'_> {
+        self.write.lock().await
+    }
+
+    /// This service's outbox revision the memory reflects at least.
+    pub fn visible_revision(&self) -> i64 {
+        *self.visible.borrow()
+    }
+
+    /// A receiver of [`Self::visible_revision`].
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.visible.subscribe()
+    }
+
+    fn publish(&self, revision: i64) {
+        self.visible.send_if_modified(|v| {
+            if revision > *v {
+                *v = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Replaces everything with the database's state.
+    pub async fn reload_all(&self, guard: &mut WriteGuard<'_>) -> Result<(), DbErr> {
+        let head = head_row::Entity::find_by_id(1)
+            .one(&self.db)
+            .await?
+            .map(|h| h.revision)
+            .unwrap_or(0);
+        let v = current_version(&self.db).await?;
+        let mut views = Views::default();
+        for w in workspace::Entity::find().all(&self.db).await? {
+            views.workspaces.insert(w.id.clone(), view_of(&w));
+        }
+        for m in member::Entity::find().all(&self.db).await? {
+            views
+                .members
+                .entry(m.workspace_id)
+                .or_default()
+                .insert(m.user_id, workspace_role(m.role));
+        }
+        for k in api_key::Entity::find().all(&self.db).await? {
+            views.keys.insert(
+                k.api_key_id,
+                KeyView {
+                    organization_id: k.organization_id,
+                    workspace_id: k.workspace_id,
+                    admin: k.admin,
+                    active: k.active,
+                },
+            );
+        }
+        self.write_views(|m| {
+            m.workspaces = views.workspaces;
+            m.members = views.members;
+            m.keys = views.keys;
+        });
+        **guard = v;
+        self.publish(head);
+        Ok(())
+    }
+
+    /// Re-reads one organization's workspaces and memberships.
+    pub async fn reload_organization(&self, organization_id: &str) -> Result<(), DbErr> {
+        let workspaces = workspace::Entity::find()
+            .filter(workspace::Column::OrganizationId.eq(organization_id))
+            .all(&self.db)
+            .await?;
+        let members = member::Entity::find()
+            .filter(member::Column::OrganizationId.eq(organization_id))
+            .all(&self.db)
+            .await?;
+        self.write_views(|m| {
+            let stale: Vec<String> = m
+                .workspaces
+                .iter()
+                .filter(|(_, w)| w.organization_id == organization_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in stale {
+                m.workspaces.remove(&id);
+                m.members.remove(&id);
+            }
+            for w in &workspaces {
+                m.workspaces.insert(w.id.clone(), view_of(w));
+                m.members.remove(&w.id);
+            }
+            for r in members {
+                m.members
+                    .entry(r.workspace_id)
+                    .or_default()
+                    .insert(r.user_id, workspace_role(r.role));
+            }
+        });
+        Ok(())
+    }
+
+    /// After a local transaction that bumped the state version to `bumped` (changing only
+    /// `organization_id`) and published up to `revision` committed: refreshes the memory.
+    pub async fn after_write(
+        &self,
+        guard: &mut WriteGuard<'_>,
+        organization_id: &str,
+        bumped: i64,
+        revision: i64,
+    ) -> Result<(), DbErr> {
+        if bumped == **guard + 1 {
+            self.reload_organization(organization_id).await?;
+            **guard = bumped;
+            self.publish(revision);
+            Ok(())
+        } else {
+            self.reload_all(guard).await
+        }
+    }
+
+    /// Applies API-key changes to memory (after their transaction committed).
+    pub fn put_key(&self, api_key_id: &str, key: Option<KeyView>) {
+        self.write_views(|m| match key {
+            Some(k) => {
+                m.keys.insert(api_key_id.to_owned(), k);
+            }
+            None => {
+                m.keys.remove(api_key_id);
+            }
+        });
+    }
+
+    /// Sets a key's status in memory.
+    pub fn set_key_active(&self, api_key_id: &str, active: bool) {
+        self.write_views(|m| {
+            if let Some(k) = m.keys.get_mut(api_key_id) {
+                k.active = active;
+            }
+        });
+    }
+
+    /// Forgets the keys of a purged organization.
+    pub fn forget_keys_of(&self, organization_id: &str) {
+        self.write_views(|m| m.keys.retain(|_, k| k.organization_id != organization_id));
+    }
+
+    /// Reloads everything whenever the database's state version is ahead of the memory's
+    /// (another replica wrote, or an event changed memberships), every `every`, until
+    /// `shutdown`.
+    pub fn poll(&self, every: Duration, shutdown: CancellationToken) {
+        let memory = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {},
+                }
+                let mut guard = memory.write.lock().await;
+                let result = match current_version(&memory.db).await {
+                    Ok(v) if v != *guard => memory.reload_all(&mut guard).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "refreshing the workspace memory failed");
+                }
+            }
+        });
+    }
+}
+
+/// The database's state version.
+pub async fn current_version<C: ConnectionTrait>(db: &C) -> Result<i64, DbErr> {
+    Ok(version::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .map(|v| v.version)
+        .unwrap_or(0))
+}
+
+/// Bumps the state version inside `txn` and returns the new value.
+pub async fn bump_version<C: ConnectionTrait>(txn: &C) -> Result<i64, DbErr> {
+    let updated = version::Entity::update_many()
+        .col_expr(
+            version::Column::Version,
+            Expr::col(version::Column::Version).add(1),
+        )
+        .filter(version::Column::Id.eq(1))
+        .exec_with_returning(txn)
+        .await?;
+    updated
+        .first()
+        .map(|v| v.version)
+        .ok_or_else(|| DbErr::Custom("workspace_state_version row missing".into()))
+}
