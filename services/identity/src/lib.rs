@@ -2,51 +2,399 @@
 //!
 //! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
 //! `orgplane` binary calls; `shared/` provides everything mechanical.
+//!
+//! Layout: [`grpc`] (handlers) → [`core`] (the rules) over [`entity`] (rows); [`crypto`] (argon2id,
+//! token digests, API-key format, sealing), [`keys`] (signing keys and rotation), [`throttle`]
+//! (sign-in and mail budgets), [`org_events`] (the organization events consumer).
 
+pub mod core;
+pub mod crypto;
+pub mod entity;
+pub mod grpc;
+pub mod keys;
 pub mod migration;
+pub mod org_events;
+pub mod throttle;
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use clap::Args;
-
-use orgplane_platform::events::Outbox;
+use orgplane_platform::audit::AuditLogWriter;
+use orgplane_platform::events::consumer::ConsumerConfig;
+use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
+use orgplane_platform::mail::Mailer;
+use orgplane_platform::replica::RoleReplica;
 use orgplane_platform::runtime::Runtime;
 use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::Producer;
-use orgplane_proto::identity::v1::identity_service_server::{
-    IdentityService, IdentityServiceServer,
-};
+use orgplane_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
+
+pub use crate::grpc::IdentityApi;
 
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "identity";
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 #[group(skip)]
-pub struct Config {}
+pub struct Config {
+    /// Where mail goes: `file://DIR` (development: `.eml` files) or `smtp://` / `smtps://user:pass@host:port`.
+    #[arg(
+        long = "mail-url",
+        env = "ORGPLANE_MAIL_URL",
+        default_value = "file://./data/mail",
+        hide_env_values = true
+    )]
+    pub mail_url: String,
+
+    /// The sender of identity's mail.
+    #[arg(
+        long = "identity-mail-from",
+        env = "ORGPLANE_IDENTITY_MAIL_FROM",
+        default_value = "Orgplane <no-reply@orgplane.local>"
+    )]
+    pub mail_from: String,
+
+    /// The public base URL that verification and password-reset links start with.
+    #[arg(
+        long = "identity-public-url",
+        env = "ORGPLANE_IDENTITY_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: String,
+
+    /// The key that seals signing keys at rest: 32 bytes, base64. When unset, a key file is used
+    /// (see `--signing-key-encryption-key-file`).
+    #[arg(
+        long = "signing-key-encryption-key",
+        env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY",
+        hide_env_values = true
+    )]
+    pub signing_key_encryption_key: Option<String>,
+
+    /// A file holding that key (base64), created with mode 0600 when missing. Default:
+    /// `identity-signing.key` beside the SQLite database, or `./data/identity-signing.key` for
+    /// other databases. Production should set the key (for example from a Kubernetes Secret).
+    #[arg(
+        long = "signing-key-encryption-key-file",
+        env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY_FILE"
+    )]
+    pub signing_key_encryption_key_file: Option<PathBuf>,
+
+    /// How often the token-signing key rotates, in hours.
+    #[arg(
+        long = "signing-key-rotation-hours",
+        env = "ORGPLANE_SIGNING_KEY_ROTATION_HOURS",
+        default_value_t = 720
+    )]
+    pub signing_key_rotation_hours: u64,
+
+    /// Service accounts allowed to get service tokens, as comma-separated
+    /// `client_id:sha256-hex-of-secret` pairs (this process's own account is always trusted).
+    #[arg(
+        long = "service-accounts",
+        env = "ORGPLANE_SERVICE_ACCOUNTS",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub service_accounts: String,
+
+    /// Sensitive actions need a sign-in at most this many seconds old (rule ID-6).
+    #[arg(
+        long = "step-up-max-age-secs",
+        env = "ORGPLANE_STEP_UP_MAX_AGE_SECS",
+        default_value_t = 300
+    )]
+    pub step_up_max_age_secs: u64,
+
+    /// Failed sign-ins allowed per account per 15 minutes.
+    #[arg(
+        long = "login-failures-per-account",
+        env = "ORGPLANE_LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 5
+    )]
+    pub login_failures_per_account: u32,
+
+    /// Failed sign-ins allowed per peer address per 15 minutes.
+    #[arg(
+        long = "login-failures-per-peer",
+        env = "ORGPLANE_LOGIN_FAILURES_PER_PEER",
+        default_value_t = 50
+    )]
+    pub login_failures_per_peer: u32,
+
+    /// Sign-ups allowed per peer address per hour.
+    #[arg(
+        long = "signups-per-peer",
+        env = "ORGPLANE_SIGNUPS_PER_PEER",
+        default_value_t = 30
+    )]
+    pub signups_per_peer: u32,
+
+    /// Verification or reset mails per address per hour.
+    #[arg(
+        long = "mails-per-address",
+        env = "ORGPLANE_MAILS_PER_ADDRESS",
+        default_value_t = 5
+    )]
+    pub mails_per_address: u32,
+
+    /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
+    #[arg(long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
+    pub password_hash_memory_kib: u32,
+
+    /// argon2id iterations (OWASP: 2). Lower only in tests.
+    #[arg(long = "password-hash-iterations", env = "ORGPLANE_PASSWORD_HASH_ITERATIONS", default_value_t = crypto::OWASP_ITERATIONS, hide = true)]
+    pub password_hash_iterations: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mail_url: "file://./data/mail".into(),
+            mail_from: "Orgplane <no-reply@orgplane.local>".into(),
+            public_url: "http://localhost:8080".into(),
+            signing_key_encryption_key: None,
+            signing_key_encryption_key_file: None,
+            signing_key_rotation_hours: 720,
+            service_accounts: String::new(),
+            step_up_max_age_secs: 300,
+            login_failures_per_account: 5,
+            login_failures_per_peer: 50,
+            signups_per_peer: 30,
+            mails_per_address: 5,
+            password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
+            password_hash_iterations: crypto::OWASP_ITERATIONS,
+        }
+    }
+}
+
+impl Config {
+    /// The configured service accounts: client id → hex SHA-256 of the secret.
+    pub fn parse_service_accounts(&self) -> ApiResult<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        for pair in self
+            .service_accounts
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (id, hash) = pair.split_once(':').ok_or_else(|| {
+                ApiError::invalid_argument("service_accounts", "expected client_id:sha256hex pairs")
+            })?;
+            let hash = hash.trim().to_ascii_lowercase();
+            if id.trim().is_empty()
+                || hash.len() != 64
+                || !hash.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(ApiError::invalid_argument(
+                    "service_accounts",
+                    format!("{id}: the secret must be given as 64 hex digits of its SHA-256"),
+                ));
+            }
+            out.insert(id.trim().to_owned(), hash);
+        }
+        Ok(out)
+    }
+
+    fn encryption_key(&self, database_url: &str) -> ApiResult<[u8; 32]> {
+        let decode = |text: &str, from: &str| -> ApiResult<[u8; 32]> {
+            let bytes = STANDARD
+                .decode(text.trim())
+                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
+                .map_err(|_| {
+                    ApiError::invalid_argument(
+                        "signing_key_encryption_key",
+                        format!("{from}: not base64"),
+                    )
+                })?;
+            bytes.try_into().map_err(|_| {
+                ApiError::invalid_argument(
+                    "signing_key_encryption_key",
+                    format!("{from}: must be 32 bytes"),
+                )
+            })
+        };
+        if let Some(key) = self
+            .signing_key_encryption_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+        {
+            return decode(key, "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY");
+        }
+        let path = match &self.signing_key_encryption_key_file {
+            Some(p) => p.clone(),
+            None => default_key_file(database_url),
+        };
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return decode(&text, &path.display().to_string());
+        }
+        tracing::warn!(
+            path = %path.display(),
+            "no signing-key encryption key configured: generating a key file (set ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY in production)"
+        );
+        let key: [u8; 32] = rand::random();
+        write_private(&path, &STANDARD.encode(key))
+            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
+        Ok(key)
+    }
+}
+
+fn default_key_file(database_url: &str) -> PathBuf {
+    let sqlite = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .and_then(|rest| rest.split('?').next())
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    match sqlite.and_then(|p| Path::new(p).parent()) {
+        Some(dir) => dir.join("identity-signing.key"),
+        None => PathBuf::from("./data/identity-signing.key"),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+fn db_err(e: ApiError) -> DbErr {
+    DbErr::Custom(format!("identity: {}", e.message()))
+}
 
 /// The service: its database and what it publishes.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Identity {
     db: DatabaseConnection,
     runtime: Runtime,
     outbox: Outbox,
+    core: Arc<core::Core>,
+    consumer: Arc<Mutex<Option<Consumer>>>,
+    handle: ConsumerHandle,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
 }
 
 impl Identity {
     /// Connects to `database_url`, runs the migrations, and prepares the service.
     pub async fn open(
         database_url: &str,
-        _config: &Config,
+        config: &Config,
         runtime: &Runtime,
     ) -> Result<Self, DbErr> {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
         let outbox = Outbox::new(db.clone(), Producer::Identity);
+        let sealer = crypto::Sealer::new(&config.encryption_key(database_url).map_err(db_err)?);
+        let rotation = chrono::Duration::hours(
+            i64::try_from(config.signing_key_rotation_hours.max(1)).unwrap_or(720),
+        );
+        let retain = chrono::Duration::seconds(core::ACCESS_TOKEN_TTL_SECS + 5 * 60);
+        let keys =
+            keys::KeyStore::open(db.clone(), sealer, runtime.clock.clone(), rotation, retain)
+                .await
+                .map_err(db_err)?;
+        let mailer = Mailer::from_url(&config.mail_url).map_err(db_err)?;
+        let parallel = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let hasher = crypto::PasswordHasherPool::new(
+            config.password_hash_memory_kib,
+            config.password_hash_iterations,
+            parallel,
+        )
+        .map_err(db_err)?;
+        let replica = RoleReplica::load(
+            db.clone(),
+            runtime.endpoints.organization.clone(),
+            runtime.service_tokens.clone(),
+        )
+        .await?;
+        let audit = AuditLogWriter::new(NAME);
+        let handler = org_events::OrgEvents {
+            replica: replica.clone(),
+            outbox: outbox.clone(),
+            audit: audit.clone(),
+            clock: runtime.clock.clone(),
+        };
+        let (consumer, handle) = Consumer::new(
+            db.clone(),
+            ConsumerConfig::new(
+                Producer::Organization,
+                runtime.endpoints.organization.clone(),
+                runtime.service_tokens.clone(),
+            ),
+            Arc::new(handler),
+        )
+        .await?;
+        let limits = core::Limits {
+            login_failures_per_account: config.login_failures_per_account,
+            login_failures_per_peer: config.login_failures_per_peer,
+            signups_per_peer: config.signups_per_peer,
+            mails_per_address: config.mails_per_address,
+        };
+        let [
+            login_account,
+            login_peer,
+            signup_peer,
+            mail_address,
+            mail_peer,
+            client_failures,
+        ] = core::Core::throttles(&limits);
+        let core = core::Core {
+            db: db.clone(),
+            outbox: outbox.clone(),
+            audit,
+            keys,
+            replica,
+            org_events: handle.clone(),
+            hasher,
+            mailer,
+            mail_from: config.mail_from.clone(),
+            public_url: config.public_url.clone(),
+            issuer: runtime.issuer.clone(),
+            own_account: runtime.service_account.clone(),
+            service_accounts: config.parse_service_accounts().map_err(db_err)?,
+            clock: runtime.clock.clone(),
+            page_tokens: runtime.page_tokens.clone(),
+            step_up: chrono::Duration::seconds(
+                i64::try_from(config.step_up_max_age_secs).unwrap_or(300),
+            ),
+            login_account,
+            login_peer,
+            signup_peer,
+            mail_address,
+            mail_peer,
+            client_failures,
+        };
         Ok(Self {
             db,
             runtime: runtime.clone(),
             outbox,
+            core: Arc::new(core),
+            consumer: Arc::new(Mutex::new(Some(consumer))),
+            handle,
         })
     }
 
@@ -60,31 +408,56 @@ impl Identity {
         &self.outbox
     }
 
+    /// The signing keys, also a [`orgplane_platform::auth::KeySource`] for in-process verifiers.
+    pub fn keys(&self) -> &keys::KeyStore {
+        &self.core.keys
+    }
+
+    /// The organization-events consumer (applied revision, waits).
+    pub fn organization_events(&self) -> &ConsumerHandle {
+        &self.handle
+    }
+
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
     pub async fn register(&self, server: &mut GrpcServer) {
-        let api = IdentityApi {};
+        let api = IdentityApi::new(self.core.clone());
         let service = limit_messages!(IdentityServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
-    /// Starts the service's background work once the server is listening, and reports it ready.
+    /// Starts the service's background work once the server is listening: the organization
+    /// events consumer, key rotation, outbox compaction; reports ready once the consumer caught
+    /// up. Does not block.
     pub async fn start(&self, health: &Health) {
         self.outbox.spawn_compaction(
             orgplane_platform::events::outbox::DEFAULT_RETENTION,
             std::time::Duration::from_secs(3600),
             self.runtime.shutdown.clone(),
         );
-        health
-            .set_ready(
-                <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
-                true,
-            )
-            .await;
+        self.core.keys.spawn_rotation(
+            std::time::Duration::from_secs(60),
+            self.runtime.shutdown.clone(),
+        );
+        let consumer = self
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(consumer) = consumer {
+            tokio::spawn(consumer.run(self.runtime.shutdown.clone()));
+        }
+        let handle = self.handle.clone();
+        let health = health.clone();
+        let shutdown = self.runtime.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = handle.wait_caught_up() => {
+                    health
+                        .set_ready(<IdentityServiceServer<IdentityApi> as NamedService>::NAME, true)
+                        .await;
+                }
+            }
+        });
     }
 }
-
-/// The gRPC handlers. RPCs not yet built answer UNIMPLEMENTED through the generated defaults.
-#[derive(Debug, Clone)]
-pub struct IdentityApi {}
-
-impl IdentityService for IdentityApi {}

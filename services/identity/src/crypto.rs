@@ -1,0 +1,353 @@
+//! The service's cryptography in one place: argon2id password hashing off the async workers,
+//! random opaque tokens and their digests, the API-key format, sealing signing keys at rest, and
+//! constant-time comparison.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use orgplane_platform::{ApiError, ApiResult};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+/// Shortest password, in characters (rule ID-3).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Longest password, in bytes (rule ID-3), refused before hashing.
+pub const MAX_PASSWORD_BYTES: usize = 256;
+
+/// OWASP's argon2id recommendation: 19 MiB of memory, 2 iterations, 1 lane.
+pub const OWASP_MEMORY_KIB: u32 = 19_456;
+/// OWASP's argon2id iteration count.
+pub const OWASP_ITERATIONS: u32 = 2;
+
+/// Checks the password policy (rule ID-3) for field `field`.
+pub fn check_password_policy(field: &str, password: &str) -> ApiResult<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid_argument(
+            field,
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid_argument(
+            field,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes and verifies passwords with argon2id on the blocking pool, at most `permits` at once.
+#[derive(Clone)]
+pub struct PasswordHasherPool {
+    params: Params,
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against for unknown accounts so that their timing
+    /// matches that of known ones.
+    dummy: Arc<String>,
+}
+
+impl std::fmt::Debug for PasswordHasherPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasherPool")
+            .field("m_cost", &self.params.m_cost())
+            .field("t_cost", &self.params.t_cost())
+            .finish_non_exhaustive()
+    }
+}
+
+fn argon2(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_blocking(params: &Params, password: &str) -> ApiResult<String> {
+    let salt_bytes: [u8; 16] = rand::random();
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(ApiError::internal)?;
+    argon2(params)
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(ApiError::internal)
+}
+
+impl PasswordHasherPool {
+    /// A pool with `memory_kib` and `iterations` (OWASP: 19456 and 2) running at most `parallel`
+    /// hashes at once.
+    pub fn new(memory_kib: u32, iterations: u32, parallel: usize) -> ApiResult<Self> {
+        let params = Params::new(memory_kib, iterations, 1, None).map_err(ApiError::internal)?;
+        let random: [u8; 32] = rand::random();
+        let dummy = hash_blocking(&params, &URL_SAFE_NO_PAD.encode(random))?;
+        Ok(Self {
+            params,
+            permits: Arc::new(Semaphore::new(parallel.max(1))),
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    /// The argon2id PHC string of `password`.
+    pub async fn hash(&self, password: &str) -> ApiResult<String> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
+        let params = self.params.clone();
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// Whether `password` matches `hash`. An empty `hash` (no usable password) never matches,
+    /// but costs the same time as a real check.
+    pub async fn verify(&self, password: &str, hash: &str) -> ApiResult<bool> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
+        let usable = !hash.is_empty();
+        let hash = if usable {
+            hash.to_owned()
+        } else {
+            self.dummy.as_str().to_owned()
+        };
+        let password = password.to_owned();
+        let params = self.params.clone();
+        let matched = tokio::task::spawn_blocking(move || {
+            let Ok(parsed) = PasswordHash::new(&hash) else {
+                return false;
+            };
+            argon2(&params)
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        Ok(usable && matched)
+    }
+}
+
+/// Hex SHA-256 of `value`: how tokens and API-key secrets are stored.
+pub fn sha256_hex(value: &str) -> String {
+    hex(&Sha256::digest(value.as_bytes()))
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two strings in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    bool::from(da.ct_eq(&db))
+}
+
+/// A random opaque token: `prefix` and 256 random bits, base64url.
+pub fn random_token(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `len` random base62 characters.
+pub fn random_base62(len: usize) -> String {
+    (0..len)
+        .map(|_| BASE62[rand::random_range(0..BASE62.len())] as char)
+        .collect()
+}
+
+fn base62_fixed(mut n: u64, len: usize) -> String {
+    let mut out = vec![b'0'; len];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+/// Prefix of admin API keys.
+pub const ADMIN_KEY_PREFIX: &str = "opk_admin_";
+/// Prefix of workspace API keys.
+pub const WORKSPACE_KEY_PREFIX: &str = "opk_";
+const KEY_ID_CHARS: usize = 16;
+const KEY_SECRET_CHARS: usize = 32; // 32 × log2(62) ≈ 190 bits
+const KEY_CHECKSUM_CHARS: usize = 6;
+
+/// A freshly minted API key.
+pub struct NewApiKey {
+    /// The key's id, `key_<16 base62>`.
+    pub id: String,
+    /// The full secret, shown once.
+    pub secret: String,
+    /// Prefix and last four characters.
+    pub hint: String,
+}
+
+/// Mints an API key in the GitHub shape: `<prefix><id>_<secret><checksum>`, where the checksum
+/// is the CRC32 of everything before it in base62, so scanners can recognise real keys offline.
+pub fn mint_api_key(admin: bool) -> NewApiKey {
+    let prefix = if admin {
+        ADMIN_KEY_PREFIX
+    } else {
+        WORKSPACE_KEY_PREFIX
+    };
+    let id_part = random_base62(KEY_ID_CHARS);
+    let body = format!("{prefix}{id_part}_{}", random_base62(KEY_SECRET_CHARS));
+    let checksum = base62_fixed(u64::from(crc32(body.as_bytes())), KEY_CHECKSUM_CHARS);
+    let secret = format!("{body}{checksum}");
+    let hint = format!("{prefix}…{}", &secret[secret.len() - 4..]);
+    NewApiKey {
+        id: format!("key_{id_part}"),
+        secret,
+        hint,
+    }
+}
+
+/// The id and kind (`true` for admin) of a well-formed API key, or `None` when the shape or the
+/// checksum is wrong.
+pub fn parse_api_key(secret: &str) -> Option<(String, bool)> {
+    let (admin, rest) = if let Some(rest) = secret.strip_prefix(ADMIN_KEY_PREFIX) {
+        (true, rest)
+    } else {
+        (false, secret.strip_prefix(WORKSPACE_KEY_PREFIX)?)
+    };
+    let (id_part, tail) = rest.split_once('_')?;
+    let ok_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric());
+    if id_part.len() != KEY_ID_CHARS
+        || tail.len() != KEY_SECRET_CHARS + KEY_CHECKSUM_CHARS
+        || !ok_chars(id_part)
+        || !ok_chars(tail)
+    {
+        return None;
+    }
+    let (body, checksum) = secret.split_at(secret.len() - KEY_CHECKSUM_CHARS);
+    let expected = base62_fixed(u64::from(crc32(body.as_bytes())), KEY_CHECKSUM_CHARS);
+    constant_time_eq(checksum, &expected).then(|| (format!("key_{id_part}"), admin))
+}
+
+/// Seals and opens signing-key seeds with ChaCha20-Poly1305 (the key from configuration).
+#[derive(Clone)]
+pub struct Sealer {
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    /// A sealer with the 32-byte `key`.
+    pub fn new(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: ChaCha20Poly1305::new(&Key::from(*key)),
+        }
+    }
+
+    /// nonce ‖ ciphertext of `plain`, bound to `aad`.
+    pub fn seal(&self, plain: &[u8], aad: &str) -> ApiResult<Vec<u8>> {
+        let nonce: [u8; 12] = rand::random();
+        let sealed = self
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plain,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| ApiError::internal("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// The plaintext of [`Self::seal`]'s output, or an error when the key or `aad` is wrong.
+    pub fn open(&self, sealed: &[u8], aad: &str) -> Result<Vec<u8>, String> {
+        if sealed.len() < 12 {
+            return Err("sealed value too short".into());
+        }
+        let (nonce, body) = sealed.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| "bad nonce".to_owned())?;
+        self.cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: body,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| "cannot decrypt: wrong encryption key?".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_round_trip_and_checksums_catch_typos() {
+        for admin in [true, false] {
+            let key = mint_api_key(admin);
+            assert!(
+                key.secret
+                    .starts_with(if admin { "opk_admin_" } else { "opk_" })
+            );
+            assert_eq!(parse_api_key(&key.secret), Some((key.id.clone(), admin)));
+            let mut typo = key.secret.clone().into_bytes();
+            let i = typo.len() - 10;
+            typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+            assert_eq!(parse_api_key(&String::from_utf8(typo).unwrap()), None);
+        }
+        assert_eq!(parse_api_key("opk_"), None);
+        assert_eq!(parse_api_key("nonsense"), None);
+    }
+
+    #[test]
+    fn crc32_matches_the_standard() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn sealed_seeds_open_only_with_the_right_key_and_kid() {
+        let sealer = Sealer::new(&[7; 32]);
+        let sealed = sealer.seal(b"seed", "kid1").unwrap();
+        assert_eq!(sealer.open(&sealed, "kid1").unwrap(), b"seed");
+        assert!(sealer.open(&sealed, "kid2").is_err());
+        assert!(Sealer::new(&[8; 32]).open(&sealed, "kid1").is_err());
+    }
+
+    #[test]
+    fn password_policy_counts_characters_and_bytes() {
+        assert!(check_password_policy("p", "short").is_err());
+        assert!(check_password_policy("p", "twelve chars").is_ok());
+        assert!(
+            check_password_policy("p", &"é".repeat(129)).is_err(),
+            "258 bytes"
+        );
+        assert!(
+            check_password_policy("p", &"é".repeat(128)).is_ok(),
+            "256 bytes"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! The consumer of the organization service's events: keeps the shared org-role replica, and on
+//! `OrganizationPurged` disables that organization's API keys in the same transaction, publishing
+//! `ApiKeyStatusChanged` for each (rule ID-7).
+
+use futures::future::BoxFuture;
+use orgplane_platform::ApiResult;
+use orgplane_platform::audit::{AuditLogWriter, Entry};
+use orgplane_platform::clock::SharedClock;
+use orgplane_platform::events::{EventHandler, Outbox};
+use orgplane_platform::replica::{RoleReplica, org_row};
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{ApiKeyStatusChanged, Event};
+use orgplane_proto::identity::v1::ApiKeyStatus;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::ExprTrait;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
+
+use crate::entity::api_key;
+
+/// Applies organization events to identity's database.
+#[derive(Debug, Clone)]
+pub struct OrgEvents {
+    /// The org-role replica.
+    pub replica: RoleReplica,
+    /// Identity's outbox (for `ApiKeyStatusChanged`).
+    pub outbox: Outbox,
+    /// Identity's audit log.
+    pub audit: AuditLogWriter,
+    /// The clock.
+    pub clock: SharedClock,
+}
+
+impl OrgEvents {
+    /// Disables every active key of purged organization `org` inside `txn` and publishes
+    /// `ApiKeyStatusChanged` for each.
+    pub async fn disable_org_keys<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        org: &str,
+        request_id: &str,
+    ) -> ApiResult<()> {
+        let keys = api_key::Entity::find()
+            .filter(api_key::Column::OrganizationId.eq(org))
+            .filter(api_key::Column::Status.eq(ApiKeyStatus::Active as i32))
+            .all(txn)
+            .await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now().timestamp_millis();
+        api_key::Entity::update_many()
+            .col_expr(
+                api_key::Column::Status,
+                Expr::value(ApiKeyStatus::Inactive as i32),
+            )
+            .col_expr(api_key::Column::UpdateTimeMs, Expr::value(now))
+            .col_expr(
+                api_key::Column::Version,
+                Expr::col(api_key::Column::Version).add(1),
+            )
+            .filter(api_key::Column::OrganizationId.eq(org))
+            .filter(api_key::Column::Status.eq(ApiKeyStatus::Active as i32))
+            .exec(txn)
+            .await?;
+        self.audit
+            .record_system(
+                txn,
+                Entry::new(org, "api_key.disable_on_purge", "organization", org).with_change(
+                    None,
+                    Some(serde_json::json!({ "disabled_keys": keys.len() })),
+                ),
+            )
+            .await?;
+        for k in keys {
+            self.outbox
+                .append(
+                    txn,
+                    Payload::ApiKeyStatusChanged(ApiKeyStatusChanged {
+                        api_key_id: k.id,
+                        organization_id: org.to_owned(),
+                        active: false,
+                    }),
+                    request_id,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn announce(&self) {
+        match self.outbox.head().await {
+            Ok(head) => self.outbox.committed(head.revision),
+            Err(e) => tracing::warn!(error = %e, "reading the outbox head failed"),
+        }
+    }
+}
+
+impl EventHandler for OrgEvents {
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        event: &'a Event,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            self.replica.apply(txn, event).await?;
+            if let Some(Payload::OrganizationPurged(e)) = &event.payload {
+                self.disable_org_keys(txn, &e.organization_id, &event.request_id)
+                    .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
+        Box::pin(async move {
+            let revision = self.replica.resync(txn).await?;
+            // Organizations that vanished from the snapshot were purged while we were away.
+            let live: std::collections::HashSet<String> = org_row::Entity::find()
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|o| o.organization_id)
+                .collect();
+            let orgs: std::collections::BTreeSet<String> = api_key::Entity::find()
+                .filter(api_key::Column::Status.eq(ApiKeyStatus::Active as i32))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|k| k.organization_id)
+                .filter(|o| !live.contains(o))
+                .collect();
+            for org in orgs {
+                self.disable_org_keys(txn, &org, "").await?;
+            }
+            Ok(revision)
+        })
+    }
+
+    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if resynced {
+                if let Err(e) = self.replica.reload().await {
+                    tracing::warn!(error = %e, "reloading the role replica failed");
+                }
+                self.announce().await;
+                return;
+            }
+            self.replica.apply_in_memory(events);
+            if events
+                .iter()
+                .any(|e| matches!(e.payload, Some(Payload::OrganizationPurged(_))))
+            {
+                self.announce().await;
+            }
+        })
+    }
+}
