@@ -3,6 +3,7 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
+use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 /// Every migration of the organization database, in order.
@@ -15,6 +16,318 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOutbox),
             Box::new(CreateConsumerCursors),
             Box::new(CreateAuditLog),
+            Box::new(CreateOrganizationTables),
         ]
+    }
+}
+
+/// Organizations, members, invites, units, the units' workspaces and idempotency keys.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOrganizationTables;
+
+impl MigrationName for CreateOrganizationTables {
+    fn name(&self) -> &str {
+        "m20261124_000010_create_organization_tables"
+    }
+}
+
+#[derive(DeriveIden)]
+enum Organizations {
+    Table,
+    Id,
+    Name,
+    NameKey,
+    OrgType,
+    PrimaryEmail,
+    State,
+    OwnerUserId,
+    CreatorUserId,
+    CreateTimeMs,
+    UpdateTimeMs,
+    DeleteTimeMs,
+    PurgeTimeMs,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum Members {
+    Table,
+    OrganizationId,
+    UserId,
+    Email,
+    Role,
+    CreateTimeMs,
+    UpdateTimeMs,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum Invites {
+    Table,
+    Id,
+    OrganizationId,
+    Email,
+    PendingKey,
+    Role,
+    State,
+    InviterUserId,
+    CreateTimeMs,
+    ExpireTimeMs,
+    AcceptTimeMs,
+    AcceptedUserId,
+    DeleteTimeMs,
+}
+
+#[derive(DeriveIden)]
+enum Units {
+    Table,
+    Id,
+    OrganizationId,
+    ParentUnitId,
+    Name,
+    Depth,
+    CreateTimeMs,
+    UpdateTimeMs,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum UnitWorkspaces {
+    Table,
+    WorkspaceId,
+    OrganizationId,
+    UnitId,
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Key,
+    OrganizationId,
+    ResourceId,
+    CreateTimeMs,
+}
+
+fn string(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c).string().not_null().to_owned()
+}
+
+fn big(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c).big_integer().not_null().to_owned()
+}
+
+fn int(c: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(c).integer().not_null().to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateOrganizationTables {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(Organizations::Table)
+                .if_not_exists()
+                .col(string(Organizations::Id).primary_key())
+                .col(string(Organizations::Name))
+                .col(string(Organizations::NameKey))
+                .col(int(Organizations::OrgType))
+                .col(string(Organizations::PrimaryEmail))
+                .col(int(Organizations::State))
+                .col(string(Organizations::OwnerUserId))
+                .col(string(Organizations::CreatorUserId))
+                .col(big(Organizations::CreateTimeMs))
+                .col(big(Organizations::UpdateTimeMs))
+                .col(
+                    ColumnDef::new(Organizations::DeleteTimeMs)
+                        .big_integer()
+                        .null(),
+                )
+                .col(
+                    ColumnDef::new(Organizations::PurgeTimeMs)
+                        .big_integer()
+                        .null(),
+                )
+                .col(big(Organizations::Version))
+                .to_owned(),
+        )
+        .await?;
+        // ORG-1: names are unique per creating account, ignoring case, until purged.
+        m.create_index(
+            Index::create()
+                .name("ux_organizations_creator_name")
+                .table(Organizations::Table)
+                .col(Organizations::CreatorUserId)
+                .col(Organizations::NameKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_organizations_purge")
+                .table(Organizations::Table)
+                .col(Organizations::State)
+                .col(Organizations::PurgeTimeMs)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Members::Table)
+                .if_not_exists()
+                .col(string(Members::OrganizationId))
+                .col(string(Members::UserId))
+                .col(string(Members::Email))
+                .col(int(Members::Role))
+                .col(big(Members::CreateTimeMs))
+                .col(big(Members::UpdateTimeMs))
+                .col(big(Members::Version))
+                .primary_key(
+                    Index::create()
+                        .col(Members::OrganizationId)
+                        .col(Members::UserId),
+                )
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_members_join_order")
+                .table(Members::Table)
+                .col(Members::OrganizationId)
+                .col(Members::CreateTimeMs)
+                .col(Members::UserId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_members_user")
+                .table(Members::Table)
+                .col(Members::UserId)
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_members_email")
+                .table(Members::Table)
+                .col(Members::OrganizationId)
+                .col(Members::Email)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Invites::Table)
+                .if_not_exists()
+                .col(string(Invites::Id).primary_key())
+                .col(string(Invites::OrganizationId))
+                .col(string(Invites::Email))
+                .col(ColumnDef::new(Invites::PendingKey).string().null())
+                .col(int(Invites::Role))
+                .col(int(Invites::State))
+                .col(string(Invites::InviterUserId))
+                .col(big(Invites::CreateTimeMs))
+                .col(big(Invites::ExpireTimeMs))
+                .col(ColumnDef::new(Invites::AcceptTimeMs).big_integer().null())
+                .col(string(Invites::AcceptedUserId))
+                .col(ColumnDef::new(Invites::DeleteTimeMs).big_integer().null())
+                .to_owned(),
+        )
+        .await?;
+        // ORG-6: one pending invite per email and organization (NULLs do not collide).
+        m.create_index(
+            Index::create()
+                .name("ux_invites_pending")
+                .table(Invites::Table)
+                .col(Invites::OrganizationId)
+                .col(Invites::PendingKey)
+                .unique()
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_invites_org")
+                .table(Invites::Table)
+                .col(Invites::OrganizationId)
+                .col(Invites::Id)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(Units::Table)
+                .if_not_exists()
+                .col(string(Units::Id).primary_key())
+                .col(string(Units::OrganizationId))
+                .col(string(Units::ParentUnitId))
+                .col(string(Units::Name))
+                .col(int(Units::Depth))
+                .col(big(Units::CreateTimeMs))
+                .col(big(Units::UpdateTimeMs))
+                .col(big(Units::Version))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_units_org")
+                .table(Units::Table)
+                .col(Units::OrganizationId)
+                .col(Units::Depth)
+                .col(Units::Id)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(UnitWorkspaces::Table)
+                .if_not_exists()
+                .col(string(UnitWorkspaces::WorkspaceId).primary_key())
+                .col(string(UnitWorkspaces::OrganizationId))
+                .col(string(UnitWorkspaces::UnitId))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name("idx_unit_workspaces_unit")
+                .table(UnitWorkspaces::Table)
+                .col(UnitWorkspaces::UnitId)
+                .to_owned(),
+        )
+        .await?;
+
+        m.create_table(
+            Table::create()
+                .table(IdempotencyKeys::Table)
+                .if_not_exists()
+                .col(string(IdempotencyKeys::Key).primary_key())
+                .col(string(IdempotencyKeys::OrganizationId))
+                .col(string(IdempotencyKeys::ResourceId))
+                .col(big(IdempotencyKeys::CreateTimeMs))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        for t in [
+            IdempotencyKeys::Table.into_iden(),
+            UnitWorkspaces::Table.into_iden(),
+            Units::Table.into_iden(),
+            Invites::Table.into_iden(),
+            Members::Table.into_iden(),
+            Organizations::Table.into_iden(),
+        ] {
+            m.drop_table(Table::drop().table(t).to_owned()).await?;
+        }
+        Ok(())
     }
 }

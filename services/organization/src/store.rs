@@ -1,0 +1,208 @@
+//! The sea-orm entities of the organization database (see [`crate::migration`]). Times are Unix
+//! milliseconds; enums are stored as their proto numbers; `version` counts changes and is the
+//! resource's etag.
+
+/// Rows of `organizations`.
+pub mod organization {
+    use sea_orm::entity::prelude::*;
+
+    /// One organization, ACTIVE or DELETED (purged ones are gone).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "organizations")]
+    pub struct Model {
+        /// `org_…`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The display name as given (trimmed).
+        pub name: String,
+        /// The name lower-cased: uniqueness per creator and case-insensitive search.
+        pub name_key: String,
+        /// `OrganizationType` as its number.
+        pub org_type: i32,
+        /// The primary business email, or empty.
+        pub primary_email: String,
+        /// `OrganizationState` as its number.
+        pub state: i32,
+        /// The OWNER.
+        pub owner_user_id: String,
+        /// The account that created it (the name-uniqueness scope of ORG-1).
+        pub creator_user_id: String,
+        /// Created at.
+        pub create_time_ms: i64,
+        /// Last changed at.
+        pub update_time_ms: i64,
+        /// Soft-deleted at.
+        pub delete_time_ms: Option<i64>,
+        /// To be purged at.
+        pub purge_time_ms: Option<i64>,
+        /// Change counter (the etag).
+        pub version: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `members`.
+pub mod member {
+    use sea_orm::entity::prelude::*;
+
+    /// One membership.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "members")]
+    pub struct Model {
+        /// The organization.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// The member.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// The member's verified email when they joined (identity emails never change), lower
+        /// case; used to refuse invites to current members (ORG-6).
+        pub email: String,
+        /// `OrgRole` as its number.
+        pub role: i32,
+        /// Joined at (the list order, ties broken by user id).
+        pub create_time_ms: i64,
+        /// Role last changed at.
+        pub update_time_ms: i64,
+        /// Change counter (the etag).
+        pub version: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `invites`.
+pub mod invite {
+    use sea_orm::entity::prelude::*;
+
+    /// One invite. EXPIRED is not stored: a PENDING invite past `expire_time_ms` is expired.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "invites")]
+    pub struct Model {
+        /// `inv_…`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The organization.
+        pub organization_id: String,
+        /// The invitee's address, lower case.
+        pub email: String,
+        /// `email` while the invite is pending (unique per organization), NULL otherwise.
+        pub pending_key: Option<String>,
+        /// `OrgRole` as its number.
+        pub role: i32,
+        /// `InviteState` as its number: PENDING, ACCEPTED or DELETED.
+        pub state: i32,
+        /// Who sent it (a user or API key id).
+        pub inviter_user_id: String,
+        /// Sent at.
+        pub create_time_ms: i64,
+        /// Acceptable until.
+        pub expire_time_ms: i64,
+        /// Accepted at.
+        pub accept_time_ms: Option<i64>,
+        /// Accepted by.
+        pub accepted_user_id: String,
+        /// Withdrawn at.
+        pub delete_time_ms: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `units`.
+pub mod unit {
+    use sea_orm::entity::prelude::*;
+
+    /// One organizational unit.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "units")]
+    pub struct Model {
+        /// `unit_…`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The organization.
+        pub organization_id: String,
+        /// The parent unit, or empty at the top level.
+        pub parent_unit_id: String,
+        /// The display name.
+        pub name: String,
+        /// 1 at the top level, at most 5.
+        pub depth: i32,
+        /// Created at.
+        pub create_time_ms: i64,
+        /// Last renamed or moved at.
+        pub update_time_ms: i64,
+        /// Change counter (the etag).
+        pub version: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `unit_workspaces`: which unit each workspace belongs to, from the workspace service's
+/// events (ORG-9: a unit with workspaces cannot be deleted).
+pub mod unit_workspace {
+    use sea_orm::entity::prelude::*;
+
+    /// One workspace that belongs to a unit (archived ones included).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "unit_workspaces")]
+    pub struct Model {
+        /// The workspace.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        /// Its organization.
+        pub organization_id: String,
+        /// Its unit.
+        pub unit_id: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `idempotency_keys` (AIP-155 `request_id`s of create calls).
+pub mod idempotency {
+    use sea_orm::entity::prelude::*;
+
+    /// The resource a create call with a given request id produced.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "idempotency_keys")]
+    pub struct Model {
+        /// `method|actor|request_id`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// The organization (for purges).
+        pub organization_id: String,
+        /// The created resource's id.
+        pub resource_id: String,
+        /// When.
+        pub create_time_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

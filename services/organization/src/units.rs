@@ -1,0 +1,379 @@
+//! Organizational units (rule ORG-9): a tree under the organization, at most 5 levels deep; a
+//! unit with children or workspaces cannot be deleted.
+
+use std::collections::HashMap;
+
+use orgplane_platform::audit::Entry;
+use orgplane_platform::auth::Principal;
+use orgplane_platform::context::RequestContext;
+use orgplane_platform::roles::OrgAction;
+use orgplane_platform::{ApiError, ApiResult};
+use orgplane_proto::organization::v1 as api;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+
+use crate::authz::{Access, Deleted};
+use crate::convert::{self, check_etag, required};
+use crate::core::{Core, keyset};
+use crate::store::{unit, unit_workspace};
+
+/// The deepest level a unit may sit at.
+pub const MAX_DEPTH: i32 = 5;
+
+fn unit_json(u: &unit::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": u.id, "organizationId": u.organization_id, "parentUnitId": u.parent_unit_id,
+        "name": u.name, "depth": u.depth, "etag": convert::etag(u.version),
+    })
+}
+
+fn too_deep(id: &str) -> ApiError {
+    ApiError::failed_precondition(
+        "UNIT_DEPTH_EXCEEDED",
+        id,
+        format!("units may be nested at most {MAX_DEPTH} levels deep"),
+    )
+}
+
+async fn units_of<C: ConnectionTrait>(db: &C, org: &str) -> ApiResult<Vec<unit::Model>> {
+    Ok(unit::Entity::find()
+        .filter(unit::Column::OrganizationId.eq(org.to_owned()))
+        .all(db)
+        .await?)
+}
+
+impl Core {
+    /// The unit `unit_id` with the caller's access to its organization; NOT_FOUND for the unit
+    /// when either is not visible.
+    async fn unit_access(
+        &self,
+        principal: &Principal,
+        unit_id: &str,
+    ) -> ApiResult<(unit::Model, Access)> {
+        let not_found = || ApiError::not_found("unit", unit_id);
+        let u = unit::Entity::find_by_id(unit_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(not_found)?;
+        let access = Access::resolve(&self.db, principal, &u.organization_id, Deleted::Hidden)
+            .await
+            .map_err(|e| {
+                if e.code() == tonic::Code::NotFound {
+                    not_found()
+                } else {
+                    e
+                }
+            })?;
+        Ok((u, access))
+    }
+
+    async fn parent_in(&self, org: &str, parent_unit_id: &str) -> ApiResult<unit::Model> {
+        unit::Entity::find_by_id(parent_unit_id.to_owned())
+            .one(&self.db)
+            .await?
+            .filter(|p| p.organization_id == org)
+            .ok_or_else(|| ApiError::not_found("unit", parent_unit_id))
+    }
+
+    /// CreateUnit.
+    pub async fn create_unit(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::CreateUnitRequest,
+    ) -> ApiResult<api::CreateUnitResponse> {
+        crate::authz::require_caller(principal)?;
+        required("organization_id", &req.organization_id)?;
+        let input = req
+            .unit
+            .ok_or_else(|| ApiError::invalid_argument("unit", "required"))?;
+        let name = convert::name("unit.name", &input.name)?;
+        let request_id = convert::request_id(&req.request_id)?;
+        let access =
+            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+        access.require(OrgAction::ManageOrganization)?;
+        let org = access.org;
+        let (_, actor) = principal.actor();
+        let key = request_id.map(|r| format!("CreateUnit|{actor}|{}|{r}", org.id));
+        if let Some(id) = self.idempotent(key.as_deref()).await? {
+            let u = unit::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await?
+                .ok_or_else(|| ApiError::not_found("unit", &id))?;
+            return Ok(api::CreateUnitResponse {
+                unit: Some(convert::unit(&u)),
+            });
+        }
+        let depth = if input.parent_unit_id.is_empty() {
+            1
+        } else {
+            self.parent_in(&org.id, &input.parent_unit_id).await?.depth + 1
+        };
+        if depth > MAX_DEPTH {
+            return Err(too_deep(&input.parent_unit_id));
+        }
+        let now = self.now_ms();
+        let u = unit::Model {
+            id: convert::new_id("unit"),
+            organization_id: org.id.clone(),
+            parent_unit_id: input.parent_unit_id.clone(),
+            name,
+            depth,
+            create_time_ms: now,
+            update_time_ms: now,
+            version: 1,
+        };
+        let txn = self.begin().await?;
+        unit::Entity::insert(unit::ActiveModel::from(u.clone()))
+            .exec(&txn)
+            .await?;
+        self.remember(&txn, key.as_deref(), &org.id, &u.id).await?;
+        self.audit(
+            &txn,
+            principal,
+            ctx,
+            Entry::new(&org.id, "unit.create", "unit", &u.id)
+                .with_change(None, Some(unit_json(&u))),
+        )
+        .await?;
+        self.commit(txn, None).await?;
+        Ok(api::CreateUnitResponse {
+            unit: Some(convert::unit(&u)),
+        })
+    }
+
+    /// GetUnit.
+    pub async fn get_unit(
+        &self,
+        principal: &Principal,
+        req: api::GetUnitRequest,
+    ) -> ApiResult<api::GetUnitResponse> {
+        crate::authz::require_caller(principal)?;
+        required("unit_id", &req.unit_id)?;
+        let (u, access) = self.unit_access(principal, &req.unit_id).await?;
+        access.require(OrgAction::Read)?;
+        Ok(api::GetUnitResponse {
+            unit: Some(convert::unit(&u)),
+        })
+    }
+
+    /// ListUnits: parents before children (by depth, then creation).
+    pub async fn list_units(
+        &self,
+        principal: &Principal,
+        req: api::ListUnitsRequest,
+    ) -> ApiResult<api::ListUnitsResponse> {
+        crate::authz::require_caller(principal)?;
+        required("organization_id", &req.organization_id)?;
+        let size = orgplane_platform::pagination::page_size(req.page_size)?;
+        let access =
+            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+        access.require(OrgAction::Read)?;
+        let org = access.org;
+        if !req.parent_unit_id.is_empty() {
+            self.parent_in(&org.id, &req.parent_unit_id).await?;
+        }
+        let scope = format!("ListUnits|{}|{}", org.id, req.parent_unit_id);
+        let cursor: Option<(i32, String)> =
+            self.runtime.page_tokens.decode(&scope, &req.page_token)?;
+        let mut query =
+            unit::Entity::find().filter(unit::Column::OrganizationId.eq(org.id.clone()));
+        if !req.parent_unit_id.is_empty() {
+            query = query.filter(unit::Column::ParentUnitId.eq(req.parent_unit_id.clone()));
+        }
+        if let Some((d, id)) = cursor {
+            query = query.filter(keyset(unit::Column::Depth, d, unit::Column::Id, id, false));
+        }
+        let rows = query
+            .order_by_asc(unit::Column::Depth)
+            .order_by_asc(unit::Column::Id)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let (rows, next) = self
+            .runtime
+            .page_tokens
+            .page(&scope, rows, size, |u| (u.depth, u.id.clone()));
+        Ok(api::ListUnitsResponse {
+            units: rows.iter().map(convert::unit).collect(),
+            next_page_token: next,
+        })
+    }
+
+    /// UpdateUnit: rename, or move with its subtree.
+    pub async fn update_unit(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::UpdateUnitRequest,
+    ) -> ApiResult<api::UpdateUnitResponse> {
+        crate::authz::require_caller(principal)?;
+        let input = req
+            .unit
+            .ok_or_else(|| ApiError::invalid_argument("unit", "required"))?;
+        required("unit.id", &input.id)?;
+        let paths = convert::mask_paths(req.update_mask.as_ref(), &["name", "parent_unit_id"])?;
+        let name = if paths.iter().any(|p| p == "name") {
+            Some(convert::name("unit.name", &input.name)?)
+        } else {
+            None
+        };
+        let (before, access) = self.unit_access(principal, &input.id).await?;
+        access.require(OrgAction::ManageOrganization)?;
+        check_etag(&req.etag, before.version, "unit")?;
+        let mut after = before.clone();
+        if let Some(n) = name {
+            after.name = n;
+        }
+        let now = self.now_ms();
+        after.update_time_ms = now;
+        after.version += 1;
+        let txn = self.begin().await?;
+        let mut depth_changes: Vec<(String, i32)> = Vec::new();
+        if paths.iter().any(|p| p == "parent_unit_id")
+            && input.parent_unit_id != before.parent_unit_id
+        {
+            let all = units_of(&txn, &before.organization_id).await?;
+            let by_id: HashMap<&str, &unit::Model> =
+                all.iter().map(|u| (u.id.as_str(), u)).collect();
+            let new_depth = if input.parent_unit_id.is_empty() {
+                1
+            } else {
+                let parent = by_id
+                    .get(input.parent_unit_id.as_str())
+                    .ok_or_else(|| ApiError::not_found("unit", &input.parent_unit_id))?;
+                // The new parent must not be the unit or one of its descendants.
+                let mut cursor = Some(*parent);
+                while let Some(c) = cursor {
+                    if c.id == before.id {
+                        return Err(ApiError::failed_precondition(
+                            "UNIT_CYCLE",
+                            &input.parent_unit_id,
+                            "a unit cannot be moved under itself or its descendants",
+                        ));
+                    }
+                    cursor = by_id.get(c.parent_unit_id.as_str()).copied();
+                }
+                parent.depth + 1
+            };
+            // The subtree moves with the unit: every descendant's depth shifts by the same delta.
+            let delta = new_depth - before.depth;
+            let mut subtree = vec![(before.id.clone(), before.depth)];
+            let mut i = 0;
+            while i < subtree.len() {
+                let id = subtree[i].0.clone();
+                for u in all.iter().filter(|u| u.parent_unit_id == id) {
+                    subtree.push((u.id.clone(), u.depth));
+                }
+                i += 1;
+            }
+            if subtree.iter().any(|(_, d)| d + delta > MAX_DEPTH) {
+                return Err(too_deep(&input.parent_unit_id));
+            }
+            depth_changes = subtree
+                .into_iter()
+                .skip(1)
+                .map(|(id, d)| (id, d + delta))
+                .collect();
+            after.parent_unit_id = input.parent_unit_id.clone();
+            after.depth = new_depth;
+        }
+        let updated = unit::Entity::update_many()
+            .col_expr(unit::Column::Name, Expr::value(after.name.clone()))
+            .col_expr(
+                unit::Column::ParentUnitId,
+                Expr::value(after.parent_unit_id.clone()),
+            )
+            .col_expr(unit::Column::Depth, Expr::value(after.depth))
+            .col_expr(unit::Column::UpdateTimeMs, Expr::value(now))
+            .col_expr(unit::Column::Version, Expr::value(after.version))
+            .filter(unit::Column::Id.eq(before.id.clone()))
+            .filter(unit::Column::Version.eq(before.version))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(convert::stale("unit"));
+        }
+        for (id, depth) in depth_changes {
+            unit::Entity::update_many()
+                .col_expr(unit::Column::Depth, Expr::value(depth))
+                .col_expr(unit::Column::UpdateTimeMs, Expr::value(now))
+                .col_expr(
+                    unit::Column::Version,
+                    Expr::col(unit::Column::Version).add(1),
+                )
+                .filter(unit::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
+        }
+        self.audit(
+            &txn,
+            principal,
+            ctx,
+            Entry::new(&before.organization_id, "unit.update", "unit", &before.id)
+                .with_change(Some(unit_json(&before)), Some(unit_json(&after))),
+        )
+        .await?;
+        self.commit(txn, None).await?;
+        Ok(api::UpdateUnitResponse {
+            unit: Some(convert::unit(&after)),
+        })
+    }
+
+    /// DeleteUnit: only an empty unit.
+    pub async fn delete_unit(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::DeleteUnitRequest,
+    ) -> ApiResult<api::DeleteUnitResponse> {
+        crate::authz::require_caller(principal)?;
+        required("unit_id", &req.unit_id)?;
+        let (u, access) = self.unit_access(principal, &req.unit_id).await?;
+        access.require(OrgAction::ManageOrganization)?;
+        check_etag(&req.etag, u.version, "unit")?;
+        let txn = self.begin().await?;
+        let children = unit::Entity::find()
+            .filter(unit::Column::ParentUnitId.eq(u.id.clone()))
+            .count(&txn)
+            .await?;
+        if children > 0 {
+            return Err(ApiError::failed_precondition(
+                "UNIT_HAS_CHILDREN",
+                &u.id,
+                "delete or move the unit's child units first",
+            ));
+        }
+        let workspaces = unit_workspace::Entity::find()
+            .filter(unit_workspace::Column::UnitId.eq(u.id.clone()))
+            .count(&txn)
+            .await?;
+        if workspaces > 0 {
+            return Err(ApiError::failed_precondition(
+                "UNIT_HAS_WORKSPACES",
+                &u.id,
+                "workspaces belong to this unit; move them first",
+            ));
+        }
+        let deleted = unit::Entity::delete_many()
+            .filter(unit::Column::Id.eq(u.id.clone()))
+            .filter(unit::Column::Version.eq(u.version))
+            .exec(&txn)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(convert::stale("unit"));
+        }
+        self.audit(
+            &txn,
+            principal,
+            ctx,
+            Entry::new(&u.organization_id, "unit.delete", "unit", &u.id)
+                .with_change(Some(unit_json(&u)), None),
+        )
+        .await?;
+        self.commit(txn, None).await?;
+        Ok(api::DeleteUnitResponse {})
+    }
+}
