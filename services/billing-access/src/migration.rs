@@ -3,6 +3,8 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::CreateConsumerCursors;
+use orgplane_platform::replica::CreateRoleReplica;
+use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 /// Every migration of the billing-access database, in order.
@@ -11,6 +13,220 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateConsumerCursors), Box::new(CreateAuditLog)]
+        vec![
+            Box::new(CreateConsumerCursors),
+            Box::new(CreateAuditLog),
+            Box::new(CreateRoleReplica),
+            Box::new(CreateBillingTables),
+        ]
+    }
+}
+
+/// Billing accounts, usage records and their minute rollups, workspaces, purged organizations.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateBillingTables;
+
+impl MigrationName for CreateBillingTables {
+    fn name(&self) -> &str {
+        "m20261201_000001_create_billing_tables"
+    }
+}
+
+#[derive(DeriveIden)]
+enum BillingAccounts {
+    Table,
+    OrganizationId,
+    Plan,
+    BillingEmail,
+    Seats,
+    CreateTimeMs,
+    UpdateTimeMs,
+    Etag,
+}
+
+#[derive(DeriveIden)]
+enum UsageRecords {
+    Table,
+    OrganizationId,
+    IdempotencyKey,
+    WorkspaceId,
+    ApiKeyId,
+    UserId,
+    Model,
+    InputTokens,
+    OutputTokens,
+    UsageTimeMs,
+    RecordTimeMs,
+}
+
+#[derive(DeriveIden)]
+enum UsageRollups {
+    Table,
+    OrganizationId,
+    MinuteMs,
+    WorkspaceId,
+    ApiKeyId,
+    Model,
+    UserId,
+    InputTokens,
+    OutputTokens,
+    RecordCount,
+}
+
+#[derive(DeriveIden)]
+enum BillingWorkspaces {
+    Table,
+    WorkspaceId,
+    OrganizationId,
+    Name,
+    ArchiveTimeMs,
+}
+
+#[derive(DeriveIden)]
+enum BillingPurgedOrganizations {
+    Table,
+    OrganizationId,
+    PurgeTimeMs,
+}
+
+fn text<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).string().not_null().to_owned()
+}
+
+fn big<T: IntoIden>(c: T) -> ColumnDef {
+    ColumnDef::new(c).big_integer().not_null().to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateBillingTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(BillingAccounts::Table)
+                    .if_not_exists()
+                    .col(text(BillingAccounts::OrganizationId).primary_key())
+                    .col(ColumnDef::new(BillingAccounts::Plan).integer().not_null())
+                    .col(text(BillingAccounts::BillingEmail))
+                    .col(ColumnDef::new(BillingAccounts::Seats).integer().not_null())
+                    .col(big(BillingAccounts::CreateTimeMs))
+                    .col(big(BillingAccounts::UpdateTimeMs))
+                    .col(text(BillingAccounts::Etag))
+                    .to_owned(),
+            )
+            .await?;
+        // The primary key is the idempotency constraint (rule BILL-3).
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageRecords::Table)
+                    .if_not_exists()
+                    .col(text(UsageRecords::OrganizationId))
+                    .col(text(UsageRecords::IdempotencyKey))
+                    .col(text(UsageRecords::WorkspaceId))
+                    .col(text(UsageRecords::ApiKeyId))
+                    .col(text(UsageRecords::UserId))
+                    .col(text(UsageRecords::Model))
+                    .col(big(UsageRecords::InputTokens))
+                    .col(big(UsageRecords::OutputTokens))
+                    .col(big(UsageRecords::UsageTimeMs))
+                    .col(big(UsageRecords::RecordTimeMs))
+                    .primary_key(
+                        Index::create()
+                            .col(UsageRecords::OrganizationId)
+                            .col(UsageRecords::IdempotencyKey),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_usage_records_org_time")
+                    .table(UsageRecords::Table)
+                    .col(UsageRecords::OrganizationId)
+                    .col(UsageRecords::UsageTimeMs)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        // Reports scan (organization, minute range): the primary key's leading columns.
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsageRollups::Table)
+                    .if_not_exists()
+                    .col(text(UsageRollups::OrganizationId))
+                    .col(big(UsageRollups::MinuteMs))
+                    .col(text(UsageRollups::WorkspaceId))
+                    .col(text(UsageRollups::ApiKeyId))
+                    .col(text(UsageRollups::Model))
+                    .col(text(UsageRollups::UserId))
+                    .col(big(UsageRollups::InputTokens))
+                    .col(big(UsageRollups::OutputTokens))
+                    .col(big(UsageRollups::RecordCount))
+                    .primary_key(
+                        Index::create()
+                            .col(UsageRollups::OrganizationId)
+                            .col(UsageRollups::MinuteMs)
+                            .col(UsageRollups::WorkspaceId)
+                            .col(UsageRollups::ApiKeyId)
+                            .col(UsageRollups::Model)
+                            .col(UsageRollups::UserId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(BillingWorkspaces::Table)
+                    .if_not_exists()
+                    .col(text(BillingWorkspaces::WorkspaceId).primary_key())
+                    .col(text(BillingWorkspaces::OrganizationId))
+                    .col(text(BillingWorkspaces::Name))
+                    .col(
+                        ColumnDef::new(BillingWorkspaces::ArchiveTimeMs)
+                            .big_integer()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_billing_workspaces_org")
+                    .table(BillingWorkspaces::Table)
+                    .col(BillingWorkspaces::OrganizationId)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(BillingPurgedOrganizations::Table)
+                    .if_not_exists()
+                    .col(text(BillingPurgedOrganizations::OrganizationId).primary_key())
+                    .col(big(BillingPurgedOrganizations::PurgeTimeMs))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            BillingPurgedOrganizations::Table.into_iden(),
+            BillingWorkspaces::Table.into_iden(),
+            UsageRollups::Table.into_iden(),
+            UsageRecords::Table.into_iden(),
+            BillingAccounts::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
     }
 }

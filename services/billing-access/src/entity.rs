@@ -1,0 +1,165 @@
+//! The billing-access tables as sea-orm entities.
+
+/// Rows of `billing_accounts`: one per organization (rule BILL-2).
+pub mod account {
+    use sea_orm::entity::prelude::*;
+
+    /// An organization's billing account.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "billing_accounts")]
+    pub struct Model {
+        /// The organization's id; also the account's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// `BillingPlan` as its number.
+        pub plan: i32,
+        /// Where invoices go.
+        pub billing_email: String,
+        /// Paid seats.
+        pub seats: i32,
+        /// Creation time (Unix milliseconds).
+        pub create_time_ms: i64,
+        /// Last change (Unix milliseconds).
+        pub update_time_ms: i64,
+        /// Changes with every update.
+        pub etag: String,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `usage_records`: every accepted usage record, unique per organization and
+/// idempotency key (rule BILL-3).
+pub mod usage_record {
+    use sea_orm::entity::prelude::*;
+
+    /// One accepted usage record.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_records")]
+    pub struct Model {
+        /// The organization billed.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// The reporting service's key; unique per organization.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub idempotency_key: String,
+        /// The workspace; empty for the Default Workspace.
+        pub workspace_id: String,
+        /// The API key; empty when none.
+        pub api_key_id: String,
+        /// The user; empty when unknown.
+        pub user_id: String,
+        /// The model.
+        pub model: String,
+        /// Input tokens.
+        pub input_tokens: i64,
+        /// Output tokens.
+        pub output_tokens: i64,
+        /// When the usage happened (Unix milliseconds).
+        pub usage_time_ms: i64,
+        /// When it was recorded here (Unix milliseconds).
+        pub record_time_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `usage_rollups`: accepted usage summed per organization, UTC minute and every
+/// dimension, written in the ingesting transaction; reports aggregate these.
+pub mod usage_rollup {
+    use sea_orm::entity::prelude::*;
+
+    /// Usage of one minute and one combination of dimensions.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_rollups")]
+    pub struct Model {
+        /// The organization.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// The minute's start (Unix milliseconds).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub minute_ms: i64,
+        /// The workspace.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        /// The API key.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub api_key_id: String,
+        /// The model.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub model: String,
+        /// The user.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// Summed input tokens.
+        pub input_tokens: i64,
+        /// Summed output tokens.
+        pub output_tokens: i64,
+        /// Records summed.
+        pub record_count: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `billing_workspaces`: workspace names and archival, learned from the workspace
+/// service's events.
+pub mod workspace {
+    use sea_orm::entity::prelude::*;
+
+    /// A workspace as known here.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "billing_workspaces")]
+    pub struct Model {
+        /// The workspace's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub workspace_id: String,
+        /// Its organization.
+        pub organization_id: String,
+        /// Its name.
+        pub name: String,
+        /// When it was archived (Unix milliseconds); `None` while active.
+        pub archive_time_ms: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `billing_purged_organizations`: the ids of purged organizations, so that late
+/// workspace events and usage for them are refused instead of resurrecting data (rule BILL-5).
+pub mod purged {
+    use sea_orm::entity::prelude::*;
+
+    /// A purged organization.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "billing_purged_organizations")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// When its data was removed (Unix milliseconds).
+        pub purge_time_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

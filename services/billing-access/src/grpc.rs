@@ -1,0 +1,300 @@
+//! The gRPC handlers: decode, authorize, call the domain, encode.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use orgplane_platform::auth::Principal;
+use orgplane_platform::context::RequestContext;
+use orgplane_platform::error::{ApiError, ApiResult};
+use orgplane_platform::pagination::page_size;
+use orgplane_platform::roles::{OrgAction, allows};
+use orgplane_proto::billing::v1::billing_access_service_server::BillingAccessService;
+use orgplane_proto::billing::v1::check_billing_access_request::Subject;
+use orgplane_proto::billing::v1::*;
+use orgplane_proto::organization::v1::OrgRole;
+use tonic::{Request, Response, Status};
+
+use crate::{Core, accounts, reports, usage};
+
+/// The handlers of `orgplane.billing.v1.BillingAccessService`.
+#[derive(Debug, Clone)]
+pub struct BillingAccessApi {
+    core: Arc<Core>,
+}
+
+impl BillingAccessApi {
+    /// Handlers over the service's shared state.
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Checks credentials, waits for the requested organization revision, validates the
+    /// organization id, and authorizes `action`.
+    async fn guard<T>(
+        &self,
+        req: &Request<T>,
+        organization_id: &str,
+        action: OrgAction,
+    ) -> ApiResult<Principal> {
+        let started = Instant::now();
+        let principal = Principal::of(req);
+        principal.require_authenticated()?;
+        if organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        self.core.reach_revision(req.metadata(), 0, started).await?;
+        self.core.authorize(&principal, organization_id, action)?;
+        Ok(principal)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl BillingAccessService for BillingAccessApi {
+    async fn get_billing_account(
+        &self,
+        request: Request<GetBillingAccountRequest>,
+    ) -> Reply<GetBillingAccountResponse> {
+        let org = request.get_ref().organization_id.clone();
+        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        let account = accounts::get(&self.core.db, &org).await?;
+        Ok(Response::new(GetBillingAccountResponse {
+            billing_account: Some(accounts::to_proto(&account)),
+        }))
+    }
+
+    async fn update_billing_account(
+        &self,
+        request: Request<UpdateBillingAccountRequest>,
+    ) -> Reply<UpdateBillingAccountResponse> {
+        let ctx = RequestContext::of(&request);
+        let principal = Principal::of(&request);
+        principal.require_authenticated()?;
+        let body = request.get_ref();
+        let Some(account) = body.billing_account.as_ref() else {
+            return Err(ApiError::invalid_argument("billing_account", "required").into());
+        };
+        let org = account.organization_id.clone();
+        if org.is_empty() {
+            return Err(
+                ApiError::invalid_argument("billing_account.organization_id", "required").into(),
+            );
+        }
+        let principal = self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        let mask = body
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        let changes = accounts::changes_from_mask(account, &mask)?;
+        let updated = accounts::update(
+            &self.core.db,
+            &self.core.audit,
+            &principal,
+            &ctx,
+            &org,
+            changes,
+            &body.etag,
+            self.core.runtime.clock.now(),
+        )
+        .await?;
+        Ok(Response::new(UpdateBillingAccountResponse {
+            billing_account: Some(accounts::to_proto(&updated)),
+        }))
+    }
+
+    async fn list_billing_members(
+        &self,
+        request: Request<ListBillingMembersRequest>,
+    ) -> Reply<ListBillingMembersResponse> {
+        let body = request.get_ref();
+        let org = body.organization_id.clone();
+        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        let size = page_size(body.page_size)?;
+        let scope = format!("ListBillingMembers|{org}");
+        let after: Option<String> = self
+            .core
+            .runtime
+            .page_tokens
+            .decode(&scope, &body.page_token)?;
+        let mut members: Vec<(String, OrgRole)> = self
+            .core
+            .replica
+            .organization(&org)
+            .map(|o| o.members.into_iter().collect())
+            .unwrap_or_default();
+        members.retain(|(user, role)| {
+            allows(*role, OrgAction::ManageBilling)
+                && after.as_ref().is_none_or(|a| user.as_str() > a.as_str())
+        });
+        members.sort();
+        members.truncate(
+            usize::try_from(size)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        let (page, next_page_token) =
+            self.core
+                .runtime
+                .page_tokens
+                .page(&scope, members, size, |(user, _)| user.clone());
+        let ids: Vec<String> = page.iter().map(|(u, _)| u.clone()).collect();
+        let profiles = self.core.profiles(&ids).await;
+        let billing_members = page
+            .into_iter()
+            .map(|(user_id, role)| {
+                let (email, display_name) = profiles.get(&user_id).cloned().unwrap_or_default();
+                BillingMember {
+                    organization_id: org.clone(),
+                    user_id,
+                    email,
+                    display_name,
+                    org_role: role as i32,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListBillingMembersResponse {
+            billing_members,
+            next_page_token,
+        }))
+    }
+
+    async fn check_billing_access(
+        &self,
+        request: Request<CheckBillingAccessRequest>,
+    ) -> Reply<CheckBillingAccessResponse> {
+        let started = Instant::now();
+        let principal = Principal::of(&request);
+        principal.require_authenticated()?;
+        let body = request.get_ref();
+        if body.organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required").into());
+        }
+        let subject = match &body.subject {
+            Some(Subject::UserId(u)) if !u.is_empty() => Subject::UserId(u.clone()),
+            Some(Subject::ApiKeyId(k)) if !k.is_empty() => Subject::ApiKeyId(k.clone()),
+            _ => {
+                return Err(
+                    ApiError::invalid_argument("subject", "set user_id or api_key_id").into(),
+                );
+            }
+        };
+        let own = match (&principal, &subject) {
+            (Principal::Service(_), _) => false,
+            (Principal::User(u), Subject::UserId(id)) if &u.user_id == id => true,
+            (Principal::ApiKey(k), Subject::ApiKeyId(id)) if &k.key_id == id => true,
+            _ => {
+                return Err(ApiError::permission_denied(
+                    "SUBJECT_NOT_CALLER",
+                    "users and API keys may only check their own access",
+                )
+                .into());
+            }
+        };
+        let revision = self
+            .core
+            .reach_revision(request.metadata(), body.min_organization_revision, started)
+            .await?;
+        let org = &body.organization_id;
+        let role = match &subject {
+            Subject::UserId(user) => self.core.replica.role(org, user),
+            Subject::ApiKeyId(key) => {
+                if own {
+                    self.core.role_of(&principal, org)
+                } else {
+                    let active_org = self
+                        .core
+                        .replica
+                        .organization(org)
+                        .is_some_and(|o| o.is_active());
+                    match self.core.api_key(key).await? {
+                        Some(k)
+                            if active_org && k.active && k.admin && &k.organization_id == org =>
+                        {
+                            Some(OrgRole::Admin)
+                        }
+                        _ => None,
+                    }
+                }
+            }
+        };
+        let allowed = role.is_some_and(|r| allows(r, OrgAction::ManageBilling));
+        Ok(Response::new(CheckBillingAccessResponse {
+            allowed,
+            org_role: role.unwrap_or(OrgRole::Unspecified) as i32,
+            organization_revision: revision.max(self.core.org_events.applied_revision()),
+        }))
+    }
+
+    async fn record_usage(
+        &self,
+        request: Request<RecordUsageRequest>,
+    ) -> Reply<RecordUsageResponse> {
+        let ctx = RequestContext::of(&request);
+        let principal = Principal::of(&request);
+        principal.require_service()?;
+        let results =
+            usage::record_usage(&self.core, &principal, &ctx, &request.get_ref().records).await?;
+        Ok(Response::new(RecordUsageResponse { results }))
+    }
+
+    async fn get_usage_report(
+        &self,
+        request: Request<GetUsageReportRequest>,
+    ) -> Reply<GetUsageReportResponse> {
+        let org = request.get_ref().organization_id.clone();
+        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        let report = reports::usage_report(
+            &self.core.db,
+            &self.core.runtime.page_tokens,
+            self.core.runtime.clock.now(),
+            request.get_ref(),
+        )
+        .await?;
+        Ok(Response::new(report))
+    }
+
+    async fn get_cost_report(
+        &self,
+        request: Request<GetCostReportRequest>,
+    ) -> Reply<GetCostReportResponse> {
+        let org = request.get_ref().organization_id.clone();
+        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        let report = reports::cost_report(
+            &self.core.db,
+            &self.core.runtime.page_tokens,
+            &self.core.prices,
+            self.core.runtime.clock.now(),
+            request.get_ref(),
+        )
+        .await?;
+        Ok(Response::new(report))
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Reply<ListAuditEventsResponse> {
+        let org = request.get_ref().organization_id.clone();
+        self.guard(&request, &org, OrgAction::ReadAuditLog).await?;
+        let body = request.get_ref();
+        let filter = body.filter.clone().unwrap_or_default();
+        let (audit_events, next_page_token) = self
+            .core
+            .audit
+            .list(
+                &self.core.db,
+                &self.core.runtime.page_tokens,
+                &org,
+                &filter,
+                body.page_size,
+                &body.page_token,
+            )
+            .await?;
+        Ok(Response::new(ListAuditEventsResponse {
+            audit_events,
+            next_page_token,
+        }))
+    }
+}
