@@ -453,7 +453,7 @@ impl Core {
             self.public_url.trim_end_matches('/')
         );
         let body = format!(
-            "Hello,\n\nopen this link within 24 hours:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n\n— Orgplane\n"
+            "Hello,\n\nopen this link within 24 hours:\n\n{link}\n\nIf you did not ask for it, ignore this message.\n\n-- Orgplane\n"
         );
         self.mailer
             .send(
