@@ -70,13 +70,15 @@ fn member_proto(m: MemberView) -> WorkspaceMember {
     }
 }
 
-/// When the call must be answered by: its `grpc-timeout`, or [`DEFAULT_WAIT`].
+/// When a wait must give up: a little before the call's `grpc-timeout` (so that the caller
+/// receives UNAVAILABLE rather than its own deadline error), or after [`DEFAULT_WAIT`].
 fn deadline<T>(request: &Request<T>) -> Instant {
     let timeout = request
         .metadata()
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout)
+        .map(|t| t.saturating_sub((t / 10).min(Duration::from_millis(100))))
         .unwrap_or(DEFAULT_WAIT);
     Instant::now() + timeout
 }
