@@ -1,0 +1,327 @@
+//! The test rig: the real organization service in-process on 127.0.0.1, next to a fake identity
+//! service (GetUser/BatchGetUsers), fake identity and workspace event producers, and an API-key
+//! resolver, all on one gRPC server; SQLite or PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use orgplane_organization::{Config, Organization};
+use orgplane_platform::ApiResult;
+use orgplane_platform::auth::{
+    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Claims, StaticKeys, TokenVerifier,
+    USER_AUDIENCE, invalid_api_key,
+};
+use orgplane_platform::clock::OffsetClock;
+use orgplane_platform::events::migration::CreateOutbox;
+use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::server::{GrpcServer, ServerConfig};
+use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb};
+use orgplane_proto::events::v1::event_service_server::EventServiceServer;
+use orgplane_proto::events::v1::{Producer, event};
+use orgplane_proto::identity::v1::identity_service_server::{
+    IdentityService, IdentityServiceServer,
+};
+use orgplane_proto::identity::v1::{
+    AccountType, BatchGetUsersRequest, BatchGetUsersResponse, GetUserRequest, GetUserResponse, User,
+};
+use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
+use sea_orm::TransactionTrait;
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Which database the service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The fake identity service: every `user_…` id is a verified BUSINESS user with email
+/// `<id>@example.com` unless overridden; `down` makes it answer UNAVAILABLE.
+#[derive(Clone, Default)]
+pub struct FakeIdentity {
+    pub overrides: Arc<Mutex<HashMap<String, User>>>,
+    pub down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeIdentity {
+    pub fn user(&self, id: &str) -> Option<User> {
+        if id.contains("unknown") {
+            return None;
+        }
+        if let Some(u) = self.overrides.lock().unwrap().get(id) {
+            return Some(u.clone());
+        }
+        Some(User {
+            id: id.to_owned(),
+            email: format!("{id}@example.com"),
+            email_verified: true,
+            display_name: format!("Name of {id}"),
+            account_type: AccountType::Business as i32,
+            ..Default::default()
+        })
+    }
+
+    pub fn set(&self, id: &str, f: impl FnOnce(&mut User)) {
+        let mut u = self.user(id).unwrap();
+        f(&mut u);
+        self.overrides.lock().unwrap().insert(id.to_owned(), u);
+    }
+
+    fn check(&self) -> Result<(), Status> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(Status::unavailable("identity is down"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl IdentityService for FakeIdentity {
+    async fn get_user(
+        &self,
+        request: Request<GetUserRequest>,
+    ) -> Result<Response<GetUserResponse>, Status> {
+        self.check()?;
+        let id = request.into_inner().user_id;
+        match self.user(&id) {
+            Some(u) => Ok(Response::new(GetUserResponse { user: Some(u) })),
+            None => Err(Status::not_found("no such user")),
+        }
+    }
+
+    async fn batch_get_users(
+        &self,
+        request: Request<BatchGetUsersRequest>,
+    ) -> Result<Response<BatchGetUsersResponse>, Status> {
+        self.check()?;
+        let mut out = BatchGetUsersResponse::default();
+        for id in request.into_inner().user_ids {
+            match self.user(&id) {
+                Some(u) => out.users.push(u),
+                None => out.missing_user_ids.push(id),
+            }
+        }
+        Ok(Response::new(out))
+    }
+}
+
+/// `opk_admin_<org>` is an admin key of `<org>`; `opk_ws_<org>` a workspace key.
+struct FakeKeys;
+
+impl ApiKeyResolver for FakeKeys {
+    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
+        Box::pin(async move {
+            let (kind, org) = if let Some(org) = key.strip_prefix("opk_admin_") {
+                (ApiKeyKind::Admin, org)
+            } else if let Some(org) = key.strip_prefix("opk_ws_") {
+                (ApiKeyKind::Workspace, org)
+            } else {
+                return Err(invalid_api_key());
+            };
+            Ok(ApiKeyPrincipal {
+                key_id: format!("key_{}", &key[..key.len().min(24)]),
+                organization_id: org.to_owned(),
+                workspace_id: None,
+                kind,
+            })
+        })
+    }
+}
+
+struct ProducerMigrator;
+impl MigratorTrait for ProducerMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateOutbox)]
+    }
+}
+
+/// The running service with its fakes.
+pub struct Rig {
+    pub auth: TestAuth,
+    pub org: Organization,
+    pub identity: FakeIdentity,
+    pub identity_events: Outbox,
+    pub workspace_events: Outbox,
+    pub clock: Arc<OffsetClock>,
+    pub server: RunningServer,
+    pub mail_dir: tempfile::TempDir,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    _dbs: Vec<TestDb>,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.server.shutdown.cancel();
+    }
+}
+
+impl Rig {
+    /// A rig on `backend`, or `None` (after saying "skipped") when PostgreSQL is not configured.
+    pub async fn new(backend: Backend) -> Option<Rig> {
+        Self::with(backend, |_| {}).await
+    }
+
+    /// As [`Self::new`], with a chance to adjust the runtime (for example to point identity at
+    /// a dead address).
+    pub async fn with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut orgplane_platform::runtime::Runtime),
+    ) -> Option<Rig> {
+        let db = match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => match TestDb::postgres().await {
+                Some(db) => db,
+                None => {
+                    eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+                    return None;
+                }
+            },
+        };
+        let producers = TestDb::sqlite();
+        let producers_db = producers.open::<ProducerMigrator>().await;
+        let identity_events = Outbox::new(producers_db.clone(), Producer::Identity);
+        // Two producers cannot share one outbox table: the workspace one gets its own file.
+        let ws_db = TestDb::sqlite();
+        let workspace_events =
+            Outbox::new(ws_db.open::<ProducerMigrator>().await, Producer::Workspace);
+
+        let auth = TestAuth::new();
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let url = format!("http://{addr}");
+        let clock = Arc::new(OffsetClock::new());
+        let mut runtime = orgplane_platform::testkit::runtime(&url, &auth, clock.clone());
+        adjust(&mut runtime);
+        let shutdown = runtime.shutdown.clone();
+        let mail_dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            mail_url: format!("file://{}", mail_dir.path().display()),
+            purge_interval_secs: 3600,
+            ready_timeout_ms: 3000,
+            ..Config::default()
+        };
+        let org = Organization::open(&db.url, &config, &runtime)
+            .await
+            .unwrap();
+
+        let mut server = GrpcServer::new(ServerConfig::default());
+        let identity = FakeIdentity::default();
+        server
+            .add_ready_service(IdentityServiceServer::new(identity.clone()))
+            .await;
+        org.register(&mut server).await;
+        let events = EventServer::new(
+            [
+                org.outbox().clone(),
+                identity_events.clone(),
+                workspace_events.clone(),
+            ],
+            server.shutdown_token(),
+        )
+        .with_poll_interval(Duration::from_millis(50));
+        server
+            .add_ready_service(EventServiceServer::new(events))
+            .await;
+        let health = server.health();
+        let verifier = TokenVerifier::new(
+            TEST_ISSUER,
+            Arc::new(StaticKeys(vec![auth.signer.public_key()])),
+        );
+        let authenticator = Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeKeys)));
+        let server = RunningServer::start(server, authenticator, Some(addr)).await;
+        org.start(&health).await;
+        Some(Rig {
+            auth,
+            org,
+            identity,
+            identity_events,
+            workspace_events,
+            clock,
+            server,
+            mail_dir,
+            shutdown,
+            _dbs: vec![db, producers, ws_db],
+        })
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.server.channel()
+    }
+
+    pub fn client(&self) -> OrganizationServiceClient<Channel> {
+        OrganizationServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
+    }
+
+    /// A request as user `user_id`, signed in just now.
+    pub fn as_user<T>(&self, user_id: &str, msg: T) -> Request<T> {
+        orgplane_platform::testkit::bearer(msg, &self.auth.user_token(user_id))
+    }
+
+    /// A request as user `user_id` whose sign-in is `age_secs` old.
+    pub fn as_user_signed_in_ago<T>(&self, user_id: &str, age_secs: i64, msg: T) -> Request<T> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            iss: TEST_ISSUER.into(),
+            sub: user_id.into(),
+            aud: USER_AUDIENCE.into(),
+            exp: now + 900,
+            iat: now,
+            nbf: now,
+            jti: uuid_like(),
+            auth_time: Some(now - age_secs),
+            sid: Some("ses_test".into()),
+        };
+        orgplane_platform::testkit::bearer(msg, &self.auth.signer.sign(&claims).unwrap())
+    }
+
+    /// A request with API key `key`.
+    pub fn with_key<T>(&self, key: &str, msg: T) -> Request<T> {
+        let mut r = Request::new(msg);
+        r.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        r
+    }
+
+    /// A request as a service principal.
+    pub fn as_service<T>(&self, msg: T) -> Request<T> {
+        orgplane_platform::testkit::bearer(msg, &self.auth.service_token("workspace"))
+    }
+
+    /// Publishes an event from the fake identity producer.
+    pub async fn publish_identity(&self, payload: event::Payload) -> i64 {
+        publish(&self.identity_events, payload).await
+    }
+
+    /// Publishes an event from the fake workspace producer.
+    pub async fn publish_workspace(&self, payload: event::Payload) -> i64 {
+        publish(&self.workspace_events, payload).await
+    }
+}
+
+async fn publish(outbox: &Outbox, payload: event::Payload) -> i64 {
+    let txn = outbox.connection().begin().await.unwrap();
+    let r = outbox.append(&txn, payload, "req-test").await.unwrap();
+    txn.commit().await.unwrap();
+    outbox.committed(r);
+    r
+}
+
+fn uuid_like() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    t ^ (std::process::id() as u128) << 64
+}

@@ -1,0 +1,2515 @@
+//! The organization service over real gRPC on loopback (rules ORG-1 … ORG-12), on SQLite and,
+//! for the key paths, PostgreSQL (set ORGPLANE_TEST_POSTGRES_URL).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use harness::{Backend, Rig};
+use orgplane_platform::error::reason_of;
+use orgplane_proto::audit::v1::AuditEventFilter;
+use orgplane_proto::events::v1::event_service_client::EventServiceClient;
+use orgplane_proto::events::v1::{
+    Event, Producer, UserDeleted, WatchRequest, WorkspaceCreated, event::Payload,
+};
+use orgplane_proto::organization::v1::*;
+use prost_types::FieldMask;
+use tonic::Code;
+
+fn expect_err<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    code: Code,
+    reason: Option<&str>,
+) {
+    let err = r.expect_err("expected an error");
+    assert_eq!(err.code(), code, "{err:?}");
+    if let Some(reason) = reason {
+        assert_eq!(reason_of(&err).as_deref(), Some(reason), "{err:?}");
+    }
+}
+
+async fn create_org(rig: &Rig, owner: &str, name: &str) -> Organization {
+    rig.client()
+        .create_organization(rig.as_user(
+            owner,
+            CreateOrganizationRequest {
+                organization: Some(Organization {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap()
+}
+
+/// Invites `user` (as `inviter`) and accepts as `user`; returns the accept revision.
+async fn add_member(rig: &Rig, org: &str, inviter: &str, user: &str, role: OrgRole) -> i64 {
+    let mut c = rig.client();
+    let inv = c
+        .create_invite(rig.as_user(
+            inviter,
+            CreateInviteRequest {
+                organization_id: org.into(),
+                invite: Some(Invite {
+                    email: format!("{user}@example.com"),
+                    role: role as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    c.accept_invite(rig.as_user(user, AcceptInviteRequest { invite_id: inv.id }))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision
+}
+
+async fn member_role(rig: &Rig, org: &str, user: &str) -> Option<OrgRole> {
+    let r = rig
+        .client()
+        .get_member(rig.as_service(GetMemberRequest {
+            organization_id: org.into(),
+            user_id: user.into(),
+        }))
+        .await;
+    match r {
+        Ok(m) => Some(OrgRole::try_from(m.into_inner().member.unwrap().role).unwrap()),
+        Err(e) if e.code() == Code::NotFound => None,
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+// ------------------------------------------------------------------------------------- ORG-1
+
+#[tokio::test]
+async fn org_1_create_makes_the_verified_business_creator_owner_with_unique_names() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let mut c = rig.client();
+    let req = |name: &str, rid: &str| CreateOrganizationRequest {
+        organization: Some(Organization {
+            name: name.into(),
+            r#type: OrganizationType::Company as i32,
+            primary_email: "Billing@Acme.example".into(),
+            ..Default::default()
+        }),
+        request_id: rid.into(),
+    };
+    let rid = "0190a6a4-5d2e-7000-8000-000000000001";
+    let created = c
+        .create_organization(rig.as_user("user_ada", req("  Acme  ", rid)))
+        .await
+        .unwrap()
+        .into_inner();
+    let org = created.organization.clone().unwrap();
+    assert!(org.id.starts_with("org_"));
+    assert_eq!(org.name, "Acme");
+    assert_eq!(org.state, OrganizationState::Active as i32);
+    assert_eq!(org.owner_user_id, "user_ada");
+    assert_eq!(org.primary_email, "billing@acme.example");
+    assert!(created.revision >= 2, "OrganizationCreated and MemberAdded");
+    assert_eq!(
+        member_role(&rig, &org.id, "user_ada").await,
+        Some(OrgRole::Owner)
+    );
+
+    // The same request id returns the first result.
+    let again = c
+        .create_organization(rig.as_user("user_ada", req("Acme", rid)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.organization.unwrap().id, org.id);
+
+    // Unique per creator, ignoring case; another account may use the name.
+    expect_err(
+        c.create_organization(rig.as_user("user_ada", req("ACME", "")))
+            .await,
+        Code::AlreadyExists,
+        Some("ORGANIZATION_NAME_TAKEN"),
+    );
+    c.create_organization(rig.as_user("user_bob", req("acme", "")))
+        .await
+        .unwrap();
+    // ORG-2: one account may own several organizations.
+    c.create_organization(rig.as_user("user_ada", req("Acme Labs", "")))
+        .await
+        .unwrap();
+
+    // Validation.
+    for bad in ["", "   ", &"x".repeat(101), "bad\u{1}name"] {
+        expect_err(
+            c.create_organization(rig.as_user("user_ada", req(bad, "")))
+                .await,
+            Code::InvalidArgument,
+            None,
+        );
+    }
+    let mut bad_email = req("Other", "");
+    bad_email.organization.as_mut().unwrap().primary_email = "not-an-email".into();
+    expect_err(
+        c.create_organization(rig.as_user("user_ada", bad_email))
+            .await,
+        Code::InvalidArgument,
+        None,
+    );
+
+    // ID-1: only verified business accounts.
+    rig.identity.set("user_personal", |u| {
+        u.account_type = orgplane_proto::identity::v1::AccountType::Personal as i32
+    });
+    rig.identity
+        .set("user_unverified", |u| u.email_verified = false);
+    expect_err(
+        c.create_organization(rig.as_user("user_personal", req("P", "")))
+            .await,
+        Code::FailedPrecondition,
+        Some("BUSINESS_ACCOUNT_REQUIRED"),
+    );
+    expect_err(
+        c.create_organization(rig.as_user("user_unverified", req("U", "")))
+            .await,
+        Code::FailedPrecondition,
+        Some("EMAIL_NOT_VERIFIED"),
+    );
+    // API keys cannot create organizations.
+    expect_err(
+        c.create_organization(rig.with_key(&format!("opk_admin_{}", org.id), req("K", "")))
+            .await,
+        Code::PermissionDenied,
+        Some("USER_CREDENTIALS_REQUIRED"),
+    );
+
+    // Creation is audited.
+    let audit = c
+        .list_audit_events(rig.as_user(
+            "user_ada",
+            ListAuditEventsRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        audit
+            .audit_events
+            .iter()
+            .any(|e| e.action == "organization.create")
+    );
+}
+
+#[tokio::test]
+async fn id_1_identity_unreachable_is_unavailable_never_internal() {
+    let rig = Rig::with(Backend::Sqlite, |rt| {
+        rt.endpoints.identity = orgplane_platform::testkit::channel("http://127.0.0.1:9");
+    })
+    .await
+    .unwrap();
+    expect_err(
+        rig.client()
+            .create_organization(rig.as_user(
+                "user_ada",
+                CreateOrganizationRequest {
+                    organization: Some(Organization {
+                        name: "Acme".into(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await,
+        Code::Unavailable,
+        Some("IDENTITY_UNAVAILABLE"),
+    );
+}
+
+// ------------------------------------------------------------------------------------- ORG-2
+
+/// Every RPC, called by a member of another organization against org A and its resources,
+/// answers NOT_FOUND and reveals nothing.
+#[tokio::test]
+async fn org_2_isolation_every_rpc_is_not_found_for_a_member_of_another_org() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let a = create_org(&rig, "user_a", "Org A").await;
+    let _b = create_org(&rig, "user_mallory", "Org B").await;
+    add_member(&rig, &a.id, "user_a", "user_a2", OrgRole::Admin).await;
+    let mut c = rig.client();
+    let unit = c
+        .create_unit(rig.as_user(
+            "user_a",
+            CreateUnitRequest {
+                organization_id: a.id.clone(),
+                unit: Some(Unit {
+                    name: "Sales".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    let inv = c
+        .create_invite(rig.as_user(
+            "user_a",
+            CreateInviteRequest {
+                organization_id: a.id.clone(),
+                invite: Some(Invite {
+                    email: "someone@example.com".into(),
+                    role: OrgRole::User as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+
+    let m = "user_mallory";
+    let org_id = a.id.clone();
+    let nf = |r: Result<(), tonic::Status>, rpc: &str| {
+        let e = r.expect_err(rpc);
+        assert_eq!(e.code(), Code::NotFound, "{rpc}: {e:?}");
+        assert!(!e.message().contains("Org A"), "{rpc} leaks the name");
+    };
+    macro_rules! call {
+        ($method:ident, $req:expr) => {
+            c.$method(rig.as_user(m, $req)).await.map(|_| ())
+        };
+    }
+    nf(
+        call!(
+            get_organization,
+            GetOrganizationRequest {
+                organization_id: org_id.clone()
+            }
+        ),
+        "GetOrganization",
+    );
+    nf(
+        call!(
+            update_organization,
+            UpdateOrganizationRequest {
+                organization: Some(Organization {
+                    id: org_id.clone(),
+                    name: "X".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["name"]),
+                etag: String::new(),
+            }
+        ),
+        "UpdateOrganization",
+    );
+    nf(
+        call!(
+            delete_organization,
+            DeleteOrganizationRequest {
+                organization_id: org_id.clone(),
+                confirm_name: "Org A".into(),
+                etag: String::new(),
+            }
+        ),
+        "DeleteOrganization",
+    );
+    nf(
+        call!(
+            undelete_organization,
+            UndeleteOrganizationRequest {
+                organization_id: org_id.clone(),
+                etag: String::new()
+            }
+        ),
+        "UndeleteOrganization",
+    );
+    nf(
+        call!(
+            list_members,
+            ListMembersRequest {
+                organization_id: org_id.clone(),
+                ..Default::default()
+            }
+        ),
+        "ListMembers",
+    );
+    nf(
+        call!(
+            get_member,
+            GetMemberRequest {
+                organization_id: org_id.clone(),
+                user_id: "user_a".into()
+            }
+        ),
+        "GetMember",
+    );
+    nf(
+        call!(
+            update_member_role,
+            UpdateMemberRoleRequest {
+                organization_id: org_id.clone(),
+                user_id: "user_a2".into(),
+                role: OrgRole::User as i32,
+                etag: String::new(),
+            }
+        ),
+        "UpdateMemberRole",
+    );
+    nf(
+        call!(
+            remove_member,
+            RemoveMemberRequest {
+                organization_id: org_id.clone(),
+                user_id: "user_a2".into()
+            }
+        ),
+        "RemoveMember",
+    );
+    nf(
+        call!(
+            transfer_ownership,
+            TransferOwnershipRequest {
+                organization_id: org_id.clone(),
+                new_owner_user_id: m.into()
+            }
+        ),
+        "TransferOwnership",
+    );
+    nf(
+        call!(
+            create_invite,
+            CreateInviteRequest {
+                organization_id: org_id.clone(),
+                invite: Some(Invite {
+                    email: "x@example.com".into(),
+                    role: OrgRole::User as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }
+        ),
+        "CreateInvite",
+    );
+    nf(
+        call!(
+            get_invite,
+            GetInviteRequest {
+                invite_id: inv.id.clone()
+            }
+        ),
+        "GetInvite",
+    );
+    nf(
+        call!(
+            list_invites,
+            ListInvitesRequest {
+                organization_id: org_id.clone(),
+                ..Default::default()
+            }
+        ),
+        "ListInvites",
+    );
+    nf(
+        call!(
+            delete_invite,
+            DeleteInviteRequest {
+                invite_id: inv.id.clone()
+            }
+        ),
+        "DeleteInvite",
+    );
+    nf(
+        call!(
+            create_unit,
+            CreateUnitRequest {
+                organization_id: org_id.clone(),
+                unit: Some(Unit {
+                    name: "U".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }
+        ),
+        "CreateUnit",
+    );
+    nf(
+        call!(
+            get_unit,
+            GetUnitRequest {
+                unit_id: unit.id.clone()
+            }
+        ),
+        "GetUnit",
+    );
+    nf(
+        call!(
+            list_units,
+            ListUnitsRequest {
+                organization_id: org_id.clone(),
+                ..Default::default()
+            }
+        ),
+        "ListUnits",
+    );
+    nf(
+        call!(
+            update_unit,
+            UpdateUnitRequest {
+                unit: Some(Unit {
+                    id: unit.id.clone(),
+                    name: "V".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["name"]),
+                etag: String::new(),
+            }
+        ),
+        "UpdateUnit",
+    );
+    nf(
+        call!(
+            delete_unit,
+            DeleteUnitRequest {
+                unit_id: unit.id.clone(),
+                etag: String::new()
+            }
+        ),
+        "DeleteUnit",
+    );
+    nf(
+        call!(
+            list_audit_events,
+            ListAuditEventsRequest {
+                organization_id: org_id.clone(),
+                ..Default::default()
+            }
+        ),
+        "ListAuditEvents",
+    );
+    // A unit of org A as the parent of a unit of org B is not visible either.
+    let b_id = _b.id.clone();
+    nf(
+        call!(
+            create_unit,
+            CreateUnitRequest {
+                organization_id: b_id.clone(),
+                unit: Some(Unit {
+                    name: "U".into(),
+                    parent_unit_id: unit.id.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            }
+        ),
+        "CreateUnit(parent of A)",
+    );
+    // AcceptInvite: the invite id is the mailed capability; someone else's account is refused
+    // without learning anything about the organization.
+    let e = c
+        .accept_invite(rig.as_user(
+            m,
+            AcceptInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason_of(&e).as_deref(), Some("INVITE_EMAIL_MISMATCH"));
+    assert!(!e.message().contains("Org A"));
+    // ListOrganizations shows only the caller's own; GetMyOrganization is for admin keys.
+    let listed = c
+        .list_organizations(rig.as_user(
+            m,
+            ListOrganizationsRequest {
+                show_deleted: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.organizations.iter().all(|o| o.id != a.id));
+    expect_err(
+        c.get_my_organization(rig.as_user(m, GetMyOrganizationRequest {}))
+            .await,
+        Code::PermissionDenied,
+        Some("ADMIN_API_KEY_REQUIRED"),
+    );
+    // An admin key of org B is just as blind to org A.
+    let e = c
+        .get_organization(rig.with_key(
+            &format!("opk_admin_{b_id}"),
+            GetOrganizationRequest {
+                organization_id: org_id.clone(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    // Nothing changed in org A.
+    assert_eq!(
+        member_role(&rig, &a.id, "user_a2").await,
+        Some(OrgRole::Admin)
+    );
+    assert_eq!(member_role(&rig, &a.id, m).await, None);
+}
+
+// ------------------------------------------------------------------------------------- ORG-3
+
+#[tokio::test]
+async fn org_3_update_with_field_mask_and_etag() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_ada", "Acme").await;
+    add_member(&rig, &org.id, "user_ada", "user_dev", OrgRole::Developer).await;
+    let mut c = rig.client();
+    let upd = |name: &str, paths: &[&str], etag: &str| UpdateOrganizationRequest {
+        organization: Some(Organization {
+            id: org.id.clone(),
+            name: name.into(),
+            r#type: OrganizationType::Nonprofit as i32,
+            primary_email: "hello@acme.example".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(paths),
+        etag: etag.into(),
+    };
+    let updated = c
+        .update_organization(rig.as_user("user_ada", upd("Acme Inc", &["name", "type"], &org.etag)))
+        .await
+        .unwrap()
+        .into_inner();
+    let o = updated.organization.unwrap();
+    assert_eq!(o.name, "Acme Inc");
+    assert_eq!(o.r#type, OrganizationType::Nonprofit as i32);
+    assert_eq!(o.primary_email, "", "not in the mask");
+    assert_ne!(o.etag, org.etag);
+    assert!(updated.revision > 0);
+    // The old etag is stale now.
+    expect_err(
+        c.update_organization(rig.as_user("user_ada", upd("Again", &["name"], &org.etag)))
+            .await,
+        Code::Aborted,
+        None,
+    );
+    expect_err(
+        c.update_organization(rig.as_user("user_ada", upd("X", &["id"], "")))
+            .await,
+        Code::InvalidArgument,
+        None,
+    );
+    expect_err(
+        c.update_organization(rig.as_user("user_ada", upd("X", &[], "")))
+            .await,
+        Code::InvalidArgument,
+        None,
+    );
+    // A DEVELOPER may read but not update.
+    expect_err(
+        c.update_organization(rig.as_user("user_dev", upd("X", &["name"], "")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    c.update_organization(rig.as_user("user_ada", upd("", &["primary_email"], &o.etag)))
+        .await
+        .unwrap();
+    let got = c
+        .get_organization(rig.as_user(
+            "user_dev",
+            GetOrganizationRequest {
+                organization_id: org.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(got.primary_email, "hello@acme.example");
+}
+
+// ------------------------------------------------------------------------------------- ORG-4
+
+async fn org_4_exactly_one_owner(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    let mut c = rig.client();
+    // The owner cannot be removed or re-roled, even by an ADMIN, nor can OWNER be assigned.
+    expect_err(
+        c.remove_member(rig.as_user(
+            "user_admin",
+            RemoveMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_owner".into(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("OWNERSHIP_TRANSFER_REQUIRED"),
+    );
+    expect_err(
+        c.remove_member(rig.as_user(
+            "user_owner",
+            RemoveMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "me".into(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("OWNERSHIP_TRANSFER_REQUIRED"),
+    );
+    expect_err(
+        c.update_member_role(rig.as_user(
+            "user_admin",
+            UpdateMemberRoleRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_owner".into(),
+                role: OrgRole::User as i32,
+                etag: String::new(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("OWNER_ROLE_IMMUTABLE"),
+    );
+    expect_err(
+        c.update_member_role(rig.as_user(
+            "user_owner",
+            UpdateMemberRoleRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_dev".into(),
+                role: OrgRole::Owner as i32,
+                etag: String::new(),
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        Some("OWNER_ROLE_NOT_ASSIGNABLE"),
+    );
+    // Transfer: owner only, with a recent sign-in, to a member.
+    let transfer = |target: &str| TransferOwnershipRequest {
+        organization_id: org.id.clone(),
+        new_owner_user_id: target.into(),
+    };
+    expect_err(
+        c.transfer_ownership(rig.as_user("user_admin", transfer("user_dev")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    expect_err(
+        c.transfer_ownership(rig.as_user_signed_in_ago("user_owner", 600, transfer("user_dev")))
+            .await,
+        Code::Unauthenticated,
+        Some("REAUTHENTICATION_REQUIRED"),
+    );
+    expect_err(
+        c.transfer_ownership(rig.as_user("user_owner", transfer("user_stranger")))
+            .await,
+        Code::NotFound,
+        None,
+    );
+    expect_err(
+        c.transfer_ownership(rig.as_user("user_owner", transfer("user_owner")))
+            .await,
+        Code::InvalidArgument,
+        None,
+    );
+    expect_err(
+        c.transfer_ownership(rig.with_key(&format!("opk_admin_{}", org.id), transfer("user_dev")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    let done = c
+        .transfer_ownership(rig.as_user("user_owner", transfer("user_dev")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.organization.unwrap().owner_user_id, "user_dev");
+    assert_eq!(done.new_owner.unwrap().role, OrgRole::Owner as i32);
+    assert_eq!(done.previous_owner.unwrap().role, OrgRole::Admin as i32);
+    assert!(done.revision > 0);
+    assert_eq!(
+        member_role(&rig, &org.id, "user_dev").await,
+        Some(OrgRole::Owner)
+    );
+    assert_eq!(
+        member_role(&rig, &org.id, "user_owner").await,
+        Some(OrgRole::Admin)
+    );
+    // Exactly one OWNER.
+    let members = c
+        .list_members(rig.as_user(
+            "user_dev",
+            ListMembersRequest {
+                organization_id: org.id.clone(),
+                role: OrgRole::Owner as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].user_id, "user_dev");
+}
+
+#[tokio::test]
+async fn org_4_exactly_one_owner_and_transfer_ownership_sqlite() {
+    org_4_exactly_one_owner(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_4_exactly_one_owner_and_transfer_ownership_postgres() {
+    org_4_exactly_one_owner(Backend::Postgres).await;
+}
+
+// ------------------------------------------------------------------------------------- ORG-5
+
+#[tokio::test]
+async fn org_5_members_list_get_change_role_remove_and_admin_key_limits() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    for (u, r) in [
+        ("user_admin", OrgRole::Admin),
+        ("user_admin2", OrgRole::Admin),
+        ("user_bill", OrgRole::Billing),
+        ("user_dev", OrgRole::Developer),
+        ("user_u1", OrgRole::User),
+        ("user_u2", OrgRole::User),
+    ] {
+        add_member(&rig, &org.id, "user_owner", u, r).await;
+    }
+    let mut c = rig.client();
+    let key = format!("opk_admin_{}", org.id);
+    // Filter by role, with emails and names from identity.
+    let users = c
+        .list_members(rig.as_user(
+            "user_u1",
+            ListMembersRequest {
+                organization_id: org.id.clone(),
+                role: OrgRole::User as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .members;
+    let ids: Vec<_> = users.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(ids, ["user_u1", "user_u2"]);
+    assert_eq!(users[0].email, "user_u1@example.com");
+    assert_eq!(users[0].display_name, "Name of user_u1");
+    // GetMember with `me`.
+    let me = c
+        .get_member(rig.as_user(
+            "user_dev",
+            GetMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "me".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    assert_eq!(me.role, OrgRole::Developer as i32);
+    // Only OWNER/ADMIN change roles.
+    let change = |user: &str, role: OrgRole, etag: &str| UpdateMemberRoleRequest {
+        organization_id: org.id.clone(),
+        user_id: user.into(),
+        role: role as i32,
+        etag: etag.into(),
+    };
+    expect_err(
+        c.update_member_role(rig.as_user("user_bill", change("user_u1", OrgRole::Admin, "")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    let u1 = c
+        .get_member(rig.as_user(
+            "user_admin",
+            GetMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_u1".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    let changed = c
+        .update_member_role(rig.with_key(&key, change("user_u1", OrgRole::Developer, &u1.etag)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(changed.member.unwrap().role, OrgRole::Developer as i32);
+    expect_err(
+        c.update_member_role(rig.as_user("user_admin", change("user_u1", OrgRole::User, &u1.etag)))
+            .await,
+        Code::Aborted,
+        None,
+    );
+    expect_err(
+        c.update_member_role(
+            rig.as_user("user_admin", change("user_u1", OrgRole::Unspecified, "")),
+        )
+        .await,
+        Code::InvalidArgument,
+        None,
+    );
+    // Remove: ADMINs only by a person; an admin key may remove others.
+    let remove = |user: &str| RemoveMemberRequest {
+        organization_id: org.id.clone(),
+        user_id: user.into(),
+    };
+    expect_err(
+        c.remove_member(rig.with_key(&key, remove("user_admin2")))
+            .await,
+        Code::PermissionDenied,
+        Some("USER_CREDENTIALS_REQUIRED"),
+    );
+    c.remove_member(rig.with_key(&key, remove("user_u2")))
+        .await
+        .unwrap();
+    c.remove_member(rig.as_user("user_admin", remove("user_admin2")))
+        .await
+        .unwrap();
+    expect_err(
+        c.remove_member(rig.as_user("user_dev", remove("user_bill")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    // Anyone may leave.
+    c.remove_member(rig.as_user("user_dev", remove("me")))
+        .await
+        .unwrap();
+    for gone in ["user_u2", "user_admin2", "user_dev"] {
+        assert_eq!(member_role(&rig, &org.id, gone).await, None, "{gone}");
+    }
+    expect_err(
+        c.get_member(rig.as_user(
+            "user_admin",
+            GetMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_nobody".into(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+    // Workspace keys never manage organizations.
+    expect_err(
+        c.list_members(rig.with_key(
+            &format!("opk_ws_{}", org.id),
+            ListMembersRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        None,
+    );
+}
+
+// ------------------------------------------------------------------------------------- ORG-6
+
+#[tokio::test]
+async fn org_6_invites_expire_need_the_matching_verified_email_and_refuse_duplicates() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let mut c = rig.client();
+    let invite = |email: &str, role: OrgRole| CreateInviteRequest {
+        organization_id: org.id.clone(),
+        invite: Some(Invite {
+            email: email.into(),
+            role: role as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let inv = c
+        .create_invite(rig.as_user(
+            "user_owner",
+            invite("User_Bea@Example.com", OrgRole::Billing),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    assert_eq!(inv.state, InviteState::Pending as i32);
+    assert_eq!(inv.email, "user_bea@example.com");
+    let expire = inv.expire_time.unwrap().seconds - inv.create_time.unwrap().seconds;
+    assert_eq!(expire, 21 * 24 * 3600);
+    // The mail went out as an .eml file with the invite id.
+    let mails: Vec<_> = std::fs::read_dir(rig.mail_dir.path()).unwrap().collect();
+    assert_eq!(mails.len(), 1);
+    let text = std::fs::read_to_string(mails[0].as_ref().unwrap().path()).unwrap();
+    assert!(text.contains(&inv.id) && text.contains("user_bea@example.com"));
+    // Duplicates: a second pending invite, or inviting a member.
+    expect_err(
+        c.create_invite(rig.as_user("user_owner", invite("user_bea@example.com", OrgRole::User)))
+            .await,
+        Code::AlreadyExists,
+        Some("INVITE_ALREADY_PENDING"),
+    );
+    expect_err(
+        c.create_invite(rig.as_user(
+            "user_owner",
+            invite("user_owner@example.com", OrgRole::User),
+        ))
+        .await,
+        Code::AlreadyExists,
+        Some("ALREADY_A_MEMBER"),
+    );
+    expect_err(
+        c.create_invite(rig.as_user("user_owner", invite("x@example.com", OrgRole::Owner)))
+            .await,
+        Code::InvalidArgument,
+        Some("OWNER_ROLE_NOT_ASSIGNABLE"),
+    );
+    // The invitee can see it before accepting; someone else cannot.
+    let seen = c
+        .get_invite(rig.as_user(
+            "user_bea",
+            GetInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    assert_eq!(seen.organization_name, "Acme");
+    expect_err(
+        c.get_invite(rig.as_user(
+            "user_eve",
+            GetInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+    // Only the verified matching email accepts.
+    expect_err(
+        c.accept_invite(rig.as_user(
+            "user_eve",
+            AcceptInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("INVITE_EMAIL_MISMATCH"),
+    );
+    rig.identity.set("user_bea", |u| u.email_verified = false);
+    expect_err(
+        c.accept_invite(rig.as_user(
+            "user_bea",
+            AcceptInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("EMAIL_NOT_VERIFIED"),
+    );
+    rig.identity.set("user_bea", |u| u.email_verified = true);
+    let accepted = c
+        .accept_invite(rig.as_user(
+            "user_bea",
+            AcceptInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.member.unwrap().role, OrgRole::Billing as i32);
+    assert_eq!(accepted.invite.unwrap().state, InviteState::Accepted as i32);
+    assert!(accepted.revision > 0);
+    expect_err(
+        c.accept_invite(rig.as_user(
+            "user_bea",
+            AcceptInviteRequest {
+                invite_id: inv.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("INVITE_NOT_PENDING"),
+    );
+    // Deleted invites cannot be accepted.
+    let del = c
+        .create_invite(rig.as_user("user_owner", invite("user_dan@example.com", OrgRole::User)))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    let deleted = c
+        .delete_invite(rig.as_user(
+            "user_owner",
+            DeleteInviteRequest {
+                invite_id: del.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    assert_eq!(deleted.state, InviteState::Deleted as i32);
+    expect_err(
+        c.accept_invite(rig.as_user(
+            "user_dan",
+            AcceptInviteRequest {
+                invite_id: del.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("INVITE_NOT_PENDING"),
+    );
+    // Expired after 21 days; a new invite to the same address is then possible.
+    let old = c
+        .create_invite(rig.as_user("user_owner", invite("user_old@example.com", OrgRole::User)))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    rig.clock
+        .advance(chrono::Duration::days(21) + chrono::Duration::seconds(1));
+    expect_err(
+        c.accept_invite(rig.as_user(
+            "user_old",
+            AcceptInviteRequest {
+                invite_id: old.id.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("INVITE_EXPIRED"),
+    );
+    let listed = c
+        .list_invites(rig.as_user(
+            "user_owner",
+            ListInvitesRequest {
+                organization_id: org.id.clone(),
+                state: InviteState::Expired as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invites;
+    assert_eq!(
+        listed.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [old.id.as_str()]
+    );
+    c.create_invite(rig.as_user("user_owner", invite("user_old@example.com", OrgRole::User)))
+        .await
+        .unwrap();
+    // Listing: newest first, DELETED only with show_deleted; members without the role cannot.
+    let all = c
+        .list_invites(rig.as_user(
+            "user_owner",
+            ListInvitesRequest {
+                organization_id: org.id.clone(),
+                show_deleted: true,
+                page_size: 2,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.invites.len(), 2);
+    assert!(!all.next_page_token.is_empty());
+    assert!(all.invites[0].id > all.invites[1].id, "newest first");
+    expect_err(
+        c.list_invites(rig.as_user(
+            "user_bea",
+            ListInvitesRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        None,
+    );
+}
+
+// ------------------------------------------------------------------------------------- ORG-7
+
+async fn org_7_delete_undelete_and_purge(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    let mut c = rig.client();
+    let delete = |confirm: &str| DeleteOrganizationRequest {
+        organization_id: org.id.clone(),
+        confirm_name: confirm.into(),
+        etag: String::new(),
+    };
+    expect_err(
+        c.delete_organization(rig.as_user("user_admin", delete("Acme")))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    expect_err(
+        c.delete_organization(rig.as_user_signed_in_ago("user_owner", 301, delete("Acme")))
+            .await,
+        Code::Unauthenticated,
+        Some("REAUTHENTICATION_REQUIRED"),
+    );
+    expect_err(
+        c.delete_organization(rig.as_user("user_owner", delete("acme")))
+            .await,
+        Code::InvalidArgument,
+        Some("CONFIRM_NAME_MISMATCH"),
+    );
+    let deleted = c
+        .delete_organization(rig.as_user("user_owner", delete("Acme")))
+        .await
+        .unwrap()
+        .into_inner();
+    let d = deleted.organization.unwrap();
+    assert_eq!(d.state, OrganizationState::Deleted as i32);
+    assert_eq!(
+        d.purge_time.unwrap().seconds - d.delete_time.unwrap().seconds,
+        7 * 24 * 3600
+    );
+    // Unavailable to everyone else at once; its owner still sees it.
+    expect_err(
+        c.get_organization(rig.as_user(
+            "user_admin",
+            GetOrganizationRequest {
+                organization_id: org.id.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+    expect_err(
+        c.list_members(rig.as_user(
+            "user_owner",
+            ListMembersRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+    c.get_organization(rig.as_user(
+        "user_owner",
+        GetOrganizationRequest {
+            organization_id: org.id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    // Undelete: owner, step-up.
+    let undelete = UndeleteOrganizationRequest {
+        organization_id: org.id.clone(),
+        etag: String::new(),
+    };
+    expect_err(
+        c.undelete_organization(rig.as_user_signed_in_ago("user_owner", 400, undelete.clone()))
+            .await,
+        Code::Unauthenticated,
+        Some("REAUTHENTICATION_REQUIRED"),
+    );
+    let restored = c
+        .undelete_organization(rig.as_user("user_owner", undelete.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        restored.organization.unwrap().state,
+        OrganizationState::Active as i32
+    );
+    assert!(restored.revision > deleted.revision);
+    expect_err(
+        c.undelete_organization(rig.as_user("user_owner", undelete.clone()))
+            .await,
+        Code::FailedPrecondition,
+        Some("ORGANIZATION_NOT_DELETED"),
+    );
+    assert_eq!(
+        member_role(&rig, &org.id, "user_admin").await,
+        Some(OrgRole::Admin)
+    );
+    // Delete again, move the clock 8 days, purge.
+    c.delete_organization(rig.as_user("user_owner", delete("Acme")))
+        .await
+        .unwrap();
+    assert!(
+        rig.org.purge_once().await.unwrap().is_empty(),
+        "not due yet"
+    );
+    rig.clock.advance(chrono::Duration::days(8));
+    let purged = rig.org.purge_once().await.unwrap();
+    assert_eq!(purged, std::slice::from_ref(&org.id));
+    expect_err(
+        c.get_organization(rig.as_user(
+            "user_owner",
+            GetOrganizationRequest {
+                organization_id: org.id.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+    // The name is free again, and OrganizationPurged is the last event.
+    create_org(&rig, "user_owner", "Acme").await;
+    let events = watch(&rig, 0, 200).await;
+    assert!(events.iter().any(|e| matches!(&e.payload, Some(Payload::OrganizationPurged(p)) if p.organization_id == org.id)));
+}
+
+#[tokio::test]
+async fn org_7_delete_with_step_up_and_confirmation_undelete_and_purge_sqlite() {
+    org_7_delete_undelete_and_purge(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_7_delete_with_step_up_and_confirmation_undelete_and_purge_postgres() {
+    org_7_delete_undelete_and_purge(Backend::Postgres).await;
+}
+
+// ------------------------------------------------------------------------------------- ORG-8
+
+#[tokio::test]
+async fn org_8_list_organizations_filters_orders_pages_and_shows_deleted_to_owners() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["Delta", "alpha", "Charlie", "bravo", "Alphabet"] {
+        ids.push(create_org(&rig, "user_ada", name).await.id);
+    }
+    let other = create_org(&rig, "user_bob", "Alpha Bob").await;
+    add_member(&rig, &other.id, "user_bob", "user_ada", OrgRole::User).await;
+    let mut c = rig.client();
+    let list = |req: ListOrganizationsRequest| {
+        let rig = &rig;
+        let mut c = rig.client();
+        async move {
+            c.list_organizations(rig.as_user("user_ada", req))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    // Pagination by name, 2 per page, every org once.
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(ListOrganizationsRequest {
+            page_size: 2,
+            page_token: token.clone(),
+            order_by: "name".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        names.extend(page.organizations.into_iter().map(|o| o.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        names,
+        [
+            "alpha",
+            "Alpha Bob",
+            "Alphabet",
+            "bravo",
+            "Charlie",
+            "Delta"
+        ]
+    );
+    // Token bound to its parameters.
+    let first = list(ListOrganizationsRequest {
+        page_size: 2,
+        order_by: "name".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    expect_err(
+        c.list_organizations(rig.as_user(
+            "user_ada",
+            ListOrganizationsRequest {
+                page_size: 2,
+                page_token: first.next_page_token.clone(),
+                order_by: "create_time".into(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        None,
+    );
+    // Name filter, case-insensitive substring; create_time desc.
+    let found = list(ListOrganizationsRequest {
+        name_contains: "ALPHA".into(),
+        order_by: "create_time desc".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let found: Vec<_> = found
+        .organizations
+        .iter()
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(found, ["Alpha Bob", "Alphabet", "alpha"]);
+    let none = list(ListOrganizationsRequest {
+        name_contains: "%".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(none.organizations.is_empty(), "LIKE wildcards are escaped");
+    expect_err(
+        c.list_organizations(rig.as_user(
+            "user_ada",
+            ListOrganizationsRequest {
+                order_by: "owner".into(),
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        None,
+    );
+    // Deleted: hidden unless show_deleted, and then only to the owner.
+    c.delete_organization(rig.as_user(
+        "user_ada",
+        DeleteOrganizationRequest {
+            organization_id: ids[0].clone(),
+            confirm_name: "Delta".into(),
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let active = list(ListOrganizationsRequest::default()).await.unwrap();
+    assert_eq!(active.organizations.len(), 5);
+    expect_err(
+        c.list_organizations(rig.as_user(
+            "user_ada",
+            ListOrganizationsRequest {
+                state: OrganizationState::Deleted as i32,
+                ..Default::default()
+            },
+        ))
+        .await,
+        Code::InvalidArgument,
+        None,
+    );
+    let deleted = list(ListOrganizationsRequest {
+        state: OrganizationState::Deleted as i32,
+        show_deleted: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(deleted.organizations.len(), 1);
+    assert_eq!(deleted.organizations[0].id, ids[0]);
+    // Type filter.
+    let typed = list(ListOrganizationsRequest {
+        r#type: OrganizationType::Government as i32,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(typed.organizations.is_empty());
+    // An admin key sees its own org.
+    let by_key = c
+        .list_organizations(rig.with_key(
+            &format!("opk_admin_{}", ids[1]),
+            ListOrganizationsRequest::default(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_key.organizations.len(), 1);
+    assert_eq!(by_key.organizations[0].id, ids[1]);
+}
+
+// ------------------------------------------------------------------------------------- ORG-9
+
+#[tokio::test]
+async fn org_9_units_form_a_tree_at_most_5_deep_and_only_empty_units_are_deleted() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_u", OrgRole::User).await;
+    let mut c = rig.client();
+    let mut parent = String::new();
+    let mut chain = Vec::new();
+    for depth in 1..=5 {
+        let u = c
+            .create_unit(rig.as_user(
+                "user_owner",
+                CreateUnitRequest {
+                    organization_id: org.id.clone(),
+                    unit: Some(Unit {
+                        name: format!("Level {depth}"),
+                        parent_unit_id: parent.clone(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .unit
+            .unwrap();
+        assert_eq!(u.depth, depth);
+        parent = u.id.clone();
+        chain.push(u);
+    }
+    expect_err(
+        c.create_unit(rig.as_user(
+            "user_owner",
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Level 6".into(),
+                    parent_unit_id: parent.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("UNIT_DEPTH_EXCEEDED"),
+    );
+    expect_err(
+        c.create_unit(rig.as_user(
+            "user_u",
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Nope".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        None,
+    );
+    // Moving the level-2 subtree (levels 2-5) under a level-2 unit would reach depth 6.
+    let side = c
+        .create_unit(rig.as_user(
+            "user_owner",
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Side".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    let side_child = c
+        .create_unit(rig.as_user(
+            "user_owner",
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Side child".into(),
+                    parent_unit_id: side.id.clone(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    let mv = |unit: &Unit, parent: &str| UpdateUnitRequest {
+        unit: Some(Unit {
+            id: unit.id.clone(),
+            parent_unit_id: parent.into(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["parent_unit_id"]),
+        etag: String::new(),
+    };
+    expect_err(
+        c.update_unit(rig.as_user("user_owner", mv(&chain[1], &side_child.id)))
+            .await,
+        Code::FailedPrecondition,
+        Some("UNIT_DEPTH_EXCEEDED"),
+    );
+    expect_err(
+        c.update_unit(rig.as_user("user_owner", mv(&chain[0], &chain[3].id)))
+            .await,
+        Code::FailedPrecondition,
+        Some("UNIT_CYCLE"),
+    );
+    // Moving level 4 (with level 5) under Side: depths 2 and 3.
+    let moved = c
+        .update_unit(rig.as_user("user_owner", mv(&chain[3], &side.id)))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    assert_eq!(moved.depth, 2);
+    let leaf = c
+        .get_unit(rig.as_user(
+            "user_u",
+            GetUnitRequest {
+                unit_id: chain[4].id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    assert_eq!(leaf.depth, 3);
+    // Listing: parents first.
+    let units = c
+        .list_units(rig.as_user(
+            "user_u",
+            ListUnitsRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .units;
+    let depths: Vec<_> = units.iter().map(|u| u.depth).collect();
+    let mut sorted = depths.clone();
+    sorted.sort();
+    assert_eq!(depths, sorted);
+    assert_eq!(units.len(), 7);
+    // A unit with children cannot be deleted; one with a workspace neither.
+    expect_err(
+        c.delete_unit(rig.as_user(
+            "user_owner",
+            DeleteUnitRequest {
+                unit_id: side.id.clone(),
+                etag: String::new(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("UNIT_HAS_CHILDREN"),
+    );
+    let revision = rig
+        .publish_workspace(Payload::WorkspaceCreated(WorkspaceCreated {
+            organization_id: org.id.clone(),
+            workspace_id: "wrkspc_1".into(),
+            name: "WS".into(),
+            unit_id: chain[4].id.clone(),
+        }))
+        .await;
+    // Wait until the workspace event is applied, then the unit is refused.
+    for _ in 0..200 {
+        use orgplane_organization::store::unit_workspace;
+        use sea_orm::EntityTrait;
+        if unit_workspace::Entity::find_by_id("wrkspc_1".to_owned())
+            .one(rig.org.db())
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(revision > 0);
+    expect_err(
+        c.delete_unit(rig.as_user(
+            "user_owner",
+            DeleteUnitRequest {
+                unit_id: chain[4].id.clone(),
+                etag: leaf.etag.clone(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("UNIT_HAS_WORKSPACES"),
+    );
+    // Renaming with a stale etag is ABORTED; with the current one it works.
+    let rename = |etag: &str| UpdateUnitRequest {
+        unit: Some(Unit {
+            id: chain[2].id.clone(),
+            name: "Renamed".into(),
+            ..Default::default()
+        }),
+        update_mask: mask(&["name"]),
+        etag: etag.into(),
+    };
+    let renamed = c
+        .update_unit(rig.as_user("user_owner", rename(&chain[2].etag)))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    assert_eq!(renamed.name, "Renamed");
+    expect_err(
+        c.update_unit(rig.as_user("user_owner", rename(&chain[2].etag)))
+            .await,
+        Code::Aborted,
+        None,
+    );
+    // An empty unit goes.
+    let empty = c
+        .create_unit(rig.as_user(
+            "user_owner",
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Empty".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .unit
+        .unwrap();
+    c.delete_unit(rig.as_user(
+        "user_owner",
+        DeleteUnitRequest {
+            unit_id: empty.id.clone(),
+            etag: empty.etag.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    expect_err(
+        c.get_unit(rig.as_user(
+            "user_owner",
+            GetUnitRequest {
+                unit_id: empty.id.clone(),
+            },
+        ))
+        .await,
+        Code::NotFound,
+        None,
+    );
+}
+
+// ------------------------------------------------------------------------------------ ORG-10
+
+#[tokio::test]
+async fn org_10_every_mutation_is_audited_and_owner_admin_read_it_with_filters() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    let mut c = rig.client();
+    c.update_member_role(rig.as_user(
+        "user_admin",
+        UpdateMemberRoleRequest {
+            organization_id: org.id.clone(),
+            user_id: "user_dev".into(),
+            role: OrgRole::User as i32,
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let list = |filter: AuditEventFilter, token: &str, size: i32, who: &str| {
+        rig.as_user(
+            who,
+            ListAuditEventsRequest {
+                organization_id: org.id.clone(),
+                page_size: size,
+                page_token: token.into(),
+                filter: Some(filter),
+            },
+        )
+    };
+    let all = c
+        .list_audit_events(list(AuditEventFilter::default(), "", 100, "user_admin"))
+        .await
+        .unwrap()
+        .into_inner();
+    let actions: Vec<_> = all.audit_events.iter().map(|e| e.action.as_str()).collect();
+    for a in [
+        "organization.create",
+        "invite.create",
+        "invite.accept",
+        "member.add",
+        "member.update_role",
+    ] {
+        assert!(actions.contains(&a), "{a} in {actions:?}");
+    }
+    assert_eq!(actions[0], "member.update_role", "newest first");
+    let role_change = &all.audit_events[0];
+    assert_eq!(role_change.actor_id, "user_admin");
+    assert_eq!(role_change.resource_id, "user_dev");
+    assert!(role_change.before.is_some() && role_change.after.is_some());
+    // Filters: actor, action prefix, time range.
+    let by_actor = c
+        .list_audit_events(list(
+            AuditEventFilter {
+                actor_id: "user_admin".into(),
+                ..Default::default()
+            },
+            "",
+            100,
+            "user_owner",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // user_admin accepted their invite (invite.accept, member.add) and changed a role.
+    assert_eq!(by_actor.audit_events.len(), 3);
+    assert!(
+        by_actor
+            .audit_events
+            .iter()
+            .all(|e| e.actor_id == "user_admin")
+    );
+    let invites = c
+        .list_audit_events(list(
+            AuditEventFilter {
+                action: "invite.create".into(),
+                ..Default::default()
+            },
+            "",
+            100,
+            "user_owner",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(invites.audit_events.len(), 2);
+    let future = c
+        .list_audit_events(list(
+            AuditEventFilter {
+                start_time: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() + 3600,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+            "",
+            100,
+            "user_owner",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(future.audit_events.is_empty());
+    // Pagination.
+    let p1 = c
+        .list_audit_events(list(AuditEventFilter::default(), "", 2, "user_owner"))
+        .await
+        .unwrap()
+        .into_inner();
+    let p2 = c
+        .list_audit_events(list(
+            AuditEventFilter::default(),
+            &p1.next_page_token,
+            2,
+            "user_owner",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p2.audit_events[0].id, all.audit_events[2].id);
+    // Only OWNER/ADMIN.
+    expect_err(
+        c.list_audit_events(list(AuditEventFilter::default(), "", 10, "user_dev"))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+}
+
+// ------------------------------------------------------------------------------------ ORG-11
+
+#[tokio::test]
+async fn org_11_get_my_organization_returns_the_admin_keys_org() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let mut c = rig.client();
+    let mine = c
+        .get_my_organization(rig.with_key(
+            &format!("opk_admin_{}", org.id),
+            GetMyOrganizationRequest {},
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(mine.id, org.id);
+    expect_err(
+        c.get_my_organization(
+            rig.with_key(&format!("opk_ws_{}", org.id), GetMyOrganizationRequest {}),
+        )
+        .await,
+        Code::PermissionDenied,
+        Some("ADMIN_API_KEY_REQUIRED"),
+    );
+    expect_err(
+        c.get_my_organization(rig.as_user("user_owner", GetMyOrganizationRequest {}))
+            .await,
+        Code::PermissionDenied,
+        Some("ADMIN_API_KEY_REQUIRED"),
+    );
+    // The admin key acts as ADMIN: it may invite, but not delete the org.
+    c.create_invite(rig.with_key(
+        &format!("opk_admin_{}", org.id),
+        CreateInviteRequest {
+            organization_id: org.id.clone(),
+            invite: Some(Invite {
+                email: "new@example.com".into(),
+                role: OrgRole::User as i32,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    expect_err(
+        c.delete_organization(rig.with_key(
+            &format!("opk_admin_{}", org.id),
+            DeleteOrganizationRequest {
+                organization_id: org.id.clone(),
+                confirm_name: "Acme".into(),
+                etag: String::new(),
+            },
+        ))
+        .await,
+        Code::PermissionDenied,
+        None,
+    );
+}
+
+// ------------------------------------------------------------------------------------ ORG-12
+
+/// Reads this service's events after `after` until `count` arrived (or the stream caught up).
+async fn watch(rig: &Rig, after: i64, count: usize) -> Vec<Event> {
+    let mut client = EventServiceClient::new(rig.channel());
+    let mut stream = client
+        .watch(rig.as_service(WatchRequest {
+            producer: Producer::Organization as i32,
+            after_revision: after,
+            max_batch_size: 100,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut events = Vec::new();
+    while events.len() < count {
+        match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
+            Ok(Ok(Some(m))) => {
+                events.extend(m.events);
+                if m.caught_up && m.head_revision <= after + events.len() as i64 {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    events
+}
+
+async fn org_12_event_stream(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let mut c = rig.client();
+    // The test consumer starts watching before anything happens.
+    let mut client = EventServiceClient::new(rig.channel());
+    let mut stream = client
+        .watch(rig.as_service(WatchRequest {
+            producer: Producer::Organization as i32,
+            after_revision: 0,
+            max_batch_size: 10,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The scripted sequence, with the revision each response reported.
+    let created = c
+        .create_organization(rig.as_user(
+            "user_owner",
+            CreateOrganizationRequest {
+                organization: Some(Organization {
+                    name: "Acme".into(),
+                    primary_email: "a@acme.example".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let org = created.organization.unwrap().id;
+    let r_add = add_member(&rig, &org, "user_owner", "user_bo", OrgRole::User).await;
+    let r_promote = c
+        .update_member_role(rig.as_user(
+            "user_owner",
+            UpdateMemberRoleRequest {
+                organization_id: org.clone(),
+                user_id: "user_bo".into(),
+                role: OrgRole::Admin as i32,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_demote = c
+        .update_member_role(rig.as_user(
+            "user_owner",
+            UpdateMemberRoleRequest {
+                organization_id: org.clone(),
+                user_id: "user_bo".into(),
+                role: OrgRole::Billing as i32,
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_rename = c
+        .update_organization(rig.as_user(
+            "user_owner",
+            UpdateOrganizationRequest {
+                organization: Some(Organization {
+                    id: org.clone(),
+                    name: "Acme 2".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["name"]),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_transfer = c
+        .transfer_ownership(rig.as_user(
+            "user_owner",
+            TransferOwnershipRequest {
+                organization_id: org.clone(),
+                new_owner_user_id: "user_bo".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_remove = c
+        .remove_member(rig.as_user(
+            "user_bo",
+            RemoveMemberRequest {
+                organization_id: org.clone(),
+                user_id: "user_owner".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_delete = c
+        .delete_organization(rig.as_user(
+            "user_bo",
+            DeleteOrganizationRequest {
+                organization_id: org.clone(),
+                confirm_name: "Acme 2".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+    let r_restore = c
+        .undelete_organization(rig.as_user(
+            "user_bo",
+            UndeleteOrganizationRequest {
+                organization_id: org.clone(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .revision;
+
+    let mut events: Vec<Event> = Vec::new();
+    while events.len() < 10 {
+        let m = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        events.extend(m.events);
+    }
+    let revisions: Vec<i64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(
+        revisions,
+        (1..=10).collect::<Vec<_>>(),
+        "in order, gap-free"
+    );
+    let p = |i: usize| events[i].payload.clone().unwrap();
+    assert!(
+        matches!(p(0), Payload::OrganizationCreated(e) if e.organization_id == org && e.owner_user_id == "user_owner" && e.name == "Acme" && e.primary_email == "a@acme.example")
+    );
+    assert!(
+        matches!(p(1), Payload::MemberAdded(e) if e.user_id == "user_owner" && e.role == OrgRole::Owner as i32)
+    );
+    assert_eq!(created.revision, 2);
+    assert!(
+        matches!(p(2), Payload::MemberAdded(e) if e.user_id == "user_bo" && e.role == OrgRole::User as i32)
+    );
+    assert_eq!(r_add, 3);
+    assert!(
+        matches!(p(3), Payload::MemberRoleChanged(e) if e.user_id == "user_bo" && e.old_role == OrgRole::User as i32 && e.new_role == OrgRole::Admin as i32)
+    );
+    assert_eq!(r_promote, 4);
+    assert!(
+        matches!(p(4), Payload::MemberRoleChanged(e) if e.old_role == OrgRole::Admin as i32 && e.new_role == OrgRole::Billing as i32)
+    );
+    assert_eq!(r_demote, 5);
+    assert!(matches!(p(5), Payload::OrganizationUpdated(e) if e.name == "Acme 2"));
+    assert_eq!(r_rename, 6);
+    assert!(
+        matches!(p(6), Payload::OwnershipTransferred(e) if e.previous_owner_user_id == "user_owner" && e.new_owner_user_id == "user_bo" && e.new_owner_previous_role == OrgRole::Billing as i32)
+    );
+    assert_eq!(r_transfer, 7);
+    assert!(
+        matches!(p(7), Payload::MemberRemoved(e) if e.user_id == "user_owner" && e.old_role == OrgRole::Admin as i32)
+    );
+    assert_eq!(r_remove, 8);
+    assert!(matches!(p(8), Payload::OrganizationDeleted(e) if e.purge_time.is_some()));
+    assert_eq!(r_delete, 9);
+    assert!(matches!(p(9), Payload::OrganizationRestored(e) if e.organization_id == org));
+    assert_eq!(r_restore, 10);
+    assert!(events.iter().all(|e| !e.request_id.is_empty()));
+}
+
+#[tokio::test]
+async fn org_12_a_watcher_sees_every_change_in_order_with_old_new_roles_and_revisions_sqlite() {
+    org_12_event_stream(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_12_a_watcher_sees_every_change_in_order_with_old_new_roles_and_revisions_postgres() {
+    org_12_event_stream(Backend::Postgres).await;
+}
+
+async fn list_role_assignments_snapshot(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let a = create_org(&rig, "user_a", "A").await;
+    let b = create_org(&rig, "user_b", "B").await;
+    for i in 0..5 {
+        add_member(&rig, &a.id, "user_a", &format!("user_m{i}"), OrgRole::User).await;
+    }
+    add_member(&rig, &b.id, "user_b", "user_m0", OrgRole::Developer).await;
+    let mut c = rig.client();
+    expect_err(
+        c.list_role_assignments(rig.as_user("user_a", ListRoleAssignmentsRequest::default()))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    let head = rig.org.outbox().head().await.unwrap().revision;
+    let mut token = String::new();
+    let mut seen = Vec::new();
+    let mut revisions = HashSet::new();
+    let mut first = true;
+    loop {
+        let page = c
+            .list_role_assignments(rig.as_service(ListRoleAssignmentsRequest {
+                page_size: 3,
+                page_token: token.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        revisions.insert(page.revision);
+        if first {
+            // A change after the first page does not move the snapshot's revision.
+            add_member(&rig, &b.id, "user_b", "user_late", OrgRole::User).await;
+            first = false;
+        }
+        for o in page.organizations {
+            let org = o.organization.unwrap();
+            for ra in o.role_assignments {
+                seen.push((org.id.clone(), ra.user_id, ra.role));
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(revisions, HashSet::from([head]));
+    let keys: Vec<_> = seen
+        .iter()
+        .map(|(o, u, _)| (o.clone(), u.clone()))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "ordered by organization id, then user id");
+    assert!(seen.contains(&(a.id.clone(), "user_a".into(), OrgRole::Owner as i32)));
+    assert!(seen.contains(&(b.id.clone(), "user_m0".into(), OrgRole::Developer as i32)));
+    assert!(seen.len() >= 8);
+}
+
+#[tokio::test]
+async fn org_12_list_role_assignments_is_a_paginated_snapshot_at_a_fixed_revision_sqlite() {
+    list_role_assignments_snapshot(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_12_list_role_assignments_is_a_paginated_snapshot_at_a_fixed_revision_postgres() {
+    list_role_assignments_snapshot(Backend::Postgres).await;
+}
+
+// --------------------------------------------------------------------------- ID-9 consumer
+
+async fn user_deleted(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let a = create_org(&rig, "user_a", "A").await;
+    let b = create_org(&rig, "user_b", "B").await;
+    add_member(&rig, &a.id, "user_a", "user_gone", OrgRole::Admin).await;
+    add_member(&rig, &b.id, "user_b", "user_gone", OrgRole::User).await;
+    let before = rig.org.outbox().head().await.unwrap().revision;
+    rig.publish_identity(Payload::UserDeleted(UserDeleted {
+        user_id: "user_gone".into(),
+    }))
+    .await;
+    let mut removed = Vec::new();
+    for _ in 0..100 {
+        let events = watch(&rig, before, 2).await;
+        removed = events
+            .into_iter()
+            .filter_map(|e| match e.payload {
+                Some(Payload::MemberRemoved(r)) => Some((r.organization_id, r.user_id, r.old_role)),
+                _ => None,
+            })
+            .collect();
+        if removed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    removed.sort();
+    let mut expected = vec![
+        (a.id.clone(), "user_gone".to_string(), OrgRole::Admin as i32),
+        (b.id.clone(), "user_gone".to_string(), OrgRole::User as i32),
+    ];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(member_role(&rig, &a.id, "user_gone").await, None);
+    assert_eq!(member_role(&rig, &b.id, "user_gone").await, None);
+    assert_eq!(
+        member_role(&rig, &a.id, "user_a").await,
+        Some(OrgRole::Owner)
+    );
+}
+
+#[tokio::test]
+async fn id_9_user_deleted_removes_the_user_from_every_org_with_member_removed_sqlite() {
+    user_deleted(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn id_9_user_deleted_removes_the_user_from_every_org_with_member_removed_postgres() {
+    user_deleted(Backend::Postgres).await;
+}
+
+// ------------------------------------------------------------------ pagination under change
+
+async fn ten_thousand_members(backend: Backend) {
+    use orgplane_organization::store::member;
+    use sea_orm::EntityTrait;
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Big").await;
+    // Seed 10,000 members directly through the store (joined in order, 1 ms apart).
+    let base = chrono::Utc::now().timestamp_millis() - 1_000_000;
+    let rows: Vec<member::ActiveModel> = (0..10_000)
+        .map(|i| {
+            member::ActiveModel::from(member::Model {
+                organization_id: org.id.clone(),
+                user_id: format!("user_{i:05}"),
+                email: format!("user_{i:05}@example.com"),
+                role: OrgRole::User as i32,
+                create_time_ms: base + i as i64,
+                update_time_ms: base,
+                version: 1,
+            })
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        member::Entity::insert_many(chunk.to_vec())
+            .exec(rig.org.db())
+            .await
+            .unwrap();
+    }
+    // Meanwhile, members join (by invite) and leave (removed by the owner).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let churn = {
+        let stop = stop.clone();
+        let org_id = org.id.clone();
+        let mut c = rig.client();
+        let join_tokens: Vec<_> = (0..2000)
+            .map(|i| {
+                (
+                    format!("user_new{i}"),
+                    rig.auth.user_token(&format!("user_new{i}")),
+                )
+            })
+            .collect();
+        let owner = rig.auth.user_token("user_owner");
+        tokio::spawn(async move {
+            let mut removed = Vec::new();
+            let mut i = 0;
+            while !stop.is_cancelled() && i < join_tokens.len() {
+                let (user, token) = &join_tokens[i];
+                let inv = c
+                    .create_invite(orgplane_platform::testkit::bearer(
+                        CreateInviteRequest {
+                            organization_id: org_id.clone(),
+                            invite: Some(Invite {
+                                email: format!("{user}@example.com"),
+                                role: OrgRole::User as i32,
+                                ..Default::default()
+                            }),
+                            request_id: String::new(),
+                        },
+                        &owner,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .invite
+                    .unwrap();
+                c.accept_invite(orgplane_platform::testkit::bearer(
+                    AcceptInviteRequest { invite_id: inv.id },
+                    token,
+                ))
+                .await
+                .unwrap();
+                // Remove an early member (every 97th).
+                let victim = format!("user_{:05}", (i * 97) % 10_000);
+                c.remove_member(orgplane_platform::testkit::bearer(
+                    RemoveMemberRequest {
+                        organization_id: org_id.clone(),
+                        user_id: victim.clone(),
+                    },
+                    &owner,
+                ))
+                .await
+                .unwrap();
+                removed.push(victim);
+                i += 1;
+            }
+            removed
+        })
+    };
+    let mut c = rig.client();
+    let mut seen: Vec<String> = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .list_members(rig.as_user(
+                "user_owner",
+                ListMembersRequest {
+                    organization_id: org.id.clone(),
+                    page_size: 100,
+                    page_token: token.clone(),
+                    role: 0,
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        assert!(page.members.len() <= 100);
+        assert!(page.members.iter().all(|m| !m.email.is_empty()));
+        seen.extend(page.members.into_iter().map(|m| m.user_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    stop.cancel();
+    let removed: HashSet<String> = churn.await.unwrap().into_iter().collect();
+    assert!(!removed.is_empty(), "members were removed while paging");
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no member repeated");
+    for i in 0..10_000 {
+        let id = format!("user_{i:05}");
+        if !removed.contains(&id) {
+            assert!(
+                unique.contains(&id),
+                "{id} was a member throughout and must be listed"
+            );
+        }
+    }
+    assert!(unique.contains(&"user_owner".to_string()));
+    assert!(pages >= 90, "{pages} pages");
+    println!(
+        "pages: {pages}, listed: {}, removed during listing: {}",
+        seen.len(),
+        removed.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_5_ten_thousand_members_list_in_pages_of_100_while_members_join_and_leave_sqlite() {
+    ten_thousand_members(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_5_ten_thousand_members_list_in_pages_of_100_while_members_join_and_leave_postgres() {
+    ten_thousand_members(Backend::Postgres).await;
+}
+
+// ---------------------------------------------------------------------------------- the sweep
+
+/// Every RPC with an empty request and no credentials answers a deliberate code, never
+/// UNIMPLEMENTED or INTERNAL; with credentials, an empty request is INVALID_ARGUMENT (or the
+/// RPC's own answer), still never UNIMPLEMENTED or INTERNAL.
+#[tokio::test]
+async fn sweep_every_rpc_with_an_empty_request_and_no_credentials() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let mut c = rig.client();
+    let mut results: Vec<(&str, Result<(), tonic::Status>)> = Vec::new();
+    macro_rules! sweep {
+        ($($name:literal => $method:ident),* $(,)?) => {
+            $( results.push(($name, c.$method(tonic::Request::new(Default::default())).await.map(|_| ()))); )*
+            let token = rig.auth.user_token("user_sweeper");
+            $( results.push(($name, c.$method(orgplane_platform::testkit::bearer(Default::default(), &token)).await.map(|_| ()))); )*
+        };
+    }
+    sweep!(
+        "CreateOrganization" => create_organization, "GetOrganization" => get_organization,
+        "GetMyOrganization" => get_my_organization, "ListOrganizations" => list_organizations,
+        "UpdateOrganization" => update_organization, "DeleteOrganization" => delete_organization,
+        "UndeleteOrganization" => undelete_organization, "ListMembers" => list_members,
+        "GetMember" => get_member, "UpdateMemberRole" => update_member_role,
+        "RemoveMember" => remove_member, "TransferOwnership" => transfer_ownership,
+        "CreateInvite" => create_invite, "GetInvite" => get_invite, "ListInvites" => list_invites,
+        "DeleteInvite" => delete_invite, "AcceptInvite" => accept_invite,
+        "CreateUnit" => create_unit, "GetUnit" => get_unit, "ListUnits" => list_units,
+        "UpdateUnit" => update_unit, "DeleteUnit" => delete_unit,
+        "ListAuditEvents" => list_audit_events, "ListRoleAssignments" => list_role_assignments,
+    );
+    assert_eq!(results.len(), 48, "every RPC of the service, twice");
+    for (i, (name, r)) in results.into_iter().enumerate() {
+        let anonymous = i < 24;
+        match r {
+            Ok(()) => assert!(
+                !anonymous && name == "ListOrganizations",
+                "{name} succeeded"
+            ),
+            Err(e) => {
+                assert!(
+                    !matches!(
+                        e.code(),
+                        Code::Unimplemented | Code::Internal | Code::Unknown
+                    ),
+                    "{name}: {e:?}"
+                );
+                assert!(reason_of(&e).is_some(), "{name}: ErrorInfo");
+                if anonymous {
+                    assert_eq!(e.code(), Code::Unauthenticated, "{name}: {e:?}");
+                } else {
+                    assert!(
+                        matches!(e.code(), Code::InvalidArgument | Code::PermissionDenied),
+                        "{name}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
