@@ -2513,3 +2513,59 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials() {
         }
     }
 }
+
+/// The shared `RoleReplica` every consumer uses re-syncs from this service's snapshot and ends up
+/// with exactly its roles, at the revision of the snapshot.
+#[tokio::test]
+async fn org_12_the_shared_role_replica_resyncs_from_list_role_assignments() {
+    use orgplane_platform::replica::{CreateRoleReplica, RoleReplica};
+    use sea_orm::TransactionTrait;
+    use sea_orm_migration::{MigrationTrait, MigratorTrait};
+    struct ReplicaMigrator;
+    impl MigratorTrait for ReplicaMigrator {
+        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+            vec![Box::new(CreateRoleReplica)]
+        }
+    }
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let a = create_org(&rig, "user_a", "A").await;
+    let b = create_org(&rig, "user_b", "B").await;
+    add_member(&rig, &a.id, "user_a", "user_x", OrgRole::Billing).await;
+    add_member(&rig, &b.id, "user_b", "user_x", OrgRole::Admin).await;
+    rig.client()
+        .delete_organization(rig.as_user(
+            "user_b",
+            DeleteOrganizationRequest {
+                organization_id: b.id.clone(),
+                confirm_name: "B".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let head = rig.org.outbox().head().await.unwrap().revision;
+    let db = orgplane_platform::testkit::TestDb::sqlite();
+    let conn = db.open::<ReplicaMigrator>().await;
+    let replica = RoleReplica::load(
+        conn.clone(),
+        rig.channel(),
+        rig.auth.service_tokens("workspace"),
+    )
+    .await
+    .unwrap();
+    let txn = conn.begin().await.unwrap();
+    let revision = replica.resync(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    replica.reload().await.unwrap();
+    assert_eq!(revision, head);
+    assert_eq!(replica.role(&a.id, "user_a"), Some(OrgRole::Owner));
+    assert_eq!(replica.role(&a.id, "user_x"), Some(OrgRole::Billing));
+    assert_eq!(
+        replica.role(&b.id, "user_x"),
+        None,
+        "DELETED orgs grant nothing"
+    );
+    let b_entry = replica.organization(&b.id).unwrap();
+    assert_eq!(b_entry.state, OrganizationState::Deleted as i32);
+    assert_eq!(b_entry.members.get("user_x"), Some(&OrgRole::Admin));
+}
