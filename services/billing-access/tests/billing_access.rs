@@ -1,0 +1,23 @@
+//! The billing-access service over real gRPC on loopback, fed by fake organization and workspace
+//! producers (an Outbox + EventServer each) in the same process. SQLite by default; the key paths
+//! also on PostgreSQL when `ORGPLANE_TEST_POSTGRES_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "billing_access/support.rs"]
+mod support;
+
+#[path = "billing_access/access.rs"]
+mod access;
+#[path = "billing_access/accounts.rs"]
+mod accounts;
+#[path = "billing_access/property.rs"]
+mod property;
+#[path = "billing_access/purge.rs"]
+mod purge;
+#[path = "billing_access/reports.rs"]
+mod reports;
+#[path = "billing_access/sweep.rs"]
+mod sweep;
+#[path = "billing_access/usage.rs"]
+mod usage;

@@ -1,0 +1,199 @@
+//! BILL-2: a billing account exists from OrganizationCreated on; updates take a mask and an etag;
+//! every mutation is audited.
+
+use orgplane_billing_access::Config;
+use orgplane_proto::billing::v1::*;
+use orgplane_proto::events::v1::OrganizationUpdated;
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::organization::v1::OrgRole;
+use prost_types::FieldMask;
+use tonic::Code;
+
+use crate::support::{Backend, Rig};
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+async fn account_lifecycle(rig: &Rig) {
+    rig.create_org(
+        "org_a",
+        &[("u_billing", OrgRole::Billing), ("u_admin", OrgRole::Admin)],
+    )
+    .await;
+    let mut c = rig.client();
+    let get = || GetBillingAccountRequest {
+        organization_id: "org_a".into(),
+    };
+    let account = c
+        .get_billing_account(rig.as_user("u_billing", get()))
+        .await
+        .unwrap()
+        .into_inner()
+        .billing_account
+        .unwrap();
+    assert_eq!(account.plan, BillingPlan::Free as i32);
+    assert_eq!(account.billing_email, "billing@org_a.example");
+    assert_eq!(account.seats, 1);
+    assert!(!account.etag.is_empty());
+
+    // The org's primary email changing later does not touch the billing email.
+    let rev = rig
+        .org_events(vec![Payload::OrganizationUpdated(OrganizationUpdated {
+            organization_id: "org_a".into(),
+            name: "Renamed".into(),
+            primary_email: "new@org_a.example".into(),
+        })])
+        .await;
+    rig.org_synced(rev).await;
+    let again = c
+        .get_billing_account(rig.as_user("u_billing", get()))
+        .await
+        .unwrap()
+        .into_inner()
+        .billing_account
+        .unwrap();
+    assert_eq!(again, account);
+
+    let update = |plan: BillingPlan, email: &str, seats: i32, paths: &[&str], etag: &str| {
+        UpdateBillingAccountRequest {
+            billing_account: Some(BillingAccount {
+                organization_id: "org_a".into(),
+                plan: plan as i32,
+                billing_email: email.into(),
+                seats,
+                ..Default::default()
+            }),
+            update_mask: mask(paths),
+            etag: etag.into(),
+        }
+    };
+    let updated = c
+        .update_billing_account(rig.as_user(
+            "u_billing",
+            update(
+                BillingPlan::Team,
+                "invoices@org_a.example",
+                12,
+                &["plan", "billing_email", "seats"],
+                &account.etag,
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .billing_account
+        .unwrap();
+    assert_eq!(updated.plan, BillingPlan::Team as i32);
+    assert_eq!(updated.billing_email, "invoices@org_a.example");
+    assert_eq!(updated.seats, 12);
+    assert_ne!(updated.etag, account.etag);
+
+    // Only the masked field changes.
+    let seats_only = c
+        .update_billing_account(rig.as_user(
+            "u_admin",
+            update(BillingPlan::Enterprise, "x@y.example", 20, &["seats"], ""),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .billing_account
+        .unwrap();
+    assert_eq!(seats_only.plan, BillingPlan::Team as i32);
+    assert_eq!(seats_only.seats, 20);
+
+    // A stale etag is ABORTED and changes nothing.
+    let err = c
+        .update_billing_account(rig.as_user(
+            "u_billing",
+            update(BillingPlan::Free, "", 1, &["plan"], &account.etag),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+
+    // Bad input: every problem is a field violation.
+    for (req, field) in [
+        (update(BillingPlan::Team, "", 1, &[], ""), "update_mask"),
+        (
+            update(BillingPlan::Team, "", 1, &["organization_id"], ""),
+            "update_mask",
+        ),
+        (
+            update(BillingPlan::Unspecified, "", 1, &["plan"], ""),
+            "billing_account.plan",
+        ),
+        (
+            update(BillingPlan::Team, "not-an-email", 1, &["billing_email"], ""),
+            "billing_account.billing_email",
+        ),
+        (
+            update(BillingPlan::Team, "", 0, &["seats"], ""),
+            "billing_account.seats",
+        ),
+    ] {
+        use tonic_types::StatusExt;
+        let err = c
+            .update_billing_account(rig.as_user("u_billing", req))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{field}");
+        let bad = err.get_error_details().bad_request().cloned().unwrap();
+        assert_eq!(bad.field_violations[0].field, field);
+    }
+
+    // Audited: the creation by the system, the two updates by their users, newest first.
+    let events = c
+        .list_audit_events(rig.as_user(
+            "u_admin",
+            ListAuditEventsRequest {
+                organization_id: "org_a".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let actions: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor_id.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("billing_account.update", "u_admin"),
+            ("billing_account.update", "u_billing"),
+            ("billing_account.create", ""),
+        ]
+    );
+    assert!(events[1].before.is_some() && events[1].after.is_some());
+    // BILLING members manage billing but do not read the audit log.
+    let err = c
+        .list_audit_events(rig.as_user(
+            "u_billing",
+            ListAuditEventsRequest {
+                organization_id: "org_a".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn bill_2_account_created_with_the_organization_and_updated_with_mask_and_etag() {
+    account_lifecycle(&Rig::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bill_2_account_created_with_the_organization_and_updated_with_mask_and_etag_postgres() {
+    let Some(rig) = Rig::new(Backend::Postgres, Config::default()).await else {
+        return;
+    };
+    account_lifecycle(&rig).await;
+}

@@ -1,0 +1,318 @@
+//! The rig: fake organization and workspace producers, the real billing-access service, clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use orgplane_billing_access::{BillingAccess, Config};
+use orgplane_platform::ApiResult;
+use orgplane_platform::auth::{
+    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, StaticKeys, TokenVerifier,
+    invalid_api_key,
+};
+use orgplane_platform::clock::OffsetClock;
+use orgplane_platform::events::migration::CreateOutbox;
+use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::server::{GrpcServer, ServerConfig};
+use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb, bearer};
+use orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient;
+use orgplane_proto::billing::v1::{RecordUsageRequest, UsageRecord, UsageRecordResult};
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::event_service_server::EventServiceServer;
+use orgplane_proto::events::v1::*;
+use orgplane_proto::organization::v1::OrgRole;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+use tonic::transport::Channel;
+
+struct ProducerMigrator;
+impl MigratorTrait for ProducerMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateOutbox)]
+    }
+}
+
+/// Which database the service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// API keys the fake resolver knows: `opk_admin_<org>` is an admin key of `<org>`,
+/// `opk_ws_<org>` a workspace key of `<org>`.
+struct FakeKeys;
+
+impl ApiKeyResolver for FakeKeys {
+    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
+        Box::pin(async move {
+            let (kind, org) = if let Some(org) = key.strip_prefix("opk_admin_") {
+                (ApiKeyKind::Admin, org)
+            } else if let Some(org) = key.strip_prefix("opk_ws_") {
+                (ApiKeyKind::Workspace, org)
+            } else {
+                return Err(invalid_api_key());
+            };
+            Ok(ApiKeyPrincipal {
+                key_id: format!("key_{key}"),
+                organization_id: org.to_owned(),
+                workspace_id: None,
+                kind,
+            })
+        })
+    }
+}
+
+/// The running rig.
+pub struct Rig {
+    pub auth: TestAuth,
+    pub org_outbox: Outbox,
+    pub ws_outbox: Outbox,
+    /// Kept so that the producers keep serving.
+    pub _producers: RunningServer,
+    pub server: RunningServer,
+    pub service: BillingAccess,
+    pub health: orgplane_platform::server::Health,
+    _dbs: Vec<TestDb>,
+}
+
+impl Rig {
+    /// A rig on SQLite.
+    pub async fn sqlite() -> Rig {
+        Self::new(Backend::Sqlite, Config::default()).await.unwrap()
+    }
+
+    /// A rig on `backend` with `config`; `None` (after saying so) when PostgreSQL is not set up.
+    pub async fn new(backend: Backend, config: Config) -> Option<Rig> {
+        let mut dbs = Vec::new();
+        for _ in 0..3 {
+            dbs.push(match backend {
+                Backend::Sqlite => TestDb::sqlite(),
+                Backend::Postgres => match TestDb::postgres().await {
+                    Some(db) => db,
+                    None => {
+                        eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+                        return None;
+                    }
+                },
+            });
+        }
+        let auth = TestAuth::new();
+        let org_outbox = Outbox::new(
+            dbs[0].open::<ProducerMigrator>().await,
+            Producer::Organization,
+        );
+        let ws_outbox = Outbox::new(dbs[1].open::<ProducerMigrator>().await, Producer::Workspace);
+        let mut producer_server = GrpcServer::new(ServerConfig::default());
+        let events = EventServer::new(
+            [org_outbox.clone(), ws_outbox.clone()],
+            producer_server.shutdown_token(),
+        )
+        .with_poll_interval(Duration::from_millis(50));
+        producer_server
+            .add_ready_service(EventServiceServer::new(events))
+            .await;
+        let producers = RunningServer::start(producer_server, auth.authenticator(), None).await;
+
+        let clock = Arc::new(OffsetClock::new());
+        let runtime = orgplane_platform::testkit::runtime(&producers.url(), &auth, clock);
+        let service = BillingAccess::open(&dbs[2].url, &config, &runtime)
+            .await
+            .unwrap();
+        let mut server = GrpcServer::new(ServerConfig::default());
+        service.register(&mut server).await;
+        let health = server.health();
+        let verifier = TokenVerifier::new(
+            TEST_ISSUER,
+            Arc::new(StaticKeys(vec![auth.signer.public_key()])),
+        );
+        let authenticator = Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeKeys)));
+        let server = RunningServer::start(server, authenticator, None).await;
+        service.start(&health).await;
+        Some(Rig {
+            auth,
+            org_outbox,
+            ws_outbox,
+            _producers: producers,
+            server,
+            service,
+            health,
+            _dbs: dbs,
+        })
+    }
+
+    /// The service's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        self.service.db()
+    }
+
+    /// A client of the service.
+    pub fn client(&self) -> BillingAccessServiceClient<Channel> {
+        BillingAccessServiceClient::new(self.server.channel())
+    }
+
+    async fn emit(outbox: &Outbox, payloads: Vec<Payload>) -> i64 {
+        let txn = outbox.connection().begin().await.unwrap();
+        let mut last = 0;
+        for p in payloads {
+            last = outbox.append(&txn, p, "test-request").await.unwrap();
+        }
+        txn.commit().await.unwrap();
+        outbox.committed(last);
+        last
+    }
+
+    /// Appends organization events in one transaction; returns the last revision.
+    pub async fn org_events(&self, payloads: Vec<Payload>) -> i64 {
+        Self::emit(&self.org_outbox, payloads).await
+    }
+
+    /// Appends workspace events in one transaction; returns the last revision.
+    pub async fn ws_events(&self, payloads: Vec<Payload>) -> i64 {
+        Self::emit(&self.ws_outbox, payloads).await
+    }
+
+    /// Waits until the service applied organization revision `rev`.
+    pub async fn org_synced(&self, rev: i64) {
+        self.service
+            .organization_events()
+            .wait_for(rev, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the service applied workspace revision `rev`.
+    pub async fn ws_synced(&self, rev: i64) {
+        self.service
+            .workspace_events()
+            .wait_for(rev, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+
+    /// Creates `org` owned by `<org>_owner` with members `(user, role)` and waits for it.
+    pub async fn create_org(&self, org: &str, members: &[(&str, OrgRole)]) -> i64 {
+        let mut payloads = vec![Payload::OrganizationCreated(OrganizationCreated {
+            organization_id: org.into(),
+            name: format!("Org {org}"),
+            owner_user_id: format!("{org}_owner"),
+            primary_email: format!("billing@{org}.example"),
+        })];
+        for (user, role) in members {
+            payloads.push(Payload::MemberAdded(MemberAdded {
+                organization_id: org.into(),
+                user_id: (*user).into(),
+                role: *role as i32,
+            }));
+        }
+        let rev = self.org_events(payloads).await;
+        self.org_synced(rev).await;
+        rev
+    }
+
+    /// Creates workspace `ws` named `name` in `org` and waits for it.
+    pub async fn create_workspace(&self, org: &str, ws: &str, name: &str) {
+        let rev = self
+            .ws_events(vec![Payload::WorkspaceCreated(WorkspaceCreated {
+                organization_id: org.into(),
+                workspace_id: ws.into(),
+                name: name.into(),
+                unit_id: String::new(),
+            })])
+            .await;
+        self.ws_synced(rev).await;
+    }
+
+    /// A request with a user's token.
+    pub fn as_user<T>(&self, user: &str, msg: T) -> tonic::Request<T> {
+        bearer(msg, &self.auth.user_token(user))
+    }
+
+    /// A request with a service token.
+    pub fn as_service<T>(&self, msg: T) -> tonic::Request<T> {
+        bearer(msg, &self.auth.service_token("product"))
+    }
+
+    /// A request with an API key.
+    pub fn as_key<T>(&self, key: &str, msg: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.metadata_mut().insert("x-api-key", key.parse().unwrap());
+        req
+    }
+
+    /// Records `records` as a product service and returns the per-record results.
+    pub async fn record(&self, records: Vec<UsageRecord>) -> Vec<UsageRecordResult> {
+        self.client()
+            .record_usage(self.as_service(RecordUsageRequest { records }))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+    }
+
+    /// Counts rows of `table` for `org`.
+    pub async fn count(&self, table: &str, org: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.db();
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                match db.get_database_backend() {
+                    sea_orm::DbBackend::Postgres => {
+                        format!("SELECT COUNT(*) FROM {table} WHERE organization_id = $1")
+                    }
+                    _ => format!("SELECT COUNT(*) FROM {table} WHERE organization_id = ?"),
+                },
+                [org.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+}
+
+/// A usage record.
+#[allow(clippy::too_many_arguments)]
+pub fn usage(
+    org: &str,
+    key: &str,
+    ws: &str,
+    api_key: &str,
+    user: &str,
+    model: &str,
+    input: i64,
+    output: i64,
+    time_ms: i64,
+) -> UsageRecord {
+    UsageRecord {
+        organization_id: org.into(),
+        workspace_id: ws.into(),
+        api_key_id: api_key.into(),
+        user_id: user.into(),
+        model: model.into(),
+        input_tokens: input,
+        output_tokens: output,
+        usage_time: Some(ts(time_ms)),
+        idempotency_key: key.into(),
+    }
+}
+
+/// A timestamp at `ms`.
+pub fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Midnight UTC `days` days before today.
+pub fn days_ago(days: i64) -> i64 {
+    let now = chrono::Utc::now().timestamp_millis();
+    now - now.rem_euclid(86_400_000) - days * 86_400_000
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    orgplane_platform::error::reason_of(status).unwrap_or_default()
+}

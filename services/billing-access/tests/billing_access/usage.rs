@@ -1,0 +1,229 @@
+//! BILL-3: usage ingestion — idempotency keys counted once (also under concurrency), per-record
+//! refusals that never fail the batch, internal only.
+
+use std::collections::HashSet;
+
+use orgplane_billing_access::Config;
+use orgplane_proto::billing::v1::*;
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{OrganizationDeleted, WorkspaceArchived};
+use tonic::Code;
+
+use crate::support::{Backend, Rig, days_ago, usage};
+
+const M: &str = "orgmodel-large-2";
+
+fn result(r: &UsageRecordResult) -> (UsageRecordStatus, &str, bool) {
+    (
+        UsageRecordStatus::try_from(r.status).unwrap(),
+        r.reason.as_str(),
+        r.retryable,
+    )
+}
+
+#[tokio::test]
+async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one() {
+    let rig = Rig::sqlite().await;
+    rig.create_org("org_a", &[]).await;
+    rig.create_org("org_b", &[]).await;
+    rig.create_org("org_gone", &[]).await;
+    rig.create_workspace("org_a", "ws_a", "Alpha").await;
+    rig.create_workspace("org_b", "ws_b", "Beta").await;
+    rig.create_workspace("org_a", "ws_old", "Old").await;
+    let t = days_ago(1) + 3_600_000;
+    let rev = rig
+        .org_events(vec![Payload::OrganizationDeleted(OrganizationDeleted {
+            organization_id: "org_gone".into(),
+            purge_time: None,
+        })])
+        .await;
+    rig.org_synced(rev).await;
+    let rev = rig
+        .ws_events(vec![Payload::WorkspaceArchived(WorkspaceArchived {
+            organization_id: "org_a".into(),
+            workspace_id: "ws_old".into(),
+        })])
+        .await;
+    rig.ws_synced(rev).await;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut future = usage("org_a", "k_future", "", "", "", M, 1, 1, now + 3_600_000);
+    future.usage_time.as_mut().unwrap().nanos = 0;
+    let results = rig
+        .record(vec![
+            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
+            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
+            usage("org_b", "k1", "ws_b", "", "", M, 5, 5, t),
+            usage("org_unknown", "k2", "", "", "", M, 1, 1, t),
+            usage("org_gone", "k3", "", "", "", M, 1, 1, t),
+            usage("org_a", "k4", "ws_b", "", "", M, 1, 1, t),
+            usage("org_a", "k5", "ws_old", "", "", M, 1, 1, now),
+            usage("org_a", "k6", "", "", "", "gpt-nothing", 1, 1, t),
+            usage("org_a", "k7", "", "", "", M, -1, 1, t),
+            usage("org_a", "", "", "", "", M, 1, 1, t),
+            future,
+            usage("org_a", "k8", "ws_new_unknown", "", "", M, 7, 0, t),
+        ])
+        .await;
+    use UsageRecordStatus::*;
+    let got: Vec<_> = results.iter().map(result).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Accepted, "", false),
+            (Duplicate, "", false),
+            (Accepted, "", false),
+            (Refused, "ORGANIZATION_NOT_FOUND", true),
+            (Refused, "ORGANIZATION_DELETED", true),
+            (Refused, "WORKSPACE_NOT_FOUND", false),
+            (Refused, "WORKSPACE_ARCHIVED", false),
+            (Refused, "UNKNOWN_MODEL", true),
+            (Refused, "INVALID_FIELD", false),
+            (Refused, "MISSING_FIELD", false),
+            (Refused, "USAGE_TIME_OUT_OF_RANGE", false),
+            (Accepted, "", false),
+        ]
+    );
+    assert!(results[3].message.contains("org_unknown"));
+    assert_eq!(results[1].idempotency_key, "k1");
+
+    // The same batch again: everything accepted before is a duplicate now.
+    let again = rig
+        .record(vec![
+            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
+            usage("org_a", "k8", "ws_new_unknown", "", "", M, 7, 0, t),
+        ])
+        .await;
+    assert!(again.iter().all(|r| r.status == Duplicate as i32));
+    assert_eq!(rig.count("usage_records", "org_a").await, 2);
+
+    // The batch limits and the internal-only guard.
+    let mut c = rig.client();
+    let err = c
+        .record_usage(rig.as_service(RecordUsageRequest { records: vec![] }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let many = (0..1001)
+        .map(|i| usage("org_a", &format!("m{i}"), "", "", "", M, 1, 1, t))
+        .collect();
+    let err = c
+        .record_usage(rig.as_service(RecordUsageRequest { records: many }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = c
+        .record_usage(rig.as_user(
+            "org_a_owner",
+            RecordUsageRequest {
+                records: vec![usage("org_a", "k9", "", "", "", M, 1, 1, t)],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Ingestion is audited per organization and batch.
+    let events = c
+        .list_audit_events(rig.as_user(
+            "org_a_owner",
+            ListAuditEventsRequest {
+                organization_id: "org_a".into(),
+                filter: Some(orgplane_proto::audit::v1::AuditEventFilter {
+                    action: "usage.record".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_id, "product");
+}
+
+async fn concurrent_duplicates(rig: &Rig) {
+    rig.create_org("org_c", &[]).await;
+    let t = days_ago(1);
+    // 8 callers race with overlapping keys: 80 distinct keys, each sent by 2 callers.
+    let mut tasks = Vec::new();
+    for caller in 0..8 {
+        let mut c = rig.client();
+        let records: Vec<UsageRecord> = (0..20)
+            .map(|i| {
+                let k = (caller / 2) * 10 + i % 10 + (i / 10) * 40;
+                usage(
+                    "org_c",
+                    &format!("key_{k}"),
+                    "",
+                    "",
+                    "",
+                    M,
+                    3,
+                    1,
+                    t + k * 1000,
+                )
+            })
+            .collect();
+        let req = rig.as_service(RecordUsageRequest { records });
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match c.record_usage(clone_req(&req)).await {
+                    Ok(r) => return r.into_inner().results,
+                    // SQLite may refuse a write under contention; a retry is safe.
+                    Err(s) if s.code() == Code::Unavailable => continue,
+                    Err(s) => panic!("{s:?}"),
+                }
+            }
+        }));
+    }
+    let mut accepted = Vec::new();
+    for t in tasks {
+        for r in t.await.unwrap() {
+            if r.status == UsageRecordStatus::Accepted as i32 {
+                accepted.push(r.idempotency_key);
+            }
+        }
+    }
+    let distinct: HashSet<&String> = accepted.iter().collect();
+    assert_eq!(distinct.len(), accepted.len(), "a key was accepted twice");
+    assert_eq!(accepted.len(), 80, "every distinct key accepted once");
+    assert_eq!(rig.count("usage_records", "org_c").await, 80);
+    let report = rig
+        .client()
+        .get_usage_report(rig.as_user(
+            "org_c_owner",
+            GetUsageReportRequest {
+                organization_id: "org_c".into(),
+                start_time: Some(crate::support::ts(t)),
+                end_time: Some(crate::support::ts(t + 86_400_000)),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let total: i64 = report.buckets[0].rows.iter().map(|r| r.input_tokens).sum();
+    assert_eq!(total, 80 * 3, "rollups count each key once");
+}
+
+fn clone_req(req: &tonic::Request<RecordUsageRequest>) -> tonic::Request<RecordUsageRequest> {
+    let mut out = tonic::Request::new(req.get_ref().clone());
+    *out.metadata_mut() = req.metadata().clone();
+    out
+}
+
+#[tokio::test]
+async fn bill_3_concurrent_batches_with_the_same_keys_count_each_once() {
+    concurrent_duplicates(&Rig::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bill_3_concurrent_batches_with_the_same_keys_count_each_once_postgres() {
+    let Some(rig) = Rig::new(Backend::Postgres, Config::default()).await else {
+        return;
+    };
+    concurrent_duplicates(&rig).await;
+}
