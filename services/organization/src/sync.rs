@@ -285,6 +285,18 @@ impl EventHandler for Events {
                 Some(Payload::UserDeleted(e)) => {
                     self.core.remove_deleted_user(txn, event, &e.user_id).await
                 }
+                Some(Payload::UserEmailVerified(e)) => {
+                    // Keeps the stored member emails (ORG-6 ALREADY_A_MEMBER) in step with identity.
+                    member::Entity::update_many()
+                        .col_expr(
+                            member::Column::Email,
+                            sea_orm::sea_query::Expr::value(e.email.trim().to_lowercase()),
+                        )
+                        .filter(member::Column::UserId.eq(e.user_id.clone()))
+                        .exec(txn)
+                        .await?;
+                    Ok(())
+                }
                 Some(Payload::WorkspaceCreated(e)) => {
                     self.core
                         .place_workspace(txn, &e.organization_id, &e.workspace_id, &e.unit_id)
