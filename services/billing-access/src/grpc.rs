@@ -231,9 +231,14 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<RecordUsageRequest>,
     ) -> Reply<RecordUsageResponse> {
+        let started = Instant::now();
         let ctx = RequestContext::of(&request);
         let principal = Principal::of(&request);
         principal.require_service()?;
+        // A producer that just created an organization may ask for it to be known here first.
+        self.core
+            .reach_revision(request.metadata(), 0, started)
+            .await?;
         let results =
             usage::record_usage(&self.core, &principal, &ctx, &request.get_ref().records).await?;
         Ok(Response::new(RecordUsageResponse { results }))
