@@ -148,6 +148,19 @@ mod tests {
     }
 
     #[test]
+    fn tables_load_inline_or_from_a_file() {
+        let json = r#"{"currency_code":"EUR","models":{"m":{"input_per_million":"1.5","output_per_million":"2"}}}"#;
+        let inline = PriceTable::load(Some(json)).unwrap();
+        assert_eq!(inline.currency_code, "EUR");
+        let path = std::env::temp_dir().join(format!("prices-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, json).unwrap();
+        let from_file = PriceTable::load(path.to_str()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(from_file, inline);
+        assert!(PriceTable::load(Some("/nonexistent/prices.json")).is_err());
+    }
+
+    #[test]
     fn costs_are_exact() {
         let p = Decimal::from_str_exact("3.00").unwrap_or_default();
         assert_eq!(cost(1, p).map(format_amount).as_deref(), Some("0.000003"));
