@@ -52,6 +52,25 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(options).await
 }
 
+/// Begins a transaction that will write. On SQLite it starts as `BEGIN IMMEDIATE`, taking the
+/// write lock up front: a deferred transaction that reads and then writes fails at once with
+/// SQLITE_BUSY when another connection committed in between, while an immediate one waits its
+/// turn (busy timeout). On PostgreSQL it is an ordinary transaction. Use it for every mutation.
+pub async fn begin_write<C>(db: &C) -> Result<C::Transaction, DbErr>
+where
+    C: sea_orm::TransactionTrait + ConnectionTrait,
+{
+    let mode = match db.get_database_backend() {
+        DbBackend::Sqlite => Some(sea_orm::SqliteTransactionMode::Immediate),
+        _ => None,
+    };
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: mode,
+        ..Default::default()
+    })
+    .await
+}
+
 /// Runs every pending migration of `M`.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
     M::up(db, None).await

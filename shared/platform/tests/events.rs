@@ -522,3 +522,92 @@ async fn events_watch_is_for_service_principals_only() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 }
+
+/// A handler whose memory view follows the database: patched from committed events, reloaded
+/// when told another replica applied events first.
+struct MemoryView {
+    db: DatabaseConnection,
+    seen: std::sync::Mutex<std::collections::BTreeSet<i64>>,
+}
+
+impl EventHandler for MemoryView {
+    fn apply<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        event: &'a Event,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            exec(
+                txn,
+                format!(
+                    "INSERT INTO applied_events (revision, seq) VALUES ({0}, {0})",
+                    event.revision
+                ),
+            )
+            .await;
+            Ok(())
+        })
+    }
+
+    fn resync<'a>(&'a self, _txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
+        Box::pin(async { Ok(0) })
+    }
+
+    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if resynced {
+                let all = query_i64s(&self.db, "SELECT revision FROM applied_events").await;
+                *self.seen.lock().unwrap() = all.into_iter().collect();
+            } else {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .extend(events.iter().map(|e| e.revision));
+            }
+        })
+    }
+}
+
+/// Two replicas of a consuming service share one database: each event is applied once, and
+/// both replicas' memory views end equal to the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_two_replicas_sharing_a_database_apply_once_and_both_stay_current() {
+    const TOTAL: i64 = 2_000;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let mut handles = Vec::new();
+    let mut views = Vec::new();
+    let stop = CancellationToken::new();
+    for _ in 0..2 {
+        let view = Arc::new(MemoryView {
+            db: rig.consumer_db.clone(),
+            seen: Default::default(),
+        });
+        let mut config = ConsumerConfig::new(
+            Producer::Organization,
+            orgplane_platform::testkit::channel(&rig.url()),
+            rig.auth.service_tokens("workspace"),
+        );
+        config.batch_size = 50;
+        let (consumer, handle) = Consumer::new(rig.consumer_db.clone(), config, view.clone())
+            .await
+            .unwrap();
+        tokio::spawn(consumer.run(stop.clone()));
+        handles.push(handle);
+        views.push(view);
+    }
+    rig.spawn_writer(TOTAL).await.unwrap();
+    for h in &handles {
+        h.wait_for(TOTAL, Duration::from_secs(60)).await.unwrap();
+    }
+    stop.cancel();
+    let in_db = query_i64s(
+        &rig.consumer_db,
+        "SELECT revision FROM applied_events ORDER BY revision",
+    )
+    .await;
+    assert_eq!(in_db, (1..=TOTAL).collect::<Vec<_>>(), "applied once each");
+    for view in views {
+        let seen: Vec<i64> = view.seen.lock().unwrap().iter().copied().collect();
+        assert_eq!(seen, in_db, "every replica's memory equals the database");
+    }
+}

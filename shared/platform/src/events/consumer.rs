@@ -11,7 +11,7 @@ use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, TransactionTrait};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -60,7 +60,9 @@ pub trait EventHandler: Send + Sync + 'static {
 
     /// Called after the transaction that applied `events` (or, with `resynced`, a snapshot)
     /// committed and before the new revision is announced: where in-memory views catch up, so
-    /// that a reader waiting for the revision sees them.
+    /// that a reader waiting for the revision sees them. `resynced` is also set when another
+    /// replica sharing this database applied events first: memory must then be reloaded from
+    /// the database.
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         let _ = (events, resynced);
         Box::pin(async {})
@@ -341,9 +343,12 @@ impl Consumer {
         self.stats
             .delivered
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut cursor = load_cursor(&txn, self.config.producer).await?;
         let start = cursor;
+        // Another replica of this service, sharing the database, applied events this one has
+        // not seen: its memory views must be rebuilt from the database rather than patched.
+        let applied_elsewhere = start > self.applied_revision();
         for event in events {
             if event.revision <= cursor {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -368,11 +373,24 @@ impl Consumer {
         }
         if cursor == start {
             txn.rollback().await?;
+            if applied_elsewhere {
+                self.handler.committed(&[], true).await;
+                self.applied.send_replace(start);
+            }
             return Ok(());
         }
         store_cursor(&txn, self.config.producer, cursor).await?;
         txn.commit().await?;
-        self.handler.committed(events, false).await;
+        if applied_elsewhere {
+            self.handler.committed(&[], true).await;
+        } else {
+            let fresh: Vec<Event> = events
+                .iter()
+                .filter(|e| e.revision > start)
+                .cloned()
+                .collect();
+            self.handler.committed(&fresh, false).await;
+        }
         self.stats
             .applied
             .fetch_add((cursor - start) as u64, Ordering::Relaxed);
@@ -389,7 +407,7 @@ impl Consumer {
     async fn resync(&self) -> ApiResult<()> {
         let producer = producer_name(self.config.producer);
         let before = load_cursor(&self.db, self.config.producer).await?;
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let revision = self.handler.resync(&txn).await?;
         if revision < before {
             return Err(ApiError::internal(format!(

@@ -6,7 +6,7 @@ use orgplane_proto::events::v1::{Event, Producer, event};
 use prost::Message;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect};
 use tokio::sync::watch;
 
 /// Rows of `outbox_events`.
@@ -191,7 +191,7 @@ impl Outbox {
     /// Removes events written before `cutoff` and returns the new compaction point. The newest
     /// event is always kept, so a consumer that is up to date never has to re-sync.
     pub async fn compact(&self, cutoff: DateTime<Utc>) -> Result<i64, DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let newest = event_row::Entity::find()
             .order_by_desc(event_row::Column::Revision)
             .one(&txn)
