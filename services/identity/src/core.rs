@@ -316,6 +316,21 @@ impl Core {
             })
     }
 
+    /// UNAVAILABLE until the org-role replica has caught up with the organization service once:
+    /// decisions that depend on roles or organization state must not come from an empty
+    /// replica. (Identity itself reports SERVING without waiting, since every other service,
+    /// the organization service included, needs its keys and tokens to start.)
+    fn require_roles_synced(&self) -> ApiResult<()> {
+        if self.org_events.is_caught_up() {
+            return Ok(());
+        }
+        Err(ApiError::unavailable(
+            "ROLES_NOT_SYNCED",
+            "organization roles are still being synchronized; retry shortly",
+        )
+        .retry_after(Duration::from_secs(1)))
+    }
+
     // ----- accounts -------------------------------------------------------------------------
 
     /// SignUp.
@@ -1319,6 +1334,7 @@ impl Core {
                 "users may delete only their own account",
             ));
         }
+        self.require_roles_synced()?;
         let owned: Vec<String> = self
             .replica
             .organizations_of(&id)
@@ -1388,6 +1404,9 @@ impl Core {
     /// The caller's standing in `org`: NOT_FOUND for outsiders, PERMISSION_DENIED for workspace
     /// keys.
     fn standing(&self, principal: &Principal, org: &str) -> ApiResult<OrgStanding> {
+        if !matches!(principal, Principal::Anonymous) {
+            self.require_roles_synced()?;
+        }
         match principal {
             Principal::Anonymous => {
                 Err(principal.require_authenticated().err().unwrap_or_else(|| {
@@ -1570,6 +1589,7 @@ impl Core {
             return Err(merge_violations(first, &violations));
         }
         let name = name.unwrap_or_default();
+        self.require_roles_synced()?;
         let role = self
             .replica
             .role(org, &user.user_id)
@@ -1902,6 +1922,7 @@ impl Core {
         {
             return Err(invalid());
         }
+        self.require_roles_synced()?;
         let org_live = self
             .replica
             .organization(&row.organization_id)

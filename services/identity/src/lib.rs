@@ -48,6 +48,7 @@ pub const NAME: &str = "identity";
 pub struct Config {
     /// Where mail goes: `file://DIR` (development: `.eml` files) or `smtp://` / `smtps://user:pass@host:port`.
     #[arg(
+        id = "identity_mail_url",
         long = "mail-url",
         env = "ORGPLANE_MAIL_URL",
         default_value = "file://./data/mail",
@@ -57,6 +58,7 @@ pub struct Config {
 
     /// The sender of identity's mail.
     #[arg(
+        id = "identity_mail_from",
         long = "identity-mail-from",
         env = "ORGPLANE_IDENTITY_MAIL_FROM",
         default_value = "Orgplane <no-reply@orgplane.local>"
@@ -65,6 +67,7 @@ pub struct Config {
 
     /// The public base URL that verification and password-reset links start with.
     #[arg(
+        id = "identity_public_url",
         long = "identity-public-url",
         env = "ORGPLANE_IDENTITY_PUBLIC_URL",
         default_value = "http://localhost:8080"
@@ -74,6 +77,7 @@ pub struct Config {
     /// The key that seals signing keys at rest: 32 bytes, base64. When unset, a key file is used
     /// (see `--signing-key-encryption-key-file`).
     #[arg(
+        id = "identity_signing_key_encryption_key",
         long = "signing-key-encryption-key",
         env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY",
         hide_env_values = true
@@ -84,6 +88,7 @@ pub struct Config {
     /// `identity-signing.key` beside the SQLite database, or `./data/identity-signing.key` for
     /// other databases. Production should set the key (for example from a Kubernetes Secret).
     #[arg(
+        id = "identity_signing_key_encryption_key_file",
         long = "signing-key-encryption-key-file",
         env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY_FILE"
     )]
@@ -91,6 +96,7 @@ pub struct Config {
 
     /// How often the token-signing key rotates, in hours.
     #[arg(
+        id = "identity_signing_key_rotation_hours",
         long = "signing-key-rotation-hours",
         env = "ORGPLANE_SIGNING_KEY_ROTATION_HOURS",
         default_value_t = 720
@@ -100,6 +106,7 @@ pub struct Config {
     /// Service accounts allowed to get service tokens, as comma-separated
     /// `client_id:sha256-hex-of-secret` pairs (this process's own account is always trusted).
     #[arg(
+        id = "identity_service_accounts",
         long = "service-accounts",
         env = "ORGPLANE_SERVICE_ACCOUNTS",
         default_value = "",
@@ -109,6 +116,7 @@ pub struct Config {
 
     /// Sensitive actions need a sign-in at most this many seconds old (rule ID-6).
     #[arg(
+        id = "identity_step_up_max_age_secs",
         long = "step-up-max-age-secs",
         env = "ORGPLANE_STEP_UP_MAX_AGE_SECS",
         default_value_t = 300
@@ -117,6 +125,7 @@ pub struct Config {
 
     /// Failed sign-ins allowed per account per 15 minutes.
     #[arg(
+        id = "identity_login_failures_per_account",
         long = "login-failures-per-account",
         env = "ORGPLANE_LOGIN_FAILURES_PER_ACCOUNT",
         default_value_t = 5
@@ -125,6 +134,7 @@ pub struct Config {
 
     /// Failed sign-ins allowed per peer address per 15 minutes.
     #[arg(
+        id = "identity_login_failures_per_peer",
         long = "login-failures-per-peer",
         env = "ORGPLANE_LOGIN_FAILURES_PER_PEER",
         default_value_t = 50
@@ -133,6 +143,7 @@ pub struct Config {
 
     /// Sign-ups allowed per peer address per hour.
     #[arg(
+        id = "identity_signups_per_peer",
         long = "signups-per-peer",
         env = "ORGPLANE_SIGNUPS_PER_PEER",
         default_value_t = 30
@@ -141,6 +152,7 @@ pub struct Config {
 
     /// Verification or reset mails per address per hour.
     #[arg(
+        id = "identity_mails_per_address",
         long = "mails-per-address",
         env = "ORGPLANE_MAILS_PER_ADDRESS",
         default_value_t = 5
@@ -148,11 +160,11 @@ pub struct Config {
     pub mails_per_address: u32,
 
     /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
-    #[arg(long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
+    #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
     pub password_hash_memory_kib: u32,
 
     /// argon2id iterations (OWASP: 2). Lower only in tests.
-    #[arg(long = "password-hash-iterations", env = "ORGPLANE_PASSWORD_HASH_ITERATIONS", default_value_t = crypto::OWASP_ITERATIONS, hide = true)]
+    #[arg(id = "identity_password_hash_iterations", long = "password-hash-iterations", env = "ORGPLANE_PASSWORD_HASH_ITERATIONS", default_value_t = crypto::OWASP_ITERATIONS, hide = true)]
     pub password_hash_iterations: u32,
 }
 
@@ -426,8 +438,8 @@ impl Identity {
     }
 
     /// Starts the service's background work once the server is listening: the organization
-    /// events consumer, key rotation, outbox compaction; reports ready once the consumer caught
-    /// up. Does not block.
+    /// events consumer, key rotation, outbox compaction. Reports SERVING at once (see below);
+    /// role-dependent RPCs wait for the consumer to catch up. Does not block.
     pub async fn start(&self, health: &Health) {
         self.outbox.spawn_compaction(
             orgplane_platform::events::outbox::DEFAULT_RETENTION,
@@ -446,18 +458,83 @@ impl Identity {
         if let Some(consumer) = consumer {
             tokio::spawn(consumer.run(self.runtime.shutdown.clone()));
         }
+        // Ready at once: identity is the root of trust (every service, the organization service
+        // included, needs its keys and service tokens to start), so waiting for the organization
+        // events here would deadlock a cold start. RPCs that depend on org roles answer
+        // UNAVAILABLE `ROLES_NOT_SYNCED` until the consumer has caught up once.
+        health
+            .set_ready(
+                <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
+                true,
+            )
+            .await;
         let handle = self.handle.clone();
-        let health = health.clone();
         let shutdown = self.runtime.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = handle.wait_caught_up() => {
-                    health
-                        .set_ready(<IdentityServiceServer<IdentityApi> as NamedService>::NAME, true)
-                        .await;
+                    tracing::info!("identity: organization roles synchronized");
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        identity: Config,
+    }
+
+    #[test]
+    fn flags_reach_the_config_and_defaults_are_owasp() {
+        let hash = crypto::sha256_hex("s3cret");
+        let cli = Cli::try_parse_from([
+            "t",
+            "--mail-url",
+            "smtp://mail.example.com:587",
+            "--service-accounts",
+            &format!("billing:{hash}, search:{hash}"),
+            "--signing-key-rotation-hours",
+            "24",
+        ])
+        .unwrap();
+        let c = cli.identity;
+        assert_eq!(c.mail_url, "smtp://mail.example.com:587");
+        assert_eq!(c.signing_key_rotation_hours, 24);
+        assert_eq!(c.password_hash_memory_kib, 19_456);
+        assert_eq!(c.password_hash_iterations, 2);
+        assert_eq!(c.step_up_max_age_secs, 300);
+        let accounts = c.parse_service_accounts().unwrap();
+        assert_eq!(accounts.len(), 2);
+        assert_eq!(accounts["search"], hash);
+        let bad = Config {
+            service_accounts: "billing:plaintext".into(),
+            ..Config::default()
+        };
+        assert!(
+            bad.parse_service_accounts().is_err(),
+            "only hashes are accepted"
+        );
+        let defaults = Cli::try_parse_from(["t"]).unwrap().identity;
+        assert_eq!(defaults.mail_url, Config::default().mail_url);
+    }
+
+    #[test]
+    fn the_development_key_file_sits_beside_the_sqlite_database() {
+        assert_eq!(
+            default_key_file("sqlite://./data/identity.db?mode=rwc"),
+            PathBuf::from("./data/identity-signing.key")
+        );
+        assert_eq!(
+            default_key_file("postgres://db/identity"),
+            PathBuf::from("./data/identity-signing.key")
+        );
     }
 }
