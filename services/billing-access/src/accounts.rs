@@ -9,7 +9,7 @@ use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::billing::v1::{BillingAccount, BillingPlan};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Set, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Set};
 
 use crate::entity::{account, purged, usage_record, usage_rollup, workspace};
 
@@ -270,7 +270,7 @@ pub async fn update(
     etag: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<account::Model> {
-    let txn = db.begin().await?;
+    let txn = orgplane_platform::db::begin_write(db).await?;
     let before = get(&txn, organization_id).await?;
     if !etag.is_empty() && etag != before.etag {
         return Err(ApiError::aborted(

@@ -13,7 +13,7 @@ use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::billing::v1::{UsageRecord, UsageRecordResult, UsageRecordStatus};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QuerySelect, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QuerySelect};
 
 use crate::Core;
 use crate::entity::{account, purged, usage_record, usage_rollup, workspace};
@@ -278,7 +278,7 @@ pub async fn record_usage(
     });
 
     let inserted = loop {
-        let txn = core.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&core.db).await?;
         let inserted = insert_records(&txn, records, &candidates, now_ms).await?;
         // Re-check the accounts under lock: an organization purged meanwhile loses its usage.
         let lost = missing_accounts(&txn, &inserted).await?;

@@ -20,7 +20,7 @@ use orgplane_proto::organization::v1::{self as api, OrgRole, OrganizationState};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,7 +99,7 @@ impl Core {
 
     /// Begins a transaction.
     pub async fn begin(&self) -> ApiResult<DatabaseTransaction> {
-        Ok(self.db.begin().await?)
+        Ok(orgplane_platform::db::begin_write(&self.db).await?)
     }
 
     /// Appends an event as part of `txn` and returns its revision.

@@ -21,10 +21,7 @@ use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::{WorkspaceRole, WorkspaceState};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{ExprTrait, OnConflict, Query};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, QueryOrder, QuerySelect};
 use tonic::Code;
 
 use crate::entity::{counter, member, request, workspace};
@@ -445,7 +442,7 @@ impl Core {
             return Ok((w, done.revision));
         }
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let name_key = model::name_key(&name);
         let taken = workspace::Entity::find()
             .filter(workspace::Column::OrganizationId.eq(organization_id))
@@ -671,7 +668,7 @@ impl Core {
             }
         }
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, before) = self
             .manageable_workspace(&txn, principal, workspace_id)
             .await?;
@@ -762,7 +759,7 @@ impl Core {
     ) -> ApiResult<(workspace::Model, i64)> {
         principal.require_authenticated()?;
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, before) = self
             .manageable_workspace(&txn, principal, workspace_id)
             .await?;
@@ -896,7 +893,7 @@ impl Core {
             ));
         }
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
             .await?;
@@ -1112,7 +1109,7 @@ impl Core {
             ));
         }
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
             .await?;
@@ -1210,7 +1207,7 @@ impl Core {
             return Err(ApiError::invalid_argument("user_id", "required"));
         }
         let mut guard = self.memory.write_lock().await;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
             .await?;
