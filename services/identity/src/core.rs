@@ -30,9 +30,7 @@ use orgplane_proto::identity::v1::{
 };
 use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::entity::prelude::*;
-use sea_orm::{
-    Condition, ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{Condition, ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect, Set};
 
 use crate::crypto::{self, PasswordHasherPool, sha256_hex};
 use crate::entity::{api_key, mail_token, mfa_factor, refresh_token, session, user};
@@ -404,7 +402,7 @@ impl Core {
             update_time_ms: now,
             signup_request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
         };
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let inserted = user::ActiveModel::from(row.clone()).insert(&txn).await;
         if let Err(e) = inserted {
             return Err(if orgplane_platform::db::is_unique_violation(&e) {
@@ -555,7 +553,7 @@ impl Core {
             .await?
             .filter(|u| u.email == row.email)
             .ok_or_else(invalid)?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         self.consume_mail_token(&txn, &row, "VERIFICATION_TOKEN_INVALID")
             .await?;
         let mut after = before.clone();
@@ -623,7 +621,7 @@ impl Core {
                 "verify-email",
             )
         };
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let token = self.new_mail_token(&txn, &u.id, purpose, &u.email).await?;
         self.audit
             .record(
@@ -663,7 +661,7 @@ impl Core {
                 )
             })?;
         let hash = self.hasher.hash(new_password).await?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         self.consume_mail_token(&txn, &row, "PASSWORD_RESET_TOKEN_INVALID")
             .await?;
         let mut am: user::ActiveModel = u.clone().into();
@@ -826,7 +824,7 @@ impl Core {
             expire_time_ms: (now + SESSION_TTL).timestamp_millis(),
             revoked_time_ms: None,
         };
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         session::ActiveModel::from(s.clone()).insert(&txn).await?;
         let tokens = self.tokens_for(&txn, &s).await?;
         self.audit
@@ -861,7 +859,7 @@ impl Core {
             .await?
             .filter(|s| s.revoked_time_ms.is_none() && s.expire_time_ms > now)
             .ok_or_else(refresh_invalid)?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let rotated = refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::Rotated, Expr::value(true))
             .filter(refresh_token::Column::TokenHash.eq(&hash))
@@ -888,7 +886,7 @@ impl Core {
     /// A rotated refresh token came back: end its session (rule ID-4).
     async fn refresh_reused(&self, caller: &Caller, row: &refresh_token::Model) -> ApiError {
         let revoke = async {
-            let txn = self.db.begin().await?;
+            let txn = orgplane_platform::db::begin_write(&self.db).await?;
             self.revoke_sessions(&txn, &row.user_id, Some(&row.session_id))
                 .await?;
             self.audit
@@ -925,7 +923,7 @@ impl Core {
                 .ok_or_else(refresh_invalid)?;
             (row.user_id, row.session_id)
         };
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let ended = self
             .revoke_sessions(&txn, &user_id, (!all).then_some(session_id.as_str()))
             .await?;
@@ -986,7 +984,7 @@ impl Core {
             })?;
         let mut fresh = s.clone();
         fresh.auth_time = chrono::Utc::now().timestamp();
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let mut am: session::ActiveModel = s.into();
         am.auth_time = Set(fresh.auth_time);
         am.update(&txn).await?;
@@ -1274,7 +1272,7 @@ impl Core {
         }
         after.version = before.version + 1;
         after.update_time_ms = self.now_ms();
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let mut am: user::ActiveModel = before.clone().into();
         am.display_name = Set(after.display_name.clone());
         am.account_type = Set(after.account_type);
@@ -1357,7 +1355,7 @@ impl Core {
             .one(&self.db)
             .await?
             .ok_or_else(|| ApiError::not_found("user", &id))?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::UserId.eq(&id))
             .exec(&txn)
@@ -1495,7 +1493,7 @@ impl Core {
             .one(&self.db)
             .await?
             .ok_or_else(|| ApiError::not_found("member", target))?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let mut am: user::ActiveModel = u.clone().into();
         am.password_hash = Set(String::new());
         am.version = Set(u.version + 1);
@@ -1525,7 +1523,7 @@ impl Core {
         target: &str,
     ) -> ApiResult<i32> {
         self.authorize_member_reset(&caller.principal, org, target)?;
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let removed = mfa_factor::Entity::delete_many()
             .filter(mfa_factor::Column::UserId.eq(target))
             .exec(&txn)
@@ -1642,7 +1640,7 @@ impl Core {
             last_used_time_ms: None,
             version: 1,
         };
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         if let Err(e) = api_key::ActiveModel::from(row.clone()).insert(&txn).await {
             if orgplane_platform::db::is_unique_violation(&e) {
                 txn.rollback().await?;
@@ -1844,7 +1842,7 @@ impl Core {
         }
         after.version += 1;
         after.update_time_ms = self.now_ms();
-        let txn = self.db.begin().await?;
+        let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let done = api_key::Entity::update_many()
             .col_expr(api_key::Column::Name, Expr::value(after.name.clone()))
             .col_expr(api_key::Column::Status, Expr::value(after.status))

@@ -13,7 +13,7 @@ use orgplane_platform::auth::{KeySource, PublicKey, Signer};
 use orgplane_platform::clock::SharedClock;
 use orgplane_platform::{ApiError, ApiResult};
 use sea_orm::entity::prelude::*;
-use sea_orm::{DatabaseConnection, QueryOrder, Set, TransactionTrait};
+use sea_orm::{DatabaseConnection, QueryOrder, Set};
 
 use crate::crypto::Sealer;
 use crate::entity::signing_key;
@@ -149,7 +149,7 @@ impl KeyStore {
             Some(k) => k.create_time_ms + rotation.num_milliseconds() <= ms(now),
         };
         if due {
-            let txn = db.begin().await?;
+            let txn = orgplane_platform::db::begin_write(db).await?;
             let mut won = true;
             if let Some(old) = &current {
                 let retired = signing_key::Entity::update_many()
