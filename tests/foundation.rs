@@ -120,17 +120,80 @@ async fn foundation_orgplane_all_serves_every_service_with_health_and_reflection
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
 }
 
+/// Free loopback ports for processes that must know each other's addresses up front.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// The four services as four processes, each with its own database and port, wired to each
+/// other by URL and authenticating with configured service accounts, as in Kubernetes.
+pub async fn start_four_processes(
+    root: &std::path::Path,
+    database_urls: Option<&[String]>,
+) -> Vec<(String, Orgplane)> {
+    use sha2::Digest;
+    let names = ["identity", "organization", "workspace", "billing-access"];
+    let ports = free_ports(4);
+    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let accounts: Vec<String> = names[1..]
+        .iter()
+        .map(|n| {
+            let digest = sha2::Sha256::digest(format!("secret-{n}").as_bytes());
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{n}:{hex}")
+        })
+        .collect();
+    let mut procs = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let sub = root.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let mut env = vec![
+            ("ORGPLANE_LISTEN", format!("127.0.0.1:{}", ports[i])),
+            ("ORGPLANE_IDENTITY_URL", url(0)),
+            ("ORGPLANE_ORGANIZATION_URL", url(1)),
+            ("ORGPLANE_WORKSPACE_URL", url(2)),
+            ("ORGPLANE_SERVICE_CLIENT_ID", name.to_string()),
+            ("ORGPLANE_SERVICE_CLIENT_SECRET", format!("secret-{name}")),
+            ("ORGPLANE_SERVICE_ACCOUNTS", accounts.join(",")),
+            (
+                "ORGPLANE_PAGE_TOKEN_SECRET",
+                "shared-page-token-secret".to_string(),
+            ),
+            (
+                "ORGPLANE_MAIL_URL",
+                format!("file://{}", root.join("mail").display()),
+            ),
+            (
+                "ORGPLANE_ORGANIZATION_MAIL_URL",
+                format!("file://{}", root.join("mail").display()),
+            ),
+        ];
+        if let Some(urls) = database_urls {
+            let var = match *name {
+                "identity" => "ORGPLANE_IDENTITY_DATABASE_URL",
+                "organization" => "ORGPLANE_ORGANIZATION_DATABASE_URL",
+                "workspace" => "ORGPLANE_WORKSPACE_DATABASE_URL",
+                _ => "ORGPLANE_BILLING_ACCESS_DATABASE_URL",
+            };
+            env.push((var, urls[i].clone()));
+        }
+        let app = Orgplane::start(&["serve", name], &sub, &env).await;
+        procs.push((name.to_string(), app));
+    }
+    procs
+}
+
 #[tokio::test]
 async fn foundation_serve_runs_one_service_per_process() {
     let dir = tempfile::tempdir().unwrap();
-    let mut procs = Vec::new();
-    for (name, grpc) in ["identity", "organization", "workspace", "billing-access"]
-        .into_iter()
-        .zip(SERVICES)
-    {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        let app = Orgplane::start(&["serve", name], &sub, &[]).await;
+    let procs = start_four_processes(dir.path(), None).await;
+    for ((name, app), grpc) in procs.iter().zip(SERVICES) {
         wait_serving(app.channel(), grpc).await;
         let names = list_services_v1(app.channel()).await;
         for other in SERVICES.iter().filter(|s| **s != grpc) {
@@ -139,16 +202,15 @@ async fn foundation_serve_runs_one_service_per_process() {
                 "{name} serves only itself"
             );
         }
-        let files: Vec<_> = std::fs::read_dir(sub.join("data"))
+        let files: Vec<_> = std::fs::read_dir(dir.path().join(name).join("data"))
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|f| f.ends_with(".db"))
             .collect();
         assert_eq!(files, [format!("{name}.db")]);
-        procs.push(app);
     }
-    for p in procs {
+    for (_, p) in procs {
         assert!(p.terminate().await.success());
     }
 }
@@ -198,6 +260,60 @@ async fn foundation_orgplane_all_runs_on_postgres() {
     assert!(
         !dir.path().join("data/identity.db").exists(),
         "no SQLite file when PostgreSQL is configured"
+    );
+    assert!(app.terminate().await.success());
+}
+
+/// Metrics: after a few calls the Prometheus endpoint shows per-RPC counters and latency.
+#[tokio::test]
+async fn foundation_metrics_endpoint_counts_rpcs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let app = Orgplane::start(
+        &[],
+        dir.path(),
+        &[("ORGPLANE_METRICS_LISTEN", format!("127.0.0.1:{port}"))],
+    )
+    .await;
+    wait_serving(app.channel(), SERVICES[0]).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel());
+    for _ in 0..3 {
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .unwrap();
+    }
+    let mut body = String::new();
+    for _ in 0..50 {
+        if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            conn.write_all(
+                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            body.clear();
+            conn.read_to_string(&mut body).await.unwrap();
+            if body.contains("orgplane_rpc_requests_total") {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("orgplane_rpc_requests_total")
+                && l.contains("service=\"grpc.health.v1.Health\"")
+                && l.contains("code=\"OK\"")),
+        "{body}"
+    );
+    assert!(
+        body.contains("orgplane_rpc_duration_seconds_bucket"),
+        "{body}"
     );
     assert!(app.terminate().await.success());
 }

@@ -97,6 +97,10 @@ pub struct Cli {
     )]
     pub page_token_secret: Option<String>,
 
+    /// Serve Prometheus metrics (`/metrics`) on this address; off when unset.
+    #[arg(long, env = "ORGPLANE_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Log format.
     #[arg(
         long,

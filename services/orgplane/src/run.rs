@@ -143,6 +143,11 @@ impl Opened {
 
 async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
     let shutdown = orgplane_platform::server::shutdown_on_signal();
+    if let Some(addr) = cli.metrics_listen {
+        orgplane_platform::metrics::serve(addr)
+            .with_context(|| format!("serving metrics on {addr}"))?;
+        println!("  metrics         http://{addr}/metrics");
+    }
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
