@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::error::{ApiError, ApiResult};
@@ -80,12 +81,19 @@ impl Mailer {
             .to
             .parse()
             .map_err(|_| ApiError::invalid_argument("email", "not a deliverable address"))?;
+        // Plain 7-bit text when possible, so that links stay copyable from the `.eml` file;
+        // quoted-printable only when the body needs it.
+        let body = Body::new_with_encoding(mail.body, ContentTransferEncoding::SevenBit)
+            .or_else(|original| {
+                Body::new_with_encoding(original, ContentTransferEncoding::QuotedPrintable)
+            })
+            .map_err(|_| ApiError::internal("mail body cannot be encoded"))?;
         let message = Message::builder()
             .from(from)
             .to(to)
             .subject(mail.subject)
             .header(ContentType::TEXT_PLAIN)
-            .body(mail.body)
+            .body(body)
             .map_err(ApiError::internal)?;
         let sent = match self {
             Mailer::Files(dir, transport) => {
@@ -137,7 +145,10 @@ mod tests {
         assert_eq!(files.len(), 1);
         let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
         assert!(text.contains("ada@example.com"));
-        assert!(text.contains("token=abc"));
+        assert!(
+            text.contains("https://orgplane.test/verify?token=abc"),
+            "links are not mangled by quoted-printable: {text}"
+        );
     }
 
     #[tokio::test]
