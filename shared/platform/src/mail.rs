@@ -83,7 +83,8 @@ impl Mailer {
             .map_err(|_| ApiError::invalid_argument("email", "not a deliverable address"))?;
         // Plain 7-bit text when possible, so that links stay copyable from the `.eml` file;
         // quoted-printable only when the body needs it.
-        let body = Body::new_with_encoding(mail.body, ContentTransferEncoding::SevenBit)
+        let text = mail.body.replace("\r\n", "\n").replace('\n', "\r\n");
+        let body = Body::new_with_encoding(text, ContentTransferEncoding::SevenBit)
             .or_else(|original| {
                 Body::new_with_encoding(original, ContentTransferEncoding::QuotedPrintable)
             })
@@ -134,7 +135,8 @@ mod tests {
                 Mail {
                     to: "ada@example.com".into(),
                     subject: "Verify".into(),
-                    body: "https://orgplane.test/verify?token=abc".into(),
+                    body: "Hello,\n\nopen https://orgplane.test/verify?token=abc within a day.\n"
+                        .into(),
                 },
             )
             .await
@@ -145,6 +147,7 @@ mod tests {
         assert_eq!(files.len(), 1);
         let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
         assert!(text.contains("ada@example.com"));
+        assert!(text.contains("Content-Transfer-Encoding: 7bit"), "{text}");
         assert!(
             text.contains("https://orgplane.test/verify?token=abc"),
             "links are not mangled by quoted-printable: {text}"
