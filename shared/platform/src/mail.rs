@@ -84,11 +84,17 @@ impl Mailer {
         // Plain 7-bit text when possible, so that links stay copyable from the `.eml` file;
         // quoted-printable only when the body needs it.
         let text = mail.body.replace("\r\n", "\n").replace('\n', "\r\n");
-        let body = Body::new_with_encoding(text, ContentTransferEncoding::SevenBit)
-            .or_else(|original| {
-                Body::new_with_encoding(original, ContentTransferEncoding::QuotedPrintable)
-            })
-            .map_err(|_| ApiError::internal("mail body cannot be encoded"))?;
+        // RFC 5322 allows 7-bit lines of up to 998 characters; lettre's own choice prefers
+        // quoted-printable past 76, which breaks long links when read from an `.eml` file.
+        let plain = text.is_ascii()
+            && !text.contains('\0')
+            && text.split("\r\n").all(|line| line.len() <= 998);
+        let body = if plain {
+            Body::dangerous_pre_encoded(text.into_bytes(), ContentTransferEncoding::SevenBit)
+        } else {
+            Body::new_with_encoding(text, ContentTransferEncoding::QuotedPrintable)
+                .map_err(|_| ApiError::internal("mail body cannot be encoded"))?
+        };
         let message = Message::builder()
             .from(from)
             .to(to)
@@ -135,8 +141,10 @@ mod tests {
                 Mail {
                     to: "ada@example.com".into(),
                     subject: "Verify".into(),
-                    body: "Hello,\n\nopen https://orgplane.test/verify?token=abc within a day.\n"
-                        .into(),
+                    body: format!(
+                        "Hello,\n\nopen https://orgplane.test/verify?token=abc{} within a day.\n",
+                        "x".repeat(90)
+                    ),
                 },
             )
             .await
