@@ -117,7 +117,8 @@ impl BillingAccess {
                 Producer::Organization,
                 runtime.endpoints.organization.clone(),
                 runtime.service_tokens.clone(),
-            ),
+            )
+            .with_consumer(NAME),
             Arc::new(consumers::OrganizationEvents::new(
                 replica.clone(),
                 audit.clone(),
@@ -131,7 +132,8 @@ impl BillingAccess {
                 Producer::Workspace,
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),
-            ),
+            )
+            .with_consumer(NAME),
             Arc::new(consumers::WorkspaceEvents::new(
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),

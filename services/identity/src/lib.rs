@@ -356,7 +356,8 @@ impl Identity {
                 Producer::Organization,
                 runtime.endpoints.organization.clone(),
                 runtime.service_tokens.clone(),
-            ),
+            )
+            .with_consumer(NAME),
             Arc::new(handler),
         )
         .await?;

@@ -26,6 +26,7 @@ use clap::Args;
 
 use orgplane_platform::ApiResult;
 use orgplane_platform::audit::AuditLogWriter;
+use orgplane_platform::clock::{Clock, SharedClock};
 use orgplane_platform::events::consumer::ConsumerConfig;
 use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
@@ -96,6 +97,16 @@ pub struct Config {
         default_value_t = 3000
     )]
     pub ready_timeout_ms: u64,
+
+    /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
+    /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
+    #[arg(
+        long = "organization-clock-offset-secs",
+        env = "ORGPLANE_ORGANIZATION_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub clock_offset_secs: i64,
 }
 
 impl Default for Config {
@@ -107,7 +118,21 @@ impl Default for Config {
             step_up_max_age_secs: 300,
             purge_interval_secs: 60,
             ready_timeout_ms: 3000,
+            clock_offset_secs: 0,
         }
+    }
+}
+
+/// A clock running a fixed offset ahead of (or behind) another.
+#[derive(Debug)]
+struct ShiftedClock {
+    inner: SharedClock,
+    offset: chrono::Duration,
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now() + self.offset
     }
 }
 
@@ -128,15 +153,27 @@ impl Organization {
         let outbox = Outbox::new(db.clone(), Producer::Organization);
         let mailer = Mailer::from_url(&config.mail_url)
             .map_err(|e| DbErr::Custom(format!("--organization-mail-url: {e}")))?;
+        let mut runtime = runtime.clone();
+        if config.clock_offset_secs != 0 {
+            tracing::warn!(
+                offset_secs = config.clock_offset_secs,
+                "the organization service's clock is shifted (--organization-clock-offset-secs)"
+            );
+            runtime.clock = Arc::new(ShiftedClock {
+                inner: runtime.clock.clone(),
+                offset: chrono::Duration::seconds(config.clock_offset_secs),
+            });
+        }
+        let users = users::Users::new(
+            runtime.endpoints.identity.clone(),
+            runtime.service_tokens.clone(),
+        );
         let core = core::Core {
             db,
-            runtime: runtime.clone(),
+            runtime,
             outbox,
             audit: AuditLogWriter::new(NAME),
-            users: users::Users::new(
-                runtime.endpoints.identity.clone(),
-                runtime.service_tokens.clone(),
-            ),
+            users,
             mailer,
             config: config.clone(),
         };
@@ -179,7 +216,8 @@ impl Organization {
             _ => self.core.runtime.endpoints.identity.clone(),
         };
         let config =
-            ConsumerConfig::new(producer, channel, self.core.runtime.service_tokens.clone());
+            ConsumerConfig::new(producer, channel, self.core.runtime.service_tokens.clone())
+                .with_consumer(NAME);
         let (consumer, handle) = Consumer::new(
             self.core.db.clone(),
             config,
@@ -232,5 +270,21 @@ impl Organization {
                 )
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_offset_shifts_the_runtime_clock() {
+        let clock = ShiftedClock {
+            inner: orgplane_platform::clock::system(),
+            offset: chrono::Duration::days(8),
+        };
+        let ahead = clock.now() - chrono::Utc::now();
+        assert!(ahead >= chrono::Duration::days(8) - chrono::Duration::seconds(5));
+        assert!(ahead <= chrono::Duration::days(8) + chrono::Duration::seconds(5));
     }
 }

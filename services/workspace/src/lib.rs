@@ -116,7 +116,8 @@ impl Workspace {
                 Producer::Organization,
                 runtime.endpoints.organization.clone(),
                 runtime.service_tokens.clone(),
-            ),
+            )
+            .with_consumer(NAME),
             Arc::new(consumer::OrgEvents::new(
                 replica.clone(),
                 memory.clone(),
@@ -130,7 +131,8 @@ impl Workspace {
                 Producer::Identity,
                 runtime.endpoints.identity.clone(),
                 runtime.service_tokens.clone(),
-            ),
+            )
+            .with_consumer(NAME),
             Arc::new(consumer::IdentityEvents::new(
                 memory.clone(),
                 audit.clone(),
@@ -187,6 +189,12 @@ impl Workspace {
     /// The identity events consumer.
     pub fn identity_events(&self) -> &ConsumerHandle {
         &self.core.identity_events
+    }
+
+    /// The gRPC handlers over this service's state (what [`Self::register`] serves); the load
+    /// generator serves them without the auth layer to measure its cost.
+    pub fn api(&self) -> WorkspaceApi {
+        WorkspaceApi::new(self.core.clone())
     }
 
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).

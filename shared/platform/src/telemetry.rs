@@ -181,8 +181,10 @@ pub fn trace_id_of(span: &tracing::Span) -> String {
     }
 }
 
-/// Links `span` to the trace described by `traceparent`/`tracestate` (as stored on an event).
-pub fn link_span_to(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+/// Makes `span` part of the trace described by `traceparent`/`tracestate` (as stored on an
+/// event): applying an event continues the trace of the mutation that produced it, so one trace
+/// spans the producer and every consumer.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     if traceparent.is_empty() {
         return;
     }
@@ -195,8 +197,7 @@ pub fn link_span_to(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     }
     let cx =
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&headers)));
-    let remote = cx.span().span_context().clone();
-    if remote.is_valid() {
-        span.add_link(remote);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
     }
 }

@@ -363,11 +363,12 @@ impl Consumer {
             }
             let span = tracing::info_span!(
                 "apply_event",
+                consumer = self.config.consumer,
                 producer = producer_name(self.config.producer),
                 revision = event.revision,
                 request_id = %event.request_id,
             );
-            crate::telemetry::link_span_to(&span, &event.traceparent, &event.tracestate);
+            crate::telemetry::continue_trace(&span, &event.traceparent, &event.tracestate);
             tracing::Instrument::instrument(self.handler.apply(&txn, event), span).await?;
             cursor = event.revision;
         }
