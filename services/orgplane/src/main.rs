@@ -4,14 +4,11 @@
 
 use clap::Parser;
 
-mod cli;
-mod run;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = orgplane::Cli::parse();
     let _telemetry = orgplane_platform::telemetry::init("orgplane", cli.log_format);
-    match run::run(cli).await {
+    match orgplane::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "orgplane failed");

@@ -45,13 +45,17 @@ async fn migrate(cli: &Cli, service: Option<Service>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The services this process runs.
+/// The services a process runs, opened (databases migrated, replicas loaded).
 #[derive(Default)]
-struct Opened {
-    identity: Option<orgplane_identity::Identity>,
-    organization: Option<orgplane_organization::Organization>,
-    workspace: Option<orgplane_workspace::Workspace>,
-    billing_access: Option<orgplane_billing_access::BillingAccess>,
+pub struct Opened {
+    /// The identity service, when run.
+    pub identity: Option<orgplane_identity::Identity>,
+    /// The organization service, when run.
+    pub organization: Option<orgplane_organization::Organization>,
+    /// The workspace service, when run.
+    pub workspace: Option<orgplane_workspace::Workspace>,
+    /// The billing-access service, when run.
+    pub billing_access: Option<orgplane_billing_access::BillingAccess>,
 }
 
 impl Opened {
@@ -151,6 +155,45 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
+    let started = start(cli, services, listener, shutdown).await?;
+    print_banner(cli, services, started.addr);
+    started.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The services of one process, serving.
+pub struct Started {
+    /// Where the gRPC server listens.
+    pub addr: std::net::SocketAddr,
+    /// The services, opened and started.
+    pub opened: Opened,
+    /// Per-service readiness.
+    pub health: orgplane_platform::server::Health,
+    serving: tokio::task::JoinHandle<Result<(), orgplane_platform::server::ServeError>>,
+}
+
+impl Started {
+    /// Waits until the server stopped (after the shutdown token was cancelled and the calls in
+    /// flight drained).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.serving
+            .await
+            .context("server task")?
+            .context("serving")?;
+        Ok(())
+    }
+}
+
+/// Opens `services` as the command line configures them (migrating their databases), serves them
+/// on `listener` until `shutdown` is cancelled, and starts their background work. Returns once
+/// the server is listening; readiness follows through `health`.
+pub async fn start(
+    cli: &Cli,
+    services: &[Service],
+    listener: tokio::net::TcpListener,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Started> {
     let local = listener.local_addr()?;
     let own_url = format!("http://{local}");
     let url_of =
@@ -212,14 +255,15 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
     );
     let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)));
 
-    print_banner(cli, services, local);
     let health = server.health();
     let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });
     opened.start(&health).await;
-
-    serving.await.context("server task")?.context("serving")?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok(Started {
+        addr: local,
+        opened,
+        health,
+        serving,
+    })
 }
 
 fn print_banner(cli: &Cli, services: &[Service], addr: std::net::SocketAddr) {
