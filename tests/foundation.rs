@@ -6,6 +6,7 @@
 
 mod support;
 
+use support::cluster::start_four_processes;
 use support::{Orgplane, wait_serving};
 use tokio_stream::StreamExt;
 
@@ -118,75 +119,6 @@ async fn foundation_orgplane_all_serves_every_service_with_health_and_reflection
 
     let status = app.terminate().await;
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
-}
-
-/// Free loopback ports for processes that must know each other's addresses up front.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// The four services as four processes, each with its own database and port, wired to each
-/// other by URL and authenticating with configured service accounts, as in Kubernetes.
-pub async fn start_four_processes(
-    root: &std::path::Path,
-    database_urls: Option<&[String]>,
-) -> Vec<(String, Orgplane)> {
-    use sha2::Digest;
-    let names = ["identity", "organization", "workspace", "billing-access"];
-    let ports = free_ports(4);
-    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
-    let accounts: Vec<String> = names[1..]
-        .iter()
-        .map(|n| {
-            let digest = sha2::Sha256::digest(format!("secret-{n}").as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-            format!("{n}:{hex}")
-        })
-        .collect();
-    let mut procs = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let sub = root.join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        let mut env = vec![
-            ("ORGPLANE_LISTEN", format!("127.0.0.1:{}", ports[i])),
-            ("ORGPLANE_IDENTITY_URL", url(0)),
-            ("ORGPLANE_ORGANIZATION_URL", url(1)),
-            ("ORGPLANE_WORKSPACE_URL", url(2)),
-            ("ORGPLANE_SERVICE_CLIENT_ID", name.to_string()),
-            ("ORGPLANE_SERVICE_CLIENT_SECRET", format!("secret-{name}")),
-            ("ORGPLANE_SERVICE_ACCOUNTS", accounts.join(",")),
-            (
-                "ORGPLANE_PAGE_TOKEN_SECRET",
-                "shared-page-token-secret".to_string(),
-            ),
-            (
-                "ORGPLANE_MAIL_URL",
-                format!("file://{}", root.join("mail").display()),
-            ),
-            (
-                "ORGPLANE_ORGANIZATION_MAIL_URL",
-                format!("file://{}", root.join("mail").display()),
-            ),
-        ];
-        if let Some(urls) = database_urls {
-            let var = match *name {
-                "identity" => "ORGPLANE_IDENTITY_DATABASE_URL",
-                "organization" => "ORGPLANE_ORGANIZATION_DATABASE_URL",
-                "workspace" => "ORGPLANE_WORKSPACE_DATABASE_URL",
-                _ => "ORGPLANE_BILLING_ACCESS_DATABASE_URL",
-            };
-            env.push((var, urls[i].clone()));
-        }
-        let app = Orgplane::start(&["serve", name], &sub, &env).await;
-        procs.push((name.to_string(), app));
-    }
-    procs
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod mail;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
