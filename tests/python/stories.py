@@ -1,0 +1,309 @@
+"""Stories 1 and 2 of Orgplane, driven by a Python client generated from proto/ with grpcio-tools.
+
+Run by tests/python/run.sh, which generates the client onto PYTHONPATH and starts orgplane.
+Environment: ORGPLANE_ADDR (host:port) and ORGPLANE_MAIL_DIR (where the .eml files land).
+
+1. A business owner signs up, verifies by the mailed link, creates an organization (an
+   unverified and a personal account are refused), edits it and sees the audit trail.
+2. They invite a developer, a billing person and an admin, who accept; the roles show up in the
+   workspace and billing services.
+Refused calls are checked through their structured details: the google.rpc.Status in the
+`grpc-status-details-bin` trailer, with an ErrorInfo (reason, domain) and a BadRequest.
+"""
+
+import os
+import pathlib
+import re
+import sys
+import time
+import uuid
+
+import grpc
+from grpc_status import rpc_status
+from google.protobuf import field_mask_pb2
+from google.rpc import error_details_pb2
+
+from orgplane.identity.v1 import identity_pb2 as idp, identity_pb2_grpc as idg
+from orgplane.organization.v1 import organization_pb2 as orgp, organization_pb2_grpc as orgg
+from orgplane.organization.v1 import role_pb2
+from orgplane.workspace.v1 import workspace_pb2 as wsp, workspace_pb2_grpc as wsg
+from orgplane.billing.v1 import billing_pb2 as bp, billing_pb2_grpc as bg
+
+ADDR = os.environ["ORGPLANE_ADDR"]
+MAIL_DIR = pathlib.Path(os.environ["ORGPLANE_MAIL_DIR"])
+PASSWORD = "correct horse battery staple"
+RUN = uuid.uuid4().hex[:8]  # unique addresses, so that the script also runs against a used server
+
+
+def email(name):
+    return f"{name}.{RUN}@example.com"
+
+
+def bearer(token, revision=None):
+    md = [("authorization", f"Bearer {token}")]
+    if revision:
+        md.append(("x-min-organization-revision", str(revision)))
+    return md
+
+
+def error_info(err):
+    """The ErrorInfo of a refused call, from its google.rpc.Status details."""
+    status = rpc_status.from_call(err)
+    assert status is not None, f"no google.rpc.Status details: {err}"
+    assert status.code == err.code().value[0]
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info, status
+    raise AssertionError(f"no ErrorInfo in {status}")
+
+
+def refused(call, code, reason):
+    """Runs `call`, which must fail with `code` and ErrorInfo `reason`; returns the Status."""
+    try:
+        call()
+    except grpc.RpcError as err:
+        assert err.code() == code, f"{err.code()} != {code}: {err.details()}"
+        info, status = error_info(err)
+        assert info.domain == "orgplane.dev", info
+        assert info.reason == reason, f"{info.reason} != {reason}"
+        print(f"  refused as expected: {code.name} {info.reason}")
+        return status
+    raise AssertionError(f"expected {code.name} {reason}")
+
+
+def wait_serving(channel):
+    # grpc.health.v1 without generated code: HealthCheckRequest{service} / status 1 = SERVING.
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    services = [
+        "orgplane.identity.v1.IdentityService",
+        "orgplane.organization.v1.OrganizationService",
+        "orgplane.workspace.v1.WorkspaceService",
+        "orgplane.billing.v1.BillingAccessService",
+    ]
+    deadline = time.time() + 60
+    for name in services:
+        request = b"\x0a" + bytes([len(name)]) + name.encode()
+        while True:
+            try:
+                if check(request, timeout=2) == b"\x08\x01":
+                    break
+            except grpc.RpcError:
+                pass
+            assert time.time() < deadline, f"{name} never became SERVING"
+            time.sleep(0.1)
+
+
+def mailed(to, pattern):
+    """The first group of `pattern` in the newest mail to `to`."""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        mails = sorted(MAIL_DIR.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in mails:
+            text = path.read_text(errors="replace")
+            if re.search(rf"^To: .*{re.escape(to)}", text, re.M):
+                m = re.search(pattern, text)
+                if m:
+                    return m.group(1)
+        time.sleep(0.1)
+    raise AssertionError(f"no mail to {to} matching {pattern}")
+
+
+class Client:
+    def __init__(self, channel):
+        self.identity = idg.IdentityServiceStub(channel)
+        self.orgs = orgg.OrganizationServiceStub(channel)
+        self.workspaces = wsg.WorkspaceServiceStub(channel)
+        self.billing = bg.BillingAccessServiceStub(channel)
+
+    def sign_up(self, address, name, kind):
+        user = self.identity.SignUp(
+            idp.SignUpRequest(email=address, password=PASSWORD, display_name=name, account_type=kind)
+        ).user
+        assert not user.email_verified
+        return user.id
+
+    def verify(self, address):
+        token = mailed(address, r"verify-email\?token=(\S+)")
+        user = self.identity.VerifyEmail(idp.VerifyEmailRequest(token=token)).user
+        assert user.email_verified
+
+    def login(self, address):
+        resp = self.identity.Login(idp.LoginRequest(email=address, password=PASSWORD))
+        return resp.user.id, resp.tokens.access_token
+
+
+def story_1(c):
+    print("story 1: a business owner signs up, verifies, creates and edits an organization")
+    owner = email("owner")
+    # A malformed sign-up: INVALID_ARGUMENT with BadRequest field violations.
+    try:
+        c.identity.SignUp(idp.SignUpRequest(email=owner, password="short", display_name="O",
+                                            account_type=idp.ACCOUNT_TYPE_BUSINESS))
+        raise AssertionError("a short password is refused")
+    except grpc.RpcError as err:
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        status = rpc_status.from_call(err)
+        fields = []
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                fields = [v.field for v in bad.field_violations]
+        assert "password" in fields, status
+        print(f"  refused as expected: INVALID_ARGUMENT, BadRequest fields {fields}")
+
+    c.sign_up(owner, "Olivia Owner", idp.ACCOUNT_TYPE_BUSINESS)
+    owner_id, token = c.login(owner)
+    create = orgp.CreateOrganizationRequest(
+        organization=orgp.Organization(name=f"Acme {RUN}", type=orgp.ORGANIZATION_TYPE_COMPANY)
+    )
+    refused(lambda: c.orgs.CreateOrganization(create, metadata=bearer(token)),
+            grpc.StatusCode.FAILED_PRECONDITION, "EMAIL_NOT_VERIFIED")
+
+    personal = email("pat")
+    c.sign_up(personal, "Pat Personal", idp.ACCOUNT_TYPE_PERSONAL)
+    c.verify(personal)
+    _, personal_token = c.login(personal)
+    refused(lambda: c.orgs.CreateOrganization(create, metadata=bearer(personal_token)),
+            grpc.StatusCode.FAILED_PRECONDITION, "BUSINESS_ACCOUNT_REQUIRED")
+
+    c.verify(owner)
+    created = c.orgs.CreateOrganization(create, metadata=bearer(token))
+    org = created.organization
+    assert org.state == orgp.ORGANIZATION_STATE_ACTIVE and org.owner_user_id == owner_id
+    print(f"  created {org.id} at revision {created.revision}")
+
+    updated = c.orgs.UpdateOrganization(
+        orgp.UpdateOrganizationRequest(
+            organization=orgp.Organization(id=org.id, name=f"Acme Robotics {RUN}"),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+            etag=org.etag,
+        ),
+        metadata=bearer(token),
+    ).organization
+    assert updated.name == f"Acme Robotics {RUN}"
+    refused(
+        lambda: c.orgs.UpdateOrganization(
+            orgp.UpdateOrganizationRequest(
+                organization=orgp.Organization(id=org.id, name="Stale"),
+                update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+                etag=org.etag,
+            ),
+            metadata=bearer(token),
+        ),
+        grpc.StatusCode.ABORTED, "ETAG_MISMATCH",
+    )
+    audit = c.orgs.ListAuditEvents(
+        orgp.ListAuditEventsRequest(organization_id=org.id, page_size=100), metadata=bearer(token)
+    ).audit_events
+    actions = [e.action for e in audit]
+    assert actions.index("organization.update") < actions.index("organization.create"), actions
+    assert audit[actions.index("organization.update")].actor_id == owner_id
+    print(f"  audit trail: {actions}")
+    return {"org": updated, "owner_id": owner_id, "token": token, "revision": created.revision}
+
+
+def story_2(c, s):
+    print("story 2: invites a developer, a billing person and an admin; roles everywhere")
+    org_id, owner_token = s["org"].id, s["token"]
+    people = [
+        ("dana", role_pb2.ORG_ROLE_DEVELOPER, wsp.WORKSPACE_ROLE_DEVELOPER),
+        ("bill", role_pb2.ORG_ROLE_BILLING, wsp.WORKSPACE_ROLE_BILLING),
+        ("ada", role_pb2.ORG_ROLE_ADMIN, wsp.WORKSPACE_ROLE_ADMIN),
+    ]
+    for name, role, _ in people:
+        c.orgs.CreateInvite(
+            orgp.CreateInviteRequest(organization_id=org_id,
+                                     invite=orgp.Invite(email=email(name), role=role)),
+            metadata=bearer(owner_token),
+        )
+    refused(
+        lambda: c.orgs.CreateInvite(
+            orgp.CreateInviteRequest(organization_id=org_id,
+                                     invite=orgp.Invite(email=email("dana"),
+                                                        role=role_pb2.ORG_ROLE_USER)),
+            metadata=bearer(owner_token),
+        ),
+        grpc.StatusCode.ALREADY_EXISTS, "INVITE_ALREADY_PENDING",
+    )
+    revision = s["revision"]
+    members = {}
+    for name, role, _ in people:
+        address = email(name)
+        c.sign_up(address, name.title(), idp.ACCOUNT_TYPE_BUSINESS)
+        c.verify(address)
+        user_id, token = c.login(address)
+        invite_id = mailed(address, r"/invites/(inv_\w+)")
+        accepted = c.orgs.AcceptInvite(orgp.AcceptInviteRequest(invite_id=invite_id),
+                                       metadata=bearer(token))
+        assert accepted.member.role == role
+        revision = max(revision, accepted.revision)
+        members[name] = (user_id, token)
+    listed = c.orgs.ListMembers(orgp.ListMembersRequest(organization_id=org_id),
+                                metadata=bearer(owner_token)).members
+    assert [m.role for m in listed] == [role_pb2.ORG_ROLE_OWNER] + [r for _, r, _ in people], listed
+
+    # Everyone checks their own access, reading the accepts' revision.
+    research = c.workspaces.CreateWorkspace(
+        wsp.CreateWorkspaceRequest(organization_id=org_id, workspace=wsp.Workspace(name="Research")),
+        metadata=bearer(owner_token),
+    ).workspace
+    for name, _, ws_role in people:
+        user_id, token = members[name]
+        default = c.workspaces.CheckAccess(
+            wsp.CheckAccessRequest(organization_id=org_id, user_id=user_id,
+                                   permission=wsp.PERMISSION_READ,
+                                   min_organization_revision=revision),
+            metadata=bearer(token),
+        )
+        assert default.allowed and default.role == ws_role, (name, default)
+        inherited = c.workspaces.CheckAccess(
+            wsp.CheckAccessRequest(organization_id=org_id, workspace_id=research.id,
+                                   user_id=user_id, permission=wsp.PERMISSION_READ,
+                                   min_organization_revision=revision),
+            metadata=bearer(token),
+        )
+        # ADMIN and BILLING inherit a role in every workspace; DEVELOPER only once added.
+        assert inherited.allowed == (name != "dana"), (name, inherited)
+        billing = c.billing.CheckBillingAccess(
+            bp.CheckBillingAccessRequest(organization_id=org_id, user_id=user_id,
+                                         min_organization_revision=revision),
+            metadata=bearer(token),
+        )
+        assert billing.allowed == (name != "dana"), (name, billing)
+        print(f"  {name}: workspace role {wsp.WorkspaceRole.Name(default.role)}, "
+              f"Research {'yes' if inherited.allowed else 'no'}, billing {billing.allowed}")
+    # A developer reading billing: PERMISSION_DENIED with its reason.
+    refused(
+        lambda: c.billing.GetBillingAccount(bp.GetBillingAccountRequest(organization_id=org_id),
+                                            metadata=bearer(members["dana"][1])),
+        grpc.StatusCode.PERMISSION_DENIED, "BILLING_ACCESS_DENIED",
+    )
+    # Someone outside the organization learns nothing: NOT_FOUND.
+    outsider = email("eve")
+    c.sign_up(outsider, "Eve", idp.ACCOUNT_TYPE_BUSINESS)
+    _, eve_token = c.login(outsider)
+    refused(
+        lambda: c.orgs.GetOrganization(orgp.GetOrganizationRequest(organization_id=org_id),
+                                       metadata=bearer(eve_token)),
+        grpc.StatusCode.NOT_FOUND, "NOT_FOUND",
+    )
+
+
+def main():
+    channel = grpc.insecure_channel(ADDR)
+    wait_serving(channel)
+    c = Client(channel)
+    state = story_1(c)
+    story_2(c, state)
+    print("python client: stories 1 and 2 passed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The README's tour, tested: extracts the block between `<!-- tour:begin` and `<!-- tour:end -->`
+# in README.md, starts a fresh `orgplane` in a temporary directory (so `./data/mail` is its mail),
+# and runs the block in order with `set -euo pipefail`, so that every `buf curl` line must
+# succeed. Checks that each `buf curl` line ran and that the access check said yes.
+#
+# Usage: tests/readme/tour.sh   (builds the binary with cargo when ORGPLANE_BIN is unset)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+work="$(mktemp -d)"
+pid=""
+cleanup() {
+  if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The block, without its code fences.
+awk '/^<!-- tour:begin/{on=1; next} /^<!-- tour:end/{on=0} on && !/^```/' "$root/README.md" >"$work/tour.sh"
+expected=$(grep -c 'buf curl ' "$work/tour.sh" || true)
+[ "$expected" -ge 10 ] || { echo "the README tour has only $expected buf curl lines" >&2; exit 1; }
+
+bin="${ORGPLANE_BIN:-}"
+if [ -z "$bin" ]; then
+  (cd "$root" && cargo build --quiet -p orgplane)
+  bin="$root/target/debug/orgplane"
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+(cd "$work" && ORGPLANE_LISTEN="127.0.0.1:$port" RUST_LOG=warn exec "$bin" >"$work/orgplane.log" 2>&1) &
+pid=$!
+
+# buf itself, resolved once (the tour's `npx --yes @bufbuild/buf@1.75.0` on every call is slow).
+buf_bin=$(npx --yes -p @bufbuild/buf@1.75.0 -c 'command -v buf' 2>/dev/null | tail -1)
+[ -x "$buf_bin" ] || { echo "cannot install @bufbuild/buf@1.75.0 with npx" >&2; exit 1; }
+for _ in $(seq 100); do
+  "$buf_bin" curl --protocol grpc --http2-prior-knowledge -d '{"service":"orgplane.billing.v1.BillingAccessService"}' \
+    "http://127.0.0.1:$port/grpc.health.v1.Health/Check" 2>/dev/null | grep -q SERVING && break
+  sleep 0.2
+done
+
+# Run it against this server: its address, and a `buf` that counts the calls (the tour's own
+# definition of `buf` is replaced, everything else runs as written).
+{
+  echo 'set -euo pipefail'
+  echo "buf() { echo \"buf \$*\" >>'$work/calls'; \"$buf_bin\" \"\$@\"; }"
+  grep -v '^buf() ' "$work/tour.sh" | sed "s/127\.0\.0\.1:50051/127.0.0.1:$port/g"
+} >"$work/run.sh"
+(cd "$work" && bash "$work/run.sh") | tee "$work/out" || {
+  echo "the README tour failed at the step above; orgplane's log:" >&2
+  cat "$work/orgplane.log" >&2
+  exit 1
+}
+ran=$(grep -c '^buf curl ' "$work/calls" || true)
+[ "$ran" -eq "$expected" ] || { echo "ran $ran of $expected buf curl lines" >&2; exit 1; }
+grep -q '"allowed": true' "$work/out" || { echo "the tour's CheckAccess did not allow" >&2; exit 1; }
+echo "README tour: all $ran buf curl lines succeeded"
