@@ -1,0 +1,626 @@
+//! The system under test: identity runs in this process (the root of trust: it mints the tokens
+//! the scenarios use and is never crashed here), organization, workspace and billing-access run
+//! as separate `orgplane serve <service>` child processes on fixed ports and their own databases,
+//! wired like Kubernetes, so that they can be killed with SIGKILL and restarted.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use orgplane::{Cli, Service, Started};
+use orgplane_platform::auth::{Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE};
+use orgplane_proto::organization::v1 as org_api;
+use orgplane_proto::workspace::v1 as ws_api;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+/// The services run as child processes.
+pub const CHILDREN: [&str; 3] = ["organization", "workspace", "billing-access"];
+
+/// The product backend's service account (asks CheckAccess / CheckBillingAccess).
+pub const PRODUCT: &str = "product";
+
+const PAGE_TOKEN_SECRET: &str = "orgplane-chaos-page-token-secret";
+
+/// Four PostgreSQL databases created for one run.
+#[derive(Debug, Clone)]
+pub struct PgDatabases {
+    admin: String,
+    /// identity, organization, workspace, billing-access.
+    pub urls: Vec<String>,
+    names: Vec<String>,
+}
+
+impl PgDatabases {
+    /// Creates one database per service on the server of `admin`.
+    pub async fn create(admin: &str) -> anyhow::Result<Self> {
+        let conn = Database::connect(admin)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let mut names = Vec::new();
+        let mut urls = Vec::new();
+        for s in Service::ALL {
+            let name = format!(
+                "orgplane_chaos_{}_{}",
+                s.name().replace('-', "_"),
+                &run[..8]
+            );
+            conn.execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("CREATE DATABASE {name}"),
+            ))
+            .await?;
+            urls.push(with_database(admin, &name));
+            names.push(name);
+        }
+        let _ = conn.close().await;
+        Ok(Self {
+            admin: admin.to_owned(),
+            urls,
+            names,
+        })
+    }
+
+    /// Drops the databases.
+    pub async fn drop_all(&self) {
+        if let Ok(conn) = Database::connect(self.admin.as_str()).await {
+            for name in &self.names {
+                let _ = conn
+                    .execute_raw(Statement::from_string(
+                        DbBackend::Postgres,
+                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                    ))
+                    .await;
+            }
+            let _ = conn.close().await;
+        }
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host}/{name}?{q}"),
+        None => format!("{host}/{name}"),
+    }
+}
+
+fn account(client_id: &str, secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{client_id}:{hex}")
+}
+
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
+        .collect())
+}
+
+/// A `orgplane` setup with the three killable services as child processes.
+pub struct Harness {
+    bin: PathBuf,
+    /// Data directory (SQLite files, mail, process logs).
+    pub dir: tempfile::TempDir,
+    /// The PostgreSQL databases, when on PostgreSQL.
+    pub pg: Option<PgDatabases>,
+    identity: Option<Started>,
+    identity_shutdown: CancellationToken,
+    identity_url: String,
+    ports: HashMap<&'static str, u16>,
+    children: HashMap<&'static str, Child>,
+    signer: Arc<Signer>,
+    issuer: String,
+    /// How many processes were killed with SIGKILL.
+    pub kills: u64,
+}
+
+impl Harness {
+    /// Starts identity in-process and the three other services as child processes of `bin`
+    /// (an executable whose `orgplane` subcommand is the orgplane binary), on SQLite or on new
+    /// databases of the PostgreSQL server `postgres`.
+    pub async fn start(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let pg = match postgres {
+            Some(url) => Some(PgDatabases::create(url).await?),
+            None => None,
+        };
+        let ports = free_ports(3)?;
+        let ports: HashMap<&'static str, u16> = CHILDREN.iter().copied().zip(ports).collect();
+        let mut accounts: Vec<String> = CHILDREN
+            .iter()
+            .map(|n| account(n, &format!("secret-{n}")))
+            .collect();
+        accounts.push(account(PRODUCT, "secret-product"));
+        let mut args = vec![
+            "orgplane".to_owned(),
+            "--data-dir".into(),
+            dir.path().join("identity").display().to_string(),
+            "--mail-url".into(),
+            format!("file://{}", dir.path().join("mail").display()),
+            "--page-token-secret".into(),
+            PAGE_TOKEN_SECRET.into(),
+            "--service-accounts".into(),
+            accounts.join(","),
+            "--organization-url".into(),
+            format!("http://127.0.0.1:{}", ports["organization"]),
+            "--workspace-url".into(),
+            format!("http://127.0.0.1:{}", ports["workspace"]),
+            "--password-hash-memory-kib".into(),
+            "1024".into(),
+            "--password-hash-iterations".into(),
+            "1".into(),
+        ];
+        if let Some(pg) = &pg {
+            args.push("--identity-database-url".into());
+            args.push(pg.urls[0].clone());
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(args)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let shutdown = CancellationToken::new();
+        let started = orgplane::start(&cli, &[Service::Identity], listener, shutdown.clone())
+            .await
+            .context("starting identity")?;
+        let identity_url = format!("http://{}", started.addr);
+        let signer = started
+            .opened
+            .identity
+            .as_ref()
+            .ok_or_else(|| anyhow!("identity is not running"))?
+            .keys()
+            .signer();
+        let mut h = Harness {
+            bin: bin.to_path_buf(),
+            dir,
+            pg,
+            identity: Some(started),
+            identity_shutdown: shutdown,
+            identity_url,
+            ports,
+            children: HashMap::new(),
+            signer,
+            issuer: cli.issuer.clone(),
+            kills: 0,
+        };
+        for name in CHILDREN {
+            h.spawn(name).await?;
+        }
+        Ok(h)
+    }
+
+    /// The database URL of child service `name`.
+    pub fn database_url(&self, name: &str) -> String {
+        let i = CHILDREN.iter().position(|n| *n == name).unwrap_or(0) + 1;
+        match &self.pg {
+            Some(pg) => pg.urls[i].clone(),
+            None => orgplane_platform::db::default_sqlite_url(
+                &self.dir.path().join(name).join("data"),
+                name,
+            ),
+        }
+    }
+
+    fn env(&self, name: &str) -> Vec<(String, String)> {
+        let url = |n: &str| format!("http://127.0.0.1:{}", self.ports[n]);
+        let var = match name {
+            "organization" => "ORGPLANE_ORGANIZATION_DATABASE_URL",
+            "workspace" => "ORGPLANE_WORKSPACE_DATABASE_URL",
+            _ => "ORGPLANE_BILLING_ACCESS_DATABASE_URL",
+        };
+        let mail = format!("file://{}", self.dir.path().join("mail").display());
+        vec![
+            (
+                "ORGPLANE_LISTEN".into(),
+                format!("127.0.0.1:{}", self.ports[name]),
+            ),
+            ("ORGPLANE_IDENTITY_URL".into(), self.identity_url.clone()),
+            ("ORGPLANE_ORGANIZATION_URL".into(), url("organization")),
+            ("ORGPLANE_WORKSPACE_URL".into(), url("workspace")),
+            ("ORGPLANE_SERVICE_CLIENT_ID".into(), name.into()),
+            (
+                "ORGPLANE_SERVICE_CLIENT_SECRET".into(),
+                format!("secret-{name}"),
+            ),
+            (
+                "ORGPLANE_PAGE_TOKEN_SECRET".into(),
+                PAGE_TOKEN_SECRET.into(),
+            ),
+            ("ORGPLANE_MAIL_URL".into(), mail.clone()),
+            ("ORGPLANE_ORGANIZATION_MAIL_URL".into(), mail),
+            (
+                "ORGPLANE_DATA_DIR".into(),
+                self.dir
+                    .path()
+                    .join(name)
+                    .join("data")
+                    .display()
+                    .to_string(),
+            ),
+            (var.into(), self.database_url(name)),
+            ("RUST_LOG".into(), "warn".into()),
+        ]
+    }
+
+    /// Starts child service `name` and waits until it is SERVING.
+    pub async fn spawn(&mut self, name: &'static str) -> anyhow::Result<()> {
+        let sub = self.dir.path().join(name);
+        std::fs::create_dir_all(sub.join("data"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(sub.join("stderr.log"))?;
+        let mut last_error = anyhow!("not started");
+        // The port of a process just killed can take a moment to be free again.
+        for _ in 0..50 {
+            let mut cmd = Command::new(&self.bin);
+            cmd.args(["orgplane", "serve", name])
+                .current_dir(&sub)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(log.try_clone()?))
+                .kill_on_drop(true);
+            for (k, v) in self.env(name) {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().context("spawning orgplane")?;
+            let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+            let mut lines = BufReader::new(stdout).lines();
+            let banner = tokio::time::timeout(Duration::from_secs(60), async {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.starts_with("orgplane ") && line.contains(" serving ") {
+                        return true;
+                    }
+                }
+                false
+            })
+            .await
+            .unwrap_or(false);
+            if banner {
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                self.children.insert(name, child);
+                self.wait_serving(name, Duration::from_secs(60)).await?;
+                return Ok(());
+            }
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            last_error = anyhow!(
+                "{name} exited before serving (see {}/stderr.log)",
+                sub.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(last_error)
+    }
+
+    /// Kills child service `name` with SIGKILL and reaps it.
+    pub async fn kill9(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children.remove(name) {
+            child.start_kill()?;
+            child.wait().await?;
+            self.kills += 1;
+        }
+        Ok(())
+    }
+
+    /// Stops child service `name` with SIGTERM and waits for it to exit.
+    pub async fn terminate(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children.remove(name) {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
+            }
+            match tokio::time::timeout(Duration::from_secs(20), child.wait()).await {
+                Ok(r) => {
+                    r?;
+                }
+                Err(_) => {
+                    child.start_kill()?;
+                    child.wait().await?;
+                    bail!("{name} did not stop within 20 s of SIGTERM");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until child service `name` reports SERVING.
+    pub async fn wait_serving(&self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        let grpc = match name {
+            "organization" => "orgplane.organization.v1.OrganizationService",
+            "workspace" => "orgplane.workspace.v1.WorkspaceService",
+            _ => "orgplane.billing.v1.BillingAccessService",
+        };
+        let start = Instant::now();
+        let mut client = HealthClient::new(self.channel(name));
+        loop {
+            let serving = client
+                .check(HealthCheckRequest {
+                    service: grpc.into(),
+                })
+                .await
+                .map(|r| r.into_inner().status == ServingStatus::Serving as i32)
+                .unwrap_or(false);
+            if serving {
+                return Ok(());
+            }
+            if start.elapsed() > timeout {
+                bail!("{name} not SERVING after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A (lazily connecting, reconnecting) channel to child service `name`.
+    pub fn channel(&self, name: &str) -> Channel {
+        let url = format!(
+            "http://127.0.0.1:{}",
+            self.ports.get(name).copied().unwrap_or(1)
+        );
+        match Endpoint::from_shared(url) {
+            Ok(e) => e
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(2))
+                .connect_lazy(),
+            Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        }
+    }
+
+    /// An organization service client.
+    pub fn orgs(&self) -> org_api::organization_service_client::OrganizationServiceClient<Channel> {
+        org_api::organization_service_client::OrganizationServiceClient::new(
+            self.channel("organization"),
+        )
+    }
+
+    /// A workspace service client.
+    pub fn workspaces(&self) -> ws_api::workspace_service_client::WorkspaceServiceClient<Channel> {
+        ws_api::workspace_service_client::WorkspaceServiceClient::new(self.channel("workspace"))
+    }
+
+    /// A billing-access service client.
+    pub fn billing(
+        &self,
+    ) -> orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient<
+        Channel,
+    > {
+        orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient::new(
+            self.channel("billing-access"),
+        )
+    }
+
+    fn claims(&self, sub: &str, aud: &str) -> Claims {
+        let now = chrono::Utc::now().timestamp();
+        Claims {
+            iss: self.issuer.clone(),
+            sub: sub.into(),
+            aud: aud.into(),
+            exp: now + 3600,
+            iat: now,
+            nbf: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            auth_time: None,
+            sid: None,
+        }
+    }
+
+    /// An access token for `user_id`, signed with identity's key (as Login would mint it).
+    pub fn user_token(&self, user_id: &str) -> anyhow::Result<String> {
+        let mut c = self.claims(user_id, USER_AUDIENCE);
+        c.sid = Some(format!("ses_chaos_{user_id}"));
+        c.auth_time = Some(c.iat);
+        Ok(self.signer.sign(&c)?)
+    }
+
+    /// A service token of the product backend.
+    pub fn product_token(&self) -> anyhow::Result<String> {
+        Ok(self.signer.sign(&self.claims(PRODUCT, SERVICE_AUDIENCE))?)
+    }
+
+    /// Writes a verified user through identity's store.
+    pub async fn seed_user(&self, id: &str, email: &str) -> anyhow::Result<()> {
+        use orgplane_identity::entity::user;
+        use sea_orm::EntityTrait;
+        let identity = self
+            .identity
+            .as_ref()
+            .and_then(|s| s.opened.identity.as_ref())
+            .ok_or_else(|| anyhow!("no identity"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        user::Entity::insert(user::ActiveModel::from(user::Model {
+            id: id.into(),
+            email: email.into(),
+            email_key: email.to_lowercase(),
+            email_verified: true,
+            display_name: id.into(),
+            account_type: 1,
+            password_hash: String::new(),
+            version: 1,
+            create_time_ms: now,
+            update_time_ms: now,
+            signup_request_id: None,
+        }))
+        .exec(identity.db())
+        .await?;
+        Ok(())
+    }
+
+    /// Creates an organization owned by `owner` (seeded first) and a workspace in it.
+    pub async fn seed_org(&self, owner: &str) -> anyhow::Result<(String, String)> {
+        self.seed_user(owner, &format!("{owner}@chaos.test"))
+            .await?;
+        let token = self.user_token(owner)?;
+        let created = self
+            .orgs()
+            .create_organization(bearer(
+                org_api::CreateOrganizationRequest {
+                    organization: Some(org_api::Organization {
+                        name: format!("Org {owner}"),
+                        r#type: org_api::OrganizationType::Company as i32,
+                        primary_email: format!("{owner}@chaos.test"),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await
+            .context("CreateOrganization")?
+            .into_inner();
+        let revision = created.revision;
+        let org = created
+            .organization
+            .ok_or_else(|| anyhow!("no organization"))?;
+        let resp = retry(|| async {
+            let mut req = bearer(
+                ws_api::CreateWorkspaceRequest {
+                    organization_id: org.id.clone(),
+                    workspace: Some(ws_api::Workspace {
+                        name: format!("ws-{owner}"),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &token,
+            );
+            req.metadata_mut()
+                .insert("x-min-organization-revision", revision.into());
+            self.workspaces().create_workspace(req).await
+        })
+        .await
+        .context("CreateWorkspace")?;
+        let ws = resp.workspace.ok_or_else(|| anyhow!("no workspace"))?;
+        Ok((org.id, ws.id))
+    }
+
+    /// Seeds `user` and makes them a member of `org` with `role` by invite and acceptance.
+    pub async fn add_member(
+        &self,
+        owner: &str,
+        org: &str,
+        user: &str,
+        role: org_api::OrgRole,
+    ) -> anyhow::Result<i64> {
+        let email = format!("{user}@chaos.test");
+        self.seed_user(user, &email).await?;
+        let invite = self
+            .orgs()
+            .create_invite(bearer(
+                org_api::CreateInviteRequest {
+                    organization_id: org.into(),
+                    invite: Some(org_api::Invite {
+                        email,
+                        role: role as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &self.user_token(owner)?,
+            ))
+            .await
+            .context("CreateInvite")?
+            .into_inner()
+            .invite
+            .ok_or_else(|| anyhow!("no invite"))?;
+        let accepted = self
+            .orgs()
+            .accept_invite(bearer(
+                org_api::AcceptInviteRequest {
+                    invite_id: invite.id,
+                },
+                &self.user_token(user)?,
+            ))
+            .await
+            .context("AcceptInvite")?
+            .into_inner();
+        Ok(accepted.revision)
+    }
+
+    /// A connection to child service `name`'s database.
+    pub async fn database(&self, name: &str) -> anyhow::Result<DatabaseConnection> {
+        Ok(Database::connect(self.database_url(name)).await?)
+    }
+
+    /// Stops everything and drops PostgreSQL databases.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for name in CHILDREN.iter().rev() {
+            let _ = self.terminate(name).await;
+        }
+        self.identity_shutdown.cancel();
+        if let Some(s) = self.identity.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.wait()).await;
+        }
+        if let Some(pg) = &self.pg {
+            pg.drop_all().await;
+        }
+        Ok(())
+    }
+}
+
+/// `message` with `authorization: Bearer token` and a fresh `x-request-id`; returns the id too.
+pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    bearer_with_id(message, token, &uuid::Uuid::new_v4().to_string())
+}
+
+/// `message` with `authorization: Bearer token` and `x-request-id: request_id`.
+pub fn bearer_with_id<T>(message: T, token: &str, request_id: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        req.metadata_mut().insert("authorization", v);
+    }
+    if let Ok(v) = request_id.parse() {
+        req.metadata_mut().insert("x-request-id", v);
+    }
+    req.set_timeout(Duration::from_secs(10));
+    req
+}
+
+/// Retries `call` while it fails with UNAVAILABLE (a service starting or restarting), for up to
+/// 60 s.
+pub async fn retry<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let start = Instant::now();
+    loop {
+        match call().await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Unavailable
+                        | tonic::Code::Unknown
+                        | tonic::Code::Cancelled
+                        | tonic::Code::DeadlineExceeded
+                ) && start.elapsed() < Duration::from_secs(60) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
