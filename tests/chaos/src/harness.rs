@@ -166,6 +166,8 @@ impl Harness {
             format!("http://127.0.0.1:{}", ports["organization"]),
             "--workspace-url".into(),
             format!("http://127.0.0.1:{}", ports["workspace"]),
+            "--signing-key-encryption-key-file".into(),
+            dir.path().join("identity-signing.key").display().to_string(),
             "--password-hash-memory-kib".into(),
             "1024".into(),
             "--password-hash-iterations".into(),
