@@ -167,7 +167,10 @@ impl Harness {
             "--workspace-url".into(),
             format!("http://127.0.0.1:{}", ports["workspace"]),
             "--signing-key-encryption-key-file".into(),
-            dir.path().join("identity-signing.key").display().to_string(),
+            dir.path()
+                .join("identity-signing.key")
+                .display()
+                .to_string(),
             "--password-hash-memory-kib".into(),
             "1024".into(),
             "--password-hash-iterations".into(),
@@ -387,6 +390,14 @@ impl Harness {
                 .tcp_nodelay(true)
                 .connect_timeout(Duration::from_secs(2))
                 .connect_lazy(),
+            Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        }
+    }
+
+    /// A channel to the in-process identity service.
+    pub fn identity_channel(&self) -> Channel {
+        match Endpoint::from_shared(self.identity_url.clone()) {
+            Ok(e) => e.connect_lazy(),
             Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
         }
     }

@@ -8,6 +8,7 @@
 pub mod crash;
 pub mod harness;
 pub mod ryw;
+pub mod security;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -200,6 +201,9 @@ pub async fn run(
     for db in dbs {
         if matches!(scenario, "all" | "ryw") {
             out.extend(ryw::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "security") {
+            out.push(security::run(&bin, db).await?);
         }
         if matches!(scenario, "all" | "crash") {
             out.extend(crash::run(&bin, db, size).await?);

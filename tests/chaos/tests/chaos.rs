@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use orgplane_chaos::{Figures, Size, crash, ryw};
+use orgplane_chaos::{Figures, Size, crash, ryw, security};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orgplane-chaos"))
@@ -56,4 +56,21 @@ async fn crash_kill9_organization_and_consumers_during_role_changes_postgres() {
     let figures = crash::run(&bin(), Some(&pg), Size::fast()).await.unwrap();
     assert!(figures[0].crashes > 0 && figures[1].crashes > 0);
     assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_cross_tenant_matrix_from_the_protos_refuses_every_role_sqlite() {
+    let f = security::run(&bin(), None).await.unwrap();
+    assert!(
+        f.attacks_passed >= 100,
+        "the matrix covers the id-taking RPCs"
+    );
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_cross_tenant_matrix_from_the_protos_refuses_every_role_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = security::run(&bin(), Some(&pg)).await.unwrap();
+    assert_clean(&[f]);
 }

@@ -1,0 +1,289 @@
+//! The cross-tenant matrix, generated from the protos: for every unary RPC of the four services
+//! whose request has an `organization_id` field, a request naming tenant A's organization (and
+//! A's workspace / member where the request has `workspace_id` / `user_id`) is sent by members of
+//! tenant B with every role. Each must be refused with a non-member code (NOT_FOUND, or
+//! PERMISSION_DENIED / UNAUTHENTICATED for internal RPCs; INVALID_ARGUMENT is accepted for
+//! requests refused by validation before any lookup), and no response, of any RPC, may contain
+//! an id of tenant A or tenant C. New RPCs are covered automatically.
+
+use std::path::Path;
+
+use bytes::{Buf, BufMut};
+use orgplane_proto::organization::v1::OrgRole;
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use prost_types::field_descriptor_proto::Type;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+use crate::Figures;
+use crate::harness::{Harness, bearer};
+
+const SERVICES: [(&str, &str); 4] = [
+    ("orgplane.identity.v1.IdentityService", "identity"),
+    (
+        "orgplane.organization.v1.OrganizationService",
+        "organization",
+    ),
+    ("orgplane.workspace.v1.WorkspaceService", "workspace"),
+    ("orgplane.billing.v1.BillingAccessService", "billing-access"),
+];
+
+/// Passes encoded messages through untouched.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+#[derive(Debug, Clone, Default)]
+struct RawCoder;
+
+impl Encoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCoder;
+    type Decoder = RawCoder;
+    fn encoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+    fn decoder(&mut self) -> RawCoder {
+        RawCoder
+    }
+}
+
+/// One RPC of the matrix.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `/package.Service/Method`.
+    pub path: String,
+    /// The serving child process (identity is in-process).
+    pub service: &'static str,
+    /// (field number, field name) of the request's top-level string `*_id` fields.
+    pub id_fields: Vec<(i32, String)>,
+}
+
+/// Every unary RPC of the four services whose request has a string `organization_id`.
+pub fn targets() -> anyhow::Result<Vec<Target>> {
+    let set = FileDescriptorSet::decode(orgplane_proto::FILE_DESCRIPTOR_SET)?;
+    let mut messages = std::collections::HashMap::new();
+    for file in &set.file {
+        for m in &file.message_type {
+            messages.insert(format!(".{}.{}", file.package(), m.name()), m.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for file in &set.file {
+        for svc in &file.service {
+            let full = format!("{}.{}", file.package(), svc.name());
+            let Some((_, service)) = SERVICES.iter().find(|(n, _)| *n == full) else {
+                continue;
+            };
+            for m in &svc.method {
+                if m.client_streaming() || m.server_streaming() {
+                    continue;
+                }
+                let Some(input) = messages.get(m.input_type()) else {
+                    continue;
+                };
+                let id_fields: Vec<(i32, String)> = input
+                    .field
+                    .iter()
+                    .filter(|f| f.r#type() == Type::String && f.name().ends_with("_id"))
+                    .map(|f| (f.number(), f.name().to_owned()))
+                    .collect();
+                if id_fields.iter().any(|(_, n)| n == "organization_id") {
+                    out.push(Target {
+                        path: format!("/{full}/{}", m.name()),
+                        service,
+                        id_fields,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn encode_string(buf: &mut Vec<u8>, field: i32, value: &str) {
+    prost::encoding::string::encode(field as u32, &value.to_owned(), buf);
+}
+
+/// The ids of one tenant.
+#[derive(Debug, Clone)]
+struct Tenant {
+    org: String,
+    ws: String,
+    member: String,
+}
+
+/// Runs the matrix on a fresh setup.
+pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
+    let db = if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let h = Harness::start(bin, postgres).await?;
+    let result = scenario(&h, db).await;
+    h.stop().await?;
+    result
+}
+
+async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
+    let owner = format!("user_{name}_owner");
+    let (org, ws) = h.seed_org(&owner).await?;
+    let member = format!("user_{name}_member");
+    h.add_member(&owner, &org, &member, OrgRole::Developer)
+        .await?;
+    Ok(Tenant { org, ws, member })
+}
+
+async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
+    let mut f = Figures::new("cross-tenant-matrix", db);
+    let a = seed(h, "tenant_a").await?;
+    let b = seed(h, "tenant_b").await?;
+    let c = seed(h, "tenant_c").await?;
+    // Attackers: tenant B's owner and a member of B with every other role.
+    let mut attackers = vec![("OWNER".to_owned(), "user_tenant_b_owner".to_owned())];
+    for role in [
+        OrgRole::Admin,
+        OrgRole::Billing,
+        OrgRole::Developer,
+        OrgRole::User,
+    ] {
+        let u = format!("user_b_{}", role.as_str_name().to_lowercase());
+        h.add_member("user_tenant_b_owner", &b.org, &u, role)
+            .await?;
+        attackers.push((role.as_str_name().to_owned(), u));
+    }
+    let targets = targets()?;
+    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &c.org, &c.ws, &c.member];
+    let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut validated_first = std::collections::BTreeSet::new();
+    for t in &targets {
+        let mut body = Vec::new();
+        for (num, name) in &t.id_fields {
+            let value = match name.as_str() {
+                "organization_id" => a.org.as_str(),
+                "workspace_id" => a.ws.as_str(),
+                "user_id" => a.member.as_str(),
+                _ => "x",
+            };
+            encode_string(&mut body, *num, value);
+        }
+        for (role, user) in &attackers {
+            let token = h.user_token(user)?;
+            let result = call(h, t, body.clone(), &token).await;
+            match result {
+                Ok(bytes) => {
+                    f.leaks += 1;
+                    f.failures
+                        .push(format!("{} as {role} of another org answered OK", t.path));
+                    if contains_any(&bytes, &secrets) {
+                        f.failures
+                            .push(format!("{} returned tenant A data", t.path));
+                    }
+                }
+                Err(s) => {
+                    *codes.entry(format!("{:?}", s.code())).or_default() += 1;
+                    if s.code() == Code::InvalidArgument {
+                        validated_first
+                            .insert(t.path.rsplit('/').next().unwrap_or_default().to_owned());
+                    }
+                    let leaked = contains_any(s.message().as_bytes(), &secrets[3..])
+                        || contains_any(s.details(), &secrets[3..]);
+                    if leaked {
+                        f.leaks += 1;
+                    }
+                    if matches!(
+                        s.code(),
+                        Code::NotFound
+                            | Code::PermissionDenied
+                            | Code::Unauthenticated
+                            | Code::InvalidArgument
+                    ) {
+                        f.attacks_passed += 1;
+                    } else {
+                        f.attacks_failed += 1;
+                        f.failures.push(format!(
+                            "{} as {role} of another org: {:?} {}",
+                            t.path,
+                            s.code(),
+                            s.message()
+                        ));
+                    }
+                }
+            }
+        }
+        // The same RPC on the attacker's own organization must not return A's or C's rows.
+        let mut own = Vec::new();
+        for (num, name) in &t.id_fields {
+            let value = match name.as_str() {
+                "organization_id" => b.org.as_str(),
+                "workspace_id" => b.ws.as_str(),
+                "user_id" => b.member.as_str(),
+                _ => "x",
+            };
+            encode_string(&mut own, *num, value);
+        }
+        if t.path.contains("/List") || t.path.contains("/Get") {
+            let token = h.user_token("user_tenant_b_owner")?;
+            if let Ok(bytes) = call(h, t, own, &token).await
+                && contains_any(&bytes, &secrets)
+            {
+                f.leaks += 1;
+                f.failures.push(format!(
+                    "{} on B's own org returned another tenant's rows",
+                    t.path
+                ));
+            }
+        }
+    }
+    f.operations = f.attacks_passed + f.attacks_failed;
+    f.notes = format!(
+        "{} RPCs x {} callers; codes {:?}; refused by validation first: {:?}",
+        targets.len(),
+        attackers.len(),
+        codes,
+        validated_first
+    );
+    Ok(f)
+}
+
+fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {
+    needles
+        .iter()
+        .any(|n| !n.is_empty() && haystack.windows(n.len()).any(|w| w == n.as_bytes()))
+}
+
+async fn call(h: &Harness, t: &Target, body: Vec<u8>, token: &str) -> Result<Vec<u8>, Status> {
+    let channel = if t.service == "identity" {
+        h.identity_channel()
+    } else {
+        h.channel(t.service)
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::try_from(t.path.as_str())
+        .map_err(|e| Status::internal(e.to_string()))?;
+    grpc.unary(bearer(body, token), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
