@@ -1418,8 +1418,8 @@ impl Core {
                 }
                 let active = self
                     .replica
-                    .organization(org)
-                    .is_some_and(|o| o.is_active());
+                    .with_organization(org, |o| o.is_active())
+                    .unwrap_or(false);
                 if k.organization_id != org || !active {
                     return Err(ApiError::not_found("organization", org));
                 }
@@ -1923,8 +1923,8 @@ impl Core {
         self.require_roles_synced()?;
         let org_live = self
             .replica
-            .organization(&row.organization_id)
-            .is_some_and(|o| o.is_active());
+            .with_organization(&row.organization_id, |o| o.is_active())
+            .unwrap_or(false);
         if row.status != ApiKeyStatus::Active as i32 || !org_live {
             return Err(ApiError::unauthenticated(
                 "API_KEY_INACTIVE",

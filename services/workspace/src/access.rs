@@ -126,10 +126,18 @@ impl Core {
         permission: Permission,
     ) -> Answer {
         use AccessDenialReason as D;
-        let Some(org) = self.replica.organization(organization_id) else {
+        // Read under the replica's lock without copying the organization (O(members)).
+        let looked_up = self.replica.with_organization(organization_id, |o| {
+            let member = match subject {
+                Subject::User(user_id) => o.members.get(user_id).copied(),
+                Subject::ApiKey(_) => None,
+            };
+            (o.is_active(), member)
+        });
+        let Some((active, member_role)) = looked_up else {
             return Answer::denied(D::NotFound);
         };
-        if !org.is_active() {
+        if !active {
             return Answer::denied(D::OrganizationDeleted);
         }
         if !workspace_id.is_empty() {
@@ -147,7 +155,7 @@ impl Core {
         }
         let (role, source, org_role) = match subject {
             Subject::User(user_id) => {
-                let Some(org_role) = org.members.get(user_id).copied() else {
+                let Some(org_role) = member_role else {
                     return Answer::denied(D::NotFound);
                 };
                 let found = if workspace_id.is_empty() {

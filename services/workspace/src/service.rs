@@ -246,8 +246,8 @@ impl Core {
             Principal::ApiKey(k) if k.kind == ApiKeyKind::Admin => {
                 let active = self
                     .replica
-                    .organization(organization_id)
-                    .is_some_and(|o| o.is_active());
+                    .with_organization(organization_id, |o| o.is_active())
+                    .unwrap_or(false);
                 if k.organization_id == organization_id && active {
                     Ok(Caller::AdminKey)
                 } else {
@@ -259,7 +259,11 @@ impl Core {
                 "workspace API keys may only call CheckAccess",
             )),
             Principal::Service(_) => {
-                if self.replica.organization(organization_id).is_some() {
+                if self
+                    .replica
+                    .with_organization(organization_id, |_| ())
+                    .is_some()
+                {
                     Ok(Caller::Service)
                 } else {
                     Err(not_found())

@@ -291,6 +291,20 @@ impl RoleReplica {
             .cloned()
     }
 
+    /// `f` applied to the organization's entry (whatever its state) under the read lock, without
+    /// copying the entry: what per-request paths use (a copy costs O(members)).
+    pub fn with_organization<T>(
+        &self,
+        organization_id: &str,
+        f: impl FnOnce(&OrgEntry) -> T,
+    ) -> Option<T> {
+        self.memory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(organization_id)
+            .map(f)
+    }
+
     /// The organizations `user_id` belongs to, with their role (ACTIVE organizations only).
     pub fn organizations_of(&self, user_id: &str) -> Vec<(String, OrgRole)> {
         let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
