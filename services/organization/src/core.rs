@@ -80,14 +80,20 @@ pub fn keyset<C: ColumnTrait, I: ColumnTrait, V>(
 where
     V: Into<sea_orm::Value> + Clone,
 {
+    // The leading `key >= k` (or `<=`) lets the index seek straight to the cursor; the OR alone
+    // makes SQLite scan the organization's rows from the start on every page.
     if desc {
-        Condition::any()
-            .add(key.lt(k.clone()))
-            .add(Condition::all().add(key.eq(k)).add(id.lt(i)))
+        Condition::all().add(key.lte(k.clone())).add(
+            Condition::any()
+                .add(key.lt(k.clone()))
+                .add(Condition::all().add(key.eq(k)).add(id.lt(i))),
+        )
     } else {
-        Condition::any()
-            .add(key.gt(k.clone()))
-            .add(Condition::all().add(key.eq(k)).add(id.gt(i)))
+        Condition::all().add(key.gte(k.clone())).add(
+            Condition::any()
+                .add(key.gt(k.clone()))
+                .add(Condition::all().add(key.eq(k)).add(id.gt(i))),
+        )
     }
 }
 
