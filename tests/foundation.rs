@@ -230,7 +230,9 @@ async fn foundation_metrics_endpoint_counts_rpcs() {
             .unwrap();
             body.clear();
             conn.read_to_string(&mut body).await.unwrap();
-            if body.contains("orgplane_rpc_requests_total") {
+            if body.contains("orgplane_rpc_requests_total")
+                && body.contains("orgplane_consumer_lag_revisions")
+            {
                 break;
             }
         }
