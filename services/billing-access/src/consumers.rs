@@ -116,15 +116,7 @@ impl EventHandler for OrganizationEvents {
     }
 
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            if resynced {
-                if let Err(e) = self.replica.reload().await {
-                    tracing::error!(error = %e, "reloading the role replica failed");
-                }
-            } else {
-                self.replica.apply_in_memory(events);
-            }
-        })
+        Box::pin(self.replica.committed(events, resynced))
     }
 }
 

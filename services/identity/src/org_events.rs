@@ -138,14 +138,11 @@ impl EventHandler for OrgEvents {
 
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            self.replica.committed(events, resynced).await;
             if resynced {
-                if let Err(e) = self.replica.reload().await {
-                    tracing::warn!(error = %e, "reloading the role replica failed");
-                }
                 self.announce().await;
                 return;
             }
-            self.replica.apply_in_memory(events);
             if events
                 .iter()
                 .any(|e| matches!(e.payload, Some(Payload::OrganizationPurged(_))))

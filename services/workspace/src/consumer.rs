@@ -212,9 +212,7 @@ impl EventHandler for OrgEvents {
         Box::pin(async move {
             if resynced {
                 take(&self.touched);
-                if let Err(e) = self.replica.reload().await {
-                    tracing::warn!(error = %e, "reloading the role replica failed");
-                }
+                self.replica.committed(events, true).await;
                 let mut guard = self.memory.write_lock().await;
                 if let Err(e) = self.memory.reload_all(&mut guard).await {
                     tracing::warn!(error = %e, "reloading the workspace memory failed");
@@ -235,7 +233,7 @@ impl EventHandler for OrgEvents {
                     self.memory.forget_keys_of(&e.organization_id);
                 }
             }
-            self.replica.apply_in_memory(events);
+            self.replica.committed(events, false).await;
         })
     }
 }

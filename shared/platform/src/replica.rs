@@ -470,6 +470,19 @@ impl RoleReplica {
         }
     }
 
+    /// Brings the memory view in step after the consumer's transaction committed: patched from
+    /// `events`, or reloaded from the database after a re-sync (what every consumer's
+    /// `EventHandler::committed` does first).
+    pub async fn committed(&self, events: &[Event], resynced: bool) {
+        if resynced {
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "reloading the role replica failed");
+            }
+        } else {
+            self.apply_in_memory(events);
+        }
+    }
+
     /// Replaces the replica's tables with the organization service's snapshot inside `txn` and
     /// returns the snapshot's revision (call from `EventHandler::resync`, then [`Self::reload`]
     /// after commit).
