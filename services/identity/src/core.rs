@@ -294,7 +294,8 @@ impl Core {
     }
 
     /// Waits until the org-role replica has applied `revision` (header
-    /// `x-min-organization-revision`), or UNAVAILABLE `REVISION_NOT_REACHED`.
+    /// `x-min-organization-revision`), or UNAVAILABLE `REVISION_NOT_YET_APPLIED` (the shared
+    /// consumer's answer, the same in every service).
     pub async fn wait_for_organization_revision(
         &self,
         revision: i64,
@@ -304,14 +305,6 @@ impl Core {
             .wait_for(revision, timeout)
             .await
             .map(|_| ())
-            .map_err(|_| {
-                ApiError::unavailable(
-                    "REVISION_NOT_REACHED",
-                    format!("organization revision {revision} is not applied here yet; retry"),
-                )
-                .with_metadata("min_revision", revision.to_string())
-                .retry_after(Duration::from_millis(200))
-            })
     }
 
     /// UNAVAILABLE until the org-role replica has caught up with the organization service once:
