@@ -425,7 +425,8 @@ impl Harness {
         )
     }
 
-    fn claims(&self, sub: &str, aud: &str) -> Claims {
+    /// Valid claims for `sub` and audience `aud` (one hour), to be altered by attack cases.
+    pub fn claims(&self, sub: &str, aud: &str) -> Claims {
         let now = chrono::Utc::now().timestamp();
         Claims {
             iss: self.issuer.clone(),
@@ -446,6 +447,21 @@ impl Harness {
         c.sid = Some(format!("ses_chaos_{user_id}"));
         c.auth_time = Some(c.iat);
         Ok(self.signer.sign(&c)?)
+    }
+
+    /// `claims` signed with identity's current key.
+    pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
+        Ok(self.signer.sign(claims)?)
+    }
+
+    /// The in-process identity service's database.
+    pub fn identity_db(&self) -> anyhow::Result<&DatabaseConnection> {
+        Ok(self
+            .identity
+            .as_ref()
+            .and_then(|s| s.opened.identity.as_ref())
+            .ok_or_else(|| anyhow!("no identity"))?
+            .db())
     }
 
     /// A service token of the product backend.

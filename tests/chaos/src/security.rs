@@ -9,6 +9,8 @@
 use std::path::Path;
 
 use bytes::{Buf, BufMut};
+use orgplane_proto::identity::v1 as id_api;
+use orgplane_proto::organization::v1 as org_api;
 use orgplane_proto::organization::v1::OrgRole;
 use prost::Message;
 use prost_types::FileDescriptorSet;
@@ -18,6 +20,102 @@ use tonic::{Code, Status};
 
 use crate::Figures;
 use crate::harness::{Harness, bearer};
+
+/// How an attacker authenticates.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    /// `authorization: Bearer <token>`.
+    Token(String),
+    /// `x-api-key: <secret>`.
+    ApiKey(String),
+}
+
+/// The RPCs whose required fields [`required_fields`] fills, so that their answers test the
+/// tenant check rather than validation.
+pub const FILLED: [&str; 4] = [
+    "CreateApiKey",
+    "CreateInvite",
+    "CreateUnit",
+    "UpdateMemberRole",
+];
+
+/// Valid values for the required non-id fields of `method` (encoded request fields; the id
+/// fields are added separately).
+pub fn required_fields(method: &str) -> Vec<u8> {
+    match method {
+        "CreateApiKey" => id_api::CreateApiKeyRequest {
+            api_key: Some(id_api::ApiKey {
+                kind: id_api::ApiKeyKind::Workspace as i32,
+                name: "attacker key".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateInvite" => org_api::CreateInviteRequest {
+            invite: Some(org_api::Invite {
+                email: "attacker-invitee@chaos.test".into(),
+                role: OrgRole::Developer as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateUnit" => org_api::CreateUnitRequest {
+            unit: Some(org_api::Unit {
+                name: "attacker unit".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "UpdateMemberRole" => org_api::UpdateMemberRoleRequest {
+            role: OrgRole::Admin as i32,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        _ => Vec::new(),
+    }
+}
+
+/// Creates an API key of `kind` in `org` (in workspace `ws` for workspace keys) as `owner`,
+/// retrying while identity has not yet applied the organization's events.
+pub async fn create_api_key(
+    h: &Harness,
+    owner: &str,
+    org: &str,
+    ws: Option<&str>,
+    kind: id_api::ApiKeyKind,
+) -> anyhow::Result<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut client =
+            id_api::identity_service_client::IdentityServiceClient::new(h.identity_channel());
+        let result = client
+            .create_api_key(bearer(
+                id_api::CreateApiKeyRequest {
+                    organization_id: org.into(),
+                    api_key: Some(id_api::ApiKey {
+                        kind: kind as i32,
+                        name: format!("{kind:?} key"),
+                        workspace_id: ws.unwrap_or_default().into(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &h.user_token(owner)?,
+            ))
+            .await;
+        match result {
+            Ok(r) => return Ok(r.into_inner().secret),
+            Err(s) if start.elapsed() < std::time::Duration::from_secs(20) => {
+                let _ = s;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(s) => anyhow::bail!("CreateApiKey {kind:?}: {s:?}"),
+        }
+    }
+}
 
 const SERVICES: [(&str, &str); 4] = [
     ("orgplane.identity.v1.IdentityService", "identity"),
@@ -31,10 +129,11 @@ const SERVICES: [(&str, &str); 4] = [
 
 /// Passes encoded messages through untouched.
 #[derive(Debug, Clone, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
+/// The encoder and decoder of [`RawCodec`].
 #[derive(Debug, Clone, Default)]
-struct RawCoder;
+pub struct RawCoder;
 
 impl Encoder for RawCoder {
     type Item = Vec<u8>;
@@ -171,24 +270,48 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
             .await?;
         attackers.push((role.as_str_name().to_owned(), u));
     }
+    let mut attackers: Vec<(String, Cred)> = attackers
+        .into_iter()
+        .map(|(role, user)| h.user_token(&user).map(|t| (role, Cred::Token(t))))
+        .collect::<anyhow::Result<_>>()?;
+    let admin_key = create_api_key(
+        h,
+        "user_tenant_b_owner",
+        &b.org,
+        None,
+        id_api::ApiKeyKind::Admin,
+    )
+    .await?;
+    let ws_key = create_api_key(
+        h,
+        "user_tenant_b_owner",
+        &b.org,
+        Some(&b.ws),
+        id_api::ApiKeyKind::Workspace,
+    )
+    .await?;
+    attackers.push(("ADMIN_API_KEY".into(), Cred::ApiKey(admin_key)));
+    attackers.push(("WORKSPACE_API_KEY".into(), Cred::ApiKey(ws_key)));
     let targets = targets()?;
     let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &c.org, &c.ws, &c.member];
     let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
     let mut validated_first = std::collections::BTreeSet::new();
     for t in &targets {
-        let mut body = Vec::new();
+        let method = t.path.rsplit('/').next().unwrap_or_default().to_owned();
+        let mut body = required_fields(&method);
+        let request_id = uuid::Uuid::new_v4().to_string();
         for (num, name) in &t.id_fields {
             let value = match name.as_str() {
                 "organization_id" => a.org.as_str(),
                 "workspace_id" => a.ws.as_str(),
                 "user_id" => a.member.as_str(),
+                "request_id" => request_id.as_str(),
                 _ => "x",
             };
             encode_string(&mut body, *num, value);
         }
-        for (role, user) in &attackers {
-            let token = h.user_token(user)?;
-            let result = call(h, t, body.clone(), &token).await;
+        for (role, cred) in &attackers {
+            let result = call(h, t, body.clone(), cred).await;
             match result {
                 Ok(bytes) => {
                     f.leaks += 1;
@@ -202,8 +325,17 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
                 Err(s) => {
                     *codes.entry(format!("{:?}", s.code())).or_default() += 1;
                     if s.code() == Code::InvalidArgument {
-                        validated_first
-                            .insert(t.path.rsplit('/').next().unwrap_or_default().to_owned());
+                        validated_first.insert(method.clone());
+                        if FILLED.contains(&method.as_str()) {
+                            f.attacks_failed += 1;
+                            f.failures.push(format!(
+                                "{} as {role}: INVALID_ARGUMENT although its required fields are \
+                                 filled ({}); the tenant check is not what answered",
+                                t.path,
+                                s.message()
+                            ));
+                            continue;
+                        }
                     }
                     let leaked = contains_any(s.message().as_bytes(), &secrets[3..])
                         || contains_any(s.details(), &secrets[3..]);
@@ -231,18 +363,19 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
             }
         }
         // The same RPC on the attacker's own organization must not return A's or C's rows.
-        let mut own = Vec::new();
+        let mut own = required_fields(&method);
         for (num, name) in &t.id_fields {
             let value = match name.as_str() {
                 "organization_id" => b.org.as_str(),
                 "workspace_id" => b.ws.as_str(),
                 "user_id" => b.member.as_str(),
+                "request_id" => request_id.as_str(),
                 _ => "x",
             };
             encode_string(&mut own, *num, value);
         }
         if t.path.contains("/List") || t.path.contains("/Get") {
-            let token = h.user_token("user_tenant_b_owner")?;
+            let token = Cred::Token(h.user_token("user_tenant_b_owner")?);
             if let Ok(bytes) = call(h, t, own, &token).await
                 && contains_any(&bytes, &secrets)
             {
@@ -271,7 +404,8 @@ fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {
         .any(|n| !n.is_empty() && haystack.windows(n.len()).any(|w| w == n.as_bytes()))
 }
 
-async fn call(h: &Harness, t: &Target, body: Vec<u8>, token: &str) -> Result<Vec<u8>, Status> {
+/// Sends the encoded request `body` to `t` with `cred`.
+pub async fn call(h: &Harness, t: &Target, body: Vec<u8>, cred: &Cred) -> Result<Vec<u8>, Status> {
     let channel = if t.service == "identity" {
         h.identity_channel()
     } else {
@@ -283,7 +417,18 @@ async fn call(h: &Harness, t: &Target, body: Vec<u8>, token: &str) -> Result<Vec
         .map_err(|e| Status::unavailable(e.to_string()))?;
     let path = http::uri::PathAndQuery::try_from(t.path.as_str())
         .map_err(|e| Status::internal(e.to_string()))?;
-    grpc.unary(bearer(body, token), path, RawCodec)
+    let req = match cred {
+        Cred::Token(token) => bearer(body, token),
+        Cred::ApiKey(key) => {
+            let mut req = tonic::Request::new(body);
+            if let Ok(v) = key.parse() {
+                req.metadata_mut().insert("x-api-key", v);
+            }
+            req.set_timeout(std::time::Duration::from_secs(10));
+            req
+        }
+    };
+    grpc.unary(req, path, RawCodec)
         .await
         .map(tonic::Response::into_inner)
 }
