@@ -5,6 +5,7 @@
 //! SIGKILL. Each scenario returns [`Figures`]; [`Figures::violations`] counts the figures that
 //! must be 0 and are not.
 
+pub mod attacks;
 pub mod crash;
 pub mod harness;
 pub mod ryw;
@@ -185,7 +186,7 @@ pub fn this_binary() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?)
 }
 
-/// Runs `scenario` (`all`, `ryw`, `crash`) at `size` on SQLite and, when given, PostgreSQL.
+/// Runs `scenario` (`all`, `ryw`, `security`, `attacks`, `crash`) at `size` on SQLite and, when given, PostgreSQL.
 pub async fn run(
     scenario: &str,
     size: Size,
@@ -204,6 +205,9 @@ pub async fn run(
         }
         if matches!(scenario, "all" | "security") {
             out.push(security::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "attacks") {
+            out.extend(attacks::run(&bin, db).await?);
         }
         if matches!(scenario, "all" | "crash") {
             out.extend(crash::run(&bin, db, size).await?);

@@ -10,7 +10,8 @@ use orgplane_chaos::{Figures, Size};
 #[derive(Debug, Parser)]
 #[command(name = "orgplane-chaos")]
 struct Args {
-    /// `all`, `ryw` (read-your-writes), `crash` (organization and consumer crashes).
+    /// `all`, `ryw` (read-your-writes), `security` (cross-tenant matrix), `attacks` (protocol
+    /// input, login abuse, token attacks), `crash` (organization and consumer crashes).
     #[arg(default_value = "all")]
     scenario: String,
     /// Run the small (CI) sizes instead of the full ones.

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use orgplane_chaos::{Figures, Size, crash, ryw, security};
+use orgplane_chaos::{Figures, Size, attacks, crash, ryw, security};
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orgplane-chaos"))
@@ -73,4 +73,19 @@ async fn security_cross_tenant_matrix_from_the_protos_refuses_every_role_postgre
     let Some(pg) = postgres() else { return };
     let f = security::run(&bin(), Some(&pg)).await.unwrap();
     assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_protocol_input_login_abuse_and_forged_tokens_are_refused_sqlite() {
+    let figures = attacks::run(&bin(), None).await.unwrap();
+    assert_eq!(figures.len(), 3);
+    assert!(figures.iter().all(|f| f.attacks_passed >= 10));
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_protocol_input_login_abuse_and_forged_tokens_are_refused_postgres() {
+    let Some(pg) = postgres() else { return };
+    let figures = attacks::run(&bin(), Some(&pg)).await.unwrap();
+    assert_clean(&figures);
 }
