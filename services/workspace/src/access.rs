@@ -140,29 +140,43 @@ impl Core {
         if !active {
             return Answer::denied(D::OrganizationDeleted);
         }
+        // One read of the mirror, nothing copied: the workspace's state and the user's direct
+        // role in it.
+        let (ws_state, direct) = self.memory.read(|v| {
+            if workspace_id.is_empty() {
+                return (None, None);
+            }
+            let state = v
+                .workspaces
+                .get(workspace_id)
+                .filter(|w| w.organization_id == organization_id)
+                .map(|w| w.state);
+            let direct = match subject {
+                Subject::User(user_id) if state.is_some() => v
+                    .members
+                    .get(workspace_id)
+                    .and_then(|m| m.get(user_id))
+                    .copied(),
+                _ => None,
+            };
+            (state, direct)
+        });
         if !workspace_id.is_empty() {
-            let ws = self
-                .memory
-                .read(|v| v.workspaces.get(workspace_id).cloned());
-            match ws {
-                Some(w) if w.organization_id == organization_id => {
-                    if w.state != WorkspaceState::Active {
-                        return Answer::denied(D::WorkspaceArchived);
-                    }
-                }
-                _ => return Answer::denied(D::NotFound),
+            match ws_state {
+                Some(WorkspaceState::Active) => {}
+                Some(_) => return Answer::denied(D::WorkspaceArchived),
+                None => return Answer::denied(D::NotFound),
             }
         }
         let (role, source, org_role) = match subject {
-            Subject::User(user_id) => {
+            Subject::User(_) => {
                 let Some(org_role) = member_role else {
                     return Answer::denied(D::NotFound);
                 };
                 let found = if workspace_id.is_empty() {
                     default_workspace_role(org_role).map(|r| (r, WorkspaceRoleSource::OrgRole))
                 } else {
-                    effective(Some(org_role), self.direct_role(workspace_id, user_id))
-                        .map(|e| (e.role, e.source))
+                    effective(Some(org_role), direct).map(|e| (e.role, e.source))
                 };
                 match found {
                     Some((role, source)) => (role, source, org_role),
@@ -174,20 +188,26 @@ impl Core {
                 }
             }
             Subject::ApiKey(key_id) => {
-                let key = self.memory.read(|v| v.keys.get(key_id).cloned());
-                let Some(key) = key.filter(|k| k.organization_id == organization_id) else {
+                // (active, admin, of this workspace), read without copying the key.
+                let key = self.memory.read(|v| {
+                    v.keys
+                        .get(key_id)
+                        .filter(|k| k.organization_id == organization_id)
+                        .map(|k| (k.active, k.admin, k.workspace_id == workspace_id))
+                });
+                let Some((active, admin, this_workspace)) = key else {
                     return Answer::denied(D::NotFound);
                 };
-                if !key.active {
+                if !active {
                     return Answer::denied(D::ApiKeyInactive);
                 }
-                if key.admin {
+                if admin {
                     (
                         WorkspaceRole::Admin,
                         WorkspaceRoleSource::ApiKey,
                         OrgRole::Unspecified,
                     )
-                } else if key.workspace_id == workspace_id {
+                } else if this_workspace {
                     (
                         WorkspaceRole::Developer,
                         WorkspaceRoleSource::ApiKey,

@@ -335,7 +335,8 @@ impl WorkspaceService for WorkspaceApi {
         &self,
         request: Request<CheckAccessRequest>,
     ) -> Result<Response<CheckAccessResponse>, Status> {
-        let principal = Principal::of(&request);
+        // The hot path: share the auth layer's principal rather than copy it.
+        let principal = Principal::shared(&request);
         principal.require_authenticated()?;
         let header = min_org_header(&request)?;
         let deadline = deadline(&request);
@@ -350,7 +351,7 @@ impl WorkspaceService for WorkspaceApi {
             }
         };
         // Who may ask: services about anyone, a user or API key about itself.
-        match (&principal, &subject) {
+        match (&*principal, &subject) {
             (Principal::Service(_), _) => {}
             (Principal::User(u), Subject::User(s)) if &u.user_id == s => {}
             (Principal::ApiKey(k), Subject::ApiKey(s)) if &k.key_id == s => {}

@@ -409,6 +409,24 @@ impl Core {
         Ok(())
     }
 
+    /// [`Self::finish`] for a transaction that changed only one direct membership: memory
+    /// refreshes that row, not the organization.
+    async fn finish_member(
+        &self,
+        guard: &mut crate::state::WriteGuard<'_>,
+        txn: DatabaseTransaction,
+        workspace_id: &str,
+        user_id: &str,
+        bumped: i64,
+        revision: i64,
+    ) -> ApiResult<()> {
+        txn.commit().await?;
+        self.memory
+            .after_member_write(guard, workspace_id, user_id, bumped, revision)
+            .await?;
+        Ok(())
+    }
+
     /// CreateWorkspace (WS-1).
     pub async fn create_workspace(
         &self,
@@ -969,15 +987,8 @@ impl Core {
             .member_view(&txn, &ws, user_id)
             .await?
             .ok_or_else(|| ApiError::internal("added member has no role"))?;
-        self.finish(
-            &mut guard,
-            txn,
-            &ws.organization_id,
-            bumped,
-            revision,
-            false,
-        )
-        .await?;
+        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
+            .await?;
         Ok((view, revision))
     }
 
@@ -1186,15 +1197,8 @@ impl Core {
             .member_view(&txn, &ws, user_id)
             .await?
             .ok_or_else(|| ApiError::internal("updated member has no role"))?;
-        self.finish(
-            &mut guard,
-            txn,
-            &ws.organization_id,
-            bumped,
-            revision,
-            false,
-        )
-        .await?;
+        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
+            .await?;
         Ok((view, revision))
     }
 
@@ -1246,15 +1250,8 @@ impl Core {
             .await?;
         let bumped = bump_version(&txn).await?;
         let revision = head_revision(&txn).await?;
-        self.finish(
-            &mut guard,
-            txn,
-            &ws.organization_id,
-            bumped,
-            revision,
-            false,
-        )
-        .await?;
+        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
+            .await?;
         Ok(revision)
     }
 

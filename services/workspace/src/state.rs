@@ -220,6 +220,51 @@ impl Memory {
         }
     }
 
+    /// Re-reads one direct membership (`workspace_id`, `user_id`) into memory.
+    pub async fn reload_member(&self, workspace_id: &str, user_id: &str) -> Result<(), DbErr> {
+        let row = member::Entity::find_by_id((workspace_id.to_owned(), user_id.to_owned()))
+            .one(&self.db)
+            .await?;
+        self.write_views(|m| match row {
+            Some(r) => {
+                m.members
+                    .entry(r.workspace_id)
+                    .or_default()
+                    .insert(r.user_id, workspace_role(r.role));
+            }
+            None => {
+                if let Some(users) = m.members.get_mut(workspace_id) {
+                    users.remove(user_id);
+                    if users.is_empty() {
+                        m.members.remove(workspace_id);
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Like [`Self::after_write`] for a local transaction that changed only the direct role of
+    /// `user_id` in `workspace_id`: refreshes that one row (O(1)) instead of the whole
+    /// organization (O(members)), or everything when another write came in between.
+    pub async fn after_member_write(
+        &self,
+        guard: &mut WriteGuard<'_>,
+        workspace_id: &str,
+        user_id: &str,
+        bumped: i64,
+        revision: i64,
+    ) -> Result<(), DbErr> {
+        if bumped == **guard + 1 {
+            self.reload_member(workspace_id, user_id).await?;
+            **guard = bumped;
+            self.publish(revision);
+            Ok(())
+        } else {
+            self.reload_all(guard).await
+        }
+    }
+
     /// Applies API-key changes to memory (after their transaction committed).
     pub fn put_key(&self, api_key_id: &str, key: Option<KeyView>) {
         self.write_views(|m| match key {

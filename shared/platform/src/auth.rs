@@ -125,10 +125,27 @@ pub struct ServicePrincipal {
 impl Principal {
     /// The principal of a request; `Anonymous` when the auth layer found no credentials.
     pub fn of<T>(req: &tonic::Request<T>) -> Principal {
-        req.extensions()
-            .get::<Principal>()
-            .cloned()
-            .unwrap_or(Principal::Anonymous)
+        let ext = req.extensions();
+        match ext.get::<Arc<Principal>>() {
+            Some(shared) => Principal::clone(shared),
+            None => ext
+                .get::<Principal>()
+                .cloned()
+                .unwrap_or(Principal::Anonymous),
+        }
+    }
+
+    /// Like [`Principal::of`], without copying the principal the auth layer shared (hot paths).
+    pub fn shared<T>(req: &tonic::Request<T>) -> Arc<Principal> {
+        let ext = req.extensions();
+        match ext.get::<Arc<Principal>>() {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::new(
+                ext.get::<Principal>()
+                    .cloned()
+                    .unwrap_or(Principal::Anonymous),
+            ),
+        }
     }
 
     /// UNAUTHENTICATED unless credentials were sent.
@@ -213,7 +230,7 @@ impl KeySource for StaticKeys {
 }
 
 struct CachedToken {
-    principal: Principal,
+    principal: Arc<Principal>,
     nbf: i64,
     exp: i64,
 }
@@ -227,7 +244,7 @@ pub struct TokenVerifier {
     last_fetch: tokio::sync::Mutex<Option<Instant>>,
     min_refetch: Duration,
     validation: Validation,
-    cache: Mutex<HashMap<String, CachedToken>>,
+    cache: RwLock<HashMap<String, CachedToken>>,
     cache_capacity: usize,
 }
 
@@ -260,7 +277,7 @@ impl TokenVerifier {
             last_fetch: tokio::sync::Mutex::new(None),
             min_refetch: Duration::from_secs(10),
             validation,
-            cache: Mutex::new(HashMap::new()),
+            cache: RwLock::new(HashMap::new()),
             cache_capacity: 100_000,
         }
     }
@@ -273,6 +290,12 @@ impl TokenVerifier {
 
     /// Verifies `token` and returns its principal, or UNAUTHENTICATED.
     pub async fn verify(&self, token: &str) -> ApiResult<Principal> {
+        self.verify_shared(token).await.map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::verify`], answering a cached token with the cached principal itself (no copy,
+    /// no signature check): the hot path of every authenticated call.
+    pub async fn verify_shared(&self, token: &str) -> ApiResult<Arc<Principal>> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(invalid_token("token too large"));
         }
@@ -300,20 +323,21 @@ impl TokenVerifier {
             }
         })?;
         let claims = data.claims;
-        let principal = principal_from_claims(&claims)?;
+        let principal = Arc::new(principal_from_claims(&claims)?);
         self.remember(token, &principal, &claims);
         Ok(principal)
     }
 
-    fn cached(&self, token: &str, now: i64) -> Option<Principal> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+    fn cached(&self, token: &str, now: i64) -> Option<Arc<Principal>> {
+        // A read lock: concurrent hits do not serialize.
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
         let hit = cache.get(token)?;
         let leeway = LEEWAY_SECS as i64;
-        (now < hit.exp + leeway && now >= hit.nbf - leeway).then(|| hit.principal.clone())
+        (now < hit.exp + leeway && now >= hit.nbf - leeway).then(|| Arc::clone(&hit.principal))
     }
 
-    fn remember(&self, token: &str, principal: &Principal, claims: &Claims) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+    fn remember(&self, token: &str, principal: &Arc<Principal>, claims: &Claims) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= self.cache_capacity {
             let now = chrono::Utc::now().timestamp();
             cache.retain(|_, v| v.exp > now);
@@ -324,7 +348,7 @@ impl TokenVerifier {
         cache.insert(
             token.to_owned(),
             CachedToken {
-                principal: principal.clone(),
+                principal: Arc::clone(principal),
                 nbf: claims.nbf,
                 exp: claims.exp,
             },
@@ -495,10 +519,17 @@ impl Authenticator {
 
     /// The principal behind `headers`; `Anonymous` when there are no credentials.
     pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Principal> {
+        self.authenticate_shared(headers)
+            .await
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::authenticate`], sharing a cached token's principal instead of copying it.
+    pub async fn authenticate_shared(&self, headers: &HeaderMap) -> ApiResult<Arc<Principal>> {
         let bearer = headers.get(http::header::AUTHORIZATION);
         let api_key = headers.get(API_KEY_HEADER);
         match (bearer, api_key) {
-            (None, None) => Ok(Principal::Anonymous),
+            (None, None) => Ok(Arc::new(Principal::Anonymous)),
             (Some(_), Some(_)) => Err(ApiError::unauthenticated(
                 "AMBIGUOUS_CREDENTIALS",
                 "send either an access token or an API key, not both",
@@ -512,7 +543,7 @@ impl Authenticator {
                     .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                     .map(|(_, t)| t.trim())
                     .ok_or_else(|| invalid_token("authorization must be `Bearer <token>`"))?;
-                self.tokens.verify(token).await
+                self.tokens.verify_shared(token).await
             }
             (None, Some(value)) => {
                 let key = value.to_str().map_err(|_| invalid_api_key())?;
@@ -520,7 +551,7 @@ impl Authenticator {
                     return Err(invalid_api_key());
                 }
                 let resolver = self.api_keys.as_ref().ok_or_else(invalid_api_key)?;
-                Ok(Principal::ApiKey(resolver.resolve(key).await?))
+                Ok(Arc::new(Principal::ApiKey(resolver.resolve(key).await?)))
             }
         }
     }
@@ -585,8 +616,9 @@ where
         }
         let auth = self.auth.clone();
         Box::pin(async move {
-            match auth.authenticate(req.headers()).await {
+            match auth.authenticate_shared(req.headers()).await {
                 Ok(principal) => {
+                    // Shared, not copied: `Principal::of` reads it from the `Arc`.
                     req.extensions_mut().insert(principal);
                     inner.call(req).await
                 }

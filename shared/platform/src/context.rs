@@ -13,6 +13,9 @@ use tracing::Instrument;
 /// The metadata key of the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// The W3C trace context header a caller's span arrives in.
+const TRACEPARENT_HEADER: &str = "traceparent";
+
 /// What a handler knows about the call besides its message and principal.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
@@ -86,11 +89,13 @@ where
             .get(REQUEST_ID_HEADER)
             .and_then(sane_request_id)
             .unwrap_or_else(new_request_id);
-        let (service, method) = split_path(req.uri().path());
-        let labels = (service.to_owned(), method.to_owned());
+        // The path is shared (`Bytes`), so keeping it for the metric labels copies nothing.
+        let uri = req.uri().clone();
+        let (service, method) = split_path(uri.path());
+        // The fields are only formatted when a subscriber wants the span.
         let span = tracing::info_span!(
             "rpc",
-            otel.name = %format!("{service}/{method}"),
+            otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.service = %service,
@@ -99,14 +104,15 @@ where
             trace_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        crate::telemetry::set_parent_from_headers(&span, req.headers());
         if !span.is_disabled() {
+            // Without a `traceparent` there is no parent to extract: skip the propagator.
+            if req.headers().contains_key(TRACEPARENT_HEADER) {
+                crate::telemetry::set_parent_from_headers(&span, req.headers());
+            }
             span.record("trace_id", crate::telemetry::trace_id_of(&span));
         }
-        req.extensions_mut().insert(RequestContext {
-            request_id: request_id.clone(),
-        });
         let header = HeaderValue::from_str(&request_id).ok();
+        req.extensions_mut().insert(RequestContext { request_id });
         // Standard tower pattern: take the service that was driven to readiness.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -125,8 +131,11 @@ where
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .unwrap_or(0);
-                record_span.record("rpc.grpc.status_code", code);
-                crate::metrics::record_rpc(&labels.0, &labels.1, code, started.elapsed());
+                if !record_span.is_disabled() {
+                    record_span.record("rpc.grpc.status_code", code);
+                }
+                let (service, method) = split_path(uri.path());
+                crate::metrics::record_rpc(service, method, code, started.elapsed());
                 Ok(response)
             }
             .instrument(span),
