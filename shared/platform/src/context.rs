@@ -125,12 +125,15 @@ where
                     response.headers_mut().insert(REQUEST_ID_HEADER, header);
                 }
                 // Trailers-only responses (errors) carry grpc-status in the headers.
-                let code = response
+                let mut code = response
                     .headers()
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<i32>().ok())
                     .unwrap_or(0);
+                if code == tonic::Code::Internal as i32 && is_decode_failure(response.headers()) {
+                    code = answer_undecodable(response.headers_mut());
+                }
                 if !record_span.is_disabled() {
                     record_span.record("rpc.grpc.status_code", code);
                 }
@@ -143,9 +146,53 @@ where
     }
 }
 
+/// True when tonic refused the request message before any handler ran (it answers INTERNAL
+/// "failed to decode Protobuf message", e.g. for invalid UTF-8 in a string field).
+fn is_decode_failure(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("failed%20to%20decode") || m.contains("failed to decode"))
+}
+
+/// Rewrites an undecodable request's answer as INVALID_ARGUMENT with the usual details: the
+/// caller sent bad input, the server did not fail. Returns the new code.
+fn answer_undecodable(headers: &mut http::HeaderMap) -> i32 {
+    let status: tonic::Status = crate::error::ApiError::invalid_argument(
+        "request",
+        "the request message could not be decoded (malformed protobuf or invalid UTF-8 in a string)",
+    )
+    .into();
+    let replacement = status.into_http::<()>();
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        headers.remove(name);
+        if let Some(v) = replacement.headers().get(name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    tonic::Code::InvalidArgument as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn undecodable_requests_become_invalid_argument() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("13"));
+        headers.insert(
+            "grpc-message",
+            HeaderValue::from_static("failed%20to%20decode%20Protobuf%20message"),
+        );
+        assert!(is_decode_failure(&headers));
+        assert_eq!(answer_undecodable(&mut headers), 3);
+        assert_eq!(headers.get("grpc-status").unwrap(), "3");
+        assert!(headers.get("grpc-status-details-bin").is_some());
+        let mut other = http::HeaderMap::new();
+        other.insert("grpc-message", HeaderValue::from_static("internal%20error"));
+        assert!(!is_decode_failure(&other));
+    }
 
     #[test]
     fn splits_grpc_paths() {
