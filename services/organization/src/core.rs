@@ -55,6 +55,38 @@ pub struct Core {
 /// A shared handle on the domain.
 pub type SharedCore = Arc<Core>;
 
+/// Writes a lifecycle transition (delete or undelete: state, delete and purge times) if nobody
+/// changed the organization since `before` was read; ABORTED otherwise.
+async fn set_lifecycle(
+    txn: &DatabaseTransaction,
+    before: &organization::Model,
+    after: &organization::Model,
+) -> ApiResult<()> {
+    let updated = organization::Entity::update_many()
+        .col_expr(organization::Column::State, Expr::value(after.state))
+        .col_expr(
+            organization::Column::DeleteTimeMs,
+            Expr::value(after.delete_time_ms),
+        )
+        .col_expr(
+            organization::Column::PurgeTimeMs,
+            Expr::value(after.purge_time_ms),
+        )
+        .col_expr(
+            organization::Column::UpdateTimeMs,
+            Expr::value(after.update_time_ms),
+        )
+        .col_expr(organization::Column::Version, Expr::value(after.version))
+        .filter(organization::Column::Id.eq(before.id.clone()))
+        .filter(organization::Column::Version.eq(before.version))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(convert::stale("organization"));
+    }
+    Ok(())
+}
+
 /// The image of an organization in audit records.
 pub fn org_json(o: &organization::Model) -> serde_json::Value {
     serde_json::json!({
@@ -666,25 +698,7 @@ impl Core {
         after.update_time_ms = now;
         after.version += 1;
         let txn = self.begin().await?;
-        let updated = organization::Entity::update_many()
-            .col_expr(organization::Column::State, Expr::value(after.state))
-            .col_expr(
-                organization::Column::DeleteTimeMs,
-                Expr::value(after.delete_time_ms),
-            )
-            .col_expr(
-                organization::Column::PurgeTimeMs,
-                Expr::value(after.purge_time_ms),
-            )
-            .col_expr(organization::Column::UpdateTimeMs, Expr::value(now))
-            .col_expr(organization::Column::Version, Expr::value(after.version))
-            .filter(organization::Column::Id.eq(before.id.clone()))
-            .filter(organization::Column::Version.eq(before.version))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(convert::stale("organization"));
-        }
+        set_lifecycle(&txn, &before, &after).await?;
         self.audit(
             &txn,
             principal,
@@ -753,19 +767,7 @@ impl Core {
         after.update_time_ms = now;
         after.version += 1;
         let txn = self.begin().await?;
-        let updated = organization::Entity::update_many()
-            .col_expr(organization::Column::State, Expr::value(after.state))
-            .col_expr(organization::Column::DeleteTimeMs, Expr::value(None::<i64>))
-            .col_expr(organization::Column::PurgeTimeMs, Expr::value(None::<i64>))
-            .col_expr(organization::Column::UpdateTimeMs, Expr::value(now))
-            .col_expr(organization::Column::Version, Expr::value(after.version))
-            .filter(organization::Column::Id.eq(before.id.clone()))
-            .filter(organization::Column::Version.eq(before.version))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(convert::stale("organization"));
-        }
+        set_lifecycle(&txn, &before, &after).await?;
         self.audit(
             &txn,
             principal,
