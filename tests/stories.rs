@@ -814,7 +814,7 @@ async fn story_3_workspaces_limits_and_role_changes(w: &mut World) {
             &staging.id,
             Permission::Read,
             0,
-            archived.revision,
+            archived.workspace_revision,
         )
         .await;
     assert!(!a.allowed);
@@ -845,7 +845,7 @@ async fn story_3_workspaces_limits_and_role_changes(w: &mut World) {
             &production,
             Permission::Develop,
             0,
-            added.revision,
+            added.workspace_revision,
         )
         .await;
     assert!(a.allowed, "{a:?}");

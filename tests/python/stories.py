@@ -283,7 +283,7 @@ def story_2(c, s):
     refused(
         lambda: c.billing.GetBillingAccount(bp.GetBillingAccountRequest(organization_id=org_id),
                                             metadata=bearer(members["dana"][1])),
-        grpc.StatusCode.PERMISSION_DENIED, "BILLING_ACCESS_DENIED",
+        grpc.StatusCode.PERMISSION_DENIED, "INSUFFICIENT_ROLE",
     )
     # Someone outside the organization learns nothing: NOT_FOUND.
     outsider = email("eve")

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use orgplane_platform::audit::Attempt;
 use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::context::RequestContext;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
 use orgplane_proto::organization::v1::OrgRole;
@@ -99,6 +101,25 @@ impl Core {
         }
     }
 
+    /// Passes a mutation's `result` through unchanged, recording it first as OUTCOME_FAILURE
+    /// when it is a refusal the audit log keeps and the attempt's organization (its scope) is
+    /// known here (ORG-10).
+    pub async fn audited<T>(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        attempt: Attempt<String>,
+        result: ApiResult<T>,
+    ) -> ApiResult<T> {
+        self.audit
+            .outcome(&self.db, principal, ctx, result, || async {
+                self.replica
+                    .with_organization(&attempt.scope, |_| ())
+                    .map(|()| attempt.entry(&attempt.scope))
+            })
+            .await
+    }
+
     /// Authorizes `principal` for `action` in `organization_id`: UNAUTHENTICATED without
     /// credentials, PERMISSION_DENIED for service principals, workspace API keys and members
     /// without the role, NOT_FOUND for callers outside the organization (rule BILL-1, ORG-2).
@@ -145,17 +166,10 @@ impl Core {
 }
 
 fn denied(action: OrgAction) -> ApiError {
-    let (reason, message) = match action {
-        OrgAction::ReadAuditLog => (
-            "AUDIT_LOG_ACCESS_DENIED",
-            "only OWNER and ADMIN members may read the audit log",
-        ),
-        _ => (
-            "BILLING_ACCESS_DENIED",
-            "only OWNER, ADMIN and BILLING members may view and manage billing",
-        ),
-    };
-    ApiError::permission_denied(reason, message)
+    orgplane_platform::roles::insufficient_role(match action {
+        OrgAction::ReadAuditLog => "only OWNER and ADMIN members may read the audit log",
+        _ => "only OWNER, ADMIN and BILLING members may view and manage billing",
+    })
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
-//! The gRPC handlers: decode, authorize, call the domain, encode.
+//! The gRPC handlers: decode, authorize, call the domain, encode. UpdateBillingAccount passes
+//! its result through [`Core::audited`](crate::Core::audited), so that a refusal is audited as OUTCOME_FAILURE
+//! (ORG-10); RecordUsage is a service's batch whose per-record refusals are in its response.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use orgplane_platform::audit::Attempt;
 use orgplane_platform::auth::Principal;
 use orgplane_platform::context::RequestContext;
 use orgplane_platform::error::{ApiError, ApiResult};
@@ -46,6 +49,43 @@ impl BillingAccessApi {
         self.core.authorize(&principal, organization_id, action)?;
         Ok(principal)
     }
+
+    /// UpdateBillingAccount after authentication: validate, authorize, write.
+    async fn update_account(
+        &self,
+        request: &Request<UpdateBillingAccountRequest>,
+        ctx: &RequestContext,
+    ) -> ApiResult<crate::entity::account::Model> {
+        let body = request.get_ref();
+        let Some(account) = body.billing_account.as_ref() else {
+            return Err(ApiError::invalid_argument("billing_account", "required"));
+        };
+        let org = account.organization_id.clone();
+        if org.is_empty() {
+            return Err(ApiError::invalid_argument(
+                "billing_account.organization_id",
+                "required",
+            ));
+        }
+        let principal = self.guard(request, &org, OrgAction::ManageBilling).await?;
+        let mask = body
+            .update_mask
+            .as_ref()
+            .map(|m| m.paths.clone())
+            .unwrap_or_default();
+        let changes = accounts::changes_from_mask(account, &mask)?;
+        accounts::update(
+            &self.core.db,
+            &self.core.audit,
+            &principal,
+            ctx,
+            &org,
+            changes,
+            &body.etag,
+            self.core.runtime.clock.now(),
+        )
+        .await
+    }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -71,34 +111,20 @@ impl BillingAccessService for BillingAccessApi {
         let ctx = RequestContext::of(&request);
         let principal = Principal::of(&request);
         principal.require_authenticated()?;
-        let body = request.get_ref();
-        let Some(account) = body.billing_account.as_ref() else {
-            return Err(ApiError::invalid_argument("billing_account", "required").into());
-        };
-        let org = account.organization_id.clone();
-        if org.is_empty() {
-            return Err(
-                ApiError::invalid_argument("billing_account.organization_id", "required").into(),
-            );
-        }
-        let principal = self.guard(&request, &org, OrgAction::ManageBilling).await?;
-        let mask = body
-            .update_mask
+        let org = request
+            .get_ref()
+            .billing_account
             .as_ref()
-            .map(|m| m.paths.clone())
+            .map(|a| a.organization_id.clone())
             .unwrap_or_default();
-        let changes = accounts::changes_from_mask(account, &mask)?;
-        let updated = accounts::update(
-            &self.core.db,
-            &self.core.audit,
-            &principal,
-            &ctx,
+        let result = self.update_account(&request, &ctx).await;
+        let attempt = Attempt::new(
+            org.clone(),
+            "billing_account.update",
+            "billing_account",
             &org,
-            changes,
-            &body.etag,
-            self.core.runtime.clock.now(),
-        )
-        .await?;
+        );
+        let updated = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(UpdateBillingAccountResponse {
             billing_account: Some(accounts::to_proto(&updated)),
         }))

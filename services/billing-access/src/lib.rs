@@ -9,6 +9,9 @@
 //!   transaction as the event.
 //! - Workspace names and archival come from the workspace service's events
 //!   ([`consumers::WorkspaceEvents`]).
+//! - Ended sessions come from identity's events, through the shared
+//!   [`RevocationEvents`](orgplane_platform::revocation::RevocationEvents); the auth layer
+//!   refuses their access tokens.
 //! - Usage is ingested by [`usage`] (idempotent by a unique key) into raw records and per-minute
 //!   rollups; [`reports`] aggregates the rollups in SQL and prices them with [`prices`].
 
@@ -27,7 +30,6 @@ use std::sync::{Arc, Mutex};
 
 use clap::Args;
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::consumer::ConsumerConfig;
 use orgplane_platform::events::{Consumer, ConsumerHandle};
 use orgplane_platform::limit_messages;
 use orgplane_platform::replica::RoleReplica;
@@ -68,6 +70,8 @@ pub struct Core {
     pub org_events: ConsumerHandle,
     /// The workspace consumer's progress.
     pub workspace_events: ConsumerHandle,
+    /// The identity consumer's progress (ended sessions, rule ID-4).
+    pub identity_events: ConsumerHandle,
     /// The configured prices.
     pub prices: PriceTable,
     /// The audit log.
@@ -94,7 +98,7 @@ impl std::fmt::Debug for BillingAccess {
 }
 
 impl BillingAccess {
-    /// Connects to `database_url`, runs the migrations, and prepares the service and its two
+    /// Connects to `database_url`, runs the migrations, and prepares the service and its three
     /// consumers (started by [`Self::start`]).
     pub async fn open(
         database_url: &str,
@@ -104,6 +108,8 @@ impl BillingAccess {
         let prices = PriceTable::load(config.price_table.as_deref())
             .map_err(|e| DbErr::Custom(format!("--billing-price-table: {e}")))?;
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        // Sessions that ended recently (from identity's events): refused from the first request on.
+        runtime.revocations.load(&db).await?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -111,47 +117,47 @@ impl BillingAccess {
         )
         .await?;
         let audit = AuditLogWriter::new(NAME);
-        let (org_consumer, org_events) = Consumer::new(
-            db.clone(),
-            ConsumerConfig::new(
+        let (org_consumer, org_events) = runtime
+            .consumer(
+                NAME,
+                &db,
                 Producer::Organization,
-                runtime.endpoints.organization.clone(),
-                runtime.service_tokens.clone(),
+                Arc::new(consumers::OrganizationEvents::new(
+                    replica.clone(),
+                    audit.clone(),
+                    runtime.clock.clone(),
+                )),
             )
-            .with_consumer(NAME),
-            Arc::new(consumers::OrganizationEvents::new(
-                replica.clone(),
-                audit.clone(),
-                runtime.clock.clone(),
-            )),
-        )
-        .await?;
-        let (ws_consumer, workspace_events) = Consumer::new(
-            db.clone(),
-            ConsumerConfig::new(
+            .await?;
+        let (ws_consumer, workspace_events) = runtime
+            .consumer(
+                NAME,
+                &db,
                 Producer::Workspace,
-                runtime.endpoints.workspace.clone(),
-                runtime.service_tokens.clone(),
+                Arc::new(consumers::WorkspaceEvents::new(
+                    runtime.endpoints.workspace.clone(),
+                    runtime.service_tokens.clone(),
+                )),
             )
-            .with_consumer(NAME),
-            Arc::new(consumers::WorkspaceEvents::new(
-                runtime.endpoints.workspace.clone(),
-                runtime.service_tokens.clone(),
-            )),
-        )
-        .await?;
+            .await?;
+        let (identity_consumer, identity_events) = runtime.revocation_consumer(NAME, &db).await?;
         let core = Core {
             db,
             runtime: runtime.clone(),
             replica,
             org_events,
             workspace_events,
+            identity_events,
             prices,
             audit,
         };
         Ok(Self {
             core: Arc::new(core),
-            consumers: Arc::new(Mutex::new(vec![org_consumer, ws_consumer])),
+            consumers: Arc::new(Mutex::new(vec![
+                org_consumer,
+                ws_consumer,
+                identity_consumer,
+            ])),
         })
     }
 
@@ -170,6 +176,11 @@ impl BillingAccess {
         &self.core.workspace_events
     }
 
+    /// The identity consumer's progress (ended sessions).
+    pub fn identity_events(&self) -> &ConsumerHandle {
+        &self.core.identity_events
+    }
+
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
     pub async fn register(&self, server: &mut GrpcServer) {
         let api = BillingAccessApi::new(self.core.clone());
@@ -177,8 +188,8 @@ impl BillingAccess {
         server.add_service(service).await;
     }
 
-    /// Starts the two consumers and, without waiting, a task that reports the service ready once
-    /// both have caught up with their producers once.
+    /// Starts the three consumers and, without waiting, a task that reports the service ready
+    /// once each has caught up with its producer once.
     pub async fn start(&self, health: &Health) {
         let consumers: Vec<Consumer> = {
             let mut guard = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
@@ -189,19 +200,24 @@ impl BillingAccess {
         }
         let org = self.core.org_events.clone();
         let ws = self.core.workspace_events.clone();
+        let identity = self.core.identity_events.clone();
         let health = health.clone();
         let shutdown = self.core.runtime.shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = shutdown.cancelled() => {}
-                _ = async { org.wait_caught_up().await; ws.wait_caught_up().await; } => {
+                _ = async {
+                    org.wait_caught_up().await;
+                    ws.wait_caught_up().await;
+                    identity.wait_caught_up().await;
+                } => {
                     health
                         .set_ready(
                             <BillingAccessServiceServer<BillingAccessApi> as NamedService>::NAME,
                             true,
                         )
                         .await;
-                    tracing::info!("billing-access ready: organization and workspace events caught up");
+                    tracing::info!("billing-access ready: organization, workspace and identity events caught up");
                 }
             }
         });

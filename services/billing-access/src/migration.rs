@@ -4,6 +4,7 @@
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::CreateConsumerCursors;
 use orgplane_platform::replica::CreateRoleReplica;
+use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateAuditLog),
             Box::new(CreateRoleReplica),
             Box::new(CreateBillingTables),
+            Box::new(CreateSessionRevocations),
         ]
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use orgplane_platform::audit::{AuditLogWriter, Entry};
 use orgplane_platform::auth::{
-    ApiKeyKind as PrincipalKeyKind, Claims, Principal, SERVICE_AUDIENCE, USER_AUDIENCE,
-    UserPrincipal,
+    ApiKeyKind as PrincipalKeyKind, Claims, Principal, SERVICE_AUDIENCE, ServiceTokenSource,
+    USER_AUDIENCE, UserPrincipal,
 };
 use orgplane_platform::clock::SharedClock;
 use orgplane_platform::context::RequestContext;
@@ -18,27 +18,34 @@ use orgplane_platform::events::{ConsumerHandle, Outbox};
 use orgplane_platform::mail::{Mail, Mailer};
 use orgplane_platform::pagination::{PageTokens, page_size};
 use orgplane_platform::replica::RoleReplica;
+use orgplane_platform::revocation::{self, SessionRevocations};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
 use orgplane_platform::runtime::ServiceAccount;
 use orgplane_platform::{ApiError, ApiResult};
+use orgplane_proto::audit::v1::{AuditEvent, AuditEventFilter};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::{
-    ApiKeyCreated, ApiKeyStatusChanged, UserDeleted, UserEmailVerified,
+    ApiKeyCreated, ApiKeyStatusChanged, SessionsRevoked, UserDeleted, UserEmailVerified,
 };
 use orgplane_proto::identity::v1::{
     AccountType, ApiKey, ApiKeyKind, ApiKeyStatus, SessionTokens, User,
 };
 use orgplane_proto::organization::v1::OrgRole;
+use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
+use orgplane_proto::workspace::v1::{
+    CheckAccessRequest, GetWorkspaceRequest, Permission, WorkspaceState, check_access_request,
+};
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect, Set};
+use tonic::transport::Channel;
 
 use crate::crypto::{self, PasswordHasherPool, sha256_hex};
 use crate::entity::{api_key, mail_token, mfa_factor, refresh_token, session, user};
 use crate::keys::KeyStore;
 use crate::throttle::Throttle;
 
-/// Access-token lifetime (rule ID-4).
-pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
+/// Access-token lifetime (rule ID-4), shared with the verifiers' revocation window.
+pub use orgplane_platform::auth::ACCESS_TOKEN_TTL_SECS;
 /// Service-token lifetime.
 pub const SERVICE_TOKEN_TTL_SECS: i64 = 5 * 60;
 /// Refresh-token lifetime (each rotation starts a new one).
@@ -59,10 +66,12 @@ const MAX_TOKEN_INPUT: usize = 512;
 /// Budgets of the throttles (rule ID-3).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Failed sign-ins per account per 15 minutes.
+    /// Failed sign-ins per account per `login_window`.
     pub login_failures_per_account: u32,
-    /// Failed sign-ins per peer address per 15 minutes.
+    /// Failed sign-ins per peer address per `login_window`.
     pub login_failures_per_peer: u32,
+    /// How long a failed sign-in counts against those budgets (15 minutes by default).
+    pub login_window: Duration,
     /// Sign-ups per peer address per hour.
     pub signups_per_peer: u32,
     /// Verification or reset mails per address per hour.
@@ -77,6 +86,8 @@ pub struct Core {
     pub(crate) keys: KeyStore,
     pub(crate) replica: RoleReplica,
     pub(crate) org_events: ConsumerHandle,
+    /// The ended sessions the auth layer of this process refuses (fed here, at commit).
+    pub(crate) revocations: Arc<SessionRevocations>,
     pub(crate) hasher: PasswordHasherPool,
     pub(crate) mailer: Mailer,
     pub(crate) mail_from: String,
@@ -94,6 +105,10 @@ pub struct Core {
     pub(crate) mail_address: Throttle,
     pub(crate) mail_peer: Throttle,
     pub(crate) client_failures: Throttle,
+    /// The workspace service, asked whether a workspace key's workspace is live (rule ID-7).
+    pub(crate) workspaces: Channel,
+    /// This service's token for those calls.
+    pub(crate) service_tokens: Arc<dyn ServiceTokenSource>,
 }
 
 impl std::fmt::Debug for Core {
@@ -105,11 +120,10 @@ impl std::fmt::Debug for Core {
 impl Core {
     /// Builds the throttles from `limits`.
     pub(crate) fn throttles(limits: &Limits) -> [Throttle; 6] {
-        let quarter = Duration::from_secs(15 * 60);
         let hour = Duration::from_secs(3600);
         [
-            Throttle::new(limits.login_failures_per_account, quarter),
-            Throttle::new(limits.login_failures_per_peer, quarter),
+            Throttle::new(limits.login_failures_per_account, limits.login_window),
+            Throttle::new(limits.login_failures_per_peer, limits.login_window),
             Throttle::new(limits.signups_per_peer, hour),
             Throttle::new(limits.mails_per_address, hour),
             Throttle::new(limits.mails_per_address.saturating_mul(10), hour),
@@ -361,14 +375,8 @@ impl Core {
         let (Some((email, email_key)), Some(name)) = (email, name) else {
             return Err(ApiError::invalid_argument("email", "required"));
         };
-        if !request_id.is_empty()
-            && let Some(existing) = user::Entity::find()
-                .filter(user::Column::SignupRequestId.eq(request_id))
-                .one(&self.db)
-                .await?
-            && existing.email_key == email_key
-        {
-            return Ok(existing);
+        if let Some(first) = self.signed_up_by(request_id, &email_key).await? {
+            return Ok(first);
         }
         self.signup_peer.hit(&caller.peer_key())?;
         if user::Entity::find()
@@ -377,7 +385,11 @@ impl Core {
             .await?
             .is_some()
         {
-            return Err(email_taken());
+            // A copy of this request may have created the account meanwhile (AIP-155).
+            return match self.signed_up_by(request_id, &email_key).await? {
+                Some(first) => Ok(first),
+                None => Err(email_taken()),
+            };
         }
         let hash = self.hasher.hash(password).await?;
         let now = self.now_ms();
@@ -398,11 +410,14 @@ impl Core {
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let inserted = user::ActiveModel::from(row.clone()).insert(&txn).await;
         if let Err(e) = inserted {
-            return Err(if orgplane_platform::db::is_unique_violation(&e) {
-                email_taken()
-            } else {
-                e.into()
-            });
+            if !orgplane_platform::db::is_unique_violation(&e) {
+                return Err(e.into());
+            }
+            drop(txn);
+            return match self.signed_up_by(request_id, &row.email_key).await? {
+                Some(first) => Ok(first),
+                None => Err(email_taken()),
+            };
         }
         let token = self.new_mail_token(&txn, &id, VERIFY, &email).await?;
         self.audit
@@ -421,6 +436,23 @@ impl Core {
                 |e| tracing::warn!(user_id = %id, error = %e, "verification mail not sent"),
             );
         Ok(row)
+    }
+
+    /// The account an earlier SignUp with `request_id` created for `email_key`, if any: a retried
+    /// or duplicated SignUp answers with it instead of EMAIL_ALREADY_REGISTERED.
+    async fn signed_up_by(
+        &self,
+        request_id: &str,
+        email_key: &str,
+    ) -> ApiResult<Option<user::Model>> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(user::Entity::find()
+            .filter(user::Column::SignupRequestId.eq(request_id))
+            .one(&self.db)
+            .await?
+            .filter(|u| u.email_key == email_key))
     }
 
     async fn new_mail_token<C: ConnectionTrait>(
@@ -671,28 +703,54 @@ impl Core {
                 Entry::new("", "user.reset_password", "user", &u.id),
             )
             .await?;
+        let count = count(&ended);
+        let published = self
+            .publish_revoked(&txn, &u.id, ended, &caller.ctx.request_id)
+            .await?;
         txn.commit().await?;
+        self.announce_revoked(published);
         self.login_account.clear(&u.email_key);
-        Ok(ended)
+        Ok(count)
     }
 
     // ----- sessions -------------------------------------------------------------------------
 
-    /// Ends the user's sessions (all, or only `only`); returns how many were still active.
-    async fn revoke_sessions<C: ConnectionTrait>(
+    /// The ids of the user's sessions not yet ended (all, or only `only`).
+    async fn active_sessions<C: ConnectionTrait>(
         &self,
         txn: &C,
         user_id: &str,
         only: Option<&str>,
-    ) -> ApiResult<i32> {
-        let mut q = session::Entity::update_many()
-            .col_expr(session::Column::RevokedTimeMs, Expr::value(self.now_ms()))
+    ) -> ApiResult<Vec<String>> {
+        let mut q = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::RevokedTimeMs.is_null());
         if let Some(id) = only {
             q = q.filter(session::Column::Id.eq(id));
         }
-        let done = q.exec(txn).await?;
+        Ok(q.into_tuple().all(txn).await?)
+    }
+
+    /// Ends the user's sessions (all, or only `only`); returns the ids of those that were still
+    /// active, for [`Self::publish_revoked`].
+    async fn revoke_sessions<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: &str,
+        only: Option<&str>,
+    ) -> ApiResult<Vec<String>> {
+        let ended = self.active_sessions(txn, user_id, only).await?;
+        // By id: a session started concurrently is not ended by a revocation it did not see.
+        for chunk in ended.chunks(500) {
+            session::Entity::update_many()
+                .col_expr(session::Column::RevokedTimeMs, Expr::value(self.now_ms()))
+                .filter(session::Column::Id.is_in(chunk.iter().cloned()))
+                .filter(session::Column::RevokedTimeMs.is_null())
+                .exec(txn)
+                .await?;
+        }
         let mut del =
             refresh_token::Entity::delete_many().filter(refresh_token::Column::UserId.eq(user_id));
         if let Some(id) = only {
@@ -705,7 +763,38 @@ impl Core {
         del.filter(refresh_token::Column::Rotated.eq(false))
             .exec(txn)
             .await?;
-        Ok(i32::try_from(done.rows_affected).unwrap_or(i32::MAX))
+        Ok(ended)
+    }
+
+    /// Records the end of `session_ids` for every verifier (rule ID-4): revocation rows and
+    /// `SessionsRevoked`, in `txn`, the transaction that ended them. Call it after the
+    /// transaction's other writes; pass the result to [`Self::announce_revoked`] after the commit.
+    async fn publish_revoked<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: &str,
+        session_ids: Vec<String>,
+        request_id: &str,
+    ) -> ApiResult<Option<(i64, SessionsRevoked)>> {
+        if session_ids.is_empty() {
+            return Ok(None);
+        }
+        let event = revocation::sessions_revoked(user_id, session_ids);
+        revocation::record(txn, &event).await?;
+        let revision = self
+            .outbox
+            .append(txn, Payload::SessionsRevoked(event.clone()), request_id)
+            .await?;
+        Ok(Some((revision, event)))
+    }
+
+    /// After the commit of [`Self::publish_revoked`]'s transaction: this process refuses the
+    /// sessions' tokens at once, and watchers wake.
+    fn announce_revoked(&self, published: Option<(i64, SessionsRevoked)>) {
+        if let Some((revision, event)) = published {
+            self.revocations.remember(&event);
+            self.outbox.committed(revision);
+        }
     }
 
     async fn issue_refresh<C: ConnectionTrait>(
@@ -762,14 +851,23 @@ impl Core {
         })
     }
 
+    /// Takes one attempt from the peer's and the account's sign-in budgets before the password
+    /// is checked (rule ID-3): attempts in flight count, so that a burst of concurrent guesses
+    /// cannot all pass the check before the first failure is recorded. A successful sign-in
+    /// gives them back ([`Self::login_succeeded`]).
     fn check_login_budget(&self, caller: &Caller, account: &str) -> ApiResult<()> {
-        self.login_peer.check(&caller.peer_key())?;
-        self.login_account.check(account)
+        let peer = caller.peer_key();
+        self.login_peer.hit(&peer)?;
+        if let Err(e) = self.login_account.hit(account) {
+            self.login_peer.release(&peer);
+            return Err(e);
+        }
+        Ok(())
     }
 
-    fn count_login_failure(&self, caller: &Caller, account: &str) {
-        self.login_peer.record(&caller.peer_key());
-        self.login_account.record(account);
+    fn login_succeeded(&self, caller: &Caller, account: &str) {
+        self.login_peer.release(&caller.peer_key());
+        self.login_account.clear(account);
     }
 
     /// Login.
@@ -804,10 +902,9 @@ impl Core {
             self.hasher.verify(password, hash).await?
         };
         let Some(u) = found.filter(|_| ok) else {
-            self.count_login_failure(caller, &key);
             return Err(invalid_credentials());
         };
-        self.login_account.clear(&key);
+        self.login_succeeded(caller, &key);
         let now = self.clock.now();
         let s = session::Model {
             id: new_id("sess"),
@@ -880,7 +977,8 @@ impl Core {
     async fn refresh_reused(&self, caller: &Caller, row: &refresh_token::Model) -> ApiError {
         let revoke = async {
             let txn = orgplane_platform::db::begin_write(&self.db).await?;
-            self.revoke_sessions(&txn, &row.user_id, Some(&row.session_id))
+            let ended = self
+                .revoke_sessions(&txn, &row.user_id, Some(&row.session_id))
                 .await?;
             self.audit
                 .record(
@@ -890,7 +988,11 @@ impl Core {
                     Entry::new("", "session.revoke_on_reuse", "session", &row.session_id),
                 )
                 .await?;
+            let published = self
+                .publish_revoked(&txn, &row.user_id, ended, &caller.ctx.request_id)
+                .await?;
             txn.commit().await?;
+            self.announce_revoked(published);
             Ok::<(), ApiError>(())
         };
         if let Err(e) = revoke.await {
@@ -937,8 +1039,13 @@ impl Core {
                 ),
             )
             .await?;
+        let count = count(&ended);
+        let published = self
+            .publish_revoked(&txn, &user_id, ended, &caller.ctx.request_id)
+            .await?;
         txn.commit().await?;
-        Ok(ended)
+        self.announce_revoked(published);
+        Ok(count)
     }
 
     /// Reauthenticate (rule ID-6).
@@ -960,7 +1067,6 @@ impl Core {
         let ok = password.len() <= crypto::MAX_PASSWORD_BYTES
             && self.hasher.verify(password, hash).await?;
         if !ok || u.is_none() {
-            self.count_login_failure(caller, &account);
             return Err(invalid_credentials());
         }
         let now = self.now_ms();
@@ -996,7 +1102,7 @@ impl Core {
             )
             .await?;
         txn.commit().await?;
-        self.login_account.clear(&account);
+        self.login_succeeded(caller, &account);
         Ok(tokens)
     }
 
@@ -1349,6 +1455,7 @@ impl Core {
             .await?
             .ok_or_else(|| ApiError::not_found("user", &id))?;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
+        let ended = self.active_sessions(&txn, &id, None).await?;
         refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::UserId.eq(&id))
             .exec(&txn)
@@ -1375,6 +1482,9 @@ impl Core {
                     .with_change(Some(user_audit(&before)), None),
             )
             .await?;
+        let published = self
+            .publish_revoked(&txn, &id, ended, &caller.ctx.request_id)
+            .await?;
         let revision = self
             .outbox
             .append(
@@ -1386,6 +1496,7 @@ impl Core {
             )
             .await?;
         txn.commit().await?;
+        self.announce_revoked(published);
         self.outbox.committed(revision);
         Ok(revision)
     }
@@ -1455,8 +1566,7 @@ impl Core {
             ));
         }
         if !Self::standing_allows(&standing, OrgAction::ManageOrganization) {
-            return Err(ApiError::permission_denied(
-                "ROLE_REQUIRED",
+            return Err(orgplane_platform::roles::insufficient_role(
                 "only an OWNER or ADMIN may reset a member's credentials",
             ));
         }
@@ -1474,8 +1584,20 @@ impl Core {
         Ok(())
     }
 
-    /// AdminResetPassword (rule ID-8): returns the number of sessions ended.
+    /// AdminResetPassword (rule ID-8): returns the number of sessions ended; a refusal is
+    /// audited.
     pub async fn admin_reset_password(
+        &self,
+        caller: &Caller,
+        org: &str,
+        target: &str,
+    ) -> ApiResult<i32> {
+        let result = self.try_admin_reset_password(caller, org, target).await;
+        let entry = Entry::new(org, "user.admin_reset_password", "user", target);
+        self.audited(caller, result, entry).await
+    }
+
+    async fn try_admin_reset_password(
         &self,
         caller: &Caller,
         org: &str,
@@ -1502,14 +1624,30 @@ impl Core {
                 Entry::new(org, "user.admin_reset_password", "user", &u.id),
             )
             .await?;
+        let count = count(&ended);
+        let published = self
+            .publish_revoked(&txn, &u.id, ended, &caller.ctx.request_id)
+            .await?;
         txn.commit().await?;
+        self.announce_revoked(published);
         self.send_link(&u.email, "Choose a new password", "reset-password", &token)
             .await?;
-        Ok(ended)
+        Ok(count)
     }
 
-    /// AdminResetMfa (rule ID-8): returns the number of factors removed.
+    /// AdminResetMfa (rule ID-8): returns the number of factors removed; a refusal is audited.
     pub async fn admin_reset_mfa(
+        &self,
+        caller: &Caller,
+        org: &str,
+        target: &str,
+    ) -> ApiResult<i32> {
+        let result = self.try_admin_reset_mfa(caller, org, target).await;
+        let entry = Entry::new(org, "user.admin_reset_mfa", "user", target);
+        self.audited(caller, result, entry).await
+    }
+
+    async fn try_admin_reset_mfa(
         &self,
         caller: &Caller,
         org: &str,
@@ -1535,8 +1673,20 @@ impl Core {
 
     // ----- API keys ---------------------------------------------------------------------------
 
-    /// CreateApiKey (rules ID-6, ID-7): the key and its secret.
+    /// CreateApiKey (rules ID-6, ID-7): the key and its secret; a refusal is audited.
     pub async fn create_api_key(
+        &self,
+        caller: &Caller,
+        org: &str,
+        spec: &ApiKey,
+        request_id: &str,
+    ) -> ApiResult<(api_key::Model, String)> {
+        let result = self.try_create_api_key(caller, org, spec, request_id).await;
+        let entry = Entry::new(org, "api_key.create", "api_key", "");
+        self.audited(caller, result, entry).await
+    }
+
+    async fn try_create_api_key(
         &self,
         caller: &Caller,
         org: &str,
@@ -1588,8 +1738,7 @@ impl Core {
         let admin = kind == ApiKeyKind::Admin;
         if admin {
             if !allows(role, OrgAction::CreateAdminApiKeys) {
-                return Err(ApiError::permission_denied(
-                    "ROLE_REQUIRED",
+                return Err(orgplane_platform::roles::insufficient_role(
                     "only an OWNER or ADMIN may create admin API keys",
                 ));
             }
@@ -1601,8 +1750,7 @@ impl Core {
                 ));
             }
         } else if !allows(role, OrgAction::ManageApiKeys) {
-            return Err(ApiError::permission_denied(
-                "ROLE_REQUIRED",
+            return Err(orgplane_platform::roles::insufficient_role(
                 "only an OWNER, ADMIN or DEVELOPER may create workspace API keys",
             ));
         }
@@ -1614,6 +1762,16 @@ impl Core {
                 .await?
         {
             return Err(secret_already_returned(&existing.id));
+        }
+        if !admin && !spec.workspace_id.is_empty() {
+            self.require_live_workspace(org, &spec.workspace_id, &caller.ctx)
+                .await?;
+            // OWNER/ADMIN may develop everywhere; a DEVELOPER only where added (WS-5): a key
+            // must not open a workspace its creator cannot enter.
+            if !allows(role, OrgAction::ManageWorkspaces) {
+                self.require_developer_in(org, &spec.workspace_id, &user.user_id, &caller.ctx)
+                    .await?;
+            }
         }
         let minted = crypto::mint_api_key(admin);
         let now = self.now_ms();
@@ -1676,6 +1834,116 @@ impl Core {
         Ok((row, minted.secret))
     }
 
+    /// Rule ID-7: `workspace_id` must be an ACTIVE workspace of `org`, as the workspace service
+    /// says (GetWorkspace with this service's token). Unknown and other organizations'
+    /// workspaces answer the same NOT_FOUND; no answer is UNAVAILABLE, never a silent pass.
+    async fn require_live_workspace(
+        &self,
+        org: &str,
+        workspace_id: &str,
+        ctx: &RequestContext,
+    ) -> ApiResult<()> {
+        let unavailable = |detail: &str| {
+            tracing::warn!(workspace_id, detail, "GetWorkspace failed");
+            ApiError::unavailable(
+                "WORKSPACE_SERVICE_UNAVAILABLE",
+                "cannot check the workspace now; retry",
+            )
+        };
+        let request = self
+            .workspace_request(
+                GetWorkspaceRequest {
+                    workspace_id: workspace_id.to_owned(),
+                },
+                ctx,
+            )
+            .await?;
+        let workspace = match WorkspaceServiceClient::new(self.workspaces.clone())
+            .get_workspace(request)
+            .await
+        {
+            Ok(response) => response.into_inner().workspace,
+            Err(s) if s.code() == tonic::Code::NotFound => None,
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                return Err(ApiError::invalid_argument(
+                    "api_key.workspace_id",
+                    s.message().to_owned(),
+                ));
+            }
+            Err(s) => return Err(unavailable(s.message())),
+        };
+        match workspace {
+            Some(w) if w.organization_id == org => {
+                if w.state == WorkspaceState::Archived as i32 {
+                    Err(ApiError::failed_precondition(
+                        "WORKSPACE_ARCHIVED",
+                        workspace_id,
+                        "the workspace is archived; API keys need an active workspace",
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Err(ApiError::not_found("workspace", workspace_id)),
+        }
+    }
+
+    /// `message` for the workspace service: this service's token, the caller's request id and
+    /// trace, and a 5 s deadline (CreateApiKey waits on it).
+    async fn workspace_request<T>(
+        &self,
+        message: T,
+        ctx: &RequestContext,
+    ) -> ApiResult<tonic::Request<T>> {
+        let token = self.service_tokens.token().await?;
+        let mut request = orgplane_platform::auth::outgoing(message, Some(&token), Some(ctx));
+        request.set_timeout(Duration::from_secs(5));
+        Ok(request)
+    }
+
+    /// Rule ID-7 with WS-5: `user_id` may develop in `workspace_id`, as the workspace service's
+    /// CheckAccess says (with this service's token); otherwise PERMISSION_DENIED
+    /// `INSUFFICIENT_ROLE`.
+    async fn require_developer_in(
+        &self,
+        org: &str,
+        workspace_id: &str,
+        user_id: &str,
+        ctx: &RequestContext,
+    ) -> ApiResult<()> {
+        let request = self
+            .workspace_request(
+                CheckAccessRequest {
+                    organization_id: org.to_owned(),
+                    workspace_id: workspace_id.to_owned(),
+                    subject: Some(check_access_request::Subject::UserId(user_id.to_owned())),
+                    permission: Permission::Develop as i32,
+                    ..Default::default()
+                },
+                ctx,
+            )
+            .await?;
+        let allowed = WorkspaceServiceClient::new(self.workspaces.clone())
+            .check_access(request)
+            .await
+            .map_err(|s| {
+                tracing::warn!(workspace_id, detail = s.message(), "CheckAccess failed");
+                ApiError::unavailable(
+                    "WORKSPACE_SERVICE_UNAVAILABLE",
+                    "cannot check the workspace now; retry",
+                )
+            })?
+            .into_inner()
+            .allowed;
+        if allowed {
+            Ok(())
+        } else {
+            Err(orgplane_platform::roles::insufficient_role(
+                "a DEVELOPER may create keys only for workspaces they may develop in",
+            ))
+        }
+    }
+
     async fn visible_key(
         &self,
         principal: &Principal,
@@ -1699,8 +1967,7 @@ impl Core {
                 }
             })?;
         if !Self::standing_allows(&standing, OrgAction::ManageApiKeys) {
-            return Err(ApiError::permission_denied(
-                "ROLE_REQUIRED",
+            return Err(orgplane_platform::roles::insufficient_role(
                 "only an OWNER, ADMIN or DEVELOPER may manage API keys",
             ));
         }
@@ -1730,8 +1997,7 @@ impl Core {
         let size = page_size(requested_size)?;
         let standing = self.standing(principal, org)?;
         if !Self::standing_allows(&standing, OrgAction::ManageApiKeys) {
-            return Err(ApiError::permission_denied(
-                "ROLE_REQUIRED",
+            return Err(orgplane_platform::roles::insufficient_role(
                 "only an OWNER, ADMIN or DEVELOPER may list API keys",
             ));
         }
@@ -1778,8 +2044,37 @@ impl Core {
             .page(&scope, rows, size, |k| (k.create_time_ms, k.id.clone())))
     }
 
-    /// UpdateApiKey: renames or (de)activates a key; publishes `ApiKeyStatusChanged`.
+    /// UpdateApiKey: renames or (de)activates a key; publishes `ApiKeyStatusChanged`; a refusal
+    /// is audited in the key's organization.
     pub async fn update_api_key(
+        &self,
+        caller: &Caller,
+        patch: &ApiKey,
+        paths: &[String],
+        etag: &str,
+    ) -> ApiResult<api_key::Model> {
+        let result = self.try_update_api_key(caller, patch, paths, etag).await;
+        self.audit
+            .outcome(&self.db, &caller.principal, &caller.ctx, result, || async {
+                let key = api_key::Entity::find_by_id(patch.id.clone())
+                    .one(&self.db)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::warn!(error = %e, "could not read the key of a refused update");
+                    })
+                    .ok()
+                    .flatten()?;
+                Some(Entry::new(
+                    &key.organization_id,
+                    "api_key.update",
+                    "api_key",
+                    &key.id,
+                ))
+            })
+            .await
+    }
+
+    async fn try_update_api_key(
         &self,
         caller: &Caller,
         patch: &ApiKey,
@@ -1799,8 +2094,7 @@ impl Core {
         if before.kind == ApiKeyKind::Admin as i32
             && !Self::standing_allows(&standing, OrgAction::CreateAdminApiKeys)
         {
-            return Err(ApiError::permission_denied(
-                "ROLE_REQUIRED",
+            return Err(orgplane_platform::roles::insufficient_role(
                 "only an OWNER or ADMIN may change admin API keys",
             ));
         }
@@ -1849,6 +2143,7 @@ impl Core {
             .exec(&txn)
             .await?;
         if done.rows_affected != 1 {
+            txn.rollback().await?;
             return Err(ApiError::aborted(
                 "ETAG_MISMATCH",
                 "the key changed; read it again",
@@ -1887,6 +2182,67 @@ impl Core {
             txn.commit().await?;
         }
         Ok(after)
+    }
+
+    // ----- the organization's audit log (rule ORG-10) -----------------------------------------
+
+    /// ListAuditEvents: a page of `org`'s records, newest first, and the next page token. Records
+    /// of a user's own account carry no organization and are never listed.
+    pub async fn list_audit_events(
+        &self,
+        principal: &Principal,
+        org: &str,
+        filter: &AuditEventFilter,
+        requested_size: i32,
+        page_token: &str,
+    ) -> ApiResult<(Vec<AuditEvent>, String)> {
+        if org.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        if let (Some(s), Some(e)) = (&filter.start_time, &filter.end_time)
+            && (e.seconds, e.nanos) <= (s.seconds, s.nanos)
+        {
+            return Err(ApiError::invalid_argument(
+                "filter.end_time",
+                "must be after filter.start_time",
+            ));
+        }
+        let standing = self.standing(principal, org)?;
+        if matches!(standing, OrgStanding::Service)
+            || !Self::standing_allows(&standing, OrgAction::ReadAuditLog)
+        {
+            return Err(orgplane_platform::roles::insufficient_role(
+                "only an OWNER or ADMIN may read the audit log",
+            ));
+        }
+        self.audit
+            .list(
+                &self.db,
+                &self.page_tokens,
+                org,
+                filter,
+                requested_size,
+                page_token,
+            )
+            .await
+    }
+
+    /// Passes an organization-scoped mutation's `result` through, recording it first as
+    /// OUTCOME_FAILURE in `entry`'s organization when it is a refusal the audit log keeps
+    /// ([`orgplane_platform::audit::audits_failure`]) and the replica knows that organization.
+    async fn audited<T>(
+        &self,
+        caller: &Caller,
+        result: ApiResult<T>,
+        entry: Entry,
+    ) -> ApiResult<T> {
+        self.audit
+            .outcome(&self.db, &caller.principal, &caller.ctx, result, || async {
+                self.replica
+                    .with_organization(&entry.organization_id, |_| ())
+                    .map(|()| entry)
+            })
+            .await
     }
 
     /// AuthenticateApiKey: the active key behind `secret`.
@@ -1945,6 +2301,11 @@ fn constant_eq_own(own: &ServiceAccount, client_id: &str, secret: &str) -> bool 
     let id_ok = crypto::constant_time_eq(&own.client_id, client_id);
     let secret_ok = crypto::constant_time_eq(&own.client_secret, secret);
     id_ok & secret_ok & !own.client_secret.is_empty()
+}
+
+/// The `ended_session_count` of a response.
+fn count(ended: &[String]) -> i32 {
+    i32::try_from(ended.len()).unwrap_or(i32::MAX)
 }
 
 fn email_taken() -> ApiError {

@@ -3,6 +3,7 @@
 //! constant-time comparison.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -43,10 +44,15 @@ pub fn check_password_policy(field: &str, password: &str) -> ApiResult<()> {
 }
 
 /// Hashes and verifies passwords with argon2id on the blocking pool, at most `permits` at once.
+/// A permit is held by the computation itself, not by the request awaiting it: a request
+/// cancelled mid-hash (a client deadline) does not free its permit before the hash finishes.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
     permits: Arc<Semaphore>,
+    bound: usize,
+    /// argon2id computations running now, and the most ever seen at once.
+    computing: Arc<(AtomicUsize, AtomicUsize)>,
     /// A hash of a random password, verified against for unknown accounts so that their timing
     /// matches that of known ones.
     dummy: Arc<String>,
@@ -84,32 +90,61 @@ impl PasswordHasherPool {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
+            bound: parallel.max(1),
+            computing: Arc::default(),
             dummy: Arc::new(dummy),
         })
     }
 
-    /// The argon2id PHC string of `password`.
-    pub async fn hash(&self, password: &str) -> ApiResult<String> {
-        let _permit = self
+    /// The most argon2id computations run at once.
+    pub fn bound(&self) -> usize {
+        self.bound
+    }
+
+    /// How many argon2id computations run now.
+    pub fn computing(&self) -> usize {
+        self.computing.0.load(Ordering::SeqCst)
+    }
+
+    /// The most argon2id computations that ever ran at once (never above [`Self::bound`]).
+    pub fn peak_computing(&self) -> usize {
+        self.computing.1.load(Ordering::SeqCst)
+    }
+
+    /// Runs `work` on the blocking pool under a permit that lives as long as the work.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
+        let computing = self.computing.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = computing.0.fetch_add(1, Ordering::SeqCst) + 1;
+            computing.1.fetch_max(now, Ordering::SeqCst);
+            let out = work();
+            computing.0.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            out
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
+
+    /// The argon2id PHC string of `password`.
+    pub async fn hash(&self, password: &str) -> ApiResult<String> {
         let params = self.params.clone();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_blocking(&params, &password))
-            .await
-            .map_err(ApiError::internal)?
+        self.run(move || hash_blocking(&params, &password)).await?
     }
 
     /// Whether `password` matches `hash`. An empty `hash` (no usable password) never matches,
     /// but costs the same time as a real check.
     pub async fn verify(&self, password: &str, hash: &str) -> ApiResult<bool> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
         let usable = !hash.is_empty();
         let hash = if usable {
             hash.to_owned()
@@ -118,16 +153,16 @@ impl PasswordHasherPool {
         };
         let password = password.to_owned();
         let params = self.params.clone();
-        let matched = tokio::task::spawn_blocking(move || {
-            let Ok(parsed) = PasswordHash::new(&hash) else {
-                return false;
-            };
-            argon2(&params)
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .await
-        .map_err(ApiError::internal)?;
+        let matched = self
+            .run(move || {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return false;
+                };
+                argon2(&params)
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .await?;
         Ok(usable && matched)
     }
 }
@@ -304,6 +339,36 @@ impl Sealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn id_3_cancelled_verifications_keep_their_permit_so_hashing_stays_bounded() {
+        let pool = PasswordHasherPool::new(OWASP_MEMORY_KIB, OWASP_ITERATIONS, 2).unwrap();
+        let hash = pool.hash("correct horse battery staple").await.unwrap();
+        let calls: Vec<_> = (0..12)
+            .map(|i| {
+                let (pool, hash) = (pool.clone(), hash.clone());
+                tokio::spawn(async move {
+                    // Every other caller gives up almost at once, mid-hash or while queued.
+                    let limit = Duration::from_millis(if i % 2 == 0 { 2 } else { 60_000 });
+                    tokio::time::timeout(limit, pool.verify("wrong password!", &hash)).await
+                })
+            })
+            .collect();
+        for c in calls {
+            let _ = c.await.unwrap();
+        }
+        while pool.computing() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(pool.bound(), 2);
+        assert!(pool.peak_computing() >= 1);
+        assert!(
+            pool.peak_computing() <= 2,
+            "{} argon2id computations at once",
+            pool.peak_computing()
+        );
+    }
 
     #[test]
     fn api_keys_round_trip_and_checksums_catch_typos() {

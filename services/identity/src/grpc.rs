@@ -391,4 +391,26 @@ impl IdentityService for IdentityApi {
             }),
         }))
     }
+
+    async fn list_audit_events(
+        &self,
+        req: Request<ListAuditEventsRequest>,
+    ) -> R<ListAuditEventsResponse> {
+        let caller = self.caller(&req).await?;
+        let r = req.get_ref();
+        let (audit_events, next_page_token) = self
+            .core
+            .list_audit_events(
+                &caller.principal,
+                &r.organization_id,
+                &r.filter.clone().unwrap_or_default(),
+                r.page_size,
+                &r.page_token,
+            )
+            .await?;
+        Ok(Response::new(ListAuditEventsResponse {
+            audit_events,
+            next_page_token,
+        }))
+    }
 }

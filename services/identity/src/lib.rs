@@ -24,7 +24,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::consumer::ConsumerConfig;
 use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
 use orgplane_platform::mail::Mailer;
@@ -141,6 +140,16 @@ pub struct Config {
     )]
     pub login_failures_per_peer: u32,
 
+    /// How long a failed sign-in counts against the account's and the peer address's budgets,
+    /// in seconds (rule ID-3): also the longest an account or address stays throttled.
+    #[arg(
+        id = "identity_login_throttle_window_secs",
+        long = "login-throttle-window-secs",
+        env = "ORGPLANE_LOGIN_THROTTLE_WINDOW_SECS",
+        default_value_t = 900
+    )]
+    pub login_throttle_window_secs: u64,
+
     /// Sign-ups allowed per peer address per hour.
     #[arg(
         id = "identity_signups_per_peer",
@@ -181,6 +190,7 @@ impl Default for Config {
             step_up_max_age_secs: 300,
             login_failures_per_account: 5,
             login_failures_per_peer: 50,
+            login_throttle_window_secs: 900,
             signups_per_peer: 30,
             mails_per_address: 5,
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
@@ -299,7 +309,7 @@ pub struct Identity {
     runtime: Runtime,
     outbox: Outbox,
     core: Arc<core::Core>,
-    consumer: Arc<Mutex<Option<Consumer>>>,
+    consumers: Arc<Mutex<Vec<Consumer>>>,
     handle: ConsumerHandle,
 }
 
@@ -343,6 +353,8 @@ impl Identity {
             runtime.service_tokens.clone(),
         )
         .await?;
+        // Sessions that ended recently: their tokens are refused from the first request on.
+        runtime.revocations.load(&db).await?;
         let audit = AuditLogWriter::new(NAME);
         let handler = org_events::OrgEvents {
             replica: replica.clone(),
@@ -350,20 +362,17 @@ impl Identity {
             audit: audit.clone(),
             clock: runtime.clock.clone(),
         };
-        let (consumer, handle) = Consumer::new(
-            db.clone(),
-            ConsumerConfig::new(
-                Producer::Organization,
-                runtime.endpoints.organization.clone(),
-                runtime.service_tokens.clone(),
-            )
-            .with_consumer(NAME),
-            Arc::new(handler),
-        )
-        .await?;
+        let (consumer, handle) = runtime
+            .consumer(NAME, &db, Producer::Organization, Arc::new(handler))
+            .await?;
+        // Identity watches its own stream for ended sessions: replicas sharing this database
+        // learn each other's revocations (the rows are already written by the producing
+        // transaction; applying them again is harmless).
+        let (own_consumer, _) = runtime.revocation_consumer(NAME, &db).await?;
         let limits = core::Limits {
             login_failures_per_account: config.login_failures_per_account,
             login_failures_per_peer: config.login_failures_per_peer,
+            login_window: std::time::Duration::from_secs(config.login_throttle_window_secs.max(1)),
             signups_per_peer: config.signups_per_peer,
             mails_per_address: config.mails_per_address,
         };
@@ -382,6 +391,7 @@ impl Identity {
             keys,
             replica,
             org_events: handle.clone(),
+            revocations: runtime.revocations.clone(),
             hasher,
             mailer,
             mail_from: config.mail_from.clone(),
@@ -400,13 +410,15 @@ impl Identity {
             mail_address,
             mail_peer,
             client_failures,
+            workspaces: runtime.endpoints.workspace.clone(),
+            service_tokens: runtime.service_tokens.clone(),
         };
         Ok(Self {
             db,
             runtime: runtime.clone(),
             outbox,
             core: Arc::new(core),
-            consumer: Arc::new(Mutex::new(Some(consumer))),
+            consumers: Arc::new(Mutex::new(vec![consumer, own_consumer])),
             handle,
         })
     }
@@ -419,6 +431,11 @@ impl Identity {
     /// The outbox this service publishes its events through.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// The password hasher (its concurrency figures, for tests and the chaos suite).
+    pub fn password_hasher(&self) -> &crypto::PasswordHasherPool {
+        &self.core.hasher
     }
 
     /// The signing keys, also a [`orgplane_platform::auth::KeySource`] for in-process verifiers.
@@ -439,7 +456,8 @@ impl Identity {
     }
 
     /// Starts the service's background work once the server is listening: the organization
-    /// events consumer, key rotation, outbox compaction. Reports SERVING at once (see below);
+    /// events consumer, the consumer of its own ended sessions (what other replicas revoked),
+    /// key rotation, outbox compaction. Reports SERVING at once (see below);
     /// role-dependent RPCs wait for the consumer to catch up. Does not block.
     pub async fn start(&self, health: &Health) {
         self.outbox.spawn_compaction(
@@ -451,12 +469,9 @@ impl Identity {
             std::time::Duration::from_secs(60),
             self.runtime.shutdown.clone(),
         );
-        let consumer = self
-            .consumer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(consumer) = consumer {
+        let consumers =
+            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        for consumer in consumers {
             tokio::spawn(consumer.run(self.runtime.shutdown.clone()));
         }
         // Ready at once: identity is the root of trust (every service, the organization service

@@ -4,6 +4,7 @@
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
 use orgplane_platform::replica::CreateRoleReplica;
+use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateAuditLog),
             Box::new(CreateRoleReplica),
             Box::new(CreateIdentityTables),
+            Box::new(CreateSessionRevocations),
         ]
     }
 }

@@ -78,6 +78,18 @@ impl Throttle {
         Ok(())
     }
 
+    /// Gives back one event of `key` (an attempt counted by [`Self::hit`] that turned out not
+    /// to count, such as a successful sign-in).
+    pub fn release(&self, key: &str) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(q) = events.get_mut(key) {
+            q.pop_back();
+            if q.is_empty() {
+                events.remove(key);
+            }
+        }
+    }
+
     /// Forgets `key` (after a successful sign-in).
     pub fn clear(&self, key: &str) {
         self.events
@@ -101,5 +113,9 @@ mod tests {
         t.hit("b").unwrap();
         t.clear("a");
         t.hit("a").unwrap();
+        t.hit("a").unwrap();
+        t.release("a");
+        t.hit("a").unwrap();
+        assert!(t.hit("a").is_err(), "a released event is given back once");
     }
 }

@@ -23,6 +23,7 @@ use orgplane_platform::error::reason_of;
 use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::pagination::PageTokens;
+use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestDb, channel};
@@ -32,6 +33,11 @@ use orgplane_proto::events::v1::*;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::*;
 use orgplane_proto::organization::v1::OrgRole;
+use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
+use orgplane_proto::workspace::v1::{
+    AddWorkspaceMemberRequest, ArchiveWorkspaceRequest, CreateWorkspaceRequest, Workspace,
+    WorkspaceRole,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use sha2::Digest;
@@ -90,6 +96,19 @@ struct Rig {
     org: Outbox,
     server: RunningServer,
     clock: Arc<OffsetClock>,
+    /// The real workspace service on the same server, when the test asked for one.
+    workspaces: Option<(orgplane_workspace::Workspace, TestDb)>,
+}
+
+/// What answers identity's workspace checks (rule ID-7) in a rig.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Workspaces {
+    /// Nothing: identity's own address, which serves no WorkspaceService.
+    Absent,
+    /// The real workspace service, on the rig's server, fed by the same organization events.
+    Served,
+    /// An address where nothing listens.
+    Unreachable,
 }
 
 fn test_config(dir: &std::path::Path) -> Config {
@@ -117,7 +136,19 @@ impl Rig {
         Self::start(TestDb::sqlite(), tweak).await
     }
 
+    async fn with_workspaces(workspaces: Workspaces) -> Rig {
+        Self::start_with(TestDb::sqlite(), |_| {}, workspaces).await
+    }
+
     async fn start(db: TestDb, tweak: impl FnOnce(&mut Config)) -> Rig {
+        Self::start_with(db, tweak, Workspaces::Absent).await
+    }
+
+    async fn start_with(
+        db: TestDb,
+        tweak: impl FnOnce(&mut Config),
+        workspaces: Workspaces,
+    ) -> Rig {
         log_buffer();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
@@ -149,12 +180,29 @@ impl Rig {
             endpoints: Endpoints {
                 identity: channel(&url),
                 organization: channel(&url),
-                workspace: channel(&url),
+                workspace: match workspaces {
+                    Workspaces::Unreachable => {
+                        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                        channel(&format!("http://{}", l.local_addr().unwrap()))
+                    }
+                    _ => channel(&url),
+                },
             },
             shutdown: server.shutdown_token(),
+            revocations: SessionRevocations::new(),
         };
         let identity = Identity::open(&db.url, &config, &runtime).await.unwrap();
         identity.register(&mut server).await;
+        let workspaces = if workspaces == Workspaces::Served {
+            let ws_db = TestDb::sqlite();
+            let ws = orgplane_workspace::Workspace::open(&ws_db.url, &Default::default(), &runtime)
+                .await
+                .unwrap();
+            ws.register(&mut server).await;
+            Some((ws, ws_db))
+        } else {
+            None
+        };
         let events = EventServer::new(
             [identity.outbox().clone(), org.clone()],
             server.shutdown_token(),
@@ -169,10 +217,14 @@ impl Rig {
             Arc::new(RemoteApiKeys::new(channel(&url), tokens)),
             Duration::from_millis(1),
         );
-        let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)));
+        let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)))
+            .with_revocations(runtime.revocations.clone());
         let health = server.health();
         let server = RunningServer::start(server, auth, Some(addr)).await;
         identity.start(&health).await;
+        if let Some((ws, _)) = &workspaces {
+            ws.start(&health).await;
+        }
         Rig {
             db_url: db.url.clone(),
             _db: db,
@@ -182,6 +234,7 @@ impl Rig {
             org,
             server,
             clock,
+            workspaces,
         }
     }
 
@@ -204,7 +257,35 @@ impl Rig {
             .wait_for(rev, Duration::from_secs(10))
             .await
             .unwrap();
+        if let Some((ws, _)) = &self.workspaces {
+            ws.organization_events()
+                .wait_for(rev, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
         rev
+    }
+
+    /// Creates workspace `name` in `org` through the real workspace service; returns its id.
+    async fn create_workspace(&self, token: &str, org: &str, name: &str) -> String {
+        WorkspaceServiceClient::new(self.server.channel())
+            .create_workspace(bearer(
+                CreateWorkspaceRequest {
+                    organization_id: org.into(),
+                    workspace: Some(Workspace {
+                        name: name.into(),
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                token,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .workspace
+            .unwrap()
+            .id
     }
 
     async fn create_org(&self, org: &str, owner: &str) {
@@ -670,6 +751,46 @@ async fn id_3_passwords_are_argon2id_with_policy_generic_failures_and_throttling
     assert_status(&err, Code::ResourceExhausted, "RATE_LIMITED");
 }
 
+/// A concurrent burst of guesses cannot slip past the per-account budget: attempts in flight
+/// count before their hash is computed.
+#[tokio::test]
+async fn id_3_a_concurrent_burst_of_guesses_tries_only_the_account_budget() {
+    let rig = Rig::with(|c| {
+        c.login_failures_per_account = 5;
+        c.login_failures_per_peer = 1000;
+    })
+    .await;
+    rig.sign_up("ada@example.com", AccountType::Business).await;
+    let guesses = (0..20).map(|_| {
+        let mut c = rig.client();
+        async move {
+            c.login(LoginRequest {
+                email: "ada@example.com".into(),
+                password: "wrong password!!".into(),
+            })
+            .await
+        }
+    });
+    let mut codes = std::collections::BTreeMap::new();
+    for r in futures::future::join_all(guesses).await {
+        let err = r.unwrap_err();
+        *codes.entry(format!("{:?}", err.code())).or_insert(0) += 1;
+        if err.code() == Code::ResourceExhausted {
+            assert_status(&err, Code::ResourceExhausted, "RATE_LIMITED");
+            assert!(err.get_details_retry_info().is_some());
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            ("ResourceExhausted".to_owned(), 15),
+            ("Unauthenticated".to_owned(), 5)
+        ]
+        .into(),
+        "exactly the budget was tried"
+    );
+}
+
 // ----- ID-4 -------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1040,7 +1161,7 @@ async fn id_6_admin_keys_need_a_recent_sign_in_and_reauthenticate_refreshes_it()
 
 #[tokio::test]
 async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disabled_on_purge() {
-    let rig = Rig::sqlite().await;
+    let rig = Rig::with_workspaces(Workspaces::Served).await;
     let (owner, owner_t, _) = rig.user("owner@example.com").await;
     let (dev, dev_t, _) = rig.user("dev@example.com").await;
     let (member, member_t, _) = rig.user("user@example.com").await;
@@ -1048,6 +1169,19 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
     rig.create_org("org_a", &owner.id).await;
     rig.add_member("org_a", &dev.id, OrgRole::Developer).await;
     rig.add_member("org_a", &member.id, OrgRole::User).await;
+    let ws_1 = rig.create_workspace(&owner_t, "org_a", "Production").await;
+    WorkspaceServiceClient::new(rig.server.channel())
+        .add_workspace_member(bearer(
+            AddWorkspaceMemberRequest {
+                workspace_id: ws_1.clone(),
+                user_id: dev.id.clone(),
+                role: WorkspaceRole::Developer as i32,
+                request_id: String::new(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
 
     let admin = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, "")
         .await
@@ -1061,7 +1195,7 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
             .ends_with(&admin_key.partial_key_hint[admin_key.partial_key_hint.len() - 4..])
     );
     assert_eq!(admin_key.status, ApiKeyStatus::Active as i32);
-    let dev_key = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, "ws_1")
+    let dev_key = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, &ws_1)
         .await
         .unwrap();
     assert!(dev_key.secret.starts_with("opk_") && !dev_key.secret.starts_with("opk_admin_"));
@@ -1084,7 +1218,7 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "outsiders learn nothing");
-    let err = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, "ws_1")
+    let err = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, &ws_1)
         .await
         .unwrap_err();
     assert_eq!(
@@ -1142,7 +1276,7 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
     // AuthenticateApiKey: internal, resolves org, workspace and kind.
     let resolved = authenticate(&rig, &dev_key.secret).await.unwrap();
     assert_eq!(resolved.organization_id, "org_a");
-    assert_eq!(resolved.workspace_id, "ws_1");
+    assert_eq!(resolved.workspace_id, ws_1);
     assert_eq!(resolved.kind, ApiKeyKind::Workspace as i32);
     let err = rig
         .client()
@@ -1224,7 +1358,7 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
     assert!(page2.next_page_token.is_empty());
     let ws1 = list(ListApiKeysRequest {
         organization_id: "org_a".into(),
-        workspace_id: Some("ws_1".into()),
+        workspace_id: Some(ws_1.clone()),
         ..Default::default()
     })
     .await;
@@ -1395,6 +1529,106 @@ async fn id_7_api_keys_by_role_shown_once_stored_hashed_listed_updated_and_disab
         .unwrap()
         .into_inner();
     assert!(keys.api_keys.is_empty(), "no active key after the purge");
+}
+
+#[tokio::test]
+async fn id_7_ws_5_workspace_api_key_needs_a_live_workspace_its_developer_may_enter() {
+    let rig = Rig::with_workspaces(Workspaces::Served).await;
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    let (dev, dev_t, _) = rig.user("dev@example.com").await;
+    let (other, other_t, _) = rig.user("other@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+    rig.add_member("org_a", &dev.id, OrgRole::Developer).await;
+    rig.create_org("org_b", &other.id).await;
+    let live = rig.create_workspace(&owner_t, "org_a", "Live").await;
+    let archived = rig.create_workspace(&owner_t, "org_a", "Old").await;
+    WorkspaceServiceClient::new(rig.server.channel())
+        .archive_workspace(bearer(
+            ArchiveWorkspaceRequest {
+                workspace_id: archived.clone(),
+                etag: String::new(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
+    let foreign = rig.create_workspace(&other_t, "org_b", "Theirs").await;
+
+    // WS-5: an org DEVELOPER has access only where added, and so has a key they create.
+    let err = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, &live)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+    WorkspaceServiceClient::new(rig.server.channel())
+        .add_workspace_member(bearer(
+            AddWorkspaceMemberRequest {
+                workspace_id: live.clone(),
+                user_id: dev.id.clone(),
+                role: WorkspaceRole::Developer as i32,
+                request_id: String::new(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
+    let key = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, &live)
+        .await
+        .unwrap();
+    assert_eq!(key.api_key.unwrap().workspace_id, live);
+
+    let unknown = "wrkspc_doesnotexist";
+    let err_unknown = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, unknown)
+        .await
+        .unwrap_err();
+    assert_status(&err_unknown, Code::NotFound, "NOT_FOUND");
+    let err_foreign = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, &foreign)
+        .await
+        .unwrap_err();
+    assert_status(&err_foreign, Code::NotFound, "NOT_FOUND");
+    assert_eq!(
+        err_foreign.message().replace(&foreign, "ID"),
+        err_unknown.message().replace(unknown, "ID"),
+        "another organization's workspace looks exactly like no workspace"
+    );
+    let err = create_key(&rig, &dev_t, "org_a", ApiKeyKind::Workspace, &archived)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "WORKSPACE_ARCHIVED");
+
+    let keys = rig
+        .client()
+        .list_api_keys(bearer(
+            ListApiKeysRequest {
+                organization_id: "org_a".into(),
+                ..Default::default()
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys;
+    assert_eq!(keys.len(), 1, "refused calls store no key: {keys:?}");
+}
+
+#[tokio::test]
+async fn id_7_workspace_api_key_is_refused_unavailable_while_the_workspace_service_is_unreachable()
+{
+    let rig = Rig::with_workspaces(Workspaces::Unreachable).await;
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+
+    let err = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Workspace, "wrkspc_any")
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "WORKSPACE_SERVICE_UNAVAILABLE");
+    // The Default Workspace and admin keys need no workspace service.
+    create_key(&rig, &owner_t, "org_a", ApiKeyKind::Workspace, "")
+        .await
+        .unwrap();
+    create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, "")
+        .await
+        .unwrap();
 }
 
 // ----- ID-8 -------------------------------------------------------------------------------------
@@ -1674,6 +1908,151 @@ async fn id_9_and_id_4_on_postgres() {
             .await
             .is_err()
     );
+}
+
+/// The sessions listed by the `SessionsRevoked` events of identity's outbox.
+async fn revoked_sessions(rig: &Rig) -> Vec<String> {
+    rig.outbox_events()
+        .await
+        .into_iter()
+        .filter_map(|p| match p {
+            Payload::SessionsRevoked(e) => Some(e.session_ids),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[tokio::test]
+async fn id_4_ended_sessions_publish_sessions_revoked_and_their_access_tokens_are_refused_at_once()
+{
+    let rig = Rig::sqlite().await;
+    let email = "ended@example.com";
+    rig.sign_up(email, AccountType::Business).await;
+    let first = rig.login(email).await.tokens.unwrap();
+    let second = rig.login(email).await.tokens.unwrap();
+    me(&rig, &first.access_token).await.unwrap();
+    me(&rig, &second.access_token).await.unwrap();
+
+    // ResetPassword ends both sessions: one event names each, and this process refuses their
+    // (already verified and cached) tokens as soon as the call answers.
+    rig.client()
+        .request_password_reset(RequestPasswordResetRequest {
+            email: email.into(),
+        })
+        .await
+        .unwrap();
+    let link = rig.mailed_token(email, "reset-password");
+    let ended = rig
+        .client()
+        .reset_password(ResetPasswordRequest {
+            token: link,
+            new_password: "a brand new password".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ended_session_count;
+    assert_eq!(ended, 2);
+    let mut revoked = revoked_sessions(&rig).await;
+    revoked.sort();
+    let mut expected = vec![first.session_id.clone(), second.session_id.clone()];
+    expected.sort();
+    assert_eq!(revoked, expected);
+    for token in [&first.access_token, &second.access_token] {
+        let err = me(&rig, token).await.unwrap_err();
+        assert_status(&err, Code::Unauthenticated, "SESSION_REVOKED");
+    }
+
+    // A session started right after (within the same second) is not affected: revocations
+    // name sessions, not a time.
+    let after = rig
+        .client()
+        .login(LoginRequest {
+            email: email.into(),
+            password: "a brand new password".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .unwrap();
+    me(&rig, &after.access_token).await.unwrap();
+
+    // DeleteUser ends the remaining session too.
+    rig.identity.organization_events().wait_caught_up().await;
+    rig.client()
+        .delete_user(bearer(
+            DeleteUserRequest {
+                user_id: "me".into(),
+            },
+            &after.access_token,
+        ))
+        .await
+        .unwrap();
+    assert!(revoked_sessions(&rig).await.contains(&after.session_id));
+    let err = me(&rig, &after.access_token).await.unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "SESSION_REVOKED");
+
+    // The revocations are durable: a restarted process loads them from the database.
+    let reloaded = SessionRevocations::new();
+    assert_eq!(reloaded.load(rig.db()).await.unwrap(), 3);
+    for sid in [&first.session_id, &second.session_id, &after.session_id] {
+        assert!(reloaded.is_revoked(sid), "{sid} is revoked after a restart");
+    }
+}
+
+#[tokio::test]
+async fn id_4_an_identity_replica_on_the_same_database_learns_the_sessions_another_replica_ended() {
+    let rig = Rig::sqlite().await;
+    let email = "replicas@example.com";
+    rig.sign_up(email, AccountType::Business).await;
+    let tokens = rig.login(email).await.tokens.unwrap();
+    // A second replica: the same database and keys, its own process memory.
+    let url = rig.server.url();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let own = ServiceAccount {
+        client_id: "orgplane-test".into(),
+        client_secret: "test-secret".into(),
+    };
+    let runtime = Runtime {
+        issuer: TEST_ISSUER.into(),
+        service_tokens: Arc::new(IdentityServiceTokens::new(
+            channel(&url),
+            own.client_id.clone(),
+            own.client_secret.clone(),
+        )),
+        service_account: own,
+        page_tokens: PageTokens::ephemeral(),
+        clock: Arc::new(OffsetClock::new()),
+        endpoints: Endpoints {
+            identity: channel(&url),
+            organization: channel(&url),
+            workspace: channel(&url),
+        },
+        shutdown: shutdown.clone(),
+        revocations: SessionRevocations::new(),
+    };
+    let replica = Identity::open(&rig.db_url, &test_config(rig.dir.path()), &runtime)
+        .await
+        .unwrap();
+    replica
+        .start(&GrpcServer::new(ServerConfig::default()).health())
+        .await;
+
+    rig.client()
+        .logout(bearer(LogoutRequest::default(), &tokens.access_token))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !runtime.revocations.is_revoked(&tokens.session_id) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the other replica never learned the revocation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
 }
 
 // ----- users for other services, service tokens -------------------------------------------------
@@ -2043,8 +2422,14 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials_answers_a_deli
                 .await
                 .map(|_| ()),
         ),
+        (
+            "ListAuditEvents",
+            c.list_audit_events(ListAuditEventsRequest::default())
+                .await
+                .map(|_| ()),
+        ),
     ];
-    assert_eq!(results.len(), 22, "every RPC of IdentityService");
+    assert_eq!(results.len(), 23, "every RPC of IdentityService");
     for (name, result) in results {
         match result {
             Ok(()) => assert_eq!(name, "GetJwks", "{name} succeeded without credentials"),
@@ -2060,4 +2445,455 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials_answers_a_deli
             }
         }
     }
+}
+
+// ----- ORG-10 -----------------------------------------------------------------------------------
+
+fn with_request_id<T>(mut req: tonic::Request<T>, request_id: &str) -> tonic::Request<T> {
+    req.metadata_mut()
+        .insert("x-request-id", request_id.parse().unwrap());
+    req
+}
+
+/// `org`'s identity audit log as `token` (a bearer token or, with `api_key`, a key) reads it.
+async fn audit_page(
+    rig: &Rig,
+    cred: (&str, bool),
+    org: &str,
+    filter: orgplane_proto::audit::v1::AuditEventFilter,
+    page_size: i32,
+    page_token: &str,
+) -> Result<ListAuditEventsResponse, tonic::Status> {
+    let msg = ListAuditEventsRequest {
+        organization_id: org.into(),
+        page_size,
+        page_token: page_token.into(),
+        filter: Some(filter),
+    };
+    let req = if cred.1 {
+        with_api_key(msg, cred.0)
+    } else {
+        bearer(msg, cred.0)
+    };
+    rig.client()
+        .list_audit_events(req)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn org_10_identity_api_key_audit_is_listed_for_owner_and_admin_only() {
+    org_10_listing_flow(&Rig::sqlite().await).await;
+}
+
+async fn org_10_listing_flow(rig: &Rig) {
+    use orgplane_proto::audit::v1::{ActorKind, AuditEventFilter, Outcome};
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    let (admin, admin_t, _) = rig.user("admin@example.com").await;
+    let (dev, dev_t, _) = rig.user("dev@example.com").await;
+    let (plain, plain_t, _) = rig.user("plain@example.com").await;
+    let (other, other_t, _) = rig.user("other@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+    rig.add_member("org_a", &admin.id, OrgRole::Admin).await;
+    rig.add_member("org_a", &dev.id, OrgRole::Developer).await;
+    rig.add_member("org_a", &plain.id, OrgRole::User).await;
+    rig.create_org("org_b", &other.id).await;
+
+    // The owner mints an admin key under a known request id; the admin renames it.
+    let created = rig
+        .client()
+        .create_api_key(with_request_id(
+            bearer(
+                CreateApiKeyRequest {
+                    organization_id: "org_a".into(),
+                    api_key: Some(ApiKey {
+                        name: "deploy bot".into(),
+                        kind: ApiKeyKind::Admin as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &owner_t,
+            ),
+            "req-org10-create",
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let key = created.api_key.unwrap();
+    rig.client()
+        .update_api_key(bearer(
+            UpdateApiKeyRequest {
+                api_key: Some(ApiKey {
+                    id: key.id.clone(),
+                    name: "deploy bot (renamed)".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["name"]),
+                etag: String::new(),
+            },
+            &admin_t,
+        ))
+        .await
+        .unwrap();
+    // Account-level changes and another organization's key stay out of org_a's log.
+    rig.client()
+        .update_user(bearer(
+            UpdateUserRequest {
+                user: Some(User {
+                    id: "me".into(),
+                    display_name: "Ada the Owner".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                etag: String::new(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
+    create_key(rig, &other_t, "org_b", ApiKeyKind::Admin, "")
+        .await
+        .unwrap();
+
+    // The owner finds the creation by its request id: actor, kind, request id, no secret.
+    let by_request = AuditEventFilter {
+        request_id: "req-org10-create".into(),
+        ..Default::default()
+    };
+    let found = audit_page(rig, (&owner_t, false), "org_a", by_request.clone(), 0, "")
+        .await
+        .unwrap();
+    assert_eq!(found.audit_events.len(), 1, "{found:?}");
+    let e = &found.audit_events[0];
+    assert_eq!(e.action, "api_key.create");
+    assert_eq!(e.service, "identity");
+    assert_eq!(e.organization_id, "org_a");
+    assert_eq!(e.resource_type, "api_key");
+    assert_eq!(e.resource_id, key.id);
+    assert_eq!(e.actor_kind, ActorKind::User as i32);
+    assert_eq!(e.actor_id, owner.id);
+    assert_eq!(e.request_id, "req-org10-create");
+    assert_eq!(e.outcome, Outcome::Success as i32);
+    assert!(e.create_time.is_some());
+    let text = format!("{e:?}");
+    assert!(text.contains("deploy bot"), "the after image names the key");
+    assert!(
+        !text.contains(&created.secret) && !text.contains(&created.secret[10..]),
+        "no secret in the record"
+    );
+
+    // The admin and the org's admin API key read the whole log: org_a's records only.
+    let all = audit_page(rig, (&admin_t, false), "org_a", Default::default(), 100, "")
+        .await
+        .unwrap();
+    let actions: Vec<&str> = all.audit_events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["api_key.update", "api_key.create"],
+        "newest first"
+    );
+    assert!(
+        all.audit_events
+            .iter()
+            .all(|e| e.organization_id == "org_a")
+    );
+    assert_eq!(all.audit_events[0].actor_id, admin.id);
+    let by_key = audit_page(
+        rig,
+        (&created.secret, true),
+        "org_a",
+        Default::default(),
+        100,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(by_key.audit_events.len(), 2);
+    let err = audit_page(
+        rig,
+        (&created.secret, true),
+        "org_b",
+        Default::default(),
+        100,
+        "",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "another org's key: {err:?}");
+
+    // Pagination and a filter.
+    let first = audit_page(rig, (&owner_t, false), "org_a", Default::default(), 1, "")
+        .await
+        .unwrap();
+    assert_eq!(first.audit_events.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    let second = audit_page(
+        rig,
+        (&owner_t, false),
+        "org_a",
+        Default::default(),
+        1,
+        &first.next_page_token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.audit_events.len(), 1);
+    assert_ne!(second.audit_events[0].id, first.audit_events[0].id);
+    assert_eq!(second.audit_events[0].action, "api_key.create");
+    let err = audit_page(
+        rig,
+        (&owner_t, false),
+        "org_a",
+        by_request,
+        1,
+        &first.next_page_token,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "token of another filter");
+    let updates = audit_page(
+        rig,
+        (&owner_t, false),
+        "org_a",
+        AuditEventFilter {
+            action: "api_key.update".into(),
+            ..Default::default()
+        },
+        100,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(updates.audit_events.len(), 1);
+    assert_eq!(updates.audit_events[0].resource_id, key.id);
+
+    // Everyone else: DEVELOPER and USER lack the role, an outsider (another org's owner) and a
+    // service principal do not get in either.
+    for (who, token) in [("developer", &dev_t), ("user", &plain_t)] {
+        let err = audit_page(rig, (token, false), "org_a", Default::default(), 10, "")
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+        assert!(!format!("{err:?}").contains("api_key"), "{who}: {err:?}");
+    }
+    let err = audit_page(rig, (&other_t, false), "org_a", Default::default(), 10, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    let service = rig.service_token().await;
+    let err = audit_page(rig, (&service, false), "org_a", Default::default(), 10, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    let err = audit_page(rig, (&owner_t, false), "", Default::default(), 10, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn org_10_identity_refused_org_mutations_are_audited_as_failures_without_secrets() {
+    org_10_failure_flow(&Rig::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn org_10_identity_audit_listing_and_failures_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    org_10_listing_flow(&Rig::start(db, |_| {}).await).await;
+    // Both flows sign up the same emails: the second gets a database of its own.
+    let db = TestDb::postgres().await.unwrap();
+    org_10_failure_flow(&Rig::start(db, |_| {}).await).await;
+}
+
+async fn org_10_failure_flow(rig: &Rig) {
+    use orgplane_proto::audit::v1::{AuditEventFilter, Outcome};
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    let (admin, admin_t, _) = rig.user("admin@example.com").await;
+    let (dev, dev_t, _) = rig.user("dev@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+    rig.add_member("org_a", &admin.id, OrgRole::Admin).await;
+    rig.add_member("org_a", &dev.id, OrgRole::Developer).await;
+    let key = create_key(rig, &owner_t, "org_a", ApiKeyKind::Admin, "")
+        .await
+        .unwrap();
+    let key_id = key.api_key.unwrap().id;
+
+    // A DEVELOPER tries to mint an admin key and to deactivate the owner's one.
+    let err = rig
+        .client()
+        .create_api_key(with_request_id(
+            bearer(
+                CreateApiKeyRequest {
+                    organization_id: "org_a".into(),
+                    api_key: Some(ApiKey {
+                        name: "escalation".into(),
+                        kind: ApiKeyKind::Admin as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+                &dev_t,
+            ),
+            "req-org10-refused-create",
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+    let err = rig
+        .client()
+        .update_api_key(with_request_id(
+            bearer(
+                UpdateApiKeyRequest {
+                    api_key: Some(ApiKey {
+                        id: key_id.clone(),
+                        status: ApiKeyStatus::Inactive as i32,
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["status"]),
+                    etag: String::new(),
+                },
+                &dev_t,
+            ),
+            "req-org10-refused-update",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // The ADMIN tries to reset the OWNER's password; a stale etag is ABORTED.
+    let err = rig
+        .client()
+        .admin_reset_password(with_request_id(
+            bearer(
+                AdminResetPasswordRequest {
+                    organization_id: "org_a".into(),
+                    user_id: owner.id.clone(),
+                },
+                &admin_t,
+            ),
+            "req-org10-refused-reset",
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "OWNER_PROTECTED");
+    let err = rig
+        .client()
+        .update_api_key(with_request_id(
+            bearer(
+                UpdateApiKeyRequest {
+                    api_key: Some(ApiKey {
+                        id: key_id.clone(),
+                        name: "renamed".into(),
+                        ..Default::default()
+                    }),
+                    update_mask: mask(&["name"]),
+                    etag: "v99".into(),
+                },
+                &admin_t,
+            ),
+            "req-org10-stale",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted);
+    // Malformed requests are not recorded (INVALID_ARGUMENT is refused before any decision).
+    let err = create_key(rig, &dev_t, "org_a", ApiKeyKind::Unspecified, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let failures = audit_page(
+        rig,
+        (&owner_t, false),
+        "org_a",
+        AuditEventFilter {
+            outcome: Outcome::Failure as i32,
+            ..Default::default()
+        },
+        100,
+        "",
+    )
+    .await
+    .unwrap();
+    let got: Vec<(&str, &str, &str, &str, &str, &str)> = failures
+        .audit_events
+        .iter()
+        .map(|e| {
+            (
+                e.request_id.as_str(),
+                e.action.as_str(),
+                e.actor_id.as_str(),
+                e.resource_id.as_str(),
+                e.status_code.as_str(),
+                e.error_reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "req-org10-stale",
+                "api_key.update",
+                admin.id.as_str(),
+                key_id.as_str(),
+                "ABORTED",
+                "ETAG_MISMATCH"
+            ),
+            (
+                "req-org10-refused-reset",
+                "user.admin_reset_password",
+                admin.id.as_str(),
+                owner.id.as_str(),
+                "PERMISSION_DENIED",
+                "OWNER_PROTECTED"
+            ),
+            (
+                "req-org10-refused-update",
+                "api_key.update",
+                dev.id.as_str(),
+                key_id.as_str(),
+                "PERMISSION_DENIED",
+                "INSUFFICIENT_ROLE"
+            ),
+            (
+                "req-org10-refused-create",
+                "api_key.create",
+                dev.id.as_str(),
+                "",
+                "PERMISSION_DENIED",
+                "INSUFFICIENT_ROLE"
+            ),
+        ],
+        "{failures:?}"
+    );
+    for e in &failures.audit_events {
+        assert_eq!(e.organization_id, "org_a");
+        assert!(e.before.is_none() && e.after.is_none(), "ids only: {e:?}");
+        assert!(!format!("{e:?}").contains(&key.secret[10..]));
+    }
+    // Nothing changed: the key is still active and named as before, and only the successful
+    // creation is a success record.
+    let successes = audit_page(
+        rig,
+        (&owner_t, false),
+        "org_a",
+        AuditEventFilter {
+            outcome: Outcome::Success as i32,
+            ..Default::default()
+        },
+        100,
+        "",
+    )
+    .await
+    .unwrap();
+    let actions: Vec<&str> = successes
+        .audit_events
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["api_key.create"]);
 }

@@ -135,7 +135,7 @@ impl Access {
             }
             _ => "your role in the organization does not allow this",
         };
-        Err(ApiError::permission_denied("INSUFFICIENT_ROLE", needed))
+        Err(orgplane_platform::roles::insufficient_role(needed))
     }
 
     /// The calling user's id, when the caller is a member.

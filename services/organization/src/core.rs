@@ -55,6 +55,21 @@ pub struct Core {
 /// A shared handle on the domain.
 pub type SharedCore = Arc<Core>;
 
+/// Where the organization of a mutation's target is found: named by the request, or through
+/// the invite or unit the request names.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The organization id the request names.
+    Organization(String),
+    /// The organization of this invite.
+    Invite(String),
+    /// The organization of this unit.
+    Unit(String),
+}
+
+/// What a mutation RPC of this service aims at (ORG-10).
+pub type Attempt = orgplane_platform::audit::Attempt<Scope>;
+
 /// Writes a lifecycle transition (delete or undelete: state, delete and purge times) if nobody
 /// changed the organization since `before` was read; ABORTED otherwise.
 async fn set_lifecycle(
@@ -175,6 +190,47 @@ impl Core {
         self.audit.record(txn, principal, ctx, entry).await
     }
 
+    /// Passes a mutation's `result` through unchanged, recording it first as OUTCOME_FAILURE
+    /// when it is a refusal the audit log keeps and `attempt`'s organization exists here.
+    pub async fn audited<T>(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        attempt: Attempt,
+        result: ApiResult<T>,
+    ) -> ApiResult<T> {
+        self.audit
+            .outcome(&self.db, principal, ctx, result, || {
+                self.attempt_entry(attempt)
+            })
+            .await
+    }
+
+    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here.
+    async fn attempt_entry(&self, attempt: Attempt) -> Option<Entry> {
+        let found = match &attempt.scope {
+            Scope::Organization(id) => organization::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|o| o.map(|o| o.id)),
+            Scope::Invite(id) => crate::store::invite::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|i| i.map(|i| i.organization_id)),
+            Scope::Unit(id) => crate::store::unit::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|u| u.map(|u| u.organization_id)),
+        };
+        let organization_id = found
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, action = attempt.action, "could not resolve the organization of a refused mutation");
+            })
+            .ok()
+            .flatten()?;
+        Some(attempt.entry(&organization_id))
+    }
+
     /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user who signed in
     /// within the configured window (rule ID-6).
     pub fn step_up(&self, principal: &Principal) -> ApiResult<()> {
@@ -197,6 +253,29 @@ impl Core {
             .one(&self.db)
             .await?
             .map(|r| r.resource_id))
+    }
+
+    /// AIP-155 for duplicates in flight: when a create with a request id failed because a
+    /// concurrent call with the same id committed meanwhile (it met that call's name, pending
+    /// invite or idempotency key), the answer is the winner's resource, as a later retry would
+    /// get — by running the create `again`, which now finds the key. Other failures stand.
+    pub async fn or_created_meanwhile<T, F, Fut>(
+        &self,
+        key: Option<&str>,
+        result: ApiResult<T>,
+        again: F,
+    ) -> ApiResult<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<T>>,
+    {
+        match result {
+            Err(e) => match self.idempotent(key).await {
+                Ok(Some(_)) => again().await,
+                _ => Err(e),
+            },
+            ok => ok,
+        }
     }
 
     /// Remembers the resource a create call with a request id produced, in its transaction.
@@ -259,6 +338,28 @@ impl Core {
         ctx: &RequestContext,
         req: api::CreateOrganizationRequest,
     ) -> ApiResult<api::CreateOrganizationResponse> {
+        let key = match (
+            principal.require_user(),
+            convert::request_id(&req.request_id),
+        ) {
+            (Ok(user), Ok(Some(r))) => Some(create_organization_key(&user.user_id, &r)),
+            _ => None,
+        };
+        let first = self
+            .create_organization_once(principal, ctx, req.clone())
+            .await;
+        self.or_created_meanwhile(key.as_deref(), first, || {
+            self.create_organization_once(principal, ctx, req)
+        })
+        .await
+    }
+
+    async fn create_organization_once(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::CreateOrganizationRequest,
+    ) -> ApiResult<api::CreateOrganizationResponse> {
         let user = principal.require_user()?;
         let input = req.organization.unwrap_or_default();
         let name = convert::name("organization.name", &input.name)?;
@@ -269,7 +370,7 @@ impl Core {
             convert::email("organization.primary_email", &input.primary_email)?
         };
         let key = convert::request_id(&req.request_id)?
-            .map(|r| format!("CreateOrganization|{}|{r}", user.user_id));
+            .map(|r| create_organization_key(&user.user_id, &r));
         if let Some(id) = self.idempotent(key.as_deref()).await? {
             return self.created_again(&id).await;
         }
@@ -845,4 +946,9 @@ fn name_taken(e: sea_orm::DbErr) -> ApiError {
     } else {
         e.into()
     }
+}
+
+/// The idempotency key of CreateOrganization: per calling user and request id.
+fn create_organization_key(user_id: &str, request_id: &str) -> String {
+    format!("CreateOrganization|{user_id}|{request_id}")
 }

@@ -1,6 +1,8 @@
 //! The gRPC handlers: each reads the caller and request context, hands the message to the domain
 //! ([`crate::core::Core`]) and wraps the answer. Errors are [`orgplane_platform::ApiError`]s,
-//! converted into `tonic::Status` with their google.rpc details.
+//! converted into `tonic::Status` with their google.rpc details. Every mutation except
+//! CreateOrganization (which has no organization yet to hold the record) goes through
+//! [`crate::core::Core::audited`], so that its refusal is audited as OUTCOME_FAILURE (ORG-10).
 
 use orgplane_platform::auth::Principal;
 use orgplane_platform::context::RequestContext;
@@ -8,7 +10,7 @@ use orgplane_proto::organization::v1::organization_service_server::OrganizationS
 use orgplane_proto::organization::v1::*;
 use tonic::{Request, Response, Status};
 
-use crate::core::SharedCore;
+use crate::core::{Attempt, Scope, SharedCore};
 
 /// The gRPC handlers of `orgplane.organization.v1.OrganizationService`.
 #[derive(Debug, Clone)]
@@ -28,6 +30,19 @@ fn caller<T>(request: &Request<T>) -> (Principal, RequestContext) {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The member a request names, with `me` resolved for a user (as the handlers resolve it).
+fn member_id(p: &Principal, user_id: &str) -> String {
+    crate::members::resolve_me(p, user_id).unwrap_or_else(|_| user_id.to_owned())
+}
+
+/// The id of the organization a request carries, or empty.
+fn id_of(organization: &Option<Organization>) -> String {
+    organization
+        .as_ref()
+        .map(|o| o.id.clone())
+        .unwrap_or_default()
+}
 
 #[tonic::async_trait]
 impl OrganizationService for OrganizationApi {
@@ -78,11 +93,17 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateOrganizationRequest>,
     ) -> Reply<UpdateOrganizationResponse> {
         let (p, ctx) = caller(&request);
-        let r = self
-            .core
-            .update_organization(&p, &ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(r))
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(id_of(&req.organization)),
+            "organization.update",
+            "organization",
+            &id_of(&req.organization),
+        );
+        let result = self.core.update_organization(&p, &ctx, req).await;
+        Ok(Response::new(
+            self.core.audited(&p, &ctx, attempt, result).await?,
+        ))
     }
 
     async fn delete_organization(
@@ -90,11 +111,17 @@ impl OrganizationService for OrganizationApi {
         request: Request<DeleteOrganizationRequest>,
     ) -> Reply<DeleteOrganizationResponse> {
         let (p, ctx) = caller(&request);
-        let r = self
-            .core
-            .delete_organization(&p, &ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(r))
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "organization.delete",
+            "organization",
+            &req.organization_id,
+        );
+        let result = self.core.delete_organization(&p, &ctx, req).await;
+        Ok(Response::new(
+            self.core.audited(&p, &ctx, attempt, result).await?,
+        ))
     }
 
     async fn undelete_organization(
@@ -102,11 +129,17 @@ impl OrganizationService for OrganizationApi {
         request: Request<UndeleteOrganizationRequest>,
     ) -> Reply<UndeleteOrganizationResponse> {
         let (p, ctx) = caller(&request);
-        let r = self
-            .core
-            .undelete_organization(&p, &ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(r))
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "organization.undelete",
+            "organization",
+            &req.organization_id,
+        );
+        let result = self.core.undelete_organization(&p, &ctx, req).await;
+        Ok(Response::new(
+            self.core.audited(&p, &ctx, attempt, result).await?,
+        ))
     }
 
     async fn list_members(
@@ -133,11 +166,17 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateMemberRoleRequest>,
     ) -> Reply<UpdateMemberRoleResponse> {
         let (p, ctx) = caller(&request);
-        let r = self
-            .core
-            .update_member_role(&p, &ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(r))
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "member.update_role",
+            "member",
+            &member_id(&p, &req.user_id),
+        );
+        let result = self.core.update_member_role(&p, &ctx, req).await;
+        Ok(Response::new(
+            self.core.audited(&p, &ctx, attempt, result).await?,
+        ))
     }
 
     async fn remove_member(
@@ -145,10 +184,22 @@ impl OrganizationService for OrganizationApi {
         request: Request<RemoveMemberRequest>,
     ) -> Reply<RemoveMemberResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let user_id = member_id(&p, &req.user_id);
+        let leaving = matches!(&p, Principal::User(u) if u.user_id == user_id);
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            if leaving {
+                "member.leave"
+            } else {
+                "member.remove"
+            },
+            "member",
+            &user_id,
+        );
+        let result = self.core.remove_member(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .remove_member(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
@@ -157,11 +208,17 @@ impl OrganizationService for OrganizationApi {
         request: Request<TransferOwnershipRequest>,
     ) -> Reply<TransferOwnershipResponse> {
         let (p, ctx) = caller(&request);
-        let r = self
-            .core
-            .transfer_ownership(&p, &ctx, request.into_inner())
-            .await?;
-        Ok(Response::new(r))
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "organization.transfer_ownership",
+            "organization",
+            &req.organization_id,
+        );
+        let result = self.core.transfer_ownership(&p, &ctx, req).await;
+        Ok(Response::new(
+            self.core.audited(&p, &ctx, attempt, result).await?,
+        ))
     }
 
     async fn create_invite(
@@ -169,10 +226,16 @@ impl OrganizationService for OrganizationApi {
         request: Request<CreateInviteRequest>,
     ) -> Reply<CreateInviteResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "invite.create",
+            "invite",
+            "",
+        );
+        let result = self.core.create_invite(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .create_invite(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
@@ -198,10 +261,16 @@ impl OrganizationService for OrganizationApi {
         request: Request<DeleteInviteRequest>,
     ) -> Reply<DeleteInviteResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Invite(req.invite_id.clone()),
+            "invite.delete",
+            "invite",
+            &req.invite_id,
+        );
+        let result = self.core.delete_invite(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .delete_invite(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
@@ -210,19 +279,31 @@ impl OrganizationService for OrganizationApi {
         request: Request<AcceptInviteRequest>,
     ) -> Reply<AcceptInviteResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Invite(req.invite_id.clone()),
+            "invite.accept",
+            "invite",
+            &req.invite_id,
+        );
+        let result = self.core.accept_invite(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .accept_invite(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
     async fn create_unit(&self, request: Request<CreateUnitRequest>) -> Reply<CreateUnitResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "unit.create",
+            "unit",
+            "",
+        );
+        let result = self.core.create_unit(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .create_unit(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
@@ -242,19 +323,29 @@ impl OrganizationService for OrganizationApi {
 
     async fn update_unit(&self, request: Request<UpdateUnitRequest>) -> Reply<UpdateUnitResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = {
+            let id = req.unit.as_ref().map(|u| u.id.clone()).unwrap_or_default();
+            Attempt::new(Scope::Unit(id.clone()), "unit.update", "unit", &id)
+        };
+        let result = self.core.update_unit(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .update_unit(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 
     async fn delete_unit(&self, request: Request<DeleteUnitRequest>) -> Reply<DeleteUnitResponse> {
         let (p, ctx) = caller(&request);
+        let req = request.into_inner();
+        let attempt = Attempt::new(
+            Scope::Unit(req.unit_id.clone()),
+            "unit.delete",
+            "unit",
+            &req.unit_id,
+        );
+        let result = self.core.delete_unit(&p, &ctx, req).await;
         Ok(Response::new(
-            self.core
-                .delete_unit(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.audited(&p, &ctx, attempt, result).await?,
         ))
     }
 

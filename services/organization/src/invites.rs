@@ -22,7 +22,7 @@ pub const INVITE_TTL_MS: i64 = 21 * 24 * 3600 * 1000;
 fn invite_json(i: &invite::Model) -> serde_json::Value {
     serde_json::json!({
         "id": i.id, "organizationId": i.organization_id, "email": i.email, "role": i.role,
-        "state": i.state,
+        "state": i.state, "acceptedUserId": i.accepted_user_id,
     })
 }
 
@@ -58,6 +58,24 @@ impl Core {
 
     /// CreateInvite (rule ORG-6).
     pub async fn create_invite(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::CreateInviteRequest,
+    ) -> ApiResult<api::CreateInviteResponse> {
+        let (_, actor) = principal.actor();
+        let key = convert::request_id(&req.request_id)
+            .ok()
+            .flatten()
+            .map(|r| format!("CreateInvite|{actor}|{}|{r}", req.organization_id));
+        let first = self.create_invite_once(principal, ctx, req.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || {
+            self.create_invite_once(principal, ctx, req)
+        })
+        .await
+    }
+
+    async fn create_invite_once(
         &self,
         principal: &Principal,
         ctx: &RequestContext,
@@ -427,20 +445,14 @@ impl Core {
                     e.into()
                 }
             })?;
+        // One mutation, one record (ORG-10): the accepted invite names who joined
+        // (`accepted_user_id`) and with which role, so the join needs no record of its own.
         self.audit(
             &txn,
             principal,
             ctx,
             Entry::new(&org.id, "invite.accept", "invite", &inv.id)
                 .with_change(Some(invite_json(&inv)), Some(invite_json(&accepted))),
-        )
-        .await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&org.id, "member.add", "member", &user.user_id)
-                .with_change(None, Some(crate::members::member_json(&joined))),
         )
         .await?;
         let revision = self

@@ -27,8 +27,7 @@ use clap::Args;
 use orgplane_platform::ApiResult;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::clock::{Clock, SharedClock};
-use orgplane_platform::events::consumer::ConsumerConfig;
-use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
+use orgplane_platform::events::{ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
 use orgplane_platform::mail::Mailer;
 use orgplane_platform::runtime::Runtime;
@@ -150,6 +149,8 @@ impl Organization {
         runtime: &Runtime,
     ) -> Result<Self, DbErr> {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        // Sessions that ended recently (from identity's events): refused from the first request on.
+        runtime.revocations.load(&db).await?;
         let outbox = Outbox::new(db.clone(), Producer::Organization);
         let mailer = Mailer::from_url(&config.mail_url)
             .map_err(|e| DbErr::Custom(format!("--organization-mail-url: {e}")))?;
@@ -211,19 +212,16 @@ impl Organization {
     }
 
     async fn consumer(&self, producer: Producer) -> Result<ConsumerHandle, DbErr> {
-        let channel = match producer {
-            Producer::Workspace => self.core.runtime.endpoints.workspace.clone(),
-            _ => self.core.runtime.endpoints.identity.clone(),
-        };
-        let config =
-            ConsumerConfig::new(producer, channel, self.core.runtime.service_tokens.clone())
-                .with_consumer(NAME);
-        let (consumer, handle) = Consumer::new(
-            self.core.db.clone(),
-            config,
-            Arc::new(sync::Events::new(self.core.clone())),
-        )
-        .await?;
+        let (consumer, handle) = self
+            .core
+            .runtime
+            .consumer(
+                NAME,
+                &self.core.db,
+                producer,
+                Arc::new(sync::Events::new(self.core.clone(), producer)),
+            )
+            .await?;
         tokio::spawn(consumer.run(self.core.runtime.shutdown.clone()));
         Ok(handle)
     }

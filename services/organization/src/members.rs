@@ -24,7 +24,7 @@ pub fn member_json(m: &member::Model) -> serde_json::Value {
 }
 
 /// `user_id`, with `me` meaning the calling user.
-fn resolve_me(principal: &Principal, user_id: &str) -> ApiResult<String> {
+pub(crate) fn resolve_me(principal: &Principal, user_id: &str) -> ApiResult<String> {
     if user_id == "me" {
         match principal {
             Principal::User(u) => Ok(u.user_id.clone()),

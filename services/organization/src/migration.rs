@@ -3,6 +3,7 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
+use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateConsumerCursors),
             Box::new(CreateAuditLog),
             Box::new(CreateOrganizationTables),
+            Box::new(CreateSessionRevocations),
         ]
     }
 }

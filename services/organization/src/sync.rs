@@ -1,22 +1,33 @@
 //! How this service stays in step with the others: the `ListRoleAssignments` snapshot other
 //! services re-sync from, the purge job (rule ORG-7), and the consumer of identity's
-//! `UserDeleted` (rule ID-9) and the workspace service's workspace events (which units hold
-//! workspaces, rule ORG-9).
+//! `UserDeleted` (rule ID-9), `UserEmailVerified` and `SessionsRevoked` (rule ID-4) and of the
+//! workspace service's workspace events (which units hold workspaces, rule ORG-9).
+//!
+//! When a producer compacted events this service had not applied, the consumer re-syncs
+//! (list-then-watch): it notes a revision of the producer first, rebuilds what it keeps from the
+//! producer's existing read RPCs (identity's `BatchGetUsers` for the members' users, the
+//! workspace service's `ListWorkspaces` for the unit placements), and watches again from the
+//! noted revision, re-applying the later events idempotently.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
+use orgplane_platform::context::RequestContext;
 use orgplane_platform::events::EventHandler;
 use orgplane_platform::{ApiError, ApiResult};
-use orgplane_proto::events::v1::{Event, MemberRemoved, OrganizationPurged, event::Payload};
+use orgplane_proto::events::v1::{
+    Event, MemberRemoved, OrganizationPurged, Producer, event::Payload,
+};
 use orgplane_proto::organization::v1::{
     self as api, OrgRole, OrganizationRoleAssignments, OrganizationState, RoleAssignment,
 };
-use sea_orm::sea_query::OnConflict;
+use orgplane_proto::workspace::v1::ListWorkspacesRequest;
+use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -24,6 +35,9 @@ use sea_orm::{
 use crate::convert;
 use crate::core::{Core, SharedCore, keyset};
 use crate::store::{idempotency, invite, member, organization, unit, unit_workspace};
+
+/// Members' users asked of identity per `BatchGetUsers` call in a re-sync (identity's limit).
+const RESYNC_USERS_PER_CALL: u64 = 1000;
 
 impl Core {
     /// ListRoleAssignments: a snapshot of every organization not yet purged with its members'
@@ -191,7 +205,7 @@ impl Core {
     async fn remove_deleted_user(
         &self,
         txn: &DatabaseTransaction,
-        event: &Event,
+        request_id: &str,
         user_id: &str,
     ) -> ApiResult<()> {
         let memberships = member::Entity::find()
@@ -224,11 +238,158 @@ impl Core {
                         user_id: m.user_id.clone(),
                         old_role: m.role,
                     }),
-                    &event.request_id,
+                    request_id,
                 )
                 .await?;
         }
         Ok(())
+    }
+
+    /// Re-sync of identity's stream after compaction: notes where identity's kept events begin,
+    /// then asks identity (`BatchGetUsers`, with this service's token) about every member's
+    /// user, page by page; users it no longer knows were deleted meanwhile and are removed as
+    /// `UserDeleted` removes them, and verified emails are refreshed. Returns the noted
+    /// revision: every later event is replayed over this state, which ends in the same state.
+    ///
+    /// Ended sessions (`SessionsRevoked`) cannot be listed and need not be: a revocation matters
+    /// only while its session's access tokens live (minutes), identity keeps events for days, so
+    /// every revocation still relevant follows the compaction point and is replayed.
+    async fn resync_identity(&self, txn: &DatabaseTransaction) -> ApiResult<i64> {
+        let through = orgplane_platform::events::consumer::compacted_through(
+            &self.runtime.endpoints.identity,
+            self.runtime.service_tokens.as_ref(),
+            Producer::Identity,
+        )
+        .await?;
+        let ctx = RequestContext {
+            request_id: orgplane_platform::context::new_request_id(),
+        };
+        let (mut removed, mut refreshed, mut users) = (0usize, 0u64, 0usize);
+        let mut after = String::new();
+        loop {
+            let ids: Vec<String> = member::Entity::find()
+                .select_only()
+                .column(member::Column::UserId)
+                .distinct()
+                .filter(member::Column::UserId.gt(after.clone()))
+                .order_by_asc(member::Column::UserId)
+                .limit(RESYNC_USERS_PER_CALL)
+                .into_tuple()
+                .all(txn)
+                .await?;
+            let Some(last) = ids.last() else { break };
+            after = last.clone();
+            users += ids.len();
+            let known = self.users.batch(&ids, &ctx).await?;
+            for id in &ids {
+                match known.get(id) {
+                    None => {
+                        self.remove_deleted_user(txn, &ctx.request_id, id).await?;
+                        removed += 1;
+                    }
+                    Some(u) if u.email_verified => {
+                        let email = u.email.trim().to_lowercase();
+                        refreshed += member::Entity::update_many()
+                            .col_expr(member::Column::Email, Expr::value(email.clone()))
+                            .filter(member::Column::UserId.eq(id.clone()))
+                            .filter(member::Column::Email.ne(email))
+                            .exec(txn)
+                            .await?
+                            .rows_affected;
+                    }
+                    Some(_) => {}
+                }
+            }
+            if (ids.len() as u64) < RESYNC_USERS_PER_CALL {
+                break;
+            }
+        }
+        tracing::info!(
+            through,
+            users,
+            removed,
+            refreshed,
+            "re-synced identity's users after compaction"
+        );
+        Ok(through)
+    }
+
+    /// Re-sync of the workspace service's stream after compaction: lists every workspace
+    /// (archived ones too: they still hold their unit, ORG-9) with `ListWorkspaces`
+    /// (`organization_id` `-`, this service's token) and rebuilds the unit placements from it.
+    /// Returns the listing's revision (read by the workspace service before its rows).
+    async fn resync_workspaces(&self, txn: &DatabaseTransaction) -> ApiResult<i64> {
+        let mut client = WorkspaceServiceClient::new(self.runtime.endpoints.workspace.clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut revision = None;
+        let mut placed = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let token = self.runtime.service_tokens.token().await?;
+            let mut request = orgplane_platform::auth::outgoing(
+                ListWorkspacesRequest {
+                    organization_id: "-".into(),
+                    page_size: 1000,
+                    page_token: page_token.clone(),
+                    include_archived: true,
+                    unit_id: String::new(),
+                },
+                Some(&token),
+                None,
+            );
+            request.set_timeout(Duration::from_secs(30));
+            let page = client
+                .list_workspaces(request)
+                .await
+                .map_err(|s| {
+                    ApiError::unavailable(
+                        "SNAPSHOT_UNAVAILABLE",
+                        format!("ListWorkspaces failed: {}", s.message()),
+                    )
+                })?
+                .into_inner();
+            revision.get_or_insert(page.revision);
+            placed.extend(
+                page.workspaces
+                    .into_iter()
+                    .filter(|w| !w.unit_id.is_empty())
+                    .map(|w| (w.id, w.organization_id, w.unit_id)),
+            );
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        // Workspaces of an organization purged here (the workspace service applies the purge
+        // later) hold no unit.
+        let orgs: HashSet<String> = organization::Entity::find()
+            .select_only()
+            .column(organization::Column::Id)
+            .into_tuple()
+            .all(txn)
+            .await?
+            .into_iter()
+            .collect();
+        placed.retain(|(_, org, _)| orgs.contains(org));
+        unit_workspace::Entity::delete_many().exec(txn).await?;
+        for chunk in placed.chunks(500) {
+            unit_workspace::Entity::insert_many(chunk.iter().map(|(ws, org, unit)| {
+                unit_workspace::ActiveModel {
+                    workspace_id: Set(ws.clone()),
+                    organization_id: Set(org.clone()),
+                    unit_id: Set(unit.clone()),
+                }
+            }))
+            .exec_without_returning(txn)
+            .await?;
+        }
+        let revision = revision.unwrap_or(0);
+        tracing::info!(
+            revision,
+            placed = placed.len(),
+            "re-synced the workspaces' units after compaction"
+        );
+        Ok(revision)
     }
 
     async fn place_workspace(
@@ -265,12 +426,13 @@ impl Core {
 #[derive(Debug, Clone)]
 pub struct Events {
     core: SharedCore,
+    producer: Producer,
 }
 
 impl Events {
-    /// A handler writing through `core`.
-    pub fn new(core: SharedCore) -> Self {
-        Self { core }
+    /// A handler of `producer`'s events writing through `core`.
+    pub fn new(core: SharedCore, producer: Producer) -> Self {
+        Self { core, producer }
     }
 }
 
@@ -283,14 +445,16 @@ impl EventHandler for Events {
         Box::pin(async move {
             match &event.payload {
                 Some(Payload::UserDeleted(e)) => {
-                    self.core.remove_deleted_user(txn, event, &e.user_id).await
+                    self.core
+                        .remove_deleted_user(txn, &event.request_id, &e.user_id)
+                        .await
                 }
                 Some(Payload::UserEmailVerified(e)) => {
                     // Keeps the stored member emails (ORG-6 ALREADY_A_MEMBER) in step with identity.
                     member::Entity::update_many()
                         .col_expr(
                             member::Column::Email,
-                            sea_orm::sea_query::Expr::value(e.email.trim().to_lowercase()),
+                            Expr::value(e.email.trim().to_lowercase()),
                         )
                         .filter(member::Column::UserId.eq(e.user_id.clone()))
                         .exec(txn)
@@ -307,24 +471,31 @@ impl EventHandler for Events {
                         .place_workspace(txn, &e.organization_id, &e.workspace_id, &e.unit_id)
                         .await
                 }
+                Some(Payload::SessionsRevoked(_)) => {
+                    orgplane_platform::revocation::apply(txn, event).await
+                }
                 _ => Ok(()),
             }
         })
     }
 
-    fn resync<'a>(&'a self, _txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
+    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
         Box::pin(async move {
-            // Neither identity nor the workspace service offers a snapshot of what this service
-            // consumes; a cursor older than their retention cannot be repaired automatically.
-            Err(ApiError::unavailable(
-                "RESYNC_UNSUPPORTED",
-                "the producer compacted events this service has not applied; an operator must reset the cursor",
-            ))
+            match self.producer {
+                Producer::Workspace => self.core.resync_workspaces(txn).await,
+                _ => self.core.resync_identity(txn).await,
+            }
         })
     }
 
-    fn committed<'a>(&'a self, _events: &'a [Event], _resynced: bool) -> BoxFuture<'a, ()> {
+    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            // Ended sessions (identity's `SessionsRevoked`): refused by this process from now on.
+            self.core
+                .runtime
+                .revocations
+                .committed(&self.core.db, events, resynced)
+                .await;
             // Wake this service's own watchers for the MemberRemoved events just committed.
             if let Ok(head) = self.core.outbox.head().await {
                 self.core.outbox.committed(head.revision);

@@ -84,6 +84,24 @@ impl Core {
         ctx: &RequestContext,
         req: api::CreateUnitRequest,
     ) -> ApiResult<api::CreateUnitResponse> {
+        let (_, actor) = principal.actor();
+        let key = convert::request_id(&req.request_id)
+            .ok()
+            .flatten()
+            .map(|r| format!("CreateUnit|{actor}|{}|{r}", req.organization_id));
+        let first = self.create_unit_once(principal, ctx, req.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || {
+            self.create_unit_once(principal, ctx, req)
+        })
+        .await
+    }
+
+    async fn create_unit_once(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        req: api::CreateUnitRequest,
+    ) -> ApiResult<api::CreateUnitResponse> {
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let input = req

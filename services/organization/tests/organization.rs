@@ -1805,7 +1805,6 @@ async fn org_10_every_mutation_is_audited_and_owner_admin_read_it_with_filters()
         "organization.create",
         "invite.create",
         "invite.accept",
-        "member.add",
         "member.update_role",
     ] {
         assert!(actions.contains(&a), "{a} in {actions:?}");
@@ -1829,8 +1828,8 @@ async fn org_10_every_mutation_is_audited_and_owner_admin_read_it_with_filters()
         .await
         .unwrap()
         .into_inner();
-    // user_admin accepted their invite (invite.accept, member.add) and changed a role.
-    assert_eq!(by_actor.audit_events.len(), 3);
+    // user_admin accepted their invite (one invite.accept record) and changed a role.
+    assert_eq!(by_actor.audit_events.len(), 2);
     assert!(
         by_actor
             .audit_events
@@ -1890,6 +1889,167 @@ async fn org_10_every_mutation_is_audited_and_owner_admin_read_it_with_filters()
         c.list_audit_events(list(AuditEventFilter::default(), "", 10, "user_dev"))
             .await,
         Code::PermissionDenied,
+        None,
+    );
+}
+
+#[tokio::test]
+async fn org_10_refused_role_change_is_audited_as_failure_with_reason() {
+    use orgplane_proto::audit::v1::{ActorKind, Outcome};
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let other = create_org(&rig, "user_mallory", "Elsewhere").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    let mut c = rig.client();
+    let with_id = |mut r: tonic::Request<UpdateMemberRoleRequest>, id: &str| {
+        r.metadata_mut().insert("x-request-id", id.parse().unwrap());
+        r
+    };
+    let promote = |who: &str, org_id: &str| {
+        rig.as_user(
+            who,
+            UpdateMemberRoleRequest {
+                organization_id: org_id.into(),
+                user_id: "user_dev".into(),
+                role: OrgRole::Admin as i32,
+                etag: String::new(),
+            },
+        )
+    };
+    // A developer tries to promote themselves (`me`).
+    let mut me = promote("user_dev", &org.id);
+    me.get_mut().user_id = "me".into();
+    let denied = c
+        .update_member_role(with_id(me, "req-dev-escalates"))
+        .await
+        .expect_err("a developer cannot change roles");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied_reason = reason_of(&denied).unwrap();
+    // An admin tries to remove the owner.
+    expect_err(
+        c.remove_member(rig.as_user(
+            "user_admin",
+            RemoveMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_owner".into(),
+            },
+        ))
+        .await,
+        Code::FailedPrecondition,
+        Some("OWNERSHIP_TRANSFER_REQUIRED"),
+    );
+    // A member of another organization tries the same: NOT_FOUND, and not recorded (an outsider
+    // must not be able to write to the organization's log, nor time its existence).
+    expect_err(
+        c.update_member_role(with_id(promote("user_mallory", &org.id), "req-outsider"))
+            .await,
+        Code::NotFound,
+        Some("NOT_FOUND"),
+    );
+    // Not recorded: a malformed request, an organization that does not exist.
+    let mut malformed = promote("user_dev", &org.id);
+    malformed.get_mut().role = OrgRole::Unspecified as i32;
+    expect_err(
+        c.update_member_role(malformed).await,
+        Code::InvalidArgument,
+        None,
+    );
+    expect_err(
+        c.update_member_role(promote("user_mallory", "org_doesnotexist"))
+            .await,
+        Code::NotFound,
+        None,
+    );
+    let list = |who: &str, org_id: &str, outcome: Outcome| {
+        rig.as_user(
+            who,
+            ListAuditEventsRequest {
+                organization_id: org_id.into(),
+                page_size: 100,
+                page_token: String::new(),
+                filter: Some(AuditEventFilter {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+            },
+        )
+    };
+    let failures = c
+        .list_audit_events(list("user_owner", &org.id, Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let summary: Vec<_> = failures
+        .iter()
+        .map(|e| {
+            (
+                e.actor_id.as_str(),
+                e.action.as_str(),
+                e.status_code.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("user_admin", "member.remove", "FAILED_PRECONDITION"),
+            ("user_dev", "member.update_role", "PERMISSION_DENIED"),
+        ],
+        "newest first, nothing else"
+    );
+    let escalation = &failures[1];
+    assert_eq!(escalation.outcome, Outcome::Failure as i32);
+    assert_eq!(escalation.actor_kind, ActorKind::User as i32);
+    assert_eq!(escalation.error_reason, denied_reason);
+    assert_eq!(escalation.request_id, "req-dev-escalates");
+    assert_eq!(escalation.organization_id, org.id);
+    assert_eq!(escalation.service, "organization");
+    assert_eq!(
+        (
+            escalation.resource_type.as_str(),
+            escalation.resource_id.as_str()
+        ),
+        ("member", "user_dev"),
+        "`me` is recorded as the member it names"
+    );
+    assert!(escalation.before.is_none() && escalation.after.is_none());
+    assert!(escalation.create_time.is_some());
+    assert_eq!(failures[0].error_reason, "OWNERSHIP_TRANSFER_REQUIRED");
+    assert_eq!(failures[0].resource_id, "user_owner");
+    // The success filter shows no failure; the role did not change.
+    let successes = c
+        .list_audit_events(list("user_admin", &org.id, Outcome::Success))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert!(
+        successes
+            .iter()
+            .all(|e| e.outcome == Outcome::Success as i32 && e.status_code.is_empty())
+    );
+    assert!(!successes.iter().any(|e| e.action == "member.update_role"));
+    assert_eq!(
+        member_role(&rig, &org.id, "user_dev").await,
+        Some(OrgRole::Developer)
+    );
+    // The outsider learns nothing: their own log holds no trace, the target's stays hidden.
+    let own = c
+        .list_audit_events(list("user_mallory", &other.id, Outcome::Unspecified))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert!(
+        own.iter().all(|e| e.outcome == Outcome::Success as i32),
+        "{own:?}"
+    );
+    expect_err(
+        c.list_audit_events(list("user_mallory", &org.id, Outcome::Failure))
+            .await,
+        Code::NotFound,
         None,
     );
 }

@@ -9,6 +9,7 @@ use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, 
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
 use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::pagination::PageTokens;
+use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
@@ -229,6 +230,8 @@ pub async fn start(
         }
     };
     let mut server = GrpcServer::new(ServerConfig::default());
+    // One set per process: every service here feeds it, the one auth layer reads it.
+    let revocations = SessionRevocations::new();
     let runtime = Runtime {
         issuer: cli.issuer.clone(),
         service_account,
@@ -237,6 +240,7 @@ pub async fn start(
         service_tokens: service_tokens.clone(),
         endpoints: endpoints.clone(),
         shutdown: server.shutdown_token(),
+        revocations: revocations.clone(),
     };
 
     let opened = Opened::open(cli, services, &runtime).await?;
@@ -253,7 +257,8 @@ pub async fn start(
         )),
         Duration::from_secs(10),
     );
-    let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)));
+    let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)))
+        .with_revocations(revocations);
 
     let health = server.health();
     let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });

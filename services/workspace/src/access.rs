@@ -1,6 +1,7 @@
 //! CheckAccess (WS-10): the hot path. It reads only memory — the org-role replica, the mirror of
 //! workspaces and direct roles, and the API-key replica — after waiting, when asked, until the
-//! organization events and this service's own writes have reached a revision.
+//! organization events have reached a revision and the mirror reflects this service's state
+//! version (`workspace_revision`), whichever replica wrote it.
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ pub struct Answer {
     pub denial: AccessDenialReason,
     /// Organization revision reflected.
     pub organization_revision: i64,
-    /// Workspace revision reflected.
+    /// This service's state version reflected.
     pub workspace_revision: i64,
 }
 
@@ -67,7 +68,8 @@ fn not_reached(which: &str, revision: i64, applied: i64) -> ApiError {
 
 impl Core {
     /// Waits until the org replica has applied `min_organization` and memory reflects this
-    /// service's `min_workspace`, or UNAVAILABLE at `deadline`.
+    /// service's state version `min_workspace` (re-reading the database at once if behind), or
+    /// UNAVAILABLE at `deadline`.
     pub async fn wait_for(
         &self,
         min_organization: i64,
@@ -87,15 +89,13 @@ impl Core {
                     )
                 })?;
         }
-        if min_workspace > self.memory.visible_revision() {
+        if min_workspace > self.memory.reflected_version() {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut rx = self.memory.subscribe();
-            let waited = tokio::time::timeout(left, rx.wait_for(|v| *v >= min_workspace)).await;
-            if !matches!(waited, Ok(Ok(_))) {
+            if !self.memory.wait_reflected(min_workspace, left).await {
                 return Err(not_reached(
                     "workspace",
                     min_workspace,
-                    self.memory.visible_revision(),
+                    self.memory.reflected_version(),
                 ));
             }
         }
@@ -111,7 +111,7 @@ impl Core {
         permission: Permission,
     ) -> Answer {
         let organization_revision = self.org_events.applied_revision();
-        let workspace_revision = self.memory.visible_revision();
+        let workspace_revision = self.memory.reflected_version();
         let mut answer = self.answer(organization_id, workspace_id, subject, permission);
         answer.organization_revision = organization_revision;
         answer.workspace_revision = workspace_revision;

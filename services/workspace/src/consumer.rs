@@ -1,8 +1,8 @@
 //! What this service does with other services' events. Organization events go to the shared
 //! org-role replica and, in the same transaction, to this service's own data (WS-8 needs nothing:
 //! direct roles are kept as they are; WS-9: a removed member loses their direct roles, a purged
-//! organization loses its workspaces). Identity events feed the API-key replica and remove a
-//! deleted user's direct roles.
+//! organization loses its workspaces). Identity events feed the API-key replica, remove a
+//! deleted user's direct roles, and record ended sessions (rule ID-4).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,16 +13,15 @@ use orgplane_platform::auth::ServiceTokenSource;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::events::EventHandler;
 use orgplane_platform::replica::{RoleReplica, member_row, org_row};
+use orgplane_platform::revocation::{self, SessionRevocations};
 use orgplane_proto::events::v1::event::Payload;
-use orgplane_proto::events::v1::event_service_client::EventServiceClient;
-use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
+use orgplane_proto::events::v1::{Event, Producer};
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, ListApiKeysRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
 use tonic::transport::Channel;
-use tonic_types::StatusExt;
 
 use crate::entity::{api_key, counter, member, request, workspace};
 use crate::state::{KeyView, Memory, bump_version};
@@ -213,7 +212,7 @@ impl EventHandler for OrgEvents {
             if resynced {
                 take(&self.touched);
                 self.replica.committed(events, true).await;
-                let mut guard = self.memory.write_lock().await;
+                let mut guard = self.memory.refresh_lock().await;
                 if let Err(e) = self.memory.reload_all(&mut guard).await {
                     tracing::warn!(error = %e, "reloading the workspace memory failed");
                 }
@@ -221,7 +220,7 @@ impl EventHandler for OrgEvents {
             }
             let orgs = take(&self.touched);
             if !orgs.is_empty() {
-                let _guard = self.memory.write_lock().await;
+                let _guard = self.memory.refresh_lock().await;
                 for org in &orgs {
                     if let Err(e) = self.memory.reload_organization(org).await {
                         tracing::warn!(error = %e, "refreshing the workspace memory failed");
@@ -240,6 +239,8 @@ impl EventHandler for OrgEvents {
 
 /// The consumer of the identity service's events.
 pub struct IdentityEvents {
+    db: DatabaseConnection,
+    revocations: Arc<SessionRevocations>,
     memory: Memory,
     audit: AuditLogWriter,
     identity: Channel,
@@ -248,47 +249,24 @@ pub struct IdentityEvents {
 }
 
 impl IdentityEvents {
-    /// A handler keeping the API-key replica; re-syncs list keys from identity over `identity`.
+    /// A handler keeping the API-key replica and the session revocations (in `db` and
+    /// `revocations`); re-syncs list keys from identity over `identity`.
     pub fn new(
+        db: DatabaseConnection,
+        revocations: Arc<SessionRevocations>,
         memory: Memory,
         audit: AuditLogWriter,
         identity: Channel,
         tokens: Arc<dyn ServiceTokenSource>,
     ) -> Self {
         Self {
+            db,
+            revocations,
             memory,
             audit,
             identity,
             tokens,
             touched: Mutex::new(HashSet::new()),
-        }
-    }
-
-    /// Where identity's kept events begin: the `compacted_through` of a Watch from 0.
-    async fn compacted_through(&self) -> ApiResult<i64> {
-        let token = self.tokens.token().await?;
-        let mut client = EventServiceClient::new(self.identity.clone());
-        let request = orgplane_platform::auth::outgoing(
-            WatchRequest {
-                producer: Producer::Identity as i32,
-                after_revision: 0,
-                max_batch_size: 1,
-            },
-            Some(&token),
-            None,
-        );
-        match client.watch(request).await {
-            Ok(_) => Ok(0),
-            Err(status) => status
-                .get_details_error_info()
-                .and_then(|i| i.metadata.get("compacted_through").cloned())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| {
-                    ApiError::unavailable(
-                        "SNAPSHOT_UNAVAILABLE",
-                        format!("identity events unavailable: {}", status.message()),
-                    )
-                }),
         }
     }
 }
@@ -347,6 +325,7 @@ impl EventHandler for IdentityEvents {
                         note(&self.touched, &org);
                     }
                 }
+                Some(Payload::SessionsRevoked(_)) => revocation::apply(txn, event).await?,
                 _ => {}
             }
             Ok(())
@@ -357,7 +336,12 @@ impl EventHandler for IdentityEvents {
         Box::pin(async move {
             // Every event after `through` is replayed after this snapshot; they are assignments,
             // so replaying them over a newer snapshot ends in the same state.
-            let through = self.compacted_through().await?;
+            let through = orgplane_platform::events::consumer::compacted_through(
+                &self.identity,
+                self.tokens.as_ref(),
+                Producer::Identity,
+            )
+            .await?;
             let mut client = IdentityServiceClient::new(self.identity.clone());
             let mut keys = Vec::new();
             let orgs: Vec<String> = org_row::Entity::find()
@@ -414,9 +398,10 @@ impl EventHandler for IdentityEvents {
 
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            self.revocations.committed(&self.db, events, resynced).await;
             if resynced {
                 take(&self.touched);
-                let mut guard = self.memory.write_lock().await;
+                let mut guard = self.memory.refresh_lock().await;
                 if let Err(e) = self.memory.reload_all(&mut guard).await {
                     tracing::warn!(error = %e, "reloading the workspace memory failed");
                 }
@@ -441,7 +426,7 @@ impl EventHandler for IdentityEvents {
             }
             let orgs = take(&self.touched);
             if !orgs.is_empty() {
-                let _guard = self.memory.write_lock().await;
+                let _guard = self.memory.refresh_lock().await;
                 for org in &orgs {
                     if let Err(e) = self.memory.reload_organization(org).await {
                         tracing::warn!(error = %e, "refreshing the workspace memory failed");

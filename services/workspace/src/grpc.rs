@@ -1,5 +1,7 @@
 //! The gRPC handlers: decode, call the core, encode. Every RPC honours the
-//! `x-min-organization-revision` header (wait until the org replica applied it).
+//! `x-min-organization-revision` header (wait until the org replica applied it). Every mutation
+//! passes its result through [`Core::audited`], so that a refusal is audited as OUTCOME_FAILURE
+//! (ORG-10).
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::access::Subject;
 use crate::entity::workspace as ws_row;
-use crate::service::{MemberView, SharedCore};
+use crate::service::{Attempt, Core, MemberView, Scope, SharedCore};
 
 /// The metadata header naming an organization revision to wait for.
 pub const MIN_ORG_REVISION_HEADER: &str = "x-min-organization-revision";
@@ -100,6 +102,32 @@ fn parse_grpc_timeout(v: &str) -> Option<Duration> {
     })
 }
 
+/// The attempt on the direct role of `user_id` (`me` resolved) in `workspace_id`.
+fn member_attempt(
+    p: &Principal,
+    workspace_id: &str,
+    user_id: &str,
+    action: &'static str,
+) -> Attempt {
+    let user_id = Core::resolve_user(p, user_id).unwrap_or(user_id);
+    Attempt::new(
+        Scope::Workspace(workspace_id.to_owned()),
+        action,
+        "workspace_member",
+        &format!("{workspace_id}/{user_id}"),
+    )
+}
+
+/// The attempt on workspace `workspace_id`.
+fn workspace_attempt(workspace_id: &str, action: &'static str) -> Attempt {
+    Attempt::new(
+        Scope::Workspace(workspace_id.to_owned()),
+        action,
+        "workspace",
+        workspace_id,
+    )
+}
+
 fn min_org_header<T>(request: &Request<T>) -> ApiResult<i64> {
     match request.metadata().get(MIN_ORG_REVISION_HEADER) {
         None => Ok(0),
@@ -139,7 +167,13 @@ impl WorkspaceService for WorkspaceApi {
         let (principal, ctx) = self.prepare(&request).await?;
         let req = request.into_inner();
         let w = req.workspace.unwrap_or_default();
-        let (row, revision) = self
+        let attempt = Attempt::new(
+            Scope::Organization(req.organization_id.clone()),
+            "workspace.create",
+            "workspace",
+            "",
+        );
+        let result = self
             .core
             .create_workspace(
                 &principal,
@@ -149,10 +183,12 @@ impl WorkspaceService for WorkspaceApi {
                 &w.unit_id,
                 &req.request_id,
             )
-            .await?;
+            .await;
+        let (row, r) = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(CreateWorkspaceResponse {
             workspace: Some(workspace_proto(row)),
-            revision,
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
         }))
     }
 
@@ -203,15 +239,18 @@ impl WorkspaceService for WorkspaceApi {
         let req = request.into_inner();
         let w = req.workspace.unwrap_or_default();
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        let (row, revision) = self
+        let result = self
             .core
             .update_workspace(
                 &principal, &ctx, &w.id, &paths, &w.name, &w.unit_id, &req.etag,
             )
-            .await?;
+            .await;
+        let attempt = workspace_attempt(&w.id, "workspace.update");
+        let (row, r) = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(UpdateWorkspaceResponse {
             workspace: Some(workspace_proto(row)),
-            revision,
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
         }))
     }
 
@@ -221,13 +260,16 @@ impl WorkspaceService for WorkspaceApi {
     ) -> Result<Response<ArchiveWorkspaceResponse>, Status> {
         let (principal, ctx) = self.prepare(&request).await?;
         let req = request.into_inner();
-        let (row, revision) = self
+        let result = self
             .core
             .archive_workspace(&principal, &ctx, &req.workspace_id, &req.etag)
-            .await?;
+            .await;
+        let attempt = workspace_attempt(&req.workspace_id, "workspace.archive");
+        let (row, r) = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(ArchiveWorkspaceResponse {
             workspace: Some(workspace_proto(row)),
-            revision,
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
         }))
     }
 
@@ -237,7 +279,7 @@ impl WorkspaceService for WorkspaceApi {
     ) -> Result<Response<AddWorkspaceMemberResponse>, Status> {
         let (principal, ctx) = self.prepare(&request).await?;
         let req = request.into_inner();
-        let (view, revision) = self
+        let result = self
             .core
             .add_member(
                 &principal,
@@ -247,10 +289,18 @@ impl WorkspaceService for WorkspaceApi {
                 req.role,
                 &req.request_id,
             )
-            .await?;
+            .await;
+        let attempt = member_attempt(
+            &principal,
+            &req.workspace_id,
+            &req.user_id,
+            "workspace_member.add",
+        );
+        let (view, r) = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(AddWorkspaceMemberResponse {
             workspace_member: Some(member_proto(view)),
-            revision,
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
         }))
     }
 
@@ -300,7 +350,7 @@ impl WorkspaceService for WorkspaceApi {
         let req = request.into_inner();
         let m = req.workspace_member.unwrap_or_default();
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
-        let (view, revision) = self
+        let result = self
             .core
             .update_member(
                 &principal,
@@ -311,10 +361,18 @@ impl WorkspaceService for WorkspaceApi {
                 m.role,
                 &req.etag,
             )
-            .await?;
+            .await;
+        let attempt = member_attempt(
+            &principal,
+            &m.workspace_id,
+            &m.user_id,
+            "workspace_member.update",
+        );
+        let (view, r) = self.core.audited(&principal, &ctx, attempt, result).await?;
         Ok(Response::new(UpdateWorkspaceMemberResponse {
             workspace_member: Some(member_proto(view)),
-            revision,
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
         }))
     }
 
@@ -324,11 +382,21 @@ impl WorkspaceService for WorkspaceApi {
     ) -> Result<Response<RemoveWorkspaceMemberResponse>, Status> {
         let (principal, ctx) = self.prepare(&request).await?;
         let req = request.into_inner();
-        let revision = self
+        let result = self
             .core
             .remove_member(&principal, &ctx, &req.workspace_id, &req.user_id)
-            .await?;
-        Ok(Response::new(RemoveWorkspaceMemberResponse { revision }))
+            .await;
+        let attempt = member_attempt(
+            &principal,
+            &req.workspace_id,
+            &req.user_id,
+            "workspace_member.remove",
+        );
+        let r = self.core.audited(&principal, &ctx, attempt, result).await?;
+        Ok(Response::new(RemoveWorkspaceMemberResponse {
+            revision: r.revision,
+            workspace_revision: r.workspace_revision,
+        }))
     }
 
     async fn check_access(
@@ -370,12 +438,15 @@ impl WorkspaceService for WorkspaceApi {
         if permission == Permission::Unspecified {
             return Err(ApiError::invalid_argument("permission", "required").into());
         }
-        if req.min_organization_revision < 0 || req.min_workspace_revision < 0 {
-            return Err(ApiError::invalid_argument(
-                "min_organization_revision",
-                "revisions must not be negative",
-            )
-            .into());
+        for (field, value) in [
+            ("min_organization_revision", req.min_organization_revision),
+            ("min_workspace_revision", req.min_workspace_revision),
+        ] {
+            if value < 0 {
+                return Err(
+                    ApiError::invalid_argument(field, "revisions must not be negative").into(),
+                );
+            }
         }
         let min_org = req.min_organization_revision.max(header);
         self.core

@@ -21,7 +21,6 @@ use std::time::Duration;
 use clap::Args;
 
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::consumer::ConsumerConfig;
 use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
 use orgplane_platform::replica::RoleReplica;
@@ -102,6 +101,8 @@ impl Workspace {
         runtime: &Runtime,
     ) -> Result<Self, DbErr> {
         let outbox = Outbox::new(db.clone(), Producer::Workspace);
+        // Sessions that ended recently (from identity's events): refused from the first request on.
+        runtime.revocations.load(&db).await?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -110,37 +111,33 @@ impl Workspace {
         .await?;
         let memory = state::Memory::load(db.clone()).await?;
         let audit = AuditLogWriter::new(service::SERVICE);
-        let (org_consumer, org_events) = Consumer::new(
-            db.clone(),
-            ConsumerConfig::new(
+        let (org_consumer, org_events) = runtime
+            .consumer(
+                NAME,
+                &db,
                 Producer::Organization,
-                runtime.endpoints.organization.clone(),
-                runtime.service_tokens.clone(),
+                Arc::new(consumer::OrgEvents::new(
+                    replica.clone(),
+                    memory.clone(),
+                    audit.clone(),
+                )),
             )
-            .with_consumer(NAME),
-            Arc::new(consumer::OrgEvents::new(
-                replica.clone(),
-                memory.clone(),
-                audit.clone(),
-            )),
-        )
-        .await?;
-        let (identity_consumer, identity_events) = Consumer::new(
-            db.clone(),
-            ConsumerConfig::new(
+            .await?;
+        let (identity_consumer, identity_events) = runtime
+            .consumer(
+                NAME,
+                &db,
                 Producer::Identity,
-                runtime.endpoints.identity.clone(),
-                runtime.service_tokens.clone(),
+                Arc::new(consumer::IdentityEvents::new(
+                    db.clone(),
+                    runtime.revocations.clone(),
+                    memory.clone(),
+                    audit.clone(),
+                    runtime.endpoints.identity.clone(),
+                    runtime.service_tokens.clone(),
+                )),
             )
-            .with_consumer(NAME),
-            Arc::new(consumer::IdentityEvents::new(
-                memory.clone(),
-                audit.clone(),
-                runtime.endpoints.identity.clone(),
-                runtime.service_tokens.clone(),
-            )),
-        )
-        .await?;
+            .await?;
         let core = service::Core {
             db,
             runtime: runtime.clone(),

@@ -26,7 +26,7 @@ use tonic::Code;
 
 use crate::entity::{counter, member, request, workspace};
 use crate::model::{self, Effective, Refusal, effective, workspace_role};
-use crate::state::{Memory, bump_version};
+use crate::state::{Memory, bump_version, current_version};
 
 /// The audit log's service name.
 pub const SERVICE: &str = "workspace";
@@ -96,6 +96,17 @@ pub struct WorkspacePage {
     pub revision: i64,
 }
 
+/// Where a committed mutation left this service, as its response reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revisions {
+    /// The outbox revision: of the event it published, or the head for member changes (which
+    /// publish none); what consumers of this service's events compare.
+    pub revision: i64,
+    /// The state version its transaction set (or, for a replayed request, one at least as new):
+    /// what CheckAccess's `min_workspace_revision` waits for on any replica.
+    pub workspace_revision: i64,
+}
+
 /// Settings of the service's rules.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -153,9 +164,15 @@ fn archived(id: &str) -> ApiError {
 }
 
 fn lacks_role() -> ApiError {
-    ApiError::permission_denied(
-        "PERMISSION_DENIED",
-        "your organization role does not allow this",
+    orgplane_platform::roles::insufficient_role("your organization role does not allow this")
+}
+
+/// ABORTED `ETAG_MISMATCH`: the row changed (on any replica) since this call read it; the
+/// conditional write matched nothing.
+fn stale(what: &str) -> ApiError {
+    ApiError::aborted(
+        "ETAG_MISMATCH",
+        format!("the {what} changed since it was read; read it again"),
     )
 }
 
@@ -350,10 +367,6 @@ impl Core {
         Ok((caller, row))
     }
 
-    async fn find_request(&self, key: &str) -> ApiResult<Option<request::Model>> {
-        Ok(request::Entity::find_by_id(key).one(&self.db).await?)
-    }
-
     async fn remember_request<C: ConnectionTrait>(
         txn: &C,
         key: &str,
@@ -388,43 +401,42 @@ impl Core {
         format!("{method}|{org}|{kind}:{id}|{request_id}")
     }
 
-    /// Commits `txn` and brings memory in step. `bumped` is the state version the transaction
-    /// set; `revision` the outbox revision it appended (or the head).
+    /// Commits `txn`, which appended the outbox event at `revision` and bumped the state version
+    /// to `bumped`, and brings memory in step.
     async fn finish(
         &self,
-        guard: &mut crate::state::WriteGuard<'_>,
         txn: DatabaseTransaction,
         organization_id: &str,
         bumped: i64,
         revision: i64,
-        appended: bool,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Revisions> {
         txn.commit().await?;
-        if appended {
-            self.outbox.committed(revision);
-        }
-        self.memory
-            .after_write(guard, organization_id, bumped, revision)
-            .await?;
-        Ok(())
+        self.outbox.committed(revision);
+        self.memory.after_write(organization_id, bumped).await?;
+        Ok(Revisions {
+            revision,
+            workspace_revision: bumped,
+        })
     }
 
     /// [`Self::finish`] for a transaction that changed only one direct membership: memory
     /// refreshes that row, not the organization.
     async fn finish_member(
         &self,
-        guard: &mut crate::state::WriteGuard<'_>,
         txn: DatabaseTransaction,
         workspace_id: &str,
         user_id: &str,
         bumped: i64,
         revision: i64,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Revisions> {
         txn.commit().await?;
         self.memory
-            .after_member_write(guard, workspace_id, user_id, bumped, revision)
+            .after_member_write(workspace_id, user_id, bumped)
             .await?;
-        Ok(())
+        Ok(Revisions {
+            revision,
+            workspace_revision: bumped,
+        })
     }
 
     /// CreateWorkspace (WS-1).
@@ -436,7 +448,7 @@ impl Core {
         name: &str,
         unit_id: &str,
         request_id: &str,
-    ) -> ApiResult<(workspace::Model, i64)> {
+    ) -> ApiResult<(workspace::Model, Revisions)> {
         principal.require_authenticated()?;
         if organization_id.is_empty() {
             return Err(ApiError::invalid_argument("organization_id", "required"));
@@ -454,17 +466,72 @@ impl Core {
                 "must be at most 100 characters",
             ));
         }
-        let key = Self::request_key("CreateWorkspace", organization_id, principal, request_id);
-        if !request_id.is_empty()
-            && let Some(done) = self.find_request(&key).await?
-            && let Some(w) = workspace::Entity::find_by_id(&done.resource_id)
-                .one(&self.db)
-                .await?
-        {
-            return Ok((w, done.revision));
+        if request_id.is_empty() {
+            return self
+                .create_once(principal, ctx, organization_id, &name, unit_id, None)
+                .await;
         }
-        let mut guard = self.memory.write_lock().await;
+        let key = Self::request_key("CreateWorkspace", organization_id, principal, request_id);
+        if let Some(done) = self.created_before(&self.db, &key).await? {
+            return Ok(done);
+        }
+        let first = self
+            .create_once(principal, ctx, organization_id, &name, unit_id, Some(&key))
+            .await;
+        // AIP-155 for duplicates in flight, on this replica or another: a copy that failed
+        // because the first one committed meanwhile (its name, its quota slot or its request key
+        // — each decided by the database) gets the first result. Other failures stand.
+        match first {
+            Err(e) => match self.created_before(&self.db, &key).await {
+                Ok(Some(done)) => Ok(done),
+                _ => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// The workspace and revisions an earlier CreateWorkspace with the request key `key`
+    /// produced; the state version is today's, which covers that commit.
+    async fn created_before<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        key: &str,
+    ) -> ApiResult<Option<(workspace::Model, Revisions)>> {
+        let Some(done) = request::Entity::find_by_id(key).one(db).await? else {
+            return Ok(None);
+        };
+        let Some(w) = workspace::Entity::find_by_id(&done.resource_id)
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let revisions = Revisions {
+            revision: done.revision,
+            workspace_revision: current_version(db).await?,
+        };
+        Ok(Some((w, revisions)))
+    }
+
+    /// One attempt at CreateWorkspace's transaction; `key` is its request key, if any.
+    async fn create_once(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        organization_id: &str,
+        name: &str,
+        unit_id: &str,
+        key: Option<&str>,
+    ) -> ApiResult<(workspace::Model, Revisions)> {
+        let name = name.to_owned();
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
+        // On SQLite writers are serialized: a duplicate that waited its turn sees the first
+        // call's key here.
+        if let Some(key) = key
+            && let Some(done) = self.created_before(&txn, key).await?
+        {
+            return Ok(done);
+        }
         let name_key = model::name_key(&name);
         let taken = workspace::Entity::find()
             .filter(workspace::Column::OrganizationId.eq(organization_id))
@@ -550,12 +617,11 @@ impl Core {
                 &ctx.request_id,
             )
             .await?;
-        if !request_id.is_empty() {
-            Self::remember_request(&txn, &key, organization_id, &row.id, revision).await?;
+        if let Some(key) = key {
+            Self::remember_request(&txn, key, organization_id, &row.id, revision).await?;
         }
-        self.finish(&mut guard, txn, organization_id, bumped, revision, true)
-            .await?;
-        Ok((row, revision))
+        let revisions = self.finish(txn, organization_id, bumped, revision).await?;
+        Ok((row, revisions))
     }
 
     /// GetWorkspace.
@@ -659,7 +725,7 @@ impl Core {
         name: &str,
         unit_id: &str,
         etag: &str,
-    ) -> ApiResult<(workspace::Model, i64)> {
+    ) -> ApiResult<(workspace::Model, Revisions)> {
         principal.require_authenticated()?;
         if paths.is_empty() {
             return Err(ApiError::invalid_argument(
@@ -689,7 +755,6 @@ impl Core {
                 }
             }
         }
-        let mut guard = self.memory.write_lock().await;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, before) = self
             .manageable_workspace(&txn, principal, workspace_id)
@@ -698,10 +763,7 @@ impl Core {
             return Err(archived(workspace_id));
         }
         if !etag.is_empty() && etag != before.etag {
-            return Err(ApiError::aborted(
-                "ETAG_MISMATCH",
-                "the workspace changed since it was read; read it again",
-            ));
+            return Err(stale("workspace"));
         }
         let mut after = before.clone();
         if let Some(n) = new_name {
@@ -724,19 +786,38 @@ impl Core {
         }
         after.update_time_ms = now_ms();
         after.etag = new_etag();
-        let mut active: workspace::ActiveModel = after.clone().into();
-        active.name = sea_orm::Set(after.name.clone());
-        active.name_key = sea_orm::Set(after.name_key.clone());
-        active.unit_id = sea_orm::Set(after.unit_id.clone());
-        active.update_time_ms = sea_orm::Set(after.update_time_ms);
-        active.etag = sea_orm::Set(after.etag.clone());
-        active.update(&txn).await.map_err(|e| {
-            if orgplane_platform::db::is_unique_violation(&e) {
-                name_taken(&after.name)
-            } else {
-                e.into()
-            }
-        })?;
+        // The database decides between concurrent writers on any replica: only the one whose
+        // read is still current matches (the active-name index decides name clashes).
+        let updated = workspace::Entity::update_many()
+            .col_expr(workspace::Column::Name, Expr::value(after.name.clone()))
+            .col_expr(
+                workspace::Column::NameKey,
+                Expr::value(after.name_key.clone()),
+            )
+            .col_expr(
+                workspace::Column::UnitId,
+                Expr::value(after.unit_id.clone()),
+            )
+            .col_expr(
+                workspace::Column::UpdateTimeMs,
+                Expr::value(after.update_time_ms),
+            )
+            .col_expr(workspace::Column::Etag, Expr::value(after.etag.clone()))
+            .filter(workspace::Column::Id.eq(workspace_id))
+            .filter(workspace::Column::Etag.eq(before.etag.clone()))
+            .filter(workspace::Column::State.eq(WorkspaceState::Active as i32))
+            .exec(&txn)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    name_taken(&after.name)
+                } else {
+                    e.into()
+                }
+            })?;
+        if updated.rows_affected == 0 {
+            return Err(stale("workspace"));
+        }
         self.audit
             .record(
                 &txn,
@@ -766,9 +847,8 @@ impl Core {
             )
             .await?;
         let org = after.organization_id.clone();
-        self.finish(&mut guard, txn, &org, bumped, revision, true)
-            .await?;
-        Ok((after, revision))
+        let revisions = self.finish(txn, &org, bumped, revision).await?;
+        Ok((after, revisions))
     }
 
     /// ArchiveWorkspace (WS-2): one-way.
@@ -778,9 +858,8 @@ impl Core {
         ctx: &RequestContext,
         workspace_id: &str,
         etag: &str,
-    ) -> ApiResult<(workspace::Model, i64)> {
+    ) -> ApiResult<(workspace::Model, Revisions)> {
         principal.require_authenticated()?;
-        let mut guard = self.memory.write_lock().await;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, before) = self
             .manageable_workspace(&txn, principal, workspace_id)
@@ -789,10 +868,7 @@ impl Core {
             return Err(archived(workspace_id));
         }
         if !etag.is_empty() && etag != before.etag {
-            return Err(ApiError::aborted(
-                "ETAG_MISMATCH",
-                "the workspace changed since it was read; read it again",
-            ));
+            return Err(stale("workspace"));
         }
         let now = now_ms();
         let mut after = before.clone();
@@ -800,12 +876,24 @@ impl Core {
         after.archive_time_ms = Some(now);
         after.update_time_ms = now;
         after.etag = new_etag();
-        let mut active: workspace::ActiveModel = after.clone().into();
-        active.state = sea_orm::Set(after.state);
-        active.archive_time_ms = sea_orm::Set(after.archive_time_ms);
-        active.update_time_ms = sea_orm::Set(now);
-        active.etag = sea_orm::Set(after.etag.clone());
-        active.update(&txn).await?;
+        // Only the archive whose read is still current matches: the counter is decremented and
+        // the event written once, whichever replicas race.
+        let updated = workspace::Entity::update_many()
+            .col_expr(workspace::Column::State, Expr::value(after.state))
+            .col_expr(
+                workspace::Column::ArchiveTimeMs,
+                Expr::value(after.archive_time_ms),
+            )
+            .col_expr(workspace::Column::UpdateTimeMs, Expr::value(now))
+            .col_expr(workspace::Column::Etag, Expr::value(after.etag.clone()))
+            .filter(workspace::Column::Id.eq(workspace_id))
+            .filter(workspace::Column::Etag.eq(before.etag.clone()))
+            .filter(workspace::Column::State.eq(WorkspaceState::Active as i32))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(stale("workspace"));
+        }
         counter::Entity::update_many()
             .col_expr(
                 counter::Column::ActiveCount,
@@ -842,12 +930,15 @@ impl Core {
             )
             .await?;
         let org = after.organization_id.clone();
-        self.finish(&mut guard, txn, &org, bumped, revision, true)
-            .await?;
-        Ok((after, revision))
+        let revisions = self.finish(txn, &org, bumped, revision).await?;
+        Ok((after, revisions))
     }
 
-    fn resolve_user<'a>(principal: &'a Principal, user_id: &'a str) -> ApiResult<&'a str> {
+    /// `user_id`, with `me` meaning the calling user.
+    pub(crate) fn resolve_user<'a>(
+        principal: &'a Principal,
+        user_id: &'a str,
+    ) -> ApiResult<&'a str> {
         if user_id.is_empty() {
             return Err(ApiError::invalid_argument("user_id", "required"));
         }
@@ -893,7 +984,69 @@ impl Core {
         user_id: &str,
         role: i32,
         request_id: &str,
-    ) -> ApiResult<(MemberView, i64)> {
+    ) -> ApiResult<(MemberView, Revisions)> {
+        let first = self
+            .add_member_once(principal, ctx, workspace_id, user_id, role, request_id)
+            .await;
+        // AIP-155 for duplicates in flight on any replica: a copy that met the first one's row
+        // (ALREADY_EXISTS) or request key gets the first result.
+        match first {
+            Err(e) if !request_id.is_empty() => {
+                match self
+                    .member_added_before(principal, workspace_id, user_id, request_id)
+                    .await
+                {
+                    Ok(Some(done)) => Ok(done),
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The member and revisions an earlier AddWorkspaceMember with `request_id` produced; the
+    /// state version is today's, which covers that commit.
+    async fn member_added_before(
+        &self,
+        principal: &Principal,
+        workspace_id: &str,
+        user_id: &str,
+        request_id: &str,
+    ) -> ApiResult<Option<(MemberView, Revisions)>> {
+        let (_, ws) = self
+            .visible_workspace(&self.db, principal, workspace_id)
+            .await?;
+        let key = Self::request_key(
+            "AddWorkspaceMember",
+            &ws.organization_id,
+            principal,
+            request_id,
+        );
+        let Some(done) = request::Entity::find_by_id(&key).one(&self.db).await? else {
+            return Ok(None);
+        };
+        if done.resource_id != format!("{workspace_id}/{user_id}") {
+            return Ok(None);
+        }
+        let Some(view) = self.member_view(&self.db, &ws, user_id).await? else {
+            return Ok(None);
+        };
+        let revisions = Revisions {
+            revision: done.revision,
+            workspace_revision: current_version(&self.db).await?,
+        };
+        Ok(Some((view, revisions)))
+    }
+
+    async fn add_member_once(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        workspace_id: &str,
+        user_id: &str,
+        role: i32,
+        request_id: &str,
+    ) -> ApiResult<(MemberView, Revisions)> {
         principal.require_authenticated()?;
         let role = WorkspaceRole::try_from(role).unwrap_or(WorkspaceRole::Unspecified);
         if user_id.is_empty() {
@@ -914,7 +1067,6 @@ impl Core {
                 "must be at most 100 characters",
             ));
         }
-        let mut guard = self.memory.write_lock().await;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
@@ -930,7 +1082,11 @@ impl Core {
             && done.resource_id == format!("{workspace_id}/{user_id}")
             && let Some(view) = self.member_view(&txn, &ws, user_id).await?
         {
-            return Ok((view, done.revision));
+            let revisions = Revisions {
+                revision: done.revision,
+                workspace_revision: current_version(&txn).await?,
+            };
+            return Ok((view, revisions));
         }
         if ws.state == WorkspaceState::Archived as i32 {
             return Err(archived(workspace_id));
@@ -940,11 +1096,14 @@ impl Core {
         let existing = member::Entity::find_by_id((ws.id.clone(), user_id.to_owned()))
             .one(&txn)
             .await?;
-        if existing.is_some() {
-            return Err(ApiError::already_exists(
+        let exists = || {
+            ApiError::already_exists(
                 "WORKSPACE_MEMBER_EXISTS",
                 "the user already has a direct role here; use UpdateWorkspaceMember",
-            ));
+            )
+        };
+        if existing.is_some() {
+            return Err(exists());
         }
         let now = now_ms();
         let row = member::Model {
@@ -956,7 +1115,17 @@ impl Core {
             update_time_ms: now,
             etag: new_etag(),
         };
-        member::ActiveModel::from(row.clone()).insert(&txn).await?;
+        // The primary key decides between concurrent adds on any replica.
+        member::ActiveModel::from(row.clone())
+            .insert(&txn)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    exists()
+                } else {
+                    e.into()
+                }
+            })?;
         self.audit
             .record(
                 &txn,
@@ -987,9 +1156,10 @@ impl Core {
             .member_view(&txn, &ws, user_id)
             .await?
             .ok_or_else(|| ApiError::internal("added member has no role"))?;
-        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
+        let revisions = self
+            .finish_member(txn, &ws.id, user_id, bumped, revision)
             .await?;
-        Ok((view, revision))
+        Ok((view, revisions))
     }
 
     /// GetWorkspaceMember.
@@ -1093,7 +1263,7 @@ impl Core {
         paths: &[String],
         role: i32,
         etag: &str,
-    ) -> ApiResult<(MemberView, i64)> {
+    ) -> ApiResult<(MemberView, Revisions)> {
         principal.require_authenticated()?;
         if paths.is_empty() {
             return Err(ApiError::invalid_argument(
@@ -1123,7 +1293,6 @@ impl Core {
                 workspace_id,
             ));
         }
-        let mut guard = self.memory.write_lock().await;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
@@ -1141,10 +1310,7 @@ impl Core {
         let org_role = self.replica.role(&ws.organization_id, user_id);
         model::may_assign(org_role, role).map_err(|r| refusal(r, user_id, workspace_id))?;
         if !etag.is_empty() && etag != current.etag() {
-            return Err(ApiError::aborted(
-                "ETAG_MISMATCH",
-                "the member changed since it was read; read it again",
-            ));
+            return Err(stale("member"));
         }
         let now = now_ms();
         let after = match &current.direct {
@@ -1153,11 +1319,19 @@ impl Core {
                 a.role = role as i32;
                 a.update_time_ms = now;
                 a.etag = new_etag();
-                let mut active: member::ActiveModel = a.clone().into();
-                active.role = sea_orm::Set(a.role);
-                active.update_time_ms = sea_orm::Set(now);
-                active.etag = sea_orm::Set(a.etag.clone());
-                active.update(&txn).await?;
+                // Only the writer whose read is still current matches, on any replica.
+                let updated = member::Entity::update_many()
+                    .col_expr(member::Column::Role, Expr::value(a.role))
+                    .col_expr(member::Column::UpdateTimeMs, Expr::value(now))
+                    .col_expr(member::Column::Etag, Expr::value(a.etag.clone()))
+                    .filter(member::Column::WorkspaceId.eq(d.workspace_id.clone()))
+                    .filter(member::Column::UserId.eq(d.user_id.clone()))
+                    .filter(member::Column::Etag.eq(d.etag.clone()))
+                    .exec(&txn)
+                    .await?;
+                if updated.rows_affected == 0 {
+                    return Err(stale("member"));
+                }
                 a
             }
             None => {
@@ -1170,7 +1344,16 @@ impl Core {
                     update_time_ms: now,
                     etag: new_etag(),
                 };
-                member::ActiveModel::from(a.clone()).insert(&txn).await?;
+                member::ActiveModel::from(a.clone())
+                    .insert(&txn)
+                    .await
+                    .map_err(|e| {
+                        if orgplane_platform::db::is_unique_violation(&e) {
+                            stale("member")
+                        } else {
+                            e.into()
+                        }
+                    })?;
                 a
             }
         };
@@ -1197,9 +1380,10 @@ impl Core {
             .member_view(&txn, &ws, user_id)
             .await?
             .ok_or_else(|| ApiError::internal("updated member has no role"))?;
-        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
+        let revisions = self
+            .finish_member(txn, &ws.id, user_id, bumped, revision)
             .await?;
-        Ok((view, revision))
+        Ok((view, revisions))
     }
 
     /// RemoveWorkspaceMember (WS-7).
@@ -1209,12 +1393,11 @@ impl Core {
         ctx: &RequestContext,
         workspace_id: &str,
         user_id: &str,
-    ) -> ApiResult<i64> {
+    ) -> ApiResult<Revisions> {
         principal.require_authenticated()?;
         if user_id.is_empty() {
             return Err(ApiError::invalid_argument("user_id", "required"));
         }
-        let mut guard = self.memory.write_lock().await;
         let txn = orgplane_platform::db::begin_write(&self.db).await?;
         let (_, ws) = self
             .manageable_workspace(&txn, principal, workspace_id)
@@ -1225,15 +1408,24 @@ impl Core {
         let org_role = self.replica.role(&ws.organization_id, user_id);
         model::may_remove(org_role, direct.is_some())
             .map_err(|r| refusal(r, user_id, workspace_id))?;
-        let Some(direct) = direct else {
+        if direct.is_none() {
             return Err(refusal(Refusal::NoDirectRole, user_id, workspace_id));
-        };
+        }
         if ws.state == WorkspaceState::Archived as i32 {
             return Err(archived(workspace_id));
         }
-        member::Entity::delete_by_id((ws.id.clone(), user_id.to_owned()))
-            .exec(&txn)
-            .await?;
+        // Of concurrent removals on any replica, only one deletes the row and is audited; the
+        // record shows the row as it was deleted.
+        let Some(direct) = member::Entity::delete_many()
+            .filter(member::Column::WorkspaceId.eq(ws.id.clone()))
+            .filter(member::Column::UserId.eq(user_id))
+            .exec_with_returning(&txn)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Err(refusal(Refusal::NoDirectRole, user_id, workspace_id));
+        };
         self.audit
             .record(
                 &txn,
@@ -1250,9 +1442,8 @@ impl Core {
             .await?;
         let bumped = bump_version(&txn).await?;
         let revision = head_revision(&txn).await?;
-        self.finish_member(&mut guard, txn, &ws.id, user_id, bumped, revision)
-            .await?;
-        Ok(revision)
+        self.finish_member(txn, &ws.id, user_id, bumped, revision)
+            .await
     }
 
     /// ListAuditEvents (ORG-10).
@@ -1287,3 +1478,55 @@ impl Core {
 
 /// The shared core, as handlers hold it.
 pub type SharedCore = Arc<Core>;
+
+/// Where the organization of a mutation's target is found: named by the request, or through
+/// the workspace the request names.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The organization id the request names.
+    Organization(String),
+    /// The organization of this workspace.
+    Workspace(String),
+}
+
+/// What a mutation RPC of this service aims at (ORG-10).
+pub type Attempt = orgplane_platform::audit::Attempt<Scope>;
+
+impl Core {
+    /// Passes a mutation's `result` through unchanged, recording it first as OUTCOME_FAILURE
+    /// when it is a refusal the audit log keeps and `attempt`'s organization is known here.
+    pub async fn audited<T>(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        attempt: Attempt,
+        result: ApiResult<T>,
+    ) -> ApiResult<T> {
+        self.audit
+            .outcome(&self.db, principal, ctx, result, || {
+                self.attempt_entry(attempt)
+            })
+            .await
+    }
+
+    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here.
+    async fn attempt_entry(&self, attempt: Attempt) -> Option<Entry> {
+        let organization_id = match &attempt.scope {
+            Scope::Organization(id) => self
+                .replica
+                .with_organization(id, |_| ())
+                .map(|()| id.clone()),
+            Scope::Workspace(id) => match workspace::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+            {
+                Ok(w) => w.map(|w| w.organization_id),
+                Err(e) => {
+                    tracing::warn!(error = %e, action = attempt.action, "could not resolve the organization of a refused mutation");
+                    None
+                }
+            },
+        }?;
+        Some(attempt.entry(&organization_id))
+    }
+}

@@ -1,24 +1,33 @@
 //! The in-memory mirror of this service's own data that CheckAccess reads: workspaces (their
 //! organization and state), direct memberships, and the API-key replica. It is kept in step with
-//! the database after every commit: writers hold [`Memory::write_lock`] across their transaction
-//! and the refresh, and each refresh re-reads what it touched after the commit, so the last
+//! the database after every commit. Transactions hold no lock of this process (several replicas
+//! share the database, which alone decides conflicts); refreshes run one at a time under
+//! [`Memory::refresh_lock`] and each re-reads what it touched after its commit, so the last
 //! refresh of an entry always reflects the newest committed state.
 //!
-//! Every transaction that changes workspaces or memberships bumps `workspace_state_version`. A
-//! local write whose version follows the memory's directly refreshes only its organization;
-//! anything else (another replica's write, an event's effect) leads to a full reload, by the
-//! writer itself or by the poller ([`Memory::poll`]).
+//! Every transaction that changes workspaces or memberships bumps `workspace_state_version`
+//! (one row updated in that transaction and locked until it commits, so versions commit in
+//! order). The lock guards the version the memory reflects in full. A local write whose version
+//! follows it directly refreshes only what it changed; one at or below it is already reflected;
+//! anything else (another replica's write, an event's effect, a local write that committed later
+//! but refreshes first) leads to a full reload, by the writer itself or by the poller
+//! ([`Memory::poll`]).
+//!
+//! That version is this service's `workspace_revision`: mutating responses return the version
+//! their transaction set, and CheckAccess with `min_workspace_revision` waits in
+//! [`Memory::wait_reflected`] until the memory reflects it. A replica that is behind wakes its
+//! poller at once rather than at the next interval, so "remove, then check on another replica"
+//! never answers from before the removal.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use orgplane_platform::events::outbox::head_row;
 use orgplane_proto::workspace::v1::{WorkspaceRole, WorkspaceState};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::{Mutex, MutexGuard, Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::entity::{api_key, member, version, workspace};
@@ -62,12 +71,13 @@ pub struct Views {
 pub struct Memory {
     db: DatabaseConnection,
     views: Arc<RwLock<Views>>,
-    write: Arc<Mutex<i64>>,
-    visible: Arc<watch::Sender<i64>>,
+    refresh: Arc<Mutex<i64>>,
+    reflected: Arc<watch::Sender<i64>>,
+    behind: Arc<Notify>,
 }
 
-/// Held by a writer across its transaction and refresh; derefs to the memory's state version.
-pub type WriteGuard<'a> = MutexGuard<'a, i64>;
+/// Held while the memory is refreshed; derefs to the state version the memory reflects in full.
+pub type RefreshGuard<'a> = MutexGuard<'a, i64>;
 
 fn view_of(w: &workspace::Model) -> WorkspaceView {
     WorkspaceView {
@@ -82,10 +92,11 @@ impl Memory {
         let memory = Self {
             db,
             views: Arc::new(RwLock::new(Views::default())),
-            write: Arc::new(Mutex::new(0)),
-            visible: Arc::new(watch::channel(0).0),
+            refresh: Arc::new(Mutex::new(0)),
+            reflected: Arc::new(watch::channel(0).0),
+            behind: Arc::new(Notify::new()),
         };
-        let mut guard = memory.write.lock().await;
+        let mut guard = memory.refresh.lock().await;
         memory.reload_all(&mut guard).await?;
         drop(guard);
         Ok(memory)
@@ -100,25 +111,25 @@ impl Memory {
         f(&mut self.views.write().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The lock writers hold across their transaction and the refresh after it.
-    pub async fn write_lock(&self) -> WriteGuard<'_> {
-        self.write.lock().await
+    /// The lock every refresh of the memory holds, so that refreshes apply in the order they
+    /// read the database. Never held across a transaction.
+    pub async fn refresh_lock(&self) -> RefreshGuard<'_> {
+        self.refresh.lock().await
     }
 
-    /// This service's outbox revision the memory reflects at least.
-    pub fn visible_revision(&self) -> i64 {
-        *self.visible.borrow()
+    /// The state version (`workspace_revision`) the memory reflects at least.
+    pub fn reflected_version(&self) -> i64 {
+        *self.reflected.borrow()
     }
 
-    /// A receiver of [`Self::visible_revision`].
-    pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.visible.subscribe()
-    }
-
-    fn publish(&self, revision: i64) {
-        self.visible.send_if_modified(|v| {
-            if revision > *v {
-                *v = revision;
+    /// Records under the refresh lock that the memory now reflects `version` in full, and tells
+    /// waiters. Called only after the views were written, so a reader of
+    /// [`Self::reflected_version`] sees views at least that new.
+    fn reflect(&self, guard: &mut RefreshGuard<'_>, version: i64) {
+        **guard = version;
+        self.reflected.send_if_modified(|v| {
+            if version > *v {
+                *v = version;
                 true
             } else {
                 false
@@ -126,13 +137,24 @@ impl Memory {
         });
     }
 
+    /// Waits until the memory reflects state version `min`, for at most `within`; false when it
+    /// does not by then. When behind, wakes the poller at once to re-read the database (one
+    /// refresh however many callers wait), instead of leaving the gap to the next interval.
+    pub async fn wait_reflected(&self, min: i64, within: Duration) -> bool {
+        if self.reflected_version() >= min {
+            return true;
+        }
+        let mut rx = self.reflected.subscribe();
+        self.behind.notify_one();
+        matches!(
+            tokio::time::timeout(within, rx.wait_for(|v| *v >= min)).await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Replaces everything with the database's state.
-    pub async fn reload_all(&self, guard: &mut WriteGuard<'_>) -> Result<(), DbErr> {
-        let head = head_row::Entity::find_by_id(1)
-            .one(&self.db)
-            .await?
-            .map(|h| h.revision)
-            .unwrap_or(0);
+    pub async fn reload_all(&self, guard: &mut RefreshGuard<'_>) -> Result<(), DbErr> {
+        // Read first: every row read below is at least this new.
         let v = current_version(&self.db).await?;
         let mut views = Views::default();
         for w in workspace::Entity::find().all(&self.db).await? {
@@ -161,8 +183,7 @@ impl Memory {
             m.members = views.members;
             m.keys = views.keys;
         });
-        **guard = v;
-        self.publish(head);
+        self.reflect(guard, v);
         Ok(())
     }
 
@@ -202,18 +223,34 @@ impl Memory {
     }
 
     /// After a local transaction that bumped the state version to `bumped` (changing only
-    /// `organization_id`) and published up to `revision` committed: refreshes the memory.
-    pub async fn after_write(
+    /// `organization_id`) committed: refreshes the memory.
+    pub async fn after_write(&self, organization_id: &str, bumped: i64) -> Result<(), DbErr> {
+        let mut guard = self.refresh.lock().await;
+        self.after_commit(&mut guard, bumped, || {
+            self.reload_organization(organization_id)
+        })
+        .await
+    }
+
+    /// Brings the memory past the local write that bumped the version to `bumped`: nothing to
+    /// re-read when a full reload already covered it (the version row orders commits, so a
+    /// reflected later version implies this one), `partial` when it directly follows what the
+    /// memory reflects, else a full reload (a write in between is not reflected yet).
+    async fn after_commit<F, Fut>(
         &self,
-        guard: &mut WriteGuard<'_>,
-        organization_id: &str,
+        guard: &mut RefreshGuard<'_>,
         bumped: i64,
-        revision: i64,
-    ) -> Result<(), DbErr> {
-        if bumped == **guard + 1 {
-            self.reload_organization(organization_id).await?;
-            **guard = bumped;
-            self.publish(revision);
+        partial: F,
+    ) -> Result<(), DbErr>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), DbErr>>,
+    {
+        if bumped <= **guard {
+            Ok(())
+        } else if bumped == **guard + 1 {
+            partial().await?;
+            self.reflect(guard, bumped);
             Ok(())
         } else {
             self.reload_all(guard).await
@@ -249,20 +286,15 @@ impl Memory {
     /// organization (O(members)), or everything when another write came in between.
     pub async fn after_member_write(
         &self,
-        guard: &mut WriteGuard<'_>,
         workspace_id: &str,
         user_id: &str,
         bumped: i64,
-        revision: i64,
     ) -> Result<(), DbErr> {
-        if bumped == **guard + 1 {
-            self.reload_member(workspace_id, user_id).await?;
-            **guard = bumped;
-            self.publish(revision);
-            Ok(())
-        } else {
-            self.reload_all(guard).await
-        }
+        let mut guard = self.refresh.lock().await;
+        self.after_commit(&mut guard, bumped, || {
+            self.reload_member(workspace_id, user_id)
+        })
+        .await
     }
 
     /// Applies API-key changes to memory (after their transaction committed).
@@ -292,8 +324,8 @@ impl Memory {
     }
 
     /// Reloads everything whenever the database's state version is ahead of the memory's
-    /// (another replica wrote, or an event changed memberships), every `every`, until
-    /// `shutdown`.
+    /// (another replica wrote, or an event changed memberships), every `every` and at once when
+    /// [`Self::wait_reflected`] finds the memory behind, until `shutdown`.
     pub fn poll(&self, every: Duration, shutdown: CancellationToken) {
         let memory = self.clone();
         tokio::spawn(async move {
@@ -301,8 +333,9 @@ impl Memory {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(every) => {},
+                    _ = memory.behind.notified() => {},
                 }
-                let mut guard = memory.write.lock().await;
+                let mut guard = memory.refresh.lock().await;
                 let result = match current_version(&memory.db).await {
                     Ok(v) if v != *guard => memory.reload_all(&mut guard).await,
                     Ok(_) => Ok(()),

@@ -13,6 +13,8 @@ mod access;
 mod members;
 #[path = "workspace/replica.rs"]
 mod replica;
+#[path = "workspace/replicas.rs"]
+mod replicas;
 #[path = "workspace/sweep.rs"]
 mod sweep;
 #[path = "workspace/workspaces.rs"]

@@ -1,6 +1,8 @@
 //! The audit log (rule ORG-10): every service appends an audit record for every mutation **in
 //! the mutation's transaction**, and OWNER/ADMIN list them with filters and pagination. The table
 //! is append-only; nothing in Orgplane updates or deletes a record except an organization purge.
+//! A refused mutation is recorded on its own, after its transaction rolled back, through
+//! [`AuditLogWriter::outcome`], which every service's gRPC layer applies to its mutations.
 
 use chrono::{DateTime, Utc};
 use orgplane_proto::audit::v1::{ActorKind, AuditEvent, AuditEventFilter, Outcome};
@@ -198,6 +200,80 @@ impl Entry {
     }
 }
 
+/// Whether a refused mutation is written to the audit log (rule ORG-10). Recorded: an
+/// authenticated caller's mutation refused by a rule or by the data — PERMISSION_DENIED,
+/// ALREADY_EXISTS, FAILED_PRECONDITION, ABORTED, RESOURCE_EXHAUSTED. Not recorded: anonymous
+/// callers (refused before any handler), INVALID_ARGUMENT (a malformed request is refused before
+/// its target or the caller's standing is known), NOT_FOUND (what outsiders get for another
+/// tenant's resources: writing it would let anyone add rows to any organization's log, and the
+/// extra write would make "exists but not yours" slower than "does not exist", a hint the API
+/// must not give), and UNAVAILABLE, INTERNAL or any other failure of the system rather than a
+/// decision about the request.
+pub fn audits_failure(principal: &Principal, error: &ApiError) -> bool {
+    use tonic::Code;
+    !matches!(principal, Principal::Anonymous)
+        && matches!(
+            error.code(),
+            Code::PermissionDenied
+                | Code::AlreadyExists
+                | Code::FailedPrecondition
+                | Code::Aborted
+                | Code::ResourceExhausted
+        )
+}
+
+/// `id` if it looks like an Orgplane id (at most 128 ASCII letters, digits and `_-./:`), else
+/// empty: a failure record keeps ids from the request, never arbitrary text a caller sent.
+fn id_or_blank(id: &str) -> String {
+    let sane = id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-./:".contains(&b));
+    if sane { id.to_owned() } else { String::new() }
+}
+
+/// What a mutation RPC aims at, named from its request before the call, so that its refusal is
+/// recorded under the action a success would have (rule ORG-10). `S` says where the service
+/// finds the organization (named by the request, or through a resource the request names).
+#[derive(Debug, Clone)]
+pub struct Attempt<S> {
+    /// Where the organization is found.
+    pub scope: S,
+    /// `<resource_type>.<verb>`.
+    pub action: &'static str,
+    /// The resource's type.
+    pub resource_type: &'static str,
+    /// The resource's id as the request names it (empty for a creation).
+    pub resource_id: String,
+}
+
+impl<S> Attempt<S> {
+    /// `action` on `resource_type` `resource_id`, in the organization `scope` leads to.
+    pub fn new(
+        scope: S,
+        action: &'static str,
+        resource_type: &'static str,
+        resource_id: &str,
+    ) -> Self {
+        Self {
+            scope,
+            action,
+            resource_type,
+            resource_id: resource_id.to_owned(),
+        }
+    }
+
+    /// The entry of this attempt in `organization_id`.
+    pub fn entry(&self, organization_id: &str) -> Entry {
+        Entry::new(
+            organization_id,
+            self.action,
+            self.resource_type,
+            &self.resource_id,
+        )
+    }
+}
+
 /// The audit log of one service.
 #[derive(Debug, Clone)]
 pub struct AuditLogWriter {
@@ -244,6 +320,57 @@ impl AuditLogWriter {
             .await
     }
 
+    /// Passes a mutation's `result` through unchanged; when it is a refusal that
+    /// [`audits_failure`] selects, first appends a failure record of the entry that `target`
+    /// resolves (ids only: before/after are dropped, and ids that do not look like ids are
+    /// blanked). `target` runs only on such an error and answers `None` when the organization is
+    /// unknown here (nothing is written then). Writing the record never changes the answer: a
+    /// write that fails is logged.
+    pub async fn outcome<T, C, F, Fut>(
+        &self,
+        db: &C,
+        principal: &Principal,
+        ctx: &RequestContext,
+        result: ApiResult<T>,
+        target: F,
+    ) -> ApiResult<T>
+    where
+        C: ConnectionTrait,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Option<Entry>>,
+    {
+        let Err(error) = &result else { return result };
+        if !audits_failure(principal, error) {
+            return result;
+        }
+        let Some(entry) = target().await else {
+            return result;
+        };
+        if entry.organization_id.is_empty() {
+            return result;
+        }
+        let entry = Entry {
+            organization_id: id_or_blank(&entry.organization_id),
+            action: entry.action,
+            resource_type: entry.resource_type,
+            resource_id: id_or_blank(&entry.resource_id),
+            before: None,
+            after: None,
+        };
+        if let Err(e) = self
+            .record_failure(db, principal, ctx, entry.clone(), error)
+            .await
+        {
+            tracing::warn!(
+                error = %e,
+                action = %entry.action,
+                organization_id = %entry.organization_id,
+                "could not write the audit record of a refused mutation"
+            );
+        }
+        result
+    }
+
     /// Appends a record of something the system did by itself (purge, expiry).
     pub async fn record_system<C: ConnectionTrait>(&self, txn: &C, entry: Entry) -> ApiResult<()> {
         let ctx = RequestContext {
@@ -285,7 +412,11 @@ impl AuditLogWriter {
             } else {
                 Outcome::Success
             } as i32),
-            status_code: sea_orm::Set(error.map(|e| format!("{:?}", e.code())).unwrap_or_default()),
+            status_code: sea_orm::Set(
+                error
+                    .map(|e| crate::metrics::code_name(e.code() as i32).to_owned())
+                    .unwrap_or_default(),
+            ),
             error_reason: sea_orm::Set(error.map(|e| e.reason().to_owned()).unwrap_or_default()),
             before_json: sea_orm::Set(json(entry.before)),
             after_json: sea_orm::Set(json(entry.after)),
@@ -436,6 +567,134 @@ mod tests {
         fn migrations() -> Vec<Box<dyn MigrationTrait>> {
             vec![Box::new(CreateAuditLog)]
         }
+    }
+
+    #[tokio::test]
+    async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() {
+        let db = crate::testkit::TestDb::sqlite();
+        let conn = db.open::<M>().await;
+        let log = AuditLogWriter::new("organization");
+        let user = Principal::User(crate::auth::UserPrincipal {
+            user_id: "user_dev".into(),
+            session_id: "s".into(),
+            auth_time: 0,
+            token_id: "t".into(),
+        });
+        let ctx = RequestContext {
+            request_id: "req-refused".into(),
+        };
+        let target = |resource_id: &str| {
+            let e = Entry::new("org_a", "member.update_role", "member", resource_id)
+                .with_change(None, Some(serde_json::json!({"role": "ADMIN"})));
+            async move { Some(e) }
+        };
+        let denied = ApiError::permission_denied("INSUFFICIENT_ROLE", "admins only");
+        let out: ApiResult<()> = log
+            .outcome(&conn, &user, &ctx, Err(denied), || target("user_dev"))
+            .await;
+        let err = out.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied);
+        assert_eq!(err.reason(), "INSUFFICIENT_ROLE");
+        // Not recorded: success, INVALID_ARGUMENT, UNAVAILABLE, an anonymous caller, an unknown
+        // organization.
+        let ok: ApiResult<i32> = log.outcome(&conn, &user, &ctx, Ok(7), || target("x")).await;
+        assert_eq!(ok.unwrap(), 7);
+        for error in [
+            ApiError::invalid_argument("role", "required"),
+            ApiError::unavailable("DATABASE_UNAVAILABLE", "retry"),
+        ] {
+            let _ = log
+                .outcome::<(), _, _, _>(&conn, &user, &ctx, Err(error), || target("x"))
+                .await;
+        }
+        let _ = log
+            .outcome::<(), _, _, _>(
+                &conn,
+                &Principal::Anonymous,
+                &ctx,
+                Err(ApiError::permission_denied("R", "m")),
+                || target("x"),
+            )
+            .await;
+        let _ = log
+            .outcome::<(), _, _, _>(
+                &conn,
+                &user,
+                &ctx,
+                Err(ApiError::not_found("member", "x")),
+                || async { None },
+            )
+            .await;
+        // NOT_FOUND (an outsider's answer) is not recorded, even when the organization exists.
+        let _ = log
+            .outcome::<(), _, _, _>(
+                &conn,
+                &user,
+                &ctx,
+                Err(ApiError::not_found("member", "x")),
+                || target("x"),
+            )
+            .await;
+        // A resource id that is not an id is blanked.
+        let _ = log
+            .outcome::<(), _, _, _>(
+                &conn,
+                &user,
+                &ctx,
+                Err(ApiError::aborted("ETAG_MISMATCH", "stale")),
+                || target(&"\u{1b}[31m".repeat(100)),
+            )
+            .await;
+        let tokens = PageTokens::new(b"k");
+        let failures = AuditEventFilter {
+            outcome: Outcome::Failure as i32,
+            ..Default::default()
+        };
+        let (records, _) = log
+            .list(&conn, &tokens, "org_a", &failures, 10, "")
+            .await
+            .unwrap();
+        assert_eq!(records.len(), 2, "{records:?}");
+        let denied = &records[1];
+        assert_eq!(denied.status_code, "PERMISSION_DENIED");
+        assert_eq!(denied.error_reason, "INSUFFICIENT_ROLE");
+        assert_eq!(denied.actor_id, "user_dev");
+        assert_eq!(denied.request_id, "req-refused");
+        assert_eq!(denied.resource_id, "user_dev");
+        assert!(denied.before.is_none() && denied.after.is_none());
+        assert_eq!(records[0].status_code, "ABORTED");
+        assert_eq!(records[0].resource_id, "");
+        let (all, _) = log
+            .list(
+                &conn,
+                &tokens,
+                "org_a",
+                &AuditEventFilter::default(),
+                10,
+                "",
+            )
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 2, "nothing else was written");
+        // A log that cannot be written does not change the answer.
+        let empty = crate::testkit::TestDb::sqlite();
+        struct NoTables;
+        impl MigratorTrait for NoTables {
+            fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+                Vec::new()
+            }
+        }
+        let broken = empty.open::<NoTables>().await;
+        let out: ApiResult<()> = log
+            .outcome(
+                &broken,
+                &user,
+                &ctx,
+                Err(ApiError::aborted("ETAG_MISMATCH", "stale")),
+                || target("user_dev"),
+            )
+            .await;
+        assert_eq!(out.unwrap_err().reason(), "ETAG_MISMATCH");
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 //! briefly) or a service (a service token) — and puts it in the request's extensions, where
 //! handlers read it. Health and reflection pass without credentials (Kubernetes probes send
 //! none). Authorization against roles happens in the services; the guards here only say *who*.
+//! A verified (or cached) access token whose session ended is refused afterwards through the
+//! process's [`SessionRevocations`] (see [`crate::revocation`]).
 //!
 //! Token verification deliberately overrides `jsonwebtoken`'s lax defaults: the algorithm is
 //! pinned to EdDSA, `iss aud exp nbf iat sub` are required, the leeway is small and explicit, the
@@ -26,11 +28,15 @@ use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
 
 use crate::error::{ApiError, ApiResult};
+use crate::revocation::SessionRevocations;
 
 /// `aud` of access tokens issued to users.
 pub const USER_AUDIENCE: &str = "orgplane";
 /// `aud` of service tokens; only service principals carry it.
 pub const SERVICE_AUDIENCE: &str = "orgplane-internal";
+/// Lifetime of user access tokens (rule ID-4): identity mints them with it, and revocations
+/// ([`crate::revocation`]) are kept at least this long.
+pub const ACCESS_TOKEN_TTL_SECS: i64 = 15 * 60;
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The metadata key of API keys.
@@ -502,6 +508,7 @@ impl ApiKeyResolver for CachedApiKeys {
 pub struct Authenticator {
     tokens: Arc<TokenVerifier>,
     api_keys: Option<Arc<dyn ApiKeyResolver>>,
+    revocations: Option<Arc<SessionRevocations>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -514,7 +521,18 @@ impl Authenticator {
     /// An authenticator that verifies tokens with `tokens` and resolves API keys with `api_keys`
     /// (`None`: API keys are refused).
     pub fn new(tokens: Arc<TokenVerifier>, api_keys: Option<Arc<dyn ApiKeyResolver>>) -> Self {
-        Self { tokens, api_keys }
+        Self {
+            tokens,
+            api_keys,
+            revocations: None,
+        }
+    }
+
+    /// Refuses the access tokens of the sessions in `revocations` (UNAUTHENTICATED
+    /// `SESSION_REVOKED`), cached verifications included.
+    pub fn with_revocations(mut self, revocations: Arc<SessionRevocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
     }
 
     /// The principal behind `headers`; `Anonymous` when there are no credentials.
@@ -543,7 +561,11 @@ impl Authenticator {
                     .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                     .map(|(_, t)| t.trim())
                     .ok_or_else(|| invalid_token("authorization must be `Bearer <token>`"))?;
-                self.tokens.verify_shared(token).await
+                let principal = self.tokens.verify_shared(token).await?;
+                if let Some(revocations) = &self.revocations {
+                    revocations.check(&principal)?;
+                }
+                Ok(principal)
             }
             (None, Some(value)) => {
                 let key = value.to_str().map_err(|_| invalid_api_key())?;

@@ -1,8 +1,8 @@
 //! The mechanisms every Orgplane service shares, each in one place: server bootstrap
 //! ([`server`]), per-RPC context and tracing ([`context`], [`telemetry`]), authentication
 //! ([`auth`]), errors with google.rpc details ([`error`]), page tokens ([`pagination`]), the
-//! database bootstrap ([`db`]), the events outbox, watch server and consumer ([`events`]), and
-//! an injectable clock ([`clock`]).
+//! database bootstrap ([`db`]), the events outbox, watch server and consumer ([`events`]), the
+//! revocations of ended sessions ([`revocation`]), and an injectable clock ([`clock`]).
 
 pub mod audit;
 pub mod auth;
@@ -16,6 +16,7 @@ pub mod mail;
 pub mod metrics;
 pub mod pagination;
 pub mod replica;
+pub mod revocation;
 pub mod roles;
 pub mod runtime;
 pub mod server;

@@ -3,6 +3,17 @@
 
 use orgplane_proto::organization::v1::OrgRole;
 
+use crate::error::ApiError;
+
+/// The ErrorInfo reason of PERMISSION_DENIED for a member whose organization role does not allow
+/// the action: one reason in every service, so that clients handle it once.
+pub const INSUFFICIENT_ROLE: &str = "INSUFFICIENT_ROLE";
+
+/// PERMISSION_DENIED `INSUFFICIENT_ROLE`; `message` says which roles may.
+pub fn insufficient_role(message: impl Into<String>) -> ApiError {
+    ApiError::permission_denied(INSUFFICIENT_ROLE, message)
+}
+
 /// What a member may do in an organization (the rows of the matrix in `rules.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrgAction {

@@ -8,9 +8,15 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use orgplane_proto::events::v1::Producer;
+use sea_orm::{DatabaseConnection, DbErr};
+
 use crate::auth::ServiceTokenSource;
 use crate::clock::SharedClock;
+use crate::events::consumer::ConsumerConfig;
+use crate::events::{Consumer, ConsumerHandle, EventHandler};
 use crate::pagination::PageTokens;
+use crate::revocation::{RevocationEvents, SessionRevocations};
 
 /// Channels to the services, by URL.
 #[derive(Clone, Debug)]
@@ -58,6 +64,55 @@ pub struct Runtime {
     pub endpoints: Endpoints,
     /// Cancelled at shutdown.
     pub shutdown: CancellationToken,
+    /// The ended sessions this process refuses tokens of: fed by identity (directly) and by
+    /// each service's consumer of identity's events, read by the auth layer.
+    pub revocations: Arc<SessionRevocations>,
+}
+
+impl Runtime {
+    /// The channel to `producer`'s event stream.
+    pub fn producer_channel(&self, producer: Producer) -> Channel {
+        match producer {
+            Producer::Organization => self.endpoints.organization.clone(),
+            Producer::Workspace => self.endpoints.workspace.clone(),
+            _ => self.endpoints.identity.clone(),
+        }
+    }
+
+    /// A consumer of `producer`'s events for service `name`, applying them into `db` through
+    /// `handler` with this process's service token (run it once the server listens).
+    pub async fn consumer(
+        &self,
+        name: &'static str,
+        db: &DatabaseConnection,
+        producer: Producer,
+        handler: Arc<dyn EventHandler>,
+    ) -> Result<(Consumer, ConsumerHandle), DbErr> {
+        let config = ConsumerConfig::new(
+            producer,
+            self.producer_channel(producer),
+            self.service_tokens.clone(),
+        )
+        .with_consumer(name);
+        Consumer::new(db.clone(), config, handler).await
+    }
+
+    /// The consumer of identity's stream for service `name` when all it needs from it is the
+    /// ended sessions ([`RevocationEvents`]).
+    pub async fn revocation_consumer(
+        &self,
+        name: &'static str,
+        db: &DatabaseConnection,
+    ) -> Result<(Consumer, ConsumerHandle), DbErr> {
+        let handler = RevocationEvents::new(
+            db.clone(),
+            self.revocations.clone(),
+            self.endpoints.identity.clone(),
+            self.service_tokens.clone(),
+        );
+        self.consumer(name, db, Producer::Identity, Arc::new(handler))
+            .await
+    }
 }
 
 impl std::fmt::Debug for Runtime {

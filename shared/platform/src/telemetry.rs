@@ -8,6 +8,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -44,9 +46,25 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Where log lines go and how many, when not as [`init`] has it (stdout, `RUST_LOG` alone).
+#[derive(Debug, Clone, Default)]
+pub struct LogOutput {
+    /// Directives (`EnvFilter` syntax, e.g. `warn`) for log lines only, applied after
+    /// `RUST_LOG`'s filter. Spans and events still reach the OpenTelemetry layer as `RUST_LOG`
+    /// says, so a quiet process (the load generator) keeps the tracing cost the binary has.
+    pub filter: Option<String>,
+    /// Write log lines to stderr instead of stdout.
+    pub stderr: bool,
+}
+
 /// Installs the global subscriber for `service_name`. Log levels come from `RUST_LOG` (default
 /// `info`). Spans are exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
+    init_with(service_name, format, &LogOutput::default())
+}
+
+/// [`init`] with log lines filtered or redirected by `output`; spans are unaffected.
+pub fn init_with(service_name: &str, format: LogFormat, output: &LogOutput) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = opentelemetry_sdk::Resource::builder()
         .with_service_name(service_name.to_owned())
@@ -68,21 +86,12 @@ pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
     opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sea_orm_migration=warn,sqlx=warn"));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
-    let result = match format {
-        LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false),
-            )
-            .try_init(),
+    let writer = if output.stderr {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        BoxMakeWriter::new(std::io::stdout)
     };
+    let result = subscriber(tracer, filter, format, output.filter.as_deref(), writer).try_init();
     if result.is_err() {
         tracing::debug!("a tracing subscriber was already installed");
     }
@@ -92,6 +101,38 @@ pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
         tracing::info!(endpoint, "exporting traces over OTLP");
     }
     TelemetryGuard { provider }
+}
+
+/// The layers: `filter` for everything, the OpenTelemetry layer, and the fmt layer writing to
+/// `writer`, further filtered by `lines` when given.
+fn subscriber(
+    tracer: opentelemetry_sdk::trace::Tracer,
+    filter: EnvFilter,
+    format: LogFormat,
+    lines: Option<&str>,
+    writer: BoxMakeWriter,
+) -> impl tracing::Subscriber + Send + Sync + 'static {
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(writer)
+            .boxed(),
+    };
+    let fmt = match lines {
+        Some(directives) => fmt.with_filter(EnvFilter::new(directives)).boxed(),
+        None => fmt,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(otel)
+        .with(fmt)
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -199,5 +240,64 @@ pub fn continue_trace(span: &tracing::Span, traceparent: &str, tracestate: &str)
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(&headers)));
     if cx.span().span_context().is_valid() {
         let _ = span.set_parent(cx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Capture {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(data);
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Logs an info and a warn line inside an info span; returns the span's trace id and the
+    /// lines written.
+    fn log_through(lines: Option<&str>) -> (String, String) {
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = subscriber(
+            provider.tracer("test"),
+            EnvFilter::new("info"),
+            LogFormat::Text,
+            lines,
+            BoxMakeWriter::new(move || writer.clone()),
+        );
+        let trace_id = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("rpc");
+            let _entered = span.enter();
+            tracing::info!("an info line");
+            tracing::warn!("a warn line");
+            current_trace_id()
+        });
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        (trace_id, text)
+    }
+
+    #[test]
+    fn a_log_line_filter_quiets_lines_while_info_spans_still_get_w3c_trace_ids() {
+        let (trace_id, text) = log_through(Some("warn"));
+        assert_eq!(trace_id.len(), 32, "the OpenTelemetry layer saw the span");
+        assert!(text.contains("a warn line"), "{text}");
+        assert!(!text.contains("an info line"), "{text}");
+
+        let (trace_id, text) = log_through(None);
+        assert_eq!(trace_id.len(), 32);
+        assert!(
+            text.contains("an info line") && text.contains("a warn line"),
+            "without it every enabled line is written: {text}"
+        );
     }
 }

@@ -282,5 +282,6 @@ pub fn runtime(
             workspace: channel(url),
         },
         shutdown: CancellationToken::new(),
+        revocations: crate::revocation::SessionRevocations::new(),
     }
 }

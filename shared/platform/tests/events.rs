@@ -164,15 +164,8 @@ impl Rig {
     }
 
     async fn start_producer(&mut self, addr: Option<std::net::SocketAddr>) {
-        let mut server = GrpcServer::new(ServerConfig::default());
-        let events = EventServer::new([self.outbox.clone()], server.shutdown_token())
-            .with_poll_interval(Duration::from_millis(50));
-        server
-            .add_ready_service(
-                orgplane_proto::events::v1::event_service_server::EventServiceServer::new(events),
-            )
-            .await;
-        self.server = Some(RunningServer::start(server, self.auth.authenticator(), addr).await);
+        let (server, _) = serve_events(&self.auth, self.outbox.clone(), addr, |e| e).await;
+        self.server = Some(server);
     }
 
     async fn restart_producer(&mut self) {
@@ -206,12 +199,13 @@ impl Rig {
         .unwrap()
     }
 
-    /// Appends `total` events in transactions of 1-20 events.
-    fn spawn_writer(&self, total: i64) -> tokio::task::JoinHandle<()> {
+    /// Appends `total` events in transactions of 1-20 events; yields the number of transactions.
+    fn spawn_writer(&self, total: i64) -> tokio::task::JoinHandle<u64> {
         let outbox = self.outbox.clone();
         let db = outbox_db(&outbox);
         tokio::spawn(async move {
             let mut written = 0;
+            let mut commits = 0;
             while written < total {
                 let n = rand::rng().random_range(1..=20).min(total - written);
                 let txn = db.begin().await.unwrap();
@@ -225,10 +219,12 @@ impl Rig {
                 txn.commit().await.unwrap();
                 outbox.committed(last);
                 written += n;
+                commits += 1;
                 if written % 500 < 20 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
+            commits
         })
     }
 
@@ -245,6 +241,31 @@ impl Rig {
             "applied in revision order, no gap, no repeat"
         );
     }
+}
+
+/// Serves `outbox`'s EventService (polling every 50 ms, adjusted by `configure`) on `addr`.
+async fn serve_events(
+    auth: &TestAuth,
+    outbox: Outbox,
+    addr: Option<std::net::SocketAddr>,
+    configure: impl FnOnce(EventServer) -> EventServer,
+) -> (RunningServer, EventServer) {
+    let mut server = GrpcServer::new(ServerConfig::default());
+    let events = configure(
+        EventServer::new([outbox], server.shutdown_token())
+            .with_poll_interval(Duration::from_millis(50)),
+    );
+    server
+        .add_ready_service(
+            orgplane_proto::events::v1::event_service_server::EventServiceServer::new(
+                events.clone(),
+            ),
+        )
+        .await;
+    (
+        RunningServer::start(server, auth.authenticator(), addr).await,
+        events,
+    )
 }
 
 /// The producer's connection, reached through a fresh outbox read (the Outbox keeps its own).
@@ -540,7 +561,7 @@ impl EventHandler for MemoryView {
             exec(
                 txn,
                 format!(
-                    "INSERT INTO applied_events (revision, seq) VALUES ({0}, {0})",
+                    "INSERT INTO applied_log (revision) VALUES ({})",
                     event.revision
                 ),
             )
@@ -556,7 +577,7 @@ impl EventHandler for MemoryView {
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if resynced {
-                let all = query_i64s(&self.db, "SELECT revision FROM applied_events").await;
+                let all = query_i64s(&self.db, "SELECT revision FROM applied_log").await;
                 *self.seen.lock().unwrap() = all.into_iter().collect();
             } else {
                 self.seen
@@ -568,12 +589,29 @@ impl EventHandler for MemoryView {
     }
 }
 
-/// Two replicas of a consuming service share one database: each event is applied once, and
-/// both replicas' memory views end equal to the database.
+/// Two replicas of a consuming service share one database: each event is applied once (the
+/// log has no unique constraint that would hide a second application), and both replicas'
+/// memory views end equal to the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_two_replicas_sharing_a_database_apply_once_and_both_stay_current() {
+    two_replicas_apply_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_two_replicas_sharing_a_postgres_database_apply_once_and_both_stay_current() {
+    two_replicas_apply_once(Backend::Postgres).await;
+}
+
+async fn two_replicas_apply_once(backend: Backend) {
     const TOTAL: i64 = 2_000;
-    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    exec(
+        &rig.consumer_db,
+        "CREATE TABLE applied_log (revision BIGINT NOT NULL)".into(),
+    )
+    .await;
     let mut handles = Vec::new();
     let mut views = Vec::new();
     let stop = CancellationToken::new();
@@ -602,7 +640,7 @@ async fn events_two_replicas_sharing_a_database_apply_once_and_both_stay_current
     stop.cancel();
     let in_db = query_i64s(
         &rig.consumer_db,
-        "SELECT revision FROM applied_events ORDER BY revision",
+        "SELECT revision FROM applied_log ORDER BY revision",
     )
     .await;
     assert_eq!(in_db, (1..=TOTAL).collect::<Vec<_>>(), "applied once each");
@@ -610,4 +648,140 @@ async fn events_two_replicas_sharing_a_database_apply_once_and_both_stay_current
         let seen: Vec<i64> = view.seen.lock().unwrap().iter().copied().collect();
         assert_eq!(seen, in_db, "every replica's memory equals the database");
     }
+}
+
+/// 200 watchers opened at different revisions while a writer commits 5,000 events, every tenth
+/// slow (paused behind a small HTTP/2 window until the writer is done, so that it falls behind
+/// the events the tail keeps): each receives exactly the revisions after its cursor, in order,
+/// and the streams that keep up are fed by one outbox read per commit or poll, not one per
+/// stream. On PostgreSQL half the watchers are served by a second replica that is never told of
+/// commits and finds them by its poll.
+async fn watchers_share_one_read_per_commit(backend: Backend) {
+    const TOTAL: i64 = 5_000;
+    const WATCHERS: usize = 200;
+    const KEPT: usize = 1_000;
+    const POLL: Duration = Duration::from_millis(50);
+    let postgres = matches!(backend, Backend::Postgres);
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut outboxes = vec![rig.outbox.clone()];
+    if postgres {
+        outboxes.push(Outbox::new(
+            rig.outbox.connection().clone(),
+            Producer::Organization,
+        ));
+    }
+    let mut replicas = Vec::new();
+    for outbox in outboxes {
+        let (server, events) =
+            serve_events(&rig.auth, outbox, None, |e| e.with_tail_events(KEPT)).await;
+        let slow = tonic::transport::Endpoint::from_shared(server.url())
+            .unwrap()
+            .initial_stream_window_size(Some(16 * 1024))
+            .connect_lazy();
+        replicas.push((server.channel(), slow, events, server));
+    }
+    let token = rig.auth.service_token("workspace");
+    let (writer_done, done) = tokio::sync::watch::channel(false);
+    let writer = rig.spawn_writer(TOTAL);
+    let mut watchers = Vec::new();
+    for i in 0..WATCHERS {
+        // Opened progressively while the writer runs, each at a revision already written.
+        let head = loop {
+            let head = rig.outbox.head().await.unwrap().revision;
+            if head >= i as i64 * 15 {
+                break head;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let after = rand::rng().random_range(0..=head);
+        let slow = i % 10 == 9;
+        let batch = if slow { 100 } else { [1000, 250][i % 2] };
+        let (fast_channel, slow_channel, _, _) = &replicas[(i / 2) % replicas.len()];
+        let mut client = EventServiceClient::new(if slow {
+            slow_channel.clone()
+        } else {
+            fast_channel.clone()
+        });
+        let request = bearer(
+            WatchRequest {
+                producer: Producer::Organization as i32,
+                after_revision: after,
+                max_batch_size: batch,
+            },
+            &token,
+        );
+        let mut done = done.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut stream = client.watch(request).await.unwrap().into_inner();
+            let mut next = after + 1;
+            while next <= TOTAL {
+                let message = tokio::time::timeout(Duration::from_secs(60), stream.message())
+                    .await
+                    .expect("watcher stalled")
+                    .unwrap()
+                    .expect("stream ended");
+                assert!(message.events.len() as i32 <= batch);
+                for event in &message.events {
+                    assert_eq!(
+                        event.revision, next,
+                        "watcher from {after}: in order, no gap, no repeat"
+                    );
+                    next += 1;
+                }
+                if slow {
+                    done.wait_for(|d| *d).await.unwrap();
+                }
+            }
+            if let Ok(Ok(Some(extra))) =
+                tokio::time::timeout(Duration::from_millis(200), stream.message()).await
+            {
+                assert!(extra.events.is_empty(), "nothing past the last revision");
+            }
+            (after, batch)
+        }));
+    }
+    let commits = writer.await.unwrap();
+    writer_done.send(true).unwrap();
+    // A stream reads the database only to catch up, a full batch at a time, plus a few partial
+    // reads (reaching the head while behind the tail, or before the tail read its opening head).
+    let mut bound = 0;
+    for watcher in watchers {
+        let (after, batch) = watcher.await.unwrap();
+        bound += ((TOTAL - after) as u64).div_ceil(batch as u64) + 5;
+    }
+    let polls = (started.elapsed().as_millis() / POLL.as_millis()) as u64 + 2;
+    let mut stream_reads = 0;
+    for (i, (_, _, events, _)) in replicas.iter().enumerate() {
+        let stats = events.stats();
+        let tail_reads = stats.tail_reads.load(Ordering::Relaxed);
+        stream_reads += stats.stream_reads.load(Ordering::Relaxed);
+        let told = if i == 0 { commits } else { 0 };
+        println!("replica {i}: {tail_reads} tail reads for {told} commits told and {polls} polls");
+        assert!(
+            tail_reads <= told + polls,
+            "the tail reads once per commit or poll: {tail_reads} > {told} + {polls}"
+        );
+    }
+    println!(
+        "{WATCHERS} watchers, {TOTAL} events in {commits} commits: {stream_reads} reads by streams \
+         (catch-up bound {bound}; one read per stream per commit would be ~{})",
+        WATCHERS as u64 * commits
+    );
+    assert!(
+        stream_reads <= bound,
+        "streams read the database only to catch up: {stream_reads} reads > {bound}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_200_watchers_see_every_revision_in_order_from_one_read_per_commit_sqlite() {
+    watchers_share_one_read_per_commit(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_200_watchers_see_every_revision_in_order_from_one_read_per_commit_postgres() {
+    watchers_share_one_read_per_commit(Backend::Postgres).await;
 }

@@ -372,7 +372,7 @@ async fn verify_producer(
         .query_all_raw(Statement::from_string(
             backend,
             format!(
-                "SELECT request_id FROM audit_log WHERE action = 'member.update_role' AND organization_id = '{org}'"
+                "SELECT request_id FROM audit_log WHERE action = 'member.update_role' AND outcome = 1 AND organization_id = '{org}'"
             ),
         ))
         .await?;

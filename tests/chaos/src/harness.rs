@@ -28,6 +28,10 @@ pub const PRODUCT: &str = "product";
 
 const PAGE_TOKEN_SECRET: &str = "orgplane-chaos-page-token-secret";
 
+/// How long identity counts failed sign-ins here (15 minutes in production), so that the
+/// login-abuse suite can wait out a throttle.
+pub const LOGIN_THROTTLE_WINDOW: Duration = Duration::from_secs(2);
+
 /// Four PostgreSQL databases created for one run.
 #[derive(Debug, Clone)]
 pub struct PgDatabases {
@@ -133,6 +137,13 @@ pub struct Harness {
     issuer: String,
     /// How many processes were killed with SIGKILL.
     pub kills: u64,
+    /// Database URLs given to child services instead of [`Harness::database_url`] (e.g. through
+    /// a fault-injecting proxy); the harness itself keeps reading the real database.
+    db_overrides: HashMap<&'static str, String>,
+    /// Extra environment for child services (`None`: every child), applied after the defaults.
+    extra_env: Vec<(Option<&'static str>, String, String)>,
+    /// The command line identity was started with (to start it again the same way).
+    identity_args: Vec<String>,
 }
 
 impl Harness {
@@ -175,12 +186,14 @@ impl Harness {
             "1024".into(),
             "--password-hash-iterations".into(),
             "1".into(),
+            "--login-throttle-window-secs".into(),
+            LOGIN_THROTTLE_WINDOW.as_secs().to_string(),
         ];
         if let Some(pg) = &pg {
             args.push("--identity-database-url".into());
             args.push(pg.urls[0].clone());
         }
-        let cli = <Cli as clap::Parser>::try_parse_from(args)?;
+        let cli = <Cli as clap::Parser>::try_parse_from(args.clone())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
         let started = orgplane::start(&cli, &[Service::Identity], listener, shutdown.clone())
@@ -206,6 +219,9 @@ impl Harness {
             signer,
             issuer: cli.issuer.clone(),
             kills: 0,
+            db_overrides: HashMap::new(),
+            extra_env: Vec::new(),
+            identity_args: args,
         };
         for name in CHILDREN {
             h.spawn(name).await?;
@@ -225,6 +241,11 @@ impl Harness {
         }
     }
 
+    /// Makes child service `name` use `url` as its database from its next (re)start on.
+    pub fn override_database_url(&mut self, name: &'static str, url: String) {
+        self.db_overrides.insert(name, url);
+    }
+
     fn env(&self, name: &str) -> Vec<(String, String)> {
         let url = |n: &str| format!("http://127.0.0.1:{}", self.ports[n]);
         let var = match name {
@@ -233,7 +254,7 @@ impl Harness {
             _ => "ORGPLANE_BILLING_ACCESS_DATABASE_URL",
         };
         let mail = format!("file://{}", self.dir.path().join("mail").display());
-        vec![
+        let mut env = vec![
             (
                 "ORGPLANE_LISTEN".into(),
                 format!("127.0.0.1:{}", self.ports[name]),
@@ -261,9 +282,36 @@ impl Harness {
                     .display()
                     .to_string(),
             ),
-            (var.into(), self.database_url(name)),
+            (
+                var.into(),
+                self.db_overrides
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| self.database_url(name)),
+            ),
             ("RUST_LOG".into(), "warn".into()),
-        ]
+        ];
+        env.extend(
+            self.extra_env
+                .iter()
+                .filter(|(only, _, _)| only.is_none_or(|o| o == name))
+                .map(|(_, k, v)| (k.clone(), v.clone())),
+        );
+        env
+    }
+
+    /// Sets `key=value` in the environment of child service `only` (every child when `None`)
+    /// from its next (re)start on, overriding the harness's defaults (e.g. `RUST_LOG`).
+    pub fn set_env(&mut self, only: Option<&'static str>, key: &str, value: &str) {
+        self.extra_env
+            .push((only, key.to_owned(), value.to_owned()));
+    }
+
+    /// Stops child service `name` with SIGTERM and starts it again (with the current
+    /// environment), waiting until it is SERVING.
+    pub async fn restart(&mut self, name: &'static str) -> anyhow::Result<()> {
+        self.terminate(name).await?;
+        self.spawn(name).await
     }
 
     /// Starts child service `name` and waits until it is SERVING.
@@ -301,7 +349,22 @@ impl Harness {
             .await
             .unwrap_or(false);
             if banner {
-                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                // The process's log (stdout), kept in `<service>/stdout.log` for the scenarios.
+                let out_path = sub.join("stdout.log");
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut out = tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(out_path)
+                        .await
+                        .ok();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if let Some(f) = out.as_mut() {
+                            let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+                        }
+                    }
+                });
                 self.children.insert(name, child);
                 self.wait_serving(name, Duration::from_secs(60)).await?;
                 return Ok(());
@@ -315,6 +378,11 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(last_error)
+    }
+
+    /// The process id of child service `name`, while it runs.
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        self.children.get(name).and_then(Child::id)
     }
 
     /// Kills child service `name` with SIGKILL and reaps it.
@@ -400,6 +468,27 @@ impl Harness {
             Ok(e) => e.connect_lazy(),
             Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
         }
+    }
+
+    /// A channel to the in-process identity service whose connections leave from `local` (another
+    /// loopback address such as 127.0.0.2, on Linux): a second peer address for per-peer limits.
+    pub fn identity_channel_from(&self, local: std::net::IpAddr) -> Channel {
+        match Endpoint::from_shared(self.identity_url.clone()) {
+            Ok(e) => e.local_address(Some(local)).connect_lazy(),
+            Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+        }
+    }
+
+    /// The in-process identity service's password hasher (how many argon2id computations run).
+    pub fn identity_hasher(
+        &self,
+    ) -> anyhow::Result<&orgplane_identity::crypto::PasswordHasherPool> {
+        Ok(self
+            .identity
+            .as_ref()
+            .and_then(|s| s.opened.identity.as_ref())
+            .ok_or_else(|| anyhow!("no identity"))?
+            .password_hasher())
     }
 
     /// An organization service client.
@@ -593,6 +682,51 @@ impl Harness {
         Ok(Database::connect(self.database_url(name)).await?)
     }
 
+    /// The address child service `name` listens on (what a proxy in front of it targets).
+    pub fn addr(&self, name: &str) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.ports.get(name).copied().unwrap_or(1)))
+    }
+
+    /// Stops the in-process identity service as SIGTERM would (calls in flight drain, then it
+    /// stops listening); [`Harness::start_identity`] starts it again.
+    pub async fn stop_identity(&mut self) -> anyhow::Result<()> {
+        self.identity_shutdown.cancel();
+        if let Some(s) = self.identity.take() {
+            tokio::time::timeout(Duration::from_secs(20), s.wait())
+                .await
+                .map_err(|_| anyhow!("identity did not stop within 20 s"))??;
+        }
+        Ok(())
+    }
+
+    /// Starts identity again on the same address with the same data and keys, after
+    /// [`Harness::stop_identity`].
+    pub async fn start_identity(&mut self) -> anyhow::Result<()> {
+        if self.identity.is_some() {
+            return Ok(());
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(self.identity_args.clone())?;
+        let addr = self.identity_url.trim_start_matches("http://").to_owned();
+        let mut listener = None;
+        for _ in 0..100 {
+            match tokio::net::TcpListener::bind(addr.as_str()).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        let listener = listener.ok_or_else(|| anyhow!("identity's address {addr} stays taken"))?;
+        let shutdown = CancellationToken::new();
+        let started = orgplane::start(&cli, &[Service::Identity], listener, shutdown.clone())
+            .await
+            .context("restarting identity")?;
+        self.identity_shutdown = shutdown;
+        self.identity = Some(started);
+        Ok(())
+    }
+
     /// Stops everything and drops PostgreSQL databases.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for name in CHILDREN.iter().rev() {
@@ -627,8 +761,8 @@ pub fn bearer_with_id<T>(message: T, token: &str, request_id: &str) -> tonic::Re
     req
 }
 
-/// Retries `call` while it fails with UNAVAILABLE (a service starting or restarting), for up to
-/// 60 s.
+/// Retries `call` while it fails the way a call to a service that is stopping or starting fails
+/// ([`transient`]), for up to 60 s.
 pub async fn retry<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
@@ -638,18 +772,25 @@ where
     loop {
         match call().await {
             Ok(r) => return Ok(r.into_inner()),
-            Err(s)
-                if matches!(
-                    s.code(),
-                    tonic::Code::Unavailable
-                        | tonic::Code::Unknown
-                        | tonic::Code::Cancelled
-                        | tonic::Code::DeadlineExceeded
-                ) && start.elapsed() < Duration::from_secs(60) =>
-            {
+            Err(s) if transient(&s) && start.elapsed() < Duration::from_secs(60) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Err(s) => return Err(s),
         }
+    }
+}
+
+/// Whether `status` is what a client sees of a service stopping or starting rather than an answer
+/// of the service: UNAVAILABLE, UNKNOWN, CANCELLED, DEADLINE_EXCEEDED, and INTERNAL without
+/// `ErrorInfo` — tonic reports a stream that a graceful shutdown's GOAWAY (`NO_ERROR`) ended as
+/// INTERNAL, and every INTERNAL the services answer themselves carries `ErrorInfo`.
+pub fn transient(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable
+        | tonic::Code::Unknown
+        | tonic::Code::Cancelled
+        | tonic::Code::DeadlineExceeded => true,
+        tonic::Code::Internal => orgplane_platform::error::reason_of(status).is_none(),
+        _ => false,
     }
 }

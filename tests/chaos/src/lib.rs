@@ -6,10 +6,20 @@
 //! must be 0 and are not.
 
 pub mod attacks;
+pub mod audit;
+pub mod concurrency;
 pub mod crash;
+pub mod escalation;
+pub mod faults;
 pub mod harness;
+pub mod protocol;
+pub mod proxy;
+pub mod restart;
+pub mod resync;
 pub mod ryw;
+pub mod secrets;
 pub mod security;
+pub mod watch;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -186,12 +196,65 @@ pub fn this_binary() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?)
 }
 
-/// Runs `scenario` (`all`, `ryw`, `security`, `attacks`, `crash`) at `size` on SQLite and, when given, PostgreSQL.
+/// The scenarios [`run`] knows, in the order `all` runs them, each with what it proves.
+pub const SCENARIOS: [(&str, &str); 15] = [
+    (
+        "ryw",
+        "read-your-writes: demote, then check with the returned revision",
+    ),
+    ("security", "cross-tenant matrix generated from the protos"),
+    ("attacks", "protocol input, login abuse, token attacks"),
+    (
+        "secrets",
+        "no secret in logs, errors, list responses or audit records",
+    ),
+    (
+        "audit",
+        "every mutating RPC writes exactly one audit record",
+    ),
+    (
+        "escalation",
+        "no role above one's own, owner protected, field masks, page tokens",
+    ),
+    (
+        "api-keys",
+        "forged, inactive, foreign and purged-org API keys",
+    ),
+    (
+        "protocol",
+        "deep nesting, 1,000 streams, a Watch client that never reads",
+    ),
+    ("faults", "database unreachable or read-only, then back"),
+    (
+        "crash",
+        "kill -9 of organization and of the consumers during role changes",
+    ),
+    (
+        "watch",
+        "Watch streams cut at random; resume after compaction",
+    ),
+    (
+        "concurrency",
+        "one request_id sent 100 times; one etag, one winner",
+    ),
+    ("restart", "rolling restart of every service under load"),
+    (
+        "resync",
+        "organization re-syncs identity's and workspace's streams after compaction",
+    ),
+    ("all", "every scenario above"),
+];
+
+/// Runs `scenario` (one of [`SCENARIOS`]) at `size` on SQLite and, when given, PostgreSQL.
 pub async fn run(
     scenario: &str,
     size: Size,
     postgres: Option<&str>,
 ) -> anyhow::Result<Vec<Figures>> {
+    if !SCENARIOS.iter().any(|(name, _)| *name == scenario) {
+        let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!("unknown scenario {scenario:?}; known: {}", names.join(", "));
+    }
     let bin = this_binary()?;
     let mut out = Vec::new();
     let mut dbs: Vec<Option<&str>> = vec![None];
@@ -209,8 +272,38 @@ pub async fn run(
         if matches!(scenario, "all" | "attacks") {
             out.extend(attacks::run(&bin, db).await?);
         }
+        if matches!(scenario, "all" | "secrets") {
+            out.push(secrets::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "audit") {
+            out.push(audit::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "escalation") {
+            out.push(escalation::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "api-keys") {
+            out.push(attacks::run_api_keys(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "protocol") {
+            out.push(protocol::run(&bin, db, size.role_changes).await?);
+        }
+        if matches!(scenario, "all" | "faults") {
+            out.push(faults::run(&bin, db, std::time::Duration::from_secs(10)).await?);
+        }
         if matches!(scenario, "all" | "crash") {
             out.extend(crash::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "watch") {
+            out.extend(watch::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "concurrency") {
+            out.extend(concurrency::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "restart") {
+            out.extend(restart::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "resync") {
+            out.extend(resync::run(&bin, db).await?);
         }
     }
     Ok(out)

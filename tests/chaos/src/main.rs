@@ -10,10 +10,12 @@ use orgplane_chaos::{Figures, Size};
 #[derive(Debug, Parser)]
 #[command(name = "orgplane-chaos")]
 struct Args {
-    /// `all`, `ryw` (read-your-writes), `security` (cross-tenant matrix), `attacks` (protocol
-    /// input, login abuse, token attacks), `crash` (organization and consumer crashes).
+    /// The scenario: `all` or one name of `--list`.
     #[arg(default_value = "all")]
     scenario: String,
+    /// Print the scenarios and what each proves, then exit.
+    #[arg(long)]
+    list: bool,
     /// Run the small (CI) sizes instead of the full ones.
     #[arg(long)]
     fast: bool,
@@ -28,6 +30,12 @@ fn main() -> std::process::ExitCode {
         return run_orgplane(argv[1..].to_vec());
     }
     let args = Args::parse();
+    if args.list {
+        for (name, what) in orgplane_chaos::SCENARIOS {
+            println!("{name:<12} {what}");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

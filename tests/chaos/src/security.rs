@@ -4,7 +4,10 @@
 //! tenant B with every role. Each must be refused with a non-member code (NOT_FOUND, or
 //! PERMISSION_DENIED / UNAUTHENTICATED for internal RPCs; INVALID_ARGUMENT is accepted for
 //! requests refused by validation before any lookup), and no response, of any RPC, may contain
-//! an id of tenant A or tenant C. New RPCs are covered automatically.
+//! an id of tenant A or tenant C. The RPCs that name A's resources by other ids (workspace,
+//! invite, unit, API key, user) or through an Update RPC's nested resource are attacked the same
+//! way, with a baseline by A's owner for the reads. New RPCs are covered automatically (an RPC
+//! naming an id the matrix cannot fill fails it).
 
 use std::path::Path;
 
@@ -79,7 +82,7 @@ pub fn required_fields(method: &str) -> Vec<u8> {
 }
 
 /// Creates an API key of `kind` in `org` (in workspace `ws` for workspace keys) as `owner`,
-/// retrying while identity has not yet applied the organization's events.
+/// retrying while identity has not yet applied the organization's events; returns its secret.
 pub async fn create_api_key(
     h: &Harness,
     owner: &str,
@@ -87,6 +90,17 @@ pub async fn create_api_key(
     ws: Option<&str>,
     kind: id_api::ApiKeyKind,
 ) -> anyhow::Result<String> {
+    Ok(create_api_key_full(h, owner, org, ws, kind).await?.secret)
+}
+
+/// As [`create_api_key`], returning the whole response (the key's metadata and its secret).
+pub async fn create_api_key_full(
+    h: &Harness,
+    owner: &str,
+    org: &str,
+    ws: Option<&str>,
+    kind: id_api::ApiKeyKind,
+) -> anyhow::Result<id_api::CreateApiKeyResponse> {
     let start = std::time::Instant::now();
     loop {
         let mut client =
@@ -107,7 +121,7 @@ pub async fn create_api_key(
             ))
             .await;
         match result {
-            Ok(r) => return Ok(r.into_inner().secret),
+            Ok(r) => return Ok(r.into_inner()),
             Err(s) if start.elapsed() < std::time::Duration::from_secs(20) => {
                 let _ = s;
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -228,6 +242,10 @@ struct Tenant {
     org: String,
     ws: String,
     member: String,
+    /// A pending invite, a unit and an admin API key of the tenant (ids only).
+    invite: String,
+    unit: String,
+    key: String,
 }
 
 /// Runs the matrix on a fresh setup.
@@ -249,7 +267,83 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
     let member = format!("user_{name}_member");
     h.add_member(&owner, &org, &member, OrgRole::Developer)
         .await?;
-    Ok(Tenant { org, ws, member })
+    let token = h.user_token(&owner)?;
+    // The member has a direct role in the workspace (once workspace knows the membership).
+    let start = std::time::Instant::now();
+    loop {
+        let r = h
+            .workspaces()
+            .add_workspace_member(bearer(
+                orgplane_proto::workspace::v1::AddWorkspaceMemberRequest {
+                    workspace_id: ws.clone(),
+                    user_id: member.clone(),
+                    role: orgplane_proto::workspace::v1::WorkspaceRole::Developer as i32,
+                    request_id: String::new(),
+                },
+                &token,
+            ))
+            .await;
+        match r {
+            Ok(_) => break,
+            Err(s)
+                if s.code() == Code::FailedPrecondition
+                    && start.elapsed() < std::time::Duration::from_secs(10) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(s) => anyhow::bail!("AddWorkspaceMember {member}: {s:?}"),
+        }
+    }
+    let invite = h
+        .orgs()
+        .create_invite(bearer(
+            org_api::CreateInviteRequest {
+                organization_id: org.clone(),
+                invite: Some(org_api::Invite {
+                    email: format!("pending-{name}@chaos.test"),
+                    role: OrgRole::User as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await?
+        .into_inner()
+        .invite
+        .unwrap_or_default()
+        .id;
+    let unit = h
+        .orgs()
+        .create_unit(bearer(
+            org_api::CreateUnitRequest {
+                organization_id: org.clone(),
+                unit: Some(org_api::Unit {
+                    name: format!("unit {name}"),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await?
+        .into_inner()
+        .unit
+        .unwrap_or_default()
+        .id;
+    let key = create_api_key_full(h, &owner, &org, None, id_api::ApiKeyKind::Admin)
+        .await?
+        .api_key
+        .unwrap_or_default()
+        .id;
+    Ok(Tenant {
+        org,
+        ws,
+        member,
+        invite,
+        unit,
+        key,
+    })
 }
 
 async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
@@ -387,15 +481,247 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
             }
         }
     }
+    let id_only = id_only_matrix(h, &mut f, &a, &c, &attackers).await?;
     f.operations = f.attacks_passed + f.attacks_failed;
     f.notes = format!(
-        "{} RPCs x {} callers; codes {:?}; refused by validation first: {:?}",
+        "{} RPCs with organization_id + {id_only} naming other ids x {} callers; codes {:?}; \
+         refused by validation first: {:?}",
         targets.len(),
         attackers.len(),
         codes,
         validated_first
     );
     Ok(f)
+}
+
+/// The encoded request of an RPC that names tenant `a`'s resources without a top-level
+/// `organization_id` (the id-only and Update RPCs), or `None` when the matrix does not know it.
+fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option<Vec<u8>> {
+    use orgplane_proto::billing::v1 as bill_api;
+    use orgplane_proto::workspace::v1 as ws_api;
+    let mask = |p: &str| {
+        Some(prost_types::FieldMask {
+            paths: vec![p.to_owned()],
+        })
+    };
+    let body = match method {
+        "UpdateOrganization" => org_api::UpdateOrganizationRequest {
+            organization: Some(org_api::Organization {
+                id: a.org.clone(),
+                name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateUnit" => org_api::UpdateUnitRequest {
+            unit: Some(org_api::Unit {
+                id: a.unit.clone(),
+                name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateWorkspace" => ws_api::UpdateWorkspaceRequest {
+            workspace: Some(ws_api::Workspace {
+                id: a.ws.clone(),
+                name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateWorkspaceMember" => ws_api::UpdateWorkspaceMemberRequest {
+            workspace_member: Some(ws_api::WorkspaceMember {
+                workspace_id: a.ws.clone(),
+                user_id: a.member.clone(),
+                role: ws_api::WorkspaceRole::Admin as i32,
+                ..Default::default()
+            }),
+            update_mask: mask("role"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateBillingAccount" => bill_api::UpdateBillingAccountRequest {
+            billing_account: Some(bill_api::BillingAccount {
+                organization_id: a.org.clone(),
+                seats: 3,
+                ..Default::default()
+            }),
+            update_mask: mask("seats"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateApiKey" => id_api::UpdateApiKeyRequest {
+            api_key: Some(id_api::ApiKey {
+                id: a.key.clone(),
+                name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateUser" => id_api::UpdateUserRequest {
+            user: Some(id_api::User {
+                id: a.member.clone(),
+                display_name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("display_name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        m if m.starts_with("Update") => return None,
+        "AddWorkspaceMember" => {
+            let mut b = ws_api::AddWorkspaceMemberRequest {
+                role: ws_api::WorkspaceRole::Admin as i32,
+                ..Default::default()
+            }
+            .encode_to_vec();
+            for (num, name) in id_fields {
+                let v = match name.as_str() {
+                    "workspace_id" => &a.ws,
+                    "user_id" => &a.member,
+                    _ => continue,
+                };
+                encode_string(&mut b, *num, v);
+            }
+            b
+        }
+        _ => {
+            let mut b = Vec::new();
+            for (num, name) in id_fields {
+                let v = match name.as_str() {
+                    "workspace_id" => &a.ws,
+                    "user_id" => &a.member,
+                    "invite_id" => &a.invite,
+                    "unit_id" | "parent_unit_id" => &a.unit,
+                    "api_key_id" => &a.key,
+                    "request_id" => continue,
+                    _ => return None,
+                };
+                encode_string(&mut b, *num, v);
+            }
+            b
+        }
+    };
+    Some(body)
+}
+
+/// The RPCs that name a tenant's resources without a top-level `organization_id` (ids of
+/// workspaces, invites, units, keys, users, and the Update RPCs' nested resources), attacked by
+/// every caller of tenant B: each must be refused as for a non-member and answer nothing of A.
+async fn id_only_matrix(
+    h: &Harness,
+    f: &mut Figures,
+    a: &Tenant,
+    c: &Tenant,
+    attackers: &[(String, Cred)],
+) -> anyhow::Result<usize> {
+    let protos = crate::escalation::Protos::load()?;
+    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key];
+    let others: Vec<&str> = vec![&c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key];
+    let mut n = 0;
+    for (path, service, input, _, streaming) in &protos.methods {
+        let method = path.rsplit('/').next().unwrap_or_default();
+        if *streaming
+            || protos.field(input, "organization_id").is_some()
+            || ["AuthenticateApiKey", "IssueServiceToken"].contains(&method)
+        {
+            continue;
+        }
+        let id_fields: Vec<(i32, String)> = protos
+            .messages
+            .get(input.as_str())
+            .map(|m| {
+                m.field
+                    .iter()
+                    .filter(|f| {
+                        f.r#type() == Type::String
+                            && f.name().ends_with("_id")
+                            && f.name() != "request_id"
+                    })
+                    .map(|f| (f.number(), f.name().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if id_fields.is_empty() && !method.starts_with("Update") {
+            continue;
+        }
+        let Some(body) = id_only_body(method, &id_fields, a) else {
+            f.attacks_failed += 1;
+            f.failures.push(format!(
+                "{path}: names a resource the cross-tenant matrix cannot fill (add it)"
+            ));
+            continue;
+        };
+        n += 1;
+        let t = Target {
+            path: path.clone(),
+            service,
+            id_fields,
+        };
+        // Baseline: the same read by A's owner works, so the refusals are the tenant check.
+        if method.starts_with("Get") {
+            let own = Cred::Token(h.user_token("user_tenant_a_owner")?);
+            match call(h, &t, body.clone(), &own).await {
+                Ok(_) => f.attacks_passed += 1,
+                Err(s) => {
+                    f.attacks_failed += 1;
+                    f.failures.push(format!(
+                        "{path} by tenant A's owner (baseline): {:?} {}",
+                        s.code(),
+                        s.message()
+                    ));
+                }
+            }
+        }
+        for (role, cred) in attackers {
+            match call(h, &t, body.clone(), cred).await {
+                Ok(bytes) => {
+                    f.leaks += 1;
+                    f.failures.push(format!(
+                        "{path} as {role} of another org answered OK{}",
+                        if contains_any(&bytes, &secrets) {
+                            " with tenant A data"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+                Err(s) => {
+                    if contains_any(s.message().as_bytes(), &others)
+                        || contains_any(s.details(), &others)
+                    {
+                        f.leaks += 1;
+                    }
+                    // AcceptInvite answers a caller with another email INVITE_EMAIL_MISMATCH and
+                    // nothing about the organization (documented).
+                    let ok = match s.code() {
+                        Code::NotFound | Code::PermissionDenied | Code::Unauthenticated => true,
+                        Code::FailedPrecondition => method == "AcceptInvite",
+                        _ => false,
+                    };
+                    if ok {
+                        f.attacks_passed += 1;
+                    } else {
+                        f.attacks_failed += 1;
+                        f.failures.push(format!(
+                            "{path} as {role} of another org: {:?} {}",
+                            s.code(),
+                            s.message()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {

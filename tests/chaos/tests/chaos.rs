@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use orgplane_chaos::{Figures, Size, attacks, crash, ryw, security};
 
@@ -88,4 +89,214 @@ async fn attacks_protocol_input_login_abuse_and_forged_tokens_are_refused_postgr
     let Some(pg) = postgres() else { return };
     let figures = attacks::run(&bin(), Some(&pg)).await.unwrap();
     assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_forged_inactive_foreign_workspace_bound_and_purged_are_refused_sqlite() {
+    let f = attacks::run_api_keys(&bin(), None).await.unwrap();
+    assert!(f.attacks_passed >= 50, "every key case ran");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_forged_inactive_foreign_workspace_bound_and_purged_are_refused_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = attacks::run_api_keys(&bin(), Some(&pg)).await.unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_no_role_grants_above_its_own_owner_masks_page_tokens_guarded_sqlite() {
+    let f = orgplane_chaos::escalation::run(&bin(), None).await.unwrap();
+    assert!(f.attacks_passed >= 100, "every escalation case ran");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escalation_no_role_grants_above_its_own_owner_masks_page_tokens_guarded_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::escalation::run(&bin(), Some(&pg))
+        .await
+        .unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_faults_read_only_file_fails_unavailable_and_writes_resume_within_5s_sqlite() {
+    let f = orgplane_chaos::faults::run(&bin(), None, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(f.operations > 0);
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_faults_unreachable_server_fails_unavailable_and_service_resumes_within_5s_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::faults::run(&bin(), Some(&pg), Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(f.operations > 0);
+    assert_clean(&[f]);
+}
+
+/// `Size::fast()` over fewer members (the watch scenario also restarts both consumers).
+fn watch_size() -> Size {
+    Size {
+        members: 12,
+        ..Size::fast()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_cut_at_random_resume_ordered_unique_gap_free_sqlite() {
+    let figures = orgplane_chaos::watch::run(&bin(), None, watch_size())
+        .await
+        .unwrap();
+    assert!(figures[0].crashes > 0, "streams were cut");
+    assert!(figures[0].delivered > 0);
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_cut_at_random_resume_ordered_unique_gap_free_postgres() {
+    let Some(pg) = postgres() else { return };
+    let figures = orgplane_chaos::watch::run(&bin(), Some(&pg), watch_size())
+        .await
+        .unwrap();
+    assert!(figures[0].crashes > 0, "streams were cut");
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_100_duplicate_creates_one_effect_and_same_etag_updates_one_winner_sqlite() {
+    let figures = orgplane_chaos::concurrency::run(&bin(), None)
+        .await
+        .unwrap();
+    assert!(figures[0].operations >= 700 && figures[1].operations >= 400);
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_100_duplicate_creates_one_effect_and_same_etag_updates_one_winner_postgres() {
+    let Some(pg) = postgres() else { return };
+    let figures = orgplane_chaos::concurrency::run(&bin(), Some(&pg))
+        .await
+        .unwrap();
+    assert_clean(&figures);
+}
+
+/// Steady load from 6 clients over 12 members, one service restarted every ~0.6 s.
+fn restart_size() -> Size {
+    Size {
+        clients: 6,
+        members: 12,
+        ..Size::fast()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_no_acknowledged_request_and_leaves_no_gap_sqlite() {
+    let figures = orgplane_chaos::restart::run(&bin(), None, restart_size())
+        .await
+        .unwrap();
+    assert_eq!(figures[0].crashes, 4, "every service restarted");
+    assert!(figures[0].operations > 100);
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_under_load_loses_no_acknowledged_request_and_leaves_no_gap_postgres() {
+    let Some(pg) = postgres() else { return };
+    let figures = orgplane_chaos::restart::run(&bin(), Some(&pg), restart_size())
+        .await
+        .unwrap();
+    assert_eq!(figures[0].crashes, 4, "every service restarted");
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_in_trace_logs_errors_list_responses_or_audit_sqlite() {
+    let f = orgplane_chaos::secrets::run(&bin(), None).await.unwrap();
+    assert!(f.attacks_passed >= 20, "every place was scanned");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_in_trace_logs_errors_list_responses_or_audit_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::secrets::run(&bin(), Some(&pg))
+        .await
+        .unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_deep_nesting_1000_streams_and_a_never_reading_watch_stay_bounded_sqlite() {
+    let f = orgplane_chaos::protocol::run(&bin(), None, 2000)
+        .await
+        .unwrap();
+    assert!(f.attacks_passed >= 2 * 1000, "the concurrent calls ran");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_deep_nesting_1000_streams_and_a_never_reading_watch_stay_bounded_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::protocol::run(&bin(), Some(&pg), 1000)
+        .await
+        .unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_every_mutating_rpc_writes_exactly_one_record_without_secrets_text_faithful_sqlite() {
+    let f = orgplane_chaos::audit::run(&bin(), None).await.unwrap();
+    assert!(f.attacks_passed >= 40, "every mutating RPC was checked");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_every_mutating_rpc_writes_exactly_one_record_without_secrets_text_faithful_postgres()
+{
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::audit::run(&bin(), Some(&pg)).await.unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_resyncs_identity_stream_after_compaction_and_removes_users_deleted_meanwhile_sqlite() {
+    let f = orgplane_chaos::resync::identity(&bin(), None)
+        .await
+        .unwrap();
+    assert!(f.operations >= 7, "every check ran");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_resyncs_identity_stream_after_compaction_and_removes_users_deleted_meanwhile_postgres()
+{
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::resync::identity(&bin(), Some(&pg))
+        .await
+        .unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_resyncs_workspace_stream_after_compaction_and_rebuilds_unit_placements_sqlite() {
+    let f = orgplane_chaos::resync::workspace(&bin(), None)
+        .await
+        .unwrap();
+    assert!(f.operations >= 6, "every check ran");
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn org_resyncs_workspace_stream_after_compaction_and_rebuilds_unit_placements_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::resync::workspace(&bin(), Some(&pg))
+        .await
+        .unwrap();
+    assert_clean(&[f]);
 }

@@ -38,6 +38,10 @@ struct Args {
     /// Multiplies the big volumes (members, role changes); 1.0 = the figures.
     #[arg(long, global = true)]
     scale: Option<f64>,
+    /// Measure without the tracing stack `orgplane` installs (by default it is installed as
+    /// the binary has it, log lines to stderr at `warn` unless `RUST_LOG` is set).
+    #[arg(long, global = true)]
+    no_telemetry: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +97,24 @@ fn plan(args: &Args, smoke: bool) -> Plan {
     }
 }
 
+/// The subscriber `orgplane` runs with (EnvFilter, OpenTelemetry layer giving every span W3C
+/// ids, fmt layer), so that the figures include its per-call cost; log lines go to stderr and,
+/// unless `RUST_LOG` is set, only from `warn` up, keeping the output (and `--json`) clean.
+fn telemetry() -> orgplane_platform::telemetry::TelemetryGuard {
+    use orgplane_platform::telemetry::{LogFormat, LogOutput, init_with};
+    let quiet = std::env::var_os("RUST_LOG")
+        .is_none()
+        .then(|| "warn".to_owned());
+    init_with(
+        "orgplane",
+        LogFormat::Text,
+        &LogOutput {
+            filter: quiet,
+            stderr: true,
+        },
+    )
+}
+
 fn exec_orgplane(args: Vec<String>) -> std::process::ExitCode {
     let mut argv = vec!["orgplane".to_owned()];
     argv.extend(args);
@@ -103,6 +125,8 @@ fn exec_orgplane(args: Vec<String>) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // As the binary's `main`: startup_and_memory measures it with its tracing stack.
+    let _telemetry = orgplane_platform::telemetry::init("orgplane", cli.log_format);
     let Ok(rt) = tokio::runtime::Runtime::new() else {
         return std::process::ExitCode::FAILURE;
     };
@@ -130,6 +154,7 @@ fn main() -> std::process::ExitCode {
         }
     }
     let plan = plan(&args, smoke);
+    let _telemetry = (!args.no_telemetry).then(telemetry);
     // The same runtime settings for the baseline and for Orgplane: tokio's multi-threaded
     // runtime with one worker per core, client and server in this one process.
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -174,6 +199,14 @@ async fn run(args: &Args, names: &[String], plan: &Plan) -> anyhow::Result<Vec<R
         plan.connections,
         plan.duration.as_secs_f64(),
         plan.warmup.as_secs_f64()
+    );
+    eprintln!(
+        "tracing: {}",
+        if args.no_telemetry {
+            "none (--no-telemetry)"
+        } else {
+            "as orgplane runs (EnvFilter, OpenTelemetry layer, fmt layer to stderr)"
+        }
     );
     if plan.users < 10_000
         || plan.big_members < 100_000

@@ -112,6 +112,9 @@ pub fn orgplane_args(dir: &std::path::Path, pg: Option<&PgDatabases>) -> Vec<Str
         "orgplane-bench-page-token-secret".into(),
         "--log-format".into(),
         "text".into(),
+        // A fixed key, as production sets one: no key file generated (and warned about).
+        "--signing-key-encryption-key".into(),
+        "b3JncGxhbmUtYmVuY2gtc2lnbmluZy1rZXktMDAwMDA=".into(),
     ];
     if let Some(pg) = pg {
         args.extend(pg.flags());

@@ -62,7 +62,7 @@ async fn bill_1_owner_admin_billing_may_see_billing_others_are_denied_outsiders_
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{user}");
-        assert_eq!(reason(&err), "BILLING_ACCESS_DENIED");
+        assert_eq!(reason(&err), "INSUFFICIENT_ROLE");
     }
     for user in ["org_b_owner", "stranger"] {
         let err = c

@@ -145,7 +145,8 @@ async fn account_lifecycle(rig: &Rig) {
         assert_eq!(bad.field_violations[0].field, field);
     }
 
-    // Audited: the creation by the system, the two updates by their users, newest first.
+    // Audited: the creation by the system, the two updates by their users and the stale one
+    // (as a failure; the malformed ones are not recorded), newest first.
     let events = c
         .list_audit_events(rig.as_user(
             "u_admin",
@@ -158,19 +159,26 @@ async fn account_lifecycle(rig: &Rig) {
         .unwrap()
         .into_inner()
         .audit_events;
-    let actions: Vec<(&str, &str)> = events
+    let actions: Vec<(&str, &str, &str)> = events
         .iter()
-        .map(|e| (e.action.as_str(), e.actor_id.as_str()))
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor_id.as_str(),
+                e.status_code.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
         vec![
-            ("billing_account.update", "u_admin"),
-            ("billing_account.update", "u_billing"),
-            ("billing_account.create", ""),
+            ("billing_account.update", "u_billing", "ABORTED"),
+            ("billing_account.update", "u_admin", ""),
+            ("billing_account.update", "u_billing", ""),
+            ("billing_account.create", "", ""),
         ]
     );
-    assert!(events[1].before.is_some() && events[1].after.is_some());
+    assert!(events[2].before.is_some() && events[2].after.is_some());
     // BILLING members manage billing but do not read the audit log.
     let err = c
         .list_audit_events(rig.as_user(
@@ -196,4 +204,132 @@ async fn bill_2_account_created_with_the_organization_and_updated_with_mask_and_
         return;
     };
     account_lifecycle(&rig).await;
+}
+
+#[tokio::test]
+async fn org_10_refused_billing_updates_are_audited_as_failures_in_the_target_org() {
+    use orgplane_proto::audit::v1::{ActorKind, AuditEventFilter, Outcome};
+    let rig = Rig::sqlite().await;
+    rig.create_org(
+        "org_b",
+        &[("u_dev", OrgRole::Developer), ("u_admin", OrgRole::Admin)],
+    )
+    .await;
+    rig.create_org("org_c", &[]).await;
+    let mut c = rig.client();
+    let upgrade = |org: &str, who: &str, request_id: &str| {
+        let mut r = rig.as_user(
+            who,
+            UpdateBillingAccountRequest {
+                billing_account: Some(BillingAccount {
+                    organization_id: org.into(),
+                    plan: BillingPlan::Enterprise as i32,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["plan"]),
+                etag: String::new(),
+            },
+        );
+        r.metadata_mut()
+            .insert("x-request-id", request_id.parse().unwrap());
+        r
+    };
+    // A developer may not manage billing.
+    let denied = c
+        .update_billing_account(upgrade("org_b", "u_dev", "req-dev"))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    // Another organization's owner: NOT_FOUND, not recorded (outsiders cannot write to the log).
+    let outsider = c
+        .update_billing_account(upgrade("org_b", "org_c_owner", "req-outsider"))
+        .await
+        .unwrap_err();
+    assert_eq!(outsider.code(), Code::NotFound);
+    // Not recorded: an unknown organization, a malformed request.
+    let unknown = c
+        .update_billing_account(upgrade("org_nope", "org_c_owner", "req-unknown"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let mut malformed = upgrade("org_b", "u_admin", "req-malformed");
+    malformed.get_mut().update_mask = None;
+    assert_eq!(
+        c.update_billing_account(malformed)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::InvalidArgument
+    );
+    let list = |org: &str, who: &str, outcome: Outcome| {
+        rig.as_user(
+            who,
+            ListAuditEventsRequest {
+                organization_id: org.into(),
+                filter: Some(AuditEventFilter {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let failures = c
+        .list_audit_events(list("org_b", "u_admin", Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let summary: Vec<_> = failures
+        .iter()
+        .map(|e| {
+            (
+                e.actor_id.as_str(),
+                e.request_id.as_str(),
+                e.status_code.as_str(),
+                e.error_reason.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(
+            "u_dev",
+            "req-dev",
+            "PERMISSION_DENIED",
+            crate::support::reason(&denied)
+        ),]
+    );
+    let dev = &failures[0];
+    assert_eq!(dev.action, "billing_account.update");
+    assert_eq!(dev.resource_type, "billing_account");
+    assert_eq!(dev.resource_id, "org_b");
+    assert_eq!(dev.actor_kind, ActorKind::User as i32);
+    assert_eq!(dev.outcome, Outcome::Failure as i32);
+    assert_eq!(dev.service, "billing-access");
+    assert!(dev.before.is_none() && dev.after.is_none());
+    let successes: Vec<String> = c
+        .list_audit_events(list("org_b", "org_b_owner", Outcome::Success))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(successes, ["billing_account.create"]);
+    let theirs = c
+        .list_audit_events(list("org_c", "org_c_owner", Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert!(theirs.is_empty(), "{theirs:?}");
+    assert_eq!(
+        c.list_audit_events(list("org_b", "org_c_owner", Outcome::Failure))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 }

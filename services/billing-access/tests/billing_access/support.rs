@@ -85,7 +85,7 @@ impl Rig {
     /// A rig on `backend` with `config`; `None` (after saying so) when PostgreSQL is not set up.
     pub async fn new(backend: Backend, config: Config) -> Option<Rig> {
         let mut dbs = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             dbs.push(match backend {
                 Backend::Sqlite => TestDb::sqlite(),
                 Backend::Postgres => match TestDb::postgres().await {
@@ -103,9 +103,12 @@ impl Rig {
             Producer::Organization,
         );
         let ws_outbox = Outbox::new(dbs[1].open::<ProducerMigrator>().await, Producer::Workspace);
+        // Identity's stream (ended sessions), empty here: the service waits for it to be ready.
+        let identity_outbox =
+            Outbox::new(dbs[3].open::<ProducerMigrator>().await, Producer::Identity);
         let mut producer_server = GrpcServer::new(ServerConfig::default());
         let events = EventServer::new(
-            [org_outbox.clone(), ws_outbox.clone()],
+            [org_outbox.clone(), ws_outbox.clone(), identity_outbox],
             producer_server.shutdown_token(),
         )
         .with_poll_interval(Duration::from_millis(50));

@@ -169,7 +169,7 @@ async fn ws_10_new_workspace_is_visible_at_the_returned_revision() {
                 subject: Some(check_access_request::Subject::UserId("o1_admin".into())),
                 permission: Permission::Admin as i32,
                 min_organization_revision: 0,
-                min_workspace_revision: created.revision,
+                min_workspace_revision: created.workspace_revision,
             },
             &rig.service_token(),
         ))
@@ -177,7 +177,7 @@ async fn ws_10_new_workspace_is_visible_at_the_returned_revision() {
         .unwrap()
         .into_inner();
     assert!(answer.allowed);
-    assert!(answer.workspace_revision >= created.revision);
+    assert!(answer.workspace_revision >= created.workspace_revision);
 }
 
 #[tokio::test]

@@ -356,11 +356,15 @@ async fn ws_3_update_with_mask_and_etag_and_the_default_workspace_is_not_address
         .collect();
     assert_eq!(kinds, ["created", "updated"]);
     assert_eq!(events[1].revision, updated.revision);
-    // Audit: both mutations, for OWNER/ADMIN only.
+    // Audit: both mutations, for OWNER/ADMIN only (the refusals are OUTCOME_FAILURE records).
     let audit = client
         .list_audit_events(bearer(
             ListAuditEventsRequest {
                 organization_id: "o1".into(),
+                filter: Some(orgplane_proto::audit::v1::AuditEventFilter {
+                    outcome: orgplane_proto::audit::v1::Outcome::Success as i32,
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             &rig.user("o1_admin"),
@@ -407,4 +411,161 @@ async fn health_is_serving_once_both_consumers_caught_up() {
     }
     assert_eq!(status, 1, "SERVING");
     let _ = &rig.health;
+}
+
+#[tokio::test]
+async fn org_10_stale_etag_and_refused_workspace_mutations_are_audited_as_failures() {
+    use orgplane_proto::audit::v1::{AuditEventFilter, Outcome};
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    rig.organization("o1").await;
+    rig.organization("o2").await;
+    let ws = rig.workspace("o1", "Alpha").await;
+    let mut client = rig.client();
+    let rename = |etag: &str, who: &str, request_id: &str| {
+        let mut r = bearer(
+            UpdateWorkspaceRequest {
+                workspace: Some(Workspace_ {
+                    id: ws.id.clone(),
+                    name: "Renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                etag: etag.into(),
+            },
+            &rig.user(who),
+        );
+        r.metadata_mut()
+            .insert("x-request-id", request_id.parse().unwrap());
+        r
+    };
+    client
+        .update_workspace(rename(&ws.etag, "o1_owner", "req-first"))
+        .await
+        .unwrap();
+    // The owner's second write with the old etag loses: ABORTED.
+    let stale = client
+        .update_workspace(rename(&ws.etag, "o1_owner", "req-stale"))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    // A developer tries to make themselves the workspace's admin.
+    let escalate = client
+        .add_workspace_member(bearer(
+            AddWorkspaceMemberRequest {
+                workspace_id: ws.id.clone(),
+                user_id: "me".into(),
+                role: WorkspaceRole::Admin as i32,
+                request_id: String::new(),
+            },
+            &rig.user("o1_dev"),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(escalate.code(), Code::PermissionDenied | Code::NotFound),
+        "{escalate:?}"
+    );
+    // Another organization's owner: NOT_FOUND, not recorded (outsiders cannot write to the log).
+    let outsider = client
+        .update_workspace(rename("", "o2_owner", "req-outsider"))
+        .await
+        .unwrap_err();
+    assert_eq!(outsider.code(), Code::NotFound);
+    // Not recorded: a malformed request.
+    let mut malformed = rename("", "o1_owner", "req-malformed");
+    malformed.get_mut().update_mask = Some(prost_types::FieldMask {
+        paths: vec!["state".into()],
+    });
+    assert_eq!(
+        client.update_workspace(malformed).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    let list = |org: &str, who: &str, outcome: Outcome| {
+        bearer(
+            ListAuditEventsRequest {
+                organization_id: org.into(),
+                filter: Some(AuditEventFilter {
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+                page_size: 100,
+                ..Default::default()
+            },
+            &rig.user(who),
+        )
+    };
+    let failures = client
+        .list_audit_events(list("o1", "o1_admin", Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let code = |s: &tonic::Status| orgplane_platform::metrics::code_name(s.code() as i32);
+    let summary: Vec<_> = failures
+        .iter()
+        .map(|e| {
+            (
+                e.actor_id.as_str(),
+                e.action.as_str(),
+                e.resource_id.clone(),
+                e.status_code.as_str(),
+                e.error_reason.clone(),
+            )
+        })
+        .collect();
+    let mut expected = vec![(
+        "o1_owner",
+        "workspace.update",
+        ws.id.clone(),
+        "ABORTED",
+        reason(&stale),
+    )];
+    // The developer's attempt is recorded when refused PERMISSION_DENIED; a NOT_FOUND (the
+    // workspace is not theirs to see) is never recorded.
+    if escalate.code() == Code::PermissionDenied {
+        expected.insert(
+            0,
+            (
+                "o1_dev",
+                "workspace_member.add",
+                format!("{}/o1_dev", ws.id),
+                code(&escalate),
+                reason(&escalate),
+            ),
+        );
+    }
+    assert_eq!(summary, expected, "newest first, nothing else");
+    let aborted = failures.last().unwrap();
+    assert_eq!(aborted.request_id, "req-stale");
+    assert_eq!(aborted.service, "workspace");
+    assert_eq!(aborted.organization_id, "o1");
+    assert!(aborted.before.is_none() && aborted.after.is_none());
+    let successes: Vec<String> = client
+        .list_audit_events(list("o1", "o1_owner", Outcome::Success))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(successes, ["workspace.update", "workspace.create"]);
+    // The outsider's own log shows nothing of it; o1's stays hidden from them.
+    let own = client
+        .list_audit_events(list("o2", "o2_owner", Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert!(own.is_empty(), "{own:?}");
+    assert_eq!(
+        client
+            .list_audit_events(list("o1", "o2_owner", Outcome::Failure))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 }

@@ -11,7 +11,7 @@ use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, DatabaseTransaction};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, QuerySelect};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -344,7 +344,7 @@ impl Consumer {
             .delivered
             .fetch_add(events.len() as u64, Ordering::Relaxed);
         let txn = crate::db::begin_write(&self.db).await?;
-        let mut cursor = load_cursor(&txn, self.config.producer).await?;
+        let mut cursor = lock_cursor(&txn, self.config.producer).await?;
         let start = cursor;
         // Another replica of this service, sharing the database, applied events this one has
         // not seen: its memory views must be rebuilt from the database rather than patched.
@@ -407,8 +407,8 @@ impl Consumer {
 
     async fn resync(&self) -> ApiResult<()> {
         let producer = producer_name(self.config.producer);
-        let before = load_cursor(&self.db, self.config.producer).await?;
         let txn = crate::db::begin_write(&self.db).await?;
+        let before = lock_cursor(&txn, self.config.producer).await?;
         let revision = self.handler.resync(&txn).await?;
         if revision < before {
             return Err(ApiError::internal(format!(
@@ -440,10 +440,75 @@ fn classify(status: tonic::Status) -> StreamEnd {
     }
 }
 
+/// Where `producer`'s kept events begin (the `compacted_through` its Watch reports for a cursor
+/// of 0; 0 when nothing was compacted): the revision a consumer that needs no snapshot of older
+/// state re-syncs to.
+pub async fn compacted_through(
+    channel: &Channel,
+    tokens: &dyn ServiceTokenSource,
+    producer: Producer,
+) -> ApiResult<i64> {
+    use tonic_types::StatusExt;
+    let token = tokens.token().await?;
+    let mut client = EventServiceClient::new(channel.clone());
+    let request = crate::auth::outgoing(
+        WatchRequest {
+            producer: producer as i32,
+            after_revision: 0,
+            max_batch_size: 1,
+        },
+        Some(&token),
+        None,
+    );
+    match client.watch(request).await {
+        Ok(_) => Ok(0),
+        Err(status) => status
+            .get_details_error_info()
+            .and_then(|i| i.metadata.get("compacted_through").cloned())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| {
+                ApiError::unavailable(
+                    "SNAPSHOT_UNAVAILABLE",
+                    format!(
+                        "{} events unavailable: {}",
+                        producer_name(producer),
+                        status.message()
+                    ),
+                )
+            }),
+    }
+}
+
 /// The stored cursor of `producer` (0 before the first event).
 pub async fn load_cursor<C: ConnectionTrait>(db: &C, producer: Producer) -> Result<i64, DbErr> {
     Ok(cursor_row::Entity::find_by_id(producer_name(producer))
         .one(db)
+        .await?
+        .map(|c| c.revision)
+        .unwrap_or(0))
+}
+
+/// Reads the cursor of `producer` inside `txn` and holds its row until `txn` ends, so that
+/// replicas sharing the database apply each event once: on PostgreSQL the second one waits for
+/// the first to commit and then sees the cursor it stored (on SQLite, `begin_write` already
+/// serializes writers). The row is created first if this consumer never stored one.
+pub async fn lock_cursor(txn: &DatabaseTransaction, producer: Producer) -> Result<i64, DbErr> {
+    let name = producer_name(producer);
+    cursor_row::Entity::insert(cursor_row::ActiveModel {
+        producer: sea_orm::Set(name.to_owned()),
+        revision: sea_orm::Set(0),
+        update_time_ms: sea_orm::Set(chrono::Utc::now().timestamp_millis()),
+    })
+    .on_conflict(
+        OnConflict::column(cursor_row::Column::Producer)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(cursor_row::Entity::find_by_id(name)
+        .lock_exclusive()
+        .one(txn)
         .await?
         .map(|c| c.revision)
         .unwrap_or(0))

@@ -18,6 +18,7 @@
 pub mod consumer;
 pub mod migration;
 pub mod outbox;
+pub mod tail;
 pub mod watch;
 
 pub use consumer::{Consumer, ConsumerHandle, ConsumerStats, EventHandler};

@@ -1,19 +1,26 @@
 //! `orgplane.events.v1.EventService`: streams a producer's outbox — the backlog after the
-//! caller's cursor, then live events as they commit (woken in-process by
-//! [`Outbox::committed`], and by a short poll so that commits made by other replicas on the same
-//! PostgreSQL database are seen too).
+//! caller's cursor, then live events as they commit. Per producer, one [`tail`](super::tail) task
+//! reads each new run of committed events once (woken in-process by [`Outbox::committed`], and
+//! by a short poll for commits of other replicas on the same PostgreSQL database) and keeps the
+//! most recent ones; a stream takes its next events from there, and reads the database itself
+//! only while it is behind what the tail keeps (backlog, slow reader) or the tail's read failed.
+//! So 1,000 open streams cost one query per commit or poll interval, not 1,000.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orgplane_proto::events::v1::event_service_server::EventService;
-use orgplane_proto::events::v1::{Producer, WatchRequest, WatchResponse};
-use tokio::sync::mpsc;
+use orgplane_proto::events::v1::{Event, Producer, WatchRequest, WatchResponse};
+use sea_orm::DbErr;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
+use super::tail::{self, DEFAULT_TAIL_EVENTS, WatchStats, Window};
 use super::{Outbox, REVISION_COMPACTED};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -22,6 +29,11 @@ use crate::error::ApiError;
 pub const DEFAULT_BATCH: i32 = 100;
 /// Largest number of events per message.
 pub const MAX_BATCH: i32 = 1000;
+/// Default limit of Watch streams open at once in one process, whatever the connections: each
+/// holds a task and up to a batch of events, so that clients opening streams on many
+/// connections cannot grow the process without bound. A real deployment has a few consumers per
+/// replica.
+pub const DEFAULT_MAX_STREAMS: usize = 2048;
 
 /// The EventService implementation, serving one or more producers' outboxes.
 #[derive(Clone, Debug)]
@@ -30,6 +42,13 @@ pub struct EventServer {
     shutdown: CancellationToken,
     poll_interval: Duration,
     heartbeat_interval: Duration,
+    /// Each producer's tail, started by its first stream.
+    tails: Arc<Mutex<HashMap<i32, watch::Receiver<Window>>>>,
+    tail_events: usize,
+    stats: Arc<WatchStats>,
+    /// One permit per open stream.
+    streams: Arc<Semaphore>,
+    max_streams: usize,
 }
 
 impl EventServer {
@@ -43,10 +62,56 @@ impl EventServer {
             shutdown,
             poll_interval: Duration::from_millis(250),
             heartbeat_interval: Duration::from_secs(10),
+            tails: Arc::default(),
+            tail_events: DEFAULT_TAIL_EVENTS,
+            stats: Arc::default(),
+            streams: Arc::new(Semaphore::new(DEFAULT_MAX_STREAMS)),
+            max_streams: DEFAULT_MAX_STREAMS,
         }
     }
 
-    /// How often an idle stream re-reads the outbox.
+    /// At most `n` streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    pub fn with_max_streams(mut self, n: usize) -> Self {
+        self.streams = Arc::new(Semaphore::new(n));
+        self.max_streams = n;
+        self
+    }
+
+    /// `outbox`'s tail, started from `head` (a committed revision) unless it runs.
+    fn tail(&self, outbox: &Outbox, head: i64) -> watch::Receiver<Window> {
+        let mut tails = self.tails.lock().unwrap_or_else(|e| e.into_inner());
+        let key = outbox.producer() as i32;
+        match tails.get(&key) {
+            // An ended tail (shutdown) is not restarted; its streams end with the shutdown.
+            Some(rx) if rx.has_changed().is_ok() || self.shutdown.is_cancelled() => rx.clone(),
+            _ => {
+                let rx = tail::spawn(
+                    outbox.clone(),
+                    head,
+                    self.tail_events,
+                    self.poll_interval,
+                    self.shutdown.clone(),
+                    self.stats.clone(),
+                );
+                tails.insert(key, rx.clone());
+                rx
+            }
+        }
+    }
+
+    /// How many recent events each producer's tail keeps for streams to share (default
+    /// [`DEFAULT_TAIL_EVENTS`]); streams further behind read the database.
+    pub fn with_tail_events(mut self, n: usize) -> Self {
+        self.tail_events = n;
+        self
+    }
+
+    /// Counts of the database reads made to serve Watch.
+    pub fn stats(&self) -> Arc<WatchStats> {
+        self.stats.clone()
+    }
+
+    /// How often the outbox is polled for commits made by other replicas.
     pub fn with_poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -98,19 +163,34 @@ impl EventService for EventServer {
             n if n <= 0 => DEFAULT_BATCH,
             n => n.min(MAX_BATCH),
         } as u64;
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::quota_exceeded(
+                "TOO_MANY_STREAMS",
+                "watch streams",
+                format!(
+                    "{} event streams are open on this server; retry later",
+                    self.max_streams
+                ),
+            )
+            .retry_after(Duration::from_secs(1))
+        })?;
         let head = outbox.head().await.map_err(ApiError::from)?;
+        let window = self.tail(&outbox, head.revision);
         if req.after_revision < head.compacted_through {
             return Err(compacted(req.after_revision, head.compacted_through).into());
         }
         let (tx, rx) = mpsc::channel(2);
         let stream = StreamTask {
             outbox,
+            window,
+            stats: self.stats.clone(),
             tx,
             after: req.after_revision,
+            floor: head.revision,
             batch,
             shutdown: self.shutdown.clone(),
-            poll_interval: self.poll_interval,
             heartbeat_interval: self.heartbeat_interval,
+            _permit: permit,
         };
         tokio::spawn(stream.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -119,23 +199,42 @@ impl EventService for EventServer {
 
 struct StreamTask {
     outbox: Outbox,
+    /// The producer's tail.
+    window: watch::Receiver<Window>,
+    stats: Arc<WatchStats>,
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
     after: i64,
+    /// The head when the stream opened: "nothing new" must be known at least up to here.
+    floor: i64,
     batch: u64,
     shutdown: CancellationToken,
-    poll_interval: Duration,
     heartbeat_interval: Duration,
+    /// Released when the stream ends.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl StreamTask {
+    /// The next events after the cursor (from the tail, else from the database) and the
+    /// revision the tail has read through.
+    async fn next(&mut self) -> Result<(Vec<Event>, i64), DbErr> {
+        let (taken, through) = {
+            let window = self.window.borrow_and_update();
+            let taken = window.take(self.after, self.batch as usize, self.floor);
+            (taken, window.through())
+        };
+        if let Some(events) = taken {
+            return Ok((events, through));
+        }
+        self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
+        Ok((self.outbox.read(self.after, self.batch).await?, through))
+    }
+
     async fn run(mut self) {
-        let mut commits = self.outbox.subscribe();
         let mut last_sent = Instant::now();
         let mut announced_caught_up = false;
         loop {
-            commits.borrow_and_update();
-            let events = match self.outbox.read(self.after, self.batch).await {
-                Ok(events) => events,
+            let (events, through) = match self.next().await {
+                Ok(next) => next,
                 Err(e) => {
                     let _ = self.tx.send(Err(ApiError::from(e).into())).await;
                     return;
@@ -156,10 +255,7 @@ impl StreamTask {
             if let Some(last) = events.last() {
                 self.after = last.revision;
                 let head_revision = if full {
-                    match self.outbox.head().await {
-                        Ok(h) => h.revision.max(self.after),
-                        Err(_) => self.after,
-                    }
+                    through.max(self.after)
                 } else {
                     self.after
                 };
@@ -191,9 +287,75 @@ impl StreamTask {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = self.tx.closed() => return,
-                _ = commits.changed() => {},
-                _ = tokio::time::sleep(self.poll_interval) => {},
+                // The tail ended: the server is going away.
+                changed = self.window.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(self.heartbeat_interval.saturating_sub(last_sent.elapsed())) => {},
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orgplane_proto::events::v1::event_service_server::EventService;
+    use sea_orm_migration::{MigrationTrait, SchemaManager};
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    use super::*;
+    use crate::auth::ServicePrincipal;
+
+    fn request() -> Request<WatchRequest> {
+        let mut req = Request::new(WatchRequest {
+            producer: Producer::Organization as i32,
+            after_revision: 0,
+            max_batch_size: 0,
+        });
+        req.extensions_mut()
+            .insert(Principal::Service(ServicePrincipal {
+                name: "workspace".into(),
+            }));
+        req
+    }
+
+    #[tokio::test]
+    async fn streams_past_the_limit_are_refused_with_quota_details_until_one_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::connect(&crate::db::default_sqlite_url(dir.path(), "p"))
+            .await
+            .unwrap();
+        super::super::migration::CreateOutbox
+            .up(&SchemaManager::new(&db))
+            .await
+            .unwrap();
+        let server = EventServer::new(
+            [Outbox::new(db, Producer::Organization)],
+            CancellationToken::new(),
+        )
+        .with_max_streams(2);
+        let first = server.watch(request()).await.unwrap();
+        let _second = server.watch(request()).await.unwrap();
+        let refused = server.watch(request()).await.err().unwrap();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert_eq!(
+            crate::error::reason_of(&refused).as_deref(),
+            Some("TOO_MANY_STREAMS")
+        );
+        assert!(refused.get_details_retry_info().is_some());
+        assert!(refused.get_details_quota_failure().is_some());
+        // The client of the first stream goes away: its task ends and frees the place.
+        drop(first);
+        let mut accepted = None;
+        for _ in 0..100 {
+            if let Ok(s) = server.watch(request()).await {
+                accepted = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            accepted.is_some(),
+            "the ended stream's place was not released"
+        );
     }
 }
