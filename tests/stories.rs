@@ -5,8 +5,8 @@
 //!
 //! Each story is written once ([`run_stories`]); the four tests run them in each layout on each
 //! database. Reads that must see an earlier write pass its `revision` (`min_*_revision`, or the
-//! `x-min-organization-revision` header) instead of sleeping; only the API-key cache lifetime
-//! and the purge job (after moving the organization service's clock) are waited for by polling.
+//! `x-min-organization-revision` header) instead of sleeping; only the API-key deactivation
+//! (an event from identity to every service) and the purge job (after moving the organization service's clock) are waited for by polling.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -1062,7 +1062,8 @@ async fn story_4_api_keys(w: &mut World) {
         .await;
     assert!(!a.allowed, "a removed member has no workspace access");
 
-    // Deactivated: identity refuses it at once, every service within the key cache lifetime.
+    // Deactivated: identity refuses it at once, every service when identity's
+    // `ApiKeyStatusChanged` reaches it (its cached resolution is dropped).
     let updated = w
         .identity()
         .update_api_key(bearer(

@@ -2177,6 +2177,8 @@ impl Core {
                 )
                 .await?;
             txn.commit().await?;
+            self.revocations
+                .key_status_changed(&after.id, after.status == ApiKeyStatus::Active as i32);
             self.outbox.committed(revision);
         } else {
             txn.commit().await?;

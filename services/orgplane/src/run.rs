@@ -256,7 +256,8 @@ pub async fn start(
             service_tokens,
         )),
         Duration::from_secs(10),
-    );
+    )
+    .with_revocations(revocations.clone());
     let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)))
         .with_revocations(revocations);
 

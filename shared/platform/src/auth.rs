@@ -462,21 +462,39 @@ pub trait ApiKeyResolver: Send + Sync + 'static {
     fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>>;
 }
 
-/// Caches successful API-key resolutions briefly, keyed by the SHA-256 of the key.
+/// Caches successful API-key resolutions briefly, keyed by the SHA-256 of the key. With
+/// [`CachedApiKeys::with_revocations`], a resolution cached before its key was deactivated is
+/// not used again (identity is asked, and refuses the key).
 pub struct CachedApiKeys {
     inner: Arc<dyn ApiKeyResolver>,
     ttl: Duration,
+    /// Digest → the principal, and when the resolution that produced it started.
     cache: Mutex<HashMap<[u8; 32], (ApiKeyPrincipal, Instant)>>,
+    revocations: Option<Arc<SessionRevocations>>,
 }
 
 impl CachedApiKeys {
-    /// Wraps `inner`, keeping answers for `ttl` (a deactivated key keeps working at most that long).
+    /// Wraps `inner`, keeping answers for `ttl` (without revocations, a deactivated key keeps
+    /// working at most that long).
     pub fn new(inner: Arc<dyn ApiKeyResolver>, ttl: Duration) -> Self {
         Self {
             inner,
             ttl,
             cache: Mutex::new(HashMap::new()),
+            revocations: None,
         }
+    }
+
+    /// Distrusts cached resolutions of keys that `revocations` saw deactivated since.
+    pub fn with_revocations(mut self, revocations: Arc<SessionRevocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    fn deactivated_since(&self, principal: &ApiKeyPrincipal, since: Instant) -> bool {
+        self.revocations
+            .as_ref()
+            .is_some_and(|r| r.key_deactivated_since(&principal.key_id, since))
     }
 }
 
@@ -485,19 +503,26 @@ impl ApiKeyResolver for CachedApiKeys {
         Box::pin(async move {
             let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
             {
-                let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some((p, at)) = cache.get(&digest)
-                    && at.elapsed() < self.ttl
-                {
-                    return Ok(p.clone());
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some((p, started)) = cache.get(&digest) {
+                    if self.deactivated_since(p, *started) {
+                        cache.remove(&digest);
+                    } else if started.elapsed() < self.ttl {
+                        return Ok(p.clone());
+                    }
                 }
             }
+            let started = Instant::now();
             let principal = self.inner.resolve(key).await?;
+            if self.deactivated_since(&principal, started) {
+                // Deactivated while identity answered: ask again, and cache nothing.
+                return self.inner.resolve(key).await;
+            }
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if cache.len() > 10_000 {
-                cache.retain(|_, (_, at)| at.elapsed() < self.ttl);
+                cache.retain(|_, (_, started)| started.elapsed() < self.ttl);
             }
-            cache.insert(digest, (principal.clone(), Instant::now()));
+            cache.insert(digest, (principal.clone(), started));
             Ok(principal)
         })
     }

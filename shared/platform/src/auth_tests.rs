@@ -236,3 +236,120 @@ async fn headers_select_the_credential() {
     h.insert("authorization", format!("Basic {token}").parse().unwrap());
     assert!(auth.authenticate(&h).await.is_err());
 }
+
+/// Identity as the cache sees it: a key whose status can be flipped, counting the questions; with
+/// `deactivate_while_answering`, the deactivation event arrives while it answers "active".
+struct FlippableKey {
+    active: std::sync::atomic::AtomicBool,
+    asked: std::sync::atomic::AtomicUsize,
+    deactivate_while_answering: Option<Arc<SessionRevocations>>,
+}
+
+impl ApiKeyResolver for FlippableKey {
+    fn resolve<'a>(&'a self, _key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            self.asked.fetch_add(1, SeqCst);
+            if !self.active.load(SeqCst) {
+                return Err(invalid_api_key());
+            }
+            if let Some(revocations) = &self.deactivate_while_answering {
+                self.active.store(false, SeqCst);
+                revocations.key_status_changed("key_1", false);
+            }
+            Ok(ApiKeyPrincipal {
+                key_id: "key_1".into(),
+                organization_id: "org_1".into(),
+                workspace_id: None,
+                kind: ApiKeyKind::Admin,
+            })
+        })
+    }
+}
+
+fn flippable(deactivate_while_answering: Option<Arc<SessionRevocations>>) -> Arc<FlippableKey> {
+    Arc::new(FlippableKey {
+        active: true.into(),
+        asked: 0.into(),
+        deactivate_while_answering,
+    })
+}
+
+#[tokio::test]
+async fn id_7_a_deactivated_key_is_refused_at_once_although_its_resolution_was_cached() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let identity = flippable(None);
+    let revocations = SessionRevocations::new();
+    let cache = CachedApiKeys::new(identity.clone(), Duration::from_secs(3600))
+        .with_revocations(revocations.clone());
+    cache.resolve("opk_admin_x").await.unwrap();
+    cache.resolve("opk_admin_x").await.unwrap();
+    assert_eq!(
+        identity.asked.load(SeqCst),
+        1,
+        "the second answer is cached"
+    );
+
+    // Deactivated at identity: until the event arrives the cache still answers (that window is
+    // the event's propagation, milliseconds), then identity is asked again and refuses.
+    identity.active.store(false, SeqCst);
+    cache.resolve("opk_admin_x").await.unwrap();
+    revocations.key_status_changed("key_1", false);
+    let err = cache.resolve("opk_admin_x").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert_eq!(identity.asked.load(SeqCst), 2);
+
+    // Reactivated: accepted and cached again; another key's deactivation changes nothing.
+    identity.active.store(true, SeqCst);
+    revocations.key_status_changed("key_1", true);
+    cache.resolve("opk_admin_x").await.unwrap();
+    revocations.key_status_changed("key_2", false);
+    cache.resolve("opk_admin_x").await.unwrap();
+    assert_eq!(identity.asked.load(SeqCst), 3);
+}
+
+#[tokio::test]
+async fn id_7_a_key_deactivated_while_identity_answered_is_asked_again_and_not_cached() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let revocations = SessionRevocations::new();
+    let identity = flippable(Some(revocations.clone()));
+    let cache = CachedApiKeys::new(identity.clone(), Duration::from_secs(3600))
+        .with_revocations(revocations.clone());
+    let err = cache.resolve("opk_admin_x").await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert_eq!(identity.asked.load(SeqCst), 2);
+    assert!(
+        cache.resolve("opk_admin_x").await.is_err(),
+        "nothing cached"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_that_missed_key_events_distrusts_every_cached_key() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let identity = flippable(None);
+    let revocations = SessionRevocations::new();
+    let cache = CachedApiKeys::new(identity.clone(), Duration::from_secs(3600))
+        .with_revocations(revocations.clone());
+    cache.resolve("opk_admin_x").await.unwrap();
+    let db = crate::testkit::TestDb::sqlite();
+    let conn = db.open::<RevocationsOnly>().await;
+    // A re-sync (or another replica applying the events) may have skipped a deactivation.
+    revocations.committed(&conn, &[], true).await;
+    cache.resolve("opk_admin_x").await.unwrap();
+    assert_eq!(identity.asked.load(SeqCst), 2, "identity asked again");
+    cache.resolve("opk_admin_x").await.unwrap();
+    assert_eq!(
+        identity.asked.load(SeqCst),
+        2,
+        "and the answer cached again"
+    );
+}
+
+struct RevocationsOnly;
+
+impl sea_orm_migration::MigratorTrait for RevocationsOnly {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        vec![Box::new(crate::revocation::CreateSessionRevocations)]
+    }
+}

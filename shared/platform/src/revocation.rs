@@ -15,11 +15,18 @@
 //!
 //! When identity is unreachable, tokens keep verifying by signature against the revocations
 //! already known; the consumer catches up when identity is back.
+//!
+//! Deactivated API keys travel the same way: identity's `ApiKeyStatusChanged` reaches every
+//! consumer of its stream, [`SessionRevocations::committed`] notes the deactivation, and
+//! [`crate::auth::CachedApiKeys`] stops using a resolution of that key cached before it (so an
+//! INACTIVE key is refused within milliseconds, not when its cache entry expires). Only memory
+//! holds these: a cached resolution lives seconds, and a process starts with an empty cache.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use orgplane_proto::events::v1::event::Payload;
@@ -200,13 +207,24 @@ pub async fn apply<C: ConnectionTrait>(db: &C, event: &Event) -> ApiResult<()> {
     Ok(())
 }
 
-/// The ended sessions this process knows, in memory: consulted on every authenticated call.
+/// How long a key deactivation is remembered: longer than a cached API-key resolution lives
+/// (10 s in `orgplane`) plus the deadline of the call that resolved it.
+pub const KEY_DEACTIVATION_RETAIN: Duration = Duration::from_secs(120);
+
+/// The ended sessions (and lately deactivated API keys) this process knows, in memory: consulted
+/// on every authenticated call.
 #[derive(Debug, Default)]
 pub struct SessionRevocations {
     /// Session id → expiry (Unix seconds).
     sessions: RwLock<HashMap<String, i64>>,
     /// Size after the last prune: the next prune happens when the map has doubled.
     pruned_len: AtomicUsize,
+    /// API keys deactivated lately: key id → when this process learned it. A reactivation
+    /// removes the key.
+    deactivated_keys: RwLock<HashMap<String, Instant>>,
+    /// When this process last missed key events (a re-sync, or another replica applied them):
+    /// every key resolution cached before then is distrusted.
+    keys_unknown_since: RwLock<Option<Instant>>,
 }
 
 impl SessionRevocations {
@@ -250,6 +268,40 @@ impl SessionRevocations {
         self.len() == 0
     }
 
+    /// Notes that API key `key_id` was set INACTIVE (`active == false`) or ACTIVE again, after
+    /// the transaction that changed it committed.
+    pub fn key_status_changed(&self, key_id: &str, active: bool) {
+        let mut keys = self
+            .deactivated_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if active {
+            keys.remove(key_id);
+            return;
+        }
+        if keys.len() >= 1024 {
+            keys.retain(|_, at| at.elapsed() < KEY_DEACTIVATION_RETAIN);
+        }
+        keys.insert(key_id.to_owned(), Instant::now());
+    }
+
+    /// True when API key `key_id` may have been deactivated at or after `since` (a resolution of
+    /// the key obtained before then must not be used again).
+    pub fn key_deactivated_since(&self, key_id: &str, since: Instant) -> bool {
+        let unknown = *self
+            .keys_unknown_since
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        if unknown.is_some_and(|at| at >= since) {
+            return true;
+        }
+        let keys = self
+            .deactivated_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        keys.get(key_id).is_some_and(|at| *at >= since)
+    }
+
     /// Adds `event`'s sessions (after the transaction that recorded them committed).
     pub fn remember(&self, event: &SessionsRevoked) {
         let expire = revoke_secs(event) + RETAIN_SECS;
@@ -285,26 +337,36 @@ impl SessionRevocations {
         Ok(n)
     }
 
-    /// What a consumer's [`EventHandler::committed`] calls: remembers the `SessionsRevoked` among
-    /// `events`, or reloads from `db` when the consumer re-synced (or another replica applied
-    /// the events).
+    /// What a consumer's [`EventHandler::committed`] calls: remembers the `SessionsRevoked` and
+    /// key deactivations among `events`, or reloads from `db` when the consumer re-synced (or
+    /// another replica applied the events) — and then distrusts every cached key resolution,
+    /// since key events may have been missed.
     pub async fn committed(&self, db: &DatabaseConnection, events: &[Event], resynced: bool) {
         if resynced {
+            *self
+                .keys_unknown_since
+                .write()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             if let Err(e) = self.load(db).await {
                 tracing::warn!(error = %e, "reloading the session revocations failed");
             }
             return;
         }
         for event in events {
-            if let Some(Payload::SessionsRevoked(e)) = &event.payload {
-                self.remember(e);
+            match &event.payload {
+                Some(Payload::SessionsRevoked(e)) => self.remember(e),
+                Some(Payload::ApiKeyStatusChanged(e)) => {
+                    self.key_status_changed(&e.api_key_id, e.active);
+                }
+                _ => {}
             }
         }
     }
 }
 
 /// The consumer of identity's stream for a service that needs nothing else from it: applies
-/// `SessionsRevoked` into its database and the process's [`SessionRevocations`].
+/// `SessionsRevoked` into its database and the process's [`SessionRevocations`], and notes key
+/// deactivations there.
 pub struct RevocationEvents {
     db: DatabaseConnection,
     revocations: Arc<SessionRevocations>,

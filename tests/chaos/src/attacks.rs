@@ -1127,8 +1127,8 @@ async fn set_key_status(
 }
 
 /// Runs the API-key attack suite (`api-key-attacks`) on a fresh setup: keys with a wrong
-/// checksum or secret, INACTIVE keys (unused, and used then deactivated past the cache
-/// lifetime), keys of another organization, an admin key creating keys (rule ID-7), a workspace
+/// checksum or secret, INACTIVE keys (unused, and used then deactivated: refused before the
+/// services' cache lifetime ends), keys of another organization, an admin key creating keys (rule ID-7), a workspace
 /// key outside its workspace and outside CheckAccess, keys of a deleted and of a purged
 /// organization; each against organization, workspace and billing-access.
 pub async fn run_api_keys(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
@@ -1417,15 +1417,21 @@ async fn api_keys(h: &mut Harness, db: &str) -> anyhow::Result<Figures> {
             &[Code::Unauthenticated, Code::NotFound],
         );
     }
-    // The used-then-deactivated key, once the services' cache lifetime (10 s) has passed.
-    let ttl = Duration::from_millis(10_500);
-    if let Some(wait) = ttl.checked_sub(deactivated.elapsed()) {
-        tokio::time::sleep(wait).await;
+    // The used-then-deactivated key: every service drops its cached resolution when identity's
+    // `ApiKeyStatusChanged` reaches it, well before the cache lifetime (10 s) would end it.
+    let deadline = deactivated + Duration::from_secs(5);
+    while Instant::now() < deadline
+        && key_reads(h, &a_org, &a_used.secret)
+            .await
+            .iter()
+            .any(|(_, r)| r.is_ok())
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     key_case(
         h,
         &mut f,
-        "used key deactivated 10 s ago",
+        "used key deactivated under 5 s ago",
         &a_org,
         &a_used.secret,
         Code::Unauthenticated,
