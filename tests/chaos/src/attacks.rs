@@ -1128,9 +1128,9 @@ async fn set_key_status(
 
 /// Runs the API-key attack suite (`api-key-attacks`) on a fresh setup: keys with a wrong
 /// checksum or secret, INACTIVE keys (unused, and used then deactivated: refused before the
-/// services' cache lifetime ends), keys of another organization, an admin key creating keys (rule ID-7), a workspace
-/// key outside its workspace and outside CheckAccess, keys of a deleted and of a purged
-/// organization; each against organization, workspace and billing-access.
+/// services' cache lifetime ends), keys of another organization, an admin key creating keys
+/// (rule ID-7), a workspace key outside its workspace and outside CheckAccess, keys of a deleted
+/// and of a purged organization; each against organization, workspace and billing-access.
 pub async fn run_api_keys(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
     let db = if postgres.is_some() {
         "postgres"
