@@ -82,6 +82,10 @@ def check_deployment(target: str, obj: dict) -> None:
             fail(target, obj, f"container {c['name']}: privilege escalation not disabled")
         if "ALL" not in sc.get("capabilities", {}).get("drop", []):
             fail(target, obj, f"container {c['name']}: capabilities not dropped")
+        if target == "base" and ours:
+            stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+            if not 0 < stop < pod.get("terminationGracePeriodSeconds", 30):
+                fail(target, obj, f"container {c['name']}: no preStop sleep within the grace period")
         if ours:
             for probe in ("readinessProbe", "livenessProbe"):
                 grpc = c.get(probe, {}).get("grpc")
