@@ -527,12 +527,7 @@ async fn deactivated_key_is_refused_by_every_service(layout: Layout, postgres: b
     };
     set_status(identity::ApiKeyStatus::Inactive).await.unwrap();
     let took = sys
-        .refused_everywhere(
-            "the deactivated key",
-            key,
-            &org_id,
-            &["API_KEY_INACTIVE", "INVALID_API_KEY"],
-        )
+        .refused_everywhere("the deactivated key", key, &org_id, &["API_KEY_INACTIVE"])
         .await;
     eprintln!(
         "UpdateApiKey INACTIVE reached every service in {took:?} ({layout:?}, postgres: {postgres})"

@@ -2254,7 +2254,7 @@ impl Core {
         secret: &str,
     ) -> ApiResult<api_key::Model> {
         principal.require_service()?;
-        let invalid = || ApiError::unauthenticated("API_KEY_INVALID", "invalid API key");
+        let invalid = orgplane_platform::auth::invalid_api_key;
         if secret.is_empty() {
             return Err(ApiError::invalid_argument("key", "required"));
         }
@@ -2277,10 +2277,7 @@ impl Core {
             .with_organization(&row.organization_id, |o| o.is_active())
             .unwrap_or(false);
         if row.status != ApiKeyStatus::Active as i32 || !org_live {
-            return Err(ApiError::unauthenticated(
-                "API_KEY_INACTIVE",
-                "the API key is inactive",
-            ));
+            return Err(orgplane_platform::auth::inactive_api_key());
         }
         let now = self.now_ms();
         if row.last_used_time_ms.is_none_or(|t| now - t > 60_000) {

@@ -604,9 +604,21 @@ impl Authenticator {
     }
 }
 
-/// The error for an API key that is unknown, malformed, inactive or refused.
+/// The ErrorInfo reason for an API key that is malformed or unknown.
+pub const API_KEY_INVALID: &str = "API_KEY_INVALID";
+
+/// The ErrorInfo reason for an API key that is INACTIVE, or whose organization is deleted.
+pub const API_KEY_INACTIVE: &str = "API_KEY_INACTIVE";
+
+/// The error for an API key that is malformed or unknown (every service answers identity's
+/// reasons, so a caller sees the same one wherever it presents the key).
 pub fn invalid_api_key() -> ApiError {
-    ApiError::unauthenticated("INVALID_API_KEY", "invalid or inactive API key")
+    ApiError::unauthenticated(API_KEY_INVALID, "invalid API key")
+}
+
+/// The error for an API key that is INACTIVE, or whose organization is deleted or purged.
+pub fn inactive_api_key() -> ApiError {
+    ApiError::unauthenticated(API_KEY_INACTIVE, "the API key is inactive")
 }
 
 /// The tower layer that runs an [`Authenticator`] on every request but health and reflection.

@@ -13,8 +13,8 @@ use orgplane_proto::identity::v1::{
 use tonic::transport::Channel;
 
 use crate::auth::{
-    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey, ServiceTokenSource,
-    invalid_api_key,
+    API_KEY_INACTIVE, ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey,
+    ServiceTokenSource, inactive_api_key, invalid_api_key,
 };
 use crate::error::{ApiError, ApiResult};
 
@@ -95,6 +95,11 @@ impl ApiKeyResolver for RemoteApiKeys {
                 ))
                 .await
                 .map_err(|s| match s.code() {
+                    tonic::Code::Unauthenticated
+                        if crate::error::reason_of(&s).as_deref() == Some(API_KEY_INACTIVE) =>
+                    {
+                        inactive_api_key()
+                    }
                     tonic::Code::Unauthenticated | tonic::Code::InvalidArgument => {
                         invalid_api_key()
                     }
