@@ -42,7 +42,7 @@ use tonic::transport::Channel;
 use crate::crypto::{self, PasswordHasherPool, sha256_hex};
 use crate::entity::{api_key, mail_token, mfa_factor, refresh_token, session, user};
 use crate::keys::KeyStore;
-use crate::throttle::Throttle;
+use crate::throttle::{Throttle, TrustedProxies};
 
 /// Access-token lifetime (rule ID-4), shared with the verifiers' revocation window.
 pub use orgplane_platform::auth::ACCESS_TOKEN_TTL_SECS;
@@ -105,6 +105,8 @@ pub struct Core {
     pub(crate) mail_address: Throttle,
     pub(crate) mail_peer: Throttle,
     pub(crate) client_failures: Throttle,
+    /// Whose `x-forwarded-for` names the peer address (rule ID-3).
+    pub(crate) trusted_proxies: TrustedProxies,
     /// The workspace service, asked whether a workspace key's workspace is live (rule ID-7).
     pub(crate) workspaces: Channel,
     /// This service's token for those calls.

@@ -54,7 +54,10 @@ impl IdentityApi {
         Ok(Caller {
             principal: Principal::of(req),
             ctx: RequestContext::of(req),
-            peer: req.remote_addr().map(|a| a.ip()),
+            peer: self
+                .core
+                .trusted_proxies
+                .client_address(req.remote_addr().map(|a| a.ip()), req.metadata()),
         })
     }
 }

@@ -150,6 +150,17 @@ pub struct Config {
     )]
     pub login_throttle_window_secs: u64,
 
+    /// Proxies (comma-separated addresses or CIDR ranges, e.g. a product backend calling Login
+    /// for its users) whose `x-forwarded-for` names the client address that the per-address
+    /// throttles count; other peers' headers are ignored (rule ID-3).
+    #[arg(
+        id = "identity_trusted_proxies",
+        long = "trusted-proxies",
+        env = "ORGPLANE_TRUSTED_PROXIES",
+        default_value = ""
+    )]
+    pub trusted_proxies: String,
+
     /// Sign-ups allowed per peer address per hour.
     #[arg(
         id = "identity_signups_per_peer",
@@ -191,6 +202,7 @@ impl Default for Config {
             login_failures_per_account: 5,
             login_failures_per_peer: 50,
             login_throttle_window_secs: 900,
+            trusted_proxies: String::new(),
             signups_per_peer: 30,
             mails_per_address: 5,
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
@@ -410,6 +422,8 @@ impl Identity {
             mail_address,
             mail_peer,
             client_failures,
+            trusted_proxies: throttle::TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(|e| db_err(ApiError::invalid_argument("trusted_proxies", e)))?,
             workspaces: runtime.endpoints.workspace.clone(),
             service_tokens: runtime.service_tokens.clone(),
         };

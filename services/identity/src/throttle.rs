@@ -2,10 +2,17 @@
 //! sign-ups and mail requests per peer, service-token failures per client (rule ID-3). They are
 //! per replica: with N replicas an attacker gets at most N times the budget, which still bounds
 //! online guessing; a shared store can replace them behind the same interface.
+//!
+//! The peer address is the TCP peer's, unless that peer is a configured trusted proxy (a product
+//! backend or load balancer calling Login for its users): then it is the client address the
+//! proxies recorded in `x-forwarded-for` ([`TrustedProxies`]).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
 
 use orgplane_platform::{ApiError, ApiResult};
 
@@ -99,9 +106,112 @@ impl Throttle {
     }
 }
 
+/// The proxies whose `x-forwarded-for` names the client address the per-peer throttles key on.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list of addresses and CIDR ranges (`10.0.0.0/8, ::1`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("{s:?} is neither an IP address nor a CIDR range"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn trusts(&self, addr: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&addr))
+    }
+
+    /// The client address of a request from `remote`: walking `x-forwarded-for` from its last
+    /// entry back, each address handed over by a trusted proxy replaces it, until one is not a
+    /// trusted proxy (or an entry is not an address). Without trusted proxies, `remote` itself:
+    /// a client cannot choose its address by sending the header.
+    pub fn client_address(
+        &self,
+        remote: Option<IpAddr>,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Option<IpAddr> {
+        let mut client = remote?;
+        if self.0.is_empty() {
+            return Some(client);
+        }
+        let hops: Vec<&str> = metadata
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.into_iter().rev() {
+            if !self.trusts(client) {
+                break;
+            }
+            match hop.parse::<IpAddr>() {
+                Ok(addr) => client = addr,
+                Err(_) => break,
+            }
+        }
+        Some(client)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(values: &[&str]) -> tonic::metadata::MetadataMap {
+        let mut m = tonic::metadata::MetadataMap::new();
+        for v in values {
+            m.append("x-forwarded-for", v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn id_3_the_peer_is_the_forwarded_client_only_behind_a_trusted_proxy() {
+        let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let chain = forwarded(&["203.0.113.9, 10.1.1.1"]);
+        // Through two trusted hops: the client they recorded.
+        assert_eq!(
+            proxies.client_address(ip("10.2.2.2"), &chain),
+            ip("203.0.113.9")
+        );
+        // From an untrusted peer the header is the peer's own claim: ignored.
+        assert_eq!(
+            proxies.client_address(ip("198.51.100.1"), &chain),
+            ip("198.51.100.1")
+        );
+        // A client's forged entry before the first untrusted address is never reached.
+        let forged = forwarded(&["1.2.3.4", "203.0.113.9, 10.1.1.1"]);
+        assert_eq!(
+            proxies.client_address(ip("192.168.1.7"), &forged),
+            ip("203.0.113.9")
+        );
+        // Garbage stops the walk at the last trusted-proxy-vouched address.
+        let garbage = forwarded(&["not-an-ip, 10.1.1.1"]);
+        assert_eq!(
+            proxies.client_address(ip("10.2.2.2"), &garbage),
+            ip("10.1.1.1")
+        );
+        // No header: the proxy itself.
+        assert_eq!(
+            proxies.client_address(ip("10.2.2.2"), &forwarded(&[])),
+            ip("10.2.2.2")
+        );
+        // Without trusted proxies nothing is believed.
+        let none = TrustedProxies::default();
+        assert_eq!(none.client_address(ip("10.2.2.2"), &chain), ip("10.2.2.2"));
+        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+        assert!(TrustedProxies::parse("proxy.internal").is_err());
+    }
 
     #[test]
     fn the_budget_is_per_key_and_says_when_to_retry() {

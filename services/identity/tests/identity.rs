@@ -791,6 +791,55 @@ async fn id_3_a_concurrent_burst_of_guesses_tries_only_the_account_budget() {
     );
 }
 
+/// Behind a trusted proxy (a product backend calling Login for its users), the per-address budget
+/// is each forwarded client's, not the proxy's; a caller that is not a trusted proxy cannot pick
+/// its address with the header.
+#[tokio::test]
+async fn id_3_behind_a_trusted_proxy_each_forwarded_client_has_its_own_address_budget() {
+    async fn failures_from(rig: &Rig, client: &str, accounts: std::ops::Range<u32>) -> Vec<Code> {
+        let mut codes = Vec::new();
+        for i in accounts {
+            let mut req = tonic::Request::new(LoginRequest {
+                email: format!("ghost{i}@example.com"),
+                password: "wrong password!!".into(),
+            });
+            req.metadata_mut().insert(
+                "x-forwarded-for",
+                format!("{client}, 10.9.8.7").parse().unwrap(),
+            );
+            codes.push(rig.client().login(req).await.unwrap_err().code());
+        }
+        codes
+    }
+    let limited = [
+        Code::Unauthenticated,
+        Code::Unauthenticated,
+        Code::Unauthenticated,
+        Code::ResourceExhausted,
+    ];
+    // The test's client connects from 127.0.0.1; 10.9.8.7 is a second proxy in the chain.
+    let rig = Rig::with(|c| {
+        c.login_failures_per_peer = 3;
+        c.trusted_proxies = "127.0.0.1, 10.0.0.0/8".into();
+    })
+    .await;
+    assert_eq!(failures_from(&rig, "203.0.113.1", 0..4).await, limited);
+    assert_eq!(
+        failures_from(&rig, "203.0.113.2", 4..8).await,
+        limited,
+        "another client behind the same proxies has a budget of its own"
+    );
+
+    // Not trusted: the header is ignored, and every guess counts against 127.0.0.1.
+    let rig = Rig::with(|c| c.login_failures_per_peer = 3).await;
+    assert_eq!(failures_from(&rig, "203.0.113.1", 0..4).await, limited);
+    assert_eq!(
+        failures_from(&rig, "203.0.113.2", 4..5).await,
+        [Code::ResourceExhausted],
+        "a forged x-forwarded-for does not escape the caller's own budget"
+    );
+}
+
 // ----- ID-4 -------------------------------------------------------------------------------------
 
 #[tokio::test]
