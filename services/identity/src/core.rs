@@ -42,7 +42,7 @@ use tonic::transport::Channel;
 use crate::crypto::{self, PasswordHasherPool, sha256_hex};
 use crate::entity::{api_key, mail_token, mfa_factor, refresh_token, session, user};
 use crate::keys::KeyStore;
-use crate::throttle::{Throttle, TrustedProxies};
+use crate::throttle::{KnownAddresses, Throttle, TrustedProxies};
 
 /// Access-token lifetime (rule ID-4), shared with the verifiers' revocation window.
 pub use orgplane_platform::auth::ACCESS_TOKEN_TTL_SECS;
@@ -107,6 +107,8 @@ pub struct Core {
     pub(crate) client_failures: Throttle,
     /// Whose `x-forwarded-for` names the peer address (rule ID-3).
     pub(crate) trusted_proxies: TrustedProxies,
+    /// Where each account signed in from lately: those addresses keep a budget of their own.
+    pub(crate) known_addresses: KnownAddresses,
     /// The workspace service, asked whether a workspace key's workspace is live (rule ID-7).
     pub(crate) workspaces: Channel,
     /// This service's token for those calls.
@@ -855,21 +857,38 @@ impl Core {
 
     /// Takes one attempt from the peer's and the account's sign-in budgets before the password
     /// is checked (rule ID-3): attempts in flight count, so that a burst of concurrent guesses
-    /// cannot all pass the check before the first failure is recorded. A successful sign-in
-    /// gives them back ([`Self::login_succeeded`]).
+    /// cannot all pass the check before the first failure is recorded. From an address the
+    /// account signed in from lately, the account's budget is that address's own, so that
+    /// guesses from elsewhere do not lock the owner out. A successful sign-in gives the attempts
+    /// back ([`Self::login_succeeded`]).
     fn check_login_budget(&self, caller: &Caller, account: &str) -> ApiResult<()> {
         let peer = caller.peer_key();
         self.login_peer.hit(&peer)?;
-        if let Err(e) = self.login_account.hit(account) {
+        if let Err(e) = self.login_account.hit(&self.account_budget(account, &peer)) {
             self.login_peer.release(&peer);
             return Err(e);
         }
         Ok(())
     }
 
+    /// The key of `account`'s sign-in budget for attempts from `peer`.
+    fn account_budget(&self, account: &str, peer: &str) -> String {
+        if self.known_addresses.contains(account, peer) {
+            format!("{account} from {peer}")
+        } else {
+            account.to_owned()
+        }
+    }
+
+    /// Gives back the attempts of the budget the sign-in used (so an owner signing in from a
+    /// known address does not refill the budget that strangers share), and remembers the
+    /// address.
     fn login_succeeded(&self, caller: &Caller, account: &str) {
-        self.login_peer.release(&caller.peer_key());
-        self.login_account.clear(account);
+        let peer = caller.peer_key();
+        self.login_peer.release(&peer);
+        self.login_account
+            .clear(&self.account_budget(account, &peer));
+        self.known_addresses.remember(account, &peer);
     }
 
     /// Login.

@@ -424,6 +424,10 @@ impl Identity {
             client_failures,
             trusted_proxies: throttle::TrustedProxies::parse(&config.trusted_proxies)
                 .map_err(|e| db_err(ApiError::invalid_argument("trusted_proxies", e)))?,
+            known_addresses: throttle::KnownAddresses::new(
+                std::time::Duration::from_secs(30 * 24 * 3600),
+                8,
+            ),
             workspaces: runtime.endpoints.workspace.clone(),
             service_tokens: runtime.service_tokens.clone(),
         };

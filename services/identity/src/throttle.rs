@@ -106,6 +106,58 @@ impl Throttle {
     }
 }
 
+/// The addresses each account signed in from lately, so that a guessing attack on an account
+/// from elsewhere cannot lock its owner out (rule ID-3): an attempt from an address the account
+/// signed in from counts against a budget of that account and address, not against the
+/// account's budget that strangers share. Per replica and in memory, like the throttles.
+#[derive(Debug)]
+pub struct KnownAddresses {
+    ttl: Duration,
+    per_account: usize,
+    accounts: Mutex<HashMap<String, Vec<(String, Instant)>>>,
+}
+
+impl KnownAddresses {
+    /// Remembers up to `per_account` addresses per account, each for `ttl` after its last
+    /// sign-in.
+    pub fn new(ttl: Duration, per_account: usize) -> Self {
+        Self {
+            ttl,
+            per_account: per_account.max(1),
+            accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// True when `account` signed in from `address` within the last `ttl`.
+    pub fn contains(&self, account: &str, address: &str) -> bool {
+        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.get(account).is_some_and(|known| {
+            known
+                .iter()
+                .any(|(a, at)| a == address && at.elapsed() < self.ttl)
+        })
+    }
+
+    /// Notes a successful sign-in of `account` from `address` (forgetting its oldest address
+    /// beyond the bound).
+    pub fn remember(&self, account: &str, address: &str) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if accounts.len() >= 100_000 && !accounts.contains_key(account) {
+            let ttl = self.ttl;
+            accounts.retain(|_, known| known.iter().any(|(_, at)| at.elapsed() < ttl));
+            if accounts.len() >= 100_000 {
+                accounts.clear();
+            }
+        }
+        let known = accounts.entry(account.to_owned()).or_default();
+        known.retain(|(a, at)| a != address && at.elapsed() < self.ttl);
+        if known.len() >= self.per_account {
+            known.remove(0);
+        }
+        known.push((address.to_owned(), Instant::now()));
+    }
+}
+
 /// The proxies whose `x-forwarded-for` names the client address the per-peer throttles key on.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -172,6 +224,19 @@ mod tests {
             m.append("x-forwarded-for", v.parse().unwrap());
         }
         m
+    }
+
+    #[test]
+    fn known_addresses_are_bounded_per_account_and_expire() {
+        let known = KnownAddresses::new(Duration::from_millis(200), 2);
+        known.remember("ada", "10.0.0.1");
+        known.remember("ada", "10.0.0.2");
+        assert!(known.contains("ada", "10.0.0.1") && !known.contains("bob", "10.0.0.1"));
+        known.remember("ada", "10.0.0.3");
+        assert!(!known.contains("ada", "10.0.0.1"), "the oldest gave way");
+        assert!(known.contains("ada", "10.0.0.2") && known.contains("ada", "10.0.0.3"));
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(!known.contains("ada", "10.0.0.3"), "expired");
     }
 
     #[test]

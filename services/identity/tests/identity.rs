@@ -840,6 +840,75 @@ async fn id_3_behind_a_trusted_proxy_each_forwarded_client_has_its_own_address_b
     );
 }
 
+/// A guessing attack on an account from elsewhere exhausts the account's budget for strangers
+/// only: its owner still signs in from an address they signed in from before, while the
+/// attacker — even with the right password — stays refused until the window has passed.
+#[tokio::test]
+async fn id_3_guesses_from_elsewhere_do_not_lock_the_owner_out_of_a_known_address() {
+    async fn login_from(rig: &Rig, client: &str, password: &str) -> Result<(), tonic::Status> {
+        let mut req = tonic::Request::new(LoginRequest {
+            email: "ada@example.com".into(),
+            password: password.into(),
+        });
+        req.metadata_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        rig.client().login(req).await.map(drop)
+    }
+    let rig = Rig::with(|c| {
+        c.login_failures_per_account = 3;
+        c.trusted_proxies = "127.0.0.1".into();
+    })
+    .await;
+    rig.sign_up("ada@example.com", AccountType::Business).await;
+    login_from(&rig, "198.51.100.7", PASSWORD).await.unwrap();
+
+    let mut attack = Vec::new();
+    for i in 0..6 {
+        let client = format!("203.0.113.{i}");
+        attack.push(
+            login_from(&rig, &client, "wrong password!!")
+                .await
+                .unwrap_err()
+                .code(),
+        );
+    }
+    assert_eq!(
+        attack,
+        [
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted,
+            Code::ResourceExhausted,
+        ],
+        "the account's budget for strangers is spent"
+    );
+    let stranger = login_from(&rig, "203.0.113.99", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_status(&stranger, Code::ResourceExhausted, "RATE_LIMITED");
+    // The owner, from where they signed in before: not locked out, twice over.
+    login_from(&rig, "198.51.100.7", PASSWORD).await.unwrap();
+    login_from(&rig, "198.51.100.7", PASSWORD).await.unwrap();
+    // Their success did not refill the strangers' budget.
+    let stranger = login_from(&rig, "203.0.113.100", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_status(&stranger, Code::ResourceExhausted, "RATE_LIMITED");
+    // Guessing from the owner's address has a budget of its own, as bounded.
+    for _ in 0..3 {
+        let err = login_from(&rig, "198.51.100.7", "wrong password!!")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unauthenticated);
+    }
+    let err = login_from(&rig, "198.51.100.7", PASSWORD)
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::ResourceExhausted, "RATE_LIMITED");
+}
+
 // ----- ID-4 -------------------------------------------------------------------------------------
 
 #[tokio::test]

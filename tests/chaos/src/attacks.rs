@@ -506,8 +506,10 @@ async fn login_throttling(h: &Harness, f: &mut Figures) -> anyhow::Result<String
         delay.is_some_and(|d| d > Duration::ZERO && d <= LOGIN_THROTTLE_WINDOW),
         format!("retry delay {delay:?} (window {LOGIN_THROTTLE_WINDOW:?})"),
     );
-    // The same account from another address, with the right password: the budget is the
-    // account's, so the real user waits out the window too (no permanent lockout, below).
+    // The same account from another address it never signed in from, with the right password:
+    // strangers share the account's budget, so this one waits out the window too (no permanent
+    // lockout, below; addresses the account signed in from keep their own budget, as identity's
+    // `id_3_guesses_from_elsewhere_do_not_lock_the_owner_out_of_a_known_address` shows).
     let r = login_via(second.clone(), &email, PASSWORD, Duration::from_secs(10)).await;
     let elsewhere = r.as_ref().err().map_or(Code::Ok, Status::code);
     case(
