@@ -349,20 +349,14 @@ async fn with_password(h: &Harness, user: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn identity(
-    h: &Harness,
-) -> id_api::identity_service_client::IdentityServiceClient<tonic::transport::Channel> {
-    id_api::identity_service_client::IdentityServiceClient::new(h.identity_channel())
-        .max_encoding_message_size(64 << 20)
-}
-
 async fn login_once(
     h: &Harness,
     email: &str,
     password: &str,
 ) -> (Result<id_api::LoginResponse, Status>, Duration) {
     let start = Instant::now();
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .login(id_api::LoginRequest {
             email: email.into(),
             password: password.into(),
@@ -632,7 +626,10 @@ async fn login_hashing_bound(h: &Harness, f: &mut Figures) -> anyhow::Result<Str
         while !done.load(std::sync::atomic::Ordering::SeqCst) {
             computing = computing.max(hasher.computing());
             let t = Instant::now();
-            let r = identity(h).get_jwks(id_api::GetJwksRequest {}).await;
+            let r = h
+                .identity_client()
+                .get_jwks(id_api::GetJwksRequest {})
+                .await;
             jwks.push((t.elapsed(), r.is_ok()));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -919,12 +916,12 @@ async fn tokens(h: &Harness, db: &str) -> anyhow::Result<Figures> {
             &[Code::Ok],
         );
         let ended = if user == "user_tok_logout" {
-            identity(h)
+            h.identity_client()
                 .logout(bearer(id_api::LogoutRequest::default(), &access))
                 .await
                 .map(|_| ())
         } else {
-            identity(h)
+            h.identity_client()
                 .delete_user(bearer(
                     id_api::DeleteUserRequest {
                         user_id: user.into(),
@@ -1109,7 +1106,7 @@ async fn set_key_status(
     key_id: &str,
     status: id_api::ApiKeyStatus,
 ) -> anyhow::Result<()> {
-    identity(h)
+    h.identity_client()
         .update_api_key(bearer(
             id_api::UpdateApiKeyRequest {
                 api_key: Some(id_api::ApiKey {
@@ -1308,7 +1305,8 @@ async fn api_keys(h: &mut Harness, db: &str) -> anyhow::Result<Figures> {
         ),
     ] {
         for kind in [Admin, Workspace] {
-            let r = identity(h)
+            let r = h
+                .identity_client()
                 .create_api_key(keyed(
                     id_api::CreateApiKeyRequest {
                         organization_id: org.clone(),

@@ -24,7 +24,7 @@ use tonic::Status;
 
 use crate::Figures;
 use crate::escalation::Protos;
-use crate::harness::{CHILDREN, Harness, bearer_with_id};
+use crate::harness::{CHILDREN, Harness, bearer_with_id, mask};
 
 /// RPCs that change no audited state: credential exchanges between services.
 pub const NOT_MUTATIONS: [&str; 2] = ["AuthenticateApiKey", "IssueServiceToken"];
@@ -147,38 +147,6 @@ impl Run<'_> {
             Ok(rows)
         }
     }
-}
-
-fn identity(
-    h: &Harness,
-) -> id_api::identity_service_client::IdentityServiceClient<tonic::transport::Channel> {
-    id_api::identity_service_client::IdentityServiceClient::new(h.identity_channel())
-}
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
-}
-
-fn mail_token(h: &Harness, to: &str, marker: &str) -> Option<String> {
-    let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
-    for entry in std::fs::read_dir(h.dir.path().join("mail")).ok()?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        if let (true, Some(i)) = (text.contains(to), text.find(marker)) {
-            let rest = &text[i + marker.len()..];
-            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-            let t = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            found.push((t, rest[..end].to_owned()));
-        }
-    }
-    found.sort();
-    found.pop().map(|(_, v)| v)
 }
 
 async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
@@ -337,7 +305,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
     let password = "Audit-password-0001";
     r.secret("password", password);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .sign_up(req(
             id_api::SignUpRequest {
                 email: email.into(),
@@ -354,16 +323,20 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .ok("identity", "SignUp", &id, resp)
         .and_then(|u| u.user)
         .unwrap_or_default();
-    let token = mail_token(h, email, "verify-email?token=").unwrap_or_default();
+    let token = h
+        .mail_value(email, "verify-email?token=")
+        .unwrap_or_default();
     r.secret("verification token", &token);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .verify_email(req(id_api::VerifyEmailRequest { token }, None, &id))
         .await;
     r.ok("identity", "VerifyEmail", &id, resp);
     // A second, unverified account: resend its verification, and delete it at the end.
     let other = "audit.other@chaos.test";
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .sign_up(req(
             id_api::SignUpRequest {
                 email: other.into(),
@@ -378,7 +351,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await?;
     let other_id = resp.into_inner().user.unwrap_or_default().id;
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .resend_verification(req(
             id_api::ResendVerificationRequest {
                 email: other.into(),
@@ -388,11 +362,12 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("identity", "ResendVerification", &id, resp);
-    if let Some(t) = mail_token(h, other, "verify-email?token=") {
+    if let Some(t) = h.mail_value(other, "verify-email?token=") {
         r.secret("verification token (resent)", &t);
     }
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .login(req(
             id_api::LoginRequest {
                 email: email.into(),
@@ -409,7 +384,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
     r.secret("access token", &tokens.access_token);
     r.secret("refresh token", &tokens.refresh_token);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .refresh(req(
             id_api::RefreshRequest {
                 refresh_token: tokens.refresh_token.clone(),
@@ -426,7 +402,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
     r.secret("refresh token (refreshed)", &tokens.refresh_token);
     let access = tokens.access_token.clone();
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .reauthenticate(req(
             id_api::ReauthenticateRequest {
                 password: password.into(),
@@ -446,7 +423,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
     }
     let access = tokens.access_token.clone();
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .update_user(req(
             id_api::UpdateUserRequest {
                 user: Some(id_api::User {
@@ -463,7 +441,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("identity", "UpdateUser", &id, resp);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .logout(req(
             id_api::LogoutRequest {
                 refresh_token: tokens.refresh_token.clone(),
@@ -475,7 +454,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("identity", "Logout", &id, resp);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .request_password_reset(req(
             id_api::RequestPasswordResetRequest {
                 email: email.into(),
@@ -485,12 +465,15 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("identity", "RequestPasswordReset", &id, resp);
-    let reset = mail_token(h, email, "reset-password?token=").unwrap_or_default();
+    let reset = h
+        .mail_value(email, "reset-password?token=")
+        .unwrap_or_default();
     r.secret("reset token", &reset);
     let new_password = "Audit-password-0002";
     r.secret("new password", new_password);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .reset_password(req(
             id_api::ResetPasswordRequest {
                 token: reset,
@@ -903,7 +886,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
 
     // Identity: API keys and admin resets in the organization.
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .create_api_key(req(
             id_api::CreateApiKeyRequest {
                 organization_id: org.clone(),
@@ -923,7 +907,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .unwrap_or_default();
     r.secret("API key secret", &key.secret);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .update_api_key(req(
             id_api::UpdateApiKeyRequest {
                 api_key: Some(id_api::ApiKey {
@@ -940,7 +925,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("identity", "UpdateApiKey", &id, resp);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .admin_reset_password(req(
             id_api::AdminResetPasswordRequest {
                 organization_id: org.clone(),
@@ -951,11 +937,12 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("identity", "AdminResetPassword", &id, resp);
-    if let Some(t) = mail_token(h, "user_audit_m1@chaos.test", "reset-password?token=") {
+    if let Some(t) = h.mail_value("user_audit_m1@chaos.test", "reset-password?token=") {
         r.secret("admin reset token", &t);
     }
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .admin_reset_mfa(req(
             id_api::AdminResetMfaRequest {
                 organization_id: org.clone(),
@@ -1010,7 +997,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("organization", "UndeleteOrganization", &id, resp);
     let id = rid();
-    let resp = identity(h)
+    let resp = h
+        .identity_client()
         .delete_user(req(
             id_api::DeleteUserRequest {
                 user_id: other_id.clone(),
@@ -1046,7 +1034,8 @@ async fn control_text(r: &mut Run<'_>, org: &str) -> anyhow::Result<()> {
         ))
         .await;
     codes.push(("CreateWorkspace", ws.map(|_| ())));
-    let key = identity(h)
+    let key = h
+        .identity_client()
         .create_api_key(bearer_with_id(
             id_api::CreateApiKeyRequest {
                 organization_id: org.into(),
@@ -1065,7 +1054,8 @@ async fn control_text(r: &mut Run<'_>, org: &str) -> anyhow::Result<()> {
         r.secret("API key secret (control-text key)", &k.get_ref().secret);
     }
     codes.push(("CreateApiKey", key.map(|_| ())));
-    let user = identity(h)
+    let user = h
+        .identity_client()
         .update_user(bearer_with_id(
             id_api::UpdateUserRequest {
                 user: Some(id_api::User {
@@ -1131,7 +1121,8 @@ async fn list_by_request(
     });
     let rid = rid();
     let r = match service {
-        "identity" => identity(h)
+        "identity" => h
+            .identity_client()
             .list_audit_events(bearer_with_id(
                 id_api::ListAuditEventsRequest {
                     organization_id: org.into(),
@@ -1235,7 +1226,8 @@ async fn faithful(r: &mut Run<'_>, org: &str) -> anyhow::Result<()> {
         .await?
         .into_inner()
         .audit_events;
-    let i = identity(h)
+    let i = h
+        .identity_client()
         .list_audit_events(bearer_with_id(
             id_api::ListAuditEventsRequest {
                 organization_id: org.into(),

@@ -27,7 +27,7 @@ use sea_orm::DatabaseConnection;
 use tonic::{Code, Status};
 
 use crate::Figures;
-use crate::harness::{Harness, bearer, retry};
+use crate::harness::{Harness, bearer, mask, retry};
 use crate::watch::scalar;
 
 /// Copies of each create request.
@@ -57,12 +57,6 @@ pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Vec<Figur
     let result = scenario(&h, db).await;
     h.stop().await?;
     result
-}
-
-fn mask(path: &str) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: vec![path.into()],
-    })
 }
 
 /// Sends `n` calls at once (each on its own task) and collects their outcomes.
@@ -605,7 +599,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             name: name.clone(),
                             ..Default::default()
                         }),
-                        update_mask: mask("name"),
+                        update_mask: mask(&["name"]),
                         etag,
                     },
                     &token,
@@ -718,7 +712,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             name: name.clone(),
                             ..Default::default()
                         }),
-                        update_mask: mask("name"),
+                        update_mask: mask(&["name"]),
                         etag,
                     },
                     &token,
@@ -760,7 +754,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             name: name.clone(),
                             ..Default::default()
                         }),
-                        update_mask: mask("name"),
+                        update_mask: mask(&["name"]),
                         etag,
                     },
                     &token,
@@ -824,7 +818,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             role: role as i32,
                             ..Default::default()
                         }),
-                        update_mask: mask("role"),
+                        update_mask: mask(&["role"]),
                         etag,
                     },
                     &token,
@@ -878,7 +872,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             seats,
                             ..Default::default()
                         }),
-                        update_mask: mask("seats"),
+                        update_mask: mask(&["seats"]),
                         etag,
                     },
                     &token,
@@ -929,7 +923,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             name: name.clone(),
                             ..Default::default()
                         }),
-                        update_mask: mask("name"),
+                        update_mask: mask(&["name"]),
                         etag,
                     },
                     &token,
@@ -975,7 +969,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
                             display_name: name.clone(),
                             ..Default::default()
                         }),
-                        update_mask: mask("display_name"),
+                        update_mask: mask(&["display_name"]),
                         etag,
                     },
                     &token,

@@ -76,16 +76,7 @@ async fn scenario(h: &mut Harness, db: &str, size: Size) -> anyhow::Result<Vec<F
     // The load: `clients` tasks, each owning a slice of the members.
     let remaining = Arc::new(AtomicUsize::new(size.role_changes));
     let mut tasks = Vec::new();
-    for c in 0..size.clients {
-        let mine: Vec<String> = members
-            .iter()
-            .skip(c)
-            .step_by(size.clients)
-            .cloned()
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
+    for mine in crate::harness::slices(&members, size.clients) {
         tasks.push(tokio::spawn(client(
             h.channel("organization"),
             token.clone(),

@@ -22,7 +22,7 @@ use prost_types::field_descriptor_proto::Type;
 use tonic::{Code, Status};
 
 use crate::Figures;
-use crate::harness::{Harness, bearer};
+use crate::harness::{Harness, bearer, mask};
 use crate::security::{Cred, Target, call, create_api_key_full};
 
 /// Records one case: `got` must be `want`.
@@ -791,12 +791,6 @@ async fn refusals_audited(
         refused.len()
     ));
     Ok(())
-}
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
 }
 
 /// Waits (up to 10 s) until workspace has applied organization revision `revision`, so that the

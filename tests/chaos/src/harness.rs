@@ -492,6 +492,42 @@ impl Harness {
     }
 
     /// An organization service client.
+    /// A client of the in-process identity service (64 MiB messages, for oversized inputs).
+    pub fn identity_client(
+        &self,
+    ) -> orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient<Channel> {
+        orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient::new(
+            self.identity_channel(),
+        )
+        .max_encoding_message_size(64 << 20)
+    }
+
+    /// The newest value following `marker` in a development mail to `to` (a link's token).
+    pub fn mail_value(&self, to: &str, marker: &str) -> Option<String> {
+        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path().join("mail"))
+            .ok()?
+            .flatten()
+        {
+            let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            if let (true, Some(i)) = (text.contains(to), text.find(marker)) {
+                let rest = &text[i + marker.len()..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == ')' || c == ';')
+                    .unwrap_or(rest.len());
+                let time = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                found.push((time, rest[..end].to_owned()));
+            }
+        }
+        found.sort();
+        found.pop().map(|(_, v)| v)
+    }
+
     pub fn orgs(&self) -> org_api::organization_service_client::OrganizationServiceClient<Channel> {
         org_api::organization_service_client::OrganizationServiceClient::new(
             self.channel("organization"),
@@ -793,4 +829,19 @@ pub fn transient(status: &tonic::Status) -> bool {
         tonic::Code::Internal => orgplane_platform::error::reason_of(status).is_none(),
         _ => false,
     }
+}
+
+/// A field mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+/// `members` dealt round-robin to `clients` load tasks (empty slices left out).
+pub fn slices(members: &[String], clients: usize) -> Vec<Vec<String>> {
+    (0..clients)
+        .map(|c| members.iter().skip(c).step_by(clients).cloned().collect())
+        .filter(|mine: &Vec<String>| !mine.is_empty())
+        .collect()
 }

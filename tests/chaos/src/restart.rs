@@ -328,16 +328,10 @@ async fn scenario(h: &mut Harness, db: &str, size: Size) -> anyhow::Result<Vec<F
     });
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..size.clients {
-        let mine: Vec<String> = members
-            .iter()
-            .skip(c)
-            .step_by(size.clients)
-            .cloned()
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
+    for (c, mine) in crate::harness::slices(&members, size.clients)
+        .into_iter()
+        .enumerate()
+    {
         tasks.push(tokio::spawn(client(view.clone(), shared.clone(), c, mine)));
     }
 

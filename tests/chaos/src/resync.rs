@@ -26,7 +26,7 @@ use orgplane_proto::workspace::v1 as ws_api;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::Figures;
-use crate::harness::{Harness, bearer, retry};
+use crate::harness::{Harness, bearer, mask, retry};
 
 /// The consumer's log line for a finished re-sync.
 const RESYNCED: &str = "re-synced from a snapshot";
@@ -61,39 +61,6 @@ pub async fn workspace(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Fig
     let result = workspace_scenario(&mut h, db_name(postgres)).await;
     h.stop().await?;
     result
-}
-
-fn identity_client(
-    h: &Harness,
-) -> id_api::identity_service_client::IdentityServiceClient<tonic::transport::Channel> {
-    id_api::identity_service_client::IdentityServiceClient::new(h.identity_channel())
-}
-
-fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
-}
-
-/// The newest value following `marker` in a mail to `to` (a link's token).
-fn mail_value(h: &Harness, to: &str, marker: &str) -> Option<String> {
-    let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
-    for entry in std::fs::read_dir(h.dir.path().join("mail")).ok()?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        if let (true, Some(i)) = (text.contains(to), text.find(marker)) {
-            let rest = &text[i + marker.len()..];
-            let end = rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len());
-            let t = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            found.push((t, rest[..end].to_owned()));
-        }
-    }
-    found.sort();
-    found.pop().map(|(_, v)| v)
 }
 
 /// How many re-syncs of `producer` organization's log reports.
@@ -194,7 +161,7 @@ async fn identity_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures>
     stop_organization(h).await?;
     // Meanwhile: a member deletes their account, another verifies a new email, and an unrelated
     // account goes (the newest event, the one compaction keeps).
-    identity_client(h)
+    h.identity_client()
         .delete_user(bearer(
             id_api::DeleteUserRequest {
                 user_id: gone.into(),
@@ -204,7 +171,7 @@ async fn identity_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures>
         .await
         .context("DeleteUser")?;
     let new_email = "stays.new@chaos.test";
-    identity_client(h)
+    h.identity_client()
         .update_user(bearer(
             id_api::UpdateUserRequest {
                 user: Some(id_api::User {
@@ -219,13 +186,14 @@ async fn identity_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures>
         ))
         .await
         .context("UpdateUser")?;
-    let token = mail_value(h, new_email, "verify-email?token=")
+    let token = h
+        .mail_value(new_email, "verify-email?token=")
         .ok_or_else(|| anyhow!("no verification mail to {new_email}"))?;
-    identity_client(h)
+    h.identity_client()
         .verify_email(id_api::VerifyEmailRequest { token })
         .await
         .context("VerifyEmail")?;
-    identity_client(h)
+    h.identity_client()
         .delete_user(bearer(
             id_api::DeleteUserRequest {
                 user_id: bystander.into(),

@@ -196,38 +196,6 @@ fn hits<'a>(haystack: &[u8], needles: &'a [(String, String)]) -> Vec<&'a str> {
         .collect()
 }
 
-fn identity(
-    h: &Harness,
-) -> id_api::identity_service_client::IdentityServiceClient<tonic::transport::Channel> {
-    id_api::identity_service_client::IdentityServiceClient::new(h.identity_channel())
-}
-
-fn mail_value(h: &Harness, to: &str, marker: &str) -> Option<String> {
-    let dir = h.dir.path().join("mail");
-    let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
-    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
-        if !text.contains(to) {
-            continue;
-        }
-        if let Some(i) = text.find(marker) {
-            let rest = &text[i + marker.len()..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || c == ')' || c == ';')
-                .unwrap_or(rest.len());
-            let time = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            found.push((time, rest[..end].to_owned()));
-        }
-    }
-    found.sort();
-    found.pop().map(|(_, v)| v)
-}
-
 async fn scenario(
     h: &Harness,
     db: &str,
@@ -239,7 +207,8 @@ async fn scenario(
     let password = "Pa55word-correct-horse-1";
     s.secret("password", password);
     // SignUp, verification, login, refresh, re-authentication.
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .sign_up(id_api::SignUpRequest {
             email: email.into(),
             password: password.into(),
@@ -249,17 +218,20 @@ async fn scenario(
         })
         .await;
     s.answer("SignUp", r);
-    let verify = mail_value(h, email, "verify-email?token=")
+    let verify = h
+        .mail_value(email, "verify-email?token=")
         .ok_or_else(|| anyhow::anyhow!("no verification mail"))?;
     s.link("verification token", &verify);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .verify_email(id_api::VerifyEmailRequest {
             token: verify.clone(),
         })
         .await;
     s.answer("VerifyEmail", r);
     // Reusing it fails; the error must not echo it.
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .verify_email(id_api::VerifyEmailRequest {
             token: verify.clone(),
         })
@@ -267,14 +239,16 @@ async fn scenario(
     s.answer("VerifyEmail again", r);
     let wrong = "Wr0ng-password-guess-42";
     s.secret("wrong password", wrong);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .login(id_api::LoginRequest {
             email: email.into(),
             password: wrong.into(),
         })
         .await;
     s.answer("Login (wrong password)", r);
-    let login = identity(h)
+    let login = h
+        .identity_client()
         .login(id_api::LoginRequest {
             email: email.into(),
             password: password.into(),
@@ -289,7 +263,8 @@ async fn scenario(
         "Login".into(),
         id_api::User::encode_to_vec(&login.user.unwrap_or_default()),
     ));
-    let refreshed = identity(h)
+    let refreshed = h
+        .identity_client()
         .refresh(id_api::RefreshRequest {
             refresh_token: tokens.refresh_token.clone(),
         })
@@ -300,7 +275,8 @@ async fn scenario(
     s.secret("access token (refreshed)", &refreshed.access_token);
     s.secret("refresh token (refreshed)", &refreshed.refresh_token);
     let access = refreshed.access_token.clone();
-    let re = identity(h)
+    let re = h
+        .identity_client()
         .reauthenticate(bearer(
             id_api::ReauthenticateRequest {
                 password: password.into(),
@@ -318,7 +294,8 @@ async fn scenario(
     } else {
         re.access_token.clone()
     };
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .reauthenticate(bearer(
             id_api::ReauthenticateRequest {
                 password: wrong.into(),
@@ -332,7 +309,8 @@ async fn scenario(
     for name in CHILDREN {
         s.secret(&format!("{name} client secret"), &format!("secret-{name}"));
     }
-    let st = identity(h)
+    let st = h
+        .identity_client()
         .issue_service_token(id_api::IssueServiceTokenRequest {
             client_id: PRODUCT.into(),
             client_secret: "secret-product".into(),
@@ -340,7 +318,8 @@ async fn scenario(
         .await?
         .into_inner();
     s.secret("service token", &st.access_token);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .issue_service_token(id_api::IssueServiceTokenRequest {
             client_id: PRODUCT.into(),
             client_secret: "secret-product-but-wrong".into(),
@@ -371,7 +350,8 @@ async fn scenario(
     ] {
         let start = std::time::Instant::now();
         let key = loop {
-            let r = identity(h)
+            let r = h
+                .identity_client()
                 .create_api_key(bearer(
                     id_api::CreateApiKeyRequest {
                         organization_id: org.clone(),
@@ -503,24 +483,27 @@ async fn scenario(
         .await;
     s.answer_to(&invite_id, r);
     // Password reset by mail, then the old password is refused and the new one works.
-    identity(h)
+    h.identity_client()
         .request_password_reset(id_api::RequestPasswordResetRequest {
             email: email.into(),
         })
         .await?;
-    let reset = mail_value(h, email, "reset-password?token=")
+    let reset = h
+        .mail_value(email, "reset-password?token=")
         .ok_or_else(|| anyhow::anyhow!("no reset mail"))?;
     s.link("reset token", &reset);
     let new_password = "N3w-password-battery-staple";
     s.secret("new password", new_password);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .reset_password(id_api::ResetPasswordRequest {
             token: reset.clone(),
             new_password: new_password.into(),
         })
         .await;
     s.answer("ResetPassword", r);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .reset_password(id_api::ResetPasswordRequest {
             token: reset.clone(),
             new_password: "An0ther-password-attempt".into(),
@@ -528,7 +511,8 @@ async fn scenario(
         .await;
     s.secret("second new password", "An0ther-password-attempt");
     s.answer("ResetPassword (reused)", r);
-    let after = identity(h)
+    let after = h
+        .identity_client()
         .login(id_api::LoginRequest {
             email: email.into(),
             password: new_password.into(),
@@ -545,7 +529,8 @@ async fn scenario(
         s.secret("signing-key encryption key", k.trim());
     }
     // Every List/Get the owner may call, and the audit logs.
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .list_api_keys(bearer(
             id_api::ListApiKeysRequest {
                 organization_id: org.clone(),
@@ -555,7 +540,8 @@ async fn scenario(
         ))
         .await;
     s.answer("ListApiKeys", r);
-    let r = identity(h)
+    let r = h
+        .identity_client()
         .get_user(bearer(
             id_api::GetUserRequest {
                 user_id: user_id.clone(),

@@ -210,16 +210,7 @@ async fn scenario(h: &mut Harness, db: &str, size: Size) -> anyhow::Result<Vec<F
     let started = Instant::now();
     let remaining = Arc::new(AtomicUsize::new(size.role_changes));
     let mut tasks = Vec::new();
-    for c in 0..size.clients {
-        let mine: Vec<String> = members
-            .iter()
-            .skip(c)
-            .step_by(size.clients)
-            .cloned()
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
+    for mine in crate::harness::slices(&members, size.clients) {
         tasks.push(tokio::spawn(role_changes(
             h.channel("organization"),
             token.clone(),
