@@ -32,11 +32,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("orgplane_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+    // `prost::Name` on every message: the audit log encodes resources as canonical proto3 JSON
+    // by their full name.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .generate_default_stubs(true)
         .include_file("_includes.rs")
-        .compile_fds(fds)?;
+        .compile_fds_with_config(fds, config)?;
     Ok(())
 }

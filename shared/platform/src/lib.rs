@@ -6,12 +6,15 @@
 
 pub mod audit;
 pub mod auth;
+pub mod call;
 pub mod clients;
 pub mod clock;
 pub mod context;
+pub mod convert;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod host;
 pub mod mail;
 pub mod metrics;
 pub mod pagination;
@@ -24,4 +27,5 @@ pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use call::Call;
 pub use error::{ApiError, ApiResult};

@@ -161,7 +161,7 @@ pub fn sessions_revoked(user_id: &str, session_ids: Vec<String>) -> SessionsRevo
     SessionsRevoked {
         user_id: user_id.to_owned(),
         session_ids,
-        revoke_time: Some(crate::events::outbox::timestamp(chrono::Utc::now())),
+        revoke_time: Some(crate::convert::timestamp(chrono::Utc::now())),
     }
 }
 

@@ -19,10 +19,12 @@ pub mod consumer;
 pub mod migration;
 pub mod outbox;
 pub mod tail;
+pub mod unit;
 pub mod watch;
 
 pub use consumer::{Consumer, ConsumerHandle, ConsumerStats, EventHandler};
 pub use outbox::Outbox;
+pub use unit::WriteUnit;
 pub use watch::EventServer;
 
 /// The ErrorInfo reason for a cursor older than the oldest kept event.

@@ -125,7 +125,7 @@ impl Outbox {
             revision,
             producer: self.producer as i32,
             event_id: event_id.clone(),
-            create_time: Some(timestamp(now)),
+            create_time: Some(crate::convert::timestamp(now)),
             traceparent,
             tracestate,
             request_id: request_id.to_owned(),
@@ -248,13 +248,5 @@ impl Outbox {
                 }
             }
         })
-    }
-}
-
-/// A protobuf timestamp for `t`.
-pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: t.timestamp_subsec_nanos() as i32,
     }
 }
