@@ -26,6 +26,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tokens;
 
 pub use call::Call;
 pub use error::{ApiError, ApiResult};

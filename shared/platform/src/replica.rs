@@ -17,8 +17,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sea_orm_migration::prelude as mig;
 use tonic::transport::Channel;
 
-use crate::auth::ServiceTokenSource;
-use crate::error::{ApiError, ApiResult};
+use crate::clients::ServiceTokenSource;
+use crate::error::ApiResult;
+use crate::events::handlers::{SnapshotPage, read_snapshot};
 
 /// Rows of `replica_organizations`.
 pub mod org_row {
@@ -487,58 +488,57 @@ impl RoleReplica {
     /// returns the snapshot's revision (call from `EventHandler::resync`, then [`Self::reload`]
     /// after commit).
     pub async fn resync<C: ConnectionTrait>(&self, txn: &C) -> ApiResult<i64> {
-        let mut client = OrganizationServiceClient::new(self.organization.clone())
+        let client = OrganizationServiceClient::new(self.organization.clone())
             .max_decoding_message_size(64 * 1024 * 1024);
-        let mut page_token = String::new();
-        let mut revision = None;
+        let (revision, entries) = read_snapshot(
+            self.tokens.as_ref(),
+            "ListRoleAssignments",
+            |page_token, token| {
+                let mut client = client.clone();
+                async move {
+                    let page = client
+                        .list_role_assignments(crate::clients::outgoing(
+                            ListRoleAssignmentsRequest {
+                                page_size: 1000,
+                                page_token,
+                            },
+                            Some(&token),
+                            None,
+                        ))
+                        .await?
+                        .into_inner();
+                    Ok(SnapshotPage {
+                        items: page.organizations,
+                        revision: page.revision,
+                        next_page_token: page.next_page_token,
+                    })
+                }
+            },
+        )
+        .await?;
         let mut orgs: Vec<org_row::ActiveModel> = Vec::new();
         let mut members: Vec<member_row::ActiveModel> = Vec::new();
         let mut seen_orgs = std::collections::HashSet::new();
-        loop {
-            let token = self.tokens.token().await?;
-            let page = client
-                .list_role_assignments(crate::auth::outgoing(
-                    ListRoleAssignmentsRequest {
-                        page_size: 1000,
-                        page_token: page_token.clone(),
-                    },
-                    Some(&token),
-                    None,
-                ))
-                .await
-                .map_err(|s| {
-                    ApiError::unavailable(
-                        "SNAPSHOT_UNAVAILABLE",
-                        format!("ListRoleAssignments failed: {}", s.message()),
-                    )
-                })?
-                .into_inner();
-            revision.get_or_insert(page.revision);
-            for entry in page.organizations {
-                let Some(org) = entry.organization else {
-                    continue;
-                };
-                if seen_orgs.insert(org.id.clone()) {
-                    orgs.push(org_row::ActiveModel {
-                        organization_id: sea_orm::Set(org.id.clone()),
-                        name: sea_orm::Set(org.name.clone()),
-                        primary_email: sea_orm::Set(org.primary_email.clone()),
-                        owner_user_id: sea_orm::Set(org.owner_user_id.clone()),
-                        state: sea_orm::Set(org.state),
-                    });
-                }
-                for a in entry.role_assignments {
-                    members.push(member_row::ActiveModel {
-                        organization_id: sea_orm::Set(org.id.clone()),
-                        user_id: sea_orm::Set(a.user_id),
-                        role: sea_orm::Set(a.role),
-                    });
-                }
+        for entry in entries {
+            let Some(org) = entry.organization else {
+                continue;
+            };
+            if seen_orgs.insert(org.id.clone()) {
+                orgs.push(org_row::ActiveModel {
+                    organization_id: sea_orm::Set(org.id.clone()),
+                    name: sea_orm::Set(org.name.clone()),
+                    primary_email: sea_orm::Set(org.primary_email.clone()),
+                    owner_user_id: sea_orm::Set(org.owner_user_id.clone()),
+                    state: sea_orm::Set(org.state),
+                });
             }
-            if page.next_page_token.is_empty() {
-                break;
+            for a in entry.role_assignments {
+                members.push(member_row::ActiveModel {
+                    organization_id: sea_orm::Set(org.id.clone()),
+                    user_id: sea_orm::Set(a.user_id),
+                    role: sea_orm::Set(a.role),
+                });
             }
-            page_token = page.next_page_token;
         }
         member_row::Entity::delete_many().exec(txn).await?;
         org_row::Entity::delete_many().exec(txn).await?;
@@ -552,7 +552,7 @@ impl RoleReplica {
                 .exec(txn)
                 .await?;
         }
-        Ok(revision.unwrap_or(0))
+        Ok(revision)
     }
 }
 

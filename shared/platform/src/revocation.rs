@@ -28,17 +28,14 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use orgplane_proto::events::v1::event::Payload;
-use orgplane_proto::events::v1::{Event, Producer, SessionsRevoked};
+use orgplane_proto::events::v1::{Event, SessionsRevoked};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use tonic::transport::Channel;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use crate::auth::{ACCESS_TOKEN_TTL_SECS, LEEWAY_SECS, Principal, ServiceTokenSource};
-use crate::error::{ApiError, ApiResult};
-use crate::events::EventHandler;
+use crate::error::ApiResult;
+use crate::tokens::{ACCESS_TOKEN_TTL_SECS, LEEWAY_SECS};
 
 /// The ErrorInfo reason for an access token whose session ended.
 pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
@@ -244,17 +241,6 @@ impl SessionRevocations {
             .is_some_and(|expire| *expire >= now_secs())
     }
 
-    /// UNAUTHENTICATED `SESSION_REVOKED` for a user whose session ended; `Ok` otherwise.
-    pub fn check(&self, principal: &Principal) -> ApiResult<()> {
-        match principal {
-            Principal::User(u) if self.is_revoked(&u.session_id) => Err(ApiError::unauthenticated(
-                SESSION_REVOKED,
-                "the session of this access token has ended; sign in again",
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// How many revocations are held (tests, metrics).
     pub fn len(&self) -> usize {
         self.sessions
@@ -361,60 +347,6 @@ impl SessionRevocations {
                 _ => {}
             }
         }
-    }
-}
-
-/// The consumer of identity's stream for a service that needs nothing else from it: applies
-/// `SessionsRevoked` into its database and the process's [`SessionRevocations`], and notes key
-/// deactivations there.
-pub struct RevocationEvents {
-    db: DatabaseConnection,
-    revocations: Arc<SessionRevocations>,
-    identity: Channel,
-    tokens: Arc<dyn ServiceTokenSource>,
-}
-
-impl RevocationEvents {
-    /// A handler writing into `db` and `revocations`; `identity` and `tokens` serve a re-sync.
-    pub fn new(
-        db: DatabaseConnection,
-        revocations: Arc<SessionRevocations>,
-        identity: Channel,
-        tokens: Arc<dyn ServiceTokenSource>,
-    ) -> Self {
-        Self {
-            db,
-            revocations,
-            identity,
-            tokens,
-        }
-    }
-}
-
-impl EventHandler for RevocationEvents {
-    fn apply<'a>(
-        &'a self,
-        txn: &'a DatabaseTransaction,
-        event: &'a Event,
-    ) -> BoxFuture<'a, ApiResult<()>> {
-        Box::pin(apply(txn, event))
-    }
-
-    fn resync<'a>(&'a self, _txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
-        Box::pin(async move {
-            // Revocations matter for minutes, identity keeps events for days: everything still
-            // relevant follows the compaction point, so watching from there loses nothing.
-            crate::events::consumer::compacted_through(
-                &self.identity,
-                self.tokens.as_ref(),
-                Producer::Identity,
-            )
-            .await
-        })
-    }
-
-    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
-        Box::pin(self.revocations.committed(&self.db, events, resynced))
     }
 }
 

@@ -11,12 +11,13 @@ use tonic::transport::Channel;
 use orgplane_proto::events::v1::Producer;
 use sea_orm::{DatabaseConnection, DbErr};
 
-use crate::auth::ServiceTokenSource;
+use crate::clients::ServiceTokenSource;
 use crate::clock::SharedClock;
 use crate::events::consumer::ConsumerConfig;
+use crate::events::handlers::RevocationEvents;
 use crate::events::{Consumer, ConsumerHandle, EventHandler};
 use crate::pagination::PageTokens;
-use crate::revocation::{RevocationEvents, SessionRevocations};
+use crate::revocation::SessionRevocations;
 
 /// Channels to the services, by URL.
 #[derive(Clone, Debug)]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::REVISION_COMPACTED;
-use crate::auth::ServiceTokenSource;
+use crate::clients::ServiceTokenSource;
 use crate::error::{ApiError, ApiResult};
 
 /// Rows of `consumer_cursors`.
@@ -279,7 +279,7 @@ impl Consumer {
         };
         let mut client = EventServiceClient::new(self.config.channel.clone())
             .max_decoding_message_size(64 * 1024 * 1024);
-        let request = crate::auth::outgoing(
+        let request = crate::clients::outgoing(
             WatchRequest {
                 producer: self.config.producer as i32,
                 after_revision: cursor,
@@ -451,7 +451,7 @@ pub async fn compacted_through(
     use tonic_types::StatusExt;
     let token = tokens.token().await?;
     let mut client = EventServiceClient::new(channel.clone());
-    let request = crate::auth::outgoing(
+    let request = crate::clients::outgoing(
         WatchRequest {
             producer: producer as i32,
             after_revision: 0,

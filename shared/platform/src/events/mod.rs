@@ -16,6 +16,7 @@
 //! FAILED_PRECONDITION `REVISION_COMPACTED` and the consumer re-syncs from a snapshot.
 
 pub mod consumer;
+pub mod handlers;
 pub mod migration;
 pub mod outbox;
 pub mod tail;

@@ -14,20 +14,10 @@ use tonic::transport::Channel;
 
 use crate::auth::{
     API_KEY_INACTIVE, ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey,
-    ServiceTokenSource, inactive_api_key, invalid_api_key,
+    inactive_api_key, invalid_api_key,
 };
+use crate::clients::{ServiceTokenSource, outgoing};
 use crate::error::{ApiError, ApiResult};
-
-/// A lazily connecting channel to a service URL (`http://host:port`).
-pub fn connect_lazy(url: &str) -> Result<Channel, ApiError> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
-        .map_err(|e| ApiError::invalid_argument("url", format!("{url}: {e}")))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
-}
 
 fn unavailable(what: &str, status: &tonic::Status) -> ApiError {
     tracing::warn!(code = ?status.code(), message = status.message(), "{what} failed");
@@ -52,7 +42,7 @@ impl KeySource for RemoteKeys {
         Box::pin(async move {
             let mut client = IdentityServiceClient::new(self.channel.clone());
             let response = client
-                .get_jwks(crate::auth::outgoing(GetJwksRequest {}, None, None))
+                .get_jwks(outgoing(GetJwksRequest {}, None, None))
                 .await
                 .map_err(|s| unavailable("GetJwks", &s))?
                 .into_inner();
@@ -86,7 +76,7 @@ impl ApiKeyResolver for RemoteApiKeys {
             let token = self.tokens.token().await?;
             let mut client = IdentityServiceClient::new(self.channel.clone());
             let response = client
-                .authenticate_api_key(crate::auth::outgoing(
+                .authenticate_api_key(outgoing(
                     AuthenticateApiKeyRequest {
                         key: key.to_owned(),
                     },
@@ -162,7 +152,7 @@ impl ServiceTokenSource for IdentityServiceTokens {
             }
             let mut client = IdentityServiceClient::new(self.channel.clone());
             let response = client
-                .issue_service_token(crate::auth::outgoing(
+                .issue_service_token(outgoing(
                     IssueServiceTokenRequest {
                         client_id: self.client_id.clone(),
                         client_secret: self.client_secret.clone(),

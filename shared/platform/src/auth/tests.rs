@@ -1,4 +1,14 @@
 use super::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures::future::BoxFuture;
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+
+use crate::error::ApiResult;
+use crate::revocation::SessionRevocations;
 use base64::Engine;
 
 const ISSUER: &str = "https://identity.test";

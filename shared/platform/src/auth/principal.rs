@@ -1,0 +1,137 @@
+//! Who is calling: the principal the auth layer puts in every request's extensions, and the
+//! guards handlers use to require a kind of caller.
+
+use std::sync::Arc;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No credentials were sent (only public RPCs such as SignUp or Login accept this).
+    Anonymous,
+    /// A signed-in user.
+    User(UserPrincipal),
+    /// An API key of an organization.
+    ApiKey(ApiKeyPrincipal),
+    /// Another Orgplane service.
+    Service(ServicePrincipal),
+}
+
+/// A user authenticated by an access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPrincipal {
+    /// The user's id.
+    pub user_id: String,
+    /// The session the token belongs to.
+    pub session_id: String,
+    /// When the user last entered their password (Unix seconds).
+    pub auth_time: i64,
+    /// The token's `jti`.
+    pub token_id: String,
+}
+
+/// The kind of an API key (rule ID-7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKeyKind {
+    /// Acts with ADMIN rights in its one organization.
+    Admin,
+    /// Belongs to one workspace (or the Default Workspace).
+    Workspace,
+}
+
+/// An organization's API key, as resolved by identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyPrincipal {
+    /// The key's id (`key_…`).
+    pub key_id: String,
+    /// The organization the key belongs to.
+    pub organization_id: String,
+    /// The workspace of a workspace key; `None` for admin keys and the Default Workspace.
+    pub workspace_id: Option<String>,
+    /// Admin or workspace key.
+    pub kind: ApiKeyKind,
+}
+
+/// An Orgplane service authenticated by a service token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    /// The service account's name (the token's `sub`).
+    pub name: String,
+}
+
+impl Principal {
+    /// The principal of a request; `Anonymous` when the auth layer found no credentials.
+    pub fn of<T>(req: &tonic::Request<T>) -> Principal {
+        let ext = req.extensions();
+        match ext.get::<Arc<Principal>>() {
+            Some(shared) => Principal::clone(shared),
+            None => ext
+                .get::<Principal>()
+                .cloned()
+                .unwrap_or(Principal::Anonymous),
+        }
+    }
+
+    /// Like [`Principal::of`], without copying the principal the auth layer shared (hot paths).
+    pub fn shared<T>(req: &tonic::Request<T>) -> Arc<Principal> {
+        let ext = req.extensions();
+        match ext.get::<Arc<Principal>>() {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::new(
+                ext.get::<Principal>()
+                    .cloned()
+                    .unwrap_or(Principal::Anonymous),
+            ),
+        }
+    }
+
+    /// UNAUTHENTICATED unless credentials were sent.
+    pub fn require_authenticated(&self) -> ApiResult<&Principal> {
+        match self {
+            Principal::Anonymous => Err(credentials_required()),
+            p => Ok(p),
+        }
+    }
+
+    /// The user, or UNAUTHENTICATED (no credentials) / PERMISSION_DENIED (another kind).
+    pub fn require_user(&self) -> ApiResult<&UserPrincipal> {
+        match self {
+            Principal::User(u) => Ok(u),
+            Principal::Anonymous => Err(credentials_required()),
+            _ => Err(ApiError::permission_denied(
+                "USER_CREDENTIALS_REQUIRED",
+                "this call needs a user's access token",
+            )),
+        }
+    }
+
+    /// The service, or UNAUTHENTICATED / PERMISSION_DENIED: the guard of internal RPCs.
+    pub fn require_service(&self) -> ApiResult<&ServicePrincipal> {
+        match self {
+            Principal::Service(s) => Ok(s),
+            Principal::Anonymous => Err(credentials_required()),
+            _ => Err(ApiError::permission_denied(
+                "SERVICE_PRINCIPAL_REQUIRED",
+                "internal RPC: only Orgplane services may call it",
+            )),
+        }
+    }
+
+    /// `(actor kind, actor id)` for audit records.
+    pub fn actor(&self) -> (&'static str, String) {
+        match self {
+            Principal::Anonymous => ("anonymous", String::new()),
+            Principal::User(u) => ("user", u.user_id.clone()),
+            Principal::ApiKey(k) => ("api_key", k.key_id.clone()),
+            Principal::Service(s) => ("service", s.name.clone()),
+        }
+    }
+}
+
+pub(super) fn credentials_required() -> ApiError {
+    ApiError::unauthenticated(
+        "CREDENTIALS_REQUIRED",
+        "send an access token (authorization: Bearer …) or an API key (x-api-key)",
+    )
+}
