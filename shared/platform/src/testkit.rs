@@ -1,5 +1,7 @@
 //! Helpers for tests across the workspace (feature `testkit`): throw-away SQLite and PostgreSQL
-//! databases, signing keys with tokens minted from them, and a server on `127.0.0.1:0`.
+//! databases, signing keys with tokens minted from them, fake API keys, producer and consumer
+//! tables, request helpers (bearer, API key, update mask), and a server on `127.0.0.1:0`. The
+//! end-to-end crate (`tests/e2e`) adds the whole-system cluster starter on top of it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +11,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{
-    Authenticator, Claims, SERVICE_AUDIENCE, Signer, StaticKeys, StaticServiceToken, TokenVerifier,
-    USER_AUDIENCE,
+    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Claims, SERVICE_AUDIENCE, Signer,
+    StaticKeys, StaticServiceToken, TokenVerifier, USER_AUDIENCE,
 };
 use crate::server::GrpcServer;
 
@@ -256,7 +258,11 @@ pub fn channel(url: &str) -> tonic::transport::Channel {
 
 /// Attaches `authorization: Bearer token` to a request.
 pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    crate::auth::outgoing(message, Some(token), None)
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", v);
+    }
+    request
 }
 
 /// A [`crate::runtime::Runtime`] for a service under test: every endpoint at `url` (where the
@@ -283,5 +289,108 @@ pub fn runtime(
         },
         shutdown: CancellationToken::new(),
         revocations: crate::revocation::SessionRevocations::new(),
+    }
+}
+
+/// Attaches `authorization: Bearer token` and `x-request-id: request_id` to a request (retries
+/// of one logical request share its id, AIP-155).
+pub fn bearer_with_id<T>(message: T, token: &str, request_id: &str) -> tonic::Request<T> {
+    let mut request = bearer(message, token);
+    if let Ok(v) = request_id.parse() {
+        request
+            .metadata_mut()
+            .insert(crate::context::REQUEST_ID_HEADER, v);
+    }
+    request
+}
+
+/// Attaches `x-api-key: key` to a request.
+pub fn api_key<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = key.parse() {
+        request
+            .metadata_mut()
+            .insert(crate::auth::API_KEY_HEADER, v);
+    }
+    request
+}
+
+/// An update mask of `paths`.
+pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
+/// The tables of a fake event producer: an outbox (and its counter).
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerTables;
+
+impl sea_orm_migration::MigratorTrait for ProducerTables {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        vec![Box::new(crate::events::migration::CreateOutbox)]
+    }
+}
+
+/// The tables of a bare event consumer: its cursors.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerTables;
+
+impl sea_orm_migration::MigratorTrait for ConsumerTables {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        vec![Box::new(crate::events::migration::CreateConsumerCursors)]
+    }
+}
+
+/// API keys a service under test accepts without identity: `opk_admin_<org>` is an admin key
+/// of `<org>`, `opk_ws_<org>` a workspace key of `<org>` (id `key_<the key>`), and any key
+/// [`FakeApiKeys::insert`]ed resolves to its principal.
+#[derive(Debug, Clone, Default)]
+pub struct FakeApiKeys(Arc<std::sync::Mutex<std::collections::HashMap<String, ApiKeyPrincipal>>>);
+
+impl FakeApiKeys {
+    /// Makes `key` resolve to `principal`.
+    pub fn insert(&self, key: &str, principal: ApiKeyPrincipal) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), principal);
+    }
+
+    /// Makes `key` unknown again.
+    pub fn remove(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+}
+
+impl ApiKeyResolver for FakeApiKeys {
+    fn resolve<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<'a, crate::error::ApiResult<ApiKeyPrincipal>> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned();
+        Box::pin(async move {
+            if let Some(principal) = known {
+                return Ok(principal);
+            }
+            let (kind, organization_id) = if let Some(org) = key.strip_prefix("opk_admin_") {
+                (ApiKeyKind::Admin, org)
+            } else if let Some(org) = key.strip_prefix("opk_ws_") {
+                (ApiKeyKind::Workspace, org)
+            } else {
+                return Err(crate::auth::invalid_api_key());
+            };
+            Ok(ApiKeyPrincipal {
+                key_id: format!("key_{key}"),
+                organization_id: organization_id.to_owned(),
+                workspace_id: None,
+                kind,
+            })
+        })
     }
 }

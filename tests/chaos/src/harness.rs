@@ -786,13 +786,7 @@ pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
 
 /// `message` with `authorization: Bearer token` and `x-request-id: request_id`.
 pub fn bearer_with_id<T>(message: T, token: &str, request_id: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    if let Ok(v) = format!("Bearer {token}").parse() {
-        req.metadata_mut().insert("authorization", v);
-    }
-    if let Ok(v) = request_id.parse() {
-        req.metadata_mut().insert("x-request-id", v);
-    }
+    let mut req = orgplane_platform::testkit::bearer_with_id(message, token, request_id);
     req.set_timeout(Duration::from_secs(10));
     req
 }
@@ -831,12 +825,7 @@ pub fn transient(status: &tonic::Status) -> bool {
     }
 }
 
-/// A field mask of `paths`.
-pub fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
-    Some(prost_types::FieldMask {
-        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
-    })
-}
+pub use orgplane_platform::testkit::mask;
 
 /// `members` dealt round-robin to `clients` load tasks (empty slices left out).
 pub fn slices(members: &[String], clients: usize) -> Vec<Vec<String>> {

@@ -27,7 +27,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("orgplane") {
-        return run_orgplane(argv[1..].to_vec());
+        return orgplane::main_from(argv[1..].to_vec());
     }
     let args = Args::parse();
     if args.list {
@@ -70,25 +70,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn run_orgplane(argv: Vec<String>) -> std::process::ExitCode {
-    let cli = orgplane::Cli::parse_from(argv);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("orgplane: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    runtime.block_on(async move {
-        let _telemetry = orgplane_platform::telemetry::init("orgplane", cli.log_format);
-        match orgplane::run(cli).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("orgplane: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        }
-    })
 }

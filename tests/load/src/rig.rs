@@ -441,11 +441,4 @@ impl Rig {
     }
 }
 
-/// `message` with `authorization: Bearer token`.
-pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    if let Ok(v) = format!("Bearer {token}").parse() {
-        req.metadata_mut().insert("authorization", v);
-    }
-    req
-}
+pub use orgplane_platform::testkit::bearer;

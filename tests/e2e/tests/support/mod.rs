@@ -15,7 +15,7 @@ use tokio::process::{Child, Command};
 
 /// The `orgplane` binary cargo built for these tests.
 pub fn orgplane_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_orgplane"))
+    PathBuf::from(env!("CARGO_BIN_EXE_orgplane-e2e-node"))
 }
 
 /// A running `orgplane` process.

@@ -6,6 +6,7 @@
 
 mod support;
 
+use orgplane_platform::testkit::bearer;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,13 +116,6 @@ async fn signed_up(channel: Channel, mail_dir: &std::path::Path, email: &str) ->
         .tokens
         .unwrap();
     (user.id, tokens.access_token)
-}
-
-fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    req
 }
 
 #[tokio::test]
