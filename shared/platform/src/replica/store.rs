@@ -1,0 +1,168 @@
+//! The replica's tables: organizations and members, and the migration creating them.
+
+use sea_orm::DbErr;
+use sea_orm_migration::prelude as mig;
+
+/// Rows of `replica_organizations`.
+pub mod org_row {
+    use sea_orm::entity::prelude::*;
+
+    /// A replicated organization.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "replica_organizations")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// Its name.
+        pub name: String,
+        /// Its primary email.
+        pub primary_email: String,
+        /// Its owner.
+        pub owner_user_id: String,
+        /// `OrganizationState` as its number.
+        pub state: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `replica_members`.
+pub mod member_row {
+    use sea_orm::entity::prelude::*;
+
+    /// A replicated membership.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "replica_members")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// The member's user id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// `OrgRole` as its number.
+        pub role: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The migration creating the replica's tables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateRoleReplica;
+
+impl mig::MigrationName for CreateRoleReplica {
+    fn name(&self) -> &str {
+        "m20261123_000004_create_role_replica"
+    }
+}
+
+#[derive(mig::DeriveIden)]
+enum ReplicaOrganizations {
+    Table,
+    OrganizationId,
+    Name,
+    PrimaryEmail,
+    OwnerUserId,
+    State,
+}
+
+#[derive(mig::DeriveIden)]
+enum ReplicaMembers {
+    Table,
+    OrganizationId,
+    UserId,
+    Role,
+}
+
+#[mig::async_trait::async_trait]
+impl mig::MigrationTrait for CreateRoleReplica {
+    async fn up(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        use mig::{ColumnDef, Index, Table};
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReplicaOrganizations::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::OrganizationId)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::Name)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::PrimaryEmail)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::OwnerUserId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaOrganizations::State)
+                            .integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReplicaMembers::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ReplicaMembers::OrganizationId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ReplicaMembers::UserId).string().not_null())
+                    .col(ColumnDef::new(ReplicaMembers::Role).integer().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ReplicaMembers::OrganizationId)
+                            .col(ReplicaMembers::UserId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_replica_members_user")
+                    .table(ReplicaMembers::Table)
+                    .col(ReplicaMembers::UserId)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(mig::Table::drop().table(ReplicaMembers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(
+                mig::Table::drop()
+                    .table(ReplicaOrganizations::Table)
+                    .to_owned(),
+            )
+            .await
+    }
+}
