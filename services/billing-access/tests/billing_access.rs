@@ -2,7 +2,7 @@
 //! producers (an Outbox + EventServer each) in the same process. SQLite by default; the key paths
 //! also on PostgreSQL when `ORGPLANE_TEST_POSTGRES_URL` is set.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "billing_access/support.rs"]
 mod support;

@@ -3,6 +3,9 @@
 //! tables, request helpers (bearer, API key, update mask), and a server on `127.0.0.1:0`. The
 //! end-to-end crate (`tests/e2e`) adds the whole-system cluster starter on top of it.
 
+// Test support: failing loudly is what a test helper should do.
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

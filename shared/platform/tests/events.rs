@@ -2,7 +2,7 @@
 //! application under consumer kills and producer restarts, no skipped event with stalled writers on
 //! PostgreSQL (and the naive reader that does skip), compaction and re-sync.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

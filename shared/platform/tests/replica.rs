@@ -1,7 +1,7 @@
 //! The org-role replica: events applied in a transaction and in memory agree with a reload from
 //! the database, and the memory view answers roles only for ACTIVE organizations.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use orgplane_platform::replica::{CreateRoleReplica, RoleReplica};
 use orgplane_platform::testkit::{TestAuth, TestDb, channel};

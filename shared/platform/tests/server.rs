@@ -2,7 +2,7 @@
 //! reflection reachable without credentials while other RPCs need them, and shutdown that ends
 //! open streams and returns.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

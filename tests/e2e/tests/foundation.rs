@@ -2,7 +2,7 @@
 //! SQLite and PostgreSQL, with health, reflection (v1 and v1alpha), request ids and graceful
 //! shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

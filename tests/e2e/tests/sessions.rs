@@ -6,7 +6,7 @@
 //! its resolution was cached. The real `orgplane` binary, as four processes (identity's events
 //! cross the network) and as one, on SQLite and PostgreSQL.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -8,7 +8,7 @@
 //! `x-min-organization-revision` header) instead of sleeping; only the API-key deactivation
 //! (an event from identity to every service) and the purge job (after moving the organization service's clock) are waited for by polling.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 

@@ -2,7 +2,7 @@
 //! service's RPC and the workspace and billing-access services' application of the event it
 //! published. The real `orgplane` binary exports over OTLP to a collector in this test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
