@@ -1,16 +1,146 @@
-//! The one way Orgplane builds a failed `tonic::Status`: a canonical code, a message for people,
-//! and google.rpc details for code — always an `ErrorInfo` with a stable `reason` and the domain
+//! The one way Orgplane answers a failure: a canonical code, a message for people, and
+//! google.rpc details for code — always an `ErrorInfo` with a stable `reason` and the domain
 //! `orgplane.dev`, plus `BadRequest`, `PreconditionFailure`, `QuotaFailure`, `RetryInfo` or
-//! `ResourceInfo` where they apply.
+//! `ResourceInfo` where they apply. [`ApiError`] is free of the transport: it becomes a
+//! `tonic::Status` only at the edge (`From<ApiError> for Status`), so use cases and domain rules
+//! can return it without depending on gRPC.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tonic::{Code, Status};
+use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// The `ErrorInfo.domain` of every Orgplane error.
 pub const ERROR_DOMAIN: &str = "orgplane.dev";
+
+/// The canonical status codes (google.rpc.Code), as the API answers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// Not an error.
+    Ok,
+    /// The operation was cancelled.
+    Cancelled,
+    /// Unknown error.
+    Unknown,
+    /// Bad input.
+    InvalidArgument,
+    /// The deadline passed.
+    DeadlineExceeded,
+    /// Not found, or not visible to the caller.
+    NotFound,
+    /// Already exists.
+    AlreadyExists,
+    /// The caller lacks the permission.
+    PermissionDenied,
+    /// A quota ran out.
+    ResourceExhausted,
+    /// A rule forbids it in the current state.
+    FailedPrecondition,
+    /// A concurrency conflict (stale etag, lost race).
+    Aborted,
+    /// Out of range.
+    OutOfRange,
+    /// Not implemented.
+    Unimplemented,
+    /// An invariant broke inside the service.
+    Internal,
+    /// Try again later.
+    Unavailable,
+    /// Data loss.
+    DataLoss,
+    /// Missing or invalid credentials.
+    Unauthenticated,
+}
+
+impl Code {
+    /// The transport's code.
+    pub fn to_tonic(self) -> tonic::Code {
+        match self {
+            Code::Ok => tonic::Code::Ok,
+            Code::Cancelled => tonic::Code::Cancelled,
+            Code::Unknown => tonic::Code::Unknown,
+            Code::InvalidArgument => tonic::Code::InvalidArgument,
+            Code::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            Code::NotFound => tonic::Code::NotFound,
+            Code::AlreadyExists => tonic::Code::AlreadyExists,
+            Code::PermissionDenied => tonic::Code::PermissionDenied,
+            Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+            Code::Aborted => tonic::Code::Aborted,
+            Code::OutOfRange => tonic::Code::OutOfRange,
+            Code::Unimplemented => tonic::Code::Unimplemented,
+            Code::Internal => tonic::Code::Internal,
+            Code::Unavailable => tonic::Code::Unavailable,
+            Code::DataLoss => tonic::Code::DataLoss,
+            Code::Unauthenticated => tonic::Code::Unauthenticated,
+        }
+    }
+
+    /// The code's number (what metrics and audit records name).
+    pub fn number(self) -> i32 {
+        self.to_tonic() as i32
+    }
+}
+
+impl From<tonic::Code> for Code {
+    fn from(code: tonic::Code) -> Self {
+        match code {
+            tonic::Code::Ok => Code::Ok,
+            tonic::Code::Cancelled => Code::Cancelled,
+            tonic::Code::Unknown => Code::Unknown,
+            tonic::Code::InvalidArgument => Code::InvalidArgument,
+            tonic::Code::DeadlineExceeded => Code::DeadlineExceeded,
+            tonic::Code::NotFound => Code::NotFound,
+            tonic::Code::AlreadyExists => Code::AlreadyExists,
+            tonic::Code::PermissionDenied => Code::PermissionDenied,
+            tonic::Code::ResourceExhausted => Code::ResourceExhausted,
+            tonic::Code::FailedPrecondition => Code::FailedPrecondition,
+            tonic::Code::Aborted => Code::Aborted,
+            tonic::Code::OutOfRange => Code::OutOfRange,
+            tonic::Code::Unimplemented => Code::Unimplemented,
+            tonic::Code::Internal => Code::Internal,
+            tonic::Code::Unavailable => Code::Unavailable,
+            tonic::Code::DataLoss => Code::DataLoss,
+            tonic::Code::Unauthenticated => Code::Unauthenticated,
+        }
+    }
+}
+
+impl PartialEq<tonic::Code> for Code {
+    fn eq(&self, other: &tonic::Code) -> bool {
+        self.to_tonic() == *other
+    }
+}
+
+impl PartialEq<Code> for tonic::Code {
+    fn eq(&self, other: &Code) -> bool {
+        *self == other.to_tonic()
+    }
+}
+
+/// One google.rpc detail, kept in plain values until the error reaches the transport.
+#[derive(Debug, Clone)]
+enum Detail {
+    BadRequest {
+        field: String,
+        description: String,
+    },
+    ResourceInfo {
+        resource_type: String,
+        name: String,
+    },
+    PreconditionFailure {
+        kind: String,
+        subject: String,
+        description: String,
+    },
+    QuotaFailure {
+        subject: String,
+        description: String,
+    },
+    RetryInfo(Duration),
+}
 
 /// A request that failed, ready to become a `tonic::Status` with structured details. Boxed so
 /// that `Result<T, ApiError>` stays one pointer wide on the happy path.
@@ -23,7 +153,7 @@ struct Inner {
     reason: String,
     message: String,
     metadata: HashMap<String, String>,
-    details: ErrorDetails,
+    details: Vec<Detail>,
 }
 
 /// Shorthand for handler results.
@@ -31,13 +161,13 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     /// An error with `code`, a stable machine-readable `reason` (UPPER_SNAKE) and a message.
-    pub fn new(code: Code, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<Code>, reason: &str, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
-            code,
+            code: code.into(),
             reason: reason.to_owned(),
             message: message.into(),
             metadata: HashMap::new(),
-            details: ErrorDetails::new(),
+            details: Vec::new(),
         }))
     }
 
@@ -54,7 +184,10 @@ impl ApiError {
 
     /// Adds a `BadRequest` field violation.
     pub fn violation(mut self, field: &str, description: impl Into<String>) -> Self {
-        self.0.details.add_bad_request_violation(field, description);
+        self.0.details.push(Detail::BadRequest {
+            field: field.to_owned(),
+            description: description.into(),
+        });
         self
     }
 
@@ -65,7 +198,10 @@ impl ApiError {
             "NOT_FOUND",
             format!("{resource_type} {id:?} not found"),
         );
-        err.0.details.set_resource_info(resource_type, id, "", "");
+        err.0.details.push(Detail::ResourceInfo {
+            resource_type: resource_type.to_owned(),
+            name: id.to_owned(),
+        });
         err
     }
 
@@ -73,9 +209,11 @@ impl ApiError {
     pub fn failed_precondition(reason: &str, subject: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut err = Self::new(Code::FailedPrecondition, reason, message.clone());
-        err.0
-            .details
-            .add_precondition_failure_violation(reason, subject, message);
+        err.0.details.push(Detail::PreconditionFailure {
+            kind: reason.to_owned(),
+            subject: subject.to_owned(),
+            description: message,
+        });
         err
     }
 
@@ -103,9 +241,10 @@ impl ApiError {
     pub fn quota_exceeded(reason: &str, subject: &str, description: impl Into<String>) -> Self {
         let description = description.into();
         let mut err = Self::new(Code::ResourceExhausted, reason, description.clone());
-        err.0
-            .details
-            .add_quota_failure_violation(subject, description);
+        err.0.details.push(Detail::QuotaFailure {
+            subject: subject.to_owned(),
+            description,
+        });
         err
     }
 
@@ -122,7 +261,10 @@ impl ApiError {
 
     /// Adds `RetryInfo` telling the caller when to retry.
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.0.details.set_retry_info(Some(delay));
+        self.0
+            .details
+            .retain(|d| !matches!(d, Detail::RetryInfo(_)));
+        self.0.details.push(Detail::RetryInfo(delay));
         self
     }
 
@@ -163,10 +305,40 @@ impl From<ApiError> for Status {
             reason,
             message,
             metadata,
-            mut details,
+            details: kept,
         } = *err.0;
+        let mut details = ErrorDetails::new();
+        for detail in kept {
+            match detail {
+                Detail::BadRequest { field, description } => {
+                    details.add_bad_request_violation(field, description);
+                }
+                Detail::ResourceInfo {
+                    resource_type,
+                    name,
+                } => {
+                    details.set_resource_info(resource_type, name, "", "");
+                }
+                Detail::PreconditionFailure {
+                    kind,
+                    subject,
+                    description,
+                } => {
+                    details.add_precondition_failure_violation(kind, subject, description);
+                }
+                Detail::QuotaFailure {
+                    subject,
+                    description,
+                } => {
+                    details.add_quota_failure_violation(subject, description);
+                }
+                Detail::RetryInfo(delay) => {
+                    details.set_retry_info(Some(delay));
+                }
+            }
+        }
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
-        Status::with_error_details(code, message, details)
+        Status::with_error_details(code.to_tonic(), message, details)
     }
 }
 

@@ -104,7 +104,7 @@ impl Entry {
 /// must not give), and UNAVAILABLE, INTERNAL or any other failure of the system rather than a
 /// decision about the request.
 pub fn audits_failure(principal: &Principal, error: &ApiError) -> bool {
-    use tonic::Code;
+    use crate::error::Code;
     !matches!(principal, Principal::Anonymous)
         && matches!(
             error.code(),
@@ -348,7 +348,7 @@ impl AuditLogWriter {
             } as i32),
             status_code: sea_orm::Set(
                 error
-                    .map(|e| crate::metrics::code_name(e.code() as i32).to_owned())
+                    .map(|e| crate::metrics::code_name(e.code().number()).to_owned())
                     .unwrap_or_default(),
             ),
             error_reason: sea_orm::Set(error.map(|e| e.reason().to_owned()).unwrap_or_default()),
