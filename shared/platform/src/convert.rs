@@ -54,7 +54,10 @@ pub fn check_etag(given: &str, version: i64, resource: &str) -> ApiResult<()> {
 pub fn etag_mismatch(resource: &str) -> ApiError {
     ApiError::aborted(
         "ETAG_MISMATCH",
-        format!("the {resource} changed since it was read; read it again and retry"),
+        format!(
+            "the {} changed since it was read; read it again and retry",
+            resource.replace('_', " ")
+        ),
     )
     .with_metadata("resource_type", resource)
 }
