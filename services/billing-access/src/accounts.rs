@@ -2,9 +2,9 @@
 //! mask and an etag; and the purge of every billing datum of an organization (rule BILL-5).
 
 use chrono::{DateTime, Utc};
+use orgplane_platform::Call;
 use orgplane_platform::audit::{self, AuditLogWriter, Entry};
-use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::convert::{check_etag, etag, etag_mismatch, timestamp_ms};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::billing::v1::{BillingAccount, BillingPlan};
 use sea_orm::entity::prelude::*;
@@ -18,19 +18,11 @@ pub const DEFAULT_SEATS: i32 = 1;
 /// The most seats an account may have.
 pub const MAX_SEATS: i32 = 1_000_000;
 
-fn new_etag() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
+/// The resource type of billing accounts in errors and audit records.
+pub const RESOURCE: &str = "billing_account";
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
 }
 
 /// The API form of an account.
@@ -40,18 +32,10 @@ pub fn to_proto(m: &account::Model) -> BillingAccount {
         plan: m.plan,
         billing_email: m.billing_email.clone(),
         seats: m.seats,
-        create_time: Some(timestamp(m.create_time_ms)),
-        update_time: Some(timestamp(m.update_time_ms)),
-        etag: m.etag.clone(),
+        create_time: Some(timestamp_ms(m.create_time_ms)),
+        update_time: Some(timestamp_ms(m.update_time_ms)),
+        etag: etag(m.version),
     }
-}
-
-fn audit_view(m: &account::Model) -> serde_json::Value {
-    serde_json::json!({
-        "plan": BillingPlan::try_from(m.plan).map(|p| p.as_str_name()).unwrap_or("UNKNOWN"),
-        "billing_email": m.billing_email,
-        "seats": m.seats,
-    })
 }
 
 /// Creates the account of a new organization inside the consumer's `txn` (rule BILL-2): plan
@@ -71,7 +55,7 @@ pub async fn create_for_organization<C: ConnectionTrait>(
         seats: DEFAULT_SEATS,
         create_time_ms: ms(now),
         update_time_ms: ms(now),
-        etag: new_etag(),
+        version: 1,
     };
     let inserted = account::Entity::insert(account::ActiveModel {
         organization_id: Set(model.organization_id.clone()),
@@ -80,7 +64,7 @@ pub async fn create_for_organization<C: ConnectionTrait>(
         seats: Set(model.seats),
         create_time_ms: Set(model.create_time_ms),
         update_time_ms: Set(model.update_time_ms),
-        etag: Set(model.etag.clone()),
+        version: Set(model.version),
     })
     .on_conflict(
         OnConflict::column(account::Column::OrganizationId)
@@ -92,15 +76,16 @@ pub async fn create_for_organization<C: ConnectionTrait>(
     if inserted == 0 {
         return Ok(false);
     }
-    log.record_system(
+    log.write(
         txn,
+        &Call::system(),
         Entry::new(
             organization_id,
             "billing_account.create",
-            "billing_account",
+            RESOURCE,
             organization_id,
         )
-        .with_change(None, Some(audit_view(&model))),
+        .change(None, Some(&to_proto(&model))),
     )
     .await?;
     Ok(true)
@@ -149,14 +134,10 @@ pub async fn purge_organization<C: ConnectionTrait>(
     )
     .exec_without_returning(txn)
     .await?;
-    log.record_system(
+    log.write(
         txn,
-        Entry::new(
-            "",
-            "billing_account.purge",
-            "billing_account",
-            organization_id,
-        ),
+        &Call::system(),
+        Entry::new("", "billing_account.purge", RESOURCE, organization_id),
     )
     .await?;
     Ok(())
@@ -167,7 +148,7 @@ pub async fn get<C: ConnectionTrait>(db: &C, organization_id: &str) -> ApiResult
     account::Entity::find_by_id(organization_id.to_owned())
         .one(db)
         .await?
-        .ok_or_else(|| ApiError::not_found("billing_account", organization_id))
+        .ok_or_else(|| ApiError::not_found(RESOURCE, organization_id))
 }
 
 /// What an update may change; `None` leaves a field as it is.
@@ -259,25 +240,18 @@ pub fn changes_from_mask(account: &BillingAccount, mask: &[String]) -> ApiResult
 
 /// Applies `changes` to `organization_id`'s account if `etag` (when not empty) is current
 /// (ABORTED otherwise), audited in the same transaction.
-#[allow(clippy::too_many_arguments)]
 pub async fn update(
     db: &DatabaseConnection,
     log: &AuditLogWriter,
-    principal: &Principal,
-    ctx: &RequestContext,
+    call: &Call,
     organization_id: &str,
     changes: AccountChanges,
-    etag: &str,
+    given_etag: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<account::Model> {
     let txn = orgplane_platform::db::begin_write(db).await?;
     let before = get(&txn, organization_id).await?;
-    if !etag.is_empty() && etag != before.etag {
-        return Err(ApiError::aborted(
-            "ETAG_MISMATCH",
-            "the billing account changed since it was read; read it again",
-        ));
-    }
+    check_etag(given_etag, before.version, RESOURCE)?;
     let mut after = before.clone();
     if let Some(plan) = changes.plan {
         after.plan = plan as i32;
@@ -289,8 +263,9 @@ pub async fn update(
         after.seats = seats;
     }
     after.update_time_ms = ms(now).max(before.update_time_ms);
-    after.etag = new_etag();
-    // Conditional on the etag read above: a concurrent update makes this one ABORTED.
+    after.version = before.version + 1;
+    // Conditional on the version read above: of two racing updates, one wins and the other is
+    // ABORTED.
     let updated = account::Entity::update_many()
         .col_expr(account::Column::Plan, Expr::value(after.plan))
         .col_expr(
@@ -302,28 +277,24 @@ pub async fn update(
             account::Column::UpdateTimeMs,
             Expr::value(after.update_time_ms),
         )
-        .col_expr(account::Column::Etag, Expr::value(after.etag.clone()))
+        .col_expr(account::Column::Version, Expr::value(after.version))
         .filter(account::Column::OrganizationId.eq(organization_id))
-        .filter(account::Column::Etag.eq(before.etag.clone()))
+        .filter(account::Column::Version.eq(before.version))
         .exec(&txn)
         .await?;
     if updated.rows_affected != 1 {
-        return Err(ApiError::aborted(
-            "CONCURRENT_UPDATE",
-            "the billing account changed concurrently; read it again",
-        ));
+        return Err(etag_mismatch(RESOURCE));
     }
-    log.record(
+    log.write(
         &txn,
-        principal,
-        ctx,
+        call,
         Entry::new(
             organization_id,
             "billing_account.update",
-            "billing_account",
+            RESOURCE,
             organization_id,
         )
-        .with_change(Some(audit_view(&before)), Some(audit_view(&after))),
+        .change(Some(&to_proto(&before)), Some(&to_proto(&after))),
     )
     .await?;
     txn.commit().await?;

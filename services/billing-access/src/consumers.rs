@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::auth::ServiceTokenSource;
 use orgplane_platform::clock::SharedClock;
+use orgplane_platform::convert::millis_of;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::events::EventHandler;
 use orgplane_platform::replica::{RoleReplica, org_row};
@@ -171,7 +172,7 @@ fn event_time_ms(event: &Event) -> i64 {
     event
         .create_time
         .as_ref()
-        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .and_then(millis_of)
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis())
 }
 
@@ -265,10 +266,7 @@ impl EventHandler for WorkspaceEvents {
                 if purged_orgs.contains(&w.organization_id) {
                     continue;
                 }
-                let archived = w
-                    .archive_time
-                    .as_ref()
-                    .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                let archived = w.archive_time.as_ref().and_then(millis_of);
                 upsert_workspace(txn, &w.id, &w.organization_id, &w.name, archived).await?;
             }
             Ok(revision.unwrap_or(0))

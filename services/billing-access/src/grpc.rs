@@ -3,11 +3,10 @@
 //! (ORG-10); RecordUsage is a service's batch whose per-record refusals are in its response.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use orgplane_platform::Call;
 use orgplane_platform::audit::Attempt;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::pagination::page_size;
 use orgplane_platform::roles::{OrgAction, allows};
@@ -33,30 +32,22 @@ impl BillingAccessApi {
 
     /// Checks credentials, waits for the requested organization revision, validates the
     /// organization id, and authorizes `action`.
-    async fn guard<T>(
-        &self,
-        req: &Request<T>,
-        organization_id: &str,
-        action: OrgAction,
-    ) -> ApiResult<Principal> {
-        let started = Instant::now();
-        let principal = Principal::of(req);
-        principal.require_authenticated()?;
+    async fn guard(&self, call: &Call, organization_id: &str, action: OrgAction) -> ApiResult<()> {
+        call.principal.require_authenticated()?;
         if organization_id.is_empty() {
             return Err(ApiError::invalid_argument("organization_id", "required"));
         }
-        self.core.reach_revision(req.metadata(), 0, started).await?;
-        self.core.authorize(&principal, organization_id, action)?;
-        Ok(principal)
+        call.wait_for(&self.core.org_events, 0).await?;
+        self.core
+            .authorize(&call.principal, organization_id, action)
     }
 
     /// UpdateBillingAccount after authentication: validate, authorize, write.
     async fn update_account(
         &self,
-        request: &Request<UpdateBillingAccountRequest>,
-        ctx: &RequestContext,
+        call: &Call,
+        body: &UpdateBillingAccountRequest,
     ) -> ApiResult<crate::entity::account::Model> {
-        let body = request.get_ref();
         let Some(account) = body.billing_account.as_ref() else {
             return Err(ApiError::invalid_argument("billing_account", "required"));
         };
@@ -67,7 +58,7 @@ impl BillingAccessApi {
                 "required",
             ));
         }
-        let principal = self.guard(request, &org, OrgAction::ManageBilling).await?;
+        self.guard(call, &org, OrgAction::ManageBilling).await?;
         let mask = body
             .update_mask
             .as_ref()
@@ -77,8 +68,7 @@ impl BillingAccessApi {
         accounts::update(
             &self.core.db,
             &self.core.audit,
-            &principal,
-            ctx,
+            call,
             &org,
             changes,
             &body.etag,
@@ -96,8 +86,9 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<GetBillingAccountRequest>,
     ) -> Reply<GetBillingAccountResponse> {
+        let call = Call::of(&request)?;
         let org = request.get_ref().organization_id.clone();
-        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        self.guard(&call, &org, OrgAction::ManageBilling).await?;
         let account = accounts::get(&self.core.db, &org).await?;
         Ok(Response::new(GetBillingAccountResponse {
             billing_account: Some(accounts::to_proto(&account)),
@@ -108,23 +99,22 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<UpdateBillingAccountRequest>,
     ) -> Reply<UpdateBillingAccountResponse> {
-        let ctx = RequestContext::of(&request);
-        let principal = Principal::of(&request);
-        principal.require_authenticated()?;
+        let call = Call::of(&request)?;
+        call.principal.require_authenticated()?;
         let org = request
             .get_ref()
             .billing_account
             .as_ref()
             .map(|a| a.organization_id.clone())
             .unwrap_or_default();
-        let result = self.update_account(&request, &ctx).await;
+        let result = self.update_account(&call, request.get_ref()).await;
         let attempt = Attempt::new(
             org.clone(),
             "billing_account.update",
             "billing_account",
             &org,
         );
-        let updated = self.core.audited(&principal, &ctx, attempt, result).await?;
+        let updated = self.core.audited(&call, attempt, result).await?;
         Ok(Response::new(UpdateBillingAccountResponse {
             billing_account: Some(accounts::to_proto(&updated)),
         }))
@@ -134,9 +124,10 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<ListBillingMembersRequest>,
     ) -> Reply<ListBillingMembersResponse> {
+        let call = Call::of(&request)?;
         let body = request.get_ref();
         let org = body.organization_id.clone();
-        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        self.guard(&call, &org, OrgAction::ManageBilling).await?;
         let size = page_size(body.page_size)?;
         let scope = format!("ListBillingMembers|{org}");
         let after: Option<String> = self
@@ -190,8 +181,8 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<CheckBillingAccessRequest>,
     ) -> Reply<CheckBillingAccessResponse> {
-        let started = Instant::now();
-        let principal = Principal::of(&request);
+        let call = Call::of(&request)?;
+        let principal = &*call.principal;
         principal.require_authenticated()?;
         let body = request.get_ref();
         if body.organization_id.is_empty() {
@@ -206,7 +197,7 @@ impl BillingAccessService for BillingAccessApi {
                 );
             }
         };
-        let own = match (&principal, &subject) {
+        let own = match (principal, &subject) {
             (Principal::Service(_), _) => false,
             (Principal::User(u), Subject::UserId(id)) if &u.user_id == id => true,
             (Principal::ApiKey(k), Subject::ApiKeyId(id)) if &k.key_id == id => true,
@@ -218,16 +209,15 @@ impl BillingAccessService for BillingAccessApi {
                 .into());
             }
         };
-        let revision = self
-            .core
-            .reach_revision(request.metadata(), body.min_organization_revision, started)
+        let revision = call
+            .wait_for(&self.core.org_events, body.min_organization_revision)
             .await?;
         let org = &body.organization_id;
         let role = match &subject {
             Subject::UserId(user) => self.core.replica.role(org, user),
             Subject::ApiKeyId(key) => {
                 if own {
-                    self.core.role_of(&principal, org)
+                    self.core.role_of(principal, org)
                 } else {
                     let active_org = self
                         .core
@@ -257,16 +247,11 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<RecordUsageRequest>,
     ) -> Reply<RecordUsageResponse> {
-        let started = Instant::now();
-        let ctx = RequestContext::of(&request);
-        let principal = Principal::of(&request);
-        principal.require_service()?;
+        let call = Call::of(&request)?;
+        call.principal.require_service()?;
         // A producer that just created an organization may ask for it to be known here first.
-        self.core
-            .reach_revision(request.metadata(), 0, started)
-            .await?;
-        let results =
-            usage::record_usage(&self.core, &principal, &ctx, &request.get_ref().records).await?;
+        call.wait_for(&self.core.org_events, 0).await?;
+        let results = usage::record_usage(&self.core, &call, &request.get_ref().records).await?;
         Ok(Response::new(RecordUsageResponse { results }))
     }
 
@@ -274,8 +259,9 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<GetUsageReportRequest>,
     ) -> Reply<GetUsageReportResponse> {
+        let call = Call::of(&request)?;
         let org = request.get_ref().organization_id.clone();
-        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        self.guard(&call, &org, OrgAction::ManageBilling).await?;
         let report = reports::usage_report(
             &self.core.db,
             &self.core.runtime.page_tokens,
@@ -290,8 +276,9 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<GetCostReportRequest>,
     ) -> Reply<GetCostReportResponse> {
+        let call = Call::of(&request)?;
         let org = request.get_ref().organization_id.clone();
-        self.guard(&request, &org, OrgAction::ManageBilling).await?;
+        self.guard(&call, &org, OrgAction::ManageBilling).await?;
         let report = reports::cost_report(
             &self.core.db,
             &self.core.runtime.page_tokens,
@@ -307,8 +294,9 @@ impl BillingAccessService for BillingAccessApi {
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Reply<ListAuditEventsResponse> {
+        let call = Call::of(&request)?;
         let org = request.get_ref().organization_id.clone();
-        self.guard(&request, &org, OrgAction::ReadAuditLog).await?;
+        self.guard(&call, &org, OrgAction::ReadAuditLog).await?;
         let body = request.get_ref();
         let filter = body.filter.clone().unwrap_or_default();
         let (audit_events, next_page_token) = self

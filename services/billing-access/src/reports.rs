@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
+use orgplane_platform::convert::{millis_of, timestamp_ms};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::pagination::{PageTokens, page_size};
 use orgplane_proto::billing::v1::{
@@ -39,17 +40,6 @@ pub fn width_ms(w: BucketWidth) -> i64 {
     }
 }
 
-fn ts_ms(t: &prost_types::Timestamp) -> Option<i64> {
-    crate::usage::time_ms(t)
-}
-
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
 /// The bucket-aligned range `[start, end)` of a request.
 fn aligned_range(
     start: Option<&prost_types::Timestamp>,
@@ -58,11 +48,11 @@ fn aligned_range(
     now: DateTime<Utc>,
 ) -> ApiResult<(i64, i64)> {
     let start = start.ok_or_else(|| ApiError::invalid_argument("start_time", "required"))?;
-    let start = ts_ms(start)
+    let start = millis_of(start)
         .filter(|ms| (0..MAX_TIME_MS).contains(ms))
         .ok_or_else(|| ApiError::invalid_argument("start_time", "not a time after 1970"))?;
     let end = match end {
-        Some(t) => ts_ms(t)
+        Some(t) => millis_of(t)
             .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
             .ok_or_else(|| ApiError::invalid_argument("end_time", "not a valid time"))?,
         None => now.timestamp_millis(),
@@ -379,8 +369,8 @@ pub async fn usage_report(
             key(a).cmp(&key(b))
         });
         buckets.push(UsageBucket {
-            start_time: Some(timestamp(t)),
-            end_time: Some(timestamp(t + width)),
+            start_time: Some(timestamp_ms(t)),
+            end_time: Some(timestamp_ms(t + width)),
             rows,
         });
         t += width;
@@ -555,8 +545,8 @@ pub async fn cost_report(
             out.push(row);
         }
         buckets.push(CostBucket {
-            start_time: Some(timestamp(t)),
-            end_time: Some(timestamp(t + DAY_MS)),
+            start_time: Some(timestamp_ms(t)),
+            end_time: Some(timestamp_ms(t + DAY_MS)),
             rows: out,
             total_amount: format_amount(total),
         });

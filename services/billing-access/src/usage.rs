@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
-use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::convert::millis_of;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::billing::v1::{UsageRecord, UsageRecordResult, UsageRecordStatus};
 use sea_orm::entity::prelude::*;
@@ -41,16 +41,6 @@ fn refuse(reason: &'static str, message: impl Into<String>, retryable: bool) -> 
         message: message.into(),
         retryable,
     }
-}
-
-/// A usage time as Unix milliseconds (nanoseconds below a millisecond are dropped).
-pub fn time_ms(t: &prost_types::Timestamp) -> Option<i64> {
-    if !(0..1_000_000_000).contains(&t.nanos) {
-        return None;
-    }
-    t.seconds
-        .checked_mul(1000)?
-        .checked_add(i64::from(t.nanos) / 1_000_000)
 }
 
 fn valid_key(key: &str) -> bool {
@@ -107,7 +97,7 @@ fn check_static(core: &Core, r: &UsageRecord, now_ms: i64) -> Result<i64, Refusa
     let Some(t) = r.usage_time.as_ref() else {
         return Err(refuse("MISSING_FIELD", "usage_time is required", false));
     };
-    let Some(ms) = time_ms(t) else {
+    let Some(ms) = millis_of(t) else {
         return Err(refuse(
             "INVALID_FIELD",
             "usage_time is not a valid time",
@@ -142,8 +132,7 @@ type RollupKey = (String, i64, String, String, String, String);
 /// Ingests `records` (see the module docs) and returns one result per record, in order.
 pub async fn record_usage(
     core: &Core,
-    principal: &Principal,
-    ctx: &RequestContext,
+    call: &Call,
     records: &[UsageRecord],
 ) -> ApiResult<Vec<UsageRecordResult>> {
     if records.is_empty() || records.len() > MAX_BATCH {
@@ -303,7 +292,7 @@ pub async fn record_usage(
             continue;
         }
         add_to_rollups(&txn, records, &candidates, &inserted).await?;
-        audit_batch(core, &txn, principal, ctx, records, &candidates, &inserted).await?;
+        audit_batch(core, &txn, call, records, &candidates, &inserted).await?;
         txn.commit().await?;
         break inserted;
     };
@@ -504,8 +493,7 @@ async fn add_to_rollups(
 async fn audit_batch(
     core: &Core,
     txn: &DatabaseTransaction,
-    principal: &Principal,
-    ctx: &RequestContext,
+    call: &Call,
     records: &[UsageRecord],
     candidates: &[Candidate],
     inserted: &HashSet<(String, String)>,
@@ -522,17 +510,15 @@ async fn audit_batch(
     }
     for (org, (count, input, output)) in per_org {
         core.audit
-            .record(
+            .write(
                 txn,
-                principal,
-                ctx,
-                Entry::new(org, "usage.record", "usage_batch", &ctx.request_id).with_change(
-                    None,
-                    Some(serde_json::json!({
-                        "accepted_records": count,
-                        "input_tokens": input,
-                        "output_tokens": output,
-                    })),
+                call,
+                Entry::new(org, "usage.record", "usage_batch", &call.request_id).with_details(
+                    serde_json::json!({
+                        "acceptedRecords": count,
+                        "inputTokens": input,
+                        "outputTokens": output,
+                    }),
                 ),
             )
             .await?;
