@@ -12,7 +12,9 @@ use tonic::{Request, Response, Status};
 use crate::app::Billing;
 use crate::app::reports::{CostQuery, Page, UsageLine, UsageQuery};
 use crate::domain::prices::format_amount;
-use crate::domain::reports::{DAY_MS, Dim, HOUR_MS, MAX_TIME_MS, MINUTE_MS, check_filter};
+use crate::domain::reports::{
+    DAY_MS, Dim, HOUR_MS, MAX_TIME_MS, MINUTE_MS, TokenKind, check_filter,
+};
 use crate::domain::{Error, Result};
 
 /// The width of `w` in milliseconds (unspecified: one day).
@@ -241,13 +243,13 @@ pub async fn cost_report(
                         ..Default::default()
                     };
                     if let Some((model, kind)) = line.description {
-                        let what = match kind {
-                            TokenType::Input => "input tokens",
-                            _ => "output tokens",
+                        let (what, token_type) = match kind {
+                            TokenKind::Input => ("input tokens", TokenType::Input),
+                            TokenKind::Output => ("output tokens", TokenType::Output),
                         };
                         row.description = format!("{model}, {what}");
                         row.model = model;
-                        row.token_type = kind as i32;
+                        row.token_type = token_type as i32;
                     }
                     row
                 })

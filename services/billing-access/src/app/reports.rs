@@ -4,12 +4,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use orgplane_proto::billing::v1::TokenType;
 use rust_decimal::Decimal;
 
 use crate::app::Billing;
 use crate::domain::prices::cost;
-use crate::domain::reports::{DAY_MS, Dim, aligned_range, page_start};
+use crate::domain::reports::{DAY_MS, Dim, TokenKind, aligned_range, page_start};
 use crate::domain::{Error, Result};
 use crate::store::rollups::{Rollups, workspace_labels};
 
@@ -107,7 +106,7 @@ pub struct CostLine {
     /// Its name, when known here.
     pub workspace_name: String,
     /// The model and token type (when grouped by description).
-    pub description: Option<(String, TokenType)>,
+    pub description: Option<(String, TokenKind)>,
     /// Tokens of that type (when grouped by description).
     pub token_count: i64,
     /// The exact amount.
@@ -127,7 +126,7 @@ pub struct CostReport {
 
 /// The grouping key of a cost row: workspace (when grouped), model and token type (when grouped
 /// by description).
-type CostKey = (String, String, Option<TokenType>);
+type CostKey = (String, String, Option<TokenKind>);
 
 impl Billing {
     /// The `[from, end)` of a page and its aligned range.
@@ -273,8 +272,8 @@ impl Billing {
                 .ok_or_else(|| Error::ModelPriceMissing(model.clone()))?;
             let bucket = by_bucket.entry(r.bucket).or_default();
             let lines = [
-                (TokenType::Input, r.input, price.input_per_million),
-                (TokenType::Output, r.output, price.output_per_million),
+                (TokenKind::Input, r.input, price.input_per_million),
+                (TokenKind::Output, r.output, price.output_per_million),
             ];
             if by_description {
                 for (kind, count, per_million) in lines {

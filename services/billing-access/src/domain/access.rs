@@ -118,3 +118,72 @@ pub fn asks_about_itself(principal: &Principal, subject: &Subject) -> Result<boo
 pub fn may_manage_billing(role: Option<OrgRole>) -> bool {
     role.is_some_and(|r| allows(r, OrgAction::ManageBilling))
 }
+
+#[cfg(test)]
+mod tests {
+    use orgplane_platform::auth::{ApiKeyPrincipal, ServicePrincipal, UserPrincipal};
+
+    use super::*;
+
+    fn standing(role: Option<OrgRole>) -> Standing {
+        Standing { active: true, role }
+    }
+
+    #[test]
+    fn bill_1_owner_admin_billing_manage_billing_others_are_denied() {
+        let user = Principal::User(UserPrincipal {
+            user_id: "u".into(),
+            session_id: "s".into(),
+            auth_time: 0,
+            token_id: "t".into(),
+        });
+        for role in [OrgRole::Owner, OrgRole::Admin, OrgRole::Billing] {
+            assert!(authorize(&user, "o", standing(Some(role)), OrgAction::ManageBilling).is_ok());
+        }
+        for role in [OrgRole::Developer, OrgRole::User] {
+            let err = authorize(&user, "o", standing(Some(role)), OrgAction::ManageBilling);
+            assert!(matches!(err, Err(Error::BillingRoleRequired)), "{role:?}");
+        }
+        assert!(matches!(
+            authorize(&user, "o", standing(None), OrgAction::ManageBilling),
+            Err(Error::OrganizationNotFound(_))
+        ));
+        let service = Principal::Service(ServicePrincipal {
+            name: "product".into(),
+        });
+        assert!(matches!(
+            authorize(&service, "o", standing(None), OrgAction::ManageBilling),
+            Err(Error::UserOrAdminKeyRequired)
+        ));
+    }
+
+    #[test]
+    fn bill_1_admin_keys_act_as_admin_in_their_own_active_organization_only() {
+        let key = |kind| {
+            Principal::ApiKey(ApiKeyPrincipal {
+                key_id: "k".into(),
+                organization_id: "o".into(),
+                workspace_id: None,
+                kind,
+            })
+        };
+        let admin = key(ApiKeyKind::Admin);
+        assert!(authorize(&admin, "o", standing(None), OrgAction::ManageBilling).is_ok());
+        assert_eq!(role_of(&admin, "o", standing(None)), Some(OrgRole::Admin));
+        assert_eq!(role_of(&admin, "other", standing(None)), None);
+        let inactive = Standing {
+            active: false,
+            role: None,
+        };
+        assert!(authorize(&admin, "o", inactive, OrgAction::ManageBilling).is_err());
+        assert!(matches!(
+            authorize(
+                &key(ApiKeyKind::Workspace),
+                "o",
+                standing(None),
+                OrgAction::ManageBilling
+            ),
+            Err(Error::AdminApiKeyRequired)
+        ));
+    }
+}

@@ -29,6 +29,15 @@ pub enum Dim {
     User,
 }
 
+/// The kind of tokens a cost line prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TokenKind {
+    /// Input (prompt) tokens.
+    Input,
+    /// Output (completion) tokens.
+    Output,
+}
+
 /// The bucket-aligned range `[start, end)` of a request for `[start_ms, end_ms)`: INVALID_ARGUMENT
 /// unless the end is after the start.
 pub fn aligned_range(start_ms: i64, end_ms: i64, width: i64) -> Result<(i64, i64)> {

@@ -188,3 +188,47 @@ pub fn check_record(
 pub fn minute_of(ms: i64) -> i64 {
     ms - ms.rem_euclid(MINUTE_MS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(time: UsageTime) -> NewUsage {
+        NewUsage {
+            organization_id: "o".into(),
+            workspace_id: String::new(),
+            api_key_id: String::new(),
+            user_id: String::new(),
+            model: "m".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            usage_time: time,
+            idempotency_key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn bill_3_records_are_judged_one_by_one_with_stable_reasons() {
+        let now = MIN_USAGE_TIME_MS + 10 * MINUTE_MS;
+        let priced = |m: &str| m == "m";
+        assert_eq!(
+            check_record(&record(UsageTime::At(now)), now, priced),
+            Ok(now)
+        );
+        let refused = |r: &NewUsage| check_record(r, now, priced).err();
+        let missing = refused(&record(UsageTime::Missing));
+        assert_eq!(missing.as_ref().map(Refusal::reason), Some("MISSING_FIELD"));
+        assert_eq!(
+            missing.map(|r| r.to_string()).as_deref(),
+            Some("usage_time is required")
+        );
+        let future = refused(&record(UsageTime::At(now + MAX_CLOCK_SKEW_MS + 1)));
+        assert_eq!(future, Some(Refusal::UsageTimeOutOfRange));
+        let mut unpriced = record(UsageTime::At(now));
+        unpriced.model = "x".into();
+        let unknown = refused(&unpriced);
+        assert!(unknown.as_ref().is_some_and(Refusal::retryable));
+        assert_eq!(unknown.as_ref().map(Refusal::reason), Some("UNKNOWN_MODEL"));
+        assert_eq!(minute_of(MINUTE_MS + 59_999), MINUTE_MS);
+    }
+}

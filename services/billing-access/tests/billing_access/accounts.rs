@@ -367,12 +367,8 @@ async fn org_10_billing_audit_images_are_proto_json() {
     rig.record(vec![crate::support::usage(
         "org_j",
         "k1",
-        "",
-        "",
-        "",
-        "orgmodel-small-1",
-        10,
-        2,
+        ["", "", "", "orgmodel-small-1"],
+        (10, 2),
         crate::support::days_ago(1),
     )])
     .await;
