@@ -4,6 +4,7 @@
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::Attempt;
+use orgplane_platform::auth::Principal;
 use orgplane_platform::error::ApiResult;
 use orgplane_platform::roles::{OrgAction, allows};
 use orgplane_proto::organization::v1::OrgRole;
@@ -66,9 +67,7 @@ impl Billing {
             .with_organization(organization_id, |o| o.is_active())
             .unwrap_or(false);
         let role = match &*call.principal {
-            orgplane_platform::auth::Principal::User(u) => {
-                self.replica.role(organization_id, &u.user_id)
-            }
+            Principal::User(u) => self.replica.role(organization_id, &u.user_id),
             _ => None,
         };
         Standing { active, role }
