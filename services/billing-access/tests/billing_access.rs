@@ -11,6 +11,8 @@ mod support;
 mod access;
 #[path = "billing_access/accounts.rs"]
 mod accounts;
+#[path = "billing_access/migration.rs"]
+mod migration;
 #[path = "billing_access/property.rs"]
 mod property;
 #[path = "billing_access/purge.rs"]

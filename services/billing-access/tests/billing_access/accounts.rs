@@ -333,3 +333,172 @@ async fn org_10_refused_billing_updates_are_audited_as_failures_in_the_target_or
         Code::NotFound
     );
 }
+
+/// The string at `key` of an audit image, if it is one.
+fn image_str<'a>(image: &'a prost_types::Struct, key: &str) -> Option<&'a str> {
+    match image.fields.get(key)?.kind.as_ref()? {
+        prost_types::value::Kind::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn org_10_billing_audit_images_are_proto_json() {
+    use orgplane_proto::audit::v1::AuditEventFilter;
+    let rig = Rig::sqlite().await;
+    rig.create_org("org_j", &[]).await;
+    let mut c = rig.client();
+    c.update_billing_account(rig.as_user(
+        "org_j_owner",
+        UpdateBillingAccountRequest {
+            billing_account: Some(BillingAccount {
+                organization_id: "org_j".into(),
+                plan: BillingPlan::Team as i32,
+                billing_email: "invoices@org_j.example".into(),
+                seats: 3,
+                ..Default::default()
+            }),
+            update_mask: mask(&["plan", "billing_email", "seats"]),
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    rig.record(vec![crate::support::usage(
+        "org_j",
+        "k1",
+        ["", "", "", "orgmodel-small-1"],
+        (10, 2),
+        crate::support::days_ago(1),
+    )])
+    .await;
+    let events = |action: &str| {
+        rig.as_user(
+            "org_j_owner",
+            ListAuditEventsRequest {
+                organization_id: "org_j".into(),
+                filter: Some(AuditEventFilter {
+                    action: action.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+    let mut c2 = rig.client();
+    let update = c2
+        .list_audit_events(events("billing_account.update"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .remove(0);
+    let (before, after) = (update.before.unwrap(), update.after.unwrap());
+    // Canonical proto3 JSON: lowerCamelCase names, enum value names, RFC 3339 times.
+    assert_eq!(image_str(&before, "plan"), Some("BILLING_PLAN_FREE"));
+    assert_eq!(image_str(&after, "plan"), Some("BILLING_PLAN_TEAM"));
+    assert_eq!(
+        image_str(&after, "billingEmail"),
+        Some("invoices@org_j.example")
+    );
+    assert_eq!(image_str(&after, "organizationId"), Some("org_j"));
+    assert!(image_str(&after, "updateTime").is_some_and(|t| t.ends_with('Z')));
+    for image in [&before, &after] {
+        assert!(
+            image.fields.keys().all(|k| !k.contains('_')),
+            "snake_case key in {image:?}"
+        );
+    }
+    let create = c2
+        .list_audit_events(events("billing_account.create"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .remove(0);
+    let created = create.after.unwrap();
+    assert_eq!(image_str(&created, "plan"), Some("BILLING_PLAN_FREE"));
+    assert_eq!(
+        image_str(&created, "billingEmail"),
+        Some("billing@org_j.example")
+    );
+    // A usage batch is a summary with lowerCamelCase keys.
+    let batch = c2
+        .list_audit_events(events("usage.record"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .remove(0);
+    let summary = batch.after.unwrap();
+    let number = |key: &str| match summary.fields.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(prost_types::value::Kind::NumberValue(n)) => Some(*n),
+        _ => None,
+    };
+    assert_eq!(number("acceptedRecords"), Some(1.0));
+    assert_eq!(number("inputTokens"), Some(10.0));
+    assert_eq!(number("outputTokens"), Some(2.0));
+    assert!(summary.fields.keys().all(|k| !k.contains('_')));
+}
+
+async fn racing_updates(rig: &Rig) {
+    rig.create_org("org_race", &[]).await;
+    let mut c = rig.client();
+    let account = c
+        .get_billing_account(rig.as_user(
+            "org_race_owner",
+            GetBillingAccountRequest {
+                organization_id: "org_race".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .billing_account
+        .unwrap();
+    assert_eq!(account.etag, "v1");
+    let mut tasks = Vec::new();
+    for seats in 2..10 {
+        let mut c = rig.client();
+        let req = rig.as_user(
+            "org_race_owner",
+            UpdateBillingAccountRequest {
+                billing_account: Some(BillingAccount {
+                    organization_id: "org_race".into(),
+                    seats,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["seats"]),
+                etag: account.etag.clone(),
+            },
+        );
+        tasks.push(tokio::spawn(
+            async move { c.update_billing_account(req).await },
+        ));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(r) => winners.push(r.into_inner().billing_account.unwrap()),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                assert_eq!(crate::support::reason(&status), "ETAG_MISMATCH");
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of the racing updates wins");
+    assert_eq!(winners[0].etag, "v2");
+}
+
+#[tokio::test]
+async fn bill_2_racing_updates_with_one_etag_have_exactly_one_winner() {
+    racing_updates(&Rig::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bill_2_racing_updates_with_one_etag_have_exactly_one_winner_postgres() {
+    let Some(rig) = Rig::new(Backend::Postgres, Config::default()).await else {
+        return;
+    };
+    racing_updates(&rig).await;
+}

@@ -92,7 +92,10 @@ async fn property(rig: &Rig, seed: u64, records: usize) {
             .iter()
             .map(|(k, r)| {
                 usage(
-                    "org_p", k, &r.dims[0], &r.dims[1], &r.dims[3], &r.dims[2], r.input, r.output,
+                    "org_p",
+                    k,
+                    [&r.dims[0], &r.dims[1], &r.dims[3], &r.dims[2]],
+                    (r.input, r.output),
                     r.time,
                 )
             })

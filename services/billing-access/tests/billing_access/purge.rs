@@ -17,9 +17,9 @@ async fn purge(rig: &Rig) {
     rig.create_workspace("org_keep", "ws_k", "Kept").await;
     let t = days_ago(1);
     rig.record(vec![
-        usage("org_p", "a", "ws_p", "", "", M, 10, 1, t),
-        usage("org_p", "b", "", "", "", M, 10, 1, t),
-        usage("org_keep", "a", "ws_k", "", "", M, 10, 1, t),
+        usage("org_p", "a", ["ws_p", "", "", M], (10, 1), t),
+        usage("org_p", "b", ["", "", "", M], (10, 1), t),
+        usage("org_keep", "a", ["ws_k", "", "", M], (10, 1), t),
     ])
     .await;
     let tables = [
@@ -66,7 +66,7 @@ async fn purge(rig: &Rig) {
     assert_eq!(err.code(), Code::NotFound);
     // Late usage is refused for good; late workspace events are ignored.
     let results = rig
-        .record(vec![usage("org_p", "c", "", "", "", M, 1, 1, t)])
+        .record(vec![usage("org_p", "c", ["", "", "", M], (1, 1), t)])
         .await;
     assert_eq!(results[0].reason, "ORGANIZATION_NOT_FOUND");
     assert!(!results[0].retryable);

@@ -275,17 +275,13 @@ impl Rig {
     }
 }
 
-/// A usage record.
-#[allow(clippy::too_many_arguments)]
+/// A usage record of `org` with idempotency key `key`: `[workspace, api key, user, model]`,
+/// `(input, output)` tokens, at `time_ms`.
 pub fn usage(
     org: &str,
     key: &str,
-    ws: &str,
-    api_key: &str,
-    user: &str,
-    model: &str,
-    input: i64,
-    output: i64,
+    [ws, api_key, user, model]: [&str; 4],
+    (input, output): (i64, i64),
     time_ms: i64,
 ) -> UsageRecord {
     UsageRecord {

@@ -47,22 +47,28 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
     rig.ws_synced(rev).await;
 
     let now = chrono::Utc::now().timestamp_millis();
-    let mut future = usage("org_a", "k_future", "", "", "", M, 1, 1, now + 3_600_000);
+    let mut future = usage(
+        "org_a",
+        "k_future",
+        ["", "", "", M],
+        (1, 1),
+        now + 3_600_000,
+    );
     future.usage_time.as_mut().unwrap().nanos = 0;
     let results = rig
         .record(vec![
-            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
-            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
-            usage("org_b", "k1", "ws_b", "", "", M, 5, 5, t),
-            usage("org_unknown", "k2", "", "", "", M, 1, 1, t),
-            usage("org_gone", "k3", "", "", "", M, 1, 1, t),
-            usage("org_a", "k4", "ws_b", "", "", M, 1, 1, t),
-            usage("org_a", "k5", "ws_old", "", "", M, 1, 1, now),
-            usage("org_a", "k6", "", "", "", "gpt-nothing", 1, 1, t),
-            usage("org_a", "k7", "", "", "", M, -1, 1, t),
-            usage("org_a", "", "", "", "", M, 1, 1, t),
+            usage("org_a", "k1", ["ws_a", "key_1", "u1", M], (100, 10), t),
+            usage("org_a", "k1", ["ws_a", "key_1", "u1", M], (100, 10), t),
+            usage("org_b", "k1", ["ws_b", "", "", M], (5, 5), t),
+            usage("org_unknown", "k2", ["", "", "", M], (1, 1), t),
+            usage("org_gone", "k3", ["", "", "", M], (1, 1), t),
+            usage("org_a", "k4", ["ws_b", "", "", M], (1, 1), t),
+            usage("org_a", "k5", ["ws_old", "", "", M], (1, 1), now),
+            usage("org_a", "k6", ["", "", "", "gpt-nothing"], (1, 1), t),
+            usage("org_a", "k7", ["", "", "", M], (-1, 1), t),
+            usage("org_a", "", ["", "", "", M], (1, 1), t),
             future,
-            usage("org_a", "k8", "ws_new_unknown", "", "", M, 7, 0, t),
+            usage("org_a", "k8", ["ws_new_unknown", "", "", M], (7, 0), t),
         ])
         .await;
     use UsageRecordStatus::*;
@@ -90,8 +96,8 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
     // The same batch again: everything accepted before is a duplicate now.
     let again = rig
         .record(vec![
-            usage("org_a", "k1", "ws_a", "key_1", "u1", M, 100, 10, t),
-            usage("org_a", "k8", "ws_new_unknown", "", "", M, 7, 0, t),
+            usage("org_a", "k1", ["ws_a", "key_1", "u1", M], (100, 10), t),
+            usage("org_a", "k8", ["ws_new_unknown", "", "", M], (7, 0), t),
         ])
         .await;
     assert!(again.iter().all(|r| r.status == Duplicate as i32));
@@ -105,7 +111,7 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let many = (0..1001)
-        .map(|i| usage("org_a", &format!("m{i}"), "", "", "", M, 1, 1, t))
+        .map(|i| usage("org_a", &format!("m{i}"), ["", "", "", M], (1, 1), t))
         .collect();
     let err = c
         .record_usage(rig.as_service(RecordUsageRequest { records: many }))
@@ -116,7 +122,7 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
         .record_usage(rig.as_user(
             "org_a_owner",
             RecordUsageRequest {
-                records: vec![usage("org_a", "k9", "", "", "", M, 1, 1, t)],
+                records: vec![usage("org_a", "k9", ["", "", "", M], (1, 1), t)],
             },
         ))
         .await
@@ -157,12 +163,8 @@ async fn concurrent_duplicates(rig: &Rig) {
                 usage(
                     "org_c",
                     &format!("key_{k}"),
-                    "",
-                    "",
-                    "",
-                    M,
-                    3,
-                    1,
+                    ["", "", "", M],
+                    (3, 1),
                     t + k * 1000,
                 )
             })

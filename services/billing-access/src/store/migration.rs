@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateRoleReplica),
             Box::new(CreateBillingTables),
             Box::new(CreateSessionRevocations),
+            Box::new(VersionBillingAccounts),
         ]
     }
 }
@@ -230,5 +231,72 @@ impl MigrationTrait for CreateBillingTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Billing accounts get an integer row version (their etag is `v<version>`, updates are
+/// conditional on it) instead of a random etag string; existing accounts start at version 1.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VersionBillingAccounts;
+
+impl MigrationName for VersionBillingAccounts {
+    fn name(&self) -> &str {
+        "m20261203_000001_version_billing_accounts"
+    }
+}
+
+#[derive(DeriveIden)]
+enum AccountVersion {
+    Version,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for VersionBillingAccounts {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BillingAccounts::Table)
+                    .add_column(
+                        ColumnDef::new(AccountVersion::Version)
+                            .big_integer()
+                            .not_null()
+                            .default(1),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BillingAccounts::Table)
+                    .drop_column(BillingAccounts::Etag)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BillingAccounts::Table)
+                    .add_column(
+                        ColumnDef::new(BillingAccounts::Etag)
+                            .string()
+                            .not_null()
+                            .default(""),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(BillingAccounts::Table)
+                    .drop_column(AccountVersion::Version)
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -21,8 +21,8 @@ pub mod account {
         pub create_time_ms: i64,
         /// Last change (Unix milliseconds).
         pub update_time_ms: i64,
-        /// Changes with every update.
-        pub etag: String,
+        /// The row version: 1 at creation, +1 with every update; the etag is `v<version>`.
+        pub version: i64,
     }
 
     /// No relations.

@@ -1,0 +1,178 @@
+//! What this service asks other services, with its own service token: identity for members'
+//! profiles and other API keys' facts ([`IdentityDirectory`]), and the workspace service for its
+//! snapshot when the workspace consumer re-syncs ([`WorkspaceSnapshots`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use orgplane_platform::auth::{ServiceTokenSource, outgoing};
+use orgplane_platform::convert::millis_of;
+use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use orgplane_proto::identity::v1::{
+    ApiKeyKind, ApiKeyStatus, BatchGetUsersRequest, GetApiKeyRequest,
+};
+use orgplane_proto::workspace::v1::ListWorkspacesRequest;
+use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
+use tonic::transport::Channel;
+
+use crate::app::{Directory, Profile};
+use crate::domain::access::KeyFacts;
+use crate::domain::{Error, Result};
+use crate::store::entity::workspace;
+use crate::sync::workspace::Snapshots;
+
+/// How long an identity lookup may take before it is given up.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The identity service as billing's [`Directory`].
+#[derive(Clone)]
+pub struct IdentityDirectory {
+    channel: Channel,
+    tokens: Arc<dyn ServiceTokenSource>,
+}
+
+impl IdentityDirectory {
+    /// Lookups over `channel` with `tokens`.
+    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self { channel, tokens }
+    }
+
+    async fn fetch_profiles(&self, user_ids: &[String]) -> Result<HashMap<String, Profile>> {
+        let token = self.tokens.token().await?;
+        let mut client = IdentityServiceClient::new(self.channel.clone());
+        let users = client
+            .batch_get_users(outgoing(
+                BatchGetUsersRequest {
+                    user_ids: user_ids.to_vec(),
+                },
+                Some(&token),
+                None,
+            ))
+            .await
+            .map_err(|s| Error::IdentityUnavailable(s.message().to_owned()))?
+            .into_inner()
+            .users;
+        Ok(users
+            .into_iter()
+            .map(|u| (u.id, (u.email, u.display_name)))
+            .collect())
+    }
+
+    async fn fetch_api_key(&self, api_key_id: &str) -> Result<Option<KeyFacts>> {
+        let token = self.tokens.token().await?;
+        let mut client = IdentityServiceClient::new(self.channel.clone());
+        match client
+            .get_api_key(outgoing(
+                GetApiKeyRequest {
+                    api_key_id: api_key_id.to_owned(),
+                },
+                Some(&token),
+                None,
+            ))
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().api_key.map(|k| KeyFacts {
+                organization_id: k.organization_id,
+                admin: k.kind == ApiKeyKind::Admin as i32,
+                active: k.status == ApiKeyStatus::Active as i32,
+            })),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => Err(Error::IdentityUnavailable(format!(
+                "looking up the API key failed: {}",
+                s.message()
+            ))),
+        }
+    }
+}
+
+impl Directory for IdentityDirectory {
+    fn profiles<'a>(&'a self, user_ids: &'a [String]) -> BoxFuture<'a, HashMap<String, Profile>> {
+        Box::pin(async move {
+            if user_ids.is_empty() {
+                return HashMap::new();
+            }
+            match tokio::time::timeout(LOOKUP_TIMEOUT, self.fetch_profiles(user_ids)).await {
+                Ok(Ok(map)) => map,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "member profiles unavailable");
+                    HashMap::new()
+                }
+                Err(_) => {
+                    tracing::warn!("member profiles timed out");
+                    HashMap::new()
+                }
+            }
+        })
+    }
+
+    fn api_key<'a>(&'a self, api_key_id: &'a str) -> BoxFuture<'a, Result<Option<KeyFacts>>> {
+        Box::pin(async move {
+            tokio::time::timeout(LOOKUP_TIMEOUT, self.fetch_api_key(api_key_id))
+                .await
+                .map_err(|_| {
+                    Error::IdentityUnavailable("looking up the API key timed out".into())
+                })?
+        })
+    }
+}
+
+/// The workspace service's `ListWorkspaces` over every organization, as the workspace
+/// consumer's snapshot.
+#[derive(Clone)]
+pub struct WorkspaceSnapshots {
+    channel: Channel,
+    tokens: Arc<dyn ServiceTokenSource>,
+}
+
+impl WorkspaceSnapshots {
+    /// Snapshots over `channel` with `tokens`.
+    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self { channel, tokens }
+    }
+
+    async fn fetch(&self) -> Result<(i64, Vec<workspace::Model>)> {
+        let mut client = WorkspaceServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut page_token = String::new();
+        let mut revision = None;
+        let mut rows = Vec::new();
+        loop {
+            let token = self.tokens.token().await?;
+            let page = client
+                .list_workspaces(outgoing(
+                    ListWorkspacesRequest {
+                        organization_id: "-".into(),
+                        page_size: 1000,
+                        page_token: page_token.clone(),
+                        include_archived: true,
+                        unit_id: String::new(),
+                    },
+                    Some(&token),
+                    None,
+                ))
+                .await
+                .map_err(|s| Error::SnapshotUnavailable(s.message().to_owned()))?
+                .into_inner();
+            revision.get_or_insert(page.revision);
+            rows.extend(page.workspaces.into_iter().map(|w| workspace::Model {
+                archive_time_ms: w.archive_time.as_ref().and_then(millis_of),
+                workspace_id: w.id,
+                organization_id: w.organization_id,
+                name: w.name,
+            }));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            page_token = page.next_page_token;
+        }
+        Ok((revision.unwrap_or(0), rows))
+    }
+}
+
+impl Snapshots for WorkspaceSnapshots {
+    fn workspaces(&self) -> BoxFuture<'_, Result<(i64, Vec<workspace::Model>)>> {
+        Box::pin(self.fetch())
+    }
+}

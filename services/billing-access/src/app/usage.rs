@@ -1,0 +1,214 @@
+//! Usage ingestion (rule BILL-3): each record of a batch is judged on its own; accepted records
+//! are inserted with `ON CONFLICT DO NOTHING` on the (organization, idempotency key) primary key,
+//! so a repeated key is counted once even across concurrent calls, and their tokens are added to
+//! the per-minute rollups that reports read, in the same transaction.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use orgplane_platform::Call;
+use orgplane_platform::audit::Entry;
+use sea_orm::DatabaseTransaction;
+
+use crate::app::Billing;
+use crate::domain::usage::{MAX_BATCH, NewUsage, RecordOutcome, Refusal, check_record};
+use crate::domain::{Error, Result};
+use crate::store::usage::{Candidate, add_to_rollups, insert_records, missing_accounts};
+use crate::store::workspaces;
+
+impl Billing {
+    /// Ingests `records` (see the module docs) and returns one outcome per record, in order.
+    pub async fn record_usage(
+        &self,
+        call: &Call,
+        records: &[NewUsage],
+    ) -> Result<Vec<RecordOutcome>> {
+        if records.is_empty() || records.len() > MAX_BATCH {
+            return Err(Error::invalid(
+                "records",
+                format!("send 1 to {MAX_BATCH} records"),
+            ));
+        }
+        let now_ms = self.runtime.clock.now().timestamp_millis();
+        let mut refused: HashMap<usize, Refusal> = HashMap::new();
+        let mut candidates: Vec<Candidate<'_>> = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            match check_record(record, now_ms, |m| self.prices.get(m).is_some()) {
+                Ok(usage_time_ms) => candidates.push(Candidate {
+                    index,
+                    record,
+                    usage_time_ms,
+                }),
+                Err(why) => {
+                    refused.insert(index, why);
+                }
+            }
+        }
+        let candidates = self.known_organizations(candidates, &mut refused).await?;
+        let (mut candidates, in_batch_duplicates) =
+            self.known_workspaces(candidates, &mut refused).await?;
+        // A consistent insertion order keeps concurrent batches from deadlocking on PostgreSQL.
+        candidates.sort_by(|a, b| {
+            (&a.record.organization_id, &a.record.idempotency_key)
+                .cmp(&(&b.record.organization_id, &b.record.idempotency_key))
+        });
+
+        let inserted = loop {
+            let txn = orgplane_platform::db::begin_write(&self.db).await?;
+            let inserted = insert_records(&txn, &candidates, now_ms).await?;
+            // Re-check the accounts under lock: an organization purged meanwhile loses its usage.
+            let lost = missing_accounts(&txn, &inserted).await?;
+            if !lost.is_empty() {
+                txn.rollback().await?;
+                candidates.retain(|c| {
+                    let org = &c.record.organization_id;
+                    if lost.contains(org) {
+                        refused.insert(
+                            c.index,
+                            Refusal::OrganizationNotFound {
+                                id: org.clone(),
+                                retryable: false,
+                            },
+                        );
+                        false
+                    } else {
+                        true
+                    }
+                });
+                continue;
+            }
+            add_to_rollups(&txn, &candidates, &inserted).await?;
+            self.audit_batch(&txn, call, &candidates, &inserted).await?;
+            txn.commit().await?;
+            break inserted;
+        };
+
+        Ok(records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if let Some(why) = refused.remove(&i) {
+                    return RecordOutcome::Refused(why);
+                }
+                let key = (r.organization_id.clone(), r.idempotency_key.clone());
+                if !in_batch_duplicates.contains(&i) && inserted.contains(&key) {
+                    RecordOutcome::Accepted
+                } else {
+                    RecordOutcome::Duplicate
+                }
+            })
+            .collect())
+    }
+
+    /// Keeps the candidates of ACTIVE organizations known to the replica; purged ones are
+    /// refused for good.
+    async fn known_organizations<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+        refused: &mut HashMap<usize, Refusal>,
+    ) -> Result<Vec<Candidate<'a>>> {
+        let orgs: HashSet<&str> = candidates
+            .iter()
+            .map(|c| c.record.organization_id.as_str())
+            .collect();
+        let purged_orgs = workspaces::purged_among(&self.db, Some(orgs.into_iter())).await?;
+        let mut still = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let org_id = &c.record.organization_id;
+            match self.replica.with_organization(org_id, |o| o.is_active()) {
+                Some(true) => still.push(c),
+                Some(false) => {
+                    refused.insert(c.index, Refusal::OrganizationDeleted(org_id.clone()));
+                }
+                None => {
+                    refused.insert(
+                        c.index,
+                        Refusal::OrganizationNotFound {
+                            id: org_id.clone(),
+                            retryable: !purged_orgs.contains(org_id),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(still)
+    }
+
+    /// Refuses the candidates whose workspace (when known here) belongs to another organization
+    /// or was archived before the usage; sets aside repeats of a key within the batch.
+    async fn known_workspaces<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+        refused: &mut HashMap<usize, Refusal>,
+    ) -> Result<(Vec<Candidate<'a>>, HashSet<usize>)> {
+        let ids: HashSet<&str> = candidates
+            .iter()
+            .map(|c| c.record.workspace_id.as_str())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let known = workspaces::known(&self.db, &ids).await?;
+        let mut still = Vec::with_capacity(candidates.len());
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut in_batch_duplicates: HashSet<usize> = HashSet::new();
+        for c in candidates {
+            let r = c.record;
+            if let Some(w) = known.get(&r.workspace_id) {
+                if w.organization_id != r.organization_id {
+                    refused.insert(
+                        c.index,
+                        Refusal::WorkspaceNotFound {
+                            workspace: r.workspace_id.clone(),
+                            organization: r.organization_id.clone(),
+                        },
+                    );
+                    continue;
+                }
+                if w.archive_time_ms.is_some_and(|a| c.usage_time_ms >= a) {
+                    refused.insert(c.index, Refusal::WorkspaceArchived(r.workspace_id.clone()));
+                    continue;
+                }
+            }
+            if !seen.insert((&r.organization_id, &r.idempotency_key)) {
+                in_batch_duplicates.insert(c.index);
+                continue;
+            }
+            still.push(c);
+        }
+        Ok((still, in_batch_duplicates))
+    }
+
+    /// One audit record per organization and batch (not per usage record): how many were
+    /// accepted, with how many tokens.
+    async fn audit_batch(
+        &self,
+        txn: &DatabaseTransaction,
+        call: &Call,
+        candidates: &[Candidate<'_>],
+        inserted: &HashSet<(String, String)>,
+    ) -> Result<()> {
+        let mut per_org: BTreeMap<&str, (u64, i64, i64)> = BTreeMap::new();
+        for c in candidates {
+            if inserted.contains(&c.key()) {
+                let e = per_org.entry(&c.record.organization_id).or_default();
+                e.0 += 1;
+                e.1 = e.1.saturating_add(c.record.input_tokens);
+                e.2 = e.2.saturating_add(c.record.output_tokens);
+            }
+        }
+        for (org, (count, input, output)) in per_org {
+            self.audit
+                .write(
+                    txn,
+                    call,
+                    Entry::new(org, "usage.record", "usage_batch", &call.request_id).with_details(
+                        serde_json::json!({
+                            "acceptedRecords": count,
+                            "inputTokens": input,
+                            "outputTokens": output,
+                        }),
+                    ),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

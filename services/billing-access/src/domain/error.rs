@@ -1,0 +1,111 @@
+//! The service's refusals: one enum, each reason string named once, in the one mapping to the
+//! API's errors ([`ApiError`], which adds the google.rpc details). Messages speak the caller's
+//! language; rule numbers stay in the doc comments.
+
+use orgplane_platform::convert::etag_mismatch;
+use orgplane_platform::error::ApiError;
+use orgplane_platform::roles::insufficient_role;
+
+use crate::domain::accounts::RESOURCE as ACCOUNT;
+
+/// Results of the service's use cases.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the service refuses a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A malformed request: one `(field, description)` per problem (never empty).
+    #[error("invalid request: {}", describe(.0))]
+    InvalidArgument(Vec<(String, String)>),
+    /// The organization is unknown here, or the caller is not in it (ORG-2: outsiders cannot
+    /// tell the two apart).
+    #[error("organization {0:?} not found")]
+    OrganizationNotFound(String),
+    /// The organization has no billing account (any more).
+    #[error("billing account {0:?} not found")]
+    AccountNotFound(String),
+    /// A service principal called an RPC for people and admin keys.
+    #[error("this call is for users and admin API keys")]
+    UserOrAdminKeyRequired,
+    /// A workspace API key called billing (BILL-1).
+    #[error("workspace API keys cannot use billing")]
+    AdminApiKeyRequired,
+    /// The member's role may not view or manage billing (BILL-1).
+    #[error("only OWNER, ADMIN and BILLING members may view and manage billing")]
+    BillingRoleRequired,
+    /// The member's role may not read the audit log (ORG-10).
+    #[error("only OWNER and ADMIN members may read the audit log")]
+    AuditRoleRequired,
+    /// A user or API key asked about someone else's access.
+    #[error("users and API keys may only check their own access")]
+    SubjectNotCaller,
+    /// The account changed since the caller read it, or a concurrent update won.
+    #[error("the billing account changed since it was read")]
+    EtagMismatch,
+    /// The price table lacks a model that has usage (BILL-4).
+    #[error("the price table has no price for model {0:?}")]
+    ModelPriceMissing(String),
+    /// An amount does not fit the decimal type.
+    #[error("cost overflows the decimal range")]
+    CostOverflow,
+    /// Identity could not answer a lookup in time.
+    #[error("{0}")]
+    IdentityUnavailable(String),
+    /// The workspace service could not give its snapshot.
+    #[error("ListWorkspaces failed: {0}")]
+    SnapshotUnavailable(String),
+    /// A refusal of the shared layers (credentials, revision waits, page tokens, database).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+fn describe(violations: &[(String, String)]) -> String {
+    violations
+        .iter()
+        .map(|(field, why)| format!("{field}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// One field violation.
+    pub fn invalid(field: &str, description: impl Into<String>) -> Self {
+        Error::InvalidArgument(vec![(field.to_owned(), description.into())])
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        let message = err.to_string();
+        match err {
+            Error::InvalidArgument(violations) => {
+                let mut violations = violations.into_iter();
+                let Some((field, why)) = violations.next() else {
+                    return ApiError::invalid_argument("request", "invalid");
+                };
+                violations.fold(ApiError::invalid_argument(&field, why), |e, (f, why)| {
+                    e.violation(&f, why)
+                })
+            }
+            Error::OrganizationNotFound(id) => ApiError::not_found("organization", &id),
+            Error::AccountNotFound(id) => ApiError::not_found(ACCOUNT, &id),
+            Error::UserOrAdminKeyRequired => {
+                ApiError::permission_denied("USER_OR_ADMIN_KEY_REQUIRED", message)
+            }
+            Error::AdminApiKeyRequired => {
+                ApiError::permission_denied("ADMIN_API_KEY_REQUIRED", message)
+            }
+            Error::BillingRoleRequired | Error::AuditRoleRequired => insufficient_role(message),
+            Error::SubjectNotCaller => ApiError::permission_denied("SUBJECT_NOT_CALLER", message),
+            Error::EtagMismatch => etag_mismatch(ACCOUNT),
+            Error::ModelPriceMissing(model) => {
+                ApiError::failed_precondition("MODEL_PRICE_MISSING", &model, message)
+            }
+            Error::CostOverflow => ApiError::internal(message),
+            Error::IdentityUnavailable(_) => ApiError::unavailable("IDENTITY_UNAVAILABLE", message)
+                .retry_after(std::time::Duration::from_millis(500)),
+            Error::SnapshotUnavailable(_) => ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message),
+            Error::Api(e) => e,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The billing-access database: sea-orm entities, migrations, and the queries the use cases
+//! share.
+
+pub mod entity;
+pub mod migration;
+pub mod rollups;
+pub mod usage;
+pub mod workspaces;
+
+use orgplane_platform::error::ApiError;
+
+use crate::domain::Error;
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Error::Api(ApiError::from(err))
+    }
+}
