@@ -19,14 +19,14 @@ pub mod sync;
 pub use config::Config;
 pub use store::migration;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::{Consumer, ConsumerHandle};
+use orgplane_platform::events::ConsumerHandle;
+use orgplane_platform::host::{ModuleContext, Readiness, ServiceModule};
 use orgplane_platform::limit_messages;
 use orgplane_platform::replica::RoleReplica;
-use orgplane_platform::runtime::Runtime;
-use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_platform::server::GrpcServer;
 use orgplane_proto::billing::v1::billing_access_service_server::BillingAccessServiceServer;
 use orgplane_proto::events::v1::Producer;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -44,7 +44,6 @@ pub const NAME: &str = "billing-access";
 #[derive(Clone)]
 pub struct BillingAccess {
     app: Arc<Billing>,
-    consumers: Arc<Mutex<Vec<Consumer>>>,
 }
 
 impl std::fmt::Debug for BillingAccess {
@@ -54,75 +53,6 @@ impl std::fmt::Debug for BillingAccess {
 }
 
 impl BillingAccess {
-    /// Connects to `database_url`, runs the migrations, and prepares the service and its three
-    /// consumers (started by [`Self::start`]).
-    pub async fn open(
-        database_url: &str,
-        config: &Config,
-        runtime: &Runtime,
-    ) -> Result<Self, DbErr> {
-        let prices = PriceTable::load(config.price_table.as_deref())
-            .map_err(|e| DbErr::Custom(format!("--billing-price-table: {e}")))?;
-        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
-        // Sessions that ended recently (from identity's events): refused from the first request on.
-        runtime.revocations.load(&db).await?;
-        let replica = RoleReplica::load(
-            db.clone(),
-            runtime.endpoints.organization.clone(),
-            runtime.service_tokens.clone(),
-        )
-        .await?;
-        let audit = AuditLogWriter::new(NAME);
-        let (org_consumer, org_events) = runtime
-            .consumer(
-                NAME,
-                &db,
-                Producer::Organization,
-                Arc::new(sync::organization::OrganizationEvents::new(
-                    replica.clone(),
-                    audit.clone(),
-                    runtime.clock.clone(),
-                )),
-            )
-            .await?;
-        let snapshots = WorkspaceSnapshots::new(
-            runtime.endpoints.workspace.clone(),
-            runtime.service_tokens.clone(),
-        );
-        let (ws_consumer, workspace_events) = runtime
-            .consumer(
-                NAME,
-                &db,
-                Producer::Workspace,
-                Arc::new(sync::workspace::WorkspaceEvents::new(Arc::new(snapshots))),
-            )
-            .await?;
-        let (identity_consumer, identity_events) = runtime.revocation_consumer(NAME, &db).await?;
-        let directory = IdentityDirectory::new(
-            runtime.endpoints.identity.clone(),
-            runtime.service_tokens.clone(),
-        );
-        let app = Billing {
-            db,
-            runtime: runtime.clone(),
-            replica,
-            org_events,
-            workspace_events,
-            identity_events,
-            prices,
-            audit,
-            directory: Arc::new(directory),
-        };
-        Ok(Self {
-            app: Arc::new(app),
-            consumers: Arc::new(Mutex::new(vec![
-                org_consumer,
-                ws_consumer,
-                identity_consumer,
-            ])),
-        })
-    }
-
     /// The service's database.
     pub fn db(&self) -> &DatabaseConnection {
         &self.app.db
@@ -143,45 +73,89 @@ impl BillingAccess {
         &self.app.identity_events
     }
 
-    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer) {
-        let api = BillingAccessApi::new(self.app.clone());
-        let service = limit_messages!(BillingAccessServiceServer::new(api), server.config());
+    /// The gRPC handlers over this service (the load generator serves them without auth).
+    pub fn api(&self) -> BillingAccessApi {
+        BillingAccessApi::new(self.app.clone())
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceModule for BillingAccess {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+
+    async fn open(ctx: &mut ModuleContext<'_>, config: &Config) -> Result<Self, DbErr> {
+        let prices = PriceTable::load(config.price_table.as_deref())
+            .map_err(|e| DbErr::Custom(format!("--billing-price-table: {e}")))?;
+        let runtime = ctx.runtime();
+        let db = ctx.database::<migration::Migrator>().await?;
+        let replica = RoleReplica::load(
+            db.clone(),
+            runtime.endpoints.organization.clone(),
+            runtime.service_tokens.clone(),
+        )
+        .await?;
+        let audit = AuditLogWriter::new(NAME);
+        let org_events = ctx
+            .subscribe(
+                &db,
+                Producer::Organization,
+                Arc::new(sync::organization::OrganizationEvents::new(
+                    replica.clone(),
+                    audit.clone(),
+                    runtime.clock.clone(),
+                )),
+            )
+            .await?;
+        let snapshots = WorkspaceSnapshots::new(
+            runtime.endpoints.workspace.clone(),
+            runtime.service_tokens.clone(),
+        );
+        let workspace_events = ctx
+            .subscribe(
+                &db,
+                Producer::Workspace,
+                Arc::new(sync::workspace::WorkspaceEvents::new(Arc::new(snapshots))),
+            )
+            .await?;
+        let identity_events = ctx.subscribe_revocations(&db).await?;
+        let directory = IdentityDirectory::new(
+            runtime.endpoints.identity.clone(),
+            runtime.service_tokens.clone(),
+        );
+        let app = Billing {
+            db,
+            runtime: runtime.clone(),
+            replica,
+            org_events,
+            workspace_events,
+            identity_events,
+            prices,
+            audit,
+            directory: Arc::new(directory),
+        };
+        Ok(Self { app: Arc::new(app) })
+    }
+
+    async fn register(&self, server: &mut GrpcServer) {
+        let service = limit_messages!(BillingAccessServiceServer::new(self.api()), server.config());
         server.add_service(service).await;
     }
 
-    /// Starts the three consumers and, without waiting, a task that reports the service ready
-    /// once each has caught up with its producer once.
-    pub async fn start(&self, health: &Health) {
-        let consumers: Vec<Consumer> = {
-            let mut guard = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::take(&mut *guard)
-        };
-        for consumer in consumers {
-            tokio::spawn(consumer.run(self.app.runtime.shutdown.clone()));
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![<BillingAccessServiceServer<BillingAccessApi> as NamedService>::NAME]
+    }
+
+    /// Ready once the organization, workspace and identity streams caught up once: billing
+    /// answers from their replicas only.
+    fn readiness(&self) -> Readiness {
+        Readiness::CaughtUp {
+            streams: vec![
+                self.app.org_events.clone(),
+                self.app.workspace_events.clone(),
+                self.app.identity_events.clone(),
+            ],
+            within: None,
         }
-        let org = self.app.org_events.clone();
-        let ws = self.app.workspace_events.clone();
-        let identity = self.app.identity_events.clone();
-        let health = health.clone();
-        let shutdown = self.app.runtime.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = async {
-                    org.wait_caught_up().await;
-                    ws.wait_caught_up().await;
-                    identity.wait_caught_up().await;
-                } => {
-                    health
-                        .set_ready(
-                            <BillingAccessServiceServer<BillingAccessApi> as NamedService>::NAME,
-                            true,
-                        )
-                        .await;
-                    tracing::info!("billing-access ready: organization, workspace and identity events caught up");
-                }
-            }
-        });
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, TokenVerifier};
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
 use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::host::Host;
 use orgplane_platform::pagination::PageTokens;
 use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
@@ -56,11 +57,16 @@ pub struct Opened {
     /// The workspace service, when run.
     pub workspace: Option<orgplane_workspace::Workspace>,
     /// The billing-access service, when run.
-    pub billing_access: Option<orgplane_billing_access::BillingAccess>,
+    pub billing_access: Option<Arc<orgplane_billing_access::BillingAccess>>,
 }
 
 impl Opened {
-    async fn open(cli: &Cli, services: &[Service], runtime: &Runtime) -> anyhow::Result<Self> {
+    async fn open(
+        cli: &Cli,
+        services: &[Service],
+        runtime: &Runtime,
+        host: &mut Host,
+    ) -> anyhow::Result<Self> {
         let mut opened = Opened::default();
         for &s in services {
             let url = cli.database_url(s);
@@ -89,10 +95,9 @@ impl Opened {
                 }
                 Service::BillingAccess => {
                     opened.billing_access = Some(
-                        orgplane_billing_access::BillingAccess::open(
+                        host.open::<orgplane_billing_access::BillingAccess>(
                             &url,
                             &cli.billing_access,
-                            runtime,
                         )
                         .await
                         .with_context(context)?,
@@ -117,9 +122,6 @@ impl Opened {
             s.register(server).await;
             outboxes.push(s.outbox().clone());
         }
-        if let Some(s) = &self.billing_access {
-            s.register(server).await;
-        }
         if !outboxes.is_empty() {
             let events = EventServer::new(outboxes, server.shutdown_token());
             let service = orgplane_platform::limit_messages!(
@@ -138,9 +140,6 @@ impl Opened {
             s.start(health).await;
         }
         if let Some(s) = &self.workspace {
-            s.start(health).await;
-        }
-        if let Some(s) = &self.billing_access {
             s.start(health).await;
         }
     }
@@ -243,8 +242,10 @@ pub async fn start(
         revocations: revocations.clone(),
     };
 
-    let opened = Opened::open(cli, services, &runtime).await?;
+    let mut host = Host::new(runtime.clone());
+    let opened = Opened::open(cli, services, &runtime, &mut host).await?;
     opened.register(&mut server).await;
+    host.register(&mut server).await;
 
     let verifier = TokenVerifier::new(
         cli.issuer.clone(),
@@ -264,6 +265,7 @@ pub async fn start(
     let health = server.health();
     let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });
     opened.start(&health).await;
+    host.start(&health);
     Ok(Started {
         addr: local,
         opened,

@@ -3,17 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use orgplane_billing_access::{BillingAccess, Config};
-use orgplane_platform::ApiResult;
-use orgplane_platform::auth::{
-    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, StaticKeys, TokenVerifier,
-    invalid_api_key,
-};
+use orgplane_platform::auth::{Authenticator, StaticKeys, TokenVerifier};
 use orgplane_platform::clock::OffsetClock;
-use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::host::Host;
 use orgplane_platform::server::{GrpcServer, ServerConfig};
+use orgplane_platform::testkit::{FakeApiKeys, ProducerTables};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb, bearer};
 use orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient;
 use orgplane_proto::billing::v1::{RecordUsageRequest, UsageRecord, UsageRecordResult};
@@ -22,45 +18,13 @@ use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 use orgplane_proto::events::v1::*;
 use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tonic::transport::Channel;
-
-struct ProducerMigrator;
-impl MigratorTrait for ProducerMigrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
-    }
-}
 
 /// Which database the service runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-/// API keys the fake resolver knows: `opk_admin_<org>` is an admin key of `<org>`,
-/// `opk_ws_<org>` a workspace key of `<org>`.
-struct FakeKeys;
-
-impl ApiKeyResolver for FakeKeys {
-    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
-        Box::pin(async move {
-            let (kind, org) = if let Some(org) = key.strip_prefix("opk_admin_") {
-                (ApiKeyKind::Admin, org)
-            } else if let Some(org) = key.strip_prefix("opk_ws_") {
-                (ApiKeyKind::Workspace, org)
-            } else {
-                return Err(invalid_api_key());
-            };
-            Ok(ApiKeyPrincipal {
-                key_id: format!("key_{key}"),
-                organization_id: org.to_owned(),
-                workspace_id: None,
-                kind,
-            })
-        })
-    }
 }
 
 /// The running rig.
@@ -71,7 +35,7 @@ pub struct Rig {
     /// Kept so that the producers keep serving.
     pub _producers: RunningServer,
     pub server: RunningServer,
-    pub service: BillingAccess,
+    pub service: Arc<BillingAccess>,
     pub health: orgplane_platform::server::Health,
     _dbs: Vec<TestDb>,
 }
@@ -99,13 +63,13 @@ impl Rig {
         }
         let auth = TestAuth::new();
         let org_outbox = Outbox::new(
-            dbs[0].open::<ProducerMigrator>().await,
+            dbs[0].open::<ProducerTables>().await,
             Producer::Organization,
         );
-        let ws_outbox = Outbox::new(dbs[1].open::<ProducerMigrator>().await, Producer::Workspace);
+        let ws_outbox = Outbox::new(dbs[1].open::<ProducerTables>().await, Producer::Workspace);
         // Identity's stream (ended sessions), empty here: the service waits for it to be ready.
         let identity_outbox =
-            Outbox::new(dbs[3].open::<ProducerMigrator>().await, Producer::Identity);
+            Outbox::new(dbs[3].open::<ProducerTables>().await, Producer::Identity);
         let mut producer_server = GrpcServer::new(ServerConfig::default());
         let events = EventServer::new(
             [org_outbox.clone(), ws_outbox.clone(), identity_outbox],
@@ -119,19 +83,22 @@ impl Rig {
 
         let clock = Arc::new(OffsetClock::new());
         let runtime = orgplane_platform::testkit::runtime(&producers.url(), &auth, clock);
-        let service = BillingAccess::open(&dbs[2].url, &config, &runtime)
+        let mut host = Host::new(runtime);
+        let service = host
+            .open::<BillingAccess>(&dbs[2].url, &config)
             .await
             .unwrap();
         let mut server = GrpcServer::new(ServerConfig::default());
-        service.register(&mut server).await;
+        host.register(&mut server).await;
         let health = server.health();
         let verifier = TokenVerifier::new(
             TEST_ISSUER,
             Arc::new(StaticKeys(vec![auth.signer.public_key()])),
         );
-        let authenticator = Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeKeys)));
+        let authenticator =
+            Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeApiKeys::default())));
         let server = RunningServer::start(server, authenticator, None).await;
-        service.start(&health).await;
+        host.start(&health);
         Some(Rig {
             auth,
             org_outbox,
