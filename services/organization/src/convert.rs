@@ -1,10 +1,10 @@
 //! Conversions between stored rows and API messages, ids, times, etags and input validation.
 
+use orgplane_platform::convert::{etag, timestamp_ms as ts};
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::{
     Invite, InviteState, Member, OrgRole, Organization, OrganizationType, Unit,
 };
-use prost_types::Timestamp;
 use tonic::Code;
 
 use crate::store::{invite, member, organization, unit};
@@ -12,36 +12,6 @@ use crate::store::{invite, member, organization, unit};
 /// A new id `<prefix>_<uuidv7>`: opaque, sorts by creation time.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// A timestamp for Unix milliseconds.
-pub fn ts(ms: i64) -> Timestamp {
-    Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
-/// The etag of a row version.
-pub fn etag(version: i64) -> String {
-    format!("\"{version}\"")
-}
-
-/// ABORTED unless `given` is empty or the etag of `version`.
-pub fn check_etag(given: &str, version: i64, what: &str) -> ApiResult<()> {
-    if given.is_empty() || given == etag(version) {
-        Ok(())
-    } else {
-        Err(stale(what))
-    }
-}
-
-/// ABORTED for a stale etag (or a concurrent change that won).
-pub fn stale(what: &str) -> ApiError {
-    ApiError::aborted(
-        "ETAG_MISMATCH",
-        format!("the {what} changed since it was read; read it again and retry"),
-    )
 }
 
 /// The role stored as a number.
@@ -100,6 +70,7 @@ pub fn invite(i: &invite::Model, organization_name: &str, now_ms: i64) -> Invite
         role: i.role,
         state: invite_state(i, now_ms) as i32,
         inviter_user_id: i.inviter_user_id.clone(),
+        inviter_api_key_id: i.inviter_api_key_id.clone(),
         create_time: Some(ts(i.create_time_ms)),
         expire_time: Some(ts(i.expire_time_ms)),
         accept_time: i.accept_time_ms.map(ts),

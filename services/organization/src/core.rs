@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use orgplane_platform::audit::{AuditLogWriter, Entry};
 use orgplane_platform::auth::{ApiKeyKind, Principal};
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::call::Call;
+use orgplane_platform::convert::{etag_mismatch, timestamp_ms};
 use orgplane_platform::events::Outbox;
+use orgplane_platform::events::WriteUnit;
 use orgplane_platform::mail::Mailer;
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::runtime::Runtime;
@@ -26,9 +28,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::Config;
 use crate::authz::{Access, Deleted};
-use crate::convert::{self, check_etag, required};
+use crate::convert::{self, required};
 use crate::store::{idempotency, member, organization};
 use crate::users::Users;
+use orgplane_platform::convert::check_etag;
 
 /// How long a DELETED organization can be restored (ORG-7).
 pub const PURGE_AFTER_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -97,17 +100,14 @@ async fn set_lifecycle(
         .exec(txn)
         .await?;
     if updated.rows_affected == 0 {
-        return Err(convert::stale("organization"));
+        return Err(etag_mismatch("organization"));
     }
     Ok(())
 }
 
-/// The image of an organization in audit records.
-pub fn org_json(o: &organization::Model) -> serde_json::Value {
-    serde_json::json!({
-        "id": o.id, "name": o.name, "type": o.org_type, "primaryEmail": o.primary_email,
-        "state": o.state, "ownerUserId": o.owner_user_id, "etag": convert::etag(o.version),
-    })
+/// The image of an organization in audit records: its API message (ORG-10).
+pub fn org_json(o: &organization::Model) -> api::Organization {
+    convert::organization(o)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,59 +150,21 @@ impl Core {
         self.runtime.clock.now().timestamp_millis()
     }
 
-    /// Begins a transaction.
-    pub async fn begin(&self) -> ApiResult<DatabaseTransaction> {
-        Ok(orgplane_platform::db::begin_write(&self.db).await?)
-    }
-
-    /// Appends an event as part of `txn` and returns its revision.
-    pub async fn emit(
-        &self,
-        txn: &DatabaseTransaction,
-        payload: event::Payload,
-        ctx: &RequestContext,
-    ) -> ApiResult<i64> {
-        Ok(self.outbox.append(txn, payload, &ctx.request_id).await?)
-    }
-
-    /// Commits `txn` and wakes the watchers when it wrote events up to `revision`.
-    pub async fn commit(&self, txn: DatabaseTransaction, revision: Option<i64>) -> ApiResult<()> {
-        txn.commit().await?;
-        if let Some(r) = revision {
-            self.outbox.committed(r);
-        }
-        Ok(())
-    }
-
     /// The outbox head: the revision of a mutation that changed nothing.
     pub async fn head_revision(&self) -> ApiResult<i64> {
         Ok(self.outbox.head().await?.revision)
-    }
-
-    /// Records a successful mutation in `txn`.
-    pub async fn audit(
-        &self,
-        txn: &DatabaseTransaction,
-        principal: &Principal,
-        ctx: &RequestContext,
-        entry: Entry,
-    ) -> ApiResult<()> {
-        self.audit.record(txn, principal, ctx, entry).await
     }
 
     /// Passes a mutation's `result` through unchanged, recording it first as OUTCOME_FAILURE
     /// when it is a refusal the audit log keeps and `attempt`'s organization exists here.
     pub async fn audited<T>(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         attempt: Attempt,
         result: ApiResult<T>,
     ) -> ApiResult<T> {
         self.audit
-            .outcome(&self.db, principal, ctx, result, || {
-                self.attempt_entry(attempt)
-            })
+            .audited(&self.db, call, result, || self.attempt_entry(attempt))
             .await
     }
 
@@ -309,9 +271,9 @@ impl Core {
     }
 
     /// Fills in members' emails and display names from identity.
-    pub async fn enrich(&self, members: &mut [api::Member], ctx: &RequestContext) -> ApiResult<()> {
+    pub async fn enrich(&self, members: &mut [api::Member], call: &Call) -> ApiResult<()> {
         let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
-        let users = self.users.batch(&ids, ctx).await?;
+        let users = self.users.batch(&ids, call).await?;
         for m in members.iter_mut() {
             if let Some(u) = users.get(&m.user_id) {
                 m.email = u.email.clone();
@@ -323,8 +285,8 @@ impl Core {
 
     /// As [`Self::enrich`], but after a committed change: identity being down leaves the stored
     /// email and no name rather than failing a mutation that already happened.
-    pub async fn enrich_best_effort(&self, members: &mut [api::Member], ctx: &RequestContext) {
-        if let Err(e) = self.enrich(members, ctx).await {
+    pub async fn enrich_best_effort(&self, members: &mut [api::Member], call: &Call) {
+        if let Err(e) = self.enrich(members, call).await {
             tracing::debug!(error = %e, "members returned without names");
         }
     }
@@ -334,10 +296,10 @@ impl Core {
     /// CreateOrganization (rules ORG-1, ID-1).
     pub async fn create_organization(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateOrganizationRequest,
     ) -> ApiResult<api::CreateOrganizationResponse> {
+        let principal = call.principal.as_ref();
         let key = match (
             principal.require_user(),
             convert::request_id(&req.request_id),
@@ -345,21 +307,19 @@ impl Core {
             (Ok(user), Ok(Some(r))) => Some(create_organization_key(&user.user_id, &r)),
             _ => None,
         };
-        let first = self
-            .create_organization_once(principal, ctx, req.clone())
-            .await;
+        let first = self.create_organization_once(call, req.clone()).await;
         self.or_created_meanwhile(key.as_deref(), first, || {
-            self.create_organization_once(principal, ctx, req)
+            self.create_organization_once(call, req)
         })
         .await
     }
 
     async fn create_organization_once(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateOrganizationRequest,
     ) -> ApiResult<api::CreateOrganizationResponse> {
+        let principal = call.principal.as_ref();
         let user = principal.require_user()?;
         let input = req.organization.unwrap_or_default();
         let name = convert::name("organization.name", &input.name)?;
@@ -374,7 +334,7 @@ impl Core {
         if let Some(id) = self.idempotent(key.as_deref()).await? {
             return self.created_again(&id).await;
         }
-        let account = self.users.get(&user.user_id, ctx).await?.ok_or_else(|| {
+        let account = self.users.get(&user.user_id, call).await?.ok_or_else(|| {
             ApiError::failed_precondition(
                 "USER_NOT_FOUND",
                 &user.user_id,
@@ -411,9 +371,9 @@ impl Core {
             purge_time_ms: None,
             version: 1,
         };
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         organization::Entity::insert(organization::ActiveModel::from(org.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .map_err(name_taken)?;
         member::Entity::insert(member::ActiveModel::from(member::Model {
@@ -425,41 +385,35 @@ impl Core {
             update_time_ms: now,
             version: 1,
         }))
-        .exec(&txn)
+        .exec(&*txn)
         .await?;
         self.remember(&txn, key.as_deref(), &org.id, &org.id)
             .await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&org.id, "organization.create", "organization", &org.id)
-                .with_change(None, Some(org_json(&org))),
-        )
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "organization.create", "organization", &org.id)
+                    .change(None, Some(&org_json(&org))),
+            )
+            .await?;
+        txn.append(event::Payload::OrganizationCreated(OrganizationCreated {
+            organization_id: org.id.clone(),
+            name: org.name.clone(),
+            owner_user_id: org.owner_user_id.clone(),
+            primary_email: org.primary_email.clone(),
+        }))
         .await?;
-        self.emit(
-            &txn,
-            event::Payload::OrganizationCreated(OrganizationCreated {
-                organization_id: org.id.clone(),
-                name: org.name.clone(),
-                owner_user_id: org.owner_user_id.clone(),
-                primary_email: org.primary_email.clone(),
-            }),
-            ctx,
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::MemberAdded(orgplane_proto::events::v1::MemberAdded {
+        let revision = txn
+            .append(event::Payload::MemberAdded(
+                orgplane_proto::events::v1::MemberAdded {
                     organization_id: org.id.clone(),
                     user_id: user.user_id.clone(),
                     role: OrgRole::Owner as i32,
-                }),
-                ctx,
-            )
+                },
+            ))
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        txn.commit().await?;
         Ok(api::CreateOrganizationResponse {
             organization: Some(convert::organization(&org)),
             revision,
@@ -480,9 +434,10 @@ impl Core {
     /// GetOrganization.
     pub async fn get_organization(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::GetOrganizationRequest,
     ) -> ApiResult<api::GetOrganizationResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let access = Access::resolve(
@@ -501,8 +456,9 @@ impl Core {
     /// GetMyOrganization (rule ORG-11).
     pub async fn get_my_organization(
         &self,
-        principal: &Principal,
+        call: &Call,
     ) -> ApiResult<api::GetMyOrganizationResponse> {
+        let principal = call.principal.as_ref();
         principal.require_authenticated()?;
         let key = match principal {
             Principal::ApiKey(k) if k.kind == ApiKeyKind::Admin => k,
@@ -523,9 +479,10 @@ impl Core {
     /// ListOrganizations (rule ORG-8).
     pub async fn list_organizations(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::ListOrganizationsRequest,
     ) -> ApiResult<api::ListOrganizationsResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
         let state = OrganizationState::try_from(req.state)
@@ -668,10 +625,10 @@ impl Core {
     /// UpdateOrganization (rule ORG-3).
     pub async fn update_organization(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::UpdateOrganizationRequest,
     ) -> ApiResult<api::UpdateOrganizationResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         let input = req
             .organization
@@ -712,7 +669,7 @@ impl Core {
         }
         after.update_time_ms = self.now_ms();
         after.version = before.version + 1;
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let updated = organization::Entity::update_many()
             .col_expr(organization::Column::Name, Expr::value(after.name.clone()))
             .col_expr(
@@ -732,37 +689,33 @@ impl Core {
             .filter(organization::Column::Id.eq(before.id.clone()))
             .filter(organization::Column::Version.eq(before.version))
             .filter(organization::Column::State.eq(OrganizationState::Active as i32))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .map_err(name_taken)?;
         if updated.rows_affected == 0 {
-            return Err(convert::stale("organization"));
+            return Err(etag_mismatch("organization"));
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(
-                &before.id,
-                "organization.update",
-                "organization",
-                &before.id,
-            )
-            .with_change(Some(org_json(&before)), Some(org_json(&after))),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::OrganizationUpdated(OrganizationUpdated {
-                    organization_id: after.id.clone(),
-                    name: after.name.clone(),
-                    primary_email: after.primary_email.clone(),
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(
+                    &before.id,
+                    "organization.update",
+                    "organization",
+                    &before.id,
+                )
+                .change(Some(&org_json(&before)), Some(&org_json(&after))),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::OrganizationUpdated(OrganizationUpdated {
+                organization_id: after.id.clone(),
+                name: after.name.clone(),
+                primary_email: after.primary_email.clone(),
+            }))
+            .await?;
+        txn.commit().await?;
         Ok(api::UpdateOrganizationResponse {
             organization: Some(convert::organization(&after)),
             revision,
@@ -772,10 +725,10 @@ impl Core {
     /// DeleteOrganization (rules ORG-7, ID-6).
     pub async fn delete_organization(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::DeleteOrganizationRequest,
     ) -> ApiResult<api::DeleteOrganizationResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let access =
@@ -798,32 +751,28 @@ impl Core {
         after.purge_time_ms = Some(now + PURGE_AFTER_MS);
         after.update_time_ms = now;
         after.version += 1;
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         set_lifecycle(&txn, &before, &after).await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(
-                &before.id,
-                "organization.delete",
-                "organization",
-                &before.id,
-            )
-            .with_change(Some(org_json(&before)), Some(org_json(&after))),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::OrganizationDeleted(OrganizationDeleted {
-                    organization_id: before.id.clone(),
-                    purge_time: after.purge_time_ms.map(convert::ts),
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(
+                    &before.id,
+                    "organization.delete",
+                    "organization",
+                    &before.id,
+                )
+                .change(Some(&org_json(&before)), Some(&org_json(&after))),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::OrganizationDeleted(OrganizationDeleted {
+                organization_id: before.id.clone(),
+                purge_time: after.purge_time_ms.map(timestamp_ms),
+            }))
+            .await?;
+        txn.commit().await?;
         Ok(api::DeleteOrganizationResponse {
             organization: Some(convert::organization(&after)),
             revision,
@@ -833,10 +782,10 @@ impl Core {
     /// UndeleteOrganization (rules ORG-7, ID-6).
     pub async fn undelete_organization(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::UndeleteOrganizationRequest,
     ) -> ApiResult<api::UndeleteOrganizationResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let access = Access::resolve(
@@ -867,31 +816,27 @@ impl Core {
         after.purge_time_ms = None;
         after.update_time_ms = now;
         after.version += 1;
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         set_lifecycle(&txn, &before, &after).await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(
-                &before.id,
-                "organization.undelete",
-                "organization",
-                &before.id,
-            )
-            .with_change(Some(org_json(&before)), Some(org_json(&after))),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::OrganizationRestored(OrganizationRestored {
-                    organization_id: before.id.clone(),
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(
+                    &before.id,
+                    "organization.undelete",
+                    "organization",
+                    &before.id,
+                )
+                .change(Some(&org_json(&before)), Some(&org_json(&after))),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::OrganizationRestored(OrganizationRestored {
+                organization_id: before.id.clone(),
+            }))
+            .await?;
+        txn.commit().await?;
         Ok(api::UndeleteOrganizationResponse {
             organization: Some(convert::organization(&after)),
             revision,
@@ -901,9 +846,10 @@ impl Core {
     /// ListAuditEvents (rule ORG-10).
     pub async fn list_audit_events(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::ListAuditEventsRequest,
     ) -> ApiResult<api::ListAuditEventsResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let filter = req.filter.unwrap_or_default();

@@ -4,8 +4,8 @@
 //! CreateOrganization (which has no organization yet to hold the record) goes through
 //! [`crate::core::Core::audited`], so that its refusal is audited as OUTCOME_FAILURE (ORG-10).
 
+use orgplane_platform::Call;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
 use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
 use orgplane_proto::organization::v1::*;
 use tonic::{Request, Response, Status};
@@ -23,10 +23,6 @@ impl OrganizationApi {
     pub fn new(core: SharedCore) -> Self {
         Self { core }
     }
-}
-
-fn caller<T>(request: &Request<T>) -> (Principal, RequestContext) {
-    (Principal::of(request), RequestContext::of(request))
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -50,10 +46,10 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<CreateOrganizationRequest>,
     ) -> Reply<CreateOrganizationResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let r = self
             .core
-            .create_organization(&p, &ctx, request.into_inner())
+            .create_organization(&call, request.into_inner())
             .await?;
         Ok(Response::new(r))
     }
@@ -62,9 +58,11 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<GetOrganizationRequest>,
     ) -> Reply<GetOrganizationResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.get_organization(&p, request.into_inner()).await?,
+            self.core
+                .get_organization(&call, request.into_inner())
+                .await?,
         ))
     }
 
@@ -72,18 +70,18 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<GetMyOrganizationRequest>,
     ) -> Reply<GetMyOrganizationResponse> {
-        let (p, _) = caller(&request);
-        Ok(Response::new(self.core.get_my_organization(&p).await?))
+        let call = Call::of(&request)?;
+        Ok(Response::new(self.core.get_my_organization(&call).await?))
     }
 
     async fn list_organizations(
         &self,
         request: Request<ListOrganizationsRequest>,
     ) -> Reply<ListOrganizationsResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
             self.core
-                .list_organizations(&p, request.into_inner())
+                .list_organizations(&call, request.into_inner())
                 .await?,
         ))
     }
@@ -92,7 +90,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<UpdateOrganizationRequest>,
     ) -> Reply<UpdateOrganizationResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(id_of(&req.organization)),
@@ -100,9 +98,9 @@ impl OrganizationService for OrganizationApi {
             "organization",
             &id_of(&req.organization),
         );
-        let result = self.core.update_organization(&p, &ctx, req).await;
+        let result = self.core.update_organization(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -110,7 +108,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<DeleteOrganizationRequest>,
     ) -> Reply<DeleteOrganizationResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
@@ -118,9 +116,9 @@ impl OrganizationService for OrganizationApi {
             "organization",
             &req.organization_id,
         );
-        let result = self.core.delete_organization(&p, &ctx, req).await;
+        let result = self.core.delete_organization(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -128,7 +126,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<UndeleteOrganizationRequest>,
     ) -> Reply<UndeleteOrganizationResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
@@ -136,9 +134,9 @@ impl OrganizationService for OrganizationApi {
             "organization",
             &req.organization_id,
         );
-        let result = self.core.undelete_organization(&p, &ctx, req).await;
+        let result = self.core.undelete_organization(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -146,18 +144,16 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListMembersRequest>,
     ) -> Reply<ListMembersResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core
-                .list_members(&p, &ctx, request.into_inner())
-                .await?,
+            self.core.list_members(&call, request.into_inner()).await?,
         ))
     }
 
     async fn get_member(&self, request: Request<GetMemberRequest>) -> Reply<GetMemberResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.get_member(&p, &ctx, request.into_inner()).await?,
+            self.core.get_member(&call, request.into_inner()).await?,
         ))
     }
 
@@ -165,17 +161,17 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<UpdateMemberRoleRequest>,
     ) -> Reply<UpdateMemberRoleResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
             "member.update_role",
             "member",
-            &member_id(&p, &req.user_id),
+            &member_id(&call.principal, &req.user_id),
         );
-        let result = self.core.update_member_role(&p, &ctx, req).await;
+        let result = self.core.update_member_role(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -183,10 +179,10 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<RemoveMemberRequest>,
     ) -> Reply<RemoveMemberResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
-        let user_id = member_id(&p, &req.user_id);
-        let leaving = matches!(&p, Principal::User(u) if u.user_id == user_id);
+        let user_id = member_id(&call.principal, &req.user_id);
+        let leaving = matches!(call.principal.as_ref(), Principal::User(u) if u.user_id == user_id);
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
             if leaving {
@@ -197,9 +193,9 @@ impl OrganizationService for OrganizationApi {
             "member",
             &user_id,
         );
-        let result = self.core.remove_member(&p, &ctx, req).await;
+        let result = self.core.remove_member(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -207,7 +203,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<TransferOwnershipRequest>,
     ) -> Reply<TransferOwnershipResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
@@ -215,9 +211,9 @@ impl OrganizationService for OrganizationApi {
             "organization",
             &req.organization_id,
         );
-        let result = self.core.transfer_ownership(&p, &ctx, req).await;
+        let result = self.core.transfer_ownership(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -225,7 +221,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<CreateInviteRequest>,
     ) -> Reply<CreateInviteResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
@@ -233,16 +229,16 @@ impl OrganizationService for OrganizationApi {
             "invite",
             "",
         );
-        let result = self.core.create_invite(&p, &ctx, req).await;
+        let result = self.core.create_invite(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
     async fn get_invite(&self, request: Request<GetInviteRequest>) -> Reply<GetInviteResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.get_invite(&p, &ctx, request.into_inner()).await?,
+            self.core.get_invite(&call, request.into_inner()).await?,
         ))
     }
 
@@ -250,9 +246,9 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListInvitesRequest>,
     ) -> Reply<ListInvitesResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.list_invites(&p, request.into_inner()).await?,
+            self.core.list_invites(&call, request.into_inner()).await?,
         ))
     }
 
@@ -260,7 +256,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<DeleteInviteRequest>,
     ) -> Reply<DeleteInviteResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Invite(req.invite_id.clone()),
@@ -268,9 +264,9 @@ impl OrganizationService for OrganizationApi {
             "invite",
             &req.invite_id,
         );
-        let result = self.core.delete_invite(&p, &ctx, req).await;
+        let result = self.core.delete_invite(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -278,7 +274,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<AcceptInviteRequest>,
     ) -> Reply<AcceptInviteResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Invite(req.invite_id.clone()),
@@ -286,14 +282,14 @@ impl OrganizationService for OrganizationApi {
             "invite",
             &req.invite_id,
         );
-        let result = self.core.accept_invite(&p, &ctx, req).await;
+        let result = self.core.accept_invite(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
     async fn create_unit(&self, request: Request<CreateUnitRequest>) -> Reply<CreateUnitResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Organization(req.organization_id.clone()),
@@ -301,41 +297,41 @@ impl OrganizationService for OrganizationApi {
             "unit",
             "",
         );
-        let result = self.core.create_unit(&p, &ctx, req).await;
+        let result = self.core.create_unit(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
     async fn get_unit(&self, request: Request<GetUnitRequest>) -> Reply<GetUnitResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.get_unit(&p, request.into_inner()).await?,
+            self.core.get_unit(&call, request.into_inner()).await?,
         ))
     }
 
     async fn list_units(&self, request: Request<ListUnitsRequest>) -> Reply<ListUnitsResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
-            self.core.list_units(&p, request.into_inner()).await?,
+            self.core.list_units(&call, request.into_inner()).await?,
         ))
     }
 
     async fn update_unit(&self, request: Request<UpdateUnitRequest>) -> Reply<UpdateUnitResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = {
             let id = req.unit.as_ref().map(|u| u.id.clone()).unwrap_or_default();
             Attempt::new(Scope::Unit(id.clone()), "unit.update", "unit", &id)
         };
-        let result = self.core.update_unit(&p, &ctx, req).await;
+        let result = self.core.update_unit(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
     async fn delete_unit(&self, request: Request<DeleteUnitRequest>) -> Reply<DeleteUnitResponse> {
-        let (p, ctx) = caller(&request);
+        let call = Call::of(&request)?;
         let req = request.into_inner();
         let attempt = Attempt::new(
             Scope::Unit(req.unit_id.clone()),
@@ -343,9 +339,9 @@ impl OrganizationService for OrganizationApi {
             "unit",
             &req.unit_id,
         );
-        let result = self.core.delete_unit(&p, &ctx, req).await;
+        let result = self.core.delete_unit(&call, req).await;
         Ok(Response::new(
-            self.core.audited(&p, &ctx, attempt, result).await?,
+            self.core.audited(&call, attempt, result).await?,
         ))
     }
 
@@ -353,10 +349,10 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListAuditEventsRequest>,
     ) -> Reply<ListAuditEventsResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
             self.core
-                .list_audit_events(&p, request.into_inner())
+                .list_audit_events(&call, request.into_inner())
                 .await?,
         ))
     }
@@ -365,10 +361,10 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListRoleAssignmentsRequest>,
     ) -> Reply<ListRoleAssignmentsResponse> {
-        let (p, _) = caller(&request);
+        let call = Call::of(&request)?;
         Ok(Response::new(
             self.core
-                .list_role_assignments(&p, request.into_inner())
+                .list_role_assignments(&call, request.into_inner())
                 .await?,
         ))
     }

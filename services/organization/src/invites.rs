@@ -2,29 +2,24 @@
 
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::call::Call;
+use orgplane_platform::events::WriteUnit;
 use orgplane_platform::mail::Mail;
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::{MemberAdded, event};
-use orgplane_proto::organization::v1::{self as api, InviteState, OrganizationState};
+use orgplane_proto::organization::v1::{self as api, InviteState, OrgRole, OrganizationState};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::authz::{Access, Deleted};
 use crate::convert::{self, required};
 use crate::core::Core;
+use crate::members::admin_role_needs_a_person;
 use crate::store::{invite, member, organization};
 
 /// How long an invite can be accepted (ORG-6).
 pub const INVITE_TTL_MS: i64 = 21 * 24 * 3600 * 1000;
-
-fn invite_json(i: &invite::Model) -> serde_json::Value {
-    serde_json::json!({
-        "id": i.id, "organizationId": i.organization_id, "email": i.email, "role": i.role,
-        "state": i.state, "acceptedUserId": i.accepted_user_id,
-    })
-}
 
 fn not_pending(id: &str) -> ApiError {
     ApiError::failed_precondition(
@@ -59,28 +54,26 @@ impl Core {
     /// CreateInvite (rule ORG-6).
     pub async fn create_invite(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateInviteRequest,
     ) -> ApiResult<api::CreateInviteResponse> {
+        let principal = call.principal.as_ref();
         let (_, actor) = principal.actor();
         let key = convert::request_id(&req.request_id)
             .ok()
             .flatten()
             .map(|r| format!("CreateInvite|{actor}|{}|{r}", req.organization_id));
-        let first = self.create_invite_once(principal, ctx, req.clone()).await;
-        self.or_created_meanwhile(key.as_deref(), first, || {
-            self.create_invite_once(principal, ctx, req)
-        })
-        .await
+        let first = self.create_invite_once(call, req.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || self.create_invite_once(call, req))
+            .await
     }
 
     async fn create_invite_once(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateInviteRequest,
     ) -> ApiResult<api::CreateInviteResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let input = req
@@ -92,6 +85,9 @@ impl Core {
         let access =
             Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::ManageOrganization)?;
+        if role == OrgRole::Admin && access.is_api_key() {
+            return Err(admin_role_needs_a_person());
+        }
         let org = access.org;
         let (_, actor) = principal.actor();
         let key = request_id.map(|r| format!("CreateInvite|{actor}|{}|{r}", org.id));
@@ -120,11 +116,11 @@ impl Core {
                 "a pending invite for this email exists",
             )
         };
-        let txn = self.begin().await?;
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
         if let Some(existing) = invite::Entity::find()
             .filter(invite::Column::OrganizationId.eq(org.id.clone()))
             .filter(invite::Column::PendingKey.eq(email.clone()))
-            .one(&txn)
+            .one(&*txn)
             .await?
         {
             if existing.expire_time_ms > now {
@@ -134,10 +130,14 @@ impl Core {
             invite::Entity::update_many()
                 .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
                 .filter(invite::Column::Id.eq(existing.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
         }
-        let (_, inviter) = principal.actor();
+        // Who sent it, truthfully: a person, or the admin API key (never as a user id).
+        let (inviter_user_id, inviter_api_key_id) = match principal {
+            Principal::ApiKey(k) => (String::new(), k.key_id.clone()),
+            p => (p.actor().1, String::new()),
+        };
         let inv = invite::Model {
             id: convert::new_id("inv"),
             organization_id: org.id.clone(),
@@ -145,7 +145,8 @@ impl Core {
             pending_key: Some(email.clone()),
             role: role as i32,
             state: InviteState::Pending as i32,
-            inviter_user_id: inviter,
+            inviter_user_id,
+            inviter_api_key_id,
             create_time_ms: now,
             expire_time_ms: now + INVITE_TTL_MS,
             accept_time_ms: None,
@@ -153,7 +154,7 @@ impl Core {
             delete_time_ms: None,
         };
         invite::Entity::insert(invite::ActiveModel::from(inv.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .map_err(|e| {
                 if orgplane_platform::db::is_unique_violation(&e) {
@@ -164,14 +165,14 @@ impl Core {
             })?;
         self.remember(&txn, key.as_deref(), &org.id, &inv.id)
             .await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&org.id, "invite.create", "invite", &inv.id)
-                .with_change(None, Some(invite_json(&inv))),
-        )
-        .await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "invite.create", "invite", &inv.id)
+                    .change(None, Some(&convert::invite(&inv, &org.name, now))),
+            )
+            .await?;
         // Mail before commit: a failed send rolls the invite back (retry with the request_id).
         let link = format!("{}{}", self.config.invite_link_base, inv.id);
         self.mailer
@@ -193,7 +194,7 @@ impl Core {
                 },
             )
             .await?;
-        self.commit(txn, None).await?;
+        txn.commit().await?;
         Ok(api::CreateInviteResponse {
             invite: Some(convert::invite(&inv, &org.name, now)),
         })
@@ -202,10 +203,10 @@ impl Core {
     /// GetInvite: for the organization's OWNER/ADMIN, or the invitee.
     pub async fn get_invite(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::GetInviteRequest,
     ) -> ApiResult<api::GetInviteResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("invite_id", &req.invite_id)?;
         let inv = self.find_invite(&req.invite_id).await?;
@@ -222,7 +223,7 @@ impl Core {
         let Principal::User(user) = principal else {
             return Err(not_found());
         };
-        let account = self.users.get(&user.user_id, ctx).await?;
+        let account = self.users.get(&user.user_id, call).await?;
         let invitee =
             account.is_some_and(|a| a.email_verified && a.email.trim().to_lowercase() == inv.email);
         if !invitee {
@@ -241,9 +242,10 @@ impl Core {
     /// ListInvites, newest first.
     pub async fn list_invites(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::ListInvitesRequest,
     ) -> ApiResult<api::ListInvitesResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
@@ -299,10 +301,10 @@ impl Core {
     /// DeleteInvite: withdraws a pending invite.
     pub async fn delete_invite(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::DeleteInviteRequest,
     ) -> ApiResult<api::DeleteInviteResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("invite_id", &req.invite_id)?;
         let inv = self.find_invite(&req.invite_id).await?;
@@ -316,7 +318,7 @@ impl Core {
         after.state = InviteState::Deleted as i32;
         after.pending_key = None;
         after.delete_time_ms = Some(now);
-        let txn = self.begin().await?;
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
         let updated = invite::Entity::update_many()
             .col_expr(invite::Column::State, Expr::value(after.state))
             .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
@@ -326,20 +328,22 @@ impl Core {
             )
             .filter(invite::Column::Id.eq(inv.id.clone()))
             .filter(invite::Column::State.eq(InviteState::Pending as i32))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
             return Err(not_pending(&inv.id));
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id)
-                .with_change(Some(invite_json(&inv)), Some(invite_json(&after))),
-        )
-        .await?;
-        self.commit(txn, None).await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id).change(
+                    Some(&convert::invite(&inv, &access.org.name, now)),
+                    Some(&convert::invite(&after, &access.org.name, now)),
+                ),
+            )
+            .await?;
+        txn.commit().await?;
         Ok(api::DeleteInviteResponse {
             invite: Some(convert::invite(&after, &access.org.name, now)),
         })
@@ -348,10 +352,10 @@ impl Core {
     /// AcceptInvite (rule ORG-6).
     pub async fn accept_invite(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::AcceptInviteRequest,
     ) -> ApiResult<api::AcceptInviteResponse> {
+        let principal = call.principal.as_ref();
         let user = principal.require_user()?;
         required("invite_id", &req.invite_id)?;
         let inv = self.find_invite(&req.invite_id).await?;
@@ -360,7 +364,7 @@ impl Core {
             .await?
             .filter(|o| o.state == OrganizationState::Active as i32)
             .ok_or_else(|| ApiError::not_found("invite", &inv.id))?;
-        let account = self.users.get(&user.user_id, ctx).await?.ok_or_else(|| {
+        let account = self.users.get(&user.user_id, call).await?.ok_or_else(|| {
             ApiError::failed_precondition(
                 "USER_NOT_FOUND",
                 &user.user_id,
@@ -416,7 +420,7 @@ impl Core {
         accepted.pending_key = None;
         accepted.accept_time_ms = Some(now);
         accepted.accepted_user_id = user.user_id.clone();
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let updated = invite::Entity::update_many()
             .col_expr(invite::Column::State, Expr::value(accepted.state))
             .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
@@ -430,13 +434,13 @@ impl Core {
             )
             .filter(invite::Column::Id.eq(inv.id.clone()))
             .filter(invite::Column::State.eq(InviteState::Pending as i32))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
             return Err(not_pending(&inv.id));
         }
         member::Entity::insert(member::ActiveModel::from(joined.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await
             .map_err(|e| {
                 if orgplane_platform::db::is_unique_violation(&e) {
@@ -447,28 +451,26 @@ impl Core {
             })?;
         // One mutation, one record (ORG-10): the accepted invite names who joined
         // (`accepted_user_id`) and with which role, so the join needs no record of its own.
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&org.id, "invite.accept", "invite", &inv.id)
-                .with_change(Some(invite_json(&inv)), Some(invite_json(&accepted))),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::MemberAdded(MemberAdded {
-                    organization_id: org.id.clone(),
-                    user_id: user.user_id.clone(),
-                    role: inv.role,
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "invite.accept", "invite", &inv.id).change(
+                    Some(&convert::invite(&inv, &org.name, now)),
+                    Some(&convert::invite(&accepted, &org.name, now)),
+                ),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::MemberAdded(MemberAdded {
+                organization_id: org.id.clone(),
+                user_id: user.user_id.clone(),
+                role: inv.role,
+            }))
+            .await?;
+        txn.commit().await?;
         let mut member = [convert::member(&joined)];
-        self.enrich_best_effort(&mut member, ctx).await;
+        self.enrich_best_effort(&mut member, call).await;
         let [member] = member;
         Ok(api::AcceptInviteResponse {
             member: Some(member),

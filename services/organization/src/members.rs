@@ -2,7 +2,9 @@
 
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::call::Call;
+use orgplane_platform::convert::etag_mismatch;
+use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::{MemberRemoved, MemberRoleChanged, OwnershipTransferred, event};
@@ -11,16 +13,14 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::authz::{Access, Deleted};
-use crate::convert::{self, check_etag, required};
+use crate::convert::{self, required};
 use crate::core::{Core, keyset};
 use crate::store::{member, organization};
+use orgplane_platform::convert::check_etag;
 
-/// The image of a membership in audit records.
-pub fn member_json(m: &member::Model) -> serde_json::Value {
-    serde_json::json!({
-        "organizationId": m.organization_id, "userId": m.user_id, "role": m.role,
-        "etag": convert::etag(m.version),
-    })
+/// The image of a membership in audit records: its API message as stored (ORG-10).
+pub fn member_json(m: &member::Model) -> api::Member {
+    convert::member(m)
 }
 
 /// `user_id`, with `me` meaning the calling user.
@@ -38,6 +38,16 @@ pub(crate) fn resolve_me(principal: &Principal, user_id: &str) -> ApiResult<Stri
     }
 }
 
+/// PERMISSION_DENIED `USER_CREDENTIALS_REQUIRED` (ORG-5): with an API key, no one may be removed
+/// from, demoted from or promoted to the ADMIN role, so that a leaked key can neither remove the
+/// admins nor mint new ones.
+pub(crate) fn admin_role_needs_a_person() -> ApiError {
+    ApiError::permission_denied(
+        "USER_CREDENTIALS_REQUIRED",
+        "only a person signed in with their own account may give, take or remove the ADMIN role; an API key may not",
+    )
+}
+
 impl Core {
     async fn find_member(&self, organization_id: &str, user_id: &str) -> ApiResult<member::Model> {
         member::Entity::find_by_id((organization_id.to_owned(), user_id.to_owned()))
@@ -49,10 +59,10 @@ impl Core {
     /// ListMembers (rule ORG-5): in join order, keyset-paginated, emails from identity.
     pub async fn list_members(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::ListMembersRequest,
     ) -> ApiResult<api::ListMembersResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
@@ -88,7 +98,7 @@ impl Core {
             (m.create_time_ms, m.user_id.clone())
         });
         let mut members: Vec<api::Member> = rows.iter().map(convert::member).collect();
-        self.enrich(&mut members, ctx).await?;
+        self.enrich(&mut members, call).await?;
         Ok(api::ListMembersResponse {
             members,
             next_page_token: next,
@@ -98,10 +108,10 @@ impl Core {
     /// GetMember.
     pub async fn get_member(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::GetMemberRequest,
     ) -> ApiResult<api::GetMemberResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         required("user_id", &req.user_id)?;
@@ -111,7 +121,7 @@ impl Core {
         access.require(OrgAction::Read)?;
         let m = self.find_member(&access.org.id, &user_id).await?;
         let mut members = [convert::member(&m)];
-        self.enrich(&mut members, ctx).await?;
+        self.enrich(&mut members, call).await?;
         let [member] = members;
         Ok(api::GetMemberResponse {
             member: Some(member),
@@ -121,10 +131,10 @@ impl Core {
     /// UpdateMemberRole (rules ORG-4, ORG-5).
     pub async fn update_member_role(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::UpdateMemberRoleRequest,
     ) -> ApiResult<api::UpdateMemberRoleResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         required("user_id", &req.user_id)?;
@@ -142,10 +152,13 @@ impl Core {
                 "the OWNER's role cannot be changed; use TransferOwnership",
             ));
         }
+        if access.is_api_key() && (old_role == OrgRole::Admin || new_role == OrgRole::Admin) {
+            return Err(admin_role_needs_a_person());
+        }
         check_etag(&req.etag, before.version, "member")?;
         if old_role == new_role {
             let mut member = [convert::member(&before)];
-            self.enrich_best_effort(&mut member, ctx).await;
+            self.enrich_best_effort(&mut member, call).await;
             let [member] = member;
             return Ok(api::UpdateMemberRoleResponse {
                 member: Some(member),
@@ -156,7 +169,7 @@ impl Core {
         after.role = new_role as i32;
         after.update_time_ms = self.now_ms();
         after.version += 1;
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let updated = member::Entity::update_many()
             .col_expr(member::Column::Role, Expr::value(after.role))
             .col_expr(
@@ -167,39 +180,35 @@ impl Core {
             .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
             .filter(member::Column::UserId.eq(before.user_id.clone()))
             .filter(member::Column::Version.eq(before.version))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
-            return Err(convert::stale("member"));
+            return Err(etag_mismatch("member"));
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(
-                &before.organization_id,
-                "member.update_role",
-                "member",
-                &user_id,
-            )
-            .with_change(Some(member_json(&before)), Some(member_json(&after))),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::MemberRoleChanged(MemberRoleChanged {
-                    organization_id: before.organization_id.clone(),
-                    user_id: user_id.clone(),
-                    old_role: old_role as i32,
-                    new_role: new_role as i32,
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(
+                    &before.organization_id,
+                    "member.update_role",
+                    "member",
+                    &user_id,
+                )
+                .change(Some(&member_json(&before)), Some(&member_json(&after))),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::MemberRoleChanged(MemberRoleChanged {
+                organization_id: before.organization_id.clone(),
+                user_id: user_id.clone(),
+                old_role: old_role as i32,
+                new_role: new_role as i32,
+            }))
+            .await?;
+        txn.commit().await?;
         let mut member = [convert::member(&after)];
-        self.enrich_best_effort(&mut member, ctx).await;
+        self.enrich_best_effort(&mut member, call).await;
         let [member] = member;
         Ok(api::UpdateMemberRoleResponse {
             member: Some(member),
@@ -210,10 +219,10 @@ impl Core {
     /// RemoveMember (rules ORG-4, ORG-5): by OWNER/ADMIN, or a member leaving.
     pub async fn remove_member(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::RemoveMemberRequest,
     ) -> ApiResult<api::RemoveMemberResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         required("user_id", &req.user_id)?;
@@ -234,16 +243,13 @@ impl Core {
             ));
         }
         if role == OrgRole::Admin && access.is_api_key() {
-            return Err(ApiError::permission_denied(
-                "USER_CREDENTIALS_REQUIRED",
-                "ADMIN members can only be removed by a person, not with an API key",
-            ));
+            return Err(admin_role_needs_a_person());
         }
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let deleted = member::Entity::delete_many()
             .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
             .filter(member::Column::UserId.eq(user_id.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if deleted.rows_affected == 0 {
             return Err(ApiError::not_found("member", &user_id));
@@ -253,36 +259,32 @@ impl Core {
         } else {
             "member.remove"
         };
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&before.organization_id, action, "member", &user_id)
-                .with_change(Some(member_json(&before)), None),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::MemberRemoved(MemberRemoved {
-                    organization_id: before.organization_id.clone(),
-                    user_id: user_id.clone(),
-                    old_role: before.role,
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&before.organization_id, action, "member", &user_id)
+                    .change(Some(&member_json(&before)), None),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::MemberRemoved(MemberRemoved {
+                organization_id: before.organization_id.clone(),
+                user_id: user_id.clone(),
+                old_role: before.role,
+            }))
+            .await?;
+        txn.commit().await?;
         Ok(api::RemoveMemberResponse { revision })
     }
 
     /// TransferOwnership (rules ORG-4, ID-6).
     pub async fn transfer_ownership(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::TransferOwnershipRequest,
     ) -> ApiResult<api::TransferOwnershipResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         required("new_owner_user_id", &req.new_owner_user_id)?;
@@ -316,7 +318,7 @@ impl Core {
         org_after.owner_user_id = new_owner.user_id.clone();
         org_after.update_time_ms = now;
         org_after.version += 1;
-        let txn = self.begin().await?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         for (before, after) in [(&target, &new_owner), (&owner, &previous_owner)] {
             let updated = member::Entity::update_many()
                 .col_expr(member::Column::Role, Expr::value(after.role))
@@ -325,10 +327,10 @@ impl Core {
                 .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
                 .filter(member::Column::UserId.eq(before.user_id.clone()))
                 .filter(member::Column::Version.eq(before.version))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             if updated.rows_affected == 0 {
-                return Err(convert::stale("member"));
+                return Err(etag_mismatch("member"));
             }
         }
         let updated = organization::Entity::update_many()
@@ -343,40 +345,36 @@ impl Core {
             )
             .filter(organization::Column::Id.eq(org_before.id.clone()))
             .filter(organization::Column::OwnerUserId.eq(owner_id.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
-            return Err(convert::stale("organization"));
+            return Err(etag_mismatch("organization"));
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(
-                &org_before.id,
-                "organization.transfer_ownership",
-                "organization",
-                &org_before.id,
-            )
-            .with_change(
-                Some(crate::core::org_json(&org_before)),
-                Some(crate::core::org_json(&org_after)),
-            ),
-        )
-        .await?;
-        let revision = self
-            .emit(
-                &txn,
-                event::Payload::OwnershipTransferred(OwnershipTransferred {
-                    organization_id: org_before.id.clone(),
-                    previous_owner_user_id: owner_id.clone(),
-                    new_owner_user_id: new_owner.user_id.clone(),
-                    new_owner_previous_role: target.role,
-                }),
-                ctx,
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(
+                    &org_before.id,
+                    "organization.transfer_ownership",
+                    "organization",
+                    &org_before.id,
+                )
+                .change(
+                    Some(&crate::core::org_json(&org_before)),
+                    Some(&crate::core::org_json(&org_after)),
+                ),
             )
             .await?;
-        self.commit(txn, Some(revision)).await?;
+        let revision = txn
+            .append(event::Payload::OwnershipTransferred(OwnershipTransferred {
+                organization_id: org_before.id.clone(),
+                previous_owner_user_id: owner_id.clone(),
+                new_owner_user_id: new_owner.user_id.clone(),
+                new_owner_previous_role: target.role,
+            }))
+            .await?;
+        txn.commit().await?;
         let org_after = organization::Entity::find_by_id(org_before.id.clone())
             .one(&self.db)
             .await?
@@ -385,7 +383,7 @@ impl Core {
             convert::member(&new_owner),
             convert::member(&previous_owner),
         ];
-        self.enrich_best_effort(&mut members, ctx).await;
+        self.enrich_best_effort(&mut members, call).await;
         let [new_owner, previous_owner] = members;
         Ok(api::TransferOwnershipResponse {
             organization: Some(convert::organization(&org_after)),

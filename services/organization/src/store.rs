@@ -101,7 +101,7 @@ pub mod invite {
         pub role: i32,
         /// `InviteState` as its number: PENDING, ACCEPTED or DELETED.
         pub state: i32,
-        /// Who sent it (a user or API key id).
+        /// The user who sent it; empty when an admin API key did.
         pub inviter_user_id: String,
         /// Sent at.
         pub create_time_ms: i64,
@@ -113,6 +113,8 @@ pub mod invite {
         pub accepted_user_id: String,
         /// Withdrawn at.
         pub delete_time_ms: Option<i64>,
+        /// The admin API key that sent it; empty when a user did.
+        pub inviter_api_key_id: String,
     }
 
     /// No relations.

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use orgplane_platform::audit::Entry;
-use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::call::Call;
 use orgplane_platform::events::EventHandler;
+use orgplane_platform::events::WriteUnit;
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::{
     Event, MemberRemoved, OrganizationPurged, Producer, event::Payload,
@@ -46,9 +46,10 @@ impl Core {
     /// carried in the page token.
     pub async fn list_role_assignments(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::ListRoleAssignmentsRequest,
     ) -> ApiResult<api::ListRoleAssignmentsResponse> {
+        let principal = call.principal.as_ref();
         principal.require_service()?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
         let scope = "ListRoleAssignments";
@@ -125,59 +126,57 @@ impl Core {
             .await?;
         let mut purged = Vec::new();
         for org in due {
-            let txn = self.begin().await?;
+            // The system purges, with a request id of its own per organization.
+            let call = Call::system();
+            let mut txn = WriteUnit::begin(&self.outbox, &call).await?;
             let gone = organization::Entity::delete_many()
                 .filter(organization::Column::Id.eq(org.id.clone()))
                 .filter(organization::Column::State.eq(OrganizationState::Deleted as i32))
                 .filter(organization::Column::PurgeTimeMs.lte(now))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             if gone.rows_affected == 0 {
                 continue; // restored meanwhile
             }
             member::Entity::delete_many()
                 .filter(member::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             invite::Entity::delete_many()
                 .filter(invite::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             unit::Entity::delete_many()
                 .filter(unit::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             unit_workspace::Entity::delete_many()
                 .filter(unit_workspace::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             idempotency::Entity::delete_many()
                 .filter(idempotency::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             orgplane_platform::audit::row::Entity::delete_many()
                 .filter(orgplane_platform::audit::row::Column::OrganizationId.eq(org.id.clone()))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
             // The one record that outlives the organization: that it was purged, and by whom.
             self.audit
-                .record_system(
-                    &txn,
+                .write(
+                    &*txn,
+                    &call,
                     Entry::new(&org.id, "organization.purge", "organization", &org.id)
-                        .with_change(Some(crate::core::org_json(&org)), None),
+                        .change(Some(&crate::core::org_json(&org)), None),
                 )
                 .await?;
-            let revision = self
-                .outbox
-                .append(
-                    &txn,
-                    Payload::OrganizationPurged(OrganizationPurged {
-                        organization_id: org.id.clone(),
-                    }),
-                    &orgplane_platform::context::new_request_id(),
-                )
+            let revision = txn
+                .append(Payload::OrganizationPurged(OrganizationPurged {
+                    organization_id: org.id.clone(),
+                }))
                 .await?;
-            self.commit(txn, Some(revision)).await?;
+            txn.commit().await?;
             tracing::info!(organization_id = %org.id, revision, "organization purged");
             purged.push(org.id);
         }
@@ -227,7 +226,7 @@ impl Core {
                 .record_system(
                     txn,
                     Entry::new(&m.organization_id, "member.remove", "member", &m.user_id)
-                        .with_change(Some(crate::members::member_json(&m)), None),
+                        .change(Some(&crate::members::member_json(&m)), None),
                 )
                 .await?;
             self.outbox
@@ -261,9 +260,7 @@ impl Core {
             Producer::Identity,
         )
         .await?;
-        let ctx = RequestContext {
-            request_id: orgplane_platform::context::new_request_id(),
-        };
+        let call = Call::system();
         let (mut removed, mut refreshed, mut users) = (0usize, 0u64, 0usize);
         let mut after = String::new();
         loop {
@@ -280,11 +277,11 @@ impl Core {
             let Some(last) = ids.last() else { break };
             after = last.clone();
             users += ids.len();
-            let known = self.users.batch(&ids, &ctx).await?;
+            let known = self.users.batch(&ids, &call).await?;
             for id in &ids {
                 match known.get(id) {
                     None => {
-                        self.remove_deleted_user(txn, &ctx.request_id, id).await?;
+                        self.remove_deleted_user(txn, &call.request_id, id).await?;
                         removed += 1;
                     }
                     Some(u) if u.email_verified => {

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 
 use orgplane_platform::audit::Entry;
-use orgplane_platform::auth::Principal;
-use orgplane_platform::context::RequestContext;
+use orgplane_platform::call::Call;
+use orgplane_platform::convert::etag_mismatch;
+use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::organization::v1 as api;
@@ -15,18 +16,17 @@ use sea_orm::{
 };
 
 use crate::authz::{Access, Deleted};
-use crate::convert::{self, check_etag, required};
+use crate::convert::{self, required};
 use crate::core::{Core, keyset};
 use crate::store::{unit, unit_workspace};
+use orgplane_platform::convert::check_etag;
 
 /// The deepest level a unit may sit at.
 pub const MAX_DEPTH: i32 = 5;
 
-fn unit_json(u: &unit::Model) -> serde_json::Value {
-    serde_json::json!({
-        "id": u.id, "organizationId": u.organization_id, "parentUnitId": u.parent_unit_id,
-        "name": u.name, "depth": u.depth, "etag": convert::etag(u.version),
-    })
+/// The image of a unit in audit records: its API message (ORG-10).
+fn unit_json(u: &unit::Model) -> api::Unit {
+    convert::unit(u)
 }
 
 fn too_deep(id: &str) -> ApiError {
@@ -47,11 +47,8 @@ async fn units_of<C: ConnectionTrait>(db: &C, org: &str) -> ApiResult<Vec<unit::
 impl Core {
     /// The unit `unit_id` with the caller's access to its organization; NOT_FOUND for the unit
     /// when either is not visible.
-    async fn unit_access(
-        &self,
-        principal: &Principal,
-        unit_id: &str,
-    ) -> ApiResult<(unit::Model, Access)> {
+    async fn unit_access(&self, call: &Call, unit_id: &str) -> ApiResult<(unit::Model, Access)> {
+        let principal = call.principal.as_ref();
         let not_found = || ApiError::not_found("unit", unit_id);
         let u = unit::Entity::find_by_id(unit_id.to_owned())
             .one(&self.db)
@@ -80,28 +77,26 @@ impl Core {
     /// CreateUnit.
     pub async fn create_unit(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateUnitRequest,
     ) -> ApiResult<api::CreateUnitResponse> {
+        let principal = call.principal.as_ref();
         let (_, actor) = principal.actor();
         let key = convert::request_id(&req.request_id)
             .ok()
             .flatten()
             .map(|r| format!("CreateUnit|{actor}|{}|{r}", req.organization_id));
-        let first = self.create_unit_once(principal, ctx, req.clone()).await;
-        self.or_created_meanwhile(key.as_deref(), first, || {
-            self.create_unit_once(principal, ctx, req)
-        })
-        .await
+        let first = self.create_unit_once(call, req.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || self.create_unit_once(call, req))
+            .await
     }
 
     async fn create_unit_once(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::CreateUnitRequest,
     ) -> ApiResult<api::CreateUnitResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let input = req
@@ -143,20 +138,20 @@ impl Core {
             update_time_ms: now,
             version: 1,
         };
-        let txn = self.begin().await?;
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
         unit::Entity::insert(unit::ActiveModel::from(u.clone()))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         self.remember(&txn, key.as_deref(), &org.id, &u.id).await?;
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&org.id, "unit.create", "unit", &u.id)
-                .with_change(None, Some(unit_json(&u))),
-        )
-        .await?;
-        self.commit(txn, None).await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "unit.create", "unit", &u.id)
+                    .change(None, Some(&unit_json(&u))),
+            )
+            .await?;
+        txn.commit().await?;
         Ok(api::CreateUnitResponse {
             unit: Some(convert::unit(&u)),
         })
@@ -165,12 +160,13 @@ impl Core {
     /// GetUnit.
     pub async fn get_unit(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::GetUnitRequest,
     ) -> ApiResult<api::GetUnitResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("unit_id", &req.unit_id)?;
-        let (u, access) = self.unit_access(principal, &req.unit_id).await?;
+        let (u, access) = self.unit_access(call, &req.unit_id).await?;
         access.require(OrgAction::Read)?;
         Ok(api::GetUnitResponse {
             unit: Some(convert::unit(&u)),
@@ -180,9 +176,10 @@ impl Core {
     /// ListUnits: parents before children (by depth, then creation).
     pub async fn list_units(
         &self,
-        principal: &Principal,
+        call: &Call,
         req: api::ListUnitsRequest,
     ) -> ApiResult<api::ListUnitsResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
@@ -223,10 +220,10 @@ impl Core {
     /// UpdateUnit: rename, or move with its subtree.
     pub async fn update_unit(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::UpdateUnitRequest,
     ) -> ApiResult<api::UpdateUnitResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         let input = req
             .unit
@@ -238,7 +235,7 @@ impl Core {
         } else {
             None
         };
-        let (before, access) = self.unit_access(principal, &input.id).await?;
+        let (before, access) = self.unit_access(call, &input.id).await?;
         access.require(OrgAction::ManageOrganization)?;
         check_etag(&req.etag, before.version, "unit")?;
         let mut after = before.clone();
@@ -248,12 +245,12 @@ impl Core {
         let now = self.now_ms();
         after.update_time_ms = now;
         after.version += 1;
-        let txn = self.begin().await?;
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
         let mut depth_changes: Vec<(String, i32)> = Vec::new();
         if paths.iter().any(|p| p == "parent_unit_id")
             && input.parent_unit_id != before.parent_unit_id
         {
-            let all = units_of(&txn, &before.organization_id).await?;
+            let all = units_of(&*txn, &before.organization_id).await?;
             let by_id: HashMap<&str, &unit::Model> =
                 all.iter().map(|u| (u.id.as_str(), u)).collect();
             let new_depth = if input.parent_unit_id.is_empty() {
@@ -309,10 +306,10 @@ impl Core {
             .col_expr(unit::Column::Version, Expr::value(after.version))
             .filter(unit::Column::Id.eq(before.id.clone()))
             .filter(unit::Column::Version.eq(before.version))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
-            return Err(convert::stale("unit"));
+            return Err(etag_mismatch("unit"));
         }
         for (id, depth) in depth_changes {
             unit::Entity::update_many()
@@ -323,18 +320,18 @@ impl Core {
                     Expr::col(unit::Column::Version).add(1),
                 )
                 .filter(unit::Column::Id.eq(id))
-                .exec(&txn)
+                .exec(&*txn)
                 .await?;
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&before.organization_id, "unit.update", "unit", &before.id)
-                .with_change(Some(unit_json(&before)), Some(unit_json(&after))),
-        )
-        .await?;
-        self.commit(txn, None).await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&before.organization_id, "unit.update", "unit", &before.id)
+                    .change(Some(&unit_json(&before)), Some(&unit_json(&after))),
+            )
+            .await?;
+        txn.commit().await?;
         Ok(api::UpdateUnitResponse {
             unit: Some(convert::unit(&after)),
         })
@@ -343,19 +340,19 @@ impl Core {
     /// DeleteUnit: only an empty unit.
     pub async fn delete_unit(
         &self,
-        principal: &Principal,
-        ctx: &RequestContext,
+        call: &Call,
         req: api::DeleteUnitRequest,
     ) -> ApiResult<api::DeleteUnitResponse> {
+        let principal = call.principal.as_ref();
         crate::authz::require_caller(principal)?;
         required("unit_id", &req.unit_id)?;
-        let (u, access) = self.unit_access(principal, &req.unit_id).await?;
+        let (u, access) = self.unit_access(call, &req.unit_id).await?;
         access.require(OrgAction::ManageOrganization)?;
         check_etag(&req.etag, u.version, "unit")?;
-        let txn = self.begin().await?;
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
         let children = unit::Entity::find()
             .filter(unit::Column::ParentUnitId.eq(u.id.clone()))
-            .count(&txn)
+            .count(&*txn)
             .await?;
         if children > 0 {
             return Err(ApiError::failed_precondition(
@@ -366,7 +363,7 @@ impl Core {
         }
         let workspaces = unit_workspace::Entity::find()
             .filter(unit_workspace::Column::UnitId.eq(u.id.clone()))
-            .count(&txn)
+            .count(&*txn)
             .await?;
         if workspaces > 0 {
             return Err(ApiError::failed_precondition(
@@ -378,20 +375,20 @@ impl Core {
         let deleted = unit::Entity::delete_many()
             .filter(unit::Column::Id.eq(u.id.clone()))
             .filter(unit::Column::Version.eq(u.version))
-            .exec(&txn)
+            .exec(&*txn)
             .await?;
         if deleted.rows_affected == 0 {
-            return Err(convert::stale("unit"));
+            return Err(etag_mismatch("unit"));
         }
-        self.audit(
-            &txn,
-            principal,
-            ctx,
-            Entry::new(&u.organization_id, "unit.delete", "unit", &u.id)
-                .with_change(Some(unit_json(&u)), None),
-        )
-        .await?;
-        self.commit(txn, None).await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&u.organization_id, "unit.delete", "unit", &u.id)
+                    .change(Some(&unit_json(&u)), None),
+            )
+            .await?;
+        txn.commit().await?;
         Ok(api::DeleteUnitResponse {})
     }
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use orgplane_platform::Call;
 use orgplane_platform::auth::{ServiceTokenSource, outgoing};
-use orgplane_platform::context::RequestContext;
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{BatchGetUsersRequest, GetUserRequest, User};
@@ -57,7 +57,7 @@ impl Users {
     }
 
     /// The user `user_id`, or `None` when identity does not know them.
-    pub async fn get(&self, user_id: &str, ctx: &RequestContext) -> ApiResult<Option<User>> {
+    pub async fn get(&self, user_id: &str, call: &Call) -> ApiResult<Option<User>> {
         let token = self.token().await?;
         let mut client = IdentityServiceClient::new(self.channel.clone());
         let mut request = outgoing(
@@ -65,7 +65,7 @@ impl Users {
                 user_id: user_id.to_owned(),
             },
             Some(&token),
-            Some(ctx),
+            Some(&call.context()),
         );
         request.set_timeout(CALL_TIMEOUT);
         match tokio::time::timeout(CALL_TIMEOUT, client.get_user(request)).await {
@@ -83,7 +83,7 @@ impl Users {
     pub async fn batch(
         &self,
         user_ids: &[String],
-        ctx: &RequestContext,
+        call: &Call,
     ) -> ApiResult<HashMap<String, User>> {
         let mut out = HashMap::new();
         if user_ids.is_empty() {
@@ -98,7 +98,7 @@ impl Users {
                     user_ids: chunk.to_vec(),
                 },
                 Some(&token),
-                Some(ctx),
+                Some(&call.context()),
             );
             request.set_timeout(CALL_TIMEOUT);
             let response =
