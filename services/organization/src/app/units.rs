@@ -3,86 +3,114 @@
 
 use std::collections::HashMap;
 
+use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
-use orgplane_platform::call::Call;
-use orgplane_platform::convert::etag_mismatch;
+use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
-use orgplane_platform::{ApiError, ApiResult};
-use orgplane_proto::organization::v1 as api;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::authz::{Access, Deleted};
-use crate::convert::{self, required};
-use crate::core::{Core, keyset};
+use super::access::{Access, as_not_found_of};
+use super::{App, Page};
+use crate::api::convert::unit as image;
+use crate::domain::authz::{Deleted, require_caller};
+use crate::domain::validate::{self, required};
+use crate::domain::{Error, MAX_UNIT_DEPTH as MAX_DEPTH, Result};
+use crate::store::query::{keyset, new_id};
 use crate::store::{unit, unit_workspace};
-use orgplane_platform::convert::check_etag;
 
-/// The deepest level a unit may sit at.
-pub const MAX_DEPTH: i32 = 5;
-
-/// The image of a unit in audit records: its API message (ORG-10).
-fn unit_json(u: &unit::Model) -> api::Unit {
-    convert::unit(u)
+/// What a request says of a unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitFields {
+    /// The unit's id (updates only).
+    pub id: String,
+    /// The parent unit, or empty at the top level.
+    pub parent_unit_id: String,
+    /// Display name.
+    pub name: String,
 }
 
-fn too_deep(id: &str) -> ApiError {
-    ApiError::failed_precondition(
-        "UNIT_DEPTH_EXCEEDED",
-        id,
-        format!("units may be nested at most {MAX_DEPTH} levels deep"),
-    )
+/// CreateUnit.
+#[derive(Debug, Clone, Default)]
+pub struct CreateUnit {
+    /// The organization.
+    pub organization_id: String,
+    /// The new unit (the request's `unit`, if any).
+    pub unit: Option<UnitFields>,
+    /// The AIP-155 request id, or empty.
+    pub request_id: String,
 }
 
-async fn units_of<C: ConnectionTrait>(db: &C, org: &str) -> ApiResult<Vec<unit::Model>> {
+/// ListUnits.
+#[derive(Debug, Clone, Default)]
+pub struct ListUnits {
+    /// The organization.
+    pub organization_id: String,
+    /// Only the children of this unit; empty for every unit.
+    pub parent_unit_id: String,
+    /// Requested page size.
+    pub page_size: i32,
+    /// Token of the page to read.
+    pub page_token: String,
+}
+
+/// UpdateUnit: rename and/or move.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateUnit {
+    /// The new values (the request's `unit`, if any).
+    pub unit: Option<UnitFields>,
+    /// The update mask's paths.
+    pub paths: Vec<String>,
+    /// The etag read, or empty.
+    pub etag: String,
+}
+
+fn too_deep(parent_unit_id: &str) -> Error {
+    Error::UnitTooDeep {
+        parent_unit_id: parent_unit_id.to_owned(),
+        max: MAX_DEPTH,
+    }
+}
+
+async fn units_of<C: ConnectionTrait>(db: &C, org: &str) -> Result<Vec<unit::Model>> {
     Ok(unit::Entity::find()
         .filter(unit::Column::OrganizationId.eq(org.to_owned()))
         .all(db)
         .await?)
 }
 
-impl Core {
+impl App {
     /// The unit `unit_id` with the caller's access to its organization; NOT_FOUND for the unit
     /// when either is not visible.
-    async fn unit_access(&self, call: &Call, unit_id: &str) -> ApiResult<(unit::Model, Access)> {
+    async fn unit_access(&self, call: &Call, unit_id: &str) -> Result<(unit::Model, Access)> {
         let principal = call.principal.as_ref();
-        let not_found = || ApiError::not_found("unit", unit_id);
+        let not_found = || Error::not_found("unit", unit_id);
         let u = unit::Entity::find_by_id(unit_id.to_owned())
             .one(&self.db)
             .await?
             .ok_or_else(not_found)?;
         let access = Access::resolve(&self.db, principal, &u.organization_id, Deleted::Hidden)
             .await
-            .map_err(|e| {
-                if e.code() == tonic::Code::NotFound {
-                    not_found()
-                } else {
-                    e
-                }
-            })?;
+            .map_err(as_not_found_of("unit", unit_id))?;
         Ok((u, access))
     }
 
-    async fn parent_in(&self, org: &str, parent_unit_id: &str) -> ApiResult<unit::Model> {
+    async fn parent_in(&self, org: &str, parent_unit_id: &str) -> Result<unit::Model> {
         unit::Entity::find_by_id(parent_unit_id.to_owned())
             .one(&self.db)
             .await?
             .filter(|p| p.organization_id == org)
-            .ok_or_else(|| ApiError::not_found("unit", parent_unit_id))
+            .ok_or_else(|| Error::not_found("unit", parent_unit_id))
     }
 
     /// CreateUnit.
-    pub async fn create_unit(
-        &self,
-        call: &Call,
-        req: api::CreateUnitRequest,
-    ) -> ApiResult<api::CreateUnitResponse> {
+    pub async fn create_unit(&self, call: &Call, req: CreateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
         let (_, actor) = principal.actor();
-        let key = convert::request_id(&req.request_id)
+        let key = validate::request_id(&req.request_id)
             .ok()
             .flatten()
             .map(|r| format!("CreateUnit|{actor}|{}|{r}", req.organization_id));
@@ -91,19 +119,13 @@ impl Core {
             .await
     }
 
-    async fn create_unit_once(
-        &self,
-        call: &Call,
-        req: api::CreateUnitRequest,
-    ) -> ApiResult<api::CreateUnitResponse> {
+    async fn create_unit_once(&self, call: &Call, req: CreateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
+        require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
-        let input = req
-            .unit
-            .ok_or_else(|| ApiError::invalid_argument("unit", "required"))?;
-        let name = convert::name("unit.name", &input.name)?;
-        let request_id = convert::request_id(&req.request_id)?;
+        let input = req.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
+        let name = validate::name("unit.name", &input.name)?;
+        let request_id = validate::request_id(&req.request_id)?;
         let access =
             Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::ManageOrganization)?;
@@ -114,10 +136,8 @@ impl Core {
             let u = unit::Entity::find_by_id(id.clone())
                 .one(&self.db)
                 .await?
-                .ok_or_else(|| ApiError::not_found("unit", &id))?;
-            return Ok(api::CreateUnitResponse {
-                unit: Some(convert::unit(&u)),
-            });
+                .ok_or_else(|| Error::not_found("unit", &id))?;
+            return Ok(u);
         }
         let depth = if input.parent_unit_id.is_empty() {
             1
@@ -129,7 +149,7 @@ impl Core {
         }
         let now = self.now_ms();
         let u = unit::Model {
-            id: convert::new_id("unit"),
+            id: new_id("unit"),
             organization_id: org.id.clone(),
             parent_unit_id: input.parent_unit_id.clone(),
             name,
@@ -147,40 +167,27 @@ impl Core {
             .write(
                 &*txn,
                 call,
-                Entry::new(&org.id, "unit.create", "unit", &u.id)
-                    .change(None, Some(&unit_json(&u))),
+                Entry::new(&org.id, "unit.create", "unit", &u.id).change(None, Some(&image(&u))),
             )
             .await?;
         txn.commit().await?;
-        Ok(api::CreateUnitResponse {
-            unit: Some(convert::unit(&u)),
-        })
+        Ok(u)
     }
 
     /// GetUnit.
-    pub async fn get_unit(
-        &self,
-        call: &Call,
-        req: api::GetUnitRequest,
-    ) -> ApiResult<api::GetUnitResponse> {
+    pub async fn get_unit(&self, call: &Call, unit_id: &str) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        required("unit_id", &req.unit_id)?;
-        let (u, access) = self.unit_access(call, &req.unit_id).await?;
+        require_caller(principal)?;
+        required("unit_id", unit_id)?;
+        let (u, access) = self.unit_access(call, unit_id).await?;
         access.require(OrgAction::Read)?;
-        Ok(api::GetUnitResponse {
-            unit: Some(convert::unit(&u)),
-        })
+        Ok(u)
     }
 
     /// ListUnits: parents before children (by depth, then creation).
-    pub async fn list_units(
-        &self,
-        call: &Call,
-        req: api::ListUnitsRequest,
-    ) -> ApiResult<api::ListUnitsResponse> {
+    pub async fn list_units(&self, call: &Call, req: ListUnits) -> Result<Page<unit::Model>> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
+        require_caller(principal)?;
         required("organization_id", &req.organization_id)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
         let access =
@@ -211,27 +218,21 @@ impl Core {
             .runtime
             .page_tokens
             .page(&scope, rows, size, |u| (u.depth, u.id.clone()));
-        Ok(api::ListUnitsResponse {
-            units: rows.iter().map(convert::unit).collect(),
+        Ok(Page {
+            items: rows,
             next_page_token: next,
         })
     }
 
     /// UpdateUnit: rename, or move with its subtree.
-    pub async fn update_unit(
-        &self,
-        call: &Call,
-        req: api::UpdateUnitRequest,
-    ) -> ApiResult<api::UpdateUnitResponse> {
+    pub async fn update_unit(&self, call: &Call, req: UpdateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        let input = req
-            .unit
-            .ok_or_else(|| ApiError::invalid_argument("unit", "required"))?;
+        require_caller(principal)?;
+        let input = req.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
         required("unit.id", &input.id)?;
-        let paths = convert::mask_paths(req.update_mask.as_ref(), &["name", "parent_unit_id"])?;
+        let paths = validate::mask_paths(&req.paths, &["name", "parent_unit_id"])?;
         let name = if paths.iter().any(|p| p == "name") {
-            Some(convert::name("unit.name", &input.name)?)
+            Some(validate::name("unit.name", &input.name)?)
         } else {
             None
         };
@@ -258,16 +259,14 @@ impl Core {
             } else {
                 let parent = by_id
                     .get(input.parent_unit_id.as_str())
-                    .ok_or_else(|| ApiError::not_found("unit", &input.parent_unit_id))?;
+                    .ok_or_else(|| Error::not_found("unit", &input.parent_unit_id))?;
                 // The new parent must not be the unit or one of its descendants.
                 let mut cursor = Some(*parent);
                 while let Some(c) = cursor {
                     if c.id == before.id {
-                        return Err(ApiError::failed_precondition(
-                            "UNIT_CYCLE",
-                            &input.parent_unit_id,
-                            "a unit cannot be moved under itself or its descendants",
-                        ));
+                        return Err(Error::UnitCycle {
+                            parent_unit_id: input.parent_unit_id.clone(),
+                        });
                     }
                     cursor = by_id.get(c.parent_unit_id.as_str()).copied();
                 }
@@ -309,7 +308,7 @@ impl Core {
             .exec(&*txn)
             .await?;
         if updated.rows_affected == 0 {
-            return Err(etag_mismatch("unit"));
+            return Err(etag_mismatch("unit").into());
         }
         for (id, depth) in depth_changes {
             unit::Entity::update_many()
@@ -328,49 +327,39 @@ impl Core {
                 &*txn,
                 call,
                 Entry::new(&before.organization_id, "unit.update", "unit", &before.id)
-                    .change(Some(&unit_json(&before)), Some(&unit_json(&after))),
+                    .change(Some(&image(&before)), Some(&image(&after))),
             )
             .await?;
         txn.commit().await?;
-        Ok(api::UpdateUnitResponse {
-            unit: Some(convert::unit(&after)),
-        })
+        Ok(after)
     }
 
     /// DeleteUnit: only an empty unit.
-    pub async fn delete_unit(
-        &self,
-        call: &Call,
-        req: api::DeleteUnitRequest,
-    ) -> ApiResult<api::DeleteUnitResponse> {
+    pub async fn delete_unit(&self, call: &Call, unit_id: &str, etag: &str) -> Result<()> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        required("unit_id", &req.unit_id)?;
-        let (u, access) = self.unit_access(call, &req.unit_id).await?;
+        require_caller(principal)?;
+        required("unit_id", unit_id)?;
+        let (u, access) = self.unit_access(call, unit_id).await?;
         access.require(OrgAction::ManageOrganization)?;
-        check_etag(&req.etag, u.version, "unit")?;
+        check_etag(etag, u.version, "unit")?;
         let txn = WriteUnit::begin(&self.outbox, call).await?;
         let children = unit::Entity::find()
             .filter(unit::Column::ParentUnitId.eq(u.id.clone()))
             .count(&*txn)
             .await?;
         if children > 0 {
-            return Err(ApiError::failed_precondition(
-                "UNIT_HAS_CHILDREN",
-                &u.id,
-                "delete or move the unit's child units first",
-            ));
+            return Err(Error::UnitHasChildren {
+                unit_id: u.id.clone(),
+            });
         }
         let workspaces = unit_workspace::Entity::find()
             .filter(unit_workspace::Column::UnitId.eq(u.id.clone()))
             .count(&*txn)
             .await?;
         if workspaces > 0 {
-            return Err(ApiError::failed_precondition(
-                "UNIT_HAS_WORKSPACES",
-                &u.id,
-                "workspaces belong to this unit; move them first",
-            ));
+            return Err(Error::UnitHasWorkspaces {
+                unit_id: u.id.clone(),
+            });
         }
         let deleted = unit::Entity::delete_many()
             .filter(unit::Column::Id.eq(u.id.clone()))
@@ -378,17 +367,17 @@ impl Core {
             .exec(&*txn)
             .await?;
         if deleted.rows_affected == 0 {
-            return Err(etag_mismatch("unit"));
+            return Err(etag_mismatch("unit").into());
         }
         self.audit
             .write(
                 &*txn,
                 call,
                 Entry::new(&u.organization_id, "unit.delete", "unit", &u.id)
-                    .change(Some(&unit_json(&u)), None),
+                    .change(Some(&image(&u)), None),
             )
             .await?;
         txn.commit().await?;
-        Ok(api::DeleteUnitResponse {})
+        Ok(())
     }
 }

@@ -1,102 +1,122 @@
 //! Invites (rule ORG-6): create (and mail), get, list, withdraw, accept.
 
+use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::call::Call;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::mail::Mail;
 use orgplane_platform::roles::OrgAction;
-use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::{MemberAdded, event};
-use orgplane_proto::organization::v1::{self as api, InviteState, OrgRole, OrganizationState};
+use orgplane_proto::organization::v1::{InviteState, OrganizationState};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::authz::{Access, Deleted};
-use crate::convert::{self, required};
-use crate::core::Core;
-use crate::members::admin_role_needs_a_person;
+use super::access::{Access, as_not_found_of};
+use super::{App, InviteView, MemberView, Page};
+use crate::api::convert::invite as image;
+use crate::domain::authz::{Deleted, require_caller};
+use crate::domain::validate::{self, invite_state, required};
+use crate::domain::{Error, INVITE_TTL_MS, Result};
+use crate::store::query::new_id;
 use crate::store::{invite, member, organization};
 
-/// How long an invite can be accepted (ORG-6).
-pub const INVITE_TTL_MS: i64 = 21 * 24 * 3600 * 1000;
-
-fn not_pending(id: &str) -> ApiError {
-    ApiError::failed_precondition(
-        "INVITE_NOT_PENDING",
-        id,
-        "the invite was already accepted or withdrawn",
-    )
+/// CreateInvite (ORG-6).
+#[derive(Debug, Clone, Default)]
+pub struct CreateInvite {
+    /// The organization.
+    pub organization_id: String,
+    /// The invitee's email and role (the request's `invite`, if any).
+    pub invite: Option<InviteFields>,
+    /// The AIP-155 request id, or empty.
+    pub request_id: String,
 }
 
-impl Core {
-    async fn find_invite(&self, invite_id: &str) -> ApiResult<invite::Model> {
+/// What a request says of a new invite.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InviteFields {
+    /// The invitee's address.
+    pub email: String,
+    /// The `OrgRole` they get, as its number.
+    pub role: i32,
+}
+
+/// ListInvites.
+#[derive(Debug, Clone, Default)]
+pub struct ListInvites {
+    /// The organization.
+    pub organization_id: String,
+    /// `InviteState` filter as its number.
+    pub state: i32,
+    /// Whether withdrawn invites are listed too.
+    pub show_deleted: bool,
+    /// Requested page size.
+    pub page_size: i32,
+    /// Token of the page to read.
+    pub page_token: String,
+}
+
+/// What AcceptInvite changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The new membership.
+    pub member: MemberView,
+    /// The accepted invite.
+    pub invite: InviteView,
+    /// The revision of `MemberAdded`.
+    pub revision: i64,
+}
+
+fn not_pending(id: &str) -> Error {
+    Error::InviteNotPending {
+        invite_id: id.to_owned(),
+    }
+}
+
+impl App {
+    async fn find_invite(&self, invite_id: &str) -> Result<invite::Model> {
         invite::Entity::find_by_id(invite_id.to_owned())
             .one(&self.db)
             .await?
-            .ok_or_else(|| ApiError::not_found("invite", invite_id))
-    }
-
-    /// The caller's access to the invite's organization as its OWNER/ADMIN, or NOT_FOUND for the
-    /// invite (never for the organization, whose id the caller may not know).
-    async fn invite_admin(&self, principal: &Principal, inv: &invite::Model) -> ApiResult<Access> {
-        Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden)
-            .await
-            .map_err(|e| {
-                if e.code() == tonic::Code::NotFound {
-                    ApiError::not_found("invite", &inv.id)
-                } else {
-                    e
-                }
-            })
+            .ok_or_else(|| Error::not_found("invite", invite_id))
     }
 
     /// CreateInvite (rule ORG-6).
-    pub async fn create_invite(
-        &self,
-        call: &Call,
-        req: api::CreateInviteRequest,
-    ) -> ApiResult<api::CreateInviteResponse> {
-        let principal = call.principal.as_ref();
-        let (_, actor) = principal.actor();
-        let key = convert::request_id(&req.request_id)
+    pub async fn create_invite(&self, call: &Call, cmd: CreateInvite) -> Result<InviteView> {
+        let (_, actor) = call.principal.actor();
+        let key = validate::request_id(&cmd.request_id)
             .ok()
             .flatten()
-            .map(|r| format!("CreateInvite|{actor}|{}|{r}", req.organization_id));
-        let first = self.create_invite_once(call, req.clone()).await;
-        self.or_created_meanwhile(key.as_deref(), first, || self.create_invite_once(call, req))
+            .map(|r| format!("CreateInvite|{actor}|{}|{r}", cmd.organization_id));
+        let first = self.create_invite_once(call, cmd.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || self.create_invite_once(call, cmd))
             .await
     }
 
-    async fn create_invite_once(
-        &self,
-        call: &Call,
-        req: api::CreateInviteRequest,
-    ) -> ApiResult<api::CreateInviteResponse> {
+    async fn create_invite_once(&self, call: &Call, cmd: CreateInvite) -> Result<InviteView> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        required("organization_id", &req.organization_id)?;
-        let input = req
+        require_caller(principal)?;
+        required("organization_id", &cmd.organization_id)?;
+        let input = cmd
             .invite
-            .ok_or_else(|| ApiError::invalid_argument("invite", "required"))?;
-        let email = convert::email("invite.email", &input.email)?;
-        let role = convert::assignable_role("invite.role", input.role)?;
-        let request_id = convert::request_id(&req.request_id)?;
+            .ok_or_else(|| Error::invalid("invite", "required"))?;
+        let email = validate::email("invite.email", &input.email)?;
+        let role = validate::assignable_role("invite.role", input.role)?;
+        let request_id = validate::request_id(&cmd.request_id)?;
         let access =
-            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+            Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::ManageOrganization)?;
-        if role == OrgRole::Admin && access.is_api_key() {
-            return Err(admin_role_needs_a_person());
-        }
+        access.caller.require_person_for_admin(None, Some(role))?;
         let org = access.org;
         let (_, actor) = principal.actor();
         let key = request_id.map(|r| format!("CreateInvite|{actor}|{}|{r}", org.id));
         let now = self.now_ms();
+        let view = |invite: invite::Model| InviteView {
+            invite,
+            organization_name: org.name.clone(),
+            now_ms: now,
+        };
         if let Some(id) = self.idempotent(key.as_deref()).await? {
-            let inv = self.find_invite(&id).await?;
-            return Ok(api::CreateInviteResponse {
-                invite: Some(convert::invite(&inv, &org.name, now)),
-            });
+            return Ok(view(self.find_invite(&id).await?));
         }
         let is_member = member::Entity::find()
             .filter(member::Column::OrganizationId.eq(org.id.clone()))
@@ -105,17 +125,10 @@ impl Core {
             .await?
             .is_some();
         if is_member {
-            return Err(ApiError::already_exists(
-                "ALREADY_A_MEMBER",
-                "a member of the organization has this email",
-            ));
+            return Err(Error::AlreadyAMember {
+                message: "a member of the organization has this email",
+            });
         }
-        let pending_taken = || {
-            ApiError::already_exists(
-                "INVITE_ALREADY_PENDING",
-                "a pending invite for this email exists",
-            )
-        };
         let txn = WriteUnit::begin(&self.outbox, call).await?;
         if let Some(existing) = invite::Entity::find()
             .filter(invite::Column::OrganizationId.eq(org.id.clone()))
@@ -124,7 +137,7 @@ impl Core {
             .await?
         {
             if existing.expire_time_ms > now {
-                return Err(pending_taken());
+                return Err(Error::InviteAlreadyPending);
             }
             // An expired invite no longer blocks a new one.
             invite::Entity::update_many()
@@ -139,26 +152,26 @@ impl Core {
             p => (p.actor().1, String::new()),
         };
         let inv = invite::Model {
-            id: convert::new_id("inv"),
+            id: new_id("inv"),
             organization_id: org.id.clone(),
             email: email.clone(),
             pending_key: Some(email.clone()),
             role: role as i32,
             state: InviteState::Pending as i32,
             inviter_user_id,
-            inviter_api_key_id,
             create_time_ms: now,
             expire_time_ms: now + INVITE_TTL_MS,
             accept_time_ms: None,
             accepted_user_id: String::new(),
             delete_time_ms: None,
+            inviter_api_key_id,
         };
         invite::Entity::insert(invite::ActiveModel::from(inv.clone()))
             .exec(&*txn)
             .await
             .map_err(|e| {
                 if orgplane_platform::db::is_unique_violation(&e) {
-                    pending_taken()
+                    Error::InviteAlreadyPending
                 } else {
                     e.into()
                 }
@@ -170,10 +183,11 @@ impl Core {
                 &*txn,
                 call,
                 Entry::new(&org.id, "invite.create", "invite", &inv.id)
-                    .change(None, Some(&convert::invite(&inv, &org.name, now))),
+                    .change(None, Some(&image(&inv, &org.name, now))),
             )
             .await?;
         // Mail before commit: a failed send rolls the invite back (retry with the request_id).
+        // The mail names the organization and the role, not who sent it (a person or a key).
         let link = format!("{}{}", self.config.invite_link_base, inv.id);
         self.mailer
             .send(
@@ -195,29 +209,25 @@ impl Core {
             )
             .await?;
         txn.commit().await?;
-        Ok(api::CreateInviteResponse {
-            invite: Some(convert::invite(&inv, &org.name, now)),
-        })
+        Ok(view(inv))
     }
 
     /// GetInvite: for the organization's OWNER/ADMIN, or the invitee.
-    pub async fn get_invite(
-        &self,
-        call: &Call,
-        req: api::GetInviteRequest,
-    ) -> ApiResult<api::GetInviteResponse> {
+    pub async fn get_invite(&self, call: &Call, invite_id: &str) -> Result<InviteView> {
         let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        required("invite_id", &req.invite_id)?;
-        let inv = self.find_invite(&req.invite_id).await?;
-        let not_found = || ApiError::not_found("invite", &inv.id);
+        require_caller(principal)?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
+        let not_found = || Error::not_found("invite", &inv.id);
         let now = self.now_ms();
         if let Ok(access) =
             Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden).await
             && access.allows(OrgAction::ManageOrganization)
         {
-            return Ok(api::GetInviteResponse {
-                invite: Some(convert::invite(&inv, &access.org.name, now)),
+            return Ok(InviteView {
+                organization_name: access.org.name,
+                invite: inv,
+                now_ms: now,
             });
         }
         let Principal::User(user) = principal else {
@@ -234,25 +244,27 @@ impl Core {
             .await?
             .filter(|o| o.state == OrganizationState::Active as i32)
             .ok_or_else(not_found)?;
-        Ok(api::GetInviteResponse {
-            invite: Some(convert::invite(&inv, &org.name, now)),
+        Ok(InviteView {
+            invite: inv,
+            organization_name: org.name,
+            now_ms: now,
         })
     }
 
     /// ListInvites, newest first.
-    pub async fn list_invites(
-        &self,
-        call: &Call,
-        req: api::ListInvitesRequest,
-    ) -> ApiResult<api::ListInvitesResponse> {
-        let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
+    pub async fn list_invites(&self, call: &Call, req: ListInvites) -> Result<Page<InviteView>> {
+        require_caller(&call.principal)?;
         required("organization_id", &req.organization_id)?;
         let size = orgplane_platform::pagination::page_size(req.page_size)?;
         let state = InviteState::try_from(req.state)
-            .map_err(|_| ApiError::invalid_argument("state", "unknown state"))?;
-        let access =
-            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+            .map_err(|_| Error::invalid("state", "unknown state"))?;
+        let access = Access::resolve(
+            &self.db,
+            &call.principal,
+            &req.organization_id,
+            Deleted::Hidden,
+        )
+        .await?;
         access.require(OrgAction::ManageOrganization)?;
         let org = access.org;
         let scope = format!("ListInvites|{}|{}|{}", org.id, req.state, req.show_deleted);
@@ -285,33 +297,40 @@ impl Core {
             .limit(size + 1)
             .all(&self.db)
             .await?;
-        let (rows, next) = self
+        let (rows, next_page_token) = self
             .runtime
             .page_tokens
             .page(&scope, rows, size, |i| i.id.clone());
-        Ok(api::ListInvitesResponse {
-            invites: rows
-                .iter()
-                .map(|i| convert::invite(i, &org.name, now))
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|invite| InviteView {
+                    invite,
+                    organization_name: org.name.clone(),
+                    now_ms: now,
+                })
                 .collect(),
-            next_page_token: next,
+            next_page_token,
         })
     }
 
     /// DeleteInvite: withdraws a pending invite.
-    pub async fn delete_invite(
-        &self,
-        call: &Call,
-        req: api::DeleteInviteRequest,
-    ) -> ApiResult<api::DeleteInviteResponse> {
-        let principal = call.principal.as_ref();
-        crate::authz::require_caller(principal)?;
-        required("invite_id", &req.invite_id)?;
-        let inv = self.find_invite(&req.invite_id).await?;
-        let access = self.invite_admin(principal, &inv).await?;
+    pub async fn delete_invite(&self, call: &Call, invite_id: &str) -> Result<InviteView> {
+        require_caller(&call.principal)?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
+        // NOT_FOUND for the invite, never for the organization (whose id the caller may not know).
+        let access = Access::resolve(
+            &self.db,
+            &call.principal,
+            &inv.organization_id,
+            Deleted::Hidden,
+        )
+        .await
+        .map_err(as_not_found_of("invite", &inv.id))?;
         access.require(OrgAction::ManageOrganization)?;
         let now = self.now_ms();
-        if convert::invite_state(&inv, now) != InviteState::Pending {
+        if invite_state(inv.state, inv.expire_time_ms, now) != InviteState::Pending {
             return Err(not_pending(&inv.id));
         }
         let mut after = inv.clone();
@@ -333,72 +352,67 @@ impl Core {
         if updated.rows_affected == 0 {
             return Err(not_pending(&inv.id));
         }
+        let name = &access.org.name;
         self.audit
             .write(
                 &*txn,
                 call,
                 Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id).change(
-                    Some(&convert::invite(&inv, &access.org.name, now)),
-                    Some(&convert::invite(&after, &access.org.name, now)),
+                    Some(&image(&inv, name, now)),
+                    Some(&image(&after, name, now)),
                 ),
             )
             .await?;
         txn.commit().await?;
-        Ok(api::DeleteInviteResponse {
-            invite: Some(convert::invite(&after, &access.org.name, now)),
+        Ok(InviteView {
+            invite: after,
+            organization_name: access.org.name,
+            now_ms: now,
         })
     }
 
     /// AcceptInvite (rule ORG-6).
-    pub async fn accept_invite(
-        &self,
-        call: &Call,
-        req: api::AcceptInviteRequest,
-    ) -> ApiResult<api::AcceptInviteResponse> {
-        let principal = call.principal.as_ref();
-        let user = principal.require_user()?;
-        required("invite_id", &req.invite_id)?;
-        let inv = self.find_invite(&req.invite_id).await?;
+    pub async fn accept_invite(&self, call: &Call, invite_id: &str) -> Result<Accepted> {
+        let user = call.principal.require_user()?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
         let org = organization::Entity::find_by_id(inv.organization_id.clone())
             .one(&self.db)
             .await?
             .filter(|o| o.state == OrganizationState::Active as i32)
-            .ok_or_else(|| ApiError::not_found("invite", &inv.id))?;
-        let account = self.users.get(&user.user_id, call).await?.ok_or_else(|| {
-            ApiError::failed_precondition(
-                "USER_NOT_FOUND",
-                &user.user_id,
-                "the identity service does not know the calling user",
-            )
-        })?;
+            .ok_or_else(|| Error::not_found("invite", &inv.id))?;
+        let account =
+            self.users
+                .get(&user.user_id, call)
+                .await?
+                .ok_or_else(|| Error::UserNotFound {
+                    user_id: user.user_id.clone(),
+                })?;
         if !account.email_verified {
-            return Err(ApiError::failed_precondition(
-                "EMAIL_NOT_VERIFIED",
-                &user.user_id,
-                "verify your email address before accepting an invite",
-            ));
+            return Err(Error::EmailNotVerified {
+                user_id: user.user_id.clone(),
+                before: "accepting an invite",
+            });
         }
         let email = account.email.trim().to_lowercase();
         if email != inv.email {
-            return Err(ApiError::failed_precondition(
-                "INVITE_EMAIL_MISMATCH",
-                &inv.id,
-                "the invite was sent to another email address",
-            ));
+            return Err(Error::InviteEmailMismatch {
+                invite_id: inv.id.clone(),
+            });
         }
         let now = self.now_ms();
-        match convert::invite_state(&inv, now) {
+        match invite_state(inv.state, inv.expire_time_ms, now) {
             InviteState::Pending => {}
             InviteState::Expired => {
-                return Err(ApiError::failed_precondition(
-                    "INVITE_EXPIRED",
-                    &inv.id,
-                    "the invite expired; ask for a new one",
-                ));
+                return Err(Error::InviteExpired {
+                    invite_id: inv.id.clone(),
+                });
             }
             _ => return Err(not_pending(&inv.id)),
         }
-        let already = || ApiError::already_exists("ALREADY_A_MEMBER", "you are already a member");
+        let already = || Error::AlreadyAMember {
+            message: "you are already a member",
+        };
         if member::Entity::find_by_id((org.id.clone(), user.user_id.clone()))
             .one(&self.db)
             .await?
@@ -456,25 +470,25 @@ impl Core {
                 &*txn,
                 call,
                 Entry::new(&org.id, "invite.accept", "invite", &inv.id).change(
-                    Some(&convert::invite(&inv, &org.name, now)),
-                    Some(&convert::invite(&accepted, &org.name, now)),
+                    Some(&image(&inv, &org.name, now)),
+                    Some(&image(&accepted, &org.name, now)),
                 ),
             )
             .await?;
-        let revision = txn
-            .append(event::Payload::MemberAdded(MemberAdded {
-                organization_id: org.id.clone(),
-                user_id: user.user_id.clone(),
-                role: inv.role,
-            }))
-            .await?;
-        txn.commit().await?;
-        let mut member = [convert::member(&joined)];
-        self.enrich_best_effort(&mut member, call).await;
-        let [member] = member;
-        Ok(api::AcceptInviteResponse {
-            member: Some(member),
-            invite: Some(convert::invite(&accepted, &org.name, now)),
+        txn.append(event::Payload::MemberAdded(MemberAdded {
+            organization_id: org.id.clone(),
+            user_id: user.user_id.clone(),
+            role: inv.role,
+        }))
+        .await?;
+        let revision = txn.commit_at_revision().await?;
+        Ok(Accepted {
+            member: self.enrich_one(joined, call).await,
+            invite: InviteView {
+                invite: accepted,
+                organization_name: org.name,
+                now_ms: now,
+            },
             revision,
         })
     }

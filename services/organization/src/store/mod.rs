@@ -1,6 +1,15 @@
-//! The sea-orm entities of the organization database (see [`crate::migration`]). Times are Unix
-//! milliseconds; enums are stored as their proto numbers; `version` counts changes and is the
-//! resource's etag.
+//! The organization database: its sea-orm entities, their migrations ([`migration`]) and the
+//! query helpers the use cases share ([`query`]). Times are Unix milliseconds; enums are stored
+//! as their proto numbers; `version` counts changes and is the resource's etag (`v<version>`).
+
+pub mod migration;
+pub mod query;
+
+impl From<sea_orm::DbErr> for crate::domain::Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        crate::domain::Error::Api(e.into())
+    }
+}
 
 /// Rows of `organizations`.
 pub mod organization {
