@@ -1359,6 +1359,46 @@ async fn org_6_an_invite_made_with_an_api_key_names_the_key_not_a_user() {
     .unwrap();
 }
 
+#[tokio::test]
+async fn org_6_invites_sent_with_a_key_before_the_fix_name_the_key_after_the_migration() {
+    use orgplane_organization::migration::Migrator;
+    use orgplane_organization::store::invite;
+    use sea_orm::{ConnectionTrait, EntityTrait};
+    use sea_orm_migration::MigratorTrait;
+    let db = orgplane_platform::testkit::TestDb::sqlite();
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    // Every migration but the last: invites as they were, a key's id among the inviters.
+    let all = Migrator::migrations().len() as u32;
+    Migrator::up(&conn, Some(all - 1)).await.unwrap();
+    for (id, inviter) in [("inv_by_key", "key_abc"), ("inv_by_user", "user_ada")] {
+        conn.execute_unprepared(&format!(
+            "INSERT INTO invites (id, organization_id, email, pending_key, role, state, \
+             inviter_user_id, create_time_ms, expire_time_ms, accept_time_ms, accepted_user_id, \
+             delete_time_ms) VALUES ('{id}', 'org_1', '{id}@example.com', NULL, 3, 1, \
+             '{inviter}', 1, 2, NULL, '', NULL)"
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    let read = |id: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let i = invite::Entity::find_by_id(id.to_owned())
+                .one(&conn)
+                .await
+                .unwrap()
+                .unwrap();
+            (i.inviter_user_id, i.inviter_api_key_id)
+        }
+    };
+    assert_eq!(read("inv_by_key").await, (String::new(), "key_abc".into()));
+    assert_eq!(
+        read("inv_by_user").await,
+        ("user_ada".into(), String::new())
+    );
+}
+
 // ------------------------------------------------------------------------------------- ORG-7
 
 async fn org_7_delete_undelete_and_purge(backend: Backend) {

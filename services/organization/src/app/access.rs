@@ -6,7 +6,7 @@ use orgplane_platform::roles::OrgAction;
 use orgplane_proto::organization::v1::OrganizationState;
 use sea_orm::{ConnectionTrait, EntityTrait};
 
-use crate::domain::authz::{self, Caller, Deleted};
+use crate::domain::authz::{self, Deleted, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
 use crate::store::{member, organization};
@@ -16,8 +16,8 @@ use crate::store::{member, organization};
 pub struct Access {
     /// The organization.
     pub org: organization::Model,
-    /// The caller.
-    pub caller: Caller,
+    /// The caller's standing in it.
+    pub standing: Standing,
 }
 
 impl Access {
@@ -42,24 +42,24 @@ impl Access {
             _ => None,
         };
         let is_deleted = org.state == OrganizationState::Deleted as i32;
-        let caller =
+        let standing =
             authz::standing(principal, &org.id, is_deleted, role, deleted).ok_or_else(not_found)?;
-        Ok(Access { org, caller })
+        Ok(Access { org, standing })
     }
 
     /// Whether the caller may perform `action` here.
     pub fn allows(&self, action: OrgAction) -> bool {
-        self.caller.allows(action)
+        self.standing.allows(action)
     }
 
     /// PERMISSION_DENIED unless the caller may perform `action`.
     pub fn require(&self, action: OrgAction) -> Result<()> {
-        self.caller.require(action)
+        self.standing.require(action)
     }
 
     /// The calling user's id, when the caller is a member.
     pub fn user_id(&self) -> Option<&str> {
-        self.caller.user_id()
+        self.standing.user_id()
     }
 }
 

@@ -105,7 +105,7 @@ impl App {
         let access =
             Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::ManageOrganization)?;
-        access.caller.require_person_for_admin(None, Some(role))?;
+        access.standing.require_person_for_admin(None, Some(role))?;
         let org = access.org;
         let (_, actor) = principal.actor();
         let key = request_id.map(|r| format!("CreateInvite|{actor}|{}|{r}", org.id));

@@ -157,7 +157,7 @@ impl App {
             return Err(Error::OwnerRoleImmutable { user_id });
         }
         access
-            .caller
+            .standing
             .require_person_for_admin(Some(old_role), Some(new_role))?;
         check_etag(&req.etag, before.version, "member")?;
         if old_role == new_role {
@@ -236,7 +236,7 @@ impl App {
         if role == OrgRole::Owner {
             return Err(Error::OwnershipTransferRequired { user_id });
         }
-        access.caller.require_person_for_admin(Some(role), None)?;
+        access.standing.require_person_for_admin(Some(role), None)?;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let deleted = member::Entity::delete_many()
             .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))

@@ -1,12 +1,12 @@
 //! Organizations (rules ORG-1, ORG-3, ORG-8, ORG-11): create, read, list, update; and the
 //! audit log read (ORG-10).
 
+use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::{ApiKeyKind, Principal};
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
-use orgplane_platform::Call;
 use orgplane_proto::audit::v1::{AuditEvent, AuditEventFilter};
 use orgplane_proto::events::v1::{MemberAdded, OrganizationCreated, OrganizationUpdated, event};
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};

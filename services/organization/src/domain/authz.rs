@@ -18,9 +18,9 @@ pub enum Deleted {
     VisibleToOwner,
 }
 
-/// Who the caller is, in relation to one organization.
+/// Who the caller is in relation to one organization: its standing there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub enum Standing {
     /// A signed-in member with their role.
     Member {
         /// The member's user id.
@@ -54,37 +54,37 @@ pub fn standing(
     is_deleted: bool,
     role: Option<OrgRole>,
     deleted: Deleted,
-) -> Option<Caller> {
+) -> Option<Standing> {
     match principal {
         Principal::User(u) => {
             let role = role?;
             if is_deleted && !(deleted == Deleted::VisibleToOwner && role == OrgRole::Owner) {
                 return None;
             }
-            Some(Caller::Member {
+            Some(Standing::Member {
                 user_id: u.user_id.clone(),
                 role,
             })
         }
         Principal::ApiKey(k) => {
-            (k.organization_id == organization_id && !is_deleted).then(|| Caller::AdminKey {
+            (k.organization_id == organization_id && !is_deleted).then(|| Standing::AdminKey {
                 key_id: k.key_id.clone(),
             })
         }
         Principal::Service(_) => {
-            (!(is_deleted && deleted == Deleted::Hidden)).then_some(Caller::Service)
+            (!(is_deleted && deleted == Deleted::Hidden)).then_some(Standing::Service)
         }
         Principal::Anonymous => None,
     }
 }
 
-impl Caller {
+impl Standing {
     /// Whether the caller may perform `action` (the role matrix of `rules.md`).
     pub fn allows(&self, action: OrgAction) -> bool {
         match self {
-            Caller::Member { role, .. } => allows(*role, action),
-            Caller::AdminKey { .. } => admin_key_allows(action),
-            Caller::Service => action == OrgAction::Read,
+            Standing::Member { role, .. } => allows(*role, action),
+            Standing::AdminKey { .. } => admin_key_allows(action),
+            Standing::Service => action == OrgAction::Read,
         }
     }
 
@@ -106,14 +106,14 @@ impl Caller {
     /// The calling user's id, when the caller is a member.
     pub fn user_id(&self) -> Option<&str> {
         match self {
-            Caller::Member { user_id, .. } => Some(user_id),
+            Standing::Member { user_id, .. } => Some(user_id),
             _ => None,
         }
     }
 
     /// True when the caller is an API key.
     pub fn is_api_key(&self) -> bool {
-        matches!(self, Caller::AdminKey { .. })
+        matches!(self, Standing::AdminKey { .. })
     }
 
     /// ORG-5: with an API key, no one may be removed from, demoted from or promoted to the
@@ -161,4 +161,37 @@ pub fn require_recent_sign_in(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_5_only_a_person_gives_takes_or_removes_the_admin_role() {
+        let key = Standing::AdminKey {
+            key_id: "key_1".into(),
+        };
+        let admin = Standing::Member {
+            user_id: "user_a".into(),
+            role: OrgRole::Admin,
+        };
+        let (a, u, d) = (OrgRole::Admin, OrgRole::User, OrgRole::Developer);
+        for (from, to) in [
+            (Some(a), Some(u)),
+            (Some(u), Some(a)),
+            (Some(a), Some(a)),
+            (Some(a), None),
+            (None, Some(a)),
+        ] {
+            assert!(matches!(
+                key.require_person_for_admin(from, to),
+                Err(Error::AdminRoleNeedsAPerson)
+            ));
+            assert!(admin.require_person_for_admin(from, to).is_ok());
+        }
+        for (from, to) in [(Some(u), Some(d)), (Some(d), None), (None, Some(u))] {
+            assert!(key.require_person_for_admin(from, to).is_ok());
+        }
+    }
 }
