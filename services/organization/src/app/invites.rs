@@ -252,23 +252,23 @@ impl App {
     }
 
     /// ListInvites, newest first.
-    pub async fn list_invites(&self, call: &Call, req: ListInvites) -> Result<Page<InviteView>> {
+    pub async fn list_invites(&self, call: &Call, cmd: ListInvites) -> Result<Page<InviteView>> {
         require_caller(&call.principal)?;
-        required("organization_id", &req.organization_id)?;
-        let size = orgplane_platform::pagination::page_size(req.page_size)?;
-        let state = InviteState::try_from(req.state)
+        required("organization_id", &cmd.organization_id)?;
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
+        let state = InviteState::try_from(cmd.state)
             .map_err(|_| Error::invalid("state", "unknown state"))?;
         let access = Access::resolve(
             &self.db,
             &call.principal,
-            &req.organization_id,
+            &cmd.organization_id,
             Deleted::Hidden,
         )
         .await?;
         access.require(OrgAction::ManageOrganization)?;
         let org = access.org;
-        let scope = format!("ListInvites|{}|{}|{}", org.id, req.state, req.show_deleted);
-        let cursor: Option<String> = self.runtime.page_tokens.decode(&scope, &req.page_token)?;
+        let scope = format!("ListInvites|{}|{}|{}", org.id, cmd.state, cmd.show_deleted);
+        let cursor: Option<String> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
         let now = self.now_ms();
         let pending = invite::Column::State.eq(InviteState::Pending as i32);
         let condition = match state {
@@ -281,7 +281,7 @@ impl App {
             InviteState::Accepted | InviteState::Deleted => {
                 Condition::all().add(invite::Column::State.eq(state as i32))
             }
-            InviteState::Unspecified if req.show_deleted => Condition::all(),
+            InviteState::Unspecified if cmd.show_deleted => Condition::all(),
             InviteState::Unspecified => {
                 Condition::all().add(invite::Column::State.ne(InviteState::Deleted as i32))
             }

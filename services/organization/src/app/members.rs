@@ -67,23 +67,23 @@ impl App {
     }
 
     /// ListMembers (rule ORG-5): in join order, keyset-paginated, emails from identity.
-    pub async fn list_members(&self, call: &Call, req: ListMembers) -> Result<Page<MemberView>> {
+    pub async fn list_members(&self, call: &Call, cmd: ListMembers) -> Result<Page<MemberView>> {
         require_caller(&call.principal)?;
-        required("organization_id", &req.organization_id)?;
-        let size = orgplane_platform::pagination::page_size(req.page_size)?;
+        required("organization_id", &cmd.organization_id)?;
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
         let role =
-            OrgRole::try_from(req.role).map_err(|_| Error::invalid("role", "unknown role"))?;
+            OrgRole::try_from(cmd.role).map_err(|_| Error::invalid("role", "unknown role"))?;
         let access = Access::resolve(
             &self.db,
             &call.principal,
-            &req.organization_id,
+            &cmd.organization_id,
             Deleted::Hidden,
         )
         .await?;
         access.require(OrgAction::Read)?;
-        let scope = format!("ListMembers|{}|{}", access.org.id, req.role);
+        let scope = format!("ListMembers|{}|{}", access.org.id, cmd.role);
         let cursor: Option<(i64, String)> =
-            self.runtime.page_tokens.decode(&scope, &req.page_token)?;
+            self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
         let mut query =
             member::Entity::find().filter(member::Column::OrganizationId.eq(access.org.id.clone()));
         if role != OrgRole::Unspecified {
@@ -136,17 +136,17 @@ impl App {
     pub async fn update_member_role(
         &self,
         call: &Call,
-        req: UpdateMemberRole,
+        cmd: UpdateMemberRole,
     ) -> Result<Revised<MemberView>> {
         require_caller(&call.principal)?;
-        required("organization_id", &req.organization_id)?;
-        required("user_id", &req.user_id)?;
-        let new_role = validate::assignable_role("role", req.role)?;
-        let user_id = resolve_me(&call.principal, &req.user_id)?;
+        required("organization_id", &cmd.organization_id)?;
+        required("user_id", &cmd.user_id)?;
+        let new_role = validate::assignable_role("role", cmd.role)?;
+        let user_id = resolve_me(&call.principal, &cmd.user_id)?;
         let access = Access::resolve(
             &self.db,
             &call.principal,
-            &req.organization_id,
+            &cmd.organization_id,
             Deleted::Hidden,
         )
         .await?;
@@ -159,7 +159,7 @@ impl App {
         access
             .standing
             .require_person_for_admin(Some(old_role), Some(new_role))?;
-        check_etag(&req.etag, before.version, "member")?;
+        check_etag(&cmd.etag, before.version, "member")?;
         if old_role == new_role {
             return Ok(Revised {
                 value: self.enrich_one(before, call).await,

@@ -268,23 +268,23 @@ impl App {
     pub async fn list_organizations(
         &self,
         call: &Call,
-        req: ListOrganizations,
+        cmd: ListOrganizations,
     ) -> Result<Page<organization::Model>> {
         let principal = call.principal.as_ref();
         require_caller(principal)?;
-        let size = orgplane_platform::pagination::page_size(req.page_size)?;
-        let state = OrganizationState::try_from(req.state)
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
+        let state = OrganizationState::try_from(cmd.state)
             .map_err(|_| Error::invalid("state", "unknown state"))?;
-        if state == OrganizationState::Deleted && !req.show_deleted {
+        if state == OrganizationState::Deleted && !cmd.show_deleted {
             return Err(Error::invalid(
                 "state",
                 "DELETED organizations are listed only with show_deleted",
             ));
         }
-        if req.org_type != 0 {
-            validate::org_type(req.org_type).map_err(|_| Error::invalid("type", "unknown type"))?;
+        if cmd.org_type != 0 {
+            validate::org_type(cmd.org_type).map_err(|_| Error::invalid("type", "unknown type"))?;
         }
-        let order: Vec<&str> = req.order_by.split_whitespace().collect();
+        let order: Vec<&str> = cmd.order_by.split_whitespace().collect();
         let (by_name, desc) = match order.as_slice() {
             [] | ["create_time"] | ["create_time", "asc"] => (false, false),
             ["create_time", "desc"] => (false, true),
@@ -300,9 +300,9 @@ impl App {
         let (_, actor) = principal.actor();
         let scope = format!(
             "ListOrganizations|{actor}|{}|{}|{}|{}|{by_name}|{desc}",
-            req.name_contains, req.state, req.org_type, req.show_deleted
+            cmd.name_contains, cmd.state, cmd.org_type, cmd.show_deleted
         );
-        let cursor: Option<OrgCursor> = self.runtime.page_tokens.decode(&scope, &req.page_token)?;
+        let cursor: Option<OrgCursor> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
 
         let active = organization::Column::State.eq(OrganizationState::Active as i32);
         let deleted = organization::Column::State.eq(OrganizationState::Deleted as i32);
@@ -314,7 +314,7 @@ impl App {
                     .from(member::Entity)
                     .and_where(member::Column::UserId.eq(u.user_id.clone()))
                     .to_owned();
-                let visible = if req.show_deleted {
+                let visible = if cmd.show_deleted {
                     Condition::any().add(active).add(
                         Condition::all()
                             .add(deleted)
@@ -331,7 +331,7 @@ impl App {
                 .filter(organization::Column::Id.eq(k.organization_id.clone()))
                 .filter(active),
             _ => {
-                if req.show_deleted {
+                if cmd.show_deleted {
                     query
                 } else {
                     query.filter(active)
@@ -341,11 +341,11 @@ impl App {
         if state != OrganizationState::Unspecified {
             query = query.filter(organization::Column::State.eq(state as i32));
         }
-        if req.org_type != 0 {
-            query = query.filter(organization::Column::OrgType.eq(req.org_type));
+        if cmd.org_type != 0 {
+            query = query.filter(organization::Column::OrgType.eq(cmd.org_type));
         }
-        if !req.name_contains.is_empty() {
-            let pattern = format!("%{}%", like_escape(&req.name_contains.to_lowercase()));
+        if !cmd.name_contains.is_empty() {
+            let pattern = format!("%{}%", like_escape(&cmd.name_contains.to_lowercase()));
             query = query.filter(
                 Expr::col(organization::Column::NameKey).like(LikeExpr::new(pattern).escape('\\')),
             );
@@ -506,11 +506,11 @@ impl App {
     pub async fn list_audit_events(
         &self,
         call: &Call,
-        req: ListAuditEvents,
+        cmd: ListAuditEvents,
     ) -> Result<Page<AuditEvent>> {
         require_caller(&call.principal)?;
-        required("organization_id", &req.organization_id)?;
-        let filter = req.filter;
+        required("organization_id", &cmd.organization_id)?;
+        let filter = cmd.filter;
         if let (Some(s), Some(e)) = (&filter.start_time, &filter.end_time)
             && (e.seconds, e.nanos) <= (s.seconds, s.nanos)
         {
@@ -522,7 +522,7 @@ impl App {
         let access = Access::resolve(
             &self.db,
             &call.principal,
-            &req.organization_id,
+            &cmd.organization_id,
             Deleted::Hidden,
         )
         .await?;
@@ -534,8 +534,8 @@ impl App {
                 &self.runtime.page_tokens,
                 &access.org.id,
                 &filter,
-                req.page_size,
-                &req.page_token,
+                cmd.page_size,
+                &cmd.page_token,
             )
             .await?;
         Ok(Page {

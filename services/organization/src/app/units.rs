@@ -107,27 +107,27 @@ impl App {
     }
 
     /// CreateUnit.
-    pub async fn create_unit(&self, call: &Call, req: CreateUnit) -> Result<unit::Model> {
+    pub async fn create_unit(&self, call: &Call, cmd: CreateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
         let (_, actor) = principal.actor();
-        let key = validate::request_id(&req.request_id)
+        let key = validate::request_id(&cmd.request_id)
             .ok()
             .flatten()
-            .map(|r| format!("CreateUnit|{actor}|{}|{r}", req.organization_id));
-        let first = self.create_unit_once(call, req.clone()).await;
-        self.or_created_meanwhile(key.as_deref(), first, || self.create_unit_once(call, req))
+            .map(|r| format!("CreateUnit|{actor}|{}|{r}", cmd.organization_id));
+        let first = self.create_unit_once(call, cmd.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || self.create_unit_once(call, cmd))
             .await
     }
 
-    async fn create_unit_once(&self, call: &Call, req: CreateUnit) -> Result<unit::Model> {
+    async fn create_unit_once(&self, call: &Call, cmd: CreateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
         require_caller(principal)?;
-        required("organization_id", &req.organization_id)?;
-        let input = req.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
+        required("organization_id", &cmd.organization_id)?;
+        let input = cmd.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
         let name = validate::name("unit.name", &input.name)?;
-        let request_id = validate::request_id(&req.request_id)?;
+        let request_id = validate::request_id(&cmd.request_id)?;
         let access =
-            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+            Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::ManageOrganization)?;
         let org = access.org;
         let (_, actor) = principal.actor();
@@ -185,25 +185,25 @@ impl App {
     }
 
     /// ListUnits: parents before children (by depth, then creation).
-    pub async fn list_units(&self, call: &Call, req: ListUnits) -> Result<Page<unit::Model>> {
+    pub async fn list_units(&self, call: &Call, cmd: ListUnits) -> Result<Page<unit::Model>> {
         let principal = call.principal.as_ref();
         require_caller(principal)?;
-        required("organization_id", &req.organization_id)?;
-        let size = orgplane_platform::pagination::page_size(req.page_size)?;
+        required("organization_id", &cmd.organization_id)?;
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
         let access =
-            Access::resolve(&self.db, principal, &req.organization_id, Deleted::Hidden).await?;
+            Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::Read)?;
         let org = access.org;
-        if !req.parent_unit_id.is_empty() {
-            self.parent_in(&org.id, &req.parent_unit_id).await?;
+        if !cmd.parent_unit_id.is_empty() {
+            self.parent_in(&org.id, &cmd.parent_unit_id).await?;
         }
-        let scope = format!("ListUnits|{}|{}", org.id, req.parent_unit_id);
+        let scope = format!("ListUnits|{}|{}", org.id, cmd.parent_unit_id);
         let cursor: Option<(i32, String)> =
-            self.runtime.page_tokens.decode(&scope, &req.page_token)?;
+            self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
         let mut query =
             unit::Entity::find().filter(unit::Column::OrganizationId.eq(org.id.clone()));
-        if !req.parent_unit_id.is_empty() {
-            query = query.filter(unit::Column::ParentUnitId.eq(req.parent_unit_id.clone()));
+        if !cmd.parent_unit_id.is_empty() {
+            query = query.filter(unit::Column::ParentUnitId.eq(cmd.parent_unit_id.clone()));
         }
         if let Some((d, id)) = cursor {
             query = query.filter(keyset(unit::Column::Depth, d, unit::Column::Id, id, false));
@@ -225,12 +225,12 @@ impl App {
     }
 
     /// UpdateUnit: rename, or move with its subtree.
-    pub async fn update_unit(&self, call: &Call, req: UpdateUnit) -> Result<unit::Model> {
+    pub async fn update_unit(&self, call: &Call, cmd: UpdateUnit) -> Result<unit::Model> {
         let principal = call.principal.as_ref();
         require_caller(principal)?;
-        let input = req.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
+        let input = cmd.unit.ok_or_else(|| Error::invalid("unit", "required"))?;
         required("unit.id", &input.id)?;
-        let paths = validate::mask_paths(&req.paths, &["name", "parent_unit_id"])?;
+        let paths = validate::mask_paths(&cmd.paths, &["name", "parent_unit_id"])?;
         let name = if paths.iter().any(|p| p == "name") {
             Some(validate::name("unit.name", &input.name)?)
         } else {
@@ -238,7 +238,7 @@ impl App {
         };
         let (before, access) = self.unit_access(call, &input.id).await?;
         access.require(OrgAction::ManageOrganization)?;
-        check_etag(&req.etag, before.version, "unit")?;
+        check_etag(&cmd.etag, before.version, "unit")?;
         let mut after = before.clone();
         if let Some(n) = name {
             after.name = n;
