@@ -950,6 +950,110 @@ async fn org_5_members_list_get_change_role_remove_and_admin_key_limits() {
     );
 }
 
+#[tokio::test]
+async fn org_5_an_api_key_cannot_demote_promote_or_remove_an_admin() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    for (u, r) in [
+        ("user_admin", OrgRole::Admin),
+        ("user_dev", OrgRole::Developer),
+        ("user_u1", OrgRole::User),
+    ] {
+        add_member(&rig, &org.id, "user_owner", u, r).await;
+    }
+    let mut c = rig.client();
+    let key = format!("opk_admin_{}", org.id);
+    let change = |user: &str, role: OrgRole| UpdateMemberRoleRequest {
+        organization_id: org.id.clone(),
+        user_id: user.into(),
+        role: role as i32,
+        etag: String::new(),
+    };
+    let remove = |user: &str| RemoveMemberRequest {
+        organization_id: org.id.clone(),
+        user_id: user.into(),
+    };
+    // Demoting an ADMIN (to any role), promoting to ADMIN, removing an ADMIN: a person's job.
+    for role in [OrgRole::User, OrgRole::Developer, OrgRole::Billing] {
+        expect_err(
+            c.update_member_role(rig.with_key(&key, change("user_admin", role)))
+                .await,
+            Code::PermissionDenied,
+            Some("USER_CREDENTIALS_REQUIRED"),
+        );
+    }
+    expect_err(
+        c.update_member_role(rig.with_key(&key, change("user_admin", OrgRole::Admin)))
+            .await,
+        Code::PermissionDenied,
+        Some("USER_CREDENTIALS_REQUIRED"),
+    );
+    expect_err(
+        c.update_member_role(rig.with_key(&key, change("user_u1", OrgRole::Admin)))
+            .await,
+        Code::PermissionDenied,
+        Some("USER_CREDENTIALS_REQUIRED"),
+    );
+    expect_err(
+        c.remove_member(rig.with_key(&key, remove("user_admin")))
+            .await,
+        Code::PermissionDenied,
+        Some("USER_CREDENTIALS_REQUIRED"),
+    );
+    // Nor can a key mint an ADMIN through an invite.
+    let err = c
+        .create_invite(rig.with_key(
+            &key,
+            CreateInviteRequest {
+                organization_id: org.id.clone(),
+                invite: Some(Invite {
+                    email: "user_new@example.com".into(),
+                    role: OrgRole::Admin as i32,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .expect_err("a key cannot invite an ADMIN");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(
+        reason_of(&err).as_deref(),
+        Some("USER_CREDENTIALS_REQUIRED")
+    );
+    assert!(!err.message().contains("ORG-"), "{}", err.message());
+    assert_eq!(
+        member_role(&rig, &org.id, "user_admin").await,
+        Some(OrgRole::Admin)
+    );
+    assert_eq!(
+        member_role(&rig, &org.id, "user_u1").await,
+        Some(OrgRole::User)
+    );
+    // Below ADMIN the key still manages members.
+    let moved = c
+        .update_member_role(rig.with_key(&key, change("user_u1", OrgRole::Developer)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.member.unwrap().role, OrgRole::Developer as i32);
+    c.remove_member(rig.with_key(&key, remove("user_dev")))
+        .await
+        .unwrap();
+    assert_eq!(member_role(&rig, &org.id, "user_dev").await, None);
+    // A person (the OWNER or an ADMIN) may do all of it.
+    c.update_member_role(rig.as_user("user_owner", change("user_u1", OrgRole::Admin)))
+        .await
+        .unwrap();
+    c.update_member_role(rig.as_user("user_admin", change("user_u1", OrgRole::User)))
+        .await
+        .unwrap();
+    c.remove_member(rig.as_user("user_owner", remove("user_admin")))
+        .await
+        .unwrap();
+    assert_eq!(member_role(&rig, &org.id, "user_admin").await, None);
+}
+
 // ------------------------------------------------------------------------------------- ORG-6
 
 #[tokio::test]
@@ -1182,6 +1286,116 @@ async fn org_6_invites_expire_need_the_matching_verified_email_and_refuse_duplic
         .await,
         Code::PermissionDenied,
         None,
+    );
+}
+
+#[tokio::test]
+async fn org_6_an_invite_made_with_an_api_key_names_the_key_not_a_user() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let mut c = rig.client();
+    let key = format!("opk_admin_{}", org.id);
+    let invite = |email: &str| CreateInviteRequest {
+        organization_id: org.id.clone(),
+        invite: Some(Invite {
+            email: email.into(),
+            role: OrgRole::Developer as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let by_key = c
+        .create_invite(rig.with_key(&key, invite("user_k@example.com")))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    assert_eq!(by_key.inviter_user_id, "", "a key is not a user");
+    assert!(by_key.inviter_api_key_id.starts_with("key_"), "{by_key:?}");
+    let by_person = c
+        .create_invite(rig.as_user("user_owner", invite("user_p@example.com")))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    assert_eq!(by_person.inviter_user_id, "user_owner");
+    assert_eq!(by_person.inviter_api_key_id, "");
+    // Read back (list and get) the same.
+    let listed = c
+        .list_invites(rig.as_user(
+            "user_owner",
+            ListInvitesRequest {
+                organization_id: org.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .invites;
+    let read = listed.iter().find(|i| i.id == by_key.id).unwrap();
+    assert_eq!(
+        (
+            read.inviter_user_id.as_str(),
+            read.inviter_api_key_id.as_str()
+        ),
+        ("", by_key.inviter_api_key_id.as_str())
+    );
+    // The mail does not present the key as a person.
+    for entry in std::fs::read_dir(rig.mail_dir.path()).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(&by_key.inviter_api_key_id), "{text}");
+    }
+    // The invitee accepts as usual.
+    c.accept_invite(rig.as_user(
+        "user_k",
+        AcceptInviteRequest {
+            invite_id: by_key.id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn org_6_invites_sent_with_a_key_before_the_fix_name_the_key_after_the_migration() {
+    use orgplane_organization::migration::Migrator;
+    use orgplane_organization::store::invite;
+    use sea_orm::{ConnectionTrait, EntityTrait};
+    use sea_orm_migration::MigratorTrait;
+    let db = orgplane_platform::testkit::TestDb::sqlite();
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    // Every migration but the last: invites as they were, a key's id among the inviters.
+    let all = Migrator::migrations().len() as u32;
+    Migrator::up(&conn, Some(all - 1)).await.unwrap();
+    for (id, inviter) in [("inv_by_key", "key_abc"), ("inv_by_user", "user_ada")] {
+        conn.execute_unprepared(&format!(
+            "INSERT INTO invites (id, organization_id, email, pending_key, role, state, \
+             inviter_user_id, create_time_ms, expire_time_ms, accept_time_ms, accepted_user_id, \
+             delete_time_ms) VALUES ('{id}', 'org_1', '{id}@example.com', NULL, 3, 1, \
+             '{inviter}', 1, 2, NULL, '', NULL)"
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    let read = |id: &'static str| {
+        let conn = conn.clone();
+        async move {
+            let i = invite::Entity::find_by_id(id.to_owned())
+                .one(&conn)
+                .await
+                .unwrap()
+                .unwrap();
+            (i.inviter_user_id, i.inviter_api_key_id)
+        }
+    };
+    assert_eq!(read("inv_by_key").await, (String::new(), "key_abc".into()));
+    assert_eq!(
+        read("inv_by_user").await,
+        ("user_ada".into(), String::new())
     );
 }
 
@@ -2052,6 +2266,81 @@ async fn org_10_refused_role_change_is_audited_as_failure_with_reason() {
         Code::NotFound,
         None,
     );
+}
+
+#[tokio::test]
+async fn org_10_audit_images_are_canonical_proto3_json() {
+    use prost_types::value::Kind;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    let mut c = rig.client();
+    c.update_member_role(rig.as_user(
+        "user_owner",
+        UpdateMemberRoleRequest {
+            organization_id: org.id.clone(),
+            user_id: "user_dev".into(),
+            role: OrgRole::Billing as i32,
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    let events = c
+        .list_audit_events(rig.as_user(
+            "user_owner",
+            ListAuditEventsRequest {
+                organization_id: org.id.clone(),
+                page_size: 100,
+                page_token: String::new(),
+                filter: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let field = |s: &Option<prost_types::Struct>, key: &str| -> Option<Kind> {
+        s.as_ref()?.fields.get(key)?.kind.clone()
+    };
+    let text = |k: Option<Kind>| match k {
+        Some(Kind::StringValue(s)) => s,
+        other => panic!("expected a string, got {other:?}"),
+    };
+    let event = |action: &str| events.iter().find(|e| e.action == action).unwrap();
+    // A member: enum names, camelCase keys, the API's etag.
+    let role_change = event("member.update_role");
+    assert_eq!(
+        text(field(&role_change.before, "role")),
+        "ORG_ROLE_DEVELOPER"
+    );
+    assert_eq!(text(field(&role_change.after, "role")), "ORG_ROLE_BILLING");
+    assert_eq!(text(field(&role_change.after, "userId")), "user_dev");
+    assert_eq!(text(field(&role_change.after, "organizationId")), org.id);
+    assert!(text(field(&role_change.after, "etag")).starts_with('v'));
+    assert!(field(&role_change.after, "user_id").is_none());
+    // An organization.
+    let created = event("organization.create");
+    assert!(created.before.is_none());
+    assert_eq!(
+        text(field(&created.after, "state")),
+        "ORGANIZATION_STATE_ACTIVE"
+    );
+    assert_eq!(text(field(&created.after, "ownerUserId")), "user_owner");
+    assert_eq!(text(field(&created.after, "etag")), org.etag);
+    // An invite, accepted.
+    let accepted = event("invite.accept");
+    assert_eq!(
+        text(field(&accepted.before, "state")),
+        "INVITE_STATE_PENDING"
+    );
+    assert_eq!(
+        text(field(&accepted.after, "state")),
+        "INVITE_STATE_ACCEPTED"
+    );
+    assert_eq!(text(field(&accepted.after, "role")), "ORG_ROLE_DEVELOPER");
+    assert_eq!(text(field(&accepted.after, "acceptedUserId")), "user_dev");
+    assert_eq!(text(field(&accepted.after, "inviterUserId")), "user_owner");
 }
 
 // ------------------------------------------------------------------------------------ ORG-11

@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateAuditLog),
             Box::new(CreateOrganizationTables),
             Box::new(CreateSessionRevocations),
+            Box::new(AddInviterApiKey),
         ]
     }
 }
@@ -78,6 +79,7 @@ enum Invites {
     AcceptTimeMs,
     AcceptedUserId,
     DeleteTimeMs,
+    InviterApiKeyId,
 }
 
 #[derive(DeriveIden)]
@@ -330,6 +332,55 @@ impl MigrationTrait for CreateOrganizationTables {
         ] {
             m.drop_table(Table::drop().table(t).to_owned()).await?;
         }
+        Ok(())
+    }
+}
+
+/// Invites name who sent them truthfully (ORG-6): a new `inviter_api_key_id` column holds the
+/// admin API key that sent an invite, and `inviter_user_id` keeps users only. Invites sent with
+/// a key before this migration held the key's id (`key_…`) in `inviter_user_id`; it moves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddInviterApiKey;
+
+impl MigrationName for AddInviterApiKey {
+    fn name(&self) -> &str {
+        "m20261203_000001_add_invite_inviter_api_key"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddInviterApiKey {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.alter_table(
+            Table::alter()
+                .table(Invites::Table)
+                .add_column(string(Invites::InviterApiKeyId).default(""))
+                .to_owned(),
+        )
+        .await?;
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE invites SET inviter_api_key_id = inviter_user_id, inviter_user_id = '' \
+                 WHERE substr(inviter_user_id, 1, 4) = 'key_'",
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE invites SET inviter_user_id = inviter_api_key_id \
+                 WHERE inviter_api_key_id <> ''",
+            )
+            .await?;
+        m.alter_table(
+            Table::alter()
+                .table(Invites::Table)
+                .drop_column(Invites::InviterApiKeyId)
+                .to_owned(),
+        )
+        .await?;
         Ok(())
     }
 }

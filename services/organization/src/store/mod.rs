@@ -1,6 +1,15 @@
-//! The sea-orm entities of the organization database (see [`crate::migration`]). Times are Unix
-//! milliseconds; enums are stored as their proto numbers; `version` counts changes and is the
-//! resource's etag.
+//! The organization database: its sea-orm entities, their migrations ([`migration`]) and the
+//! query helpers the use cases share ([`query`]). Times are Unix milliseconds; enums are stored
+//! as their proto numbers; `version` counts changes and is the resource's etag (`v<version>`).
+
+pub mod migration;
+pub mod query;
+
+impl From<sea_orm::DbErr> for crate::domain::Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        crate::domain::Error::Api(e.into())
+    }
+}
 
 /// Rows of `organizations`.
 pub mod organization {
@@ -101,7 +110,7 @@ pub mod invite {
         pub role: i32,
         /// `InviteState` as its number: PENDING, ACCEPTED or DELETED.
         pub state: i32,
-        /// Who sent it (a user or API key id).
+        /// The user who sent it; empty when an admin API key did.
         pub inviter_user_id: String,
         /// Sent at.
         pub create_time_ms: i64,
@@ -113,6 +122,8 @@ pub mod invite {
         pub accepted_user_id: String,
         /// Withdrawn at.
         pub delete_time_ms: Option<i64>,
+        /// The admin API key that sent it; empty when a user did.
+        pub inviter_api_key_id: String,
     }
 
     /// No relations.

@@ -1,0 +1,199 @@
+//! The gRPC adapter of `orgplane.organization.v1.OrganizationService`: each handler builds the
+//! [`Call`](orgplane_platform::Call), takes the prost request apart into the use case's command
+//! (the only place that does), runs the use case ([`crate::app`]) and encodes the answer
+//! ([`convert`]). Every mutation except CreateOrganization (which has no organization yet to hold
+//! the record) passes its result through [`App::audited`](crate::app::App::audited), so that its
+//! refusal is audited as OUTCOME_FAILURE (ORG-10).
+//!
+//! Also here, because they speak gRPC too: the clients of the services this one calls
+//! ([`identity`], [`workspace`]).
+
+pub mod convert;
+pub mod identity;
+mod invites;
+mod members;
+mod organizations;
+mod units;
+pub mod workspace;
+
+use orgplane_platform::{ApiError, ApiResult};
+use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
+use orgplane_proto::organization::v1::*;
+use tonic::{Request, Response, Status};
+
+use crate::app::SharedApp;
+
+/// The gRPC handlers of `orgplane.organization.v1.OrganizationService`.
+#[derive(Debug, Clone)]
+pub struct OrganizationApi {
+    app: SharedApp,
+}
+
+impl OrganizationApi {
+    /// Handlers over `app`.
+    pub fn new(app: SharedApp) -> Self {
+        Self { app }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// A use case's result on the wire's error type.
+fn wire<T>(result: crate::domain::Result<T>) -> ApiResult<T> {
+    result.map_err(ApiError::from)
+}
+
+/// The paths of an update mask (none when the request has no mask).
+fn paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
+    mask.map(|m| m.paths).unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl OrganizationService for OrganizationApi {
+    async fn create_organization(
+        &self,
+        request: Request<CreateOrganizationRequest>,
+    ) -> Reply<CreateOrganizationResponse> {
+        organizations::create(&self.app, request).await
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<GetOrganizationRequest>,
+    ) -> Reply<GetOrganizationResponse> {
+        organizations::get(&self.app, request).await
+    }
+
+    async fn get_my_organization(
+        &self,
+        request: Request<GetMyOrganizationRequest>,
+    ) -> Reply<GetMyOrganizationResponse> {
+        organizations::get_mine(&self.app, request).await
+    }
+
+    async fn list_organizations(
+        &self,
+        request: Request<ListOrganizationsRequest>,
+    ) -> Reply<ListOrganizationsResponse> {
+        organizations::list(&self.app, request).await
+    }
+
+    async fn update_organization(
+        &self,
+        request: Request<UpdateOrganizationRequest>,
+    ) -> Reply<UpdateOrganizationResponse> {
+        organizations::update(&self.app, request).await
+    }
+
+    async fn delete_organization(
+        &self,
+        request: Request<DeleteOrganizationRequest>,
+    ) -> Reply<DeleteOrganizationResponse> {
+        organizations::delete(&self.app, request).await
+    }
+
+    async fn undelete_organization(
+        &self,
+        request: Request<UndeleteOrganizationRequest>,
+    ) -> Reply<UndeleteOrganizationResponse> {
+        organizations::undelete(&self.app, request).await
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<ListMembersRequest>,
+    ) -> Reply<ListMembersResponse> {
+        members::list(&self.app, request).await
+    }
+
+    async fn get_member(&self, request: Request<GetMemberRequest>) -> Reply<GetMemberResponse> {
+        members::get(&self.app, request).await
+    }
+
+    async fn update_member_role(
+        &self,
+        request: Request<UpdateMemberRoleRequest>,
+    ) -> Reply<UpdateMemberRoleResponse> {
+        members::update_role(&self.app, request).await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<RemoveMemberRequest>,
+    ) -> Reply<RemoveMemberResponse> {
+        members::remove(&self.app, request).await
+    }
+
+    async fn transfer_ownership(
+        &self,
+        request: Request<TransferOwnershipRequest>,
+    ) -> Reply<TransferOwnershipResponse> {
+        members::transfer_ownership(&self.app, request).await
+    }
+
+    async fn create_invite(
+        &self,
+        request: Request<CreateInviteRequest>,
+    ) -> Reply<CreateInviteResponse> {
+        invites::create(&self.app, request).await
+    }
+
+    async fn get_invite(&self, request: Request<GetInviteRequest>) -> Reply<GetInviteResponse> {
+        invites::get(&self.app, request).await
+    }
+
+    async fn list_invites(
+        &self,
+        request: Request<ListInvitesRequest>,
+    ) -> Reply<ListInvitesResponse> {
+        invites::list(&self.app, request).await
+    }
+
+    async fn delete_invite(
+        &self,
+        request: Request<DeleteInviteRequest>,
+    ) -> Reply<DeleteInviteResponse> {
+        invites::delete(&self.app, request).await
+    }
+
+    async fn accept_invite(
+        &self,
+        request: Request<AcceptInviteRequest>,
+    ) -> Reply<AcceptInviteResponse> {
+        invites::accept(&self.app, request).await
+    }
+
+    async fn create_unit(&self, request: Request<CreateUnitRequest>) -> Reply<CreateUnitResponse> {
+        units::create(&self.app, request).await
+    }
+
+    async fn get_unit(&self, request: Request<GetUnitRequest>) -> Reply<GetUnitResponse> {
+        units::get(&self.app, request).await
+    }
+
+    async fn list_units(&self, request: Request<ListUnitsRequest>) -> Reply<ListUnitsResponse> {
+        units::list(&self.app, request).await
+    }
+
+    async fn update_unit(&self, request: Request<UpdateUnitRequest>) -> Reply<UpdateUnitResponse> {
+        units::update(&self.app, request).await
+    }
+
+    async fn delete_unit(&self, request: Request<DeleteUnitRequest>) -> Reply<DeleteUnitResponse> {
+        units::delete(&self.app, request).await
+    }
+
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Reply<ListAuditEventsResponse> {
+        organizations::list_audit_events(&self.app, request).await
+    }
+
+    async fn list_role_assignments(
+        &self,
+        request: Request<ListRoleAssignmentsRequest>,
+    ) -> Reply<ListRoleAssignmentsResponse> {
+        members::list_role_assignments(&self.app, request).await
+    }
+}

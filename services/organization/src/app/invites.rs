@@ -1,0 +1,495 @@
+//! Invites (rule ORG-6): create (and mail), get, list, withdraw, accept.
+
+use orgplane_platform::Call;
+use orgplane_platform::audit::Entry;
+use orgplane_platform::auth::Principal;
+use orgplane_platform::events::WriteUnit;
+use orgplane_platform::mail::Mail;
+use orgplane_platform::roles::OrgAction;
+use orgplane_proto::events::v1::{MemberAdded, event};
+use orgplane_proto::organization::v1::{InviteState, OrganizationState};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::access::{Access, as_not_found_of};
+use super::{App, InviteView, MemberView, Page};
+use crate::api::convert::invite as image;
+use crate::domain::authz::{Deleted, require_caller};
+use crate::domain::validate::{self, invite_state, required};
+use crate::domain::{Error, INVITE_TTL_MS, Result};
+use crate::store::query::new_id;
+use crate::store::{invite, member, organization};
+
+/// CreateInvite (ORG-6).
+#[derive(Debug, Clone, Default)]
+pub struct CreateInvite {
+    /// The organization.
+    pub organization_id: String,
+    /// The invitee's email and role (the request's `invite`, if any).
+    pub invite: Option<InviteFields>,
+    /// The AIP-155 request id, or empty.
+    pub request_id: String,
+}
+
+/// What a request says of a new invite.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InviteFields {
+    /// The invitee's address.
+    pub email: String,
+    /// The `OrgRole` they get, as its number.
+    pub role: i32,
+}
+
+/// ListInvites.
+#[derive(Debug, Clone, Default)]
+pub struct ListInvites {
+    /// The organization.
+    pub organization_id: String,
+    /// `InviteState` filter as its number.
+    pub state: i32,
+    /// Whether withdrawn invites are listed too.
+    pub show_deleted: bool,
+    /// Requested page size.
+    pub page_size: i32,
+    /// Token of the page to read.
+    pub page_token: String,
+}
+
+/// What AcceptInvite changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The new membership.
+    pub member: MemberView,
+    /// The accepted invite.
+    pub invite: InviteView,
+    /// The revision of `MemberAdded`.
+    pub revision: i64,
+}
+
+fn not_pending(id: &str) -> Error {
+    Error::InviteNotPending {
+        invite_id: id.to_owned(),
+    }
+}
+
+impl App {
+    async fn find_invite(&self, invite_id: &str) -> Result<invite::Model> {
+        invite::Entity::find_by_id(invite_id.to_owned())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("invite", invite_id))
+    }
+
+    /// CreateInvite (rule ORG-6).
+    pub async fn create_invite(&self, call: &Call, cmd: CreateInvite) -> Result<InviteView> {
+        let (_, actor) = call.principal.actor();
+        let key = validate::request_id(&cmd.request_id)
+            .ok()
+            .flatten()
+            .map(|r| format!("CreateInvite|{actor}|{}|{r}", cmd.organization_id));
+        let first = self.create_invite_once(call, cmd.clone()).await;
+        self.or_created_meanwhile(key.as_deref(), first, || self.create_invite_once(call, cmd))
+            .await
+    }
+
+    async fn create_invite_once(&self, call: &Call, cmd: CreateInvite) -> Result<InviteView> {
+        let principal = call.principal.as_ref();
+        require_caller(principal)?;
+        required("organization_id", &cmd.organization_id)?;
+        let input = cmd
+            .invite
+            .ok_or_else(|| Error::invalid("invite", "required"))?;
+        let email = validate::email("invite.email", &input.email)?;
+        let role = validate::assignable_role("invite.role", input.role)?;
+        let request_id = validate::request_id(&cmd.request_id)?;
+        let access =
+            Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
+        access.require(OrgAction::ManageOrganization)?;
+        access.standing.require_person_for_admin(None, Some(role))?;
+        let org = access.org;
+        let (_, actor) = principal.actor();
+        let key = request_id.map(|r| format!("CreateInvite|{actor}|{}|{r}", org.id));
+        let now = self.now_ms();
+        let view = |invite: invite::Model| InviteView {
+            invite,
+            organization_name: org.name.clone(),
+            now_ms: now,
+        };
+        if let Some(id) = self.idempotent(key.as_deref()).await? {
+            return Ok(view(self.find_invite(&id).await?));
+        }
+        let is_member = member::Entity::find()
+            .filter(member::Column::OrganizationId.eq(org.id.clone()))
+            .filter(member::Column::Email.eq(email.clone()))
+            .one(&self.db)
+            .await?
+            .is_some();
+        if is_member {
+            return Err(Error::AlreadyAMember {
+                message: "a member of the organization has this email",
+            });
+        }
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
+        if let Some(existing) = invite::Entity::find()
+            .filter(invite::Column::OrganizationId.eq(org.id.clone()))
+            .filter(invite::Column::PendingKey.eq(email.clone()))
+            .one(&*txn)
+            .await?
+        {
+            if existing.expire_time_ms > now {
+                return Err(Error::InviteAlreadyPending);
+            }
+            // An expired invite no longer blocks a new one.
+            invite::Entity::update_many()
+                .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
+                .filter(invite::Column::Id.eq(existing.id.clone()))
+                .exec(&*txn)
+                .await?;
+        }
+        // Who sent it, truthfully: a person, or the admin API key (never as a user id).
+        let (inviter_user_id, inviter_api_key_id) = match principal {
+            Principal::ApiKey(k) => (String::new(), k.key_id.clone()),
+            p => (p.actor().1, String::new()),
+        };
+        let inv = invite::Model {
+            id: new_id("inv"),
+            organization_id: org.id.clone(),
+            email: email.clone(),
+            pending_key: Some(email.clone()),
+            role: role as i32,
+            state: InviteState::Pending as i32,
+            inviter_user_id,
+            create_time_ms: now,
+            expire_time_ms: now + INVITE_TTL_MS,
+            accept_time_ms: None,
+            accepted_user_id: String::new(),
+            delete_time_ms: None,
+            inviter_api_key_id,
+        };
+        invite::Entity::insert(invite::ActiveModel::from(inv.clone()))
+            .exec(&*txn)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    Error::InviteAlreadyPending
+                } else {
+                    e.into()
+                }
+            })?;
+        self.remember(&txn, key.as_deref(), &org.id, &inv.id)
+            .await?;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "invite.create", "invite", &inv.id)
+                    .change(None, Some(&image(&inv, &org.name, now))),
+            )
+            .await?;
+        // Mail before commit: a failed send rolls the invite back (retry with the request_id).
+        // The mail names the organization and the role, not who sent it (a person or a key).
+        let link = format!("{}{}", self.config.invite_link_base, inv.id);
+        self.mailer
+            .send(
+                &self.config.mail_from,
+                Mail {
+                    to: email.clone(),
+                    subject: format!("You are invited to join {} on Orgplane", org.name),
+                    body: format!(
+                        "You have been invited to join the organization \"{}\" as {}.\n\n\
+                         Accept the invitation: {link}\n\
+                         (invite id {}; sign in with this email address, then call \
+                         OrganizationService/AcceptInvite).\n\n\
+                         The invitation expires in 21 days.\n",
+                        org.name,
+                        role.as_str_name().trim_start_matches("ORG_ROLE_"),
+                        inv.id
+                    ),
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        Ok(view(inv))
+    }
+
+    /// GetInvite: for the organization's OWNER/ADMIN, or the invitee.
+    pub async fn get_invite(&self, call: &Call, invite_id: &str) -> Result<InviteView> {
+        let principal = call.principal.as_ref();
+        require_caller(principal)?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
+        let not_found = || Error::not_found("invite", &inv.id);
+        let now = self.now_ms();
+        if let Ok(access) =
+            Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden).await
+            && access.allows(OrgAction::ManageOrganization)
+        {
+            return Ok(InviteView {
+                organization_name: access.org.name,
+                invite: inv,
+                now_ms: now,
+            });
+        }
+        let Principal::User(user) = principal else {
+            return Err(not_found());
+        };
+        let account = self.users.get(&user.user_id, call).await?;
+        let invitee =
+            account.is_some_and(|a| a.email_verified && a.email.trim().to_lowercase() == inv.email);
+        if !invitee {
+            return Err(not_found());
+        }
+        let org = organization::Entity::find_by_id(inv.organization_id.clone())
+            .one(&self.db)
+            .await?
+            .filter(|o| o.state == OrganizationState::Active as i32)
+            .ok_or_else(not_found)?;
+        Ok(InviteView {
+            invite: inv,
+            organization_name: org.name,
+            now_ms: now,
+        })
+    }
+
+    /// ListInvites, newest first.
+    pub async fn list_invites(&self, call: &Call, cmd: ListInvites) -> Result<Page<InviteView>> {
+        require_caller(&call.principal)?;
+        required("organization_id", &cmd.organization_id)?;
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
+        let state = InviteState::try_from(cmd.state)
+            .map_err(|_| Error::invalid("state", "unknown state"))?;
+        let access = Access::resolve(
+            &self.db,
+            &call.principal,
+            &cmd.organization_id,
+            Deleted::Hidden,
+        )
+        .await?;
+        access.require(OrgAction::ManageOrganization)?;
+        let org = access.org;
+        let scope = format!("ListInvites|{}|{}|{}", org.id, cmd.state, cmd.show_deleted);
+        let cursor: Option<String> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
+        let now = self.now_ms();
+        let pending = invite::Column::State.eq(InviteState::Pending as i32);
+        let condition = match state {
+            InviteState::Pending => Condition::all()
+                .add(pending)
+                .add(invite::Column::ExpireTimeMs.gt(now)),
+            InviteState::Expired => Condition::all()
+                .add(pending)
+                .add(invite::Column::ExpireTimeMs.lte(now)),
+            InviteState::Accepted | InviteState::Deleted => {
+                Condition::all().add(invite::Column::State.eq(state as i32))
+            }
+            InviteState::Unspecified if cmd.show_deleted => Condition::all(),
+            InviteState::Unspecified => {
+                Condition::all().add(invite::Column::State.ne(InviteState::Deleted as i32))
+            }
+        };
+        let mut query = invite::Entity::find()
+            .filter(invite::Column::OrganizationId.eq(org.id.clone()))
+            .filter(condition);
+        if let Some(after) = cursor {
+            query = query.filter(invite::Column::Id.lt(after));
+        }
+        let rows = query
+            .order_by_desc(invite::Column::Id)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let (rows, next_page_token) = self
+            .runtime
+            .page_tokens
+            .page(&scope, rows, size, |i| i.id.clone());
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|invite| InviteView {
+                    invite,
+                    organization_name: org.name.clone(),
+                    now_ms: now,
+                })
+                .collect(),
+            next_page_token,
+        })
+    }
+
+    /// DeleteInvite: withdraws a pending invite.
+    pub async fn delete_invite(&self, call: &Call, invite_id: &str) -> Result<InviteView> {
+        require_caller(&call.principal)?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
+        // NOT_FOUND for the invite, never for the organization (whose id the caller may not know).
+        let access = Access::resolve(
+            &self.db,
+            &call.principal,
+            &inv.organization_id,
+            Deleted::Hidden,
+        )
+        .await
+        .map_err(as_not_found_of("invite", &inv.id))?;
+        access.require(OrgAction::ManageOrganization)?;
+        let now = self.now_ms();
+        if invite_state(inv.state, inv.expire_time_ms, now) != InviteState::Pending {
+            return Err(not_pending(&inv.id));
+        }
+        let mut after = inv.clone();
+        after.state = InviteState::Deleted as i32;
+        after.pending_key = None;
+        after.delete_time_ms = Some(now);
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
+        let updated = invite::Entity::update_many()
+            .col_expr(invite::Column::State, Expr::value(after.state))
+            .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
+            .col_expr(
+                invite::Column::DeleteTimeMs,
+                Expr::value(after.delete_time_ms),
+            )
+            .filter(invite::Column::Id.eq(inv.id.clone()))
+            .filter(invite::Column::State.eq(InviteState::Pending as i32))
+            .exec(&*txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(not_pending(&inv.id));
+        }
+        let name = &access.org.name;
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id).change(
+                    Some(&image(&inv, name, now)),
+                    Some(&image(&after, name, now)),
+                ),
+            )
+            .await?;
+        txn.commit().await?;
+        Ok(InviteView {
+            invite: after,
+            organization_name: access.org.name,
+            now_ms: now,
+        })
+    }
+
+    /// AcceptInvite (rule ORG-6).
+    pub async fn accept_invite(&self, call: &Call, invite_id: &str) -> Result<Accepted> {
+        let user = call.principal.require_user()?;
+        required("invite_id", invite_id)?;
+        let inv = self.find_invite(invite_id).await?;
+        let org = organization::Entity::find_by_id(inv.organization_id.clone())
+            .one(&self.db)
+            .await?
+            .filter(|o| o.state == OrganizationState::Active as i32)
+            .ok_or_else(|| Error::not_found("invite", &inv.id))?;
+        let account =
+            self.users
+                .get(&user.user_id, call)
+                .await?
+                .ok_or_else(|| Error::UserNotFound {
+                    user_id: user.user_id.clone(),
+                })?;
+        if !account.email_verified {
+            return Err(Error::EmailNotVerified {
+                user_id: user.user_id.clone(),
+                before: "accepting an invite",
+            });
+        }
+        let email = account.email.trim().to_lowercase();
+        if email != inv.email {
+            return Err(Error::InviteEmailMismatch {
+                invite_id: inv.id.clone(),
+            });
+        }
+        let now = self.now_ms();
+        match invite_state(inv.state, inv.expire_time_ms, now) {
+            InviteState::Pending => {}
+            InviteState::Expired => {
+                return Err(Error::InviteExpired {
+                    invite_id: inv.id.clone(),
+                });
+            }
+            _ => return Err(not_pending(&inv.id)),
+        }
+        let already = || Error::AlreadyAMember {
+            message: "you are already a member",
+        };
+        if member::Entity::find_by_id((org.id.clone(), user.user_id.clone()))
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return Err(already());
+        }
+        let joined = member::Model {
+            organization_id: org.id.clone(),
+            user_id: user.user_id.clone(),
+            email,
+            role: inv.role,
+            create_time_ms: now,
+            update_time_ms: now,
+            version: 1,
+        };
+        let mut accepted = inv.clone();
+        accepted.state = InviteState::Accepted as i32;
+        accepted.pending_key = None;
+        accepted.accept_time_ms = Some(now);
+        accepted.accepted_user_id = user.user_id.clone();
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        let updated = invite::Entity::update_many()
+            .col_expr(invite::Column::State, Expr::value(accepted.state))
+            .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
+            .col_expr(
+                invite::Column::AcceptTimeMs,
+                Expr::value(accepted.accept_time_ms),
+            )
+            .col_expr(
+                invite::Column::AcceptedUserId,
+                Expr::value(accepted.accepted_user_id.clone()),
+            )
+            .filter(invite::Column::Id.eq(inv.id.clone()))
+            .filter(invite::Column::State.eq(InviteState::Pending as i32))
+            .exec(&*txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(not_pending(&inv.id));
+        }
+        member::Entity::insert(member::ActiveModel::from(joined.clone()))
+            .exec(&*txn)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    already()
+                } else {
+                    e.into()
+                }
+            })?;
+        // One mutation, one record (ORG-10): the accepted invite names who joined
+        // (`accepted_user_id`) and with which role, so the join needs no record of its own.
+        self.audit
+            .write(
+                &*txn,
+                call,
+                Entry::new(&org.id, "invite.accept", "invite", &inv.id).change(
+                    Some(&image(&inv, &org.name, now)),
+                    Some(&image(&accepted, &org.name, now)),
+                ),
+            )
+            .await?;
+        txn.append(event::Payload::MemberAdded(MemberAdded {
+            organization_id: org.id.clone(),
+            user_id: user.user_id.clone(),
+            role: inv.role,
+        }))
+        .await?;
+        let revision = txn.commit_at_revision().await?;
+        Ok(Accepted {
+            member: self.enrich_one(joined, call).await,
+            invite: InviteView {
+                invite: accepted,
+                organization_name: org.name,
+                now_ms: now,
+            },
+            revision,
+        })
+    }
+}

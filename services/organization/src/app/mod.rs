@@ -1,0 +1,279 @@
+//! The organization service's use cases: each is `(&self, &Call, Command) -> Result<Outcome>`,
+//! free of tonic and of prost requests and responses, and owns its transaction. Mutations
+//! write their rows, their audit record and (for role and lifecycle changes) their event in one
+//! [`WriteUnit`](orgplane_platform::events::WriteUnit) (rules ORG-10, ORG-12).
+//!
+//! One file per resource: [`organizations`], [`lifecycle`] (delete, undelete, purge),
+//! [`members`], [`invites`], [`units`]; [`access`] resolves the caller's standing.
+
+pub mod access;
+pub mod invites;
+pub mod lifecycle;
+pub mod members;
+pub mod organizations;
+pub mod units;
+
+use std::sync::Arc;
+
+use orgplane_platform::audit::{AuditLogWriter, Entry};
+use orgplane_platform::events::Outbox;
+use orgplane_platform::mail::Mailer;
+use orgplane_platform::runtime::Runtime;
+use orgplane_platform::{ApiResult, Call};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
+
+use crate::Config;
+use crate::api::identity::Users;
+use crate::domain::{Error, Result, authz};
+use crate::store::{idempotency, invite, member, organization, unit};
+
+/// Everything the use cases need; shared by the gRPC layer, the purge job and the consumers.
+#[derive(Debug)]
+pub struct App {
+    /// The service's database.
+    pub db: DatabaseConnection,
+    /// Shared start-up dependencies (clock, page tokens, endpoints, service token).
+    pub runtime: Runtime,
+    /// This service's outbox.
+    pub outbox: Outbox,
+    /// This service's audit log.
+    pub audit: AuditLogWriter,
+    /// The identity service's user facts.
+    pub users: Users,
+    /// Where invite mail goes.
+    pub mailer: Mailer,
+    /// The service's settings.
+    pub config: Config,
+}
+
+/// A shared handle on the use cases.
+pub type SharedApp = Arc<App>;
+
+/// Where the organization of a mutation's target is found: named by the request, or through
+/// the invite or unit the request names.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// The organization id the request names.
+    Organization(String),
+    /// The organization of this invite.
+    Invite(String),
+    /// The organization of this unit.
+    Unit(String),
+}
+
+/// What a mutation RPC of this service aims at (ORG-10).
+pub type Attempt = orgplane_platform::audit::Attempt<Scope>;
+
+/// A membership as answered: the stored row, with the email and display name identity knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberView {
+    /// The membership (its `email` replaced by identity's when identity answered).
+    pub member: member::Model,
+    /// The user's display name (empty when identity did not answer).
+    pub display_name: String,
+}
+
+impl MemberView {
+    /// The membership as stored, without identity's facts.
+    pub fn stored(member: member::Model) -> Self {
+        Self {
+            member,
+            display_name: String::new(),
+        }
+    }
+}
+
+/// An invite as answered: the row, its organization's name, and the time its state is read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteView {
+    /// The invite.
+    pub invite: invite::Model,
+    /// Its organization's name (shown to invitees who are not members yet).
+    pub organization_name: String,
+    /// When the state is read (PENDING turns EXPIRED by time alone).
+    pub now_ms: i64,
+}
+
+/// A value a mutation produced, with the revision to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revised<T> {
+    /// The resource after the mutation.
+    pub value: T,
+    /// The revision of the mutation's last event (the outbox head when it published none).
+    pub revision: i64,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The token of the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+impl App {
+    /// The current time (Unix ms) of the injectable clock.
+    pub fn now_ms(&self) -> i64 {
+        self.runtime.clock.now().timestamp_millis()
+    }
+
+    /// The outbox head: the revision of a mutation that changed nothing.
+    pub async fn head_revision(&self) -> Result<i64> {
+        Ok(self.outbox.head().await?.revision)
+    }
+
+    /// Passes a mutation's `result` through unchanged, recording it first as OUTCOME_FAILURE
+    /// when it is a refusal the audit log keeps and `attempt`'s organization exists here.
+    pub async fn audited<T>(
+        &self,
+        call: &Call,
+        attempt: Attempt,
+        result: ApiResult<T>,
+    ) -> ApiResult<T> {
+        self.audit
+            .audited(&self.db, call, result, || self.attempt_entry(attempt))
+            .await
+    }
+
+    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here.
+    async fn attempt_entry(&self, attempt: Attempt) -> Option<Entry> {
+        let found = match &attempt.scope {
+            Scope::Organization(id) => organization::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|o| o.map(|o| o.id)),
+            Scope::Invite(id) => invite::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|i| i.map(|i| i.organization_id)),
+            Scope::Unit(id) => unit::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|u| u.map(|u| u.organization_id)),
+        };
+        let organization_id = found
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, action = attempt.action, "could not resolve the organization of a refused mutation");
+            })
+            .ok()
+            .flatten()?;
+        Some(attempt.entry(&organization_id))
+    }
+
+    /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user who signed in
+    /// within the configured window (rule ID-6).
+    pub fn step_up(&self, call: &Call) -> Result<()> {
+        authz::require_recent_sign_in(
+            &call.principal,
+            self.runtime.clock.now().timestamp(),
+            self.config.step_up_max_age_secs,
+        )
+    }
+
+    /// The resource an earlier create call with the same request id produced.
+    pub async fn idempotent(&self, key: Option<&str>) -> Result<Option<String>> {
+        let Some(key) = key else { return Ok(None) };
+        Ok(idempotency::Entity::find_by_id(key.to_owned())
+            .one(&self.db)
+            .await?
+            .map(|r| r.resource_id))
+    }
+
+    /// AIP-155 for duplicates in flight: when a create with a request id failed because a
+    /// concurrent call with the same id committed meanwhile (it met that call's name, pending
+    /// invite or idempotency key), the answer is the winner's resource, as a later retry would
+    /// get — by running the create `again`, which now finds the key. Other failures stand.
+    pub async fn or_created_meanwhile<T, F, Fut>(
+        &self,
+        key: Option<&str>,
+        result: Result<T>,
+        again: F,
+    ) -> Result<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match result {
+            Err(e) => match self.idempotent(key).await {
+                Ok(Some(_)) => again().await,
+                _ => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Remembers the resource a create call with a request id produced, in its transaction.
+    pub async fn remember(
+        &self,
+        txn: &DatabaseTransaction,
+        key: Option<&str>,
+        organization_id: &str,
+        resource_id: &str,
+    ) -> Result<()> {
+        let Some(key) = key else { return Ok(()) };
+        idempotency::Entity::insert(idempotency::ActiveModel {
+            key: Set(key.to_owned()),
+            organization_id: Set(organization_id.to_owned()),
+            resource_id: Set(resource_id.to_owned()),
+            create_time_ms: Set(self.now_ms()),
+        })
+        .exec(txn)
+        .await
+        .map_err(|e| {
+            if orgplane_platform::db::is_unique_violation(&e) {
+                Error::ConcurrentRetry
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// The memberships with the emails and display names identity knows.
+    pub async fn enrich(
+        &self,
+        members: Vec<member::Model>,
+        call: &Call,
+    ) -> Result<Vec<MemberView>> {
+        let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
+        let users = self.users.batch(&ids, call).await?;
+        Ok(members
+            .into_iter()
+            .map(|mut member| match users.get(&member.user_id) {
+                Some(u) => {
+                    member.email = u.email.clone();
+                    MemberView {
+                        member,
+                        display_name: u.display_name.clone(),
+                    }
+                }
+                None => MemberView::stored(member),
+            })
+            .collect())
+    }
+
+    /// As [`Self::enrich`], but after a committed change: identity being down leaves the stored
+    /// email and no name rather than failing a mutation that already happened.
+    pub async fn enrich_best_effort(
+        &self,
+        members: Vec<member::Model>,
+        call: &Call,
+    ) -> Vec<MemberView> {
+        match self.enrich(members.clone(), call).await {
+            Ok(views) => views,
+            Err(e) => {
+                tracing::debug!(error = %e, "members returned without names");
+                members.into_iter().map(MemberView::stored).collect()
+            }
+        }
+    }
+
+    /// [`Self::enrich_best_effort`] of one membership.
+    pub async fn enrich_one(&self, member: member::Model, call: &Call) -> MemberView {
+        self.enrich_best_effort(vec![member.clone()], call)
+            .await
+            .pop()
+            .unwrap_or_else(|| MemberView::stored(member))
+    }
+}

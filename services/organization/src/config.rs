@@ -1,0 +1,121 @@
+//! The organization service's settings: flags and environment variables of the `orgplane`
+//! binary, each default written once (the constants below), and the clock offset they may set.
+
+use clap::Args;
+use orgplane_platform::clock::{Clock, SharedClock};
+
+const MAIL_URL: &str = "file://./data/mail";
+const MAIL_FROM: &str = "Orgplane <no-reply@orgplane.dev>";
+const INVITE_LINK_BASE: &str = "https://orgplane.local/invites/";
+const STEP_UP_MAX_AGE_SECS: i64 = 300;
+const PURGE_INTERVAL_SECS: u64 = 60;
+const READY_TIMEOUT_MS: u64 = 3000;
+
+/// The service's own settings. Every flag starts with `organization-` so that it cannot clash
+/// with another service's.
+#[derive(Debug, Clone, Args)]
+#[group(skip)]
+pub struct Config {
+    /// Where invite mail goes: `file://DIR` (`.eml` files) or `smtp://` / `smtps://…`.
+    #[arg(
+        long = "organization-mail-url",
+        env = "ORGPLANE_ORGANIZATION_MAIL_URL",
+        default_value = MAIL_URL
+    )]
+    pub mail_url: String,
+
+    /// The sender of invite mail.
+    #[arg(
+        long = "organization-mail-from",
+        env = "ORGPLANE_ORGANIZATION_MAIL_FROM",
+        default_value = MAIL_FROM
+    )]
+    pub mail_from: String,
+
+    /// The start of the link in invite mail; the invite id is appended.
+    #[arg(
+        long = "organization-invite-link-base",
+        env = "ORGPLANE_ORGANIZATION_INVITE_LINK_BASE",
+        default_value = INVITE_LINK_BASE
+    )]
+    pub invite_link_base: String,
+
+    /// How recent a sign-in must be for delete, undelete and ownership transfer (rule ID-6),
+    /// in seconds.
+    #[arg(
+        long = "organization-step-up-max-age-secs",
+        env = "ORGPLANE_ORGANIZATION_STEP_UP_MAX_AGE_SECS",
+        default_value_t = STEP_UP_MAX_AGE_SECS
+    )]
+    pub step_up_max_age_secs: i64,
+
+    /// How often the purge job looks for organizations past their purge time, in seconds.
+    #[arg(
+        long = "organization-purge-interval-secs",
+        env = "ORGPLANE_ORGANIZATION_PURGE_INTERVAL_SECS",
+        default_value_t = PURGE_INTERVAL_SECS
+    )]
+    pub purge_interval_secs: u64,
+
+    /// The longest start-up waits for the identity event stream to catch up before reporting
+    /// SERVING anyway (identity may be deployed later), in milliseconds.
+    #[arg(
+        long = "organization-ready-timeout-ms",
+        env = "ORGPLANE_ORGANIZATION_READY_TIMEOUT_MS",
+        default_value_t = READY_TIMEOUT_MS
+    )]
+    pub ready_timeout_ms: u64,
+
+    /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
+    /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
+    #[arg(
+        long = "organization-clock-offset-secs",
+        env = "ORGPLANE_ORGANIZATION_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true
+    )]
+    pub clock_offset_secs: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mail_url: MAIL_URL.to_owned(),
+            mail_from: MAIL_FROM.to_owned(),
+            invite_link_base: INVITE_LINK_BASE.to_owned(),
+            step_up_max_age_secs: STEP_UP_MAX_AGE_SECS,
+            purge_interval_secs: PURGE_INTERVAL_SECS,
+            ready_timeout_ms: READY_TIMEOUT_MS,
+            clock_offset_secs: 0,
+        }
+    }
+}
+
+/// A clock running a fixed offset ahead of (or behind) another (`--organization-clock-offset-secs`).
+#[derive(Debug)]
+pub(crate) struct ShiftedClock {
+    pub(crate) inner: SharedClock,
+    pub(crate) offset: chrono::Duration,
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now() + self.offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_offset_shifts_the_runtime_clock() {
+        let clock = ShiftedClock {
+            inner: orgplane_platform::clock::system(),
+            offset: chrono::Duration::days(8),
+        };
+        let ahead = clock.now() - chrono::Utc::now();
+        assert!(ahead >= chrono::Duration::days(8) - chrono::Duration::seconds(5));
+        assert!(ahead <= chrono::Duration::days(8) + chrono::Duration::seconds(5));
+    }
+}

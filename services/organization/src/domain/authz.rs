@@ -1,0 +1,197 @@
+//! Who may do what to an organization: the one place in this crate that decides, by asking the
+//! shared role matrix ([`orgplane_platform::roles`]). The use cases resolve the caller's
+//! standing in an organization (NOT_FOUND when the caller may not know it exists, rule ORG-2),
+//! then require the action they are about to perform.
+
+use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
+use orgplane_proto::organization::v1::OrgRole;
+
+use super::{Error, Result};
+
+/// Whether a DELETED organization may be reached (by its OWNER or a service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    /// A DELETED organization is NOT_FOUND (every RPC but the ones below).
+    Hidden,
+    /// Its OWNER (and services) still see it: GetOrganization, UndeleteOrganization.
+    VisibleToOwner,
+}
+
+/// Who the caller is in relation to one organization: its standing there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// A signed-in member with their role.
+    Member {
+        /// The member's user id.
+        user_id: String,
+        /// Their role.
+        role: OrgRole,
+    },
+    /// An admin API key of this organization.
+    AdminKey {
+        /// The key's id.
+        key_id: String,
+    },
+    /// An Orgplane service (reads only).
+    Service,
+}
+
+/// Refuses anonymous callers and workspace keys: the first check of every org-scoped RPC.
+pub fn require_caller(principal: &Principal) -> Result<()> {
+    principal.require_authenticated()?;
+    match principal {
+        Principal::ApiKey(k) if k.kind == ApiKeyKind::Workspace => Err(Error::WorkspaceKeyRefused),
+        _ => Ok(()),
+    }
+}
+
+/// The caller's standing in organization `organization_id` (deleted or not), given the
+/// caller's membership `role` there (users only); `None` when the caller may not see it.
+pub fn standing(
+    principal: &Principal,
+    organization_id: &str,
+    is_deleted: bool,
+    role: Option<OrgRole>,
+    deleted: Deleted,
+) -> Option<Standing> {
+    match principal {
+        Principal::User(u) => {
+            let role = role?;
+            if is_deleted && !(deleted == Deleted::VisibleToOwner && role == OrgRole::Owner) {
+                return None;
+            }
+            Some(Standing::Member {
+                user_id: u.user_id.clone(),
+                role,
+            })
+        }
+        Principal::ApiKey(k) => {
+            (k.organization_id == organization_id && !is_deleted).then(|| Standing::AdminKey {
+                key_id: k.key_id.clone(),
+            })
+        }
+        Principal::Service(_) => {
+            (!(is_deleted && deleted == Deleted::Hidden)).then_some(Standing::Service)
+        }
+        Principal::Anonymous => None,
+    }
+}
+
+impl Standing {
+    /// Whether the caller may perform `action` (the role matrix of `rules.md`).
+    pub fn allows(&self, action: OrgAction) -> bool {
+        match self {
+            Standing::Member { role, .. } => allows(*role, action),
+            Standing::AdminKey { .. } => admin_key_allows(action),
+            Standing::Service => action == OrgAction::Read,
+        }
+    }
+
+    /// PERMISSION_DENIED unless the caller may perform `action`.
+    pub fn require(&self, action: OrgAction) -> Result<()> {
+        if self.allows(action) {
+            return Ok(());
+        }
+        let needed = match action {
+            OrgAction::OwnerOnly => "only the organization's OWNER may do this",
+            OrgAction::ReadAuditLog | OrgAction::ManageOrganization => {
+                "this needs the OWNER or ADMIN role in the organization"
+            }
+            _ => "your role in the organization does not allow this",
+        };
+        Err(orgplane_platform::roles::insufficient_role(needed).into())
+    }
+
+    /// The calling user's id, when the caller is a member.
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Standing::Member { user_id, .. } => Some(user_id),
+            _ => None,
+        }
+    }
+
+    /// True when the caller is an API key.
+    pub fn is_api_key(&self) -> bool {
+        matches!(self, Standing::AdminKey { .. })
+    }
+
+    /// ORG-5: with an API key, no one may be removed from, demoted from or promoted to the
+    /// ADMIN role (nor invited as ADMIN), so that a leaked key can neither remove the admins
+    /// nor mint new ones. `from` is the member's role before (none for an invite), `to` after
+    /// (none for a removal).
+    pub fn require_person_for_admin(
+        &self,
+        from: Option<OrgRole>,
+        to: Option<OrgRole>,
+    ) -> Result<()> {
+        let touches_admin = from == Some(OrgRole::Admin) || to == Some(OrgRole::Admin);
+        if self.is_api_key() && touches_admin {
+            return Err(Error::AdminRoleNeedsAPerson);
+        }
+        Ok(())
+    }
+}
+
+/// `user_id`, with `me` meaning the calling user.
+pub fn resolve_me(principal: &Principal, user_id: &str) -> Result<String> {
+    if user_id != "me" {
+        return Ok(user_id.to_owned());
+    }
+    match principal {
+        Principal::User(u) => Ok(u.user_id.clone()),
+        _ => Err(Error::invalid(
+            "user_id",
+            "`me` needs a user's access token",
+        )),
+    }
+}
+
+/// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user who signed in at
+/// most `max_age_secs` before `now_secs` (rule ID-6).
+pub fn require_recent_sign_in(
+    principal: &Principal,
+    now_secs: i64,
+    max_age_secs: i64,
+) -> Result<()> {
+    let user = principal.require_user()?;
+    if now_secs - user.auth_time > max_age_secs {
+        return Err(Error::ReauthenticationRequired {
+            max_age_seconds: max_age_secs,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_5_only_a_person_gives_takes_or_removes_the_admin_role() {
+        let key = Standing::AdminKey {
+            key_id: "key_1".into(),
+        };
+        let admin = Standing::Member {
+            user_id: "user_a".into(),
+            role: OrgRole::Admin,
+        };
+        let (a, u, d) = (OrgRole::Admin, OrgRole::User, OrgRole::Developer);
+        for (from, to) in [
+            (Some(a), Some(u)),
+            (Some(u), Some(a)),
+            (Some(a), Some(a)),
+            (Some(a), None),
+            (None, Some(a)),
+        ] {
+            assert!(matches!(
+                key.require_person_for_admin(from, to),
+                Err(Error::AdminRoleNeedsAPerson)
+            ));
+            assert!(admin.require_person_for_admin(from, to).is_ok());
+        }
+        for (from, to) in [(Some(u), Some(d)), (Some(d), None), (None, Some(u))] {
+            assert!(key.require_person_for_admin(from, to).is_ok());
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The organization service's refusals: one enum, each reason named once, and the one mapping
+//! onto the wire ([`ApiError`]: canonical code, `ErrorInfo` reason, details). Errors of the
+//! platform (database, page tokens, revision waits, identity being down) pass through as
+//! [`Error::Api`].
+
+use std::time::Duration;
+
+use orgplane_platform::ApiError;
+
+/// A refusal of the organization service, or a platform error passed through.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// INVALID_ARGUMENT: `field` is malformed (`why` says how).
+    #[error("invalid {field}: {why}")]
+    Invalid {
+        /// The request field.
+        field: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// NOT_FOUND: the resource does not exist or the caller may not know it does (ORG-2).
+    #[error("{resource} {id:?} not found")]
+    NotFound {
+        /// `organization`, `member`, `invite`, `unit`.
+        resource: &'static str,
+        /// The id the request named.
+        id: String,
+    },
+    /// ALREADY_EXISTS `ORGANIZATION_NAME_TAKEN` (ORG-1).
+    #[error("you already created an organization with this name")]
+    NameTaken,
+    /// ABORTED `CONCURRENT_RETRY`: a call with the same request id is in flight (AIP-155).
+    #[error("a call with the same request_id is in progress; retry")]
+    ConcurrentRetry,
+    /// FAILED_PRECONDITION `USER_NOT_FOUND`: identity does not know the calling user.
+    #[error("the identity service does not know the calling user")]
+    UserNotFound {
+        /// The caller's user id.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `BUSINESS_ACCOUNT_REQUIRED` (ID-1).
+    #[error("only business accounts may create organizations")]
+    BusinessAccountRequired {
+        /// The caller's user id.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `EMAIL_NOT_VERIFIED`: the caller must verify their email before
+    /// `before` ("creating an organization", "accepting an invite").
+    #[error("verify your email address before {before}")]
+    EmailNotVerified {
+        /// The caller's user id.
+        user_id: String,
+        /// What the verification must precede.
+        before: &'static str,
+    },
+    /// PERMISSION_DENIED `ADMIN_API_KEY_REQUIRED`: GetMyOrganization without an admin key.
+    #[error("GetMyOrganization answers only to an admin API key")]
+    AdminKeyRequired,
+    /// PERMISSION_DENIED `ADMIN_API_KEY_REQUIRED`: a workspace key called this service.
+    #[error(
+        "workspace API keys cannot call the organization service; use an admin API key or a user token"
+    )]
+    WorkspaceKeyRefused,
+    /// PERMISSION_DENIED `USER_CREDENTIALS_REQUIRED` (ORG-5): with an API key, no one may be
+    /// removed from, demoted from or promoted to the ADMIN role (nor invited as one).
+    #[error(
+        "only a person signed in with their own account may give, take or remove the ADMIN role; an API key may not"
+    )]
+    AdminRoleNeedsAPerson,
+    /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` (ID-6): the sign-in is older than
+    /// `max_age_seconds`.
+    #[error(
+        "this action needs a recent sign-in: call IdentityService/Reauthenticate and retry with the new token"
+    )]
+    ReauthenticationRequired {
+        /// The configured window.
+        max_age_seconds: i64,
+    },
+    /// INVALID_ARGUMENT `CONFIRM_NAME_MISMATCH` (ORG-7).
+    #[error("invalid confirm_name: type the organization's exact name to delete it")]
+    ConfirmNameMismatch,
+    /// FAILED_PRECONDITION `ORGANIZATION_NOT_DELETED`: undelete of an active organization.
+    #[error("the organization is not deleted")]
+    NotDeleted {
+        /// The organization.
+        organization_id: String,
+    },
+    /// INVALID_ARGUMENT `OWNER_ROLE_NOT_ASSIGNABLE` (ORG-4): OWNER is given by transfer only.
+    #[error("invalid {field}: OWNER is given only by TransferOwnership")]
+    OwnerNotAssignable {
+        /// The request field.
+        field: &'static str,
+    },
+    /// FAILED_PRECONDITION `OWNER_ROLE_IMMUTABLE` (ORG-4).
+    #[error("the OWNER's role cannot be changed; use TransferOwnership")]
+    OwnerRoleImmutable {
+        /// The OWNER.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `OWNERSHIP_TRANSFER_REQUIRED` (ORG-4).
+    #[error("the OWNER cannot be removed; transfer ownership first")]
+    OwnershipTransferRequired {
+        /// The OWNER.
+        user_id: String,
+    },
+    /// ALREADY_EXISTS `ALREADY_A_MEMBER` (ORG-6): `message` says whose membership.
+    #[error("{message}")]
+    AlreadyAMember {
+        /// "a member of the organization has this email" or "you are already a member".
+        message: &'static str,
+    },
+    /// ALREADY_EXISTS `INVITE_ALREADY_PENDING` (ORG-6).
+    #[error("a pending invite for this email exists")]
+    InviteAlreadyPending,
+    /// FAILED_PRECONDITION `INVITE_NOT_PENDING`.
+    #[error("the invite was already accepted or withdrawn")]
+    InviteNotPending {
+        /// The invite.
+        invite_id: String,
+    },
+    /// FAILED_PRECONDITION `INVITE_EXPIRED` (ORG-6).
+    #[error("the invite expired; ask for a new one")]
+    InviteExpired {
+        /// The invite.
+        invite_id: String,
+    },
+    /// FAILED_PRECONDITION `INVITE_EMAIL_MISMATCH` (ORG-6).
+    #[error("the invite was sent to another email address")]
+    InviteEmailMismatch {
+        /// The invite.
+        invite_id: String,
+    },
+    /// FAILED_PRECONDITION `UNIT_DEPTH_EXCEEDED` (ORG-9).
+    #[error("units may be nested at most {max} levels deep")]
+    UnitTooDeep {
+        /// The parent the unit would sit under.
+        parent_unit_id: String,
+        /// The deepest level.
+        max: i32,
+    },
+    /// FAILED_PRECONDITION `UNIT_CYCLE`.
+    #[error("a unit cannot be moved under itself or its descendants")]
+    UnitCycle {
+        /// The parent asked for.
+        parent_unit_id: String,
+    },
+    /// FAILED_PRECONDITION `UNIT_HAS_CHILDREN` (ORG-9).
+    #[error("delete or move the unit's child units first")]
+    UnitHasChildren {
+        /// The unit.
+        unit_id: String,
+    },
+    /// FAILED_PRECONDITION `UNIT_HAS_WORKSPACES` (ORG-9).
+    #[error("workspaces belong to this unit; move them first")]
+    UnitHasWorkspaces {
+        /// The unit.
+        unit_id: String,
+    },
+    /// UNAVAILABLE `IDENTITY_UNAVAILABLE`: identity did not answer `what` (never INTERNAL, ID-1).
+    #[error("{what}")]
+    IdentityUnavailable {
+        /// What failed, for the message.
+        what: String,
+    },
+    /// UNAVAILABLE `SNAPSHOT_UNAVAILABLE`: a producer's snapshot RPC failed during a re-sync.
+    #[error("{what}")]
+    SnapshotUnavailable {
+        /// What failed.
+        what: String,
+    },
+    /// An error of the platform (database, page token, role matrix, …), passed through.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// Shorthand for the use cases' results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// INVALID_ARGUMENT for `field`.
+    pub fn invalid(field: &str, why: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.to_owned(),
+            why: why.into(),
+        }
+    }
+
+    /// NOT_FOUND for `resource` `id`.
+    pub fn not_found(resource: &'static str, id: &str) -> Self {
+        Error::NotFound {
+            resource,
+            id: id.to_owned(),
+        }
+    }
+
+    /// Whether this is a NOT_FOUND (of any resource).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound { .. } => true,
+            Error::Api(e) => e.reason() == "NOT_FOUND",
+            _ => false,
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let message = e.to_string();
+        match e {
+            Error::Invalid { field, why } => ApiError::invalid_argument(&field, why),
+            Error::NotFound { resource, id } => ApiError::not_found(resource, &id),
+            Error::NameTaken => ApiError::already_exists("ORGANIZATION_NAME_TAKEN", message),
+            Error::ConcurrentRetry => ApiError::aborted("CONCURRENT_RETRY", message),
+            Error::UserNotFound { user_id } => {
+                ApiError::failed_precondition("USER_NOT_FOUND", &user_id, message)
+            }
+            Error::BusinessAccountRequired { user_id } => {
+                ApiError::failed_precondition("BUSINESS_ACCOUNT_REQUIRED", &user_id, message)
+            }
+            Error::EmailNotVerified { user_id, .. } => {
+                ApiError::failed_precondition("EMAIL_NOT_VERIFIED", &user_id, message)
+            }
+            Error::AdminKeyRequired | Error::WorkspaceKeyRefused => {
+                ApiError::permission_denied("ADMIN_API_KEY_REQUIRED", message)
+            }
+            Error::AdminRoleNeedsAPerson => {
+                ApiError::permission_denied("USER_CREDENTIALS_REQUIRED", message)
+            }
+            Error::ReauthenticationRequired { max_age_seconds } => {
+                ApiError::unauthenticated("REAUTHENTICATION_REQUIRED", message)
+                    .with_metadata("max_age_seconds", max_age_seconds.to_string())
+            }
+            Error::ConfirmNameMismatch => invalid_with_reason(
+                "CONFIRM_NAME_MISMATCH",
+                "confirm_name",
+                "type the organization's exact name to delete it",
+            ),
+            Error::NotDeleted { organization_id } => {
+                ApiError::failed_precondition("ORGANIZATION_NOT_DELETED", &organization_id, message)
+            }
+            Error::OwnerNotAssignable { field } => invalid_with_reason(
+                "OWNER_ROLE_NOT_ASSIGNABLE",
+                field,
+                "OWNER is given only by TransferOwnership",
+            ),
+            Error::OwnerRoleImmutable { user_id } => {
+                ApiError::failed_precondition("OWNER_ROLE_IMMUTABLE", &user_id, message)
+            }
+            Error::OwnershipTransferRequired { user_id } => {
+                ApiError::failed_precondition("OWNERSHIP_TRANSFER_REQUIRED", &user_id, message)
+            }
+            Error::AlreadyAMember { .. } => ApiError::already_exists("ALREADY_A_MEMBER", message),
+            Error::InviteAlreadyPending => {
+                ApiError::already_exists("INVITE_ALREADY_PENDING", message)
+            }
+            Error::InviteNotPending { invite_id } => {
+                ApiError::failed_precondition("INVITE_NOT_PENDING", &invite_id, message)
+            }
+            Error::InviteExpired { invite_id } => {
+                ApiError::failed_precondition("INVITE_EXPIRED", &invite_id, message)
+            }
+            Error::InviteEmailMismatch { invite_id } => {
+                ApiError::failed_precondition("INVITE_EMAIL_MISMATCH", &invite_id, message)
+            }
+            Error::UnitTooDeep { parent_unit_id, .. } => {
+                ApiError::failed_precondition("UNIT_DEPTH_EXCEEDED", &parent_unit_id, message)
+            }
+            Error::UnitCycle { parent_unit_id } => {
+                ApiError::failed_precondition("UNIT_CYCLE", &parent_unit_id, message)
+            }
+            Error::UnitHasChildren { unit_id } => {
+                ApiError::failed_precondition("UNIT_HAS_CHILDREN", &unit_id, message)
+            }
+            Error::UnitHasWorkspaces { unit_id } => {
+                ApiError::failed_precondition("UNIT_HAS_WORKSPACES", &unit_id, message)
+            }
+            Error::IdentityUnavailable { .. } => {
+                ApiError::unavailable("IDENTITY_UNAVAILABLE", message)
+                    .retry_after(Duration::from_secs(1))
+            }
+            Error::SnapshotUnavailable { .. } => {
+                ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message)
+            }
+            Error::Api(e) => e,
+        }
+    }
+}
+
+/// INVALID_ARGUMENT with a reason of its own and one field violation. (The platform has no
+/// constructor for this, so the wire code is named here, in the one mapping onto the wire.)
+fn invalid_with_reason(reason: &str, field: &str, why: &str) -> ApiError {
+    ApiError::new(
+        tonic::Code::InvalidArgument,
+        reason,
+        format!("invalid {field}: {why}"),
+    )
+    .violation(field, why)
+}

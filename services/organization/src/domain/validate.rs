@@ -1,0 +1,159 @@
+//! What a valid input is: names, emails, types, roles, request ids, update masks, and the
+//! states derived from stored values.
+
+use orgplane_proto::organization::v1::{InviteState, OrgRole, OrganizationType};
+
+use super::{Error, Result};
+
+/// INVALID_ARGUMENT unless `value` is set.
+pub fn required(field: &str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        Err(Error::invalid(field, "required"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A display name: trimmed, 1-100 characters, no control characters (ORG-1, ORG-9).
+pub fn name(field: &str, raw: &str) -> Result<String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if trimmed.chars().count() > 100 {
+        return Err(Error::invalid(field, "at most 100 characters"));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// An email address, normalized to lower case; INVALID_ARGUMENT when it is not one.
+pub fn email(field: &str, raw: &str) -> Result<String> {
+    let e = raw.trim().to_lowercase();
+    let bad = || Error::invalid(field, "not an email address");
+    if e.len() > 254 || e.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = e.split_once('@').ok_or_else(bad)?;
+    if local.is_empty()
+        || local.len() > 64
+        || domain.contains('@')
+        || !domain.contains('.')
+        || domain.starts_with('.')
+        || domain.ends_with('.')
+        || domain.contains("..")
+        || !domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return Err(bad());
+    }
+    Ok(e)
+}
+
+/// An optional email: empty (after trimming) stays empty.
+pub fn optional_email(field: &str, raw: &str) -> Result<String> {
+    if raw.trim().is_empty() {
+        Ok(String::new())
+    } else {
+        email(field, raw)
+    }
+}
+
+/// An organization type: a known value (UNSPECIFIED allowed: the type is optional).
+pub fn org_type(v: i32) -> Result<i32> {
+    OrganizationType::try_from(v)
+        .map(|t| t as i32)
+        .map_err(|_| Error::invalid("organization.type", "unknown type"))
+}
+
+/// A role that may be given by UpdateMemberRole or an invite: any but OWNER.
+pub fn assignable_role(field: &'static str, v: i32) -> Result<OrgRole> {
+    match OrgRole::try_from(v) {
+        Ok(OrgRole::Owner) => Err(Error::OwnerNotAssignable { field }),
+        Ok(OrgRole::Unspecified) => Err(Error::invalid(field, "required")),
+        Ok(r) => Ok(r),
+        Err(_) => Err(Error::invalid(field, "unknown role")),
+    }
+}
+
+/// The role stored as a number.
+pub fn role_of(v: i32) -> OrgRole {
+    OrgRole::try_from(v).unwrap_or(OrgRole::Unspecified)
+}
+
+/// An AIP-155 request id: empty, or a UUID.
+pub fn request_id(raw: &str) -> Result<Option<String>> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    uuid::Uuid::parse_str(raw)
+        .map(|u| Some(u.hyphenated().to_string()))
+        .map_err(|_| Error::invalid("request_id", "must be a UUID"))
+}
+
+/// The paths of an update mask, checked against `allowed`.
+pub fn mask_paths(paths: &[String], allowed: &[&str]) -> Result<Vec<String>> {
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            format!("name the fields to change: {}", allowed.join(", ")),
+        ));
+    }
+    for p in paths {
+        if !allowed.contains(&p.as_str()) {
+            return Err(Error::invalid(
+                "update_mask",
+                format!(
+                    "{p:?} cannot be updated; mutable fields: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(paths.to_vec())
+}
+
+/// The state of an invite stored as `state` expiring at `expire_time_ms`, at `now_ms` (PENDING
+/// turns EXPIRED by time alone).
+pub fn invite_state(state: i32, expire_time_ms: i64, now_ms: i64) -> InviteState {
+    let state = InviteState::try_from(state).unwrap_or(InviteState::Unspecified);
+    if state == InviteState::Pending && now_ms >= expire_time_ms {
+        InviteState::Expired
+    } else {
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_normalized() {
+        assert_eq!(email("e", " Ada@Example.COM ").unwrap(), "ada@example.com");
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@x.com",
+            "a@b",
+            "a b@c.com",
+            "a@b..com",
+            "a@@b.com",
+        ] {
+            assert!(email("e", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(name("n", "  Acme ").unwrap(), "Acme");
+        assert!(name("n", "   ").is_err());
+        assert!(name("n", &"x".repeat(101)).is_err());
+        assert!(name("n", &"é".repeat(100)).is_ok());
+        assert!(name("n", "a\u{7}b").is_err());
+    }
+}

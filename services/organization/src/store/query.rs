@@ -1,0 +1,48 @@
+//! Query pieces the use cases share: keyset pagination and LIKE patterns.
+
+use sea_orm::{ColumnTrait, Condition};
+
+/// `key > k OR (key = k AND id > i)` (or `<` when descending): the keyset condition.
+pub fn keyset<C: ColumnTrait, I: ColumnTrait, V>(
+    key: C,
+    k: V,
+    id: I,
+    i: String,
+    desc: bool,
+) -> Condition
+where
+    V: Into<sea_orm::Value> + Clone,
+{
+    // The leading `key >= k` (or `<=`) lets the index seek straight to the cursor; the OR alone
+    // makes SQLite scan the organization's rows from the start on every page.
+    if desc {
+        Condition::all().add(key.lte(k.clone())).add(
+            Condition::any()
+                .add(key.lt(k.clone()))
+                .add(Condition::all().add(key.eq(k)).add(id.lt(i))),
+        )
+    } else {
+        Condition::all().add(key.gte(k.clone())).add(
+            Condition::any()
+                .add(key.gt(k.clone()))
+                .add(Condition::all().add(key.eq(k)).add(id.gt(i))),
+        )
+    }
+}
+
+/// `s` escaped for a SQL LIKE pattern with `\` as the escape character.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A new id `<prefix>_<uuidv7>`: opaque, sorts by creation time.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}

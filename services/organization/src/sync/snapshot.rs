@@ -1,0 +1,91 @@
+//! The snapshot this service serves to the services that replicate org roles: the
+//! `ListRoleAssignments` pages they re-sync from after a compaction of this service's stream.
+
+use std::collections::{BTreeMap, HashMap};
+
+use orgplane_platform::Call;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::app::App;
+use crate::domain::Result;
+use crate::store::query::keyset;
+use crate::store::{member, organization};
+
+/// One page of the role snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSnapshot {
+    /// Organizations in id order, each with `(user id, OrgRole number)` of its members.
+    pub organizations: Vec<(organization::Model, Vec<(String, i32)>)>,
+    /// The token of the next page; empty on the last.
+    pub next_page_token: String,
+    /// The revision every page reflects at least.
+    pub revision: i64,
+}
+
+impl App {
+    /// ListRoleAssignments: a snapshot of every organization not yet purged with its members'
+    /// roles, ordered by organization id then user id; the revision is fixed by the first page
+    /// (read before the rows, so every page reflects at least every change up to it) and
+    /// carried in the page token.
+    pub async fn list_role_assignments(
+        &self,
+        call: &Call,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<RoleSnapshot> {
+        call.principal.require_service()?;
+        let size = orgplane_platform::pagination::page_size(page_size)?;
+        let scope = "ListRoleAssignments";
+        let cursor: Option<(i64, String, String)> =
+            self.runtime.page_tokens.decode(scope, page_token)?;
+        let (revision, after) = match cursor {
+            Some((r, org, user)) => (r, Some((org, user))),
+            None => (self.head_revision().await?, None),
+        };
+        let mut query = member::Entity::find();
+        if let Some((org, user)) = after {
+            query = query.filter(keyset(
+                member::Column::OrganizationId,
+                org,
+                member::Column::UserId,
+                user,
+                false,
+            ));
+        }
+        let rows = query
+            .order_by_asc(member::Column::OrganizationId)
+            .order_by_asc(member::Column::UserId)
+            .limit(size + 1)
+            .all(&self.db)
+            .await?;
+        let (rows, next_page_token) = self.runtime.page_tokens.page(scope, rows, size, |m| {
+            (revision, m.organization_id.clone(), m.user_id.clone())
+        });
+        let mut org_ids: Vec<String> = rows.iter().map(|m| m.organization_id.clone()).collect();
+        org_ids.dedup();
+        let mut orgs: HashMap<String, organization::Model> = organization::Entity::find()
+            .filter(organization::Column::Id.is_in(org_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        let mut grouped: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+        for m in rows {
+            grouped
+                .entry(m.organization_id.clone())
+                .or_default()
+                .push((m.user_id, m.role));
+        }
+        let organizations = grouped
+            .into_iter()
+            // A member row without its organization can only be a purge racing this read.
+            .filter_map(|(id, roles)| orgs.remove(&id).map(|o| (o, roles)))
+            .collect();
+        Ok(RoleSnapshot {
+            organizations,
+            next_page_token,
+            revision,
+        })
+    }
+}
