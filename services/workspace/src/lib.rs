@@ -102,8 +102,10 @@ impl Workspace {
                     runtime.revocations.clone(),
                     memory.clone(),
                     audit.clone(),
-                    runtime.endpoints.identity.clone(),
-                    runtime.service_tokens.clone(),
+                    Arc::new(api::identity::IdentityKeys::new(
+                        runtime.endpoints.identity.clone(),
+                        runtime.service_tokens.clone(),
+                    )),
                 )),
             )
             .await?;

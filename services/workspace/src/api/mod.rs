@@ -3,10 +3,12 @@
 //! its outcome. Every RPC honours the `x-min-organization-revision` header through
 //! [`Call::wait_for`]; every mutation passes its result through [`Core::audited`], so that a
 //! refusal is audited as OUTCOME_FAILURE (ORG-10). Split by resource: [`workspaces`],
-//! [`members`], [`access`] (CheckAccess) and [`audit`].
+//! [`members`], [`access`] (CheckAccess) and [`audit`]; [`identity`] is the one call this
+//! service makes (the API-key snapshot of a re-sync).
 
 pub mod access;
 pub mod audit;
+pub mod identity;
 pub mod members;
 pub mod workspaces;
 

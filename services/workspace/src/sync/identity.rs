@@ -6,23 +6,37 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::auth::ServiceTokenSource;
-use orgplane_platform::error::{ApiError, ApiResult};
+use orgplane_platform::error::ApiResult;
 use orgplane_platform::events::EventHandler;
 use orgplane_platform::replica::org_row;
 use orgplane_platform::revocation::{self, SessionRevocations};
+use orgplane_proto::events::v1::Event;
 use orgplane_proto::events::v1::event::Payload;
-use orgplane_proto::events::v1::{Event, Producer};
-use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, ListApiKeysRequest};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction};
-use tonic::transport::Channel;
 
 use super::{note, refresh_touched, reload_all, remove_members};
 use crate::store::entity::{api_key, member};
 use crate::store::memory::{KeyView, Memory};
+
+/// Where a re-sync of identity's events starts: every API key of some organizations, and the
+/// revision through which identity compacted its events (those after it are replayed over the
+/// snapshot). Served by identity's `ListApiKeys`; the gRPC client is in
+/// [`crate::api::identity`].
+pub trait KeySnapshot: Send + Sync {
+    /// The snapshot of `organizations`' keys.
+    fn api_keys<'a>(&'a self, organizations: &'a [String]) -> BoxFuture<'a, ApiResult<Keys>>;
+}
+
+/// A snapshot of API keys.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// The revision through which identity compacted its events.
+    pub through: i64,
+    /// `(api key id, key)`.
+    pub keys: Vec<(String, KeyView)>,
+}
 
 /// The consumer of the identity service's events.
 pub struct IdentityEvents {
@@ -30,29 +44,26 @@ pub struct IdentityEvents {
     revocations: Arc<SessionRevocations>,
     memory: Memory,
     audit: AuditLogWriter,
-    identity: Channel,
-    tokens: Arc<dyn ServiceTokenSource>,
+    snapshot: Arc<dyn KeySnapshot>,
     touched: Mutex<HashSet<String>>,
 }
 
 impl IdentityEvents {
     /// A handler keeping the API-key replica and the session revocations (in `db` and
-    /// `revocations`); re-syncs list keys from identity over `identity`.
+    /// `revocations`); re-syncs start from `snapshot`.
     pub fn new(
         db: DatabaseConnection,
         revocations: Arc<SessionRevocations>,
         memory: Memory,
         audit: AuditLogWriter,
-        identity: Channel,
-        tokens: Arc<dyn ServiceTokenSource>,
+        snapshot: Arc<dyn KeySnapshot>,
     ) -> Self {
         Self {
             db,
             revocations,
             memory,
             audit,
-            identity,
-            tokens,
+            snapshot,
             touched: Mutex::new(HashSet::new()),
         }
     }
@@ -121,60 +132,15 @@ impl EventHandler for IdentityEvents {
 
     fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
         Box::pin(async move {
-            // Every event after `through` is replayed after this snapshot; they are assignments,
-            // so replaying them over a newer snapshot ends in the same state.
-            let through = orgplane_platform::events::consumer::compacted_through(
-                &self.identity,
-                self.tokens.as_ref(),
-                Producer::Identity,
-            )
-            .await?;
-            let mut client = IdentityServiceClient::new(self.identity.clone());
-            let mut keys = Vec::new();
             let orgs: Vec<String> = org_row::Entity::find()
                 .all(txn)
                 .await?
                 .into_iter()
                 .map(|o| o.organization_id)
                 .collect();
-            for org in orgs {
-                let mut page_token = String::new();
-                loop {
-                    let token = self.tokens.token().await?;
-                    let page = client
-                        .list_api_keys(orgplane_platform::auth::outgoing(
-                            ListApiKeysRequest {
-                                organization_id: org.clone(),
-                                page_size: 1000,
-                                page_token: page_token.clone(),
-                                ..Default::default()
-                            },
-                            Some(&token),
-                            None,
-                        ))
-                        .await
-                        .map_err(|s| {
-                            ApiError::unavailable(
-                                "SNAPSHOT_UNAVAILABLE",
-                                format!("ListApiKeys failed: {}", s.message()),
-                            )
-                        })?
-                        .into_inner();
-                    for k in page.api_keys {
-                        let view = KeyView {
-                            organization_id: k.organization_id.clone(),
-                            workspace_id: k.workspace_id.clone(),
-                            admin: k.kind == ApiKeyKind::Admin as i32,
-                            active: k.status == ApiKeyStatus::Active as i32,
-                        };
-                        keys.push((k.id, view));
-                    }
-                    if page.next_page_token.is_empty() {
-                        break;
-                    }
-                    page_token = page.next_page_token;
-                }
-            }
+            // Every event after `through` is replayed after this snapshot; they are assignments,
+            // so replaying them over a newer snapshot ends in the same state.
+            let Keys { through, keys } = self.snapshot.api_keys(&orgs).await?;
             api_key::Entity::delete_many().exec(txn).await?;
             for (id, key) in &keys {
                 upsert_key(txn, id, key).await?;
