@@ -4,6 +4,7 @@
 //! version (`workspace_revision`), whichever replica wrote it.
 
 use orgplane_platform::Call;
+use orgplane_platform::auth::Principal;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::{
@@ -77,7 +78,6 @@ impl Core {
     /// CheckAccess (WS-10): who may ask (services about anyone, a user or API key about
     /// itself), then the waits, then the answer from memory.
     pub async fn check_access(&self, call: &Call, cmd: CheckAccess) -> ApiResult<Answer> {
-        use orgplane_platform::auth::Principal;
         match (&*call.principal, &cmd.subject) {
             (Principal::Service(_), _) => {}
             (Principal::User(u), Subject::User(s)) if &u.user_id == s => {}
