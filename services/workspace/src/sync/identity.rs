@@ -177,3 +177,86 @@ impl EventHandler for IdentityEvents {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orgplane_platform::replica::org_row;
+    use orgplane_platform::testkit::TestDb;
+    use sea_orm::{EntityTrait, TransactionTrait};
+
+    use super::*;
+    use crate::store::migration::Migrator;
+
+    /// Serves a fixed snapshot and records which organizations it was asked for.
+    struct FakeKeys(Mutex<Vec<String>>);
+
+    impl KeySnapshot for FakeKeys {
+        fn api_keys<'a>(&'a self, organizations: &'a [String]) -> BoxFuture<'a, ApiResult<Keys>> {
+            Box::pin(async move {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(organizations.iter().cloned());
+                let key = KeyView {
+                    organization_id: "o1".into(),
+                    workspace_id: String::new(),
+                    admin: true,
+                    active: true,
+                };
+                Ok(Keys {
+                    through: 7,
+                    keys: vec![("key_new".into(), key)],
+                })
+            })
+        }
+    }
+
+    /// After compaction of identity's events, a re-sync replaces the API-key replica with the
+    /// snapshot of the replicated organizations' keys and answers its revision; memory follows
+    /// once committed (ID-7: CheckAccess answers for keys without calling identity).
+    #[tokio::test]
+    async fn id_7_a_resync_replaces_the_api_key_replica_with_identitys_snapshot() {
+        let test_db = TestDb::sqlite();
+        let db = test_db.open::<Migrator>().await;
+        org_row::Entity::insert(org_row::ActiveModel {
+            organization_id: sea_orm::Set("o1".into()),
+            name: sea_orm::Set("O1".into()),
+            primary_email: sea_orm::Set(String::new()),
+            owner_user_id: sea_orm::Set("u1".into()),
+            state: sea_orm::Set(1),
+        })
+        .exec(&db)
+        .await
+        .unwrap();
+        let old = KeyView {
+            organization_id: "o1".into(),
+            workspace_id: String::new(),
+            admin: false,
+            active: true,
+        };
+        upsert_key(&db, "key_old", &old).await.unwrap();
+        let memory = Memory::load(db.clone()).await.unwrap();
+        let fake = Arc::new(FakeKeys(Mutex::new(Vec::new())));
+        let handler = IdentityEvents::new(
+            db.clone(),
+            SessionRevocations::new(),
+            memory.clone(),
+            AuditLogWriter::new(crate::app::SERVICE),
+            fake.clone(),
+        );
+        let txn = db.begin().await.unwrap();
+        assert_eq!(handler.resync(&txn).await.unwrap(), 7);
+        txn.commit().await.unwrap();
+        handler.committed(&[], true).await;
+        let stored: Vec<String> = api_key::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.api_key_id)
+            .collect();
+        assert_eq!(stored, ["key_new"]);
+        assert_eq!(*fake.0.lock().unwrap(), ["o1"]);
+        assert!(memory.read(|v| v.keys.contains_key("key_new") && !v.keys.contains_key("key_old")));
+    }
+}
