@@ -1,24 +1,20 @@
 //! The workspace service: workspaces, workspace roles inherited from org roles, and the access check product services call on every request (rules WS-1 … WS-10).
 //!
 //! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
-//! `orgplane` binary calls; `shared/` provides everything mechanical. Inside: [`model`] holds the
-//! role rules, [`service`] the operations, [`access`] CheckAccess, [`state`] the in-memory
-//! mirror CheckAccess reads, [`consumer`] what organization and identity events do here, and
-//! [`grpc`] the handlers.
+//! `orgplane` binary calls; `shared/` provides everything mechanical. Inside: [`api`] holds the
+//! handlers and proto conversion, [`app`] the use cases (CheckAccess included), [`domain`] the
+//! role rules and refusals, [`store`] the tables, migrations and the in-memory mirror
+//! CheckAccess reads, and [`sync`] what organization and identity events do here.
 
-pub mod access;
-pub mod consumer;
-pub mod entity;
-pub mod grpc;
-pub mod migration;
-pub mod model;
-pub mod service;
-pub mod state;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod store;
+pub mod sync;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use clap::Args;
 
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
@@ -31,47 +27,20 @@ use orgplane_proto::workspace::v1::workspace_service_server::WorkspaceServiceSer
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
 
-pub use grpc::WorkspaceApi;
+pub use api::WorkspaceApi;
+pub use config::Config;
+/// Kept at its old path for `orgplane migrate` (`services/orgplane/src/run.rs`).
+pub use store::migration;
 
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "workspace";
-
-/// The service's own settings (flags and environment variables of the `orgplane` binary).
-#[derive(Debug, Clone, Args)]
-#[group(skip)]
-pub struct Config {
-    /// Most ACTIVE workspaces per organization (rule WS-1); archived ones do not count.
-    #[arg(
-        long = "workspace-max-active-per-org",
-        env = "ORGPLANE_WORKSPACE_MAX_ACTIVE_PER_ORG",
-        default_value_t = 100
-    )]
-    pub max_active_per_org: i64,
-    /// How often (milliseconds) a replica checks for writes made by other replicas of the
-    /// workspace service on the same database.
-    #[arg(
-        long = "workspace-refresh-interval-ms",
-        env = "ORGPLANE_WORKSPACE_REFRESH_INTERVAL_MS",
-        default_value_t = 500
-    )]
-    pub refresh_interval_ms: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            max_active_per_org: 100,
-            refresh_interval_ms: 500,
-        }
-    }
-}
 
 type Consumers = Arc<Mutex<Option<(Consumer, Consumer)>>>;
 
 /// The service: its database, what it publishes, and its consumers.
 #[derive(Clone)]
 pub struct Workspace {
-    core: service::SharedCore,
+    core: app::SharedCore,
     consumers: Consumers,
     refresh_interval: Duration,
 }
@@ -90,7 +59,7 @@ impl Workspace {
         config: &Config,
         runtime: &Runtime,
     ) -> Result<Self, DbErr> {
-        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+        let db = orgplane_platform::db::open::<store::migration::Migrator>(database_url).await?;
         Self::with_db(db, config, runtime).await
     }
 
@@ -109,14 +78,14 @@ impl Workspace {
             runtime.service_tokens.clone(),
         )
         .await?;
-        let memory = state::Memory::load(db.clone()).await?;
-        let audit = AuditLogWriter::new(service::SERVICE);
+        let memory = store::memory::Memory::load(db.clone()).await?;
+        let audit = AuditLogWriter::new(app::SERVICE);
         let (org_consumer, org_events) = runtime
             .consumer(
                 NAME,
                 &db,
                 Producer::Organization,
-                Arc::new(consumer::OrgEvents::new(
+                Arc::new(sync::organization::OrgEvents::new(
                     replica.clone(),
                     memory.clone(),
                     audit.clone(),
@@ -128,24 +97,26 @@ impl Workspace {
                 NAME,
                 &db,
                 Producer::Identity,
-                Arc::new(consumer::IdentityEvents::new(
+                Arc::new(sync::identity::IdentityEvents::new(
                     db.clone(),
                     runtime.revocations.clone(),
                     memory.clone(),
                     audit.clone(),
-                    runtime.endpoints.identity.clone(),
-                    runtime.service_tokens.clone(),
+                    Arc::new(api::identity::IdentityKeys::new(
+                        runtime.endpoints.identity.clone(),
+                        runtime.service_tokens.clone(),
+                    )),
                 )),
             )
             .await?;
-        let core = service::Core {
+        let core = app::Core {
             db,
             runtime: runtime.clone(),
             outbox,
             replica,
             memory,
             audit,
-            limits: service::Limits {
+            limits: app::Limits {
                 max_active_per_org: config.max_active_per_org,
             },
             org_events,
@@ -174,7 +145,7 @@ impl Workspace {
     }
 
     /// The in-memory mirror of workspaces, direct roles and API keys.
-    pub fn memory(&self) -> &state::Memory {
+    pub fn memory(&self) -> &store::memory::Memory {
         &self.core.memory
     }
 

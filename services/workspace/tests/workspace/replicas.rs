@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use orgplane_platform::audit;
+use orgplane_platform::convert::etag;
 use orgplane_platform::testkit::{RunningServer, bearer};
 use orgplane_proto::audit::v1::Outcome;
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
 use orgplane_proto::workspace::v1::*;
-use orgplane_workspace::entity::{counter, workspace};
+use orgplane_workspace::store::entity::{counter, workspace};
 use orgplane_workspace::{Config, Workspace};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::transport::Channel;
@@ -210,7 +211,7 @@ async fn etag_races(r: &TwoReplicas) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (stored.name.as_str(), stored.etag.as_str()),
+        (stored.name.as_str(), etag(stored.version).as_str()),
         (winner.name.as_str(), winner.etag.as_str())
     );
     assert_eq!(r.audit_records("workspace.update").await, 1);
@@ -280,7 +281,7 @@ async fn etag_races(r: &TwoReplicas) {
         let mut client = r.client(i);
         let req = ArchiveWorkspaceRequest {
             workspace_id: ws.id.clone(),
-            etag: stored.etag.clone(),
+            etag: etag(stored.version),
         };
         let owner = owner.clone();
         async move {

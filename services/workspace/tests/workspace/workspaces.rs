@@ -4,6 +4,7 @@
 use orgplane_platform::auth::ApiKeyKind;
 use orgplane_platform::testkit::bearer;
 use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::*;
 use orgplane_workspace::Config;
 use tonic::Code;
@@ -568,4 +569,116 @@ async fn org_10_stale_etag_and_refused_workspace_mutations_are_audited_as_failur
             .code(),
         Code::NotFound
     );
+}
+
+/// A string field of an audit image.
+fn field(image: &prost_types::Struct, key: &str) -> Option<String> {
+    match image.fields.get(key)?.kind.as_ref()? {
+        prost_types::value::Kind::StringValue(s) => Some(s.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// ORG-10: before/after images are the resource's proto message in canonical proto3 JSON —
+/// camelCase keys and enum names — for workspaces and members alike, and the removal a
+/// consumer makes is summarized the same way (was: snake_case keys and bare enum numbers).
+#[tokio::test]
+async fn org_10_workspace_audit_images_are_proto_json_with_enum_names() {
+    use orgplane_proto::audit::v1::AuditEventFilter;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    rig.organization("o1").await;
+    let ws = rig.workspace("o1", "Alpha").await;
+    let owner = rig.user("o1_owner");
+    let mut client = rig.client();
+    client
+        .update_workspace(bearer(
+            UpdateWorkspaceRequest {
+                workspace: Some(Workspace_ {
+                    id: ws.id.clone(),
+                    name: "Beta".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["name".into()],
+                }),
+                etag: ws.etag.clone(),
+            },
+            &owner,
+        ))
+        .await
+        .unwrap();
+    rig.add_member("o1", &ws.id, "o1_dev", WorkspaceRole::Developer)
+        .await
+        .unwrap();
+    rig.org_event(removed("o1", "o1_dev", OrgRole::Developer))
+        .await;
+    let events = |action: &str| {
+        bearer(
+            ListAuditEventsRequest {
+                organization_id: "o1".into(),
+                filter: Some(AuditEventFilter {
+                    action: action.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &owner,
+        )
+    };
+    let update = client
+        .list_audit_events(events("workspace.update"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let before = update[0].before.as_ref().unwrap();
+    let after = update[0].after.as_ref().unwrap();
+    assert_eq!(field(before, "name").as_deref(), Some("Alpha"));
+    assert_eq!(field(after, "name").as_deref(), Some("Beta"));
+    assert_eq!(
+        field(after, "state").as_deref(),
+        Some(WorkspaceState::Active.as_str_name())
+    );
+    assert_eq!(field(after, "organizationId").as_deref(), Some("o1"));
+    assert_eq!(field(after, "etag"), Some("v2".to_owned()));
+    assert!(field(after, "organization_id").is_none());
+    assert!(after.fields.contains_key("createTime"));
+
+    let add = client
+        .list_audit_events(events("workspace_member.add"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert!(add[0].before.is_none(), "{:?}", add[0].before);
+    let after = add[0].after.as_ref().unwrap();
+    assert_eq!(
+        field(after, "role").as_deref(),
+        Some(WorkspaceRole::Developer.as_str_name())
+    );
+    assert_eq!(
+        field(after, "roleSource").as_deref(),
+        Some(WorkspaceRoleSource::Direct.as_str_name())
+    );
+    assert_eq!(
+        field(after, "orgRole").as_deref(),
+        Some(OrgRole::Developer.as_str_name())
+    );
+    assert_eq!(field(after, "workspaceId"), Some(ws.id.clone()));
+    assert!(field(after, "workspace_id").is_none());
+
+    // The consumer's removal (WS-9) is a summary with the same conventions.
+    let removal = client
+        .list_audit_events(events("workspace_member.remove"))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    let summary = removal[0].after.as_ref().unwrap();
+    assert_eq!(
+        field(summary, "role").as_deref(),
+        Some(WorkspaceRole::Developer.as_str_name())
+    );
+    assert_eq!(field(summary, "workspaceId"), Some(ws.id.clone()));
+    assert_eq!(field(summary, "userId").as_deref(), Some("o1_dev"));
 }

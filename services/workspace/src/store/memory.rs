@@ -30,8 +30,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Mutex, MutexGuard, Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::entity::{api_key, member, version, workspace};
-use crate::model::workspace_role;
+use crate::domain::model::workspace_role;
+use crate::store::entity::{api_key, member, version, workspace};
 
 /// One workspace as CheckAccess needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,8 +27,8 @@ pub mod workspace {
         pub update_time_ms: i64,
         /// Archive time (Unix milliseconds), when archived.
         pub archive_time_ms: Option<i64>,
-        /// Changes with every change.
-        pub etag: String,
+        /// The row version: 1 at creation, +1 with every change (its etag is `v<version>`).
+        pub version: i64,
     }
 
     /// No relations.
@@ -61,8 +61,8 @@ pub mod member {
         pub create_time_ms: i64,
         /// When it last changed (Unix milliseconds).
         pub update_time_ms: i64,
-        /// Changes with every change.
-        pub etag: String,
+        /// The row version: 1 at creation, +1 with every change (its etag is `v<version>`).
+        pub version: i64,
     }
 
     /// No relations.

@@ -3,16 +3,17 @@
 //! organization events have reached a revision and the mirror reflects this service's state
 //! version (`workspace_revision`), whichever replica wrote it.
 
-use std::time::{Duration, Instant};
-
+use orgplane_platform::Call;
+use orgplane_platform::auth::Principal;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::{
     AccessDenialReason, Permission, WorkspaceRole, WorkspaceRoleSource, WorkspaceState,
 };
 
-use crate::model::{default_workspace_role, effective, grants};
-use crate::service::Core;
+use super::Core;
+use crate::domain::Error;
+use crate::domain::model::{default_workspace_role, effective, grants};
 
 /// Whose access is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,54 +57,91 @@ impl Answer {
     }
 }
 
-fn not_reached(which: &str, revision: i64, applied: i64) -> ApiError {
-    ApiError::unavailable(
-        "REVISION_NOT_YET_APPLIED",
-        format!("{which} revision {revision} is not applied here yet; retry"),
-    )
-    .with_metadata("min_revision", revision.to_string())
-    .with_metadata("applied_revision", applied.to_string())
-    .retry_after(Duration::from_millis(100))
+/// CheckAccess: whose access to which workspace, for which permission, after which revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAccess {
+    /// The organization.
+    pub organization_id: String,
+    /// The workspace; empty for the Default Workspace.
+    pub workspace_id: String,
+    /// Whose access.
+    pub subject: Subject,
+    /// The permission asked for.
+    pub permission: Permission,
+    /// The organization revision to wait for (besides the call's header).
+    pub min_organization_revision: i64,
+    /// This service's state version to wait for.
+    pub min_workspace_revision: i64,
 }
 
 impl Core {
-    /// Waits until the org replica has applied `min_organization` and memory reflects this
-    /// service's state version `min_workspace` (re-reading the database at once if behind), or
-    /// UNAVAILABLE at `deadline`.
-    pub async fn wait_for(
-        &self,
-        min_organization: i64,
-        min_workspace: i64,
-        deadline: Instant,
-    ) -> ApiResult<()> {
-        if min_organization > self.org_events.applied_revision() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            self.org_events
-                .wait_for(min_organization, left)
-                .await
-                .map_err(|_| {
-                    not_reached(
-                        "organization",
-                        min_organization,
-                        self.org_events.applied_revision(),
-                    )
-                })?;
+    /// CheckAccess (WS-10): who may ask (services about anyone, a user or API key about
+    /// itself), then the waits, then the answer from memory.
+    pub async fn check_access(&self, call: &Call, cmd: CheckAccess) -> ApiResult<Answer> {
+        match (&*call.principal, &cmd.subject) {
+            (Principal::Service(_), _) => {}
+            (Principal::User(u), Subject::User(s)) if &u.user_id == s => {}
+            (Principal::ApiKey(k), Subject::ApiKey(s)) if &k.key_id == s => {}
+            _ => return Err(Error::CheckOwnAccessOnly.into()),
         }
-        if min_workspace > self.memory.reflected_version() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !self.memory.wait_reflected(min_workspace, left).await {
-                return Err(not_reached(
-                    "workspace",
-                    min_workspace,
-                    self.memory.reflected_version(),
+        if cmd.organization_id.is_empty() {
+            return Err(ApiError::invalid_argument("organization_id", "required"));
+        }
+        if cmd.permission == Permission::Unspecified {
+            return Err(ApiError::invalid_argument("permission", "required"));
+        }
+        for (field, value) in [
+            ("min_organization_revision", cmd.min_organization_revision),
+            ("min_workspace_revision", cmd.min_workspace_revision),
+        ] {
+            if value < 0 {
+                return Err(ApiError::invalid_argument(
+                    field,
+                    "revisions must not be negative",
                 ));
             }
+        }
+        self.wait_for(
+            call,
+            cmd.min_organization_revision,
+            cmd.min_workspace_revision,
+        )
+        .await?;
+        Ok(self.answer_now(
+            &cmd.organization_id,
+            &cmd.workspace_id,
+            &cmd.subject,
+            cmd.permission,
+        ))
+    }
+
+    /// Waits until the org replica has applied `min_organization` (or the call's header, the
+    /// larger) and memory reflects this service's state version `min_workspace` (re-reading the
+    /// database at once if behind), or UNAVAILABLE at the call's deadline.
+    pub async fn wait_for(
+        &self,
+        call: &Call,
+        min_organization: i64,
+        min_workspace: i64,
+    ) -> ApiResult<()> {
+        call.wait_for(&self.org_events, min_organization).await?;
+        if min_workspace > self.memory.reflected_version()
+            && !self
+                .memory
+                .wait_reflected(min_workspace, call.remaining())
+                .await
+        {
+            return Err(Error::WorkspaceRevisionNotApplied {
+                wanted: min_workspace,
+                applied: self.memory.reflected_version(),
+            }
+            .into());
         }
         Ok(())
     }
 
     /// The answer from memory as it is now.
-    pub fn check_access(
+    pub fn answer_now(
         &self,
         organization_id: &str,
         workspace_id: &str,
