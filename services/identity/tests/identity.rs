@@ -22,6 +22,7 @@ use orgplane_platform::clock::OffsetClock;
 use orgplane_platform::error::reason_of;
 use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::host::{Host, ServiceModule};
 use orgplane_platform::pagination::PageTokens;
 use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
@@ -97,7 +98,7 @@ struct Rig {
     server: RunningServer,
     clock: Arc<OffsetClock>,
     /// The real workspace service on the same server, when the test asked for one.
-    workspaces: Option<(orgplane_workspace::Workspace, TestDb)>,
+    workspaces: Option<(Arc<orgplane_workspace::Workspace>, TestDb)>,
 }
 
 /// What answers identity's workspace checks (rule ID-7) in a rig.
@@ -193,12 +194,14 @@ impl Rig {
         };
         let identity = Identity::open(&db.url, &config, &runtime).await.unwrap();
         identity.register(&mut server).await;
+        let mut host = Host::new(runtime.clone());
         let workspaces = if workspaces == Workspaces::Served {
             let ws_db = TestDb::sqlite();
-            let ws = orgplane_workspace::Workspace::open(&ws_db.url, &Default::default(), &runtime)
+            let ws = host
+                .open::<orgplane_workspace::Workspace>(&ws_db.url, &Default::default())
                 .await
                 .unwrap();
-            ws.register(&mut server).await;
+            ServiceModule::register(&*ws, &mut server).await;
             Some((ws, ws_db))
         } else {
             None
@@ -222,9 +225,7 @@ impl Rig {
         let health = server.health();
         let server = RunningServer::start(server, auth, Some(addr)).await;
         identity.start(&health).await;
-        if let Some((ws, _)) = &workspaces {
-            ws.start(&health).await;
-        }
+        host.start(&health);
         Rig {
             db_url: db.url.clone(),
             _db: db,

@@ -21,10 +21,10 @@ use std::time::Duration;
 use orgplane_platform::ApiResult;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::events::{ConsumerHandle, Outbox};
+use orgplane_platform::host::{CancellationToken, ModuleContext, Readiness, ServiceModule};
 use orgplane_platform::limit_messages;
 use orgplane_platform::mail::Mailer;
-use orgplane_platform::runtime::Runtime;
-use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_platform::server::GrpcServer;
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::organization::v1::organization_service_server::OrganizationServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -37,52 +37,15 @@ pub use crate::store::migration;
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "organization";
 
-/// The service: its database and what it publishes.
+/// The service: its database, what it publishes, and its streams.
 #[derive(Clone, Debug)]
 pub struct Organization {
     app: app::SharedApp,
+    identity_events: ConsumerHandle,
+    workspace_events: ConsumerHandle,
 }
 
 impl Organization {
-    /// Connects to `database_url`, runs the migrations, and prepares the service.
-    pub async fn open(
-        database_url: &str,
-        config: &Config,
-        runtime: &Runtime,
-    ) -> Result<Self, DbErr> {
-        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
-        // Sessions that ended recently (from identity's events): refused from the first request on.
-        runtime.revocations.load(&db).await?;
-        let outbox = Outbox::new(db.clone(), Producer::Organization);
-        let mailer = Mailer::from_url(&config.mail_url)
-            .map_err(|e| DbErr::Custom(format!("--organization-mail-url: {e}")))?;
-        let mut runtime = runtime.clone();
-        if config.clock_offset_secs != 0 {
-            tracing::warn!(
-                offset_secs = config.clock_offset_secs,
-                "the organization service's clock is shifted (--organization-clock-offset-secs)"
-            );
-            runtime.clock = Arc::new(config::ShiftedClock {
-                inner: runtime.clock.clone(),
-                offset: chrono::Duration::seconds(config.clock_offset_secs),
-            });
-        }
-        let users = api::identity::Users::new(
-            runtime.endpoints.identity.clone(),
-            runtime.service_tokens.clone(),
-        );
-        let app = app::App {
-            db,
-            runtime,
-            outbox,
-            audit: AuditLogWriter::new(NAME),
-            users,
-            mailer,
-            config: config.clone(),
-        };
-        Ok(Self { app: Arc::new(app) })
-    }
-
     /// The service's database.
     pub fn db(&self) -> &DatabaseConnection {
         &self.app.db
@@ -98,75 +61,106 @@ impl Organization {
         &self.app
     }
 
+    /// The identity events consumer.
+    pub fn identity_events(&self) -> &ConsumerHandle {
+        &self.identity_events
+    }
+
+    /// The workspace events consumer.
+    pub fn workspace_events(&self) -> &ConsumerHandle {
+        &self.workspace_events
+    }
+
     /// Runs one purge pass now (what the background job does on its interval) and returns the
     /// ids of the purged organizations.
     pub async fn purge_once(&self) -> ApiResult<Vec<String>> {
         self.app.purge_due().await
     }
+}
 
-    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer) {
+#[tonic::async_trait]
+impl ServiceModule for Organization {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+
+    async fn open(ctx: &mut ModuleContext<'_>, config: &Config) -> Result<Self, DbErr> {
+        let db = ctx.database::<migration::Migrator>().await?;
+        let outbox = Outbox::new(db.clone(), Producer::Organization);
+        let mailer = Mailer::from_url(&config.mail_url)
+            .map_err(|e| DbErr::Custom(format!("--organization-mail-url: {e}")))?;
+        let mut runtime = ctx.runtime().clone();
+        if config.clock_offset_secs != 0 {
+            tracing::warn!(
+                offset_secs = config.clock_offset_secs,
+                "the organization service's clock is shifted (--organization-clock-offset-secs)"
+            );
+            runtime.clock = Arc::new(config::ShiftedClock {
+                inner: runtime.clock.clone(),
+                offset: chrono::Duration::seconds(config.clock_offset_secs),
+            });
+        }
+        let users = api::identity::Users::new(
+            runtime.endpoints.identity.clone(),
+            runtime.service_tokens.clone(),
+        );
+        let app = Arc::new(app::App {
+            db: db.clone(),
+            runtime,
+            outbox,
+            audit: AuditLogWriter::new(NAME),
+            users,
+            mailer,
+            config: config.clone(),
+        });
+        let identity_events = ctx
+            .subscribe(
+                &db,
+                Producer::Identity,
+                Arc::new(sync::Events::new(app.clone(), Producer::Identity)),
+            )
+            .await?;
+        let workspace_events = ctx
+            .subscribe(
+                &db,
+                Producer::Workspace,
+                Arc::new(sync::Events::new(app.clone(), Producer::Workspace)),
+            )
+            .await?;
+        Ok(Self {
+            app,
+            identity_events,
+            workspace_events,
+        })
+    }
+
+    async fn register(&self, server: &mut GrpcServer) {
         let api = OrganizationApi::new(self.app.clone());
         let service = limit_messages!(OrganizationServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
-    async fn consumer(&self, producer: Producer) -> Result<ConsumerHandle, DbErr> {
-        let (consumer, handle) = self
-            .app
-            .runtime
-            .consumer(
-                NAME,
-                &self.app.db,
-                producer,
-                Arc::new(sync::Events::new(self.app.clone(), producer)),
-            )
-            .await?;
-        tokio::spawn(consumer.run(self.app.runtime.shutdown.clone()));
-        Ok(handle)
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![<OrganizationServiceServer<OrganizationApi> as NamedService>::NAME]
     }
 
-    /// Starts the service's background work once the server is listening — the outbox
-    /// compaction, the purge job, and the consumers of identity's and the workspace service's
-    /// events — and reports SERVING once identity's stream has caught up (or after the ready
-    /// timeout). Never blocks.
-    pub async fn start(&self, health: &Health) {
-        self.app.outbox.spawn_compaction(
-            orgplane_platform::events::outbox::DEFAULT_RETENTION,
-            Duration::from_secs(3600),
-            self.app.runtime.shutdown.clone(),
-        );
+    fn outbox(&self) -> Option<Outbox> {
+        Some(self.app.outbox.clone())
+    }
+
+    /// Ready once identity's stream caught up, or after `--organization-ready-timeout-ms`:
+    /// identity and organization start each other, and a lagging stream only delays user
+    /// deletions.
+    fn readiness(&self) -> Readiness {
+        Readiness::CaughtUp {
+            streams: vec![self.identity_events.clone()],
+            within: Some(Duration::from_millis(self.app.config.ready_timeout_ms)),
+        }
+    }
+
+    /// The purge job (ORG-7).
+    fn spawn_background(&self, _shutdown: &CancellationToken) {
         self.app.spawn_purge(Duration::from_secs(
             self.app.config.purge_interval_secs.max(1),
         ));
-        let identity = match self.consumer(Producer::Identity).await {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the identity event consumer");
-                None
-            }
-        };
-        if let Err(e) = self.consumer(Producer::Workspace).await {
-            tracing::error!(error = %e, "cannot start the workspace event consumer");
-        }
-        let health = health.clone();
-        let timeout = Duration::from_millis(self.app.config.ready_timeout_ms);
-        tokio::spawn(async move {
-            if let Some(h) = identity
-                && tokio::time::timeout(timeout, h.wait_caught_up())
-                    .await
-                    .is_err()
-            {
-                tracing::warn!(
-                    "identity's event stream has not caught up yet; serving anyway, user deletions apply once it does"
-                );
-            }
-            health
-                .set_ready(
-                    <OrganizationServiceServer<OrganizationApi> as NamedService>::NAME,
-                    true,
-                )
-                .await;
-        });
     }
 }

@@ -53,9 +53,9 @@ pub struct Opened {
     /// The identity service, when run.
     pub identity: Option<orgplane_identity::Identity>,
     /// The organization service, when run.
-    pub organization: Option<orgplane_organization::Organization>,
+    pub organization: Option<Arc<orgplane_organization::Organization>>,
     /// The workspace service, when run.
-    pub workspace: Option<orgplane_workspace::Workspace>,
+    pub workspace: Option<Arc<orgplane_workspace::Workspace>>,
     /// The billing-access service, when run.
     pub billing_access: Option<Arc<orgplane_billing_access::BillingAccess>>,
 }
@@ -81,14 +81,14 @@ impl Opened {
                 }
                 Service::Organization => {
                     opened.organization = Some(
-                        orgplane_organization::Organization::open(&url, &cli.organization, runtime)
+                        host.open::<orgplane_organization::Organization>(&url, &cli.organization)
                             .await
                             .with_context(context)?,
                     )
                 }
                 Service::Workspace => {
                     opened.workspace = Some(
-                        orgplane_workspace::Workspace::open(&url, &cli.workspace, runtime)
+                        host.open::<orgplane_workspace::Workspace>(&url, &cli.workspace)
                             .await
                             .with_context(context)?,
                     )
@@ -114,14 +114,6 @@ impl Opened {
             s.register(server).await;
             outboxes.push(s.outbox().clone());
         }
-        if let Some(s) = &self.organization {
-            s.register(server).await;
-            outboxes.push(s.outbox().clone());
-        }
-        if let Some(s) = &self.workspace {
-            s.register(server).await;
-            outboxes.push(s.outbox().clone());
-        }
         if !outboxes.is_empty() {
             let events = EventServer::new(outboxes, server.shutdown_token());
             let service = orgplane_platform::limit_messages!(
@@ -134,12 +126,6 @@ impl Opened {
 
     async fn start(&self, health: &orgplane_platform::server::Health) {
         if let Some(s) = &self.identity {
-            s.start(health).await;
-        }
-        if let Some(s) = &self.organization {
-            s.start(health).await;
-        }
-        if let Some(s) = &self.workspace {
             s.start(health).await;
         }
     }

@@ -13,15 +13,15 @@ pub mod domain;
 pub mod store;
 pub mod sync;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
+use orgplane_platform::events::{ConsumerHandle, Outbox};
+use orgplane_platform::host::{CancellationToken, ModuleContext, Readiness, ServiceModule};
 use orgplane_platform::limit_messages;
 use orgplane_platform::replica::RoleReplica;
-use orgplane_platform::runtime::Runtime;
-use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_platform::server::GrpcServer;
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::workspace::v1::workspace_service_server::WorkspaceServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -35,13 +35,10 @@ pub use store::migration;
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "workspace";
 
-type Consumers = Arc<Mutex<Option<(Consumer, Consumer)>>>;
-
-/// The service: its database, what it publishes, and its consumers.
+/// The service: its database, what it publishes, and its streams.
 #[derive(Clone)]
 pub struct Workspace {
     core: app::SharedCore,
-    consumers: Consumers,
     refresh_interval: Duration,
 }
 
@@ -52,83 +49,6 @@ impl std::fmt::Debug for Workspace {
 }
 
 impl Workspace {
-    /// Connects to `database_url`, runs the migrations, loads the replicas, and prepares the
-    /// consumers of organization and identity events (started by [`Self::start`]).
-    pub async fn open(
-        database_url: &str,
-        config: &Config,
-        runtime: &Runtime,
-    ) -> Result<Self, DbErr> {
-        let db = orgplane_platform::db::open::<store::migration::Migrator>(database_url).await?;
-        Self::with_db(db, config, runtime).await
-    }
-
-    /// The same on an open, migrated connection.
-    pub async fn with_db(
-        db: DatabaseConnection,
-        config: &Config,
-        runtime: &Runtime,
-    ) -> Result<Self, DbErr> {
-        let outbox = Outbox::new(db.clone(), Producer::Workspace);
-        // Sessions that ended recently (from identity's events): refused from the first request on.
-        runtime.revocations.load(&db).await?;
-        let replica = RoleReplica::load(
-            db.clone(),
-            runtime.endpoints.organization.clone(),
-            runtime.service_tokens.clone(),
-        )
-        .await?;
-        let memory = store::memory::Memory::load(db.clone()).await?;
-        let audit = AuditLogWriter::new(app::SERVICE);
-        let (org_consumer, org_events) = runtime
-            .consumer(
-                NAME,
-                &db,
-                Producer::Organization,
-                Arc::new(sync::organization::OrgEvents::new(
-                    replica.clone(),
-                    memory.clone(),
-                    audit.clone(),
-                )),
-            )
-            .await?;
-        let (identity_consumer, identity_events) = runtime
-            .consumer(
-                NAME,
-                &db,
-                Producer::Identity,
-                Arc::new(sync::identity::IdentityEvents::new(
-                    db.clone(),
-                    runtime.revocations.clone(),
-                    memory.clone(),
-                    audit.clone(),
-                    Arc::new(api::identity::IdentityKeys::new(
-                        runtime.endpoints.identity.clone(),
-                        runtime.service_tokens.clone(),
-                    )),
-                )),
-            )
-            .await?;
-        let core = app::Core {
-            db,
-            runtime: runtime.clone(),
-            outbox,
-            replica,
-            memory,
-            audit,
-            limits: app::Limits {
-                max_active_per_org: config.max_active_per_org,
-            },
-            org_events,
-            identity_events,
-        };
-        Ok(Self {
-            core: Arc::new(core),
-            consumers: Arc::new(Mutex::new(Some((org_consumer, identity_consumer)))),
-            refresh_interval: Duration::from_millis(config.refresh_interval_ms.max(10)),
-        })
-    }
-
     /// The service's database.
     pub fn db(&self) -> &DatabaseConnection {
         &self.core.db
@@ -159,58 +79,105 @@ impl Workspace {
         &self.core.identity_events
     }
 
-    /// The gRPC handlers over this service's state (what [`Self::register`] serves); the load
+    /// The gRPC handlers over this service's state (what it registers); the load
     /// generator serves them without the auth layer to measure its cost.
     pub fn api(&self) -> WorkspaceApi {
         WorkspaceApi::new(self.core.clone())
     }
+}
 
-    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer) {
-        let api = WorkspaceApi::new(self.core.clone());
-        let service = limit_messages!(WorkspaceServiceServer::new(api), server.config());
+#[tonic::async_trait]
+impl ServiceModule for Workspace {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+
+    async fn open(ctx: &mut ModuleContext<'_>, config: &Config) -> Result<Self, DbErr> {
+        let runtime = ctx.runtime();
+        let db = ctx.database::<store::migration::Migrator>().await?;
+        let outbox = Outbox::new(db.clone(), Producer::Workspace);
+        let replica = RoleReplica::load(
+            db.clone(),
+            runtime.endpoints.organization.clone(),
+            runtime.service_tokens.clone(),
+        )
+        .await?;
+        let memory = store::memory::Memory::load(db.clone()).await?;
+        let audit = AuditLogWriter::new(app::SERVICE);
+        let org_events = ctx
+            .subscribe(
+                &db,
+                Producer::Organization,
+                Arc::new(sync::organization::OrgEvents::new(
+                    replica.clone(),
+                    memory.clone(),
+                    audit.clone(),
+                )),
+            )
+            .await?;
+        let identity_events = ctx
+            .subscribe(
+                &db,
+                Producer::Identity,
+                Arc::new(sync::identity::IdentityEvents::new(
+                    db.clone(),
+                    runtime.revocations.clone(),
+                    memory.clone(),
+                    audit.clone(),
+                    Arc::new(api::identity::IdentityKeys::new(
+                        runtime.endpoints.identity.clone(),
+                        runtime.service_tokens.clone(),
+                    )),
+                )),
+            )
+            .await?;
+        let core = app::Core {
+            db,
+            runtime: runtime.clone(),
+            outbox,
+            replica,
+            memory,
+            audit,
+            limits: app::Limits {
+                max_active_per_org: config.max_active_per_org,
+            },
+            org_events,
+            identity_events,
+        };
+        Ok(Self {
+            core: Arc::new(core),
+            refresh_interval: Duration::from_millis(config.refresh_interval_ms.max(10)),
+        })
+    }
+
+    async fn register(&self, server: &mut GrpcServer) {
+        let service = limit_messages!(WorkspaceServiceServer::new(self.api()), server.config());
         server.add_service(service).await;
     }
 
-    /// Starts the consumers, the memory poller and outbox compaction without blocking, and
-    /// reports the service ready once both consumers have caught up once.
-    pub async fn start(&self, health: &Health) {
-        let shutdown = self.core.runtime.shutdown.clone();
-        self.core.outbox.spawn_compaction(
-            orgplane_platform::events::outbox::DEFAULT_RETENTION,
-            Duration::from_secs(3600),
-            shutdown.clone(),
-        );
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![<WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME]
+    }
+
+    fn outbox(&self) -> Option<Outbox> {
+        Some(self.core.outbox.clone())
+    }
+
+    /// Ready once the organization and identity streams caught up once: CheckAccess answers
+    /// from their replicas.
+    fn readiness(&self) -> Readiness {
+        Readiness::CaughtUp {
+            streams: vec![
+                self.core.org_events.clone(),
+                self.core.identity_events.clone(),
+            ],
+            within: None,
+        }
+    }
+
+    /// The poll that picks up writes of other replicas sharing the database.
+    fn spawn_background(&self, shutdown: &CancellationToken) {
         self.core
             .memory
             .poll(self.refresh_interval, shutdown.clone());
-        let taken = self
-            .consumers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some((org, identity)) = taken {
-            tokio::spawn(org.run(shutdown.clone()));
-            tokio::spawn(identity.run(shutdown.clone()));
-        }
-        let org = self.core.org_events.clone();
-        let identity = self.core.identity_events.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = async {
-                    org.wait_caught_up().await;
-                    identity.wait_caught_up().await;
-                } => {
-                    health
-                        .set_ready(
-                            <WorkspaceServiceServer<WorkspaceApi> as NamedService>::NAME,
-                            true,
-                        )
-                        .await;
-                }
-            }
-        });
     }
 }

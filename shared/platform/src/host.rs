@@ -20,7 +20,7 @@ use orgplane_proto::events::v1::Producer;
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 
 use crate::events::outbox::DEFAULT_RETENTION;
 use crate::events::{Consumer, ConsumerHandle, EventHandler, EventServer, Outbox};

@@ -6,17 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use orgplane_organization::{Config, Organization};
-use orgplane_platform::ApiResult;
-use orgplane_platform::auth::{
-    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Claims, StaticKeys, TokenVerifier,
-    USER_AUDIENCE, invalid_api_key,
-};
+use orgplane_platform::auth::{Authenticator, Claims, StaticKeys, TokenVerifier, USER_AUDIENCE};
 use orgplane_platform::clock::OffsetClock;
-use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::host::{Host, ServiceModule};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
+use orgplane_platform::testkit::{FakeApiKeys, ProducerTables};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb};
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 use orgplane_proto::events::v1::{Producer, event};
@@ -28,7 +24,6 @@ use orgplane_proto::identity::v1::{
 };
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use sea_orm::TransactionTrait;
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -110,40 +105,10 @@ impl IdentityService for FakeIdentity {
     }
 }
 
-/// `opk_admin_<org>` is an admin key of `<org>`; `opk_ws_<org>` a workspace key.
-struct FakeKeys;
-
-impl ApiKeyResolver for FakeKeys {
-    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
-        Box::pin(async move {
-            let (kind, org) = if let Some(org) = key.strip_prefix("opk_admin_") {
-                (ApiKeyKind::Admin, org)
-            } else if let Some(org) = key.strip_prefix("opk_ws_") {
-                (ApiKeyKind::Workspace, org)
-            } else {
-                return Err(invalid_api_key());
-            };
-            Ok(ApiKeyPrincipal {
-                key_id: format!("key_{}", &key[..key.len().min(24)]),
-                organization_id: org.to_owned(),
-                workspace_id: None,
-                kind,
-            })
-        })
-    }
-}
-
-struct ProducerMigrator;
-impl MigratorTrait for ProducerMigrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
-    }
-}
-
 /// The running service with its fakes.
 pub struct Rig {
     pub auth: TestAuth,
-    pub org: Organization,
+    pub org: Arc<Organization>,
     pub identity: FakeIdentity,
     pub identity_events: Outbox,
     pub workspace_events: Outbox,
@@ -184,12 +149,12 @@ impl Rig {
             },
         };
         let producers = TestDb::sqlite();
-        let producers_db = producers.open::<ProducerMigrator>().await;
+        let producers_db = producers.open::<ProducerTables>().await;
         let identity_events = Outbox::new(producers_db.clone(), Producer::Identity);
         // Two producers cannot share one outbox table: the workspace one gets its own file.
         let ws_db = TestDb::sqlite();
         let workspace_events =
-            Outbox::new(ws_db.open::<ProducerMigrator>().await, Producer::Workspace);
+            Outbox::new(ws_db.open::<ProducerTables>().await, Producer::Workspace);
 
         let auth = TestAuth::new();
         let addr = {
@@ -208,9 +173,8 @@ impl Rig {
             ready_timeout_ms: 3000,
             ..Config::default()
         };
-        let org = Organization::open(&db.url, &config, &runtime)
-            .await
-            .unwrap();
+        let mut host = Host::new(runtime);
+        let org = host.open::<Organization>(&db.url, &config).await.unwrap();
 
         let mut server = GrpcServer::new(ServerConfig::default());
         let identity = FakeIdentity::default();
@@ -235,9 +199,10 @@ impl Rig {
             TEST_ISSUER,
             Arc::new(StaticKeys(vec![auth.signer.public_key()])),
         );
-        let authenticator = Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeKeys)));
+        let authenticator =
+            Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeApiKeys::default())));
         let server = RunningServer::start(server, authenticator, Some(addr)).await;
-        org.start(&health).await;
+        host.start(&health);
         Some(Rig {
             auth,
             org,

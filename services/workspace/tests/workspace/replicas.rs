@@ -25,7 +25,7 @@ use crate::rig::*;
 /// The rig's workspace service plus a second replica on the same database and fakes.
 struct TwoReplicas {
     rig: Rig,
-    _second: Workspace,
+    _second: std::sync::Arc<Workspace>,
     second_server: RunningServer,
 }
 

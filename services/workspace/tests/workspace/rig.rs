@@ -1,17 +1,15 @@
 //! The test rig: fake organization and identity producers, a fake ListRoleAssignments, and the
 //! real workspace service on loopback.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use orgplane_platform::ApiResult;
 use orgplane_platform::auth::{
-    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, StaticKeys, TokenVerifier,
+    ApiKeyKind, ApiKeyPrincipal, Authenticator, StaticKeys, TokenVerifier,
 };
-use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
+use orgplane_platform::host::Host;
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb, bearer, channel};
 use orgplane_proto::events::v1::event::Payload;
@@ -28,15 +26,9 @@ use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceCli
 use orgplane_proto::workspace::v1::*;
 use orgplane_workspace::{Config, Workspace};
 use sea_orm::TransactionTrait;
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
 use tonic::transport::Channel;
 
-pub struct ProducerMigrator;
-impl MigratorTrait for ProducerMigrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
-    }
-}
+pub use orgplane_platform::testkit::ProducerTables as ProducerMigrator;
 
 /// The snapshot the fake ListRoleAssignments serves.
 #[derive(Default, Clone)]
@@ -89,16 +81,8 @@ impl OrganizationService for FakeOrganization {
     }
 }
 
-/// API keys the test authenticator knows: secret → principal.
-#[derive(Default, Clone)]
-pub struct FakeKeys(pub Arc<Mutex<HashMap<String, ApiKeyPrincipal>>>);
-
-impl ApiKeyResolver for FakeKeys {
-    fn resolve<'a>(&'a self, key: &'a str) -> BoxFuture<'a, ApiResult<ApiKeyPrincipal>> {
-        let found = self.0.lock().unwrap().get(key).cloned();
-        Box::pin(async move { found.ok_or_else(orgplane_platform::auth::invalid_api_key) })
-    }
-}
+/// The API keys the test authenticator knows.
+pub type FakeKeys = orgplane_platform::testkit::FakeApiKeys;
 
 pub enum Backend {
     Sqlite,
@@ -144,7 +128,7 @@ pub struct Rig {
     pub fake_org: FakeOrganization,
     pub keys: FakeKeys,
     pub fakes: RunningServer,
-    pub service: Workspace,
+    pub service: Arc<Workspace>,
     pub server: RunningServer,
     pub ws_db: TestDb,
     pub health: orgplane_platform::server::Health,
@@ -334,8 +318,8 @@ impl Rig {
 
     /// Registers an API key secret with the test authenticator.
     pub fn api_key(&self, secret: &str, key_id: &str, org: &str, kind: ApiKeyKind) {
-        self.keys.0.lock().unwrap().insert(
-            secret.into(),
+        self.keys.insert(
+            secret,
             ApiKeyPrincipal {
                 key_id: key_id.into(),
                 organization_id: org.into(),
@@ -355,13 +339,18 @@ pub async fn start_service(
     db_url: &str,
     config: &Config,
     keys: &FakeKeys,
-) -> (Workspace, RunningServer, orgplane_platform::server::Health) {
+) -> (
+    Arc<Workspace>,
+    RunningServer,
+    orgplane_platform::server::Health,
+) {
     let mut runtime =
         orgplane_platform::testkit::runtime(fakes_url, auth, orgplane_platform::clock::system());
     runtime.endpoints.workspace = channel("http://127.0.0.1:9");
-    let service = Workspace::open(db_url, config, &runtime).await.unwrap();
+    let mut host = Host::new(runtime);
+    let service = host.open::<Workspace>(db_url, config).await.unwrap();
     let mut server = GrpcServer::new(ServerConfig::default());
-    service.register(&mut server).await;
+    host.register(&mut server).await;
     let health = server.health();
     let verifier = TokenVerifier::new(
         TEST_ISSUER,
@@ -369,7 +358,7 @@ pub async fn start_service(
     );
     let authenticator = Authenticator::new(Arc::new(verifier), Some(Arc::new(keys.clone())));
     let running = RunningServer::start(server, authenticator, None).await;
-    service.start(&health).await;
+    host.start(&health);
     tokio::time::timeout(Duration::from_secs(10), async {
         service.organization_events().wait_caught_up().await;
         service.identity_events().wait_caught_up().await;
