@@ -73,10 +73,7 @@ impl Call {
             deadline: deadline_after(timeout),
             min_organization_revision,
             peer: request.remote_addr().map(|a| a.ip()),
-            forwarded_for: metadata
-                .get(FORWARDED_FOR_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            forwarded_for: forwarded_for(metadata),
         })
     }
 
@@ -132,6 +129,18 @@ impl Call {
         }
         stream.wait_for(revision, self.remaining()).await
     }
+}
+
+/// Every `x-forwarded-for` value in order, joined as one list: a proxy may add its own header
+/// line instead of appending to the client's, and only the whole list tells which hops were
+/// added by trusted proxies.
+fn forwarded_for(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    let values: Vec<&str> = metadata
+        .get_all(FORWARDED_FOR_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// When a wait must give up given the caller's `grpc-timeout`: a little before it, or after
@@ -200,6 +209,23 @@ mod tests {
             .insert(MIN_ORGANIZATION_REVISION_HEADER, "-1".parse().unwrap());
         let err = Call::of(&bad).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_kept_in_order() {
+        let mut request = tonic::Request::new(());
+        let metadata = request.metadata_mut();
+        metadata.append(FORWARDED_FOR_HEADER, "203.0.113.9".parse().unwrap());
+        metadata.append(FORWARDED_FOR_HEADER, "10.0.0.2, 10.0.0.3".parse().unwrap());
+        let call = Call::of(&request).unwrap();
+        assert_eq!(
+            call.forwarded_for.as_deref(),
+            Some("203.0.113.9, 10.0.0.2, 10.0.0.3")
+        );
+        assert_eq!(
+            Call::of(&tonic::Request::new(())).unwrap().forwarded_for,
+            None
+        );
     }
 
     #[test]

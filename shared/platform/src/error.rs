@@ -182,6 +182,27 @@ impl ApiError {
         .violation(field, description)
     }
 
+    /// INVALID_ARGUMENT with a reason of its own (a rule about the input, such as a role that
+    /// cannot be assigned) and one `BadRequest` field violation.
+    pub fn invalid_argument_because(
+        reason: &str,
+        field: &str,
+        description: impl Into<String>,
+    ) -> Self {
+        let description = description.into();
+        Self::new(
+            Code::InvalidArgument,
+            reason,
+            format!("invalid {field}: {description}"),
+        )
+        .violation(field, description)
+    }
+
+    /// RESOURCE_EXHAUSTED for a caller that must slow down: `RetryInfo` says when to retry.
+    pub fn rate_limited(reason: &str, message: impl Into<String>, retry: Duration) -> Self {
+        Self::new(Code::ResourceExhausted, reason, message).retry_after(retry)
+    }
+
     /// Adds a `BadRequest` field violation.
     pub fn violation(mut self, field: &str, description: impl Into<String>) -> Self {
         self.0.details.push(Detail::BadRequest {

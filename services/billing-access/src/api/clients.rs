@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use orgplane_platform::auth::{ServiceTokenSource, outgoing};
+use orgplane_platform::clients::workspace::all_workspaces;
+use orgplane_platform::clients::{ServiceTokenSource, outgoing};
 use orgplane_platform::convert::millis_of;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{
     ApiKeyKind, ApiKeyStatus, BatchGetUsersRequest, GetApiKeyRequest,
 };
-use orgplane_proto::workspace::v1::ListWorkspacesRequest;
-use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
 use tonic::transport::Channel;
 
 use crate::app::{Directory, Profile};
@@ -133,41 +132,17 @@ impl WorkspaceSnapshots {
     }
 
     async fn fetch(&self) -> Result<(i64, Vec<workspace::Model>)> {
-        let mut client = WorkspaceServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(64 * 1024 * 1024);
-        let mut page_token = String::new();
-        let mut revision = None;
-        let mut rows = Vec::new();
-        loop {
-            let token = self.tokens.token().await?;
-            let page = client
-                .list_workspaces(outgoing(
-                    ListWorkspacesRequest {
-                        organization_id: "-".into(),
-                        page_size: 1000,
-                        page_token: page_token.clone(),
-                        include_archived: true,
-                        unit_id: String::new(),
-                    },
-                    Some(&token),
-                    None,
-                ))
-                .await
-                .map_err(|s| Error::SnapshotUnavailable(s.message().to_owned()))?
-                .into_inner();
-            revision.get_or_insert(page.revision);
-            rows.extend(page.workspaces.into_iter().map(|w| workspace::Model {
+        let (revision, workspaces) = all_workspaces(&self.channel, &self.tokens).await?;
+        let rows = workspaces
+            .into_iter()
+            .map(|w| workspace::Model {
                 archive_time_ms: w.archive_time.as_ref().and_then(millis_of),
                 workspace_id: w.id,
                 organization_id: w.organization_id,
                 name: w.name,
-            }));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
-        Ok((revision.unwrap_or(0), rows))
+            })
+            .collect();
+        Ok((revision, rows))
     }
 }
 
