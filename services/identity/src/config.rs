@@ -10,7 +10,35 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use orgplane_platform::{ApiError, ApiResult};
 
-use crate::crypto;
+use std::time::Duration;
+
+use crate::app::Limits;
+use crate::crypto::{self, PasswordHasherPool};
+use crate::throttle::TrustedProxies;
+
+/// The defaults of [`Config`], written once: the flags and `Default` both read them.
+pub mod defaults {
+    /// `--mail-url`.
+    pub const MAIL_URL: &str = "file://./data/mail";
+    /// `--identity-mail-from`.
+    pub const MAIL_FROM: &str = "Orgplane <no-reply@orgplane.local>";
+    /// `--identity-public-url`.
+    pub const PUBLIC_URL: &str = "http://localhost:8080";
+    /// `--signing-key-rotation-hours` (30 days).
+    pub const SIGNING_KEY_ROTATION_HOURS: u64 = 720;
+    /// `--step-up-max-age-secs` (rule ID-6: 5 minutes).
+    pub const STEP_UP_MAX_AGE_SECS: u64 = 300;
+    /// `--login-failures-per-account`.
+    pub const LOGIN_FAILURES_PER_ACCOUNT: u32 = 5;
+    /// `--login-failures-per-peer`.
+    pub const LOGIN_FAILURES_PER_PEER: u32 = 50;
+    /// `--login-throttle-window-secs` (15 minutes).
+    pub const LOGIN_THROTTLE_WINDOW_SECS: u64 = 900;
+    /// `--signups-per-peer`.
+    pub const SIGNUPS_PER_PEER: u32 = 30;
+    /// `--mails-per-address`.
+    pub const MAILS_PER_ADDRESS: u32 = 5;
+}
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
 #[derive(Debug, Clone, Args)]
@@ -21,7 +49,7 @@ pub struct Config {
         id = "identity_mail_url",
         long = "mail-url",
         env = "ORGPLANE_MAIL_URL",
-        default_value = "file://./data/mail",
+        default_value = defaults::MAIL_URL,
         hide_env_values = true
     )]
     pub mail_url: String,
@@ -31,7 +59,7 @@ pub struct Config {
         id = "identity_mail_from",
         long = "identity-mail-from",
         env = "ORGPLANE_IDENTITY_MAIL_FROM",
-        default_value = "Orgplane <no-reply@orgplane.local>"
+        default_value = defaults::MAIL_FROM
     )]
     pub mail_from: String,
 
@@ -40,7 +68,7 @@ pub struct Config {
         id = "identity_public_url",
         long = "identity-public-url",
         env = "ORGPLANE_IDENTITY_PUBLIC_URL",
-        default_value = "http://localhost:8080"
+        default_value = defaults::PUBLIC_URL
     )]
     pub public_url: String,
 
@@ -69,7 +97,7 @@ pub struct Config {
         id = "identity_signing_key_rotation_hours",
         long = "signing-key-rotation-hours",
         env = "ORGPLANE_SIGNING_KEY_ROTATION_HOURS",
-        default_value_t = 720
+        default_value_t = defaults::SIGNING_KEY_ROTATION_HOURS
     )]
     pub signing_key_rotation_hours: u64,
 
@@ -89,7 +117,7 @@ pub struct Config {
         id = "identity_step_up_max_age_secs",
         long = "step-up-max-age-secs",
         env = "ORGPLANE_STEP_UP_MAX_AGE_SECS",
-        default_value_t = 300
+        default_value_t = defaults::STEP_UP_MAX_AGE_SECS
     )]
     pub step_up_max_age_secs: u64,
 
@@ -98,7 +126,7 @@ pub struct Config {
         id = "identity_login_failures_per_account",
         long = "login-failures-per-account",
         env = "ORGPLANE_LOGIN_FAILURES_PER_ACCOUNT",
-        default_value_t = 5
+        default_value_t = defaults::LOGIN_FAILURES_PER_ACCOUNT
     )]
     pub login_failures_per_account: u32,
 
@@ -107,7 +135,7 @@ pub struct Config {
         id = "identity_login_failures_per_peer",
         long = "login-failures-per-peer",
         env = "ORGPLANE_LOGIN_FAILURES_PER_PEER",
-        default_value_t = 50
+        default_value_t = defaults::LOGIN_FAILURES_PER_PEER
     )]
     pub login_failures_per_peer: u32,
 
@@ -117,7 +145,7 @@ pub struct Config {
         id = "identity_login_throttle_window_secs",
         long = "login-throttle-window-secs",
         env = "ORGPLANE_LOGIN_THROTTLE_WINDOW_SECS",
-        default_value_t = 900
+        default_value_t = defaults::LOGIN_THROTTLE_WINDOW_SECS
     )]
     pub login_throttle_window_secs: u64,
 
@@ -137,7 +165,7 @@ pub struct Config {
         id = "identity_signups_per_peer",
         long = "signups-per-peer",
         env = "ORGPLANE_SIGNUPS_PER_PEER",
-        default_value_t = 30
+        default_value_t = defaults::SIGNUPS_PER_PEER
     )]
     pub signups_per_peer: u32,
 
@@ -146,7 +174,7 @@ pub struct Config {
         id = "identity_mails_per_address",
         long = "mails-per-address",
         env = "ORGPLANE_MAILS_PER_ADDRESS",
-        default_value_t = 5
+        default_value_t = defaults::MAILS_PER_ADDRESS
     )]
     pub mails_per_address: u32,
 
@@ -162,20 +190,20 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            mail_url: "file://./data/mail".into(),
-            mail_from: "Orgplane <no-reply@orgplane.local>".into(),
-            public_url: "http://localhost:8080".into(),
+            mail_url: defaults::MAIL_URL.into(),
+            mail_from: defaults::MAIL_FROM.into(),
+            public_url: defaults::PUBLIC_URL.into(),
             signing_key_encryption_key: None,
             signing_key_encryption_key_file: None,
-            signing_key_rotation_hours: 720,
+            signing_key_rotation_hours: defaults::SIGNING_KEY_ROTATION_HOURS,
             service_accounts: String::new(),
-            step_up_max_age_secs: 300,
-            login_failures_per_account: 5,
-            login_failures_per_peer: 50,
-            login_throttle_window_secs: 900,
+            step_up_max_age_secs: defaults::STEP_UP_MAX_AGE_SECS,
+            login_failures_per_account: defaults::LOGIN_FAILURES_PER_ACCOUNT,
+            login_failures_per_peer: defaults::LOGIN_FAILURES_PER_PEER,
+            login_throttle_window_secs: defaults::LOGIN_THROTTLE_WINDOW_SECS,
             trusted_proxies: String::new(),
-            signups_per_peer: 30,
-            mails_per_address: 5,
+            signups_per_peer: defaults::SIGNUPS_PER_PEER,
+            mails_per_address: defaults::MAILS_PER_ADDRESS,
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
             password_hash_iterations: crypto::OWASP_ITERATIONS,
         }
@@ -183,6 +211,61 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How often the token-signing key rotates (at least hourly; the default when the value is
+    /// out of range).
+    pub(crate) fn rotation(&self) -> chrono::Duration {
+        let hours = |h: u64| {
+            i64::try_from(h.max(1))
+                .ok()
+                .and_then(chrono::Duration::try_hours)
+        };
+        hours(self.signing_key_rotation_hours)
+            .or_else(|| hours(defaults::SIGNING_KEY_ROTATION_HOURS))
+            .unwrap_or_default()
+    }
+
+    /// The longest a sign-in may be for sensitive actions (rule ID-6; the default when the value
+    /// is out of range).
+    pub(crate) fn step_up(&self) -> chrono::Duration {
+        let secs = |s: u64| {
+            i64::try_from(s)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+        };
+        secs(self.step_up_max_age_secs)
+            .or_else(|| secs(defaults::STEP_UP_MAX_AGE_SECS))
+            .unwrap_or_default()
+    }
+
+    /// The budgets of the throttles (rule ID-3).
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            login_failures_per_account: self.login_failures_per_account,
+            login_failures_per_peer: self.login_failures_per_peer,
+            login_window: Duration::from_secs(self.login_throttle_window_secs.max(1)),
+            signups_per_peer: self.signups_per_peer,
+            mails_per_address: self.mails_per_address,
+        }
+    }
+
+    /// The proxies whose `x-forwarded-for` is believed (rule ID-3).
+    pub(crate) fn trusted_proxies(&self) -> ApiResult<TrustedProxies> {
+        TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ApiError::invalid_argument("trusted_proxies", e))
+    }
+
+    /// The argon2id hasher, as many at once as there are cores.
+    pub(crate) fn password_hasher(&self) -> ApiResult<PasswordHasherPool> {
+        let parallel = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        PasswordHasherPool::new(
+            self.password_hash_memory_kib,
+            self.password_hash_iterations,
+            parallel,
+        )
+    }
+
     /// The configured service accounts: client id → hex SHA-256 of the secret.
     pub fn parse_service_accounts(&self) -> ApiResult<HashMap<String, String>> {
         let mut out = HashMap::new();

@@ -72,24 +72,11 @@ impl Identity {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
         let outbox = Outbox::new(db.clone(), Producer::Identity);
         let sealer = crypto::Sealer::new(&config.encryption_key(database_url).map_err(db_err)?);
-        let rotation = chrono::Duration::hours(
-            i64::try_from(config.signing_key_rotation_hours.max(1)).unwrap_or(720),
-        );
         let retain = chrono::Duration::seconds(app::ACCESS_TOKEN_TTL_SECS + 5 * 60);
-        let keys =
-            keys::KeyStore::open(db.clone(), sealer, runtime.clock.clone(), rotation, retain)
-                .await
-                .map_err(db_err)?;
-        let mailer = Mailer::from_url(&config.mail_url).map_err(db_err)?;
-        let parallel = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        let hasher = crypto::PasswordHasherPool::new(
-            config.password_hash_memory_kib,
-            config.password_hash_iterations,
-            parallel,
-        )
-        .map_err(db_err)?;
+        let clock = runtime.clock.clone();
+        let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
+            .await
+            .map_err(db_err)?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -112,13 +99,6 @@ impl Identity {
         // learn each other's revocations (the rows are already written by the producing
         // transaction; applying them again is harmless).
         let (own_consumer, _) = runtime.revocation_consumer(NAME, &db).await?;
-        let limits = app::Limits {
-            login_failures_per_account: config.login_failures_per_account,
-            login_failures_per_peer: config.login_failures_per_peer,
-            login_window: std::time::Duration::from_secs(config.login_throttle_window_secs.max(1)),
-            signups_per_peer: config.signups_per_peer,
-            mails_per_address: config.mails_per_address,
-        };
         let app = app::App {
             db: db.clone(),
             outbox: outbox.clone(),
@@ -127,9 +107,9 @@ impl Identity {
             replica,
             org_events: handle.clone(),
             revocations: runtime.revocations.clone(),
-            hasher,
+            hasher: config.password_hasher().map_err(db_err)?,
             mail: app::MailSettings {
-                mailer,
+                mailer: Mailer::from_url(&config.mail_url).map_err(db_err)?,
                 from: config.mail_from.clone(),
                 public_url: config.public_url.clone(),
             },
@@ -138,12 +118,9 @@ impl Identity {
             service_accounts: config.parse_service_accounts().map_err(db_err)?,
             clock: runtime.clock.clone(),
             page_tokens: runtime.page_tokens.clone(),
-            step_up: chrono::Duration::seconds(
-                i64::try_from(config.step_up_max_age_secs).unwrap_or(300),
-            ),
-            throttles: app::Throttles::new(&limits),
-            trusted_proxies: throttle::TrustedProxies::parse(&config.trusted_proxies)
-                .map_err(|e| db_err(ApiError::invalid_argument("trusted_proxies", e)))?,
+            step_up: config.step_up(),
+            throttles: app::Throttles::new(&config.limits()),
+            trusted_proxies: config.trusted_proxies().map_err(db_err)?,
             known_addresses: throttle::KnownAddresses::new(
                 std::time::Duration::from_secs(30 * 24 * 3600),
                 8,

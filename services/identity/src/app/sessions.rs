@@ -18,6 +18,12 @@ use crate::domain::Error;
 use crate::domain::validation::{check_token_input, normalize_email};
 use crate::store::entity::{refresh_token, session, user};
 
+/// Sessions ended by a write unit, published in it: announced to this process's verifiers once
+/// it committed ([`App::announce_revoked`]).
+#[derive(Debug)]
+#[must_use = "announce the ended sessions after the commit"]
+pub(crate) struct EndedSessions(Option<SessionsRevoked>);
+
 /// The tokens of a session.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -91,20 +97,20 @@ impl App {
         unit: &mut WriteUnit,
         user_id: &str,
         session_ids: Vec<String>,
-    ) -> ApiResult<Option<SessionsRevoked>> {
+    ) -> ApiResult<EndedSessions> {
         if session_ids.is_empty() {
-            return Ok(None);
+            return Ok(EndedSessions(None));
         }
         let event = revocation::sessions_revoked(user_id, session_ids);
         revocation::record(&**unit, &event).await?;
         unit.append(Payload::SessionsRevoked(event.clone())).await?;
-        Ok(Some(event))
+        Ok(EndedSessions(Some(event)))
     }
 
     /// After the commit of [`Self::publish_revoked`]'s unit: this process refuses the sessions'
     /// tokens at once.
-    pub(crate) fn announce_revoked(&self, published: Option<SessionsRevoked>) {
-        if let Some(event) = published {
+    pub(crate) fn announce_revoked(&self, published: EndedSessions) {
+        if let EndedSessions(Some(event)) = published {
             self.revocations.remember(&event);
         }
     }
