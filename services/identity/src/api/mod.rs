@@ -1,7 +1,8 @@
 //! The gRPC adapter of the identity service: each handler builds the [`Call`], decodes the
 //! request into an [`crate::app`] command, and encodes the outcome. Nothing here decides a rule.
-//! Handlers are grouped by concern: [`accounts`] (sign-up, mail links), [`sessions`] (tokens),
-//! [`users`] (profiles, member resets), [`api_keys`], [`audit`].
+//! Handlers are grouped by concern: `accounts` (sign-up, mail links), `sessions` (tokens),
+//! `users` (profiles, member resets), `api_keys`, `audit`; [`convert`] holds the proto
+//! conversion.
 
 mod accounts;
 mod api_keys;

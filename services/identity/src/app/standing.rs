@@ -45,15 +45,11 @@ impl App {
         org: &str,
         hidden: impl Fn() -> ApiError,
     ) -> ApiResult<OrgStanding> {
-        if !matches!(principal, Principal::Anonymous) {
-            self.require_roles_synced()?;
-        }
+        principal.require_authenticated()?;
+        self.require_roles_synced()?;
         match principal {
-            Principal::Anonymous => {
-                Err(principal.require_authenticated().err().unwrap_or_else(|| {
-                    ApiError::unauthenticated("CREDENTIALS_REQUIRED", "credentials required")
-                }))
-            }
+            // Refused above.
+            Principal::Anonymous => Err(hidden()),
             Principal::Service(_) => Ok(OrgStanding::Service),
             Principal::ApiKey(k) => {
                 if k.kind != PrincipalKeyKind::Admin {
