@@ -53,16 +53,6 @@ impl From<Tokens> for SessionTokens {
     }
 }
 
-/// The proto form of a user row.
-pub fn user_to_proto(u: &user::Model) -> User {
-    User::from(u)
-}
-
-/// The proto form of an API-key row (never its secret).
-pub fn key_to_proto(k: &api_key::Model) -> ApiKey {
-    ApiKey::from(k)
-}
-
 /// The paths of an update mask.
 pub fn paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
     mask.map(|m| m.paths).unwrap_or_default()

@@ -20,7 +20,7 @@ use super::standing::OrgStanding;
 use crate::clients::WorkspaceLookup;
 use crate::crypto::{self, sha256_hex};
 use crate::domain::Error;
-use crate::domain::validation::{MAX_REQUEST_ID, Violations, check_display_name};
+use crate::domain::validation::{Violations, check_display_name, check_request_id};
 use crate::store::entity::api_key;
 
 /// A CreateApiKey request.
@@ -114,9 +114,7 @@ impl App {
         if cmd.workspace_id.len() > 128 {
             violations.add("api_key.workspace_id", "too long");
         }
-        if request_id.len() > MAX_REQUEST_ID {
-            violations.add("request_id", "at most 128 characters");
-        }
+        violations.check(check_request_id(request_id));
         violations.finish()?;
         let name = name.unwrap_or_default();
         self.require_roles_synced()?;

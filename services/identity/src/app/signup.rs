@@ -12,7 +12,7 @@ use super::{App, as_user, new_id};
 use crate::domain::Error;
 use crate::domain::error::LinkKind;
 use crate::domain::validation::{
-    MAX_REQUEST_ID, Violations, check_display_name, check_password_policy, normalize_email,
+    Violations, check_display_name, check_password_policy, check_request_id, normalize_email,
 };
 use crate::store::entity::user;
 
@@ -45,9 +45,7 @@ impl App {
                 "ACCOUNT_TYPE_BUSINESS or ACCOUNT_TYPE_PERSONAL required",
             );
         }
-        if cmd.request_id.len() > MAX_REQUEST_ID {
-            violations.add("request_id", "at most 128 characters");
-        }
+        violations.check(check_request_id(&cmd.request_id));
         violations.finish()?;
         let (Some((email, email_key)), Some(name)) = (email, name) else {
             return Err(orgplane_platform::ApiError::invalid_argument(

@@ -88,7 +88,7 @@ pub fn check_request_id(request_id: &str) -> ApiResult<()> {
     if request_id.len() > MAX_REQUEST_ID {
         return Err(ApiError::invalid_argument(
             "request_id",
-            "at most 128 characters",
+            format!("at most {MAX_REQUEST_ID} characters"),
         ));
     }
     Ok(())
