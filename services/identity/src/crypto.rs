@@ -16,32 +16,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-/// Shortest password, in characters (rule ID-3).
-pub const MIN_PASSWORD_CHARS: usize = 12;
-/// Longest password, in bytes (rule ID-3), refused before hashing.
-pub const MAX_PASSWORD_BYTES: usize = 256;
+pub use crate::domain::validation::{MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 
 /// OWASP's argon2id recommendation: 19 MiB of memory, 2 iterations, 1 lane.
 pub const OWASP_MEMORY_KIB: u32 = 19_456;
 /// OWASP's argon2id iteration count.
 pub const OWASP_ITERATIONS: u32 = 2;
-
-/// Checks the password policy (rule ID-3) for field `field`.
-pub fn check_password_policy(field: &str, password: &str) -> ApiResult<()> {
-    if password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::invalid_argument(
-            field,
-            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid_argument(
-            field,
-            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
-        ));
-    }
-    Ok(())
-}
 
 /// Hashes and verifies passwords with argon2id on the blocking pool, at most `permits` at once.
 /// A permit is held by the computation itself, not by the request awaiting it: a request
@@ -400,19 +380,5 @@ mod tests {
         assert_eq!(sealer.open(&sealed, "kid1").unwrap(), b"seed");
         assert!(sealer.open(&sealed, "kid2").is_err());
         assert!(Sealer::new(&[8; 32]).open(&sealed, "kid1").is_err());
-    }
-
-    #[test]
-    fn password_policy_counts_characters_and_bytes() {
-        assert!(check_password_policy("p", "short").is_err());
-        assert!(check_password_policy("p", "twelve chars").is_ok());
-        assert!(
-            check_password_policy("p", &"é".repeat(129)).is_err(),
-            "258 bytes"
-        );
-        assert!(
-            check_password_policy("p", &"é".repeat(128)).is_ok(),
-            "256 bytes"
-        );
     }
 }

@@ -1,28 +1,26 @@
-//! The identity service: users and their credentials, sessions and tokens, signing keys and API keys (rules ID-1 … ID-9).
+//! The identity service: users and their credentials, sessions and tokens, signing keys and API
+//! keys (rules ID-1 … ID-9).
 //!
-//! The crate exposes the service's gRPC implementation, its migrations and the start-up hooks the
-//! `orgplane` binary calls; `shared/` provides everything mechanical.
-//!
-//! Layout: [`grpc`] (handlers) → [`core`] (the rules) over [`entity`] (rows); [`crypto`] (argon2id,
-//! token digests, API-key format, sealing), [`keys`] (signing keys and rotation), [`throttle`]
-//! (sign-in and mail budgets), [`org_events`] (the organization events consumer).
+//! Layout: [`api`] (the gRPC adapter and proto conversion) → [`app`] (use cases, split by
+//! concern) → [`domain`] (pure rules and the service's refusals) over [`store`] (rows and
+//! migrations); [`sync`] consumes the organization service's events; [`clients`] holds the calls
+//! to the workspace service. Mechanisms: [`crypto`] (argon2id, token digests, API-key format,
+//! sealing), [`keys`] (signing keys and rotation), [`throttle`] (sign-in and mail budgets).
 
-pub mod core;
+pub mod api;
+pub mod app;
+pub mod clients;
+mod config;
 pub mod crypto;
-pub mod entity;
-pub mod grpc;
+pub mod domain;
 pub mod keys;
-pub mod migration;
-pub mod org_events;
+pub mod store;
+pub mod sync;
 pub mod throttle;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use clap::Args;
+use orgplane_platform::ApiError;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
 use orgplane_platform::limit_messages;
@@ -30,285 +28,18 @@ use orgplane_platform::mail::Mailer;
 use orgplane_platform::replica::RoleReplica;
 use orgplane_platform::runtime::Runtime;
 use orgplane_platform::server::{GrpcServer, Health};
-use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
 
-pub use crate::grpc::IdentityApi;
+pub use crate::api::IdentityApi;
+pub use crate::config::Config;
+/// The rows (kept at their former path for the chaos and load suites).
+pub use crate::store::{entity, migration};
 
 /// The service's name in configuration, logs and database file names.
 pub const NAME: &str = "identity";
-
-/// The service's own settings (flags and environment variables of the `orgplane` binary).
-#[derive(Debug, Clone, Args)]
-#[group(skip)]
-pub struct Config {
-    /// Where mail goes: `file://DIR` (development: `.eml` files) or `smtp://` / `smtps://user:pass@host:port`.
-    #[arg(
-        id = "identity_mail_url",
-        long = "mail-url",
-        env = "ORGPLANE_MAIL_URL",
-        default_value = "file://./data/mail",
-        hide_env_values = true
-    )]
-    pub mail_url: String,
-
-    /// The sender of identity's mail.
-    #[arg(
-        id = "identity_mail_from",
-        long = "identity-mail-from",
-        env = "ORGPLANE_IDENTITY_MAIL_FROM",
-        default_value = "Orgplane <no-reply@orgplane.local>"
-    )]
-    pub mail_from: String,
-
-    /// The public base URL that verification and password-reset links start with.
-    #[arg(
-        id = "identity_public_url",
-        long = "identity-public-url",
-        env = "ORGPLANE_IDENTITY_PUBLIC_URL",
-        default_value = "http://localhost:8080"
-    )]
-    pub public_url: String,
-
-    /// The key that seals signing keys at rest: 32 bytes, base64. When unset, a key file is used
-    /// (see `--signing-key-encryption-key-file`).
-    #[arg(
-        id = "identity_signing_key_encryption_key",
-        long = "signing-key-encryption-key",
-        env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY",
-        hide_env_values = true
-    )]
-    pub signing_key_encryption_key: Option<String>,
-
-    /// A file holding that key (base64), created with mode 0600 when missing. Default:
-    /// `identity-signing.key` beside the SQLite database, or `./data/identity-signing.key` for
-    /// other databases. Production should set the key (for example from a Kubernetes Secret).
-    #[arg(
-        id = "identity_signing_key_encryption_key_file",
-        long = "signing-key-encryption-key-file",
-        env = "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY_FILE"
-    )]
-    pub signing_key_encryption_key_file: Option<PathBuf>,
-
-    /// How often the token-signing key rotates, in hours.
-    #[arg(
-        id = "identity_signing_key_rotation_hours",
-        long = "signing-key-rotation-hours",
-        env = "ORGPLANE_SIGNING_KEY_ROTATION_HOURS",
-        default_value_t = 720
-    )]
-    pub signing_key_rotation_hours: u64,
-
-    /// Service accounts allowed to get service tokens, as comma-separated
-    /// `client_id:sha256-hex-of-secret` pairs (this process's own account is always trusted).
-    #[arg(
-        id = "identity_service_accounts",
-        long = "service-accounts",
-        env = "ORGPLANE_SERVICE_ACCOUNTS",
-        default_value = "",
-        hide_env_values = true
-    )]
-    pub service_accounts: String,
-
-    /// Sensitive actions need a sign-in at most this many seconds old (rule ID-6).
-    #[arg(
-        id = "identity_step_up_max_age_secs",
-        long = "step-up-max-age-secs",
-        env = "ORGPLANE_STEP_UP_MAX_AGE_SECS",
-        default_value_t = 300
-    )]
-    pub step_up_max_age_secs: u64,
-
-    /// Failed sign-ins allowed per account per 15 minutes.
-    #[arg(
-        id = "identity_login_failures_per_account",
-        long = "login-failures-per-account",
-        env = "ORGPLANE_LOGIN_FAILURES_PER_ACCOUNT",
-        default_value_t = 5
-    )]
-    pub login_failures_per_account: u32,
-
-    /// Failed sign-ins allowed per peer address per 15 minutes.
-    #[arg(
-        id = "identity_login_failures_per_peer",
-        long = "login-failures-per-peer",
-        env = "ORGPLANE_LOGIN_FAILURES_PER_PEER",
-        default_value_t = 50
-    )]
-    pub login_failures_per_peer: u32,
-
-    /// How long a failed sign-in counts against the account's and the peer address's budgets,
-    /// in seconds (rule ID-3): also the longest an account or address stays throttled.
-    #[arg(
-        id = "identity_login_throttle_window_secs",
-        long = "login-throttle-window-secs",
-        env = "ORGPLANE_LOGIN_THROTTLE_WINDOW_SECS",
-        default_value_t = 900
-    )]
-    pub login_throttle_window_secs: u64,
-
-    /// Proxies (comma-separated addresses or CIDR ranges, e.g. a product backend calling Login
-    /// for its users) whose `x-forwarded-for` names the client address that the per-address
-    /// throttles count; other peers' headers are ignored (rule ID-3).
-    #[arg(
-        id = "identity_trusted_proxies",
-        long = "trusted-proxies",
-        env = "ORGPLANE_TRUSTED_PROXIES",
-        default_value = ""
-    )]
-    pub trusted_proxies: String,
-
-    /// Sign-ups allowed per peer address per hour.
-    #[arg(
-        id = "identity_signups_per_peer",
-        long = "signups-per-peer",
-        env = "ORGPLANE_SIGNUPS_PER_PEER",
-        default_value_t = 30
-    )]
-    pub signups_per_peer: u32,
-
-    /// Verification or reset mails per address per hour.
-    #[arg(
-        id = "identity_mails_per_address",
-        long = "mails-per-address",
-        env = "ORGPLANE_MAILS_PER_ADDRESS",
-        default_value_t = 5
-    )]
-    pub mails_per_address: u32,
-
-    /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
-    #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
-    pub password_hash_memory_kib: u32,
-
-    /// argon2id iterations (OWASP: 2). Lower only in tests.
-    #[arg(id = "identity_password_hash_iterations", long = "password-hash-iterations", env = "ORGPLANE_PASSWORD_HASH_ITERATIONS", default_value_t = crypto::OWASP_ITERATIONS, hide = true)]
-    pub password_hash_iterations: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            mail_url: "file://./data/mail".into(),
-            mail_from: "Orgplane <no-reply@orgplane.local>".into(),
-            public_url: "http://localhost:8080".into(),
-            signing_key_encryption_key: None,
-            signing_key_encryption_key_file: None,
-            signing_key_rotation_hours: 720,
-            service_accounts: String::new(),
-            step_up_max_age_secs: 300,
-            login_failures_per_account: 5,
-            login_failures_per_peer: 50,
-            login_throttle_window_secs: 900,
-            trusted_proxies: String::new(),
-            signups_per_peer: 30,
-            mails_per_address: 5,
-            password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
-            password_hash_iterations: crypto::OWASP_ITERATIONS,
-        }
-    }
-}
-
-impl Config {
-    /// The configured service accounts: client id → hex SHA-256 of the secret.
-    pub fn parse_service_accounts(&self) -> ApiResult<HashMap<String, String>> {
-        let mut out = HashMap::new();
-        for pair in self
-            .service_accounts
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let (id, hash) = pair.split_once(':').ok_or_else(|| {
-                ApiError::invalid_argument("service_accounts", "expected client_id:sha256hex pairs")
-            })?;
-            let hash = hash.trim().to_ascii_lowercase();
-            if id.trim().is_empty()
-                || hash.len() != 64
-                || !hash.bytes().all(|b| b.is_ascii_hexdigit())
-            {
-                return Err(ApiError::invalid_argument(
-                    "service_accounts",
-                    format!("{id}: the secret must be given as 64 hex digits of its SHA-256"),
-                ));
-            }
-            out.insert(id.trim().to_owned(), hash);
-        }
-        Ok(out)
-    }
-
-    fn encryption_key(&self, database_url: &str) -> ApiResult<[u8; 32]> {
-        let decode = |text: &str, from: &str| -> ApiResult<[u8; 32]> {
-            let bytes = STANDARD
-                .decode(text.trim())
-                .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()))
-                .map_err(|_| {
-                    ApiError::invalid_argument(
-                        "signing_key_encryption_key",
-                        format!("{from}: not base64"),
-                    )
-                })?;
-            bytes.try_into().map_err(|_| {
-                ApiError::invalid_argument(
-                    "signing_key_encryption_key",
-                    format!("{from}: must be 32 bytes"),
-                )
-            })
-        };
-        if let Some(key) = self
-            .signing_key_encryption_key
-            .as_deref()
-            .filter(|k| !k.is_empty())
-        {
-            return decode(key, "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY");
-        }
-        let path = match &self.signing_key_encryption_key_file {
-            Some(p) => p.clone(),
-            None => default_key_file(database_url),
-        };
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return decode(&text, &path.display().to_string());
-        }
-        tracing::warn!(
-            path = %path.display(),
-            "no signing-key encryption key configured: generating a key file (set ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY in production)"
-        );
-        let key: [u8; 32] = rand::random();
-        write_private(&path, &STANDARD.encode(key))
-            .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))?;
-        Ok(key)
-    }
-}
-
-fn default_key_file(database_url: &str) -> PathBuf {
-    let sqlite = database_url
-        .strip_prefix("sqlite://")
-        .or_else(|| database_url.strip_prefix("sqlite:"))
-        .and_then(|rest| rest.split('?').next())
-        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-    match sqlite.and_then(|p| Path::new(p).parent()) {
-        Some(dir) => dir.join("identity-signing.key"),
-        None => PathBuf::from("./data/identity-signing.key"),
-    }
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    use std::io::Write;
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())
-}
 
 fn db_err(e: ApiError) -> DbErr {
     DbErr::Custom(format!("identity: {}", e.message()))
@@ -320,7 +51,7 @@ pub struct Identity {
     db: DatabaseConnection,
     runtime: Runtime,
     outbox: Outbox,
-    core: Arc<core::Core>,
+    app: Arc<app::App>,
     consumers: Arc<Mutex<Vec<Consumer>>>,
     handle: ConsumerHandle,
 }
@@ -341,24 +72,11 @@ impl Identity {
         let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
         let outbox = Outbox::new(db.clone(), Producer::Identity);
         let sealer = crypto::Sealer::new(&config.encryption_key(database_url).map_err(db_err)?);
-        let rotation = chrono::Duration::hours(
-            i64::try_from(config.signing_key_rotation_hours.max(1)).unwrap_or(720),
-        );
-        let retain = chrono::Duration::seconds(core::ACCESS_TOKEN_TTL_SECS + 5 * 60);
-        let keys =
-            keys::KeyStore::open(db.clone(), sealer, runtime.clock.clone(), rotation, retain)
-                .await
-                .map_err(db_err)?;
-        let mailer = Mailer::from_url(&config.mail_url).map_err(db_err)?;
-        let parallel = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        let hasher = crypto::PasswordHasherPool::new(
-            config.password_hash_memory_kib,
-            config.password_hash_iterations,
-            parallel,
-        )
-        .map_err(db_err)?;
+        let retain = chrono::Duration::seconds(app::ACCESS_TOKEN_TTL_SECS + 5 * 60);
+        let clock = runtime.clock.clone();
+        let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
+            .await
+            .map_err(db_err)?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -368,7 +86,7 @@ impl Identity {
         // Sessions that ended recently: their tokens are refused from the first request on.
         runtime.revocations.load(&db).await?;
         let audit = AuditLogWriter::new(NAME);
-        let handler = org_events::OrgEvents {
+        let handler = sync::organization::OrgEvents {
             replica: replica.clone(),
             outbox: outbox.clone(),
             audit: audit.clone(),
@@ -381,22 +99,7 @@ impl Identity {
         // learn each other's revocations (the rows are already written by the producing
         // transaction; applying them again is harmless).
         let (own_consumer, _) = runtime.revocation_consumer(NAME, &db).await?;
-        let limits = core::Limits {
-            login_failures_per_account: config.login_failures_per_account,
-            login_failures_per_peer: config.login_failures_per_peer,
-            login_window: std::time::Duration::from_secs(config.login_throttle_window_secs.max(1)),
-            signups_per_peer: config.signups_per_peer,
-            mails_per_address: config.mails_per_address,
-        };
-        let [
-            login_account,
-            login_peer,
-            signup_peer,
-            mail_address,
-            mail_peer,
-            client_failures,
-        ] = core::Core::throttles(&limits);
-        let core = core::Core {
+        let app = app::App {
             db: db.clone(),
             outbox: outbox.clone(),
             audit,
@@ -404,38 +107,34 @@ impl Identity {
             replica,
             org_events: handle.clone(),
             revocations: runtime.revocations.clone(),
-            hasher,
-            mailer,
-            mail_from: config.mail_from.clone(),
-            public_url: config.public_url.clone(),
+            hasher: config.password_hasher().map_err(db_err)?,
+            mail: app::MailSettings {
+                mailer: Mailer::from_url(&config.mail_url).map_err(db_err)?,
+                from: config.mail_from.clone(),
+                public_url: config.public_url.clone(),
+            },
             issuer: runtime.issuer.clone(),
             own_account: runtime.service_account.clone(),
             service_accounts: config.parse_service_accounts().map_err(db_err)?,
             clock: runtime.clock.clone(),
             page_tokens: runtime.page_tokens.clone(),
-            step_up: chrono::Duration::seconds(
-                i64::try_from(config.step_up_max_age_secs).unwrap_or(300),
-            ),
-            login_account,
-            login_peer,
-            signup_peer,
-            mail_address,
-            mail_peer,
-            client_failures,
-            trusted_proxies: throttle::TrustedProxies::parse(&config.trusted_proxies)
-                .map_err(|e| db_err(ApiError::invalid_argument("trusted_proxies", e)))?,
+            step_up: config.step_up(),
+            throttles: app::Throttles::new(&config.limits()),
+            trusted_proxies: config.trusted_proxies().map_err(db_err)?,
             known_addresses: throttle::KnownAddresses::new(
                 std::time::Duration::from_secs(30 * 24 * 3600),
                 8,
             ),
-            workspaces: runtime.endpoints.workspace.clone(),
-            service_tokens: runtime.service_tokens.clone(),
+            workspaces: clients::WorkspaceClient::new(
+                runtime.endpoints.workspace.clone(),
+                runtime.service_tokens.clone(),
+            ),
         };
         Ok(Self {
             db,
             runtime: runtime.clone(),
             outbox,
-            core: Arc::new(core),
+            app: Arc::new(app),
             consumers: Arc::new(Mutex::new(vec![consumer, own_consumer])),
             handle,
         })
@@ -453,12 +152,12 @@ impl Identity {
 
     /// The password hasher (its concurrency figures, for tests and the chaos suite).
     pub fn password_hasher(&self) -> &crypto::PasswordHasherPool {
-        &self.core.hasher
+        &self.app.hasher
     }
 
     /// The signing keys, also a [`orgplane_platform::auth::KeySource`] for in-process verifiers.
     pub fn keys(&self) -> &keys::KeyStore {
-        &self.core.keys
+        &self.app.keys
     }
 
     /// The organization-events consumer (applied revision, waits).
@@ -468,7 +167,7 @@ impl Identity {
 
     /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
     pub async fn register(&self, server: &mut GrpcServer) {
-        let api = IdentityApi::new(self.core.clone());
+        let api = IdentityApi::new(self.app.clone());
         let service = limit_messages!(IdentityServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
@@ -483,7 +182,7 @@ impl Identity {
             std::time::Duration::from_secs(3600),
             self.runtime.shutdown.clone(),
         );
-        self.core.keys.spawn_rotation(
+        self.app.keys.spawn_rotation(
             std::time::Duration::from_secs(60),
             self.runtime.shutdown.clone(),
         );
@@ -512,63 +211,5 @@ impl Identity {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        identity: Config,
-    }
-
-    #[test]
-    fn flags_reach_the_config_and_defaults_are_owasp() {
-        let hash = crypto::sha256_hex("s3cret");
-        let cli = Cli::try_parse_from([
-            "t",
-            "--mail-url",
-            "smtp://mail.example.com:587",
-            "--service-accounts",
-            &format!("billing:{hash}, search:{hash}"),
-            "--signing-key-rotation-hours",
-            "24",
-        ])
-        .unwrap();
-        let c = cli.identity;
-        assert_eq!(c.mail_url, "smtp://mail.example.com:587");
-        assert_eq!(c.signing_key_rotation_hours, 24);
-        assert_eq!(c.password_hash_memory_kib, 19_456);
-        assert_eq!(c.password_hash_iterations, 2);
-        assert_eq!(c.step_up_max_age_secs, 300);
-        let accounts = c.parse_service_accounts().unwrap();
-        assert_eq!(accounts.len(), 2);
-        assert_eq!(accounts["search"], hash);
-        let bad = Config {
-            service_accounts: "billing:plaintext".into(),
-            ..Config::default()
-        };
-        assert!(
-            bad.parse_service_accounts().is_err(),
-            "only hashes are accepted"
-        );
-        let defaults = Cli::try_parse_from(["t"]).unwrap().identity;
-        assert_eq!(defaults.mail_url, Config::default().mail_url);
-    }
-
-    #[test]
-    fn the_development_key_file_sits_beside_the_sqlite_database() {
-        assert_eq!(
-            default_key_file("sqlite://./data/identity.db?mode=rwc"),
-            PathBuf::from("./data/identity-signing.key")
-        );
-        assert_eq!(
-            default_key_file("postgres://db/identity"),
-            PathBuf::from("./data/identity-signing.key")
-        );
     }
 }

@@ -1276,6 +1276,43 @@ async fn id_6_admin_keys_need_a_recent_sign_in_and_reauthenticate_refreshes_it()
     );
 }
 
+/// Defect: a wrong password on Reauthenticate said "invalid email or password", though the
+/// request carries no email (the signed-in user is known). It keeps the reason
+/// `INVALID_CREDENTIALS` and says what is wrong: the password.
+#[tokio::test]
+async fn id_6_a_wrong_password_on_reauthenticate_speaks_of_the_password_only() {
+    let rig = Rig::sqlite().await;
+    let (_, token, _) = rig.user("owner@example.com").await;
+    let err = rig
+        .client()
+        .reauthenticate(bearer(
+            ReauthenticateRequest {
+                password: "wrong password!!".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert!(
+        !err.message().to_lowercase().contains("email"),
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("password"), "{}", err.message());
+    // Login keeps its one answer for unknown addresses and wrong passwords (rule ID-3).
+    let err = rig
+        .client()
+        .login(LoginRequest {
+            email: "owner@example.com".into(),
+            password: "wrong password!!".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert_eq!(err.message(), "invalid email or password");
+}
+
 // ----- ID-7 -------------------------------------------------------------------------------------
 
 #[tokio::test]
@@ -1825,13 +1862,15 @@ async fn id_8_owner_and_admin_reset_a_members_password_and_mfa() {
         "PASSWORD_RESET_TOKEN_INVALID",
     );
 
-    assert_eq!(
-        reset(&admin_t, &owner.id).await.unwrap_err().code(),
-        Code::PermissionDenied
+    assert_status(
+        &reset(&admin_t, &owner.id).await.unwrap_err(),
+        Code::PermissionDenied,
+        "OWNER_PROTECTED",
     );
-    assert_eq!(
-        reset(&plain_t, &member.id).await.unwrap_err().code(),
-        Code::PermissionDenied
+    assert_status(
+        &reset(&plain_t, &member.id).await.unwrap_err(),
+        Code::PermissionDenied,
+        "INSUFFICIENT_ROLE",
     );
     assert_eq!(
         reset(&outsider_t, &member.id).await.unwrap_err().code(),
@@ -1910,6 +1949,89 @@ async fn id_8_owner_and_admin_reset_a_members_password_and_mfa() {
         Code::FailedPrecondition,
         "PASSWORD_RESET_TOKEN_EXPIRED",
     );
+}
+
+/// The comment above `rpc <name>(` in identity.proto: what the API documents for that RPC.
+fn documented(rpc: &str) -> String {
+    let proto = include_str!("../../../proto/orgplane/identity/v1/identity.proto");
+    let end = proto
+        .find(&format!("rpc {rpc}("))
+        .unwrap_or_else(|| panic!("no rpc {rpc}"));
+    let start = proto[..end].rfind(");").unwrap_or(0);
+    proto[start..end].to_owned()
+}
+
+/// Defect: AdminResetPassword on the OWNER answers `OWNER_PROTECTED` (rule ID-8), while
+/// identity.proto documented only `INSUFFICIENT_ROLE`. The answer stays; the documentation now
+/// tells it, for an ADMIN and for an admin API key alike, for passwords and factors.
+#[tokio::test]
+async fn id_8_an_admin_resetting_the_owner_gets_owner_protected_as_documented() {
+    let doc = documented("AdminResetPassword");
+    assert!(doc.contains("`OWNER_PROTECTED`"), "{doc}");
+    assert!(doc.contains("`INSUFFICIENT_ROLE`"), "{doc}");
+    assert!(documented("AdminResetMfa").contains("as AdminResetPassword"));
+
+    let rig = Rig::sqlite().await;
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    let (admin, admin_t, _) = rig.user("admin@example.com").await;
+    let (plain, plain_t, _) = rig.user("plain@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+    rig.add_member("org_a", &admin.id, OrgRole::Admin).await;
+    rig.add_member("org_a", &plain.id, OrgRole::User).await;
+    let admin_key = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, "")
+        .await
+        .unwrap()
+        .secret;
+    fn as_caller<T>(msg: T, cred: &str, is_key: bool) -> tonic::Request<T> {
+        if is_key {
+            with_api_key(msg, cred)
+        } else {
+            bearer(msg, cred)
+        }
+    }
+    for (cred, is_key) in [(admin_t.as_str(), false), (admin_key.as_str(), true)] {
+        let err = rig
+            .client()
+            .admin_reset_password(as_caller(
+                AdminResetPasswordRequest {
+                    organization_id: "org_a".into(),
+                    user_id: owner.id.clone(),
+                },
+                cred,
+                is_key,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::PermissionDenied, "OWNER_PROTECTED");
+        let err = rig
+            .client()
+            .admin_reset_mfa(as_caller(
+                AdminResetMfaRequest {
+                    organization_id: "org_a".into(),
+                    user_id: owner.id.clone(),
+                },
+                cred,
+                is_key,
+            ))
+            .await
+            .unwrap_err();
+        assert_status(&err, Code::PermissionDenied, "OWNER_PROTECTED");
+    }
+    // A member without the role: INSUFFICIENT_ROLE, as documented too.
+    let err = rig
+        .client()
+        .admin_reset_password(bearer(
+            AdminResetPasswordRequest {
+                organization_id: "org_a".into(),
+                user_id: admin.id.clone(),
+            },
+            &plain_t,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+    // The owner still signs in: nothing was reset.
+    rig.login("owner@example.com").await;
 }
 
 // ----- ID-9 -------------------------------------------------------------------------------------
@@ -3015,4 +3137,186 @@ async fn org_10_failure_flow(rig: &Rig) {
         .map(|e| e.action.as_str())
         .collect();
     assert_eq!(actions, ["api_key.create"]);
+}
+
+/// `google.protobuf.Struct` as JSON.
+fn struct_json(s: &prost_types::Struct) -> serde_json::Value {
+    use prost_types::value::Kind;
+    fn value(v: &prost_types::Value) -> serde_json::Value {
+        match &v.kind {
+            None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+            Some(Kind::BoolValue(b)) => (*b).into(),
+            Some(Kind::NumberValue(n)) => (*n).into(),
+            Some(Kind::StringValue(s)) => s.clone().into(),
+            Some(Kind::ListValue(l)) => l.values.iter().map(value).collect(),
+            Some(Kind::StructValue(s)) => struct_json(s),
+        }
+    }
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Every object key in `v`, at any depth.
+fn json_keys(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::Object(o) => o
+            .iter()
+            .flat_map(|(k, v)| std::iter::once(k.clone()).chain(json_keys(v)))
+            .collect(),
+        serde_json::Value::Array(a) => a.iter().flat_map(json_keys).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn assert_camel_case(image: &serde_json::Value) {
+    for key in json_keys(image) {
+        assert!(
+            !key.contains('_') && key.starts_with(|c: char| c.is_ascii_lowercase()),
+            "{key} is not lowerCamelCase in {image}"
+        );
+    }
+}
+
+/// Rule ORG-10 (defect: enum values as bare numbers, snake_case names): identity's audit images
+/// are the resource's proto message in canonical proto3 JSON — lowerCamelCase keys, enum value
+/// names, RFC 3339 timestamps — for API keys (listed in the organization's log) and users
+/// (account-level records), and never carry a secret or a hash.
+#[tokio::test]
+async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets() {
+    use orgplane_proto::audit::v1::AuditEventFilter;
+    let rig = Rig::sqlite().await;
+    let (owner, owner_t, _) = rig.user("owner@example.com").await;
+    rig.create_org("org_a", &owner.id).await;
+    let created = create_key(&rig, &owner_t, "org_a", ApiKeyKind::Admin, "")
+        .await
+        .unwrap();
+    let key = created.api_key.unwrap();
+    rig.client()
+        .update_api_key(bearer(
+            UpdateApiKeyRequest {
+                api_key: Some(ApiKey {
+                    id: key.id.clone(),
+                    status: ApiKeyStatus::Inactive as i32,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["status"]),
+                etag: key.etag.clone(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
+    let page = audit_page(
+        &rig,
+        (&owner_t, false),
+        "org_a",
+        AuditEventFilter {
+            resource_type: "api_key".into(),
+            ..Default::default()
+        },
+        50,
+        "",
+    )
+    .await
+    .unwrap();
+    let event = |action: &str| {
+        page.audit_events
+            .iter()
+            .find(|e| e.action == action)
+            .unwrap_or_else(|| panic!("no {action} in {:?}", page.audit_events))
+            .clone()
+    };
+    let create = event("api_key.create");
+    assert!(create.before.is_none());
+    let after = struct_json(create.after.as_ref().unwrap());
+    assert_camel_case(&after);
+    assert_eq!(after["id"], key.id.as_str());
+    assert_eq!(after["organizationId"], "org_a");
+    assert_eq!(after["kind"], "API_KEY_KIND_ADMIN");
+    assert_eq!(after["status"], "API_KEY_STATUS_ACTIVE");
+    assert_eq!(after["etag"], "v1");
+    assert!(
+        after["createTime"].as_str().unwrap().ends_with('Z'),
+        "{after}"
+    );
+    let update = event("api_key.update");
+    let (before, after) = (
+        struct_json(update.before.as_ref().unwrap()),
+        struct_json(update.after.as_ref().unwrap()),
+    );
+    assert_camel_case(&before);
+    assert_camel_case(&after);
+    assert_eq!(before["status"], "API_KEY_STATUS_ACTIVE");
+    assert_eq!(after["status"], "API_KEY_STATUS_INACTIVE");
+    assert_eq!(after["etag"], "v2");
+    for image in [&create.after, &update.before, &update.after] {
+        let text = struct_json(image.as_ref().unwrap()).to_string();
+        assert!(!text.contains(&created.secret), "{text}");
+        assert!(!text.to_lowercase().contains("secret"), "{text}");
+        assert!(!text.to_lowercase().contains("hash"), "{text}");
+    }
+
+    // Users: account-level records (no organization), read from the table.
+    rig.client()
+        .update_user(bearer(
+            UpdateUserRequest {
+                user: Some(User {
+                    id: "me".into(),
+                    display_name: "Owner Renamed".into(),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name"]),
+                etag: String::new(),
+            },
+            &owner_t,
+        ))
+        .await
+        .unwrap();
+    let images = |action: &'static str| {
+        let db = rig.db();
+        let owner_id = owner.id.clone();
+        async move {
+            let row = db
+                .query_one_raw(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    "SELECT before_json, after_json FROM audit_log \
+                     WHERE action = $1 AND resource_id = $2",
+                    [action.into(), owner_id.into()],
+                ))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no {action} record"));
+            let parse = |i: usize| {
+                row.try_get_by_index::<Option<String>>(i)
+                    .unwrap()
+                    .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap())
+            };
+            (parse(0), parse(1))
+        }
+    };
+    let (before, after) = images("user.create").await;
+    assert!(before.is_none());
+    let after = after.unwrap();
+    assert_camel_case(&after);
+    assert_eq!(after["id"], owner.id.as_str());
+    assert_eq!(after["accountType"], "ACCOUNT_TYPE_BUSINESS");
+    assert_eq!(after["email"], "owner@example.com");
+    let (before, after) = images("user.update").await;
+    let (before, after) = (before.unwrap(), after.unwrap());
+    assert_camel_case(&before);
+    assert_camel_case(&after);
+    assert_eq!(after["displayName"], "Owner Renamed");
+    assert_ne!(before["displayName"], after["displayName"]);
+    assert_eq!(after["accountType"], "ACCOUNT_TYPE_BUSINESS");
+    assert!(after.get("email_verified").is_none() && after.get("account_type").is_none());
+    for image in [&before, &after] {
+        let text = image.to_string().to_lowercase();
+        assert!(
+            !text.contains("password") && !text.contains("argon2"),
+            "{text}"
+        );
+    }
 }

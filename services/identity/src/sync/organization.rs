@@ -15,7 +15,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::ExprTrait;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
-use crate::entity::api_key;
+use crate::store::entity::api_key;
 
 /// Applies organization events to identity's database.
 #[derive(Debug, Clone)]
@@ -65,10 +65,8 @@ impl OrgEvents {
         self.audit
             .record_system(
                 txn,
-                Entry::new(org, "api_key.disable_on_purge", "organization", org).with_change(
-                    None,
-                    Some(serde_json::json!({ "disabled_keys": keys.len() })),
-                ),
+                Entry::new(org, "api_key.disable_on_purge", "organization", org)
+                    .with_details(serde_json::json!({ "disabledKeys": keys.len() })),
             )
             .await?;
         for k in keys {

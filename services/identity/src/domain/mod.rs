@@ -1,0 +1,7 @@
+//! Identity's pure rules: what a valid email address, display name, password or token input is,
+//! and the refusals of the service ([`Error`]). Nothing here touches tonic or the database.
+
+pub mod error;
+pub mod validation;
+
+pub use error::Error;

@@ -1,0 +1,3 @@
+//! The event streams identity consumes: the organization service's ([`organization`]).
+
+pub mod organization;
