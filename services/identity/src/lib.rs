@@ -18,16 +18,16 @@ pub mod store;
 pub mod sync;
 pub mod throttle;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use orgplane_platform::ApiError;
 use orgplane_platform::audit::AuditLogWriter;
-use orgplane_platform::events::{Consumer, ConsumerHandle, Outbox};
+use orgplane_platform::events::{ConsumerHandle, Outbox};
+use orgplane_platform::host::{CancellationToken, ModuleContext, Readiness, ServiceModule};
 use orgplane_platform::limit_messages;
 use orgplane_platform::mail::Mailer;
 use orgplane_platform::replica::RoleReplica;
-use orgplane_platform::runtime::Runtime;
-use orgplane_platform::server::{GrpcServer, Health};
+use orgplane_platform::server::GrpcServer;
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::identity::v1::identity_service_server::IdentityServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -49,10 +49,8 @@ fn db_err(e: ApiError) -> DbErr {
 #[derive(Clone)]
 pub struct Identity {
     db: DatabaseConnection,
-    runtime: Runtime,
     outbox: Outbox,
     app: Arc<app::App>,
-    consumers: Arc<Mutex<Vec<Consumer>>>,
     handle: ConsumerHandle,
 }
 
@@ -63,15 +61,43 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// Connects to `database_url`, runs the migrations, and prepares the service.
-    pub async fn open(
-        database_url: &str,
-        config: &Config,
-        runtime: &Runtime,
-    ) -> Result<Self, DbErr> {
-        let db = orgplane_platform::db::open::<migration::Migrator>(database_url).await?;
+    /// The service's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The outbox this service publishes its events through.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The password hasher (its concurrency figures, for tests and the chaos suite).
+    pub fn password_hasher(&self) -> &crypto::PasswordHasherPool {
+        &self.app.hasher
+    }
+
+    /// The signing keys, also a [`orgplane_platform::auth::KeySource`] for in-process verifiers.
+    pub fn keys(&self) -> &keys::KeyStore {
+        &self.app.keys
+    }
+
+    /// The organization-events consumer (applied revision, waits).
+    pub fn organization_events(&self) -> &ConsumerHandle {
+        &self.handle
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceModule for Identity {
+    const NAME: &'static str = NAME;
+    type Config = Config;
+
+    async fn open(ctx: &mut ModuleContext<'_>, config: &Config) -> Result<Self, DbErr> {
+        let runtime = ctx.runtime();
+        let database_url = ctx.database_url().to_owned();
+        let db = ctx.database::<migration::Migrator>().await?;
         let outbox = Outbox::new(db.clone(), Producer::Identity);
-        let sealer = crypto::Sealer::new(&config.encryption_key(database_url).map_err(db_err)?);
+        let sealer = crypto::Sealer::new(&config.encryption_key(&database_url).map_err(db_err)?);
         let retain = chrono::Duration::seconds(app::ACCESS_TOKEN_TTL_SECS + 5 * 60);
         let clock = runtime.clock.clone();
         let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
@@ -83,8 +109,6 @@ impl Identity {
             runtime.service_tokens.clone(),
         )
         .await?;
-        // Sessions that ended recently: their tokens are refused from the first request on.
-        runtime.revocations.load(&db).await?;
         let audit = AuditLogWriter::new(NAME);
         let handler = sync::organization::OrgEvents {
             replica: replica.clone(),
@@ -92,13 +116,13 @@ impl Identity {
             audit: audit.clone(),
             clock: runtime.clock.clone(),
         };
-        let (consumer, handle) = runtime
-            .consumer(NAME, &db, Producer::Organization, Arc::new(handler))
+        let handle = ctx
+            .subscribe(&db, Producer::Organization, Arc::new(handler))
             .await?;
         // Identity watches its own stream for ended sessions: replicas sharing this database
         // learn each other's revocations (the rows are already written by the producing
         // transaction; applying them again is harmless).
-        let (own_consumer, _) = runtime.revocation_consumer(NAME, &db).await?;
+        ctx.subscribe_revocations(&db).await?;
         let app = app::App {
             db: db.clone(),
             outbox: outbox.clone(),
@@ -132,84 +156,38 @@ impl Identity {
         };
         Ok(Self {
             db,
-            runtime: runtime.clone(),
             outbox,
             app: Arc::new(app),
-            consumers: Arc::new(Mutex::new(vec![consumer, own_consumer])),
             handle,
         })
     }
 
-    /// The service's database.
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
-    /// The outbox this service publishes its events through.
-    pub fn outbox(&self) -> &Outbox {
-        &self.outbox
-    }
-
-    /// The password hasher (its concurrency figures, for tests and the chaos suite).
-    pub fn password_hasher(&self) -> &crypto::PasswordHasherPool {
-        &self.app.hasher
-    }
-
-    /// The signing keys, also a [`orgplane_platform::auth::KeySource`] for in-process verifiers.
-    pub fn keys(&self) -> &keys::KeyStore {
-        &self.app.keys
-    }
-
-    /// The organization-events consumer (applied revision, waits).
-    pub fn organization_events(&self) -> &ConsumerHandle {
-        &self.handle
-    }
-
-    /// Adds the gRPC service to `server` (NOT_SERVING until [`Self::start`] says it is ready).
-    pub async fn register(&self, server: &mut GrpcServer) {
+    async fn register(&self, server: &mut GrpcServer) {
         let api = IdentityApi::new(self.app.clone());
         let service = limit_messages!(IdentityServiceServer::new(api), server.config());
         server.add_service(service).await;
     }
 
-    /// Starts the service's background work once the server is listening: the organization
-    /// events consumer, the consumer of its own ended sessions (what other replicas revoked),
-    /// key rotation, outbox compaction. Reports SERVING at once (see below);
-    /// role-dependent RPCs wait for the consumer to catch up. Does not block.
-    pub async fn start(&self, health: &Health) {
-        self.outbox.spawn_compaction(
-            orgplane_platform::events::outbox::DEFAULT_RETENTION,
-            std::time::Duration::from_secs(3600),
-            self.runtime.shutdown.clone(),
-        );
-        self.app.keys.spawn_rotation(
-            std::time::Duration::from_secs(60),
-            self.runtime.shutdown.clone(),
-        );
-        let consumers =
-            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
-        for consumer in consumers {
-            tokio::spawn(consumer.run(self.runtime.shutdown.clone()));
-        }
-        // Ready at once: identity is the root of trust (every service, the organization service
-        // included, needs its keys and service tokens to start), so waiting for the organization
-        // events here would deadlock a cold start. RPCs that depend on org roles answer
-        // UNAVAILABLE `ROLES_NOT_SYNCED` until the consumer has caught up once.
-        health
-            .set_ready(
-                <IdentityServiceServer<IdentityApi> as NamedService>::NAME,
-                true,
-            )
-            .await;
-        let handle = self.handle.clone();
-        let shutdown = self.runtime.shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = handle.wait_caught_up() => {
-                    tracing::info!("identity: organization roles synchronized");
-                }
-            }
-        });
+    fn grpc_services(&self) -> Vec<&'static str> {
+        vec![<IdentityServiceServer<IdentityApi> as NamedService>::NAME]
+    }
+
+    fn outbox(&self) -> Option<Outbox> {
+        Some(self.outbox.clone())
+    }
+
+    /// Ready at once: identity is the root of trust (every service, the organization service
+    /// included, needs its keys and service tokens to start), so waiting for the organization's
+    /// events here would deadlock a cold start. RPCs that depend on organization roles answer
+    /// UNAVAILABLE `ROLES_NOT_SYNCED` until the consumer has caught up once.
+    fn readiness(&self) -> Readiness {
+        Readiness::Immediate
+    }
+
+    /// Signing-key rotation.
+    fn spawn_background(&self, shutdown: &CancellationToken) {
+        self.app
+            .keys
+            .spawn_rotation(std::time::Duration::from_secs(60), shutdown.clone());
     }
 }

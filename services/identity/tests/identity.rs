@@ -20,7 +20,6 @@ use orgplane_platform::auth::{
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys};
 use orgplane_platform::clock::OffsetClock;
 use orgplane_platform::error::reason_of;
-use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::host::{Host, ServiceModule};
 use orgplane_platform::pagination::PageTokens;
@@ -40,7 +39,7 @@ use orgplane_proto::workspace::v1::{
     WorkspaceRole,
 };
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
 use sha2::Digest;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -81,19 +80,14 @@ impl Write for LogWriter {
 
 // ----- the rig ----------------------------------------------------------------------------------
 
-struct OrgMigrator;
-impl MigratorTrait for OrgMigrator {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
-    }
-}
+use orgplane_platform::testkit::ProducerTables as OrgMigrator;
 
 struct Rig {
     _db: TestDb,
     _org_db: TestDb,
     dir: tempfile::TempDir,
     db_url: String,
-    identity: Identity,
+    identity: Arc<Identity>,
     org: Outbox,
     server: RunningServer,
     clock: Arc<OffsetClock>,
@@ -192,9 +186,9 @@ impl Rig {
             shutdown: server.shutdown_token(),
             revocations: SessionRevocations::new(),
         };
-        let identity = Identity::open(&db.url, &config, &runtime).await.unwrap();
-        identity.register(&mut server).await;
         let mut host = Host::new(runtime.clone());
+        let identity = host.open::<Identity>(&db.url, &config).await.unwrap();
+        ServiceModule::register(&*identity, &mut server).await;
         let workspaces = if workspaces == Workspaces::Served {
             let ws_db = TestDb::sqlite();
             let ws = host
@@ -224,7 +218,6 @@ impl Rig {
             .with_revocations(runtime.revocations.clone());
         let health = server.health();
         let server = RunningServer::start(server, auth, Some(addr)).await;
-        identity.start(&health).await;
         host.start(&health);
         Rig {
             db_url: db.url.clone(),
@@ -2274,12 +2267,12 @@ async fn id_4_an_identity_replica_on_the_same_database_learns_the_sessions_anoth
         shutdown: shutdown.clone(),
         revocations: SessionRevocations::new(),
     };
-    let replica = Identity::open(&rig.db_url, &test_config(rig.dir.path()), &runtime)
+    let mut host = Host::new(runtime.clone());
+    let _replica = host
+        .open::<Identity>(&rig.db_url, &test_config(rig.dir.path()))
         .await
         .unwrap();
-    replica
-        .start(&GrpcServer::new(ServerConfig::default()).health())
-        .await;
+    host.start(&GrpcServer::new(ServerConfig::default()).health());
 
     rig.client()
         .logout(bearer(LogoutRequest::default(), &tokens.access_token))

@@ -7,13 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, TokenVerifier};
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
-use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::host::Host;
 use orgplane_platform::pagination::PageTokens;
 use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
-use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 
 use crate::cli::{Cli, Command, Service};
 
@@ -51,7 +49,7 @@ async fn migrate(cli: &Cli, service: Option<Service>) -> anyhow::Result<()> {
 #[derive(Default)]
 pub struct Opened {
     /// The identity service, when run.
-    pub identity: Option<orgplane_identity::Identity>,
+    pub identity: Option<Arc<orgplane_identity::Identity>>,
     /// The organization service, when run.
     pub organization: Option<Arc<orgplane_organization::Organization>>,
     /// The workspace service, when run.
@@ -61,12 +59,7 @@ pub struct Opened {
 }
 
 impl Opened {
-    async fn open(
-        cli: &Cli,
-        services: &[Service],
-        runtime: &Runtime,
-        host: &mut Host,
-    ) -> anyhow::Result<Self> {
+    async fn open(cli: &Cli, services: &[Service], host: &mut Host) -> anyhow::Result<Self> {
         let mut opened = Opened::default();
         for &s in services {
             let url = cli.database_url(s);
@@ -74,7 +67,7 @@ impl Opened {
             match s {
                 Service::Identity => {
                     opened.identity = Some(
-                        orgplane_identity::Identity::open(&url, &cli.identity, runtime)
+                        host.open::<orgplane_identity::Identity>(&url, &cli.identity)
                             .await
                             .with_context(context)?,
                     )
@@ -106,28 +99,6 @@ impl Opened {
             }
         }
         Ok(opened)
-    }
-
-    async fn register(&self, server: &mut GrpcServer) {
-        let mut outboxes: Vec<Outbox> = Vec::new();
-        if let Some(s) = &self.identity {
-            s.register(server).await;
-            outboxes.push(s.outbox().clone());
-        }
-        if !outboxes.is_empty() {
-            let events = EventServer::new(outboxes, server.shutdown_token());
-            let service = orgplane_platform::limit_messages!(
-                EventServiceServer::new(events),
-                server.config()
-            );
-            server.add_ready_service(service).await;
-        }
-    }
-
-    async fn start(&self, health: &orgplane_platform::server::Health) {
-        if let Some(s) = &self.identity {
-            s.start(health).await;
-        }
     }
 }
 
@@ -229,8 +200,7 @@ pub async fn start(
     };
 
     let mut host = Host::new(runtime.clone());
-    let opened = Opened::open(cli, services, &runtime, &mut host).await?;
-    opened.register(&mut server).await;
+    let opened = Opened::open(cli, services, &mut host).await?;
     host.register(&mut server).await;
 
     let verifier = TokenVerifier::new(
@@ -250,7 +220,6 @@ pub async fn start(
 
     let health = server.health();
     let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });
-    opened.start(&health).await;
     host.start(&health);
     Ok(Started {
         addr: local,

@@ -80,6 +80,11 @@ impl<'a> ModuleContext<'a> {
         self.runtime
     }
 
+    /// The service's database URL (identity derives its default sealing key from it).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
     /// The service's name (its consumers' cursor key, its database file name).
     pub fn name(&self) -> &'static str {
         self.name

@@ -1185,7 +1185,7 @@ async fn list_by_request(
 fn after_name(after: &Option<prost_types::Struct>) -> Option<String> {
     use prost_types::value::Kind;
     let fields = &after.as_ref()?.fields;
-    ["name", "display_name"]
+    ["name", "displayName"]
         .iter()
         .find_map(|k| match &fields.get(*k)?.kind {
             Some(Kind::StringValue(s)) => Some(s.clone()),
@@ -1254,7 +1254,7 @@ async fn faithful(r: &mut Run<'_>, org: &str) -> anyhow::Result<()> {
         if let Some(j) = x.after_json
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&j)
         {
-            for k in ["name", "display_name"] {
+            for k in ["name", "displayName"] {
                 if let Some(s) = v.get(k).and_then(|s| s.as_str()) {
                     names.insert(s.to_owned());
                 }
