@@ -3,13 +3,13 @@
 //!
 //! Layout: [`api`] (the gRPC adapter and proto conversion) → [`app`] (use cases, split by
 //! concern) → [`domain`] (pure rules and the service's refusals) over [`store`] (rows and
-//! migrations); [`sync`] consumes the organization service's events; [`clients`] holds the calls
-//! to the workspace service. Mechanisms: [`crypto`] (argon2id, token digests, API-key format,
+//! migrations); [`sync`] consumes the organization service's events; its calls to the workspace
+//! service go through `orgplane_platform::clients::workspace`. Mechanisms: [`crypto`] (argon2id, token digests, API-key format,
 //! sealing), [`keys`] (signing keys and rotation), [`throttle`] (sign-in and mail budgets).
 
 pub mod api;
 pub mod app;
-pub mod clients;
+
 mod config;
 pub mod crypto;
 pub mod domain;
@@ -149,7 +149,7 @@ impl ServiceModule for Identity {
                 std::time::Duration::from_secs(30 * 24 * 3600),
                 8,
             ),
-            workspaces: clients::WorkspaceClient::new(
+            workspaces: orgplane_platform::clients::workspace::WorkspaceClient::new(
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),
             ),

@@ -55,12 +55,11 @@ impl Throttle {
             .window
             .saturating_sub(now.duration_since(oldest))
             .max(Duration::from_secs(1));
-        Err(ApiError::new(
-            tonic::Code::ResourceExhausted,
+        Err(ApiError::rate_limited(
             "RATE_LIMITED",
             "too many attempts; retry later",
-        )
-        .retry_after(wait))
+            wait,
+        ))
     }
 
     /// Counts one event for `key`.
@@ -278,7 +277,7 @@ mod tests {
         t.hit("a").unwrap();
         t.hit("a").unwrap();
         let err = t.hit("a").unwrap_err();
-        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(err.code(), orgplane_platform::error::Code::ResourceExhausted);
         t.hit("b").unwrap();
         t.clear("a");
         t.hit("a").unwrap();

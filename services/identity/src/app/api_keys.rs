@@ -17,11 +17,11 @@ use sea_orm::{Condition, QueryOrder, QuerySelect};
 
 use super::App;
 use super::standing::OrgStanding;
-use crate::clients::WorkspaceLookup;
 use crate::crypto::{self, sha256_hex};
 use crate::domain::Error;
 use crate::domain::validation::{Violations, check_display_name, check_request_id};
 use crate::store::entity::api_key;
+use orgplane_platform::clients::workspace::WorkspaceLookup;
 
 /// A CreateApiKey request.
 #[derive(Debug, Clone, Default)]

@@ -34,11 +34,11 @@ use orgplane_platform::runtime::ServiceAccount;
 use orgplane_platform::{ApiResult, Call};
 use sea_orm::DatabaseConnection;
 
-use crate::clients::WorkspaceClient;
 use crate::crypto::PasswordHasherPool;
 use crate::domain::Error;
 use crate::keys::KeyStore;
 use crate::throttle::{KnownAddresses, Throttle, TrustedProxies};
+use orgplane_platform::clients::workspace::WorkspaceClient;
 
 /// Access-token lifetime (rule ID-4), shared with the verifiers' revocation window.
 pub use orgplane_platform::auth::ACCESS_TOKEN_TTL_SECS;

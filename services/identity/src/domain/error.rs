@@ -98,9 +98,6 @@ pub enum Error {
         /// The workspace.
         workspace_id: String,
     },
-    /// The workspace service did not answer.
-    #[error("cannot check the workspace now; retry")]
-    WorkspaceServiceUnavailable,
     /// IssueServiceToken with an unknown client or a wrong secret.
     #[error("unknown client or wrong secret")]
     InvalidClientCredentials,
@@ -158,9 +155,6 @@ impl From<Error> for ApiError {
             }
             Error::WorkspaceArchived { workspace_id } => {
                 ApiError::failed_precondition("WORKSPACE_ARCHIVED", &workspace_id, message)
-            }
-            Error::WorkspaceServiceUnavailable => {
-                ApiError::unavailable("WORKSPACE_SERVICE_UNAVAILABLE", message)
             }
             Error::InvalidClientCredentials => {
                 ApiError::unauthenticated("INVALID_CLIENT_CREDENTIALS", message)

@@ -286,13 +286,7 @@ impl From<Error> for ApiError {
     }
 }
 
-/// INVALID_ARGUMENT with a reason of its own and one field violation. (The platform has no
-/// constructor for this, so the wire code is named here, in the one mapping onto the wire.)
+/// INVALID_ARGUMENT with a reason of its own and one field violation.
 fn invalid_with_reason(reason: &str, field: &str, why: &str) -> ApiError {
-    ApiError::new(
-        tonic::Code::InvalidArgument,
-        reason,
-        format!("invalid {field}: {why}"),
-    )
-    .violation(field, why)
+    ApiError::invalid_argument_because(reason, field, why)
 }

@@ -3,7 +3,7 @@
 //! enforce are cited here, not in the messages.
 
 use orgplane_platform::convert::etag_mismatch;
-use orgplane_platform::error::ApiError;
+use orgplane_platform::error::{ApiError, Code};
 
 use super::model::Refusal;
 
@@ -108,13 +108,12 @@ impl From<Error> for ApiError {
             )
             .with_metadata("limit", limit.to_string()),
             Error::MemberExists => ApiError::already_exists("WORKSPACE_MEMBER_EXISTS", message),
-            Error::BillingNotAssignable => {
-                // INVALID_ARGUMENT with a reason of its own (the platform names the code only
-                // through its constructors).
-                let code = ApiError::invalid_argument("role", "").code();
-                ApiError::new(code, "WORKSPACE_BILLING_NOT_ASSIGNABLE", message)
-                    .violation("role", "WORKSPACE_BILLING cannot be assigned by hand")
-            }
+            Error::BillingNotAssignable => ApiError::new(
+                Code::InvalidArgument,
+                "WORKSPACE_BILLING_NOT_ASSIGNABLE",
+                message,
+            )
+            .violation("role", "WORKSPACE_BILLING cannot be assigned by hand"),
             Error::RoleRequired => ApiError::invalid_argument("role", message),
             Error::NotOrganizationMember(user) => {
                 ApiError::failed_precondition("NOT_ORGANIZATION_MEMBER", &user, message)

@@ -1,15 +1,21 @@
 //! The calls services make to the workspace service: the full workspace listing a consumer of
-//! its stream re-syncs from after a compaction (list-then-watch).
+//! its stream re-syncs from after a compaction (list-then-watch), and the lookups of one
+//! workspace and one access ([`WorkspaceClient`]). Every call carries the caller's service
+//! token, request id and trace, and a deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
-use orgplane_proto::workspace::v1::{ListWorkspacesRequest, Workspace};
+use orgplane_proto::workspace::v1::{
+    CheckAccessRequest, GetWorkspaceRequest, ListWorkspacesRequest, Permission, Workspace,
+    WorkspaceState, check_access_request,
+};
 use tonic::transport::Channel;
 
+use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::events::handlers::{SnapshotPage, read_snapshot};
 
 /// How long one snapshot page may take.
@@ -48,4 +54,127 @@ pub async fn all_workspaces(
         }
     })
     .await
+}
+
+/// How long a caller waits for the workspace service on a lookup.
+const WORKSPACE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What the workspace service says about a workspace id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkspaceLookup {
+    /// The workspace exists.
+    Found {
+        /// Its organization.
+        organization_id: String,
+        /// Whether it is archived.
+        archived: bool,
+    },
+    /// No such workspace (or not visible to identity).
+    NotFound,
+    /// The id is malformed; the workspace service's explanation.
+    Malformed(String),
+}
+
+/// Lookups in the workspace service on behalf of a call (identity checks a workspace API
+/// key's workspace with them, rule ID-7).
+#[derive(Clone)]
+pub struct WorkspaceClient {
+    channel: Channel,
+    service_tokens: Arc<dyn ServiceTokenSource>,
+}
+
+impl std::fmt::Debug for WorkspaceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceClient").finish_non_exhaustive()
+    }
+}
+
+impl WorkspaceClient {
+    /// Calls over `channel` with tokens from `service_tokens`.
+    pub fn new(channel: Channel, service_tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self {
+            channel,
+            service_tokens,
+        }
+    }
+
+    /// `message` for the workspace service on behalf of `call`.
+    async fn request<T>(&self, message: T, call: &Call) -> ApiResult<tonic::Request<T>> {
+        let token = self.service_tokens.token().await?;
+        let mut request = outgoing(message, Some(&token), Some(&call.context()));
+        request.set_timeout(WORKSPACE_DEADLINE);
+        Ok(request)
+    }
+
+    /// GetWorkspace: UNAVAILABLE `WORKSPACE_SERVICE_UNAVAILABLE` when there is no answer, never
+    /// a silent pass.
+    pub async fn workspace(&self, call: &Call, workspace_id: &str) -> ApiResult<WorkspaceLookup> {
+        let request = self
+            .request(
+                GetWorkspaceRequest {
+                    workspace_id: workspace_id.to_owned(),
+                },
+                call,
+            )
+            .await?;
+        let answer = WorkspaceServiceClient::new(self.channel.clone())
+            .get_workspace(request)
+            .await;
+        Ok(match answer {
+            Ok(response) => match response.into_inner().workspace {
+                Some(w) => WorkspaceLookup::Found {
+                    organization_id: w.organization_id,
+                    archived: w.state == WorkspaceState::Archived as i32,
+                },
+                None => WorkspaceLookup::NotFound,
+            },
+            Err(s) if s.code() == tonic::Code::NotFound => WorkspaceLookup::NotFound,
+            Err(s) if s.code() == tonic::Code::InvalidArgument => {
+                WorkspaceLookup::Malformed(s.message().to_owned())
+            }
+            Err(s) => {
+                tracing::warn!(workspace_id, detail = s.message(), "GetWorkspace failed");
+                return Err(workspace_unavailable());
+            }
+        })
+    }
+
+    /// CheckAccess: whether `user_id` may develop in `workspace_id` of `organization_id`.
+    pub async fn may_develop(
+        &self,
+        call: &Call,
+        organization_id: &str,
+        workspace_id: &str,
+        user_id: &str,
+    ) -> ApiResult<bool> {
+        let request = self
+            .request(
+                CheckAccessRequest {
+                    organization_id: organization_id.to_owned(),
+                    workspace_id: workspace_id.to_owned(),
+                    subject: Some(check_access_request::Subject::UserId(user_id.to_owned())),
+                    permission: Permission::Develop as i32,
+                    ..Default::default()
+                },
+                call,
+            )
+            .await?;
+        let answer = WorkspaceServiceClient::new(self.channel.clone())
+            .check_access(request)
+            .await
+            .map_err(|s| {
+                tracing::warn!(workspace_id, detail = s.message(), "CheckAccess failed");
+                workspace_unavailable()
+            })?;
+        Ok(answer.into_inner().allowed)
+    }
+}
+
+/// UNAVAILABLE `WORKSPACE_SERVICE_UNAVAILABLE`: no answer from the workspace service, never a
+/// silent pass.
+fn workspace_unavailable() -> ApiError {
+    ApiError::unavailable(
+        "WORKSPACE_SERVICE_UNAVAILABLE",
+        "cannot check the workspace now; retry",
+    )
 }
