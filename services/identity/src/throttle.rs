@@ -277,7 +277,10 @@ mod tests {
         t.hit("a").unwrap();
         t.hit("a").unwrap();
         let err = t.hit("a").unwrap_err();
-        assert_eq!(err.code(), orgplane_platform::error::Code::ResourceExhausted);
+        assert_eq!(
+            err.code(),
+            orgplane_platform::error::Code::ResourceExhausted
+        );
         t.hit("b").unwrap();
         t.clear("a");
         t.hit("a").unwrap();

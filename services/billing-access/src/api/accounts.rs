@@ -1,7 +1,7 @@
 //! GetBillingAccount and UpdateBillingAccount (rule BILL-2); the account's proto form.
 
 use orgplane_platform::Call;
-use orgplane_platform::audit::Attempt;
+use orgplane_platform::audit::{Attempt, AuditImage, proto_json};
 use orgplane_platform::convert::{etag, timestamp_ms};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::roles::OrgAction;
@@ -26,6 +26,12 @@ pub fn to_proto(m: &account::Model) -> BillingAccount {
         create_time: Some(timestamp_ms(m.create_time_ms)),
         update_time: Some(timestamp_ms(m.update_time_ms)),
         etag: etag(m.version),
+    }
+}
+
+impl AuditImage for account::Model {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&to_proto(self))
     }
 }
 

@@ -11,7 +11,6 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, Set};
 
-use crate::api::accounts::to_proto;
 use crate::app::Billing;
 use crate::domain::accounts::{AccountChanges, DEFAULT_SEATS, RESOURCE};
 use crate::domain::{Error, Result};
@@ -75,7 +74,7 @@ pub async fn create_for_organization<C: ConnectionTrait>(
             RESOURCE,
             organization_id,
         )
-        .change(None, Some(&to_proto(&model))),
+        .change(None, Some(&model)),
     )
     .await?;
     Ok(true)
@@ -197,7 +196,7 @@ impl Billing {
                 &txn,
                 call,
                 Entry::new(org, "billing_account.update", RESOURCE, org)
-                    .change(Some(&to_proto(&before)), Some(&to_proto(&after))),
+                    .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.commit().await?;

@@ -2,6 +2,7 @@
 //! the audit log records as before/after images (ORG-10). Times via
 //! [`orgplane_platform::convert`], etags `v<version>`.
 
+use orgplane_platform::audit::{AuditImage, proto_json};
 use orgplane_platform::convert::{etag, timestamp_ms as ts};
 use orgplane_proto::organization::v1::{Invite, Member, Organization, Unit};
 
@@ -83,5 +84,29 @@ pub fn unit(u: &unit::Model) -> Unit {
         create_time: Some(ts(u.create_time_ms)),
         update_time: Some(ts(u.update_time_ms)),
         etag: etag(u.version),
+    }
+}
+
+impl AuditImage for organization::Model {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&organization(self))
+    }
+}
+
+impl AuditImage for member::Model {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&member(self))
+    }
+}
+
+impl AuditImage for unit::Model {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&unit(self))
+    }
+}
+
+impl AuditImage for InviteView {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&invite(&self.invite, &self.organization_name, self.now_ms))
     }
 }

@@ -5,8 +5,8 @@
 //! the record) passes its result through [`App::audited`](crate::app::App::audited), so that its
 //! refusal is audited as OUTCOME_FAILURE (ORG-10).
 //!
-//! Also here, because they speak gRPC too: the clients of the services this one calls
-//! ([`identity`], [`workspace`]).
+//! Also here, because it speaks gRPC too: the client of identity's user lookups ([`identity`]);
+//! the workspace listing a re-sync reads comes from `orgplane_platform::clients::workspace`.
 
 pub mod convert;
 pub mod identity;
@@ -14,7 +14,6 @@ mod invites;
 mod members;
 mod organizations;
 mod units;
-pub mod workspace;
 
 use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::organization_service_server::OrganizationService;

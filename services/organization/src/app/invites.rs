@@ -13,7 +13,6 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 
 use super::access::{Access, as_not_found_of};
 use super::{App, InviteView, MemberView, Page};
-use crate::api::convert::invite as image;
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::{self, invite_state, required};
 use crate::domain::{Error, INVITE_TTL_MS, Result};
@@ -491,5 +490,14 @@ impl App {
             },
             revision,
         })
+    }
+}
+
+/// The audit image of `invite` as its organization's members read it at `now_ms`.
+fn image(invite: &invite::Model, organization_name: &str, now_ms: i64) -> InviteView {
+    InviteView {
+        invite: invite.clone(),
+        organization_name: organization_name.to_owned(),
+        now_ms,
     }
 }

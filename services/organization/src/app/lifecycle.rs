@@ -18,7 +18,6 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 
 use super::access::Access;
 use super::{App, Revised};
-use crate::api::convert::organization as image;
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::required;
 use crate::domain::{Error, PURGE_AFTER_MS, Result};
@@ -109,7 +108,7 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&image(&before)), Some(&image(&after))),
+                .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.append(Payload::OrganizationDeleted(OrganizationDeleted {
@@ -171,7 +170,7 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&image(&before)), Some(&image(&after))),
+                .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.append(Payload::OrganizationRestored(OrganizationRestored {
@@ -239,7 +238,7 @@ impl App {
                     &*txn,
                     &call,
                     Entry::new(&org.id, "organization.purge", "organization", &org.id)
-                        .change(Some(&image(&org)), None),
+                        .change(Some(&org), None),
                 )
                 .await?;
             let revision = txn

@@ -12,7 +12,6 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::access::Access;
 use super::{App, MemberView, Page, Revised};
-use crate::api::convert::{member as member_image, organization as org_image};
 use crate::domain::authz::{Deleted, require_caller, resolve_me};
 use crate::domain::validate::{self, required, role_of};
 use crate::domain::{Error, Result};
@@ -196,7 +195,7 @@ impl App {
                     "member",
                     &user_id,
                 )
-                .change(Some(&member_image(&before)), Some(&member_image(&after))),
+                .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.append(event::Payload::MemberRoleChanged(MemberRoleChanged {
@@ -256,7 +255,7 @@ impl App {
                 &*txn,
                 call,
                 Entry::new(&before.organization_id, action, "member", &user_id)
-                    .change(Some(&member_image(&before)), None),
+                    .change(Some(&before), None),
             )
             .await?;
         txn.append(event::Payload::MemberRemoved(MemberRemoved {
@@ -348,7 +347,7 @@ impl App {
                     "organization",
                     &org_before.id,
                 )
-                .change(Some(&org_image(&org_before)), Some(&org_image(&org_after))),
+                .change(Some(&org_before), Some(&org_after)),
             )
             .await?;
         txn.append(event::Payload::OwnershipTransferred(OwnershipTransferred {

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use super::access::Access;
 use super::{App, Page, Revised};
-use crate::api::convert::organization as image;
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::{self, required};
 use crate::domain::{Error, Result};
@@ -209,7 +208,7 @@ impl App {
                 &*txn,
                 call,
                 Entry::new(&org.id, "organization.create", "organization", &org.id)
-                    .change(None, Some(&image(&org))),
+                    .change(None, Some(&org)),
             )
             .await?;
         txn.append(event::Payload::OrganizationCreated(OrganizationCreated {
@@ -486,7 +485,7 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&image(&before)), Some(&image(&after))),
+                .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.append(event::Payload::OrganizationUpdated(OrganizationUpdated {

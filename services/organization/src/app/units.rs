@@ -15,7 +15,6 @@ use sea_orm::{
 
 use super::access::{Access, as_not_found_of};
 use super::{App, Page};
-use crate::api::convert::unit as image;
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::{self, required};
 use crate::domain::{Error, MAX_UNIT_DEPTH as MAX_DEPTH, Result};
@@ -167,7 +166,7 @@ impl App {
             .write(
                 &*txn,
                 call,
-                Entry::new(&org.id, "unit.create", "unit", &u.id).change(None, Some(&image(&u))),
+                Entry::new(&org.id, "unit.create", "unit", &u.id).change(None, Some(&u)),
             )
             .await?;
         txn.commit().await?;
@@ -327,7 +326,7 @@ impl App {
                 &*txn,
                 call,
                 Entry::new(&before.organization_id, "unit.update", "unit", &before.id)
-                    .change(Some(&image(&before)), Some(&image(&after))),
+                    .change(Some(&before), Some(&after)),
             )
             .await?;
         txn.commit().await?;
@@ -373,8 +372,7 @@ impl App {
             .write(
                 &*txn,
                 call,
-                Entry::new(&u.organization_id, "unit.delete", "unit", &u.id)
-                    .change(Some(&image(&u)), None),
+                Entry::new(&u.organization_id, "unit.delete", "unit", &u.id).change(Some(&u), None),
             )
             .await?;
         txn.commit().await?;

@@ -11,7 +11,6 @@ use sea_orm::{
     ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::api::convert::member as member_image;
 use crate::app::App;
 use crate::domain::validate::role_of;
 use crate::store::member;
@@ -65,7 +64,7 @@ impl App {
                 .record_system(
                     txn,
                     Entry::new(&m.organization_id, "member.remove", "member", &m.user_id)
-                        .change(Some(&member_image(&m)), None),
+                        .change(Some(&m), None),
                 )
                 .await?;
             self.outbox

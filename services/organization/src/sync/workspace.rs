@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 
 use orgplane_platform::ApiResult;
+use orgplane_platform::clients::workspace::all_workspaces;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseTransaction, EntityTrait, QuerySelect, Set};
 
-use crate::api::workspace::list_placements;
 use crate::app::App;
 use crate::store::{organization, unit_workspace};
 
@@ -18,7 +18,16 @@ impl App {
     /// (`organization_id` `-`, this service's token) and rebuilds the unit placements from it.
     /// Returns the listing's revision (read by the workspace service before its rows).
     pub(crate) async fn resync_workspaces(&self, txn: &DatabaseTransaction) -> ApiResult<i64> {
-        let (revision, mut placed) = list_placements(&self.runtime).await?;
+        let (revision, workspaces) = all_workspaces(
+            &self.runtime.endpoints.workspace,
+            &self.runtime.service_tokens,
+        )
+        .await?;
+        let mut placed: Vec<(String, String, String)> = workspaces
+            .into_iter()
+            .filter(|w| !w.unit_id.is_empty())
+            .map(|w| (w.id, w.organization_id, w.unit_id))
+            .collect();
         // Workspaces of an organization purged here (the workspace service applies the purge
         // later) hold no unit.
         let orgs: HashSet<String> = organization::Entity::find()

@@ -1,6 +1,7 @@
 //! Workspace member RPCs and the `WorkspaceMember` message.
 
 use orgplane_platform::Call;
+use orgplane_platform::audit::{AuditImage, proto_json};
 use orgplane_platform::convert::timestamp_ms;
 use orgplane_platform::error::ApiResult;
 use orgplane_proto::workspace::v1::*;
@@ -9,6 +10,12 @@ use tonic::Request;
 use super::WorkspaceApi;
 use crate::app::members::{AddMember, ListMembers, MemberView, RemoveMember, UpdateMember};
 use crate::app::{Attempt, Scope, resolve_user};
+
+impl AuditImage for MemberView {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&member_proto(self))
+    }
+}
 
 /// The wire form of a member (also its audit image).
 pub fn member_proto(m: &MemberView) -> WorkspaceMember {

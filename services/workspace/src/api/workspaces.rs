@@ -1,5 +1,6 @@
 //! Workspace RPCs and the `Workspace` message.
 
+use orgplane_platform::audit::{AuditImage, proto_json};
 use orgplane_platform::convert::{etag, timestamp_ms};
 use orgplane_platform::error::ApiResult;
 use orgplane_proto::workspace::v1::*;
@@ -9,6 +10,12 @@ use super::WorkspaceApi;
 use crate::app::workspaces::{ArchiveWorkspace, CreateWorkspace, ListWorkspaces, UpdateWorkspace};
 use crate::app::{Attempt, Scope};
 use crate::store::entity::workspace as row;
+
+impl AuditImage for row::Model {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&workspace_proto(self))
+    }
+}
 
 /// The wire form of a workspace row (also its audit image).
 pub fn workspace_proto(w: &row::Model) -> Workspace {

@@ -17,7 +17,6 @@ use sea_orm::ConnectionTrait;
 use sea_orm::entity::prelude::*;
 
 use super::{Core, Revisions, head_revision, now_ms, resolve_user, validate_request_id};
-use crate::api::members::member_proto;
 use crate::domain::Error;
 use crate::domain::model::{self, Effective, Refusal, effective, workspace_role};
 use crate::store::entity::{member, request, workspace};
@@ -131,10 +130,7 @@ fn entry(
         "workspace_member",
         &format!("{}/{}", ws.id, user_id),
     )
-    .change(
-        before.map(member_proto).as_ref(),
-        after.map(member_proto).as_ref(),
-    )
+    .change(before, after)
 }
 
 impl Core {

@@ -17,7 +17,6 @@ use sea_orm::sea_query::{ExprTrait, OnConflict, Query};
 use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
 
 use super::{Core, Revisions, Standing, head_revision, now_ms, validate_request_id};
-use crate::api::workspaces::workspace_proto;
 use crate::domain::Error;
 use crate::domain::model;
 use crate::store::entity::{counter, member, request, workspace};
@@ -115,10 +114,7 @@ fn name_clash(e: DbErr, name: &str) -> ApiError {
 
 /// The audit entry of `action` on `after` (and `before`), as proto images.
 fn entry(action: &str, before: Option<&workspace::Model>, after: &workspace::Model) -> Entry {
-    Entry::new(&after.organization_id, action, "workspace", &after.id).change(
-        before.map(workspace_proto).as_ref(),
-        Some(&workspace_proto(after)),
-    )
+    Entry::new(&after.organization_id, action, "workspace", &after.id).change(before, Some(after))
 }
 
 impl Core {

@@ -28,6 +28,21 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::pagination::{PageTokens, page_size};
 
+/// A value the audit log records as a before/after image. Every proto message is one (encoded
+/// by [`proto_json`]); a service's API adapter implements it for its stored resources by
+/// converting them to their proto message, so that use cases pass their rows without knowing
+/// the proto conversion.
+pub trait AuditImage {
+    /// The image: canonical proto3 JSON of the resource's message.
+    fn audit_image(&self) -> serde_json::Value;
+}
+
+impl<M: prost::Message + prost::Name> AuditImage for M {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(self)
+    }
+}
+
 /// What happened, to be recorded.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
@@ -63,15 +78,11 @@ impl Entry {
         }
     }
 
-    /// Adds the before/after images of the resource, encoded once by [`proto_json`] from its
-    /// proto message (the same shape clients read from the API).
-    pub fn change<M: prost::Message + prost::Name>(
-        mut self,
-        before: Option<&M>,
-        after: Option<&M>,
-    ) -> Self {
-        self.before = before.map(proto_json);
-        self.after = after.map(proto_json);
+    /// Adds the before/after images of the resource ([`AuditImage`]: its proto message as
+    /// canonical proto3 JSON, the same shape clients read from the API).
+    pub fn change<I: AuditImage + ?Sized>(mut self, before: Option<&I>, after: Option<&I>) -> Self {
+        self.before = before.map(AuditImage::audit_image);
+        self.after = after.map(AuditImage::audit_image);
         self
     }
 
