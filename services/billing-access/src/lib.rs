@@ -100,7 +100,7 @@ impl ServiceModule for BillingAccess {
             .subscribe(
                 &db,
                 Producer::Organization,
-                Arc::new(sync::organization::OrganizationEvents::new(
+                Arc::new(sync::organization::BillingAccounts::handler(
                     replica.clone(),
                     audit.clone(),
                     runtime.clock.clone(),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use orgplane_platform::ApiError;
 use orgplane_platform::audit::AuditLogWriter;
+use orgplane_platform::events::handlers::OrgRoleEvents;
 use orgplane_platform::events::{ConsumerHandle, Outbox};
 use orgplane_platform::host::{CancellationToken, ModuleContext, Readiness, ServiceModule};
 use orgplane_platform::limit_messages;
@@ -110,12 +111,14 @@ impl ServiceModule for Identity {
         )
         .await?;
         let audit = AuditLogWriter::new(NAME);
-        let handler = sync::organization::OrgEvents {
-            replica: replica.clone(),
-            outbox: outbox.clone(),
-            audit: audit.clone(),
-            clock: runtime.clock.clone(),
-        };
+        let handler = OrgRoleEvents::new(
+            replica.clone(),
+            sync::organization::OrgEvents {
+                outbox: outbox.clone(),
+                audit: audit.clone(),
+                clock: runtime.clock.clone(),
+            },
+        );
         let handle = ctx
             .subscribe(&db, Producer::Organization, Arc::new(handler))
             .await?;

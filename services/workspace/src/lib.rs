@@ -107,7 +107,7 @@ impl ServiceModule for Workspace {
             .subscribe(
                 &db,
                 Producer::Organization,
-                Arc::new(sync::organization::OrgEvents::new(
+                Arc::new(sync::organization::OrgEvents::handler(
                     replica.clone(),
                     memory.clone(),
                     audit.clone(),

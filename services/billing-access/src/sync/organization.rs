@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::clock::SharedClock;
 use orgplane_platform::error::ApiResult;
-use orgplane_platform::events::EventHandler;
+use orgplane_platform::events::handlers::{OrgEventsExtension, OrgRoleEvents};
 use orgplane_platform::replica::{RoleReplica, org_row};
 use orgplane_proto::events::v1::Event;
 use orgplane_proto::events::v1::event::Payload;
@@ -18,26 +18,29 @@ use crate::app::accounts::{create_for_organization, purge_organization};
 use crate::domain::Result;
 use crate::store::entity::account;
 
-/// Organization events: the role replica plus billing accounts (BILL-2) and purges (BILL-5).
-pub struct OrganizationEvents {
-    replica: RoleReplica,
+/// What billing-access adds to the shared role replica's handling of organization events:
+/// billing accounts (BILL-2) and purges (BILL-5).
+pub struct BillingAccounts {
     audit: AuditLogWriter,
     clock: SharedClock,
 }
 
-impl OrganizationEvents {
-    /// A handler around the shared `replica`.
-    pub fn new(replica: RoleReplica, audit: AuditLogWriter, clock: SharedClock) -> Self {
-        Self {
-            replica,
-            audit,
-            clock,
-        }
+/// The organization events handler: the shared role replica, then [`BillingAccounts`].
+pub type OrganizationEvents = OrgRoleEvents<BillingAccounts>;
+
+impl BillingAccounts {
+    /// The handler of organization events around the shared `replica`.
+    pub fn handler(
+        replica: RoleReplica,
+        audit: AuditLogWriter,
+        clock: SharedClock,
+    ) -> OrganizationEvents {
+        OrgRoleEvents::new(replica, Self { audit, clock })
     }
 
     /// After a re-sync: accounts for organizations created while this service was away, and a
     /// purge for accounts whose organization is gone.
-    async fn reconcile(&self, txn: &DatabaseTransaction) -> Result<()> {
+    async fn reconcile_accounts(&self, txn: &DatabaseTransaction) -> Result<()> {
         let orgs = org_row::Entity::find().all(txn).await?;
         let known: HashSet<String> = orgs.iter().map(|o| o.organization_id.clone()).collect();
         let accounts: Vec<String> = account::Entity::find()
@@ -67,14 +70,13 @@ impl OrganizationEvents {
     }
 }
 
-impl EventHandler for OrganizationEvents {
+impl OrgEventsExtension for BillingAccounts {
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            self.replica.apply(txn, event).await?;
             match &event.payload {
                 Some(Payload::OrganizationCreated(e)) => {
                     create_for_organization(
@@ -96,15 +98,7 @@ impl EventHandler for OrganizationEvents {
         })
     }
 
-    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
-        Box::pin(async move {
-            let revision = self.replica.resync(txn).await?;
-            self.reconcile(txn).await?;
-            Ok(revision)
-        })
-    }
-
-    fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
-        Box::pin(self.replica.committed(events, resynced))
+    fn reconcile<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move { Ok(self.reconcile_accounts(txn).await?) })
     }
 }

@@ -6,8 +6,9 @@ use futures::future::BoxFuture;
 use orgplane_platform::ApiResult;
 use orgplane_platform::audit::{AuditLogWriter, Entry};
 use orgplane_platform::clock::SharedClock;
-use orgplane_platform::events::{EventHandler, Outbox};
-use orgplane_platform::replica::{RoleReplica, org_row};
+use orgplane_platform::events::Outbox;
+use orgplane_platform::events::handlers::OrgEventsExtension;
+use orgplane_platform::replica::org_row;
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::{ApiKeyStatusChanged, Event};
 use orgplane_proto::identity::v1::ApiKeyStatus;
@@ -17,11 +18,10 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 use crate::store::entity::api_key;
 
-/// Applies organization events to identity's database.
+/// What identity adds to the shared role replica's handling of organization events (wrapped in
+/// `OrgRoleEvents`): API keys disabled on purge.
 #[derive(Debug, Clone)]
 pub struct OrgEvents {
-    /// The org-role replica.
-    pub replica: RoleReplica,
     /// Identity's outbox (for `ApiKeyStatusChanged`).
     pub outbox: Outbox,
     /// Identity's audit log.
@@ -93,14 +93,13 @@ impl OrgEvents {
     }
 }
 
-impl EventHandler for OrgEvents {
+impl OrgEventsExtension for OrgEvents {
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            self.replica.apply(txn, event).await?;
             if let Some(Payload::OrganizationPurged(e)) = &event.payload {
                 self.disable_org_keys(txn, &e.organization_id, &event.request_id)
                     .await?;
@@ -109,9 +108,8 @@ impl EventHandler for OrgEvents {
         })
     }
 
-    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
+    fn reconcile<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            let revision = self.replica.resync(txn).await?;
             // Organizations that vanished from the snapshot were purged while we were away.
             let live: std::collections::HashSet<String> = org_row::Entity::find()
                 .all(txn)
@@ -130,13 +128,12 @@ impl EventHandler for OrgEvents {
             for org in orgs {
                 self.disable_org_keys(txn, &org, "").await?;
             }
-            Ok(revision)
+            Ok(())
         })
     }
 
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            self.replica.committed(events, resynced).await;
             if resynced {
                 self.announce().await;
                 return;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::error::ApiResult;
-use orgplane_platform::events::EventHandler;
+use orgplane_platform::events::handlers::{OrgEventsExtension, OrgRoleEvents};
 use orgplane_platform::replica::{RoleReplica, member_row, org_row};
 use orgplane_proto::events::v1::Event;
 use orgplane_proto::events::v1::event::Payload;
@@ -20,19 +20,26 @@ use super::{note, purge_organization, refresh_touched, reload_all, remove_member
 use crate::store::entity::{member, workspace};
 use crate::store::memory::Memory;
 
-/// The consumer of the organization service's events.
+/// What the workspace service adds to the shared role replica's handling of organization
+/// events (wrapped in [`OrgRoleEvents`]).
 pub struct OrgEvents {
-    replica: RoleReplica,
     memory: Memory,
     audit: AuditLogWriter,
     touched: Mutex<HashSet<String>>,
 }
 
 impl OrgEvents {
-    /// A handler applying to `replica` and this service's tables.
-    pub fn new(replica: RoleReplica, memory: Memory, audit: AuditLogWriter) -> Self {
+    /// The handler of organization events: `replica`, then this service's tables and memory.
+    pub fn handler(
+        replica: RoleReplica,
+        memory: Memory,
+        audit: AuditLogWriter,
+    ) -> OrgRoleEvents<OrgEvents> {
+        OrgRoleEvents::new(replica, Self::new(memory, audit))
+    }
+
+    fn new(memory: Memory, audit: AuditLogWriter) -> Self {
         Self {
-            replica,
             memory,
             audit,
             touched: Mutex::new(HashSet::new()),
@@ -40,14 +47,13 @@ impl OrgEvents {
     }
 }
 
-impl EventHandler for OrgEvents {
+impl OrgEventsExtension for OrgEvents {
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            self.replica.apply(txn, event).await?;
             match &event.payload {
                 Some(Payload::MemberRemoved(e)) => {
                     let filter = sea_orm::Condition::all()
@@ -70,9 +76,8 @@ impl EventHandler for OrgEvents {
         })
     }
 
-    fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
+    fn reconcile<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            let revision = self.replica.resync(txn).await?;
             // Organizations that are gone were purged while the events were compacted.
             let gone: Vec<String> = workspace::Entity::find()
                 .filter(
@@ -112,14 +117,13 @@ impl EventHandler for OrgEvents {
                     .add(member::Column::UserId.eq(&m.user_id));
                 remove_members(txn, &self.audit, filter, "organization_member_removed").await?;
             }
-            Ok(revision)
+            Ok(())
         })
     }
 
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if resynced {
-                self.replica.committed(events, true).await;
                 reload_all(&self.memory, &self.touched).await;
                 return;
             }
@@ -129,7 +133,6 @@ impl EventHandler for OrgEvents {
                     self.memory.forget_keys_of(&e.organization_id);
                 }
             }
-            self.replica.committed(events, false).await;
         })
     }
 }
