@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use orgplane_platform::auth::{Authenticator, CachedApiKeys, ServiceTokenSource, TokenVerifier};
+use orgplane_platform::auth::{Authenticator, CachedApiKeys, TokenVerifier};
+use orgplane_platform::clients::ServiceTokenSource;
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
 use orgplane_platform::host::Host;
 use orgplane_platform::pagination::PageTokens;

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{
     ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Claims, SERVICE_AUDIENCE, Signer,
-    StaticKeys, StaticServiceToken, TokenVerifier, USER_AUDIENCE,
+    StaticKeys, TokenVerifier, USER_AUDIENCE,
 };
+use crate::clients::StaticServiceToken;
 use crate::server::GrpcServer;
 
 /// The environment variable naming the PostgreSQL server tests may use.

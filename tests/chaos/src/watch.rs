@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;
-use orgplane_platform::auth::{SERVICE_AUDIENCE, StaticServiceToken};
+use orgplane_platform::auth::SERVICE_AUDIENCE;
+use orgplane_platform::clients::StaticServiceToken;
 use orgplane_platform::error::ApiResult;
 use orgplane_platform::events::consumer::ConsumerConfig;
 use orgplane_platform::events::{Consumer, EventHandler, Outbox};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orgplane_platform::Call;
-use orgplane_platform::auth::{ServiceTokenSource, outgoing};
+use orgplane_platform::clients::{ServiceTokenSource, outgoing};
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{AccountType, BatchGetUsersRequest, GetUserRequest, User};
 use tonic::transport::Channel;

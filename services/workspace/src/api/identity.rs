@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use orgplane_platform::auth::ServiceTokenSource;
+use orgplane_platform::clients::ServiceTokenSource;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
@@ -37,7 +37,7 @@ impl IdentityKeys {
         loop {
             let token = self.tokens.token().await?;
             let page = client
-                .list_api_keys(orgplane_platform::auth::outgoing(
+                .list_api_keys(orgplane_platform::clients::outgoing(
                     ListApiKeysRequest {
                         organization_id: organization_id.to_owned(),
                         page_size: 1000,

@@ -92,17 +92,6 @@ impl Entry {
         self.after = Some(details);
         self
     }
-
-    /// Adds the before/after images as raw JSON (superseded by [`Entry::change`]).
-    pub fn with_change(
-        mut self,
-        before: Option<serde_json::Value>,
-        after: Option<serde_json::Value>,
-    ) -> Self {
-        self.before = before;
-        self.after = after;
-        self
-    }
 }
 
 /// Whether a refused mutation is written to the audit log (rule ORG-10). Recorded: an
@@ -200,20 +189,8 @@ impl AuditLogWriter {
         Self { service }
     }
 
-    /// Appends a success record inside `txn` (the mutation's transaction).
-    pub async fn record<C: ConnectionTrait>(
-        &self,
-        txn: &C,
-        principal: &Principal,
-        ctx: &RequestContext,
-        entry: Entry,
-    ) -> ApiResult<()> {
-        self.insert(txn, principal, ctx, entry, None, Utc::now())
-            .await
-    }
-
     /// Appends a record of a refused or failed mutation (outside its rolled-back transaction).
-    pub async fn record_failure<C: ConnectionTrait>(
+    pub(crate) async fn record_failure<C: ConnectionTrait>(
         &self,
         db: &C,
         principal: &Principal,
@@ -231,7 +208,7 @@ impl AuditLogWriter {
     /// blanked). `target` runs only on such an error and answers `None` when the organization is
     /// unknown here (nothing is written then). Writing the record never changes the answer: a
     /// write that fails is logged.
-    pub async fn outcome<T, C, F, Fut>(
+    pub(crate) async fn outcome<T, C, F, Fut>(
         &self,
         db: &C,
         principal: &Principal,
@@ -294,8 +271,11 @@ impl AuditLogWriter {
         .await
     }
 
-    /// [`AuditLogWriter::outcome`] for `call`: the one path by which every service records a
-    /// refused mutation (ORG-10).
+    /// Passes `call`'s mutation `result` through unchanged; when it is a refusal that
+    /// [`audits_failure`] selects, first appends a failure record of the entry `target`
+    /// resolves (ids only; `None`: the organization is unknown here, nothing is written). The one
+    /// path by which every service records a refused mutation (ORG-10); a failed write is
+    /// logged, never changes the answer.
     pub async fn audited<T, C, F, Fut>(
         &self,
         db: &C,

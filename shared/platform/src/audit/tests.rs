@@ -1,6 +1,7 @@
 //! Tests of the audit log writer and reader.
 
 use super::*;
+use crate::call::Call;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 struct M;
@@ -26,7 +27,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
     };
     let target = |resource_id: &str| {
         let e = Entry::new("org_a", "member.update_role", "member", resource_id)
-            .with_change(None, Some(serde_json::json!({"role": "ADMIN"})));
+            .with_details(serde_json::json!({"role": "ADMIN"}));
         async move { Some(e) }
     };
     let denied = ApiError::permission_denied("INSUFFICIENT_ROLE", "admins only");
@@ -152,29 +153,28 @@ async fn records_are_listed_newest_first_with_filters_and_pages() {
     let ctx = RequestContext {
         request_id: "req-1".into(),
     };
+    let call = Call {
+        request_id: ctx.request_id.clone(),
+        ..Call::from_principal(user.clone())
+    };
     for i in 0..5 {
-        log.record(
+        log.write(
             &conn,
-            &user,
-            &ctx,
+            &call,
             Entry::new(
                 "org_a",
                 "member.update_role",
                 "member",
                 &format!("user_{i}"),
             )
-            .with_change(
-                None,
-                Some(serde_json::json!({"role": "ADMIN", "note": "<b>"})),
-            ),
+            .with_details(serde_json::json!({"role": "ADMIN", "note": "<b>"})),
         )
         .await
         .unwrap();
     }
-    log.record(
+    log.write(
         &conn,
-        &user,
-        &ctx,
+        &call,
         Entry::new("org_b", "organization.update", "organization", "org_b"),
     )
     .await

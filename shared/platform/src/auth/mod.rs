@@ -28,9 +28,6 @@ pub use principal::*;
 pub use signer::*;
 pub use verify::*;
 
-// Kept for the services until they import these from `clients`.
-pub use crate::clients::{ServiceTokenSource, StaticServiceToken, outgoing};
-
 pub use crate::tokens::*;
 
 #[cfg(test)]
