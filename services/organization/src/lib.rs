@@ -99,7 +99,7 @@ impl ServiceModule for Organization {
                 offset: chrono::Duration::seconds(config.clock_offset_secs),
             });
         }
-        let users = api::identity::Users::new(
+        let users = orgplane_platform::clients::identity::Users::new(
             runtime.endpoints.identity.clone(),
             runtime.service_tokens.clone(),
         );

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use orgplane_platform::Call;
+use orgplane_platform::clients::identity::Users;
 use orgplane_platform::clients::workspace::all_workspaces;
 use orgplane_platform::clients::{ServiceTokenSource, outgoing};
 use orgplane_platform::convert::millis_of;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use orgplane_proto::identity::v1::{
-    ApiKeyKind, ApiKeyStatus, BatchGetUsersRequest, GetApiKeyRequest,
-};
+use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, GetApiKeyRequest};
 use tonic::transport::Channel;
 
 use crate::app::{Directory, Profile};
@@ -30,31 +30,24 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct IdentityDirectory {
     channel: Channel,
     tokens: Arc<dyn ServiceTokenSource>,
+    users: Users,
 }
 
 impl IdentityDirectory {
     /// Lookups over `channel` with `tokens`.
     pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
-        Self { channel, tokens }
+        let users = Users::new(channel.clone(), tokens.clone());
+        Self {
+            channel,
+            tokens,
+            users,
+        }
     }
 
     async fn fetch_profiles(&self, user_ids: &[String]) -> Result<HashMap<String, Profile>> {
-        let token = self.tokens.token().await?;
-        let mut client = IdentityServiceClient::new(self.channel.clone());
-        let users = client
-            .batch_get_users(outgoing(
-                BatchGetUsersRequest {
-                    user_ids: user_ids.to_vec(),
-                },
-                Some(&token),
-                None,
-            ))
-            .await
-            .map_err(|s| Error::IdentityUnavailable(s.message().to_owned()))?
-            .into_inner()
-            .users;
+        let users = self.users.batch(user_ids, &Call::system()).await?;
         Ok(users
-            .into_iter()
+            .into_values()
             .map(|u| (u.id, (u.email, u.display_name)))
             .collect())
     }

@@ -5,11 +5,10 @@
 //! the record) passes its result through [`App::audited`](crate::app::App::audited), so that its
 //! refusal is audited as OUTCOME_FAILURE (ORG-10).
 //!
-//! Also here, because it speaks gRPC too: the client of identity's user lookups ([`identity`]);
-//! the workspace listing a re-sync reads comes from `orgplane_platform::clients::workspace`.
+//! The service's outbound calls (identity's user lookups, the workspace listing a re-sync reads)
+//! are the platform's (`orgplane_platform::clients`).
 
 pub mod convert;
-pub mod identity;
 mod invites;
 mod members;
 mod organizations;

@@ -23,9 +23,9 @@ use orgplane_platform::{ApiResult, Call};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 
 use crate::Config;
-use crate::api::identity::Users;
 use crate::domain::{Error, Result, authz};
 use crate::store::{idempotency, invite, member, organization, unit};
+use orgplane_platform::clients::identity::Users;
 
 /// Everything the use cases need; shared by the gRPC layer, the purge job and the consumers.
 #[derive(Debug)]

@@ -3,8 +3,6 @@
 //! platform (database, page tokens, revision waits, identity being down) pass through as
 //! [`Error::Api`].
 
-use std::time::Duration;
-
 use orgplane_platform::ApiError;
 
 /// A refusal of the organization service, or a platform error passed through.
@@ -156,12 +154,6 @@ pub enum Error {
         /// The unit.
         unit_id: String,
     },
-    /// UNAVAILABLE `IDENTITY_UNAVAILABLE`: identity did not answer `what` (never INTERNAL, ID-1).
-    #[error("{what}")]
-    IdentityUnavailable {
-        /// What failed, for the message.
-        what: String,
-    },
     /// UNAVAILABLE `SNAPSHOT_UNAVAILABLE`: a producer's snapshot RPC failed during a re-sync.
     #[error("{what}")]
     SnapshotUnavailable {
@@ -273,10 +265,6 @@ impl From<Error> for ApiError {
             }
             Error::UnitHasWorkspaces { unit_id } => {
                 ApiError::failed_precondition("UNIT_HAS_WORKSPACES", &unit_id, message)
-            }
-            Error::IdentityUnavailable { .. } => {
-                ApiError::unavailable("IDENTITY_UNAVAILABLE", message)
-                    .retry_after(Duration::from_secs(1))
             }
             Error::SnapshotUnavailable { .. } => {
                 ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message)

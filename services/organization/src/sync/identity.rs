@@ -115,11 +115,7 @@ impl App {
             let Some(last) = ids.last() else { break };
             after = last.clone();
             users += ids.len();
-            let known = self
-                .users
-                .batch(&ids, &call)
-                .await
-                .map_err(orgplane_platform::ApiError::from)?;
+            let known = self.users.batch(&ids, &call).await?;
             for id in &ids {
                 match known.get(id) {
                     None => {

@@ -1,14 +1,17 @@
-//! How a service reaches identity for authentication: its signing keys (`GetJwks`) for local
-//! token verification, API-key resolution (`AuthenticateApiKey`), and this service's own service
-//! token (`IssueServiceToken`, cached until shortly before it expires).
+//! How a service reaches identity: its signing keys (`GetJwks`) for local token verification,
+//! API-key resolution (`AuthenticateApiKey`), this service's own service token
+//! (`IssueServiceToken`, cached until shortly before it expires), and the facts it needs about
+//! users ([`Users`]: `GetUser`, `BatchGetUsers`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{
-    ApiKeyKind as ProtoKind, AuthenticateApiKeyRequest, GetJwksRequest, IssueServiceTokenRequest,
+    AccountType, ApiKeyKind as ProtoKind, AuthenticateApiKeyRequest, BatchGetUsersRequest,
+    GetJwksRequest, GetUserRequest, IssueServiceTokenRequest, User,
 };
 use tonic::transport::Channel;
 
@@ -16,6 +19,7 @@ use crate::auth::{
     API_KEY_INACTIVE, ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey,
     inactive_api_key, invalid_api_key,
 };
+use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
 use crate::error::{ApiError, ApiResult};
 
@@ -172,5 +176,142 @@ impl ServiceTokenSource for IdentityServiceTokens {
             *cached = Some((response.access_token.clone(), Instant::now() + renew_in));
             Ok(response.access_token)
         })
+    }
+}
+
+/// How long one call to identity may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most ids one BatchGetUsers call takes.
+const BATCH: usize = 1000;
+
+/// The facts services need about users, from identity's user RPCs (GetUser, BatchGetUsers in
+/// chunks) with the caller's service token; identity being unreachable is UNAVAILABLE
+/// `IDENTITY_UNAVAILABLE` with a retry hint, never INTERNAL.
+#[derive(Clone)]
+pub struct Users {
+    channel: Channel,
+    tokens: Arc<dyn ServiceTokenSource>,
+}
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users").finish_non_exhaustive()
+    }
+}
+
+/// What a service knows of a user from identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserFacts {
+    /// The user's id.
+    pub id: String,
+    /// Their email address.
+    pub email: String,
+    /// Whether they verified it.
+    pub email_verified: bool,
+    /// Their display name.
+    pub display_name: String,
+    /// Whether the account is a BUSINESS account (ID-1).
+    pub business: bool,
+}
+
+impl From<User> for UserFacts {
+    fn from(u: User) -> Self {
+        Self {
+            business: u.account_type == AccountType::Business as i32,
+            id: u.id,
+            email: u.email,
+            email_verified: u.email_verified,
+            display_name: u.display_name,
+        }
+    }
+}
+
+fn identity_unavailable(what: &str, status: &tonic::Status) -> ApiError {
+    tracing::warn!(code = ?status.code(), message = status.message(), "{what} failed");
+    ApiError::unavailable(
+        "IDENTITY_UNAVAILABLE",
+        format!("the identity service did not answer {what}; retry"),
+    )
+    .retry_after(Duration::from_secs(1))
+}
+
+impl Users {
+    /// Users read over `channel` with `tokens`.
+    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self { channel, tokens }
+    }
+
+    async fn token(&self) -> ApiResult<String> {
+        self.tokens.token().await.map_err(|e| {
+            tracing::warn!(error = %e, "no service token");
+            ApiError::unavailable(
+                "IDENTITY_UNAVAILABLE",
+                "no service token from identity; retry",
+            )
+            .retry_after(Duration::from_secs(1))
+        })
+    }
+
+    /// The user `user_id`, or `None` when identity does not know them.
+    pub async fn get(&self, user_id: &str, call: &Call) -> ApiResult<Option<UserFacts>> {
+        let token = self.token().await?;
+        let mut client = IdentityServiceClient::new(self.channel.clone());
+        let mut request = outgoing(
+            GetUserRequest {
+                user_id: user_id.to_owned(),
+            },
+            Some(&token),
+            Some(&call.context()),
+        );
+        request.set_timeout(CALL_TIMEOUT);
+        match tokio::time::timeout(CALL_TIMEOUT, client.get_user(request)).await {
+            Ok(Ok(r)) => Ok(r.into_inner().user.map(UserFacts::from)),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(None),
+            Ok(Err(s)) => Err(identity_unavailable("GetUser", &s)),
+            Err(_) => Err(identity_unavailable(
+                "GetUser",
+                &tonic::Status::deadline_exceeded("timeout"),
+            )),
+        }
+    }
+
+    /// The users among `user_ids` that identity knows, by id.
+    pub async fn batch(
+        &self,
+        user_ids: &[String],
+        call: &Call,
+    ) -> ApiResult<HashMap<String, UserFacts>> {
+        let mut out = HashMap::new();
+        if user_ids.is_empty() {
+            return Ok(out);
+        }
+        let token = self.token().await?;
+        let mut client = IdentityServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(16 * 1024 * 1024);
+        for chunk in user_ids.chunks(BATCH) {
+            let mut request = outgoing(
+                BatchGetUsersRequest {
+                    user_ids: chunk.to_vec(),
+                },
+                Some(&token),
+                Some(&call.context()),
+            );
+            request.set_timeout(CALL_TIMEOUT);
+            let response =
+                match tokio::time::timeout(CALL_TIMEOUT, client.batch_get_users(request)).await {
+                    Ok(Ok(r)) => r.into_inner(),
+                    Ok(Err(s)) => return Err(identity_unavailable("BatchGetUsers", &s)),
+                    Err(_) => {
+                        return Err(identity_unavailable(
+                            "BatchGetUsers",
+                            &tonic::Status::deadline_exceeded("timeout"),
+                        ));
+                    }
+                };
+            for u in response.users {
+                out.insert(u.id.clone(), UserFacts::from(u));
+            }
+        }
+        Ok(out)
     }
 }
