@@ -236,6 +236,10 @@ impl MigrationTrait for CreateBillingTables {
 
 /// Billing accounts get an integer row version (their etag is `v<version>`, updates are
 /// conditional on it) instead of a random etag string; existing accounts start at version 1.
+///
+/// On PostgreSQL (where replicas of two releases share the database during a rolling update) it
+/// only expands: the old `etag` column stays, with a default the new code leaves in place, and
+/// goes in a later release. The embedded SQLite database has one process, and drops it at once.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct VersionBillingAccounts;
 
@@ -266,30 +270,38 @@ impl MigrationTrait for VersionBillingAccounts {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(BillingAccounts::Table)
-                    .drop_column(BillingAccounts::Etag)
-                    .to_owned(),
-            )
-            .await
+        let db = manager.get_connection();
+        match db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => {
+                db.execute_unprepared("ALTER TABLE billing_accounts DROP COLUMN etag")
+                    .await?;
+            }
+            _ => {
+                db.execute_unprepared(
+                    "ALTER TABLE billing_accounts ALTER COLUMN etag SET DEFAULT ''",
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(BillingAccounts::Table)
-                    .add_column(
-                        ColumnDef::new(BillingAccounts::Etag)
-                            .string()
-                            .not_null()
-                            .default(""),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        if manager.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(BillingAccounts::Table)
+                        .add_column(
+                            ColumnDef::new(BillingAccounts::Etag)
+                                .string()
+                                .not_null()
+                                .default(""),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()

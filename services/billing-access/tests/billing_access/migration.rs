@@ -30,6 +30,27 @@ async fn existing_accounts_start_at_version_1(db: TestDb) {
     assert_eq!((old.plan, old.seats), (2, 5));
     assert_eq!(old.billing_email, "billing@old.example");
     assert_eq!(to_proto(&old).etag, "v1");
+    // On PostgreSQL the migration only expands: the previous release, sharing the database
+    // during a rolling update, still reads and writes its etag column.
+    let postgres = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
+    if postgres {
+        conn.execute_raw(Statement::from_string(
+            conn.get_database_backend(),
+            "INSERT INTO billing_accounts \
+         (organization_id, plan, billing_email, seats, create_time_ms, update_time_ms, etag) \
+         VALUES ('org_n_minus_1', 1, '', 1, 3000, 3000, 'beef')",
+        ))
+        .await
+        .unwrap();
+        let etags = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "SELECT etag FROM billing_accounts ORDER BY organization_id",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(etags.len(), 2);
+    }
     // The migration can be rolled back.
     Migrator::down(&conn, Some(1)).await.unwrap();
     Migrator::up(&conn, None).await.unwrap();

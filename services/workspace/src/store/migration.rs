@@ -118,6 +118,10 @@ impl MigrationTrait for CreateWorkspaces {
 /// in a column: the etag is `v<version>` (`convert::etag`), and conditional updates match
 /// `version = <read version>` so that of racing writers exactly one wins. Existing rows start at
 /// 1.
+///
+/// On PostgreSQL (where replicas of two releases share the database during a rolling update) it
+/// only expands: the old `etag` column stays, with a default the new code leaves in place, and
+/// goes in a later release. The embedded SQLite database has one process, and drops it at once.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AddRowVersions;
 
@@ -129,15 +133,28 @@ impl MigrationName for AddRowVersions {
 
 const ADD_VERSIONS: &[&str] = &[
     "ALTER TABLE workspaces ADD COLUMN version BIGINT NOT NULL DEFAULT 1",
-    "ALTER TABLE workspaces DROP COLUMN etag",
     "ALTER TABLE workspace_members ADD COLUMN version BIGINT NOT NULL DEFAULT 1",
+];
+
+const RETIRE_ETAGS_SQLITE: &[&str] = &[
+    "ALTER TABLE workspaces DROP COLUMN etag",
     "ALTER TABLE workspace_members DROP COLUMN etag",
 ];
 
-const DROP_VERSIONS: &[&str] = &[
+const RETIRE_ETAGS_POSTGRES: &[&str] = &[
+    "ALTER TABLE workspaces ALTER COLUMN etag SET DEFAULT ''",
+    "ALTER TABLE workspace_members ALTER COLUMN etag SET DEFAULT ''",
+];
+
+const DROP_VERSIONS_SQLITE: &[&str] = &[
     "ALTER TABLE workspaces ADD COLUMN etag TEXT NOT NULL DEFAULT ''",
     "ALTER TABLE workspaces DROP COLUMN version",
     "ALTER TABLE workspace_members ADD COLUMN etag TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE workspace_members DROP COLUMN version",
+];
+
+const DROP_VERSIONS_POSTGRES: &[&str] = &[
+    "ALTER TABLE workspaces DROP COLUMN version",
     "ALTER TABLE workspace_members DROP COLUMN version",
 ];
 
@@ -145,7 +162,11 @@ const DROP_VERSIONS: &[&str] = &[
 impl MigrationTrait for AddRowVersions {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for sql in ADD_VERSIONS {
+        let retire = match db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => RETIRE_ETAGS_SQLITE,
+            _ => RETIRE_ETAGS_POSTGRES,
+        };
+        for sql in ADD_VERSIONS.iter().chain(retire) {
             db.execute_unprepared(sql).await?;
         }
         Ok(())
@@ -153,7 +174,11 @@ impl MigrationTrait for AddRowVersions {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for sql in DROP_VERSIONS {
+        let statements = match db.get_database_backend() {
+            sea_orm::DbBackend::Sqlite => DROP_VERSIONS_SQLITE,
+            _ => DROP_VERSIONS_POSTGRES,
+        };
+        for sql in statements {
             db.execute_unprepared(sql).await?;
         }
         Ok(())
