@@ -191,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn the_revision_header_is_read_once_and_checked() {
+    fn ws_10_the_revision_header_is_read_once_and_checked() {
         let mut request = tonic::Request::new(());
         request
             .metadata_mut()
@@ -212,7 +212,7 @@ mod tests {
     }
 
     #[test]
-    fn every_forwarded_for_line_is_kept_in_order() {
+    fn id_3_every_forwarded_for_line_is_kept_in_order() {
         let mut request = tonic::Request::new(());
         let metadata = request.metadata_mut();
         metadata.append(FORWARDED_FOR_HEADER, "203.0.113.9".parse().unwrap());

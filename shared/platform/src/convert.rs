@@ -81,7 +81,7 @@ mod tests {
     }
 
     #[test]
-    fn an_etag_matches_its_version_only() {
+    fn org_3_an_etag_matches_its_version_only() {
         assert_eq!(etag(3), "v3");
         assert!(check_etag("", 3, "workspace").is_ok());
         assert!(check_etag("v3", 3, "workspace").is_ok());
