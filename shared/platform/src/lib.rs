@@ -18,6 +18,7 @@ pub mod host;
 pub mod mail;
 pub mod metrics;
 pub mod pagination;
+pub mod policy;
 pub mod replica;
 pub mod revocation;
 pub mod roles;

@@ -165,6 +165,7 @@ impl TestAuth {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: None,
             sid: None,
+            ..Default::default()
         }
     }
 
@@ -180,11 +181,18 @@ impl TestAuth {
         Arc::new(StaticServiceToken(self.service_token(name)))
     }
 
-    /// A user access token.
+    /// A user access token (signed in with a password just now).
     pub fn user_token(&self, user_id: &str) -> String {
+        self.user_token_with(user_id, |_| {})
+    }
+
+    /// A user access token whose claims `shape` adjusts (`amr`, `auth_time`, `risk`, …).
+    pub fn user_token_with(&self, user_id: &str, shape: impl FnOnce(&mut Claims)) -> String {
         let mut claims = self.claims(user_id, USER_AUDIENCE);
         claims.sid = Some("ses_test".into());
         claims.auth_time = Some(claims.iat);
+        claims.amr = vec!["pwd".into()];
+        shape(&mut claims);
         self.signer.sign(&claims).unwrap_or_else(|e| panic!("{e}"))
     }
 }

@@ -407,6 +407,7 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .reauthenticate(req(
             id_api::ReauthenticateRequest {
                 password: password.into(),
+                ..Default::default()
             },
             Some(&access),
             &id,

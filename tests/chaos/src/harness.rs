@@ -563,6 +563,7 @@ impl Harness {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: None,
             sid: None,
+            ..Default::default()
         }
     }
 

@@ -280,6 +280,7 @@ async fn scenario(
         .reauthenticate(bearer(
             id_api::ReauthenticateRequest {
                 password: password.into(),
+                ..Default::default()
             },
             &access,
         ))
@@ -299,6 +300,7 @@ async fn scenario(
         .reauthenticate(bearer(
             id_api::ReauthenticateRequest {
                 password: wrong.into(),
+                ..Default::default()
             },
             &access,
         ))

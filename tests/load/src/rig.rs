@@ -247,6 +247,7 @@ impl Rig {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: None,
             sid: None,
+            ..Default::default()
         }
     }
 

@@ -136,6 +136,7 @@ mod tests {
             session_id: "s".into(),
             auth_time: 0,
             token_id: "t".into(),
+            sign_in: Default::default(),
         });
         for role in [OrgRole::Owner, OrgRole::Admin, OrgRole::Billing] {
             assert!(authorize(&user, "o", standing(Some(role)), OrgAction::ManageBilling).is_ok());

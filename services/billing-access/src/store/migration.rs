@@ -3,7 +3,7 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::CreateConsumerCursors;
-use orgplane_platform::replica::CreateRoleReplica;
+use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -21,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateBillingTables),
             Box::new(CreateSessionRevocations),
             Box::new(VersionBillingAccounts),
+            Box::new(CreateSecurityPolicyReplica),
         ]
     }
 }

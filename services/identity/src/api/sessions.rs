@@ -13,6 +13,7 @@ pub(super) async fn login(api: &IdentityApi, req: Request<LoginRequest>) -> R<Lo
     Ok(Response::new(LoginResponse {
         tokens: Some(tokens.into()),
         user: Some(User::from(&user)),
+        ..Default::default()
     }))
 }
 
@@ -47,6 +48,7 @@ pub(super) async fn reauthenticate(
         .await?;
     Ok(Response::new(ReauthenticateResponse {
         tokens: Some(tokens.into()),
+        ..Default::default()
     }))
 }
 

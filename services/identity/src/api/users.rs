@@ -112,5 +112,6 @@ pub(super) async fn admin_reset_mfa(
         .await?;
     Ok(Response::new(AdminResetMfaResponse {
         removed_factor_count: removed,
+        ..Default::default()
     }))
 }

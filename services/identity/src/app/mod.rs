@@ -166,6 +166,7 @@ fn as_user(call: &Call, user_id: &str) -> Call {
             session_id: String::new(),
             auth_time: 0,
             token_id: String::new(),
+            sign_in: Default::default(),
         })),
         ..call.clone()
     }

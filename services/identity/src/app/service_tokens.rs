@@ -62,6 +62,7 @@ impl App {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: None,
             sid: None,
+            ..Default::default()
         };
         Ok(ServiceToken {
             token: self.keys.signer().sign(&claims)?,

@@ -149,6 +149,7 @@ impl App {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: Some(s.auth_time),
             sid: Some(s.id.clone()),
+            ..Default::default()
         };
         Ok((self.keys.signer().sign(&claims)?, exp))
     }
@@ -254,6 +255,8 @@ impl App {
             create_time_ms: now.timestamp_millis(),
             expire_time_ms: (now + SESSION_TTL).timestamp_millis(),
             revoked_time_ms: None,
+            amr: orgplane_platform::policy::amr::PASSWORD.to_owned(),
+            risk: String::new(),
         };
         let unit = WriteUnit::begin(&self.outbox, call).await?;
         session::ActiveModel::from(s.clone()).insert(&*unit).await?;

@@ -63,6 +63,10 @@ pub mod session {
         pub expire_time_ms: i64,
         /// When it was ended (logout, reset, reuse detection).
         pub revoked_time_ms: Option<i64>,
+        /// RFC 8176 methods proven in this session, space-separated (`pwd otp mfa`).
+        pub amr: String,
+        /// Risk signals seen at its last sign-in or step-up, space-separated (rule ID-12).
+        pub risk: String,
     }
 
     /// No relations.
@@ -218,23 +222,174 @@ pub mod api_key {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Rows of `mfa_factors` (enrollment arrives with rule ID-10; resets work already).
+/// Rows of `mfa_factors`: second factors (rule ID-10).
 pub mod mfa_factor {
     use sea_orm::entity::prelude::*;
 
-    /// An enrolled second factor.
+    /// A second factor, PENDING until confirmed.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "mfa_factors")]
     pub struct Model {
-        /// The factor's id.
+        /// The factor's id (`mfa_…`).
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
         /// The user.
         pub user_id: String,
-        /// e.g. `totp`.
+        /// `totp` or `passkey`.
         pub kind: String,
         /// Unix milliseconds.
         pub create_time_ms: i64,
+        /// The user's label.
+        pub display_name: String,
+        /// `MfaFactorState` as its number (PENDING 1, ACTIVE 2).
+        pub state: i32,
+        /// A TOTP secret, sealed with identity's sealing key.
+        pub secret_sealed: Option<String>,
+        /// A passkey (registration ceremony state while PENDING, the credential once ACTIVE),
+        /// sealed.
+        pub passkey_sealed: Option<String>,
+        /// A passkey's credential id (base64url), unique.
+        pub credential_id: Option<String>,
+        /// When a PENDING factor expires (Unix milliseconds).
+        pub expire_time_ms: Option<i64>,
+        /// When it was last used (Unix milliseconds).
+        pub last_used_time_ms: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `mfa_recovery_codes`: single-use recovery codes, hashed (rule ID-10).
+pub mod recovery_code {
+    use sea_orm::entity::prelude::*;
+
+    /// A recovery code.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mfa_recovery_codes")]
+    pub struct Model {
+        /// The user.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// SHA-256 (hex) of the normalized code.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub code_hash: String,
+        /// Unix milliseconds.
+        pub create_time_ms: i64,
+        /// When it was used up.
+        pub used_time_ms: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `mfa_challenges`: second-factor steps in progress (rule ID-11).
+pub mod mfa_challenge {
+    use sea_orm::entity::prelude::*;
+
+    /// A challenge from Login (no session yet) or Reauthenticate (the session it renews).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mfa_challenges")]
+    pub struct Model {
+        /// SHA-256 (hex) of the challenge id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id_hash: String,
+        /// The user.
+        pub user_id: String,
+        /// The session a step-up renews; `None` for a sign-in.
+        pub session_id: Option<String>,
+        /// Risk signals of the sign-in that opened it, space-separated.
+        pub risk: String,
+        /// Passkey authentication ceremony state, sealed.
+        pub passkey_state_sealed: Option<String>,
+        /// Wrong proofs so far.
+        pub failures: i32,
+        /// Unix milliseconds.
+        pub create_time_ms: i64,
+        /// Unix milliseconds.
+        pub expire_time_ms: i64,
+        /// When it was completed (or ended by too many failures).
+        pub used_time_ms: Option<i64>,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `totp_steps`: the last TOTP time step each user used, so a code is accepted at most
+/// once per step even across restarts and replicas (rule ID-10).
+pub mod totp_step {
+    use sea_orm::entity::prelude::*;
+
+    /// A user's last used step.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "totp_steps")]
+    pub struct Model {
+        /// The user.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// Unix time / 30 of the last accepted code.
+        pub last_step: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `sign_in_addresses`: where each account signed in from (rule ID-12's new-address
+/// signal).
+pub mod sign_in_address {
+    use sea_orm::entity::prelude::*;
+
+    /// An address an account signed in from.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sign_in_addresses")]
+    pub struct Model {
+        /// The user.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: String,
+        /// The peer address (as the throttles key it).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub address: String,
+        /// Unix milliseconds.
+        pub last_seen_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Rows of `sign_in_failures`: failed proofs per account (rule ID-12's recent-failures signal).
+pub mod sign_in_failure {
+    use sea_orm::entity::prelude::*;
+
+    /// One failed password or second-factor proof.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sign_in_failures")]
+    pub struct Model {
+        /// A random id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        /// The user.
+        pub user_id: String,
+        /// Unix milliseconds.
+        pub time_ms: i64,
     }
 
     /// No relations.

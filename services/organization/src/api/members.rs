@@ -144,6 +144,7 @@ pub(super) async fn list_role_assignments(
                     .into_iter()
                     .map(|(user_id, role)| RoleAssignment { user_id, role })
                     .collect(),
+                security_policy: None,
             })
             .collect(),
         next_page_token: snapshot.next_page_token,

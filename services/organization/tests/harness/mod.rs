@@ -243,6 +243,7 @@ impl Rig {
             jti: uuid_like(),
             auth_time: Some(now - age_secs),
             sid: Some("ses_test".into()),
+            ..Default::default()
         };
         orgplane_platform::testkit::bearer(msg, &self.auth.signer.sign(&claims).unwrap())
     }

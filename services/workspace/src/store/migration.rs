@@ -3,7 +3,7 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
-use orgplane_platform::replica::CreateRoleReplica;
+use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateWorkspaces),
             Box::new(CreateSessionRevocations),
             Box::new(AddRowVersions),
+            Box::new(CreateSecurityPolicyReplica),
         ]
     }
 }

@@ -65,6 +65,7 @@ impl OrganizationService for FakeOrganization {
                             role: *r as i32,
                         })
                         .collect(),
+                    security_policy: None,
                 }]
             })
             .unwrap_or_default();

@@ -21,6 +21,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
         session_id: "s".into(),
         auth_time: 0,
         token_id: "t".into(),
+        sign_in: Default::default(),
     });
     let ctx = RequestContext {
         request_id: "req-refused".into(),
@@ -149,6 +150,7 @@ async fn records_are_listed_newest_first_with_filters_and_pages() {
         session_id: "s".into(),
         auth_time: 0,
         token_id: "t".into(),
+        sign_in: Default::default(),
     });
     let ctx = RequestContext {
         request_id: "req-1".into(),

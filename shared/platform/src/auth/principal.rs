@@ -29,6 +29,32 @@ pub struct UserPrincipal {
     pub auth_time: i64,
     /// The token's `jti`.
     pub token_id: String,
+    /// How the user signed in (rules ID-11, ID-12).
+    pub sign_in: SignIn,
+}
+
+/// How a user signed in, from the access token's `amr`, `mfa_enrolled` and `risk` claims: what
+/// security policies (rule ORG-16) and step-up checks (rule ID-12) judge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignIn {
+    /// RFC 8176 authentication methods (`pwd`, `otp`, `hwk`, `mfa`, `ext`).
+    pub amr: Vec<String>,
+    /// Whether the user had an active second factor when the token was issued.
+    pub mfa_enrolled: bool,
+    /// The risk signals identity saw at this sign-in (`new_address`, `recent_failures`).
+    pub risk: Vec<String>,
+}
+
+impl SignIn {
+    /// Whether `amr` names `method`.
+    pub fn has(&self, method: &str) -> bool {
+        self.amr.iter().any(|m| m == method)
+    }
+
+    /// Whether the sign-in used a second factor (`amr` has `mfa`).
+    pub fn has_second_factor(&self) -> bool {
+        self.has(crate::policy::amr::MFA)
+    }
 }
 
 /// The kind of an API key (rule ID-7).

@@ -28,6 +28,7 @@ fn user_claims() -> Claims {
         jti: "tok_1".into(),
         auth_time: Some(now()),
         sid: Some("ses_1".into()),
+        ..Default::default()
     }
 }
 

@@ -15,7 +15,7 @@ use super::*;
 use crate::error::{ApiError, ApiResult};
 
 /// The claims of every Orgplane JWT (rule ID-4). Identity mints them; every service verifies them.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     /// Issuer: identity's configured issuer URL.
     pub iss: String,
@@ -37,6 +37,16 @@ pub struct Claims {
     /// The session the token belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// How the user signed in (RFC 8176 values; rule ID-11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// Whether the user had an active second factor at issue (private claim; rule ORG-16's
+    /// `enrollment_required`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa_enrolled: bool,
+    /// The risk signals identity saw at this sign-in (private claim; rule ID-12).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risk: Vec<String>,
 }
 
 pub(super) fn invalid_token(message: &str) -> ApiError {
@@ -282,8 +292,24 @@ fn principal_from_claims(claims: &Claims) -> ApiResult<Principal> {
                 session_id: sid.clone(),
                 auth_time,
                 token_id: claims.jti.clone(),
+                sign_in: SignIn {
+                    amr: bounded(&claims.amr),
+                    mfa_enrolled: claims.mfa_enrolled,
+                    risk: bounded(&claims.risk),
+                },
             }))
         }
         _ => Err(invalid_token("token for another audience")),
     }
+}
+
+/// At most 8 short values of a list claim: a signed token is trusted, but its claims still feed
+/// error metadata and memory.
+fn bounded(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .filter(|v| v.len() <= 32)
+        .take(8)
+        .cloned()
+        .collect()
 }

@@ -1,6 +1,6 @@
 //! A local replica of organization roles, kept by every service that consumes the organization
 //! service's events (identity, workspace, billing-access): organizations with their state and
-//! members with their roles, in the consumer's own database and mirrored in memory so that hot
+//! security policy (rule ORG-16) and members with their roles, in the consumer's own database and mirrored in memory so that hot
 //! paths (access checks) never touch the database. It is applied inside the consumer's
 //! transaction ([`RoleReplica::apply`]), rebuilt from `ListRoleAssignments` on re-sync, and the
 //! memory view is refreshed after commit, before the revision is announced.
@@ -16,13 +16,15 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::transport::Channel;
 
+use crate::auth::{Principal, UserPrincipal};
 use crate::clients::ServiceTokenSource;
 use crate::error::ApiResult;
 use crate::events::handlers::{SnapshotPage, read_snapshot};
+use crate::policy::SecurityPolicy;
 
 mod store;
 
-pub use store::{CreateRoleReplica, member_row, org_row};
+pub use store::{CreateRoleReplica, CreateSecurityPolicyReplica, member_row, org_row, policy_row};
 
 /// One organization in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct OrgEntry {
     pub state: i32,
     /// Members and their roles.
     pub members: HashMap<String, OrgRole>,
+    /// Its security policy (rule ORG-16).
+    pub policy: SecurityPolicy,
 }
 
 impl OrgEntry {
@@ -98,10 +102,20 @@ impl RoleReplica {
                         owner_user_id: o.owner_user_id,
                         state: o.state,
                         members: HashMap::new(),
+                        policy: SecurityPolicy::default(),
                     },
                 )
             })
             .collect();
+        for p in policy_row::Entity::find().all(&self.db).await? {
+            if let Some(org) = view.get_mut(&p.organization_id) {
+                org.policy = SecurityPolicy::from_parts(
+                    p.mfa_requirement,
+                    p.reauth_max_age_secs,
+                    p.sign_in_methods,
+                );
+            }
+        }
         for m in member_row::Entity::find().all(&self.db).await? {
             view.entry(m.organization_id)
                 .or_default()
@@ -120,6 +134,48 @@ impl RoleReplica {
             return None;
         }
         org.members.get(user_id).copied()
+    }
+
+    /// The security policy of `organization_id` (the default for an unknown organization).
+    pub fn policy(&self, organization_id: &str) -> SecurityPolicy {
+        self.with_organization(organization_id, |o| o.policy)
+            .unwrap_or_default()
+    }
+
+    /// The role of the signed-in `user` in `organization_id` while it is ACTIVE, after the
+    /// organization's security policy admitted the user's sign-in (rule ORG-16): the way every
+    /// service resolves a calling user's standing. UNAUTHENTICATED `MFA_REQUIRED` or
+    /// `SSO_REQUIRED` when the policy refuses it.
+    pub fn admitted_role(
+        &self,
+        organization_id: &str,
+        user: &UserPrincipal,
+    ) -> ApiResult<Option<OrgRole>> {
+        let found = {
+            let memory = self.memory.read().unwrap_or_else(|e| e.into_inner());
+            memory
+                .get(organization_id)
+                .filter(|o| o.is_active())
+                .and_then(|o| o.members.get(&user.user_id).map(|r| (*r, o.policy)))
+        };
+        let Some((role, policy)) = found else {
+            return Ok(None);
+        };
+        policy.admit(organization_id, user, Some(role))?;
+        Ok(Some(role))
+    }
+
+    /// [`Self::admitted_role`] for any principal: the role of a user, `None` for API keys and
+    /// services (which carry no sign-in to judge).
+    pub fn admitted_role_of(
+        &self,
+        organization_id: &str,
+        principal: &Principal,
+    ) -> ApiResult<Option<OrgRole>> {
+        match principal {
+            Principal::User(u) => self.admitted_role(organization_id, u),
+            _ => Ok(None),
+        }
     }
 
     /// A copy of the organization's entry, whatever its state.
@@ -199,6 +255,9 @@ impl RoleReplica {
                     .filter(member_row::Column::OrganizationId.eq(&e.organization_id))
                     .exec(txn)
                     .await?;
+                policy_row::Entity::delete_by_id(e.organization_id.clone())
+                    .exec(txn)
+                    .await?;
                 org_row::Entity::delete_by_id(e.organization_id.clone())
                     .exec(txn)
                     .await?;
@@ -237,6 +296,14 @@ impl RoleReplica {
                     .filter(org_row::Column::OrganizationId.eq(&e.organization_id))
                     .exec(txn)
                     .await?;
+            }
+            Payload::SecurityPolicyChanged(e) => {
+                let policy = e
+                    .security_policy
+                    .as_ref()
+                    .map(SecurityPolicy::from_proto)
+                    .unwrap_or_default();
+                upsert_policy(txn, &e.organization_id, &policy).await?;
             }
             _ => {}
         }
@@ -305,6 +372,15 @@ impl RoleReplica {
                         .insert(e.previous_owner_user_id.clone(), OrgRole::Admin);
                     org.owner_user_id = e.new_owner_user_id.clone();
                 }
+                Payload::SecurityPolicyChanged(e) => {
+                    if let Some(org) = memory.get_mut(&e.organization_id) {
+                        org.policy = e
+                            .security_policy
+                            .as_ref()
+                            .map(SecurityPolicy::from_proto)
+                            .unwrap_or_default();
+                    }
+                }
                 _ => {}
             }
         }
@@ -357,6 +433,7 @@ impl RoleReplica {
         .await?;
         let mut orgs: Vec<org_row::ActiveModel> = Vec::new();
         let mut members: Vec<member_row::ActiveModel> = Vec::new();
+        let mut policies: Vec<policy_row::ActiveModel> = Vec::new();
         let mut seen_orgs = std::collections::HashSet::new();
         for entry in entries {
             let Some(org) = entry.organization else {
@@ -370,6 +447,9 @@ impl RoleReplica {
                     owner_user_id: sea_orm::Set(org.owner_user_id.clone()),
                     state: sea_orm::Set(org.state),
                 });
+                if let Some(p) = &entry.security_policy {
+                    policies.push(policy_model(&org.id, &SecurityPolicy::from_proto(p)));
+                }
             }
             for a in entry.role_assignments {
                 members.push(member_row::ActiveModel {
@@ -380,9 +460,15 @@ impl RoleReplica {
             }
         }
         member_row::Entity::delete_many().exec(txn).await?;
+        policy_row::Entity::delete_many().exec(txn).await?;
         org_row::Entity::delete_many().exec(txn).await?;
         for chunk in orgs.chunks(500) {
             org_row::Entity::insert_many(chunk.to_vec())
+                .exec(txn)
+                .await?;
+        }
+        for chunk in policies.chunks(500) {
+            policy_row::Entity::insert_many(chunk.to_vec())
                 .exec(txn)
                 .await?;
         }
@@ -459,5 +545,34 @@ async fn upsert_member<C: ConnectionTrait>(
     )
     .exec(txn)
     .await?;
+    Ok(())
+}
+
+fn policy_model(organization_id: &str, policy: &SecurityPolicy) -> policy_row::ActiveModel {
+    policy_row::ActiveModel {
+        organization_id: sea_orm::Set(organization_id.to_owned()),
+        mfa_requirement: sea_orm::Set(policy.to_proto(organization_id).mfa_requirement),
+        reauth_max_age_secs: sea_orm::Set(policy.reauth_max_age_secs),
+        sign_in_methods: sea_orm::Set(policy.methods_bits()),
+    }
+}
+
+async fn upsert_policy<C: ConnectionTrait>(
+    txn: &C,
+    organization_id: &str,
+    policy: &SecurityPolicy,
+) -> Result<(), DbErr> {
+    policy_row::Entity::insert(policy_model(organization_id, policy))
+        .on_conflict(
+            OnConflict::column(policy_row::Column::OrganizationId)
+                .update_columns([
+                    policy_row::Column::MfaRequirement,
+                    policy_row::Column::ReauthMaxAgeSecs,
+                    policy_row::Column::SignInMethods,
+                ])
+                .to_owned(),
+        )
+        .exec(txn)
+        .await?;
     Ok(())
 }

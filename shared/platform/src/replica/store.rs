@@ -56,6 +56,33 @@ pub mod member_row {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Rows of `replica_security_policies`: an organization's policy (rule ORG-16); an organization
+/// without a row has the default policy.
+pub mod policy_row {
+    use sea_orm::entity::prelude::*;
+
+    /// A replicated security policy.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "replica_security_policies")]
+    pub struct Model {
+        /// The organization's id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// `MfaRequirement` as its number.
+        pub mfa_requirement: i32,
+        /// The re-authentication age, in seconds.
+        pub reauth_max_age_secs: i64,
+        /// The allowed sign-in methods ([`crate::policy::SecurityPolicy::methods_bits`]).
+        pub sign_in_methods: i32,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// The migration creating the replica's tables.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CreateRoleReplica;
@@ -161,6 +188,72 @@ impl mig::MigrationTrait for CreateRoleReplica {
             .drop_table(
                 mig::Table::drop()
                     .table(ReplicaOrganizations::Table)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The migration adding the replica's security policies (rule ORG-16); it only adds a table, so
+/// the previous release keeps working on the same database during a rolling update.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateSecurityPolicyReplica;
+
+impl mig::MigrationName for CreateSecurityPolicyReplica {
+    fn name(&self) -> &str {
+        "m20261203_000001_create_security_policy_replica"
+    }
+}
+
+#[derive(mig::DeriveIden)]
+enum ReplicaSecurityPolicies {
+    Table,
+    OrganizationId,
+    MfaRequirement,
+    ReauthMaxAgeSecs,
+    SignInMethods,
+}
+
+#[mig::async_trait::async_trait]
+impl mig::MigrationTrait for CreateSecurityPolicyReplica {
+    async fn up(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        use mig::{ColumnDef, Table};
+        manager
+            .create_table(
+                Table::create()
+                    .table(ReplicaSecurityPolicies::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(ReplicaSecurityPolicies::OrganizationId)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaSecurityPolicies::MfaRequirement)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaSecurityPolicies::ReauthMaxAgeSecs)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ReplicaSecurityPolicies::SignInMethods)
+                            .integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(
+                mig::Table::drop()
+                    .table(ReplicaSecurityPolicies::Table)
                     .to_owned(),
             )
             .await

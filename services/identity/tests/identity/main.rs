@@ -1104,6 +1104,7 @@ async fn id_5_token_attack_table_is_unauthenticated_through_the_real_service() {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: Some(now),
             sid: Some("sess_x".into()),
+            ..Default::default()
         };
         f(&mut c);
         c
@@ -1225,6 +1226,7 @@ async fn id_6_admin_keys_need_a_recent_sign_in_and_reauthenticate_refreshes_it()
         .reauthenticate(bearer(
             ReauthenticateRequest {
                 password: "wrong password!!".into(),
+                ..Default::default()
             },
             &token,
         ))
@@ -1236,6 +1238,7 @@ async fn id_6_admin_keys_need_a_recent_sign_in_and_reauthenticate_refreshes_it()
         .reauthenticate(bearer(
             ReauthenticateRequest {
                 password: PASSWORD.into(),
+                ..Default::default()
             },
             &token,
         ))
@@ -1281,6 +1284,7 @@ async fn id_6_a_wrong_password_on_reauthenticate_speaks_of_the_password_only() {
         .reauthenticate(bearer(
             ReauthenticateRequest {
                 password: "wrong password!!".into(),
+                ..Default::default()
             },
             &token,
         ))
@@ -1946,7 +1950,7 @@ async fn id_8_owner_and_admin_reset_a_members_password_and_mfa() {
 
 /// The comment above `rpc <name>(` in identity.proto: what the API documents for that RPC.
 fn documented(rpc: &str) -> String {
-    let proto = include_str!("../../../proto/orgplane/identity/v1/identity.proto");
+    let proto = include_str!("../../../../proto/orgplane/identity/v1/identity.proto");
     let end = proto
         .find(&format!("rpc {rpc}("))
         .unwrap_or_else(|| panic!("no rpc {rpc}"));
