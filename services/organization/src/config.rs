@@ -40,8 +40,9 @@ pub struct Config {
     )]
     pub invite_link_base: String,
 
-    /// How recent a sign-in must be for delete, undelete and ownership transfer (rule ID-6),
-    /// in seconds.
+    /// How recent a sign-in must be for sensitive actions (delete, undelete, ownership
+    /// transfer, security policy changes; rule ID-6) in an organization whose security policy
+    /// was never changed: the default policy's re-authentication age (rule ORG-16), in seconds.
     #[arg(
         long = "organization-step-up-max-age-secs",
         env = "ORGPLANE_ORGANIZATION_STEP_UP_MAX_AGE_SECS",

@@ -511,6 +511,24 @@ async fn org_2_isolation_every_rpc_is_not_found_for_a_member_of_another_org() {
         ),
         "ListAuditEvents",
     );
+    nf(
+        call!(
+            get_security_policy,
+            GetSecurityPolicyRequest {
+                organization_id: org_id.clone()
+            }
+        ),
+        "GetSecurityPolicy",
+    );
+    nf(
+        call!(
+            update_security_policy,
+            policy_update(&org_id, &["mfa_requirement"], "", |p| {
+                p.mfa_requirement = MfaRequirement::Optional as i32
+            })
+        ),
+        "UpdateSecurityPolicy",
+    );
     // A unit of org A as the parent of a unit of org B is not visible either.
     let b_id = _b.id.clone();
     nf(
@@ -2932,10 +2950,12 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials() {
         "CreateUnit" => create_unit, "GetUnit" => get_unit, "ListUnits" => list_units,
         "UpdateUnit" => update_unit, "DeleteUnit" => delete_unit,
         "ListAuditEvents" => list_audit_events, "ListRoleAssignments" => list_role_assignments,
+        "GetSecurityPolicy" => get_security_policy,
+        "UpdateSecurityPolicy" => update_security_policy,
     );
-    assert_eq!(results.len(), 48, "every RPC of the service, twice");
+    assert_eq!(results.len(), 52, "every RPC of the service, twice");
     for (i, (name, r)) in results.into_iter().enumerate() {
-        let anonymous = i < 24;
+        let anonymous = i < 26;
         match r {
             Ok(()) => assert!(
                 !anonymous && name == "ListOrganizations",
@@ -3020,4 +3040,990 @@ async fn org_12_the_shared_role_replica_resyncs_from_list_role_assignments() {
     let b_entry = replica.organization(&b.id).unwrap();
     assert_eq!(b_entry.state, OrganizationState::Deleted as i32);
     assert_eq!(b_entry.members.get("user_x"), Some(&OrgRole::Admin));
+}
+
+// ------------------------------------------------------------------------- ORG-16 and ID-12
+
+fn seconds(s: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration {
+        seconds: s,
+        nanos: 0,
+    })
+}
+
+/// An UpdateSecurityPolicy request for `org` changing `paths` to what `set` puts in.
+fn policy_update(
+    org: &str,
+    paths: &[&str],
+    etag: &str,
+    set: impl FnOnce(&mut SecurityPolicy),
+) -> UpdateSecurityPolicyRequest {
+    let mut p = SecurityPolicy {
+        organization_id: org.into(),
+        ..Default::default()
+    };
+    set(&mut p);
+    UpdateSecurityPolicyRequest {
+        security_policy: Some(p),
+        update_mask: mask(paths),
+        etag: etag.into(),
+    }
+}
+
+/// An UpdateSecurityPolicy request setting `org`'s MFA requirement to `r`.
+fn mfa_update(org: &str, r: MfaRequirement) -> UpdateSecurityPolicyRequest {
+    policy_update(org, &["mfa_requirement"], "", |p| {
+        p.mfa_requirement = r as i32
+    })
+}
+
+/// Sets `org`'s MFA requirement as its OWNER `owner`, signed in with a second factor.
+async fn require_mfa(rig: &Rig, org: &str, owner: &str, r: MfaRequirement) -> SecurityPolicy {
+    rig.client()
+        .update_security_policy(rig.as_user_mfa(owner, mfa_update(org, r)))
+        .await
+        .unwrap()
+        .into_inner()
+        .security_policy
+        .unwrap()
+}
+
+async fn get_policy(rig: &Rig, req: tonic::Request<GetSecurityPolicyRequest>) -> SecurityPolicy {
+    rig.client()
+        .get_security_policy(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .security_policy
+        .unwrap()
+}
+
+/// The error of `r`, checked for `code` and `reason`, with its details.
+fn refusal<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    code: Code,
+    reason: &str,
+) -> harness::Details {
+    let err = r.expect_err("expected an error");
+    assert_eq!(err.code(), code, "{err:?}");
+    let d = harness::details(&err);
+    assert_eq!(d.reason, reason, "{err:?}");
+    d
+}
+
+fn struct_string(s: &Option<prost_types::Struct>, key: &str) -> Option<String> {
+    match s.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        prost_types::value::Kind::StringValue(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn org_16_members_admin_keys_and_services_read_the_default_policy() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    let get = || GetSecurityPolicyRequest {
+        organization_id: org.id.clone(),
+    };
+    let expected = SecurityPolicy {
+        organization_id: org.id.clone(),
+        mfa_requirement: MfaRequirement::Optional as i32,
+        reauthentication_max_age: seconds(300),
+        allowed_sign_in_methods: vec![SignInMethod::Password as i32, SignInMethod::Sso as i32],
+        etag: "v0".into(),
+        update_time: None,
+    };
+    for req in [
+        rig.as_user("user_owner", get()),
+        rig.as_user("user_dev", get()),
+        rig.with_key(&format!("opk_admin_{}", org.id), get()),
+        rig.as_service(get()),
+    ] {
+        assert_eq!(get_policy(&rig, req).await, expected);
+    }
+    expect_err(
+        rig.client()
+            .get_security_policy(rig.as_user("user_outsider", get()))
+            .await,
+        Code::NotFound,
+        None,
+    );
+    expect_err(
+        rig.client()
+            .get_security_policy(rig.as_user("user_dev", GetSecurityPolicyRequest::default()))
+            .await,
+        Code::InvalidArgument,
+        None,
+    );
+}
+
+async fn org_16_update(backend: Backend) {
+    use orgplane_proto::audit::v1::Outcome;
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    let id = org.id.clone();
+    let mut c = rig.client();
+    let get = || {
+        rig.as_user(
+            "user_admin",
+            GetSecurityPolicyRequest {
+                organization_id: id.clone(),
+            },
+        )
+    };
+
+    // Validation: each bad input names its field.
+    let methods = |m: &[SignInMethod]| {
+        let m: Vec<i32> = m.iter().map(|m| *m as i32).collect();
+        policy_update(&id, &["allowed_sign_in_methods"], "", move |p| {
+            p.allowed_sign_in_methods = m
+        })
+    };
+    let age = |d: Option<prost_types::Duration>| {
+        policy_update(&id, &["reauthentication_max_age"], "", move |p| {
+            p.reauthentication_max_age = d
+        })
+    };
+    let cases = [
+        (
+            UpdateSecurityPolicyRequest {
+                update_mask: mask(&["mfa_requirement"]),
+                ..Default::default()
+            },
+            "security_policy",
+        ),
+        (
+            mfa_update("", MfaRequirement::Optional),
+            "security_policy.organization_id",
+        ),
+        (policy_update(&id, &[], "", |_| {}), "update_mask"),
+        (policy_update(&id, &["etag"], "", |_| {}), "update_mask"),
+        (
+            mfa_update(&id, MfaRequirement::Unspecified),
+            "security_policy.mfa_requirement",
+        ),
+        (
+            policy_update(&id, &["mfa_requirement"], "", |p| p.mfa_requirement = 9),
+            "security_policy.mfa_requirement",
+        ),
+        (age(None), "security_policy.reauthentication_max_age"),
+        (age(seconds(59)), "security_policy.reauthentication_max_age"),
+        (
+            age(seconds(86_401)),
+            "security_policy.reauthentication_max_age",
+        ),
+        (
+            age(Some(prost_types::Duration {
+                seconds: 300,
+                nanos: 1,
+            })),
+            "security_policy.reauthentication_max_age",
+        ),
+        (methods(&[]), "security_policy.allowed_sign_in_methods"),
+        (
+            methods(&[SignInMethod::Password, SignInMethod::Password]),
+            "security_policy.allowed_sign_in_methods",
+        ),
+        (
+            methods(&[SignInMethod::Unspecified]),
+            "security_policy.allowed_sign_in_methods",
+        ),
+    ];
+    for (req, field) in cases {
+        let d = refusal(
+            c.update_security_policy(rig.as_user("user_owner", req.clone()))
+                .await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
+        assert_eq!(d.field_violations[0].0, field, "{req:?}");
+    }
+    assert_eq!(get_policy(&rig, get()).await.etag, "v0", "nothing changed");
+    // The bounds themselves are fine.
+    for s in [60, 86_400] {
+        c.update_security_policy(rig.as_user("user_owner", age(seconds(s))))
+            .await
+            .unwrap();
+    }
+    assert_eq!(get_policy(&rig, get()).await.etag, "v2");
+
+    // Only the OWNER.
+    expect_err(
+        c.update_security_policy(rig.as_user("user_admin", age(seconds(900))))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+    expect_err(
+        c.update_security_policy(rig.with_key(&format!("opk_admin_{id}"), age(seconds(900))))
+            .await,
+        Code::PermissionDenied,
+        None,
+    );
+
+    // The mask picks the fields; the others stay.
+    let changed = c
+        .update_security_policy(rig.as_user(
+            "user_owner",
+            policy_update(
+                &id,
+                &["reauthentication_max_age", "allowed_sign_in_methods"],
+                "v2",
+                |p| {
+                    p.reauthentication_max_age = seconds(900);
+                    p.allowed_sign_in_methods = vec![SignInMethod::Password as i32];
+                    p.mfa_requirement = MfaRequirement::Required as i32; // not in the mask
+                },
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let p3 = changed.security_policy.clone().unwrap();
+    assert_eq!(p3.organization_id, id);
+    assert_eq!(p3.mfa_requirement, MfaRequirement::Optional as i32);
+    assert_eq!(p3.reauthentication_max_age, seconds(900));
+    assert_eq!(
+        p3.allowed_sign_in_methods,
+        vec![SignInMethod::Password as i32]
+    );
+    assert_eq!(p3.etag, "v3");
+    assert!(p3.update_time.is_some());
+    assert_eq!(get_policy(&rig, get()).await, p3);
+
+    // A stale etag changes nothing.
+    let mut stale = mfa_update(&id, MfaRequirement::RequiredForPrivilegedRoles);
+    stale.etag = "v2".into();
+    refusal(
+        c.update_security_policy(rig.as_user_mfa("user_owner", stale))
+            .await,
+        Code::Aborted,
+        "ETAG_MISMATCH",
+    );
+    assert_eq!(get_policy(&rig, get()).await, p3);
+    let mut fresh = mfa_update(&id, MfaRequirement::RequiredForPrivilegedRoles);
+    fresh.etag = "v3".into();
+    let last = c
+        .update_security_policy(rig.as_user_mfa("user_owner", fresh))
+        .await
+        .unwrap()
+        .into_inner();
+    let p4 = last.security_policy.clone().unwrap();
+    assert_eq!(
+        p4.mfa_requirement,
+        MfaRequirement::RequiredForPrivilegedRoles as i32
+    );
+    assert_eq!(p4.reauthentication_max_age, seconds(900));
+    assert_eq!(p4.etag, "v4");
+    assert!(last.revision > changed.revision);
+
+    // SecurityPolicyChanged carries the whole policy, at the revision the update returned.
+    let events = watch(&rig, 0, 200).await;
+    let changes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::SecurityPolicyChanged(p)) if p.organization_id == id => {
+                Some((e.revision, p.security_policy.clone().unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(changes.len(), 4, "one event per change, none for refusals");
+    assert_eq!(changes[2], (changed.revision, p3.clone()));
+    assert_eq!(changes[3], (last.revision, p4.clone()));
+
+    // Audited with before and after images; the refusals of signed-in callers as failures.
+    let audit = |outcome: Outcome| {
+        rig.as_user_mfa(
+            "user_owner",
+            ListAuditEventsRequest {
+                organization_id: id.clone(),
+                page_size: 100,
+                page_token: String::new(),
+                filter: Some(AuditEventFilter {
+                    action: "security_policy.update".into(),
+                    outcome: outcome as i32,
+                    ..Default::default()
+                }),
+            },
+        )
+    };
+    let done = c
+        .list_audit_events(audit(Outcome::Success))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events;
+    assert_eq!(done.len(), 4);
+    assert_eq!(
+        (done[0].resource_type.as_str(), done[0].resource_id.as_str()),
+        ("security_policy", id.as_str())
+    );
+    assert_eq!(
+        struct_string(&done[0].before, "etag").as_deref(),
+        Some("v3")
+    );
+    assert_eq!(struct_string(&done[0].after, "etag").as_deref(), Some("v4"));
+    assert_eq!(
+        struct_string(&done[0].after, "mfaRequirement").as_deref(),
+        Some("MFA_REQUIREMENT_REQUIRED_FOR_PRIVILEGED_ROLES")
+    );
+    assert_eq!(
+        struct_string(&done[3].before, "etag").as_deref(),
+        Some("v0")
+    );
+    assert_eq!(
+        struct_string(&done[1].after, "reauthenticationMaxAge").as_deref(),
+        Some("900s")
+    );
+    let failed: Vec<_> = c
+        .list_audit_events(audit(Outcome::Failure))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .into_iter()
+        .map(|e| (e.actor_id, e.error_reason))
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            ("user_owner".to_owned(), "ETAG_MISMATCH".to_owned()),
+            (
+                format!("key_opk_admin_{id}"),
+                "INSUFFICIENT_ROLE".to_owned()
+            ),
+            ("user_admin".to_owned(), "INSUFFICIENT_ROLE".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn org_16_update_with_mask_validation_etag_audit_event_and_revision_sqlite() {
+    org_16_update(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_16_update_with_mask_validation_etag_audit_event_and_revision_postgres() {
+    org_16_update(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn org_16_a_policy_that_would_lock_the_owner_out_is_refused() {
+    use orgplane_proto::audit::v1::Outcome;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let id = org.id.clone();
+    let mut c = rig.client();
+    let sso_only = || {
+        policy_update(&id, &["allowed_sign_in_methods"], "", |p| {
+            p.allowed_sign_in_methods = vec![SignInMethod::Sso as i32]
+        })
+    };
+    for r in [
+        MfaRequirement::Required,
+        MfaRequirement::RequiredForPrivilegedRoles,
+    ] {
+        refusal(
+            c.update_security_policy(rig.as_user("user_owner", mfa_update(&id, r)))
+                .await,
+            Code::FailedPrecondition,
+            "MFA_ENROLLMENT_REQUIRED",
+        );
+    }
+    refusal(
+        c.update_security_policy(rig.as_user_mfa("user_owner", sso_only()))
+            .await,
+        Code::FailedPrecondition,
+        "SSO_SIGN_IN_REQUIRED",
+    );
+    let get = || {
+        rig.as_user(
+            "user_owner",
+            GetSecurityPolicyRequest {
+                organization_id: id.clone(),
+            },
+        )
+    };
+    assert_eq!(get_policy(&rig, get()).await.etag, "v0", "nothing changed");
+    let failures: Vec<_> = c
+        .list_audit_events(rig.as_user(
+            "user_owner",
+            ListAuditEventsRequest {
+                organization_id: id.clone(),
+                page_size: 100,
+                page_token: String::new(),
+                filter: Some(AuditEventFilter {
+                    outcome: Outcome::Failure as i32,
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .audit_events
+        .into_iter()
+        .map(|e| (e.action, e.error_reason))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("security_policy.update", "SSO_SIGN_IN_REQUIRED"),
+            ("security_policy.update", "MFA_ENROLLMENT_REQUIRED"),
+            ("security_policy.update", "MFA_ENROLLMENT_REQUIRED"),
+        ]
+        .map(|(a, r)| (a.to_owned(), r.to_owned()))
+    );
+
+    // With the factor (and then through SSO) the same changes go through.
+    require_mfa(&rig, &id, "user_owner", MfaRequirement::Required).await;
+    let federated = |c: &mut orgplane_platform::auth::Claims| {
+        c.amr = vec!["ext".into(), "mfa".into()];
+        c.mfa_enrolled = true;
+    };
+    c.update_security_policy(rig.as_user_with("user_owner", federated, sso_only()))
+        .await
+        .unwrap();
+    // Now a password sign-in, even with a second factor, is refused in this organization.
+    let d = refusal(
+        c.get_organization(rig.as_user_mfa(
+            "user_owner",
+            GetOrganizationRequest {
+                organization_id: id.clone(),
+            },
+        ))
+        .await,
+        Code::Unauthenticated,
+        "SSO_REQUIRED",
+    );
+    assert_eq!(d.metadata.get("organization_id"), Some(&id));
+    c.get_organization(rig.as_user_with(
+        "user_owner",
+        federated,
+        GetOrganizationRequest {
+            organization_id: id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+async fn org_16_required(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let a = create_org(&rig, "user_owner_a", "A").await;
+    let b = create_org(&rig, "user_owner_b", "B").await;
+    add_member(&rig, &a.id, "user_owner_a", "user_x", OrgRole::Admin).await;
+    add_member(&rig, &b.id, "user_owner_b", "user_x", OrgRole::Admin).await;
+    let policy = require_mfa(&rig, &a.id, "user_owner_a", MfaRequirement::Required).await;
+    assert_eq!(policy.mfa_requirement, MfaRequirement::Required as i32);
+    let mut c = rig.client();
+
+    // A password-only token is refused on every RPC about A, reads and writes alike.
+    macro_rules! each_rpc {
+        ($token:expr, $org:expr) => {{
+            let org: String = $org;
+            let token: String = $token;
+            vec![
+                (
+                    "GetOrganization",
+                    c.get_organization(orgplane_platform::testkit::bearer(
+                        GetOrganizationRequest {
+                            organization_id: org.clone(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "ListMembers",
+                    c.list_members(orgplane_platform::testkit::bearer(
+                        ListMembersRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "GetMember",
+                    c.get_member(orgplane_platform::testkit::bearer(
+                        GetMemberRequest {
+                            organization_id: org.clone(),
+                            user_id: "me".into(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "ListInvites",
+                    c.list_invites(orgplane_platform::testkit::bearer(
+                        ListInvitesRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "ListUnits",
+                    c.list_units(orgplane_platform::testkit::bearer(
+                        ListUnitsRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "ListAuditEvents",
+                    c.list_audit_events(orgplane_platform::testkit::bearer(
+                        ListAuditEventsRequest {
+                            organization_id: org.clone(),
+                            ..Default::default()
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "GetSecurityPolicy",
+                    c.get_security_policy(orgplane_platform::testkit::bearer(
+                        GetSecurityPolicyRequest {
+                            organization_id: org.clone(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "UpdateOrganization",
+                    c.update_organization(orgplane_platform::testkit::bearer(
+                        UpdateOrganizationRequest {
+                            organization: Some(Organization {
+                                id: org.clone(),
+                                primary_email: "ops@example.com".into(),
+                                ..Default::default()
+                            }),
+                            update_mask: mask(&["primary_email"]),
+                            etag: String::new(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+                (
+                    "CreateUnit",
+                    c.create_unit(orgplane_platform::testkit::bearer(
+                        CreateUnitRequest {
+                            organization_id: org.clone(),
+                            unit: Some(Unit {
+                                name: "Sales".into(),
+                                ..Default::default()
+                            }),
+                            request_id: String::new(),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .map(|_| ()),
+                ),
+            ]
+        }};
+    }
+    let password = || rig.auth.user_token("user_x");
+    for (rpc, r) in each_rpc!(password(), a.id.clone()) {
+        let d = refusal(
+            r.map(tonic::Response::new),
+            Code::Unauthenticated,
+            "MFA_REQUIRED",
+        );
+        assert_eq!(d.metadata.get("organization_id"), Some(&a.id), "{rpc}");
+        assert_eq!(
+            d.metadata.get("enrollment_required").map(String::as_str),
+            Some("true"),
+            "{rpc}"
+        );
+    }
+    // Enrolled but signed in without the factor: sign in with it, no enrollment needed.
+    let d = refusal(
+        c.get_organization(rig.as_user_with(
+            "user_x",
+            |c| c.mfa_enrolled = true,
+            GetOrganizationRequest {
+                organization_id: a.id.clone(),
+            },
+        ))
+        .await,
+        Code::Unauthenticated,
+        "MFA_REQUIRED",
+    );
+    assert_eq!(
+        d.metadata.get("enrollment_required").map(String::as_str),
+        Some("false")
+    );
+    // With the second factor, everything works in A.
+    for (rpc, r) in each_rpc!(
+        rig.auth.user_token_with("user_x", harness::mfa),
+        a.id.clone()
+    ) {
+        r.unwrap_or_else(|e| panic!("{rpc}: {e:?}"));
+    }
+    // The same password-only token still works in B, whose policy it satisfies.
+    for (rpc, r) in each_rpc!(password(), b.id.clone()) {
+        r.unwrap_or_else(|e| panic!("{rpc}: {e:?}"));
+    }
+    // Listings stay usable, so the user sees where they stand.
+    let listed: HashSet<String> = c
+        .list_organizations(rig.as_user("user_x", ListOrganizationsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .organizations
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(listed, HashSet::from([a.id.clone(), b.id.clone()]));
+    // API keys and services carry no sign-in: the policy does not apply to them.
+    let key = format!("opk_admin_{}", a.id);
+    c.get_organization(rig.with_key(
+        &key,
+        GetOrganizationRequest {
+            organization_id: a.id.clone(),
+        },
+    ))
+    .await
+    .unwrap();
+    c.get_my_organization(rig.with_key(&key, GetMyOrganizationRequest::default()))
+        .await
+        .unwrap();
+    c.get_member(rig.as_service(GetMemberRequest {
+        organization_id: a.id.clone(),
+        user_id: "user_x".into(),
+    }))
+    .await
+    .unwrap();
+    // The OWNER is held to it too.
+    refusal(
+        c.get_organization(rig.as_user(
+            "user_owner_a",
+            GetOrganizationRequest {
+                organization_id: a.id.clone(),
+            },
+        ))
+        .await,
+        Code::Unauthenticated,
+        "MFA_REQUIRED",
+    );
+}
+
+#[tokio::test]
+async fn org_16_required_refuses_a_password_only_member_in_that_organization_only_sqlite() {
+    org_16_required(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_16_required_refuses_a_password_only_member_in_that_organization_only_postgres() {
+    org_16_required(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn org_16_required_for_privileged_roles_refuses_an_admin_without_mfa_not_a_developer() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    add_member(
+        &rig,
+        &org.id,
+        "user_owner",
+        "user_billing",
+        OrgRole::Billing,
+    )
+    .await;
+    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    add_member(&rig, &org.id, "user_owner", "user_plain", OrgRole::User).await;
+    require_mfa(
+        &rig,
+        &org.id,
+        "user_owner",
+        MfaRequirement::RequiredForPrivilegedRoles,
+    )
+    .await;
+    let mut c = rig.client();
+    let list = || ListMembersRequest {
+        organization_id: org.id.clone(),
+        ..Default::default()
+    };
+    for who in ["user_owner", "user_admin", "user_billing"] {
+        refusal(
+            c.list_members(rig.as_user(who, list())).await,
+            Code::Unauthenticated,
+            "MFA_REQUIRED",
+        );
+        c.list_members(rig.as_user_mfa(who, list())).await.unwrap();
+    }
+    for who in ["user_dev", "user_plain"] {
+        c.list_members(rig.as_user(who, list())).await.unwrap();
+    }
+    // Mutations too: the admin cannot invite without the factor.
+    let invite = || CreateInviteRequest {
+        organization_id: org.id.clone(),
+        invite: Some(Invite {
+            email: "new@example.com".into(),
+            role: OrgRole::User as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    refusal(
+        c.create_invite(rig.as_user("user_admin", invite())).await,
+        Code::Unauthenticated,
+        "MFA_REQUIRED",
+    );
+    c.create_invite(rig.as_user_mfa("user_admin", invite()))
+        .await
+        .unwrap();
+}
+
+async fn org_16_snapshot(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let a = create_org(&rig, "user_a", "A").await;
+    let b = create_org(&rig, "user_b", "B").await;
+    for i in 0..4 {
+        add_member(&rig, &a.id, "user_a", &format!("user_m{i}"), OrgRole::User).await;
+    }
+    let a_policy = rig
+        .client()
+        .update_security_policy(rig.as_user_mfa(
+            "user_a",
+            policy_update(
+                &a.id,
+                &["mfa_requirement", "reauthentication_max_age"],
+                "",
+                |p| {
+                    p.mfa_requirement = MfaRequirement::Required as i32;
+                    p.reauthentication_max_age = seconds(900);
+                },
+            ),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .security_policy
+        .unwrap();
+    let b_policy = get_policy(
+        &rig,
+        rig.as_service(GetSecurityPolicyRequest {
+            organization_id: b.id.clone(),
+        }),
+    )
+    .await;
+    assert_eq!(b_policy.etag, "v0");
+    let mut c = rig.client();
+    let mut token = String::new();
+    let mut pages_with_a = 0;
+    let mut seen_b = false;
+    loop {
+        let page = c
+            .list_role_assignments(rig.as_service(ListRoleAssignmentsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        for o in page.organizations {
+            let id = o.organization.unwrap().id;
+            let p = o.security_policy.expect("every entry carries its policy");
+            if id == a.id {
+                pages_with_a += 1;
+                assert_eq!(p, a_policy);
+            } else if id == b.id {
+                seen_b = true;
+                assert_eq!(p, b_policy, "the default, in full");
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert!(pages_with_a >= 3, "A's 5 members span 3 pages of 2");
+    assert!(seen_b);
+}
+
+#[tokio::test]
+async fn org_16_the_role_snapshot_carries_each_organizations_policy_on_every_page_sqlite() {
+    org_16_snapshot(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_16_the_role_snapshot_carries_each_organizations_policy_on_every_page_postgres() {
+    org_16_snapshot(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn org_16_purge_removes_the_policy() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    require_mfa(&rig, &org.id, "user_owner", MfaRequirement::Required).await;
+    rig.client()
+        .delete_organization(rig.as_user_mfa(
+            "user_owner",
+            DeleteOrganizationRequest {
+                organization_id: org.id.clone(),
+                confirm_name: "Acme".into(),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    rig.clock.advance(chrono::Duration::days(8));
+    assert_eq!(rig.org.purge_once().await.unwrap(), [org.id.clone()]);
+    use sea_orm::EntityTrait;
+    let left = orgplane_organization::store::security_policy::Entity::find_by_id(org.id.clone())
+        .one(rig.org.db())
+        .await
+        .unwrap();
+    assert!(left.is_none());
+}
+
+async fn id_12_step_up(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    let id = org.id.clone();
+    let mut c = rig.client();
+    let now = chrono::Utc::now().timestamp();
+    let ten_minutes_ago =
+        move |c: &mut orgplane_platform::auth::Claims| c.auth_time = Some(now - 600);
+    let delete = || DeleteOrganizationRequest {
+        organization_id: id.clone(),
+        confirm_name: "Acme".into(),
+        etag: String::new(),
+    };
+
+    // The default policy: 5 minutes.
+    let d = refusal(
+        c.delete_organization(rig.as_user_with("user_owner", ten_minutes_ago, delete()))
+            .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+    let meta = |d: &harness::Details, k: &str| d.metadata.get(k).cloned().unwrap_or_default();
+    assert_eq!(meta(&d, "signals"), "stale_sign_in");
+    assert_eq!(meta(&d, "required"), "password");
+    assert_eq!(meta(&d, "max_age_seconds"), "300");
+    assert_eq!(meta(&d, "organization_id"), id);
+
+    // Risk recorded at sign-in asks for a step-up even of a fresh sign-in.
+    let d = refusal(
+        c.delete_organization(rig.as_user_with(
+            "user_owner",
+            |c| c.risk = vec!["new_address".into()],
+            delete(),
+        ))
+        .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+    assert_eq!(meta(&d, "signals"), "new_address");
+    // An enrolled user re-authenticates with the second factor.
+    let d = refusal(
+        c.transfer_ownership(rig.as_user_with(
+            "user_owner",
+            move |c| {
+                c.auth_time = Some(now - 600);
+                c.risk = vec!["recent_failures".into()];
+                c.mfa_enrolled = true;
+            },
+            TransferOwnershipRequest {
+                organization_id: id.clone(),
+                new_owner_user_id: "user_admin".into(),
+            },
+        ))
+        .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+    assert_eq!(meta(&d, "signals"), "stale_sign_in,recent_failures");
+    assert_eq!(meta(&d, "required"), "second_factor");
+    refusal(
+        c.update_security_policy(rig.as_user_with(
+            "user_owner",
+            ten_minutes_ago,
+            policy_update(&id, &["reauthentication_max_age"], "", |p| {
+                p.reauthentication_max_age = seconds(900)
+            }),
+        ))
+        .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+
+    // A 15-minute policy lets the 10-minute-old sign-in through; an older one still not.
+    c.update_security_policy(rig.as_user(
+        "user_owner",
+        policy_update(&id, &["reauthentication_max_age"], "", |p| {
+            p.reauthentication_max_age = seconds(900)
+        }),
+    ))
+    .await
+    .unwrap();
+    let d = refusal(
+        c.delete_organization(rig.as_user_with(
+            "user_owner",
+            move |c| c.auth_time = Some(now - 960),
+            delete(),
+        ))
+        .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+    assert_eq!(meta(&d, "max_age_seconds"), "900");
+    c.delete_organization(rig.as_user_with("user_owner", ten_minutes_ago, delete()))
+        .await
+        .unwrap();
+    c.undelete_organization(rig.as_user_with(
+        "user_owner",
+        ten_minutes_ago,
+        UndeleteOrganizationRequest {
+            organization_id: id.clone(),
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn id_12_step_up_weighs_the_policys_age_and_the_tokens_risk_signals_sqlite() {
+    id_12_step_up(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn id_12_step_up_weighs_the_policys_age_and_the_tokens_risk_signals_postgres() {
+    id_12_step_up(Backend::Postgres).await;
 }

@@ -10,6 +10,9 @@ use crate::app::{InviteView, MemberView};
 use crate::domain::validate::invite_state;
 use crate::store::{invite, member, organization, unit};
 
+/// The API form of a security policy in force (rule ORG-16).
+pub use crate::app::security::message as security_policy;
+
 /// The API form of an organization.
 pub fn organization(o: &organization::Model) -> Organization {
     Organization {

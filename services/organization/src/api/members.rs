@@ -5,7 +5,7 @@ use orgplane_platform::auth::Principal;
 use orgplane_proto::organization::v1::*;
 use tonic::{Request, Response};
 
-use super::convert::{member_view, organization};
+use super::convert::{member_view, organization, security_policy};
 use super::{Reply, wire};
 use crate::app::members::{ListMembers, UpdateMemberRole};
 use crate::app::{App, Attempt, Scope};
@@ -138,13 +138,14 @@ pub(super) async fn list_role_assignments(
         organizations: snapshot
             .organizations
             .into_iter()
-            .map(|(org, roles)| OrganizationRoleAssignments {
-                organization: Some(organization(&org)),
-                role_assignments: roles
+            .map(|o| OrganizationRoleAssignments {
+                organization: Some(organization(&o.organization)),
+                role_assignments: o
+                    .roles
                     .into_iter()
                     .map(|(user_id, role)| RoleAssignment { user_id, role })
                     .collect(),
-                security_policy: None,
+                security_policy: Some(security_policy(&o.security_policy)),
             })
             .collect(),
         next_page_token: snapshot.next_page_token,

@@ -12,6 +12,7 @@ pub mod convert;
 mod invites;
 mod members;
 mod organizations;
+mod security;
 mod units;
 
 use orgplane_platform::{ApiError, ApiResult};
@@ -186,6 +187,20 @@ impl OrganizationService for OrganizationApi {
         request: Request<ListAuditEventsRequest>,
     ) -> Reply<ListAuditEventsResponse> {
         organizations::list_audit_events(&self.app, request).await
+    }
+
+    async fn get_security_policy(
+        &self,
+        request: Request<GetSecurityPolicyRequest>,
+    ) -> Reply<GetSecurityPolicyResponse> {
+        security::get(&self.app, request).await
+    }
+
+    async fn update_security_policy(
+        &self,
+        request: Request<UpdateSecurityPolicyRequest>,
+    ) -> Reply<UpdateSecurityPolicyResponse> {
+        security::update(&self.app, request).await
     }
 
     async fn list_role_assignments(

@@ -1,15 +1,16 @@
 //! The caller's standing in one organization, read from the database and judged by
-//! [`crate::domain::authz`].
+//! [`crate::domain::authz`], and the admission of the calling user's sign-in under the
+//! organization's security policy (rule ORG-16).
 
 use orgplane_platform::auth::Principal;
 use orgplane_platform::roles::OrgAction;
-use orgplane_proto::organization::v1::OrganizationState;
+use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
 use crate::domain::authz::{self, Deleted, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
-use crate::store::{member, organization};
+use crate::store::{member, organization, security_policy};
 
 /// A caller's access to one visible organization.
 #[derive(Debug, Clone)]
@@ -18,10 +19,14 @@ pub struct Access {
     pub org: organization::Model,
     /// The caller's standing in it.
     pub standing: Standing,
+    /// Its stored security policy; `None` while it has the default one.
+    pub policy: Option<security_policy::Model>,
 }
 
 impl Access {
-    /// Resolves `principal`'s access to `organization_id`, or NOT_FOUND when it may not see it.
+    /// Resolves `principal`'s access to `organization_id`, or NOT_FOUND when it may not see it;
+    /// UNAUTHENTICATED `MFA_REQUIRED` (or `SSO_REQUIRED`) when the caller is a member whose
+    /// sign-in the organization's security policy does not accept (rule ORG-16).
     pub async fn resolve<C: ConnectionTrait>(
         db: &C,
         principal: &Principal,
@@ -44,7 +49,21 @@ impl Access {
         let is_deleted = org.state == OrganizationState::Deleted as i32;
         let standing =
             authz::standing(principal, &org.id, is_deleted, role, deleted).ok_or_else(not_found)?;
-        Ok(Access { org, standing })
+        let policy = security_policy::Entity::find_by_id(org.id.clone())
+            .one(db)
+            .await?;
+        // The re-authentication age plays no part in admission: the platform's default will do
+        // for an organization without a row.
+        policy
+            .as_ref()
+            .map(security_policy::Model::policy)
+            .unwrap_or_default()
+            .admit_principal(&org.id, principal, role)?;
+        Ok(Access {
+            org,
+            standing,
+            policy,
+        })
     }
 
     /// Whether the caller may perform `action` here.
@@ -60,6 +79,14 @@ impl Access {
     /// The calling user's id, when the caller is a member.
     pub fn user_id(&self) -> Option<&str> {
         self.standing.user_id()
+    }
+
+    /// The calling user's role, when the caller is a member.
+    pub fn role(&self) -> Option<OrgRole> {
+        match &self.standing {
+            Standing::Member { role, .. } => Some(*role),
+            _ => None,
+        }
     }
 }
 

@@ -219,15 +219,17 @@ impl App {
         let inv = self.find_invite(invite_id).await?;
         let not_found = || Error::not_found("invite", &inv.id);
         let now = self.now_ms();
-        if let Ok(access) =
-            Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden).await
-            && access.allows(OrgAction::ManageOrganization)
-        {
-            return Ok(InviteView {
-                organization_name: access.org.name,
-                invite: inv,
-                now_ms: now,
-            });
+        match Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden).await {
+            Ok(access) if access.allows(OrgAction::ManageOrganization) => {
+                return Ok(InviteView {
+                    organization_name: access.org.name,
+                    invite: inv,
+                    now_ms: now,
+                });
+            }
+            // A member the security policy refuses learns why (ORG-16), not NOT_FOUND.
+            Err(e) if !e.is_not_found() => return Err(e),
+            _ => {}
         }
         let Principal::User(user) = principal else {
             return Err(not_found());

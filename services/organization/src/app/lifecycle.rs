@@ -21,7 +21,9 @@ use super::{App, Revised};
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::required;
 use crate::domain::{Error, PURGE_AFTER_MS, Result};
-use crate::store::{idempotency, invite, member, organization, unit, unit_workspace};
+use crate::store::{
+    idempotency, invite, member, organization, security_policy, unit, unit_workspace,
+};
 
 /// DeleteOrganization (ORG-7).
 #[derive(Debug, Clone, Default)]
@@ -83,7 +85,7 @@ impl App {
         )
         .await?;
         access.require(OrgAction::OwnerOnly)?;
-        self.step_up(call)?;
+        self.step_up(call, &access)?;
         let before = access.org;
         if cmd.confirm_name != before.name {
             return Err(Error::ConfirmNameMismatch);
@@ -140,7 +142,7 @@ impl App {
         )
         .await?;
         access.require(OrgAction::OwnerOnly)?;
-        let before = access.org;
+        let before = access.org.clone();
         let now = self.now_ms();
         if before.state != OrganizationState::Deleted as i32 {
             return Err(Error::NotDeleted {
@@ -150,7 +152,7 @@ impl App {
         if before.purge_time_ms.is_some_and(|p| p <= now) {
             return Err(Error::not_found("organization", &before.id));
         }
-        self.step_up(call)?;
+        self.step_up(call, &access)?;
         check_etag(etag, before.version, "organization")?;
         let mut after = before.clone();
         after.state = OrganizationState::Active as i32;
@@ -185,7 +187,7 @@ impl App {
     }
 
     /// Purges every DELETED organization whose purge time has passed (by the injectable
-    /// clock): its members, invites, units and audit records go, and `OrganizationPurged` is
+    /// clock): its members, invites, units, security policy and audit records go, and `OrganizationPurged` is
     /// published in the same transaction. Returns the purged ids.
     pub async fn purge_due(&self) -> ApiResult<Vec<String>> {
         let now = self.now_ms();
@@ -226,6 +228,10 @@ impl App {
                 .await?;
             idempotency::Entity::delete_many()
                 .filter(idempotency::Column::OrganizationId.eq(org.id.clone()))
+                .exec(&*txn)
+                .await?;
+            security_policy::Entity::delete_many()
+                .filter(security_policy::Column::OrganizationId.eq(org.id.clone()))
                 .exec(&*txn)
                 .await?;
             orgplane_platform::audit::row::Entity::delete_many()

@@ -280,7 +280,7 @@ impl App {
         let access =
             Access::resolve(&self.db, &call.principal, organization_id, Deleted::Hidden).await?;
         access.require(OrgAction::OwnerOnly)?;
-        self.step_up(call)?;
+        self.step_up(call, &access)?;
         let owner_id = access.user_id().unwrap_or_default().to_owned();
         if new_owner_user_id == owner_id {
             return Err(Error::invalid(

@@ -4,13 +4,15 @@
 //! [`WriteUnit`](orgplane_platform::events::WriteUnit) (rules ORG-10, ORG-12).
 //!
 //! One file per resource: [`organizations`], [`lifecycle`] (delete, undelete, purge),
-//! [`members`], [`invites`], [`units`]; [`access`] resolves the caller's standing.
+//! [`members`], [`invites`], [`units`], [`security`] (the security policy); [`access`] resolves
+//! the caller's standing.
 
 pub mod access;
 pub mod invites;
 pub mod lifecycle;
 pub mod members;
 pub mod organizations;
+pub mod security;
 pub mod units;
 
 use std::sync::Arc;
@@ -23,9 +25,11 @@ use orgplane_platform::{ApiResult, Call};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 
 use crate::Config;
-use crate::domain::{Error, Result, authz};
-use crate::store::{idempotency, invite, member, organization, unit};
+use crate::domain::{Error, Result};
+use crate::store::{idempotency, invite, member, organization, security_policy, unit};
+use access::Access;
 use orgplane_platform::clients::identity::Users;
+use orgplane_platform::policy::{SecurityPolicy, StepUp, require_recent_sign_in};
 
 /// Everything the use cases need; shared by the gRPC layer, the purge job and the consumers.
 #[derive(Debug)]
@@ -161,14 +165,44 @@ impl App {
         Some(attempt.entry(&organization_id))
     }
 
-    /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user who signed in
-    /// within the configured window (rule ID-6).
-    pub fn step_up(&self, call: &Call) -> Result<()> {
-        authz::require_recent_sign_in(
+    /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user whose sign-in is
+    /// recent and safe enough for a sensitive action in `access`'s organization, judged by the
+    /// platform's one step-up check under that organization's policy (rules ID-6, ID-12).
+    pub fn step_up(&self, call: &Call, access: &Access) -> Result<()> {
+        let policy = self
+            .security_policy_of(&access.org.id, access.policy.clone())
+            .policy();
+        require_recent_sign_in(
             &call.principal,
+            StepUp {
+                policy: &policy,
+                role: access.role(),
+                organization_id: Some(&access.org.id),
+            },
             self.runtime.clock.now().timestamp(),
-            self.config.step_up_max_age_secs,
-        )
+        )?;
+        Ok(())
+    }
+
+    /// The policy in force in `organization_id` given its stored row: the row, or the default
+    /// policy (MFA optional, both sign-in methods, the configured re-authentication age) at
+    /// version 0 without an update time (rule ORG-16).
+    pub fn security_policy_of(
+        &self,
+        organization_id: &str,
+        stored: Option<security_policy::Model>,
+    ) -> security_policy::Model {
+        stored.unwrap_or_else(|| {
+            let default = SecurityPolicy::with_reauth_max_age(self.config.step_up_max_age_secs);
+            security_policy::Model {
+                organization_id: organization_id.to_owned(),
+                mfa_requirement: security::mfa_number(default.mfa),
+                reauth_max_age_secs: default.reauth_max_age_secs,
+                sign_in_methods: default.methods_bits(),
+                version: 0,
+                update_time_ms: 0,
+            }
+        })
     }
 
     /// The resource an earlier create call with the same request id produced.

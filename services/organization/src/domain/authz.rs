@@ -147,22 +147,6 @@ pub fn resolve_me(principal: &Principal, user_id: &str) -> Result<String> {
     }
 }
 
-/// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user who signed in at
-/// most `max_age_secs` before `now_secs` (rule ID-6).
-pub fn require_recent_sign_in(
-    principal: &Principal,
-    now_secs: i64,
-    max_age_secs: i64,
-) -> Result<()> {
-    let user = principal.require_user()?;
-    if now_secs - user.auth_time > max_age_secs {
-        return Err(Error::ReauthenticationRequired {
-            max_age_seconds: max_age_secs,
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,14 +65,23 @@ pub enum Error {
         "only a person signed in with their own account may give, take or remove the ADMIN role; an API key may not"
     )]
     AdminRoleNeedsAPerson,
-    /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` (ID-6): the sign-in is older than
-    /// `max_age_seconds`.
+    /// FAILED_PRECONDITION `MFA_ENROLLMENT_REQUIRED` (ORG-16): the new security policy would
+    /// require a second factor of the caller, whose sign-in has none.
     #[error(
-        "this action needs a recent sign-in: call IdentityService/Reauthenticate and retry with the new token"
+        "this policy would require a second factor of you, and your sign-in has none: enroll one (StartTotpEnrollment), sign in with it, then change the policy"
     )]
-    ReauthenticationRequired {
-        /// The configured window.
-        max_age_seconds: i64,
+    MfaEnrollmentRequired {
+        /// The organization.
+        organization_id: String,
+    },
+    /// FAILED_PRECONDITION `SSO_SIGN_IN_REQUIRED` (ORG-16): the new security policy would
+    /// refuse password sign-ins, and the caller signed in with a password.
+    #[error(
+        "this policy would refuse password sign-ins, and you signed in with a password: sign in through the organization's single sign-on, then change the policy"
+    )]
+    SsoSignInRequired {
+        /// The organization.
+        organization_id: String,
     },
     /// INVALID_ARGUMENT `CONFIRM_NAME_MISMATCH` (ORG-7).
     #[error("invalid confirm_name: type the organization's exact name to delete it")]
@@ -218,9 +227,11 @@ impl From<Error> for ApiError {
             Error::AdminRoleNeedsAPerson => {
                 ApiError::permission_denied("USER_CREDENTIALS_REQUIRED", message)
             }
-            Error::ReauthenticationRequired { max_age_seconds } => {
-                ApiError::unauthenticated("REAUTHENTICATION_REQUIRED", message)
-                    .with_metadata("max_age_seconds", max_age_seconds.to_string())
+            Error::MfaEnrollmentRequired { organization_id } => {
+                ApiError::failed_precondition("MFA_ENROLLMENT_REQUIRED", &organization_id, message)
+            }
+            Error::SsoSignInRequired { organization_id } => {
+                ApiError::failed_precondition("SSO_SIGN_IN_REQUIRED", &organization_id, message)
             }
             Error::ConfirmNameMismatch => invalid_with_reason(
                 "CONFIRM_NAME_MISMATCH",

@@ -1,7 +1,12 @@
 //! What a valid input is: names, emails, types, roles, request ids, update masks, and the
 //! states derived from stored values.
 
-use orgplane_proto::organization::v1::{InviteState, OrgRole, OrganizationType};
+use orgplane_platform::policy::{
+    MAX_REAUTH_MAX_AGE_SECS, MIN_REAUTH_MAX_AGE_SECS, MfaRequirement as Mfa,
+};
+use orgplane_proto::organization::v1::{
+    InviteState, MfaRequirement, OrgRole, OrganizationType, SignInMethod,
+};
 
 use super::{Error, Result};
 
@@ -114,6 +119,65 @@ pub fn mask_paths(paths: &[String], allowed: &[&str]) -> Result<Vec<String>> {
         }
     }
     Ok(paths.to_vec())
+}
+
+/// A security policy's MFA requirement (rule ORG-16): a known value, not UNSPECIFIED.
+pub fn mfa_requirement(field: &str, v: i32) -> Result<Mfa> {
+    match MfaRequirement::try_from(v) {
+        Ok(MfaRequirement::Optional) => Ok(Mfa::Optional),
+        Ok(MfaRequirement::Required) => Ok(Mfa::Required),
+        Ok(MfaRequirement::RequiredForPrivilegedRoles) => Ok(Mfa::RequiredForPrivilegedRoles),
+        Ok(MfaRequirement::Unspecified) => Err(Error::invalid(
+            field,
+            "required: OPTIONAL, REQUIRED or REQUIRED_FOR_PRIVILEGED_ROLES",
+        )),
+        Err(_) => Err(Error::invalid(field, "unknown requirement")),
+    }
+}
+
+/// A security policy's re-authentication age in seconds: whole seconds, one minute to one day
+/// (rules ORG-16, ID-6).
+pub fn reauth_max_age(field: &str, d: Option<&prost_types::Duration>) -> Result<i64> {
+    let d = d.ok_or_else(|| Error::invalid(field, "required"))?;
+    if d.nanos != 0 {
+        return Err(Error::invalid(field, "must be whole seconds"));
+    }
+    if !(MIN_REAUTH_MAX_AGE_SECS..=MAX_REAUTH_MAX_AGE_SECS).contains(&d.seconds) {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be {MIN_REAUTH_MAX_AGE_SECS} to {MAX_REAUTH_MAX_AGE_SECS} seconds (one minute to one day)"
+            ),
+        ));
+    }
+    Ok(d.seconds)
+}
+
+/// A security policy's allowed sign-in methods as `(password, sso)`: at least one, each known,
+/// none twice (rule ORG-16).
+pub fn sign_in_methods(field: &str, methods: &[i32]) -> Result<(bool, bool)> {
+    if methods.is_empty() {
+        return Err(Error::invalid(field, "allow at least one sign-in method"));
+    }
+    let (mut password, mut sso) = (false, false);
+    for m in methods {
+        let seen = match SignInMethod::try_from(*m) {
+            Ok(SignInMethod::Password) => &mut password,
+            Ok(SignInMethod::Sso) => &mut sso,
+            Ok(SignInMethod::Unspecified) => {
+                return Err(Error::invalid(
+                    field,
+                    "SIGN_IN_METHOD_UNSPECIFIED is not a method",
+                ));
+            }
+            Err(_) => return Err(Error::invalid(field, "unknown sign-in method")),
+        };
+        if *seen {
+            return Err(Error::invalid(field, "each method may be listed once"));
+        }
+        *seen = true;
+    }
+    Ok((password, sso))
 }
 
 /// The state of an invite stored as `state` expiring at `expire_time_ms`, at `now_ms` (PENDING

@@ -20,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateOrganizationTables),
             Box::new(CreateSessionRevocations),
             Box::new(AddInviterApiKey),
+            Box::new(CreateSecurityPolicies),
         ]
     }
 }
@@ -382,5 +383,51 @@ impl MigrationTrait for AddInviterApiKey {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Organizations' security policies (rule ORG-16). It only adds a table, so the previous release
+/// keeps working on the same database during a rolling update (it ignores the policies).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateSecurityPolicies;
+
+impl MigrationName for CreateSecurityPolicies {
+    fn name(&self) -> &str {
+        "m20261210_000001_create_security_policies"
+    }
+}
+
+#[derive(DeriveIden)]
+enum SecurityPolicies {
+    Table,
+    OrganizationId,
+    MfaRequirement,
+    ReauthMaxAgeSecs,
+    SignInMethods,
+    Version,
+    UpdateTimeMs,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateSecurityPolicies {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(SecurityPolicies::Table)
+                .if_not_exists()
+                .col(string(SecurityPolicies::OrganizationId).primary_key())
+                .col(int(SecurityPolicies::MfaRequirement))
+                .col(big(SecurityPolicies::ReauthMaxAgeSecs))
+                .col(int(SecurityPolicies::SignInMethods))
+                .col(big(SecurityPolicies::Version))
+                .col(big(SecurityPolicies::UpdateTimeMs))
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(SecurityPolicies::Table).to_owned())
+            .await
     }
 }

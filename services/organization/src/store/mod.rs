@@ -192,6 +192,49 @@ pub mod unit_workspace {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Rows of `security_policies`: an organization's security policy (rule ORG-16). An
+/// organization without a row has the default policy (the service's `organization_policy`).
+pub mod security_policy {
+    use sea_orm::entity::prelude::*;
+
+    /// One organization's policy, as last changed by UpdateSecurityPolicy.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "security_policies")]
+    pub struct Model {
+        /// The organization.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub organization_id: String,
+        /// `MfaRequirement` as its number.
+        pub mfa_requirement: i32,
+        /// How old a sign-in may be for sensitive actions, in seconds.
+        pub reauth_max_age_secs: i64,
+        /// The allowed sign-in methods as the platform's bit set
+        /// (`orgplane_platform::policy::SecurityPolicy::methods_bits`).
+        pub sign_in_methods: i32,
+        /// Change counter (the etag); 0 for the default policy, which has no row.
+        pub version: i64,
+        /// Last changed at.
+        pub update_time_ms: i64,
+    }
+
+    impl Model {
+        /// The policy as every service enforces it.
+        pub fn policy(&self) -> orgplane_platform::policy::SecurityPolicy {
+            orgplane_platform::policy::SecurityPolicy::from_parts(
+                self.mfa_requirement,
+                self.reauth_max_age_secs,
+                self.sign_in_methods,
+            )
+        }
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// Rows of `idempotency_keys` (AIP-155 `request_id`s of create calls).
 pub mod idempotency {
     use sea_orm::entity::prelude::*;

@@ -9,13 +9,24 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use crate::app::App;
 use crate::domain::Result;
 use crate::store::query::keyset;
-use crate::store::{member, organization};
+use crate::store::{member, organization, security_policy};
+
+/// One organization of a snapshot page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationRoles {
+    /// The organization.
+    pub organization: organization::Model,
+    /// `(user id, OrgRole number)` of (some of) its members, in user id order.
+    pub roles: Vec<(String, i32)>,
+    /// Its security policy in force, defaults included (rule ORG-16).
+    pub security_policy: security_policy::Model,
+}
 
 /// One page of the role snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleSnapshot {
-    /// Organizations in id order, each with `(user id, OrgRole number)` of its members.
-    pub organizations: Vec<(organization::Model, Vec<(String, i32)>)>,
+    /// Organizations in id order, with their members' roles and their security policy.
+    pub organizations: Vec<OrganizationRoles>,
     /// The token of the next page; empty on the last.
     pub next_page_token: String,
     /// The revision every page reflects at least.
@@ -24,7 +35,7 @@ pub struct RoleSnapshot {
 
 impl App {
     /// ListRoleAssignments: a snapshot of every organization not yet purged with its members'
-    /// roles, ordered by organization id then user id; the revision is fixed by the first page
+    /// roles and its security policy (on every page it appears on), ordered by organization id then user id; the revision is fixed by the first page
     /// (read before the rows, so every page reflects at least every change up to it) and
     /// carried in the page token.
     pub async fn list_role_assignments(
@@ -64,11 +75,18 @@ impl App {
         let mut org_ids: Vec<String> = rows.iter().map(|m| m.organization_id.clone()).collect();
         org_ids.dedup();
         let mut orgs: HashMap<String, organization::Model> = organization::Entity::find()
-            .filter(organization::Column::Id.is_in(org_ids))
+            .filter(organization::Column::Id.is_in(org_ids.clone()))
             .all(&self.db)
             .await?
             .into_iter()
             .map(|o| (o.id.clone(), o))
+            .collect();
+        let mut policies: HashMap<String, security_policy::Model> = security_policy::Entity::find()
+            .filter(security_policy::Column::OrganizationId.is_in(org_ids))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|p| (p.organization_id.clone(), p))
             .collect();
         let mut grouped: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
         for m in rows {
@@ -80,7 +98,15 @@ impl App {
         let organizations = grouped
             .into_iter()
             // A member row without its organization can only be a purge racing this read.
-            .filter_map(|(id, roles)| orgs.remove(&id).map(|o| (o, roles)))
+            .filter_map(|(id, roles)| {
+                let organization = orgs.remove(&id)?;
+                let security_policy = self.security_policy_of(&id, policies.remove(&id));
+                Some(OrganizationRoles {
+                    organization,
+                    roles,
+                    security_policy,
+                })
+            })
             .collect();
         Ok(RoleSnapshot {
             organizations,

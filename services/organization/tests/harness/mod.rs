@@ -248,6 +248,22 @@ impl Rig {
         orgplane_platform::testkit::bearer(msg, &self.auth.signer.sign(&claims).unwrap())
     }
 
+    /// A request as user `user_id` whose token's claims `shape` adjusts (`amr`, `mfa_enrolled`,
+    /// `risk`, `auth_time`); by default signed in with a password just now.
+    pub fn as_user_with<T>(
+        &self,
+        user_id: &str,
+        shape: impl FnOnce(&mut Claims),
+        msg: T,
+    ) -> Request<T> {
+        orgplane_platform::testkit::bearer(msg, &self.auth.user_token_with(user_id, shape))
+    }
+
+    /// A request as user `user_id` signed in just now with a password and a one-time code.
+    pub fn as_user_mfa<T>(&self, user_id: &str, msg: T) -> Request<T> {
+        self.as_user_with(user_id, mfa, msg)
+    }
+
     /// A request with API key `key`.
     pub fn with_key<T>(&self, key: &str, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
@@ -290,4 +306,112 @@ fn rand_u128() -> u128 {
         .unwrap()
         .as_nanos();
     t ^ (std::process::id() as u128) << 64
+}
+
+/// Claims of a sign-in with a password and a one-time code by a user with an active factor.
+pub fn mfa(c: &mut Claims) {
+    c.amr = vec!["pwd".into(), "otp".into(), "mfa".into()];
+    c.mfa_enrolled = true;
+}
+
+/// The `ErrorInfo` and `BadRequest` details of a status, decoded from its
+/// `grpc-status-details-bin` (a `google.rpc.Status`) by hand: the crate has no protobuf
+/// runtime of its own for the `google.rpc` types.
+#[derive(Debug, Default)]
+pub struct Details {
+    pub reason: String,
+    pub metadata: HashMap<String, String>,
+    /// `(field, description)` of each field violation.
+    pub field_violations: Vec<(String, String)>,
+}
+
+pub fn details(status: &Status) -> Details {
+    let mut out = Details::default();
+    for (n, any) in fields(status.details()) {
+        if n != 3 {
+            continue;
+        }
+        let any = fields(&any);
+        let type_url = any.iter().find(|(n, _)| *n == 1).map(|(_, v)| text(v));
+        let value = any
+            .iter()
+            .find(|(n, _)| *n == 2)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        match type_url.as_deref() {
+            Some("type.googleapis.com/google.rpc.ErrorInfo") => {
+                for (n, v) in fields(&value) {
+                    match n {
+                        1 => out.reason = text(&v),
+                        3 => {
+                            let entry = fields(&v);
+                            let get = |k| {
+                                entry
+                                    .iter()
+                                    .find(|(n, _)| *n == k)
+                                    .map(|(_, v)| text(v))
+                                    .unwrap_or_default()
+                            };
+                            out.metadata.insert(get(1), get(2));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Some("type.googleapis.com/google.rpc.BadRequest") => {
+                for (n, v) in fields(&value) {
+                    if n == 1 {
+                        let violation = fields(&v);
+                        let get = |k| {
+                            violation
+                                .iter()
+                                .find(|(n, _)| *n == k)
+                                .map(|(_, v)| text(v))
+                                .unwrap_or_default()
+                        };
+                        out.field_violations.push((get(1), get(2)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+/// The length-delimited fields of a protobuf message as `(number, bytes)`; varints are skipped.
+fn fields(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    fn varint(b: &mut &[u8]) -> u64 {
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let byte = b[0];
+            *b = &b[1..];
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return v;
+            }
+            shift += 7;
+        }
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let key = varint(&mut b);
+        match key & 7 {
+            0 => {
+                varint(&mut b);
+            }
+            2 => {
+                let len = usize::try_from(varint(&mut b)).unwrap();
+                out.push((key >> 3, b[..len].to_vec()));
+                b = &b[len..];
+            }
+            w => panic!("unexpected wire type {w}"),
+        }
+    }
+    out
 }
