@@ -68,6 +68,11 @@ impl BillingAccess {
         &self.app.workspace_events
     }
 
+    /// The org-role replica (roles and security policies, from the organization's events).
+    pub fn replica(&self) -> &RoleReplica {
+        &self.app.replica
+    }
+
     /// The identity consumer's progress (ended sessions).
     pub fn identity_events(&self) -> &ConsumerHandle {
         &self.app.identity_events

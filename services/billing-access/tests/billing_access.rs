@@ -13,6 +13,8 @@ mod access;
 mod accounts;
 #[path = "billing_access/migration.rs"]
 mod migration;
+#[path = "billing_access/policy.rs"]
+mod policy;
 #[path = "billing_access/property.rs"]
 mod property;
 #[path = "billing_access/purge.rs"]

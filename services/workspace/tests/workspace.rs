@@ -11,6 +11,8 @@ mod rig;
 mod access;
 #[path = "workspace/members.rs"]
 mod members;
+#[path = "workspace/policy.rs"]
+mod policy;
 #[path = "workspace/replica.rs"]
 mod replica;
 #[path = "workspace/replicas.rs"]

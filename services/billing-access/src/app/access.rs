@@ -4,7 +4,6 @@
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::Attempt;
-use orgplane_platform::auth::Principal;
 use orgplane_platform::error::ApiResult;
 use orgplane_platform::roles::{OrgAction, allows};
 use orgplane_proto::organization::v1::OrgRole;
@@ -60,17 +59,18 @@ pub struct AccessAnswer {
 }
 
 impl Billing {
-    /// What the replica says about `call`'s caller in `organization_id`.
-    fn standing(&self, call: &Call, organization_id: &str) -> Standing {
+    /// What the replica says about `call`'s caller in `organization_id`. A user's role is the
+    /// one the organization's security policy admits (rule ORG-16): a sign-in the policy
+    /// refuses is UNAUTHENTICATED `MFA_REQUIRED` (or `SSO_REQUIRED`), in that organization only.
+    fn standing(&self, call: &Call, organization_id: &str) -> Result<Standing> {
         let active = self
             .replica
             .with_organization(organization_id, |o| o.is_active())
             .unwrap_or(false);
-        let role = match &*call.principal {
-            Principal::User(u) => self.replica.role(organization_id, &u.user_id),
-            _ => None,
-        };
-        Standing { active, role }
+        let role = self
+            .replica
+            .admitted_role_of(organization_id, &call.principal)?;
+        Ok(Standing { active, role })
     }
 
     /// Admits `call` to `action` in `organization_id`: credentials, the call's revision wait,
@@ -84,7 +84,7 @@ impl Billing {
         access::authorize(
             &call.principal,
             organization_id,
-            self.standing(call, organization_id),
+            self.standing(call, organization_id)?,
             action,
         )
     }
@@ -153,6 +153,12 @@ impl Billing {
 
     /// Whether the subject may view and manage billing, after the call has observed the
     /// requested organization revision. Users and API keys ask only about themselves.
+    ///
+    /// The organization's security policy (rule ORG-16) judges the caller's sign-in: a user
+    /// asking about themselves is refused (UNAUTHENTICATED `MFA_REQUIRED` or `SSO_REQUIRED`)
+    /// when their token does not satisfy it. A service asking about a user gets that user's
+    /// permissions: its call is not the user's sign-in, and the user's own calls meet the
+    /// policy wherever they go. API keys carry no sign-in.
     pub async fn check_access(&self, call: &Call, check: AccessCheck) -> Result<AccessAnswer> {
         let own = access::asks_about_itself(&call.principal, &check.subject)?;
         let revision = call
@@ -160,9 +166,10 @@ impl Billing {
             .await?;
         let org = &check.organization_id;
         let role = match &check.subject {
+            Subject::User(_) if own => self.replica.admitted_role_of(org, &call.principal)?,
             Subject::User(user) => self.replica.role(org, user),
             Subject::ApiKey(_) if own => {
-                access::role_of(&call.principal, org, self.standing(call, org))
+                access::role_of(&call.principal, org, self.standing(call, org)?)
             }
             Subject::ApiKey(key) => {
                 let active_org = self

@@ -12,7 +12,8 @@ use crate::domain::error::{Error, Result};
 pub struct Standing {
     /// The organization is known and ACTIVE.
     pub active: bool,
-    /// The calling user's role while the organization is ACTIVE.
+    /// The calling user's role while the organization is ACTIVE, once its security policy
+    /// admitted their sign-in (rule ORG-16).
     pub role: Option<OrgRole>,
 }
 

@@ -81,24 +81,8 @@ impl Rig {
             .await;
         let producers = RunningServer::start(producer_server, auth.authenticator(), None).await;
 
-        let clock = Arc::new(OffsetClock::new());
-        let runtime = orgplane_platform::testkit::runtime(&producers.url(), &auth, clock);
-        let mut host = Host::new(runtime);
-        let service = host
-            .open::<BillingAccess>(&dbs[2].url, &config)
-            .await
-            .unwrap();
-        let mut server = GrpcServer::new(ServerConfig::default());
-        host.register(&mut server).await;
-        let health = server.health();
-        let verifier = TokenVerifier::new(
-            TEST_ISSUER,
-            Arc::new(StaticKeys(vec![auth.signer.public_key()])),
-        );
-        let authenticator =
-            Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeApiKeys::default())));
-        let server = RunningServer::start(server, authenticator, None).await;
-        host.start(&health);
+        let (service, server, health) =
+            start_service(&auth, &producers.url(), &dbs[2].url, &config).await;
         Some(Rig {
             auth,
             org_outbox,
@@ -109,6 +93,18 @@ impl Rig {
             health,
             _dbs: dbs,
         })
+    }
+
+    /// Another process of the service on the same database and producers (a restart).
+    pub async fn restarted(&self) -> (Arc<BillingAccess>, RunningServer) {
+        let (service, server, _) = start_service(
+            &self.auth,
+            &self._producers.url(),
+            &self._dbs[2].url,
+            &Config::default(),
+        )
+        .await;
+        (service, server)
     }
 
     /// The service's database.
@@ -240,6 +236,35 @@ impl Rig {
             .unwrap();
         row.try_get_by_index::<i64>(0).unwrap()
     }
+}
+
+/// Starts the billing-access service on `db_url`, fed by the producers at `producers_url`.
+async fn start_service(
+    auth: &TestAuth,
+    producers_url: &str,
+    db_url: &str,
+    config: &Config,
+) -> (
+    Arc<BillingAccess>,
+    RunningServer,
+    orgplane_platform::server::Health,
+) {
+    let clock = Arc::new(OffsetClock::new());
+    let runtime = orgplane_platform::testkit::runtime(producers_url, auth, clock);
+    let mut host = Host::new(runtime);
+    let service = host.open::<BillingAccess>(db_url, config).await.unwrap();
+    let mut server = GrpcServer::new(ServerConfig::default());
+    host.register(&mut server).await;
+    let health = server.health();
+    let verifier = TokenVerifier::new(
+        TEST_ISSUER,
+        Arc::new(StaticKeys(vec![auth.signer.public_key()])),
+    );
+    let authenticator =
+        Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeApiKeys::default())));
+    let server = RunningServer::start(server, authenticator, None).await;
+    host.start(&health);
+    (service, server, health)
 }
 
 /// A usage record of `org` with idempotency key `key`: `[workspace, api key, user, model]`,

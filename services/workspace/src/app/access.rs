@@ -4,7 +4,7 @@
 //! version (`workspace_revision`), whichever replica wrote it.
 
 use orgplane_platform::Call;
-use orgplane_platform::auth::Principal;
+use orgplane_platform::auth::{Principal, UserPrincipal};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::{
@@ -77,13 +77,21 @@ pub struct CheckAccess {
 impl Core {
     /// CheckAccess (WS-10): who may ask (services about anyone, a user or API key about
     /// itself), then the waits, then the answer from memory.
+    ///
+    /// The organization's security policy (rule ORG-16) judges the caller's sign-in, so it
+    /// applies when a user's own token asks about that user: a sign-in the policy refuses is
+    /// UNAUTHENTICATED `MFA_REQUIRED` (or `SSO_REQUIRED`), as on every other RPC about the
+    /// organization. When a product backend (a service principal) asks about a user, the
+    /// answer is about that user's permissions: the backend's call is not the user's sign-in,
+    /// and the user's own calls to Orgplane meet the policy wherever they go. API keys carry no
+    /// sign-in and are never judged by it.
     pub async fn check_access(&self, call: &Call, cmd: CheckAccess) -> ApiResult<Answer> {
-        match (&*call.principal, &cmd.subject) {
-            (Principal::Service(_), _) => {}
-            (Principal::User(u), Subject::User(s)) if &u.user_id == s => {}
-            (Principal::ApiKey(k), Subject::ApiKey(s)) if &k.key_id == s => {}
+        let caller = match (&*call.principal, &cmd.subject) {
+            (Principal::Service(_), _) => None,
+            (Principal::User(u), Subject::User(s)) if &u.user_id == s => Some(u),
+            (Principal::ApiKey(k), Subject::ApiKey(s)) if &k.key_id == s => None,
             _ => return Err(Error::CheckOwnAccessOnly.into()),
-        }
+        };
         if cmd.organization_id.is_empty() {
             return Err(ApiError::invalid_argument("organization_id", "required"));
         }
@@ -107,12 +115,13 @@ impl Core {
             cmd.min_workspace_revision,
         )
         .await?;
-        Ok(self.answer_now(
+        self.answer_now(
             &cmd.organization_id,
             &cmd.workspace_id,
             &cmd.subject,
             cmd.permission,
-        ))
+            caller,
+        )
     }
 
     /// Waits until the org replica has applied `min_organization` (or the call's header, the
@@ -140,20 +149,22 @@ impl Core {
         Ok(())
     }
 
-    /// The answer from memory as it is now.
+    /// The answer from memory as it is now. With `caller` (the subject user asking about
+    /// themselves), the organization's security policy first admits their sign-in (ORG-16).
     pub fn answer_now(
         &self,
         organization_id: &str,
         workspace_id: &str,
         subject: &Subject,
         permission: Permission,
-    ) -> Answer {
+        caller: Option<&UserPrincipal>,
+    ) -> ApiResult<Answer> {
         let organization_revision = self.org_events.applied_revision();
         let workspace_revision = self.memory.reflected_version();
-        let mut answer = self.answer(organization_id, workspace_id, subject, permission);
+        let mut answer = self.answer(organization_id, workspace_id, subject, permission, caller)?;
         answer.organization_revision = organization_revision;
         answer.workspace_revision = workspace_revision;
-        answer
+        Ok(answer)
     }
 
     fn answer(
@@ -162,21 +173,26 @@ impl Core {
         workspace_id: &str,
         subject: &Subject,
         permission: Permission,
-    ) -> Answer {
+        caller: Option<&UserPrincipal>,
+    ) -> ApiResult<Answer> {
         use AccessDenialReason as D;
-        // Read under the replica's lock without copying the organization (O(members)).
+        // Read under the replica's lock without copying the organization (O(members)); the
+        // policy is a small copy.
         let looked_up = self.replica.with_organization(organization_id, |o| {
             let member = match subject {
                 Subject::User(user_id) => o.members.get(user_id).copied(),
                 Subject::ApiKey(_) => None,
             };
-            (o.is_active(), member)
+            (o.is_active(), member, o.policy)
         });
-        let Some((active, member_role)) = looked_up else {
-            return Answer::denied(D::NotFound);
+        let Some((active, member_role, policy)) = looked_up else {
+            return Ok(Answer::denied(D::NotFound));
         };
         if !active {
-            return Answer::denied(D::OrganizationDeleted);
+            return Ok(Answer::denied(D::OrganizationDeleted));
+        }
+        if let (Some(user), Some(role)) = (caller, member_role) {
+            policy.admit(organization_id, user, Some(role))?;
         }
         // One read of the mirror, nothing copied: the workspace's state and the user's direct
         // role in it.
@@ -202,14 +218,14 @@ impl Core {
         if !workspace_id.is_empty() {
             match ws_state {
                 Some(WorkspaceState::Active) => {}
-                Some(_) => return Answer::denied(D::WorkspaceArchived),
-                None => return Answer::denied(D::NotFound),
+                Some(_) => return Ok(Answer::denied(D::WorkspaceArchived)),
+                None => return Ok(Answer::denied(D::NotFound)),
             }
         }
         let (role, source, org_role) = match subject {
             Subject::User(_) => {
                 let Some(org_role) = member_role else {
-                    return Answer::denied(D::NotFound);
+                    return Ok(Answer::denied(D::NotFound));
                 };
                 let found = if workspace_id.is_empty() {
                     default_workspace_role(org_role).map(|r| (r, WorkspaceRoleSource::OrgRole))
@@ -221,7 +237,7 @@ impl Core {
                     None => {
                         let mut a = Answer::denied(D::NoRole);
                         a.org_role = org_role;
-                        return a;
+                        return Ok(a);
                     }
                 }
             }
@@ -234,10 +250,10 @@ impl Core {
                         .map(|k| (k.active, k.admin, k.workspace_id == workspace_id))
                 });
                 let Some((active, admin, this_workspace)) = key else {
-                    return Answer::denied(D::NotFound);
+                    return Ok(Answer::denied(D::NotFound));
                 };
                 if !active {
-                    return Answer::denied(D::ApiKeyInactive);
+                    return Ok(Answer::denied(D::ApiKeyInactive));
                 }
                 if admin {
                     (
@@ -252,12 +268,12 @@ impl Core {
                         OrgRole::Unspecified,
                     )
                 } else {
-                    return Answer::denied(D::NoRole);
+                    return Ok(Answer::denied(D::NoRole));
                 }
             }
         };
         let allowed = grants(role, permission);
-        Answer {
+        Ok(Answer {
             allowed,
             role,
             source,
@@ -269,6 +285,6 @@ impl Core {
             },
             organization_revision: 0,
             workspace_revision: 0,
-        }
+        })
     }
 }

@@ -180,7 +180,10 @@ impl Core {
             .ok_or_else(|| ApiError::not_found("organization", organization_id))
     }
 
-    /// The caller's standing in `organization_id`, `None` for an outsider.
+    /// The caller's standing in `organization_id`, `None` for an outsider. A user's role is
+    /// the one the organization's security policy admits (rule ORG-16): a sign-in the policy
+    /// refuses is UNAUTHENTICATED `MFA_REQUIRED` (or `SSO_REQUIRED`) here, in that organization
+    /// only.
     fn standing_if_member(
         &self,
         principal: &Principal,
@@ -189,7 +192,7 @@ impl Core {
         Ok(match principal.require_authenticated()? {
             Principal::User(u) => self
                 .replica
-                .role(organization_id, &u.user_id)
+                .admitted_role(organization_id, u)?
                 .filter(|r| *r != OrgRole::Unspecified)
                 .map(|role| Standing::Member {
                     user_id: u.user_id.clone(),

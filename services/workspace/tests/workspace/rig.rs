@@ -1,7 +1,7 @@
 //! The test rig: fake organization and identity producers, a fake ListRoleAssignments, and the
 //! real workspace service on loopback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use orgplane_proto::organization::v1::organization_service_server::{
 };
 use orgplane_proto::organization::v1::{
     ListRoleAssignmentsRequest, ListRoleAssignmentsResponse, OrgRole, Organization,
-    OrganizationRoleAssignments, RoleAssignment,
+    OrganizationRoleAssignments, RoleAssignment, SecurityPolicy,
 };
 use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
 use orgplane_proto::workspace::v1::*;
@@ -41,6 +41,8 @@ pub struct Snapshot {
 #[derive(Clone, Default)]
 pub struct FakeOrganization {
     pub snapshot: Arc<Mutex<Snapshot>>,
+    /// The security policies the snapshot carries, by organization (none: the field is unset).
+    pub policies: Arc<Mutex<HashMap<String, SecurityPolicy>>>,
 }
 
 #[tonic::async_trait]
@@ -51,6 +53,7 @@ impl OrganizationService for FakeOrganization {
     ) -> Result<tonic::Response<ListRoleAssignmentsResponse>, tonic::Status> {
         orgplane_platform::auth::Principal::of(&request).require_service()?;
         let snap = self.snapshot.lock().unwrap().clone();
+        let policies = self.policies.lock().unwrap().clone();
         let index: usize = request.get_ref().page_token.parse().unwrap_or(0);
         let organizations = snap
             .organizations
@@ -65,7 +68,7 @@ impl OrganizationService for FakeOrganization {
                             role: *r as i32,
                         })
                         .collect(),
-                    security_policy: None,
+                    security_policy: policies.get(&o.id).cloned(),
                 }]
             })
             .unwrap_or_default();
@@ -401,6 +404,22 @@ pub fn removed(org: &str, user: &str, old: OrgRole) -> Payload {
         user_id: user.into(),
         old_role: old as i32,
     })
+}
+
+/// A SecurityPolicyChanged setting `org`'s MFA requirement (the rest of the policy default).
+pub fn policy_changed(org: &str, mfa: orgplane_proto::organization::v1::MfaRequirement) -> Payload {
+    Payload::SecurityPolicyChanged(SecurityPolicyChanged {
+        organization_id: org.into(),
+        security_policy: Some(mfa_policy(org, mfa)),
+    })
+}
+
+/// `org`'s default security policy with MFA requirement `mfa`.
+pub fn mfa_policy(org: &str, mfa: orgplane_proto::organization::v1::MfaRequirement) -> SecurityPolicy {
+    SecurityPolicy {
+        mfa_requirement: mfa as i32,
+        ..orgplane_platform::policy::SecurityPolicy::default().to_proto(org)
+    }
 }
 
 pub fn purged(org: &str) -> Payload {
