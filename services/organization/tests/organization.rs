@@ -1379,15 +1379,18 @@ async fn org_6_an_invite_made_with_an_api_key_names_the_key_not_a_user() {
 
 #[tokio::test]
 async fn org_6_invites_sent_with_a_key_before_the_fix_name_the_key_after_the_migration() {
-    use orgplane_organization::migration::Migrator;
+    use orgplane_organization::migration::{AddInviterApiKey, Migrator};
     use orgplane_organization::store::invite;
     use sea_orm::{ConnectionTrait, EntityTrait};
-    use sea_orm_migration::MigratorTrait;
+    use sea_orm_migration::{MigrationName, MigratorTrait};
     let db = orgplane_platform::testkit::TestDb::sqlite();
     let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
-    // Every migration but the last: invites as they were, a key's id among the inviters.
-    let all = Migrator::migrations().len() as u32;
-    Migrator::up(&conn, Some(all - 1)).await.unwrap();
+    // Every migration before the fix: invites as they were, a key's id among the inviters.
+    let before_fix = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == AddInviterApiKey.name())
+        .unwrap() as u32;
+    Migrator::up(&conn, Some(before_fix)).await.unwrap();
     for (id, inviter) in [("inv_by_key", "key_abc"), ("inv_by_user", "user_ada")] {
         conn.execute_unprepared(&format!(
             "INSERT INTO invites (id, organization_id, email, pending_key, role, state, \
@@ -3899,7 +3902,10 @@ async fn org_16_purge_removes_the_policy() {
         .await
         .unwrap();
     rig.clock.advance(chrono::Duration::days(8));
-    assert_eq!(rig.org.purge_once().await.unwrap(), [org.id.clone()]);
+    assert_eq!(
+        rig.org.purge_once().await.unwrap(),
+        std::slice::from_ref(&org.id)
+    );
     use sea_orm::EntityTrait;
     let left = orgplane_organization::store::security_policy::Entity::find_by_id(org.id.clone())
         .one(rig.org.db())
