@@ -19,7 +19,8 @@ use crate::support::{Backend, Rig, reason};
 
 /// A user token whose sign-in used only a password.
 fn password(rig: &Rig, user: &str) -> String {
-    rig.auth.user_token_with(user, |c| c.amr = vec!["pwd".into()])
+    rig.auth
+        .user_token_with(user, |c| c.amr = vec!["pwd".into()])
 }
 
 /// A user token whose sign-in used a password and a one-time code.
@@ -33,13 +34,15 @@ fn with_mfa(rig: &Rig, user: &str) -> String {
 /// Sets `org`'s MFA requirement (the rest of the policy default) and waits for it.
 async fn set_policy(rig: &Rig, org: &str, mfa: ProtoMfa) {
     let rev = rig
-        .org_events(vec![Payload::SecurityPolicyChanged(SecurityPolicyChanged {
-            organization_id: org.into(),
-            security_policy: Some(SecurityPolicy {
-                mfa_requirement: mfa as i32,
-                ..orgplane_platform::policy::SecurityPolicy::default().to_proto(org)
-            }),
-        })])
+        .org_events(vec![Payload::SecurityPolicyChanged(
+            SecurityPolicyChanged {
+                organization_id: org.into(),
+                security_policy: Some(SecurityPolicy {
+                    mfa_requirement: mfa as i32,
+                    ..orgplane_platform::policy::SecurityPolicy::default().to_proto(org)
+                }),
+            },
+        )])
         .await;
     rig.org_synced(rev).await;
 }
@@ -129,22 +132,40 @@ async fn required_in_one_organization(rig: Rig) {
 
     // The same token works in org_b, whose policy stays OPTIONAL.
     assert_eq!(
-        account(&mut c, "org_b", &pwd).await.unwrap().organization_id,
+        account(&mut c, "org_b", &pwd)
+            .await
+            .unwrap()
+            .organization_id,
         "org_b"
     );
-    assert!(check(&mut c, "org_b", "shared", &pwd).await.unwrap().allowed);
+    assert!(
+        check(&mut c, "org_b", "shared", &pwd)
+            .await
+            .unwrap()
+            .allowed
+    );
 
     // A sign-in with a second factor works in org_a.
     let mfa = with_mfa(&rig, "shared");
     account(&mut c, "org_a", &mfa).await.unwrap();
     members(&mut c, "org_a", &mfa).await.unwrap();
-    assert!(check(&mut c, "org_a", "shared", &mfa).await.unwrap().allowed);
+    assert!(
+        check(&mut c, "org_a", "shared", &mfa)
+            .await
+            .unwrap()
+            .allowed
+    );
 
     // A service asking about the user gets the user's permissions: its call is not the user's
     // sign-in.
-    let answer = check(&mut c, "org_a", "shared", &rig.auth.service_token("product"))
-        .await
-        .unwrap();
+    let answer = check(
+        &mut c,
+        "org_a",
+        "shared",
+        &rig.auth.service_token("product"),
+    )
+    .await
+    .unwrap();
     assert!(answer.allowed);
     assert_eq!(answer.org_role, OrgRole::Billing as i32);
 }
@@ -165,7 +186,10 @@ async fn org_16_password_only_token_refused_where_mfa_required_on_postgres() {
 async fn privileged_roles(rig: Rig) {
     rig.create_org(
         "org_a",
-        &[("u_billing", OrgRole::Billing), ("u_dev", OrgRole::Developer)],
+        &[
+            ("u_billing", OrgRole::Billing),
+            ("u_dev", OrgRole::Developer),
+        ],
     )
     .await;
     set_policy(&rig, "org_a", ProtoMfa::RequiredForPrivilegedRoles).await;
@@ -218,11 +242,20 @@ async fn kept_across_restart(rig: Rig) {
     set_policy(&rig, "org_a", ProtoMfa::Required).await;
     // The memory view rebuilt from the database keeps the policy.
     rig.service.replica().reload().await.unwrap();
-    assert_eq!(rig.service.replica().policy("org_a").mfa, MfaRequirement::Required);
-    assert_eq!(rig.service.replica().policy("org_b").mfa, MfaRequirement::Optional);
+    assert_eq!(
+        rig.service.replica().policy("org_a").mfa,
+        MfaRequirement::Required
+    );
+    assert_eq!(
+        rig.service.replica().policy("org_b").mfa,
+        MfaRequirement::Optional
+    );
     // So does a new process on the same database.
     let (restarted, server) = rig.restarted().await;
-    assert_eq!(restarted.replica().policy("org_a").mfa, MfaRequirement::Required);
+    assert_eq!(
+        restarted.replica().policy("org_a").mfa,
+        MfaRequirement::Required
+    );
     let mut c = BillingAccessServiceClient::new(server.channel());
     let pwd = password(&rig, "shared");
     assert_mfa_required(account(&mut c, "org_a", &pwd).await, "org_a");

@@ -19,7 +19,8 @@ use crate::rig::*;
 
 /// A user token whose sign-in used only a password.
 fn password(rig: &Rig, user: &str) -> String {
-    rig.auth.user_token_with(user, |c| c.amr = vec!["pwd".into()])
+    rig.auth
+        .user_token_with(user, |c| c.amr = vec!["pwd".into()])
 }
 
 /// A password-only token of a user who has a second factor enrolled.
@@ -224,7 +225,12 @@ pub async fn privileged_roles_only(backend: Backend) {
         let pwd = password(&rig, user);
         list(&mut client, "oa", &pwd).await.unwrap();
         get(&mut client, &a.id, &pwd).await.unwrap();
-        assert!(check(&mut client, "oa", &a.id, user, &pwd).await.unwrap().allowed);
+        assert!(
+            check(&mut client, "oa", &a.id, user, &pwd)
+                .await
+                .unwrap()
+                .allowed
+        );
     }
     // OWNER, ADMIN and BILLING do.
     for user in ["oa_owner", "oa_admin", "oa_billing"] {
@@ -235,11 +241,18 @@ pub async fn privileged_roles_only(backend: Backend) {
             "oa",
             true,
         );
-        list(&mut client, "oa", &with_mfa(&rig, user)).await.unwrap();
+        list(&mut client, "oa", &with_mfa(&rig, user))
+            .await
+            .unwrap();
     }
     // A promotion to a privileged role brings the requirement with it.
-    rig.org_event(role_changed("oa", "oa_dev", OrgRole::Developer, OrgRole::Admin))
-        .await;
+    rig.org_event(role_changed(
+        "oa",
+        "oa_dev",
+        OrgRole::Developer,
+        OrgRole::Admin,
+    ))
+    .await;
     assert_mfa_required(
         list(&mut client, "oa", &password(&rig, "oa_dev")).await,
         "oa",
@@ -266,8 +279,14 @@ pub async fn kept_across_restart(backend: Backend) {
         .await;
     // The memory view rebuilt from this service's database keeps the policy.
     rig.service.replica().reload().await.unwrap();
-    assert_eq!(rig.service.replica().policy("oa").mfa, MfaRequirement::Required);
-    assert_eq!(rig.service.replica().policy("ob").mfa, MfaRequirement::Optional);
+    assert_eq!(
+        rig.service.replica().policy("oa").mfa,
+        MfaRequirement::Required
+    );
+    assert_eq!(
+        rig.service.replica().policy("ob").mfa,
+        MfaRequirement::Optional
+    );
     // So does a new process on the same database, which has no event left to apply.
     let (restarted, server, _) = start_service(
         &rig.auth,
@@ -277,7 +296,10 @@ pub async fn kept_across_restart(backend: Backend) {
         &rig.keys,
     )
     .await;
-    assert_eq!(restarted.replica().policy("oa").mfa, MfaRequirement::Required);
+    assert_eq!(
+        restarted.replica().policy("oa").mfa,
+        MfaRequirement::Required
+    );
     let mut client = WorkspaceServiceClient::new(server.channel());
     let pwd = password(&rig, "shared");
     assert_mfa_required(list(&mut client, "oa", &pwd).await, "oa", true);

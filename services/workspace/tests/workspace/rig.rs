@@ -415,7 +415,10 @@ pub fn policy_changed(org: &str, mfa: orgplane_proto::organization::v1::MfaRequi
 }
 
 /// `org`'s default security policy with MFA requirement `mfa`.
-pub fn mfa_policy(org: &str, mfa: orgplane_proto::organization::v1::MfaRequirement) -> SecurityPolicy {
+pub fn mfa_policy(
+    org: &str,
+    mfa: orgplane_proto::organization::v1::MfaRequirement,
+) -> SecurityPolicy {
     SecurityPolicy {
         mfa_requirement: mfa as i32,
         ..orgplane_platform::policy::SecurityPolicy::default().to_proto(org)
