@@ -12,10 +12,10 @@ use crate::store::entity::mfa_factor;
 fn factor(m: &mfa_factor::Model) -> MfaFactor {
     MfaFactor {
         id: m.id.clone(),
-        r#type: if m.kind == KIND {
-            MfaFactorType::Passkey
-        } else {
-            MfaFactorType::Totp
+        r#type: match m.kind.as_str() {
+            KIND => MfaFactorType::Passkey,
+            "totp" => MfaFactorType::Totp,
+            _ => MfaFactorType::Unspecified,
         } as i32,
         display_name: m.display_name.clone(),
         state: m.state,
