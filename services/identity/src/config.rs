@@ -38,6 +38,12 @@ pub mod defaults {
     pub const SIGNUPS_PER_PEER: u32 = 30;
     /// `--mails-per-address`.
     pub const MAILS_PER_ADDRESS: u32 = 5;
+    /// `--passkey-rp-id` (development: passkeys made on `localhost`).
+    pub const PASSKEY_RP_ID: &str = "localhost";
+    /// `--passkey-origin` (development: a front end on port 3000).
+    pub const PASSKEY_ORIGIN: &str = "http://localhost:3000";
+    /// `--passkey-rp-name`.
+    pub const PASSKEY_RP_NAME: &str = "Orgplane";
 }
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
@@ -178,6 +184,37 @@ pub struct Config {
     )]
     pub mails_per_address: u32,
 
+    /// The WebAuthn relying party id passkeys are bound to: the product's domain (e.g.
+    /// `example.com`), never changed once users have passkeys. Empty: passkeys are off.
+    /// Default `localhost`, for development.
+    #[arg(
+        id = "identity_passkey_rp_id",
+        long = "passkey-rp-id",
+        env = "ORGPLANE_PASSKEY_RP_ID",
+        default_value = defaults::PASSKEY_RP_ID
+    )]
+    pub passkey_rp_id: String,
+
+    /// The web origins (comma-separated, e.g. `https://app.example.com`) whose pages register
+    /// and use passkeys; each must be on the relying party's domain, `https` except on
+    /// `localhost`. Default `http://localhost:3000`, for development.
+    #[arg(
+        id = "identity_passkey_origin",
+        long = "passkey-origin",
+        env = "ORGPLANE_PASSKEY_ORIGIN",
+        default_value = defaults::PASSKEY_ORIGIN
+    )]
+    pub passkey_origin: String,
+
+    /// The relying party name authenticators may show.
+    #[arg(
+        id = "identity_passkey_rp_name",
+        long = "passkey-rp-name",
+        env = "ORGPLANE_PASSKEY_RP_NAME",
+        default_value = defaults::PASSKEY_RP_NAME
+    )]
+    pub passkey_rp_name: String,
+
     /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
     #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
     pub password_hash_memory_kib: u32,
@@ -204,6 +241,9 @@ impl Default for Config {
             trusted_proxies: String::new(),
             signups_per_peer: defaults::SIGNUPS_PER_PEER,
             mails_per_address: defaults::MAILS_PER_ADDRESS,
+            passkey_rp_id: defaults::PASSKEY_RP_ID.into(),
+            passkey_origin: defaults::PASSKEY_ORIGIN.into(),
+            passkey_rp_name: defaults::PASSKEY_RP_NAME.into(),
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
             password_hash_iterations: crypto::OWASP_ITERATIONS,
         }

@@ -101,6 +101,8 @@ impl ServiceModule for Identity {
         let sealer = crypto::Sealer::new(&config.encryption_key(&database_url).map_err(db_err)?);
         let retain = chrono::Duration::seconds(app::ACCESS_TOKEN_TTL_SECS + 5 * 60);
         let clock = runtime.clock.clone();
+        let passkeys =
+            app::passkeys::Passkeys::from_config(config, sealer.clone()).map_err(db_err)?;
         let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
             .await
             .map_err(db_err)?;
@@ -156,6 +158,7 @@ impl ServiceModule for Identity {
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),
             ),
+            passkeys,
         };
         Ok(Self {
             db,

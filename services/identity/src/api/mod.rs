@@ -8,6 +8,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 pub mod convert;
+mod passkeys;
 mod sessions;
 mod users;
 
@@ -177,5 +178,19 @@ impl IdentityService for IdentityApi {
         req: Request<ListAuditEventsRequest>,
     ) -> R<ListAuditEventsResponse> {
         audit::list_audit_events(self, req).await
+    }
+
+    async fn start_passkey_enrollment(
+        &self,
+        req: Request<StartPasskeyEnrollmentRequest>,
+    ) -> R<StartPasskeyEnrollmentResponse> {
+        passkeys::start_passkey_enrollment(self, req).await
+    }
+
+    async fn confirm_passkey_enrollment(
+        &self,
+        req: Request<ConfirmPasskeyEnrollmentRequest>,
+    ) -> R<ConfirmPasskeyEnrollmentResponse> {
+        passkeys::confirm_passkey_enrollment(self, req).await
     }
 }

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api_keys;
 pub mod audit_log;
 pub mod mail_links;
+pub mod passkeys;
 pub mod password_reset;
 pub mod reauth;
 pub mod service_tokens;
@@ -139,6 +140,8 @@ pub struct App {
     pub(crate) known_addresses: KnownAddresses,
     /// The workspace service, asked whether a workspace key's workspace is live (rule ID-7).
     pub(crate) workspaces: WorkspaceClient,
+    /// The WebAuthn relying party (rule ID-10); `None` when passkeys are not configured.
+    pub(crate) passkeys: Option<passkeys::Passkeys>,
 }
 
 impl std::fmt::Debug for App {

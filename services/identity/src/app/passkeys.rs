@@ -1,0 +1,880 @@
+//! Passkeys (WebAuthn) as a second factor (rule ID-10): StartPasskeyEnrollment and
+//! ConfirmPasskeyEnrollment, and the two halves of a passkey proof that the MFA challenge uses
+//! (rule ID-11): [`App::passkey_request_options`] (the options for the browser and the sealed
+//! ceremony state) and [`App::verify_passkey_assertion`]. Ceremony states and credentials are
+//! sealed at rest with identity's sealing key; a PENDING factor holds its registration state and
+//! expires after 10 minutes.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use orgplane_platform::audit::Entry;
+use orgplane_platform::db::is_unique_violation;
+use orgplane_platform::events::WriteUnit;
+use orgplane_platform::policy::{SecurityPolicy, StepUp, require_recent_sign_in};
+use orgplane_platform::{ApiError, ApiResult, Call};
+use orgplane_proto::identity::v1::MfaFactorState;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ConnectionTrait, PaginatorTrait, QueryOrder, QuerySelect, Set};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use webauthn_rs::prelude::{
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+};
+
+use super::{App, new_id};
+use crate::Config;
+use crate::crypto::Sealer;
+use crate::domain::validation::{Violations, check_display_name};
+use crate::store::entity::{mfa_factor, user};
+
+/// The `kind` of passkey rows in `mfa_factors`.
+pub const KIND: &str = "passkey";
+/// How long a PENDING passkey waits for its confirmation.
+pub const PENDING_TTL: chrono::Duration = chrono::Duration::minutes(10);
+/// The most factors (ACTIVE, and PENDING not yet expired) a user may have (rule ID-10).
+pub const MAX_FACTORS: u64 = 10;
+/// The label of a passkey whose user chose none.
+const DEFAULT_NAME: &str = "Passkey";
+/// The largest authenticator response accepted (attestations with certificates included).
+const MAX_CREDENTIAL_JSON: usize = 64 * 1024;
+
+/// INVALID_ARGUMENT reason: a registration response that does not verify.
+pub const PASSKEY_REJECTED: &str = "PASSKEY_REJECTED";
+/// FAILED_PRECONDITION reason: no relying party is configured.
+pub const PASSKEYS_NOT_CONFIGURED: &str = "PASSKEYS_NOT_CONFIGURED";
+/// UNAUTHENTICATED reason: a second-factor proof that does not verify.
+pub const INVALID_MFA_CODE: &str = "INVALID_MFA_CODE";
+/// RESOURCE_EXHAUSTED reason: the user has [`MAX_FACTORS`] factors already.
+pub const MFA_FACTOR_LIMIT: &str = "MFA_FACTOR_LIMIT";
+
+/// The refusals of the passkey ceremonies.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PasskeyError {
+    /// The server has no relying party (`--passkey-rp-id` is empty).
+    #[error("passkeys are not configured on this server")]
+    NotConfigured,
+    /// A registration response that does not verify; the text says why.
+    #[error("{0}")]
+    Rejected(&'static str),
+    /// An assertion that does not verify (or cannot be read): one answer for every cause.
+    #[error("the passkey did not verify")]
+    AssertionRefused,
+    /// The user has [`MAX_FACTORS`] factors.
+    #[error("you have 10 second factors already; remove one first")]
+    FactorLimit,
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(e: PasskeyError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            PasskeyError::NotConfigured => {
+                ApiError::failed_precondition(PASSKEYS_NOT_CONFIGURED, "passkeys", message)
+            }
+            PasskeyError::Rejected(why) => {
+                ApiError::invalid_argument_because(PASSKEY_REJECTED, "credential_json", why)
+            }
+            PasskeyError::AssertionRefused => ApiError::unauthenticated(INVALID_MFA_CODE, message),
+            PasskeyError::FactorLimit => {
+                ApiError::quota_exceeded(MFA_FACTOR_LIMIT, "mfa_factors", message)
+            }
+        }
+    }
+}
+
+/// The relying party: the WebAuthn instance and the key that seals ceremony states and
+/// credentials.
+#[derive(Clone)]
+pub struct Passkeys {
+    webauthn: Webauthn,
+    sealer: Sealer,
+}
+
+impl std::fmt::Debug for Passkeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passkeys")
+            .field("origins", &self.webauthn.get_allowed_origins())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started passkey enrollment.
+#[derive(Debug, Clone)]
+pub struct StartedPasskey {
+    /// The PENDING factor.
+    pub factor: mfa_factor::Model,
+    /// The `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`, as JSON.
+    pub creation_options_json: String,
+}
+
+fn pending() -> i32 {
+    MfaFactorState::Pending as i32
+}
+
+fn active() -> i32 {
+    MfaFactorState::Active as i32
+}
+
+/// The user handle the authenticator stores: derived from the user id, so it is stable and
+/// carries nothing personal.
+fn user_handle(user_id: &str) -> Uuid {
+    let digest = Sha256::digest(user_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(bytes)
+}
+
+/// The additional data that binds an authentication ceremony state to its user.
+fn authentication_aad(user_id: &str) -> String {
+    format!("passkey-authentication:{user_id}")
+}
+
+/// The signature counter stored with `passkey` (0 for authenticators that keep none).
+fn counter_of(passkey: &Passkey) -> u32 {
+    serde_json::to_value(passkey)
+        .ok()
+        .and_then(|v| v["cred"]["counter"].as_u64())
+        .and_then(|c| u32::try_from(c).ok())
+        .unwrap_or(0)
+}
+
+impl Passkeys {
+    /// The relying party of `config`, or `None` when `--passkey-rp-id` is empty; an invalid id or
+    /// origin fails start-up with a message naming the setting.
+    pub fn from_config(config: &Config, sealer: Sealer) -> ApiResult<Option<Self>> {
+        let rp_id = config.passkey_rp_id.trim().to_ascii_lowercase();
+        if rp_id.is_empty() {
+            return Ok(None);
+        }
+        match url::Host::parse(&rp_id) {
+            Ok(url::Host::Domain(d)) if d == rp_id => {}
+            _ => {
+                return Err(ApiError::invalid_argument(
+                    "passkey_rp_id",
+                    format!(
+                        "{rp_id:?} is not a domain name (ORGPLANE_PASSKEY_RP_ID takes e.g. example.com, without scheme, port or path)"
+                    ),
+                ));
+            }
+        }
+        let mut origins = Vec::new();
+        for raw in config
+            .passkey_origin
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+        {
+            origins.push(check_origin(raw, &rp_id)?);
+        }
+        let Some((first, rest)) = origins.split_first() else {
+            return Err(ApiError::invalid_argument(
+                "passkey_origin",
+                "at least one origin is needed when passkeys are on (ORGPLANE_PASSKEY_ORIGIN, e.g. https://app.example.com)",
+            ));
+        };
+        let name = config.passkey_rp_name.trim();
+        let bad = |e: webauthn_rs::prelude::WebauthnError| {
+            ApiError::invalid_argument("passkey_origin", format!("rejected by WebAuthn: {e}"))
+        };
+        let mut builder = WebauthnBuilder::new(&rp_id, first).map_err(bad)?;
+        for origin in rest {
+            builder = builder.append_allowed_origin(origin);
+        }
+        if !name.is_empty() {
+            builder = builder.rp_name(name);
+        }
+        Ok(Some(Self {
+            webauthn: builder.build().map_err(bad)?,
+            sealer,
+        }))
+    }
+
+    fn seal<T: Serialize>(&self, value: &T, aad: &str) -> ApiResult<String> {
+        let json = serde_json::to_vec(value).map_err(ApiError::internal)?;
+        Ok(URL_SAFE_NO_PAD.encode(self.sealer.seal(&json, aad)?))
+    }
+
+    fn open<T: DeserializeOwned>(&self, sealed: &str, aad: &str) -> Result<T, String> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed.as_bytes())
+            .map_err(|e| e.to_string())?;
+        let plain = self.sealer.open(&bytes, aad)?;
+        serde_json::from_slice(&plain).map_err(|e| e.to_string())
+    }
+
+    /// The user's ACTIVE passkeys, with their rows.
+    async fn active_passkeys<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+    ) -> ApiResult<Vec<(mfa_factor::Model, Passkey)>> {
+        let rows = mfa_factor::Entity::find()
+            .filter(mfa_factor::Column::UserId.eq(user_id))
+            .filter(mfa_factor::Column::Kind.eq(KIND))
+            .filter(mfa_factor::Column::State.eq(active()))
+            .order_by_asc(mfa_factor::Column::CreateTimeMs)
+            .all(db)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let opened = row
+                .passkey_sealed
+                .as_deref()
+                .ok_or_else(|| "no credential".to_owned())
+                .and_then(|s| self.open::<Passkey>(s, &row.id));
+            match opened {
+                Ok(passkey) => out.push((row, passkey)),
+                // One unreadable row must not lock the user out of their other factors.
+                Err(e) => {
+                    tracing::error!(factor_id = %row.id, error = %e, "cannot open a stored passkey")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The request options (`PublicKeyCredentialRequestOptions`, JSON) and the sealed ceremony
+    /// state for a passkey proof by `user_id`, or `None` when they have no ACTIVE passkey.
+    pub(crate) async fn request_options<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+    ) -> ApiResult<Option<(String, String)>> {
+        let passkeys: Vec<Passkey> = self
+            .active_passkeys(db, user_id)
+            .await?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        if passkeys.is_empty() {
+            return Ok(None);
+        }
+        let (challenge, state) = self
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(ApiError::internal)?;
+        let options = serde_json::to_string(&challenge.public_key).map_err(ApiError::internal)?;
+        let sealed = self.seal(&state, &authentication_aad(user_id))?;
+        Ok(Some((options, sealed)))
+    }
+
+    /// Verifies `assertion_json` (a `PublicKeyCredential`) against the ceremony state
+    /// `sealed_state` of [`Self::request_options`] for `user_id`; on success stores the
+    /// credential's new counter and backup state and the use time, and returns the factor id.
+    /// A counter that did not advance (a replayed or cloned credential) is refused; the stored
+    /// credential is swapped conditionally, so two concurrent uses of one assertion cannot both
+    /// pass. The caller must still use each ceremony state once: authenticators that keep no
+    /// counter cannot be told from a replay here.
+    pub(crate) async fn verify_assertion<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+        sealed_state: &str,
+        assertion_json: &str,
+        now_ms: i64,
+    ) -> ApiResult<String> {
+        let refused = || ApiError::from(PasskeyError::AssertionRefused);
+        if assertion_json.len() > MAX_CREDENTIAL_JSON {
+            return Err(refused());
+        }
+        let state: PasskeyAuthentication = self
+            .open(sealed_state, &authentication_aad(user_id))
+            .map_err(|e| {
+                tracing::debug!(error = %e, "passkey ceremony state does not open");
+                refused()
+            })?;
+        let credential: PublicKeyCredential =
+            serde_json::from_str(assertion_json).map_err(|_| refused())?;
+        let credential_id = URL_SAFE_NO_PAD.encode(&credential.raw_id);
+        let row = mfa_factor::Entity::find()
+            .filter(mfa_factor::Column::UserId.eq(user_id))
+            .filter(mfa_factor::Column::Kind.eq(KIND))
+            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::CredentialId.eq(&credential_id))
+            .one(db)
+            .await?
+            .ok_or_else(refused)?;
+        let stored_sealed = row.passkey_sealed.clone().ok_or_else(refused)?;
+        let mut passkey: Passkey = self.open(&stored_sealed, &row.id).map_err(|e| {
+            tracing::error!(factor_id = %row.id, error = %e, "cannot open a stored passkey");
+            refused()
+        })?;
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(&credential, &state)
+            .map_err(|e| {
+                tracing::debug!(error = %e, "passkey assertion refused");
+                refused()
+            })?;
+        let stored_counter = counter_of(&passkey);
+        if (result.counter() > 0 || stored_counter > 0) && result.counter() <= stored_counter {
+            tracing::warn!(
+                factor_id = %row.id,
+                counter = result.counter(),
+                stored_counter,
+                "passkey counter did not advance: a replayed assertion or a cloned authenticator"
+            );
+            return Err(refused());
+        }
+        if passkey.update_credential(&result).is_none() {
+            return Err(refused());
+        }
+        let sealed = self.seal(&passkey, &row.id)?;
+        let swapped = mfa_factor::Entity::update_many()
+            .col_expr(mfa_factor::Column::PasskeySealed, Expr::value(sealed))
+            .col_expr(mfa_factor::Column::LastUsedTimeMs, Expr::value(now_ms))
+            .filter(mfa_factor::Column::Id.eq(&row.id))
+            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::PasskeySealed.eq(stored_sealed))
+            .exec(db)
+            .await?;
+        if swapped.rows_affected == 0 {
+            return Err(refused());
+        }
+        Ok(row.id)
+    }
+}
+
+/// An allowed origin: `https` (or `http` on `localhost`), no path, on `rp_id`'s domain.
+fn check_origin(raw: &str, rp_id: &str) -> ApiResult<Url> {
+    let bad = |why: &str| {
+        ApiError::invalid_argument(
+            "passkey_origin",
+            format!("{raw:?} {why} (ORGPLANE_PASSKEY_ORIGIN takes e.g. https://app.example.com)"),
+        )
+    };
+    let url = Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+    let host = url.domain().ok_or_else(|| bad("has no domain name"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if host == "localhost" => {}
+        _ => return Err(bad("must use https (http only on localhost)")),
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("is not an origin: it has a path, query or fragment"));
+    }
+    if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+        return Err(bad(&format!(
+            "is not on the relying party's domain {rp_id:?} (ORGPLANE_PASSKEY_RP_ID)"
+        )));
+    }
+    Ok(url)
+}
+
+impl App {
+    fn passkeys(&self) -> ApiResult<&Passkeys> {
+        self.passkeys
+            .as_ref()
+            .ok_or_else(|| PasskeyError::NotConfigured.into())
+    }
+
+    /// StartPasskeyEnrollment (rule ID-10): a PENDING passkey factor holding the sealed
+    /// registration state, and the creation options. Needs a recent sign-in (with a second factor
+    /// when the user has one); the user's existing passkeys are excluded.
+    pub async fn start_passkey_enrollment(
+        &self,
+        call: &Call,
+        display_name: &str,
+    ) -> ApiResult<StartedPasskey> {
+        let me = self.require_own_step_up(call)?;
+        let name = if display_name.trim().is_empty() {
+            DEFAULT_NAME.to_owned()
+        } else {
+            check_display_name("display_name", display_name)?
+        };
+        let passkeys = self.passkeys()?;
+        let now = self.now_ms();
+        let unit = WriteUnit::begin(&self.outbox, call).await?;
+        // Locks the user's row (PostgreSQL; SQLite writers are serial): concurrent enrollments
+        // cannot both pass the factor limit.
+        let owner = user::Entity::find_by_id(me.clone())
+            .lock_exclusive()
+            .one(&*unit)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user", &me))?;
+        mfa_factor::Entity::delete_many()
+            .filter(mfa_factor::Column::UserId.eq(&me))
+            .filter(mfa_factor::Column::State.eq(pending()))
+            .filter(mfa_factor::Column::ExpireTimeMs.lte(now))
+            .exec(&*unit)
+            .await?;
+        let count = mfa_factor::Entity::find()
+            .filter(mfa_factor::Column::UserId.eq(&me))
+            .count(&*unit)
+            .await?;
+        if count >= MAX_FACTORS {
+            return Err(PasskeyError::FactorLimit.into());
+        }
+        let exclude: Vec<Vec<u8>> = mfa_factor::Entity::find()
+            .filter(mfa_factor::Column::UserId.eq(&me))
+            .filter(mfa_factor::Column::Kind.eq(KIND))
+            .filter(mfa_factor::Column::State.eq(active()))
+            .select_only()
+            .column(mfa_factor::Column::CredentialId)
+            .into_tuple::<Option<String>>()
+            .all(&*unit)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|id| URL_SAFE_NO_PAD.decode(id.as_bytes()).ok())
+            .collect();
+        let (options, state) = passkeys
+            .webauthn
+            .start_passkey_registration(
+                user_handle(&me),
+                &owner.email,
+                &owner.display_name,
+                Some(exclude),
+            )
+            .map_err(ApiError::internal)?;
+        let id = new_id("mfa");
+        let factor = mfa_factor::Model {
+            id: id.clone(),
+            user_id: me.clone(),
+            kind: KIND.to_owned(),
+            create_time_ms: now,
+            display_name: name,
+            state: pending(),
+            secret_sealed: None,
+            passkey_sealed: Some(passkeys.seal(&state, &id)?),
+            credential_id: None,
+            expire_time_ms: Some(now + PENDING_TTL.num_milliseconds()),
+            last_used_time_ms: None,
+        };
+        mfa_factor::ActiveModel {
+            id: Set(factor.id.clone()),
+            user_id: Set(factor.user_id.clone()),
+            kind: Set(factor.kind.clone()),
+            create_time_ms: Set(factor.create_time_ms),
+            display_name: Set(factor.display_name.clone()),
+            state: Set(factor.state),
+            secret_sealed: Set(None),
+            passkey_sealed: Set(factor.passkey_sealed.clone()),
+            credential_id: Set(None),
+            expire_time_ms: Set(factor.expire_time_ms),
+            last_used_time_ms: Set(None),
+        }
+        .insert(&*unit)
+        .await?;
+        self.audit
+            .write(&*unit, call, factor_entry("mfa_factor.create", &factor))
+            .await?;
+        unit.commit().await?;
+        Ok(StartedPasskey {
+            factor,
+            creation_options_json: serde_json::to_string(&options.public_key)
+                .map_err(ApiError::internal)?,
+        })
+    }
+
+    /// ConfirmPasskeyEnrollment (rule ID-10): verifies the authenticator's registration response
+    /// against the PENDING factor's ceremony state and makes the factor ACTIVE with its sealed
+    /// credential. The response is the factor's (its state is replaced, so it cannot be used
+    /// twice); the first factor's recovery codes and the session renewal are the caller's.
+    pub async fn confirm_passkey_enrollment(
+        &self,
+        call: &Call,
+        factor_id: &str,
+        credential_json: &str,
+    ) -> ApiResult<mfa_factor::Model> {
+        let me = self.require_own_step_up(call)?;
+        let mut violations = Violations::default();
+        if factor_id.is_empty() {
+            violations.add("factor_id", "required");
+        } else if factor_id.len() > 128 {
+            violations.add("factor_id", "too long");
+        }
+        if credential_json.trim().is_empty() {
+            violations.add("credential_json", "required");
+        }
+        violations.finish()?;
+        let passkeys = self.passkeys()?;
+        if credential_json.len() > MAX_CREDENTIAL_JSON {
+            return Err(PasskeyError::Rejected("the response is too large").into());
+        }
+        let now = self.now_ms();
+        let not_found = || ApiError::not_found("mfa_factor", factor_id);
+        let factor = mfa_factor::Entity::find_by_id(factor_id.to_owned())
+            .filter(mfa_factor::Column::UserId.eq(&me))
+            .filter(mfa_factor::Column::Kind.eq(KIND))
+            .filter(mfa_factor::Column::State.eq(pending()))
+            .filter(mfa_factor::Column::ExpireTimeMs.gt(now))
+            .one(&self.db)
+            .await?
+            .ok_or_else(not_found)?;
+        let state_sealed = factor.passkey_sealed.clone().ok_or_else(not_found)?;
+        let state: PasskeyRegistration = passkeys
+            .open(&state_sealed, &factor.id)
+            .map_err(ApiError::internal)?;
+        let response: RegisterPublicKeyCredential =
+            serde_json::from_str(credential_json).map_err(|_| {
+                PasskeyError::Rejected(
+                    "not the JSON of a PublicKeyCredential from navigator.credentials.create",
+                )
+            })?;
+        let passkey = passkeys
+            .webauthn
+            .finish_passkey_registration(&response, &state)
+            .map_err(|e| {
+                tracing::debug!(error = %e, factor_id = %factor.id, "passkey registration refused");
+                PasskeyError::Rejected(
+                    "the response does not verify for this enrollment (wrong origin, challenge or signature)",
+                )
+            })?;
+        let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
+        let already = || PasskeyError::Rejected("this passkey is already registered");
+        let taken = mfa_factor::Entity::find()
+            .filter(mfa_factor::Column::CredentialId.eq(&credential_id))
+            .count(&self.db)
+            .await?;
+        if taken > 0 {
+            return Err(already().into());
+        }
+        let sealed = passkeys.seal(&passkey, &factor.id)?;
+        let unit = WriteUnit::begin(&self.outbox, call).await?;
+        // Only a PENDING, unexpired factor whose ceremony state is the one verified: of two
+        // concurrent confirmations, one wins.
+        let activated = mfa_factor::Entity::update_many()
+            .col_expr(mfa_factor::Column::State, Expr::value(active()))
+            .col_expr(
+                mfa_factor::Column::PasskeySealed,
+                Expr::value(sealed.clone()),
+            )
+            .col_expr(
+                mfa_factor::Column::CredentialId,
+                Expr::value(credential_id.clone()),
+            )
+            .col_expr(mfa_factor::Column::ExpireTimeMs, Expr::value(None::<i64>))
+            .filter(mfa_factor::Column::Id.eq(&factor.id))
+            .filter(mfa_factor::Column::State.eq(pending()))
+            .filter(mfa_factor::Column::ExpireTimeMs.gt(now))
+            .filter(mfa_factor::Column::PasskeySealed.eq(state_sealed))
+            .exec(&*unit)
+            .await;
+        let activated = match activated {
+            Ok(r) => r.rows_affected,
+            Err(e) if is_unique_violation(&e) => return Err(already().into()),
+            Err(e) => return Err(e.into()),
+        };
+        if activated == 0 {
+            return Err(not_found());
+        }
+        let factor = mfa_factor::Model {
+            state: active(),
+            passkey_sealed: Some(sealed),
+            credential_id: Some(credential_id),
+            expire_time_ms: None,
+            ..factor
+        };
+        self.audit
+            .write(&*unit, call, factor_entry("mfa_factor.confirm", &factor))
+            .await?;
+        unit.commit().await?;
+        Ok(factor)
+    }
+
+    /// The options and sealed ceremony state of a passkey proof by `user_id` (for an MFA
+    /// challenge, rule ID-11): the `PublicKeyCredentialRequestOptions` JSON for
+    /// `navigator.credentials.get` and the state to keep with the challenge. `None` when the user
+    /// has no ACTIVE passkey or passkeys are not configured.
+    pub async fn passkey_request_options(
+        &self,
+        user_id: &str,
+    ) -> ApiResult<Option<(String, String)>> {
+        match &self.passkeys {
+            Some(p) => p.request_options(&self.db, user_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Verifies a passkey assertion (`PublicKeyCredential` JSON) of `user_id` against the sealed
+    /// ceremony state of [`Self::passkey_request_options`]; returns the factor id. Every failure,
+    /// unreadable input included, is UNAUTHENTICATED `INVALID_MFA_CODE`. The caller uses each
+    /// state once (the challenge's conditional update).
+    pub async fn verify_passkey_assertion(
+        &self,
+        user_id: &str,
+        sealed_state: &str,
+        assertion_json: &str,
+    ) -> ApiResult<String> {
+        let Some(p) = &self.passkeys else {
+            return Err(PasskeyError::AssertionRefused.into());
+        };
+        p.verify_assertion(
+            &self.db,
+            user_id,
+            sealed_state,
+            assertion_json,
+            self.now_ms(),
+        )
+        .await
+    }
+
+    /// The caller's user id when their sign-in is recent (and safe) enough to change their own
+    /// factors (rules ID-6, ID-10, ID-12): a user with an active factor must have used one.
+    fn require_own_step_up(&self, call: &Call) -> ApiResult<String> {
+        let user = call.principal.require_user()?;
+        let policy = SecurityPolicy::own_account(user, self.step_up.num_seconds());
+        let step_up = StepUp {
+            policy: &policy,
+            role: None,
+            organization_id: None,
+        };
+        let user =
+            require_recent_sign_in(&call.principal, step_up, chrono::Utc::now().timestamp())?;
+        Ok(user.user_id.clone())
+    }
+}
+
+/// The audit entry of a factor change: ids, type and state only.
+fn factor_entry(action: &str, factor: &mfa_factor::Model) -> Entry {
+    let state = if factor.state == active() {
+        "MFA_FACTOR_STATE_ACTIVE"
+    } else {
+        "MFA_FACTOR_STATE_PENDING"
+    };
+    Entry::new("", action, "mfa_factor", &factor.id).with_details(serde_json::json!({
+        "id": factor.id,
+        "userId": factor.user_id,
+        "type": "MFA_FACTOR_TYPE_PASSKEY",
+        "state": state,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::store::migration::Migrator;
+    use orgplane_platform::testkit::TestDb;
+    use sea_orm::DatabaseConnection;
+    use webauthn_authenticator_rs::prelude::{RequestChallengeResponse, WebauthnAuthenticator};
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+
+    const ORIGIN: &str = "http://localhost:3000";
+    const ADA: &str = "user_ada";
+
+    fn relying_party() -> Passkeys {
+        Passkeys::from_config(&Config::default(), Sealer::new(&[9; 32]))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A software passkey registered for `user` and stored as an ACTIVE factor, as confirmation
+    /// stores it; returns the authenticator and the factor id.
+    async fn enrolled(db: &DatabaseConnection, rp: &Passkeys, user: &str) -> (SoftPasskey, String) {
+        let (options, state) = rp
+            .webauthn
+            .start_passkey_registration(user_handle(user), "ada@example.com", "Ada", None)
+            .unwrap();
+        let mut key = SoftPasskey::new(true);
+        let response = key
+            .do_registration(Url::parse(ORIGIN).unwrap(), options)
+            .unwrap();
+        let passkey = rp
+            .webauthn
+            .finish_passkey_registration(&response, &state)
+            .unwrap();
+        assert_eq!(counter_of(&passkey), 0);
+        let id = new_id("mfa");
+        mfa_factor::ActiveModel {
+            id: Set(id.clone()),
+            user_id: Set(user.to_owned()),
+            kind: Set(KIND.to_owned()),
+            create_time_ms: Set(0),
+            display_name: Set("Passkey".to_owned()),
+            state: Set(active()),
+            secret_sealed: Set(None),
+            passkey_sealed: Set(Some(rp.seal(&passkey, &id).unwrap())),
+            credential_id: Set(Some(URL_SAFE_NO_PAD.encode(passkey.cred_id()))),
+            expire_time_ms: Set(None),
+            last_used_time_ms: Set(None),
+        }
+        .insert(db)
+        .await
+        .unwrap();
+        (key, id)
+    }
+
+    /// The authenticator's assertion for `options_json` made at `origin`, as browser JSON.
+    fn assertion(key: &mut SoftPasskey, origin: &str, options_json: &str) -> String {
+        let public_key: serde_json::Value = serde_json::from_str(options_json).unwrap();
+        let request: RequestChallengeResponse =
+            serde_json::from_value(serde_json::json!({ "publicKey": public_key })).unwrap();
+        let credential = key
+            .do_authentication(Url::parse(origin).unwrap(), request)
+            .unwrap();
+        serde_json::to_string(&credential).unwrap()
+    }
+
+    fn assert_refused(result: ApiResult<String>, what: &str) {
+        let err = result.expect_err(what);
+        assert_eq!(err.reason(), INVALID_MFA_CODE, "{what}: {err:?}");
+        assert_eq!(
+            err.code(),
+            orgplane_platform::error::Code::Unauthenticated,
+            "{what}"
+        );
+    }
+
+    async fn stored(db: &DatabaseConnection, rp: &Passkeys, id: &str) -> (mfa_factor::Model, u32) {
+        let row = mfa_factor::Entity::find_by_id(id.to_owned())
+            .one(db)
+            .await
+            .unwrap()
+            .unwrap();
+        let passkey: Passkey = rp.open(row.passkey_sealed.as_deref().unwrap(), id).unwrap();
+        let counter = counter_of(&passkey);
+        (row, counter)
+    }
+
+    async fn assertion_story(db: &DatabaseConnection) {
+        let rp = relying_party();
+        assert_eq!(rp.request_options(db, ADA).await.unwrap(), None);
+        let (mut key, id) = enrolled(db, &rp, ADA).await;
+        let (_, other_id) = enrolled(db, &rp, ADA).await;
+
+        let (options, state) = rp.request_options(db, ADA).await.unwrap().unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&options).unwrap();
+        assert_eq!(parsed["rpId"], "localhost");
+        assert_eq!(parsed["allowCredentials"].as_array().unwrap().len(), 2);
+        assert!(
+            !state.contains("challenge") && !state.contains(&id),
+            "the ceremony state is sealed"
+        );
+        let good = assertion(&mut key, ORIGIN, &options);
+        assert_eq!(
+            rp.verify_assertion(db, ADA, &state, &good, 1_000)
+                .await
+                .unwrap(),
+            id
+        );
+        let (row, counter) = stored(db, &rp, &id).await;
+        assert_eq!(row.last_used_time_ms, Some(1_000));
+        assert_eq!(counter, 1, "the counter is stored");
+        assert_eq!(stored(db, &rp, &other_id).await.0.last_used_time_ms, None);
+
+        // The same assertion again, with the same ceremony state.
+        assert_refused(
+            rp.verify_assertion(db, ADA, &state, &good, 2_000).await,
+            "a replayed assertion",
+        );
+        assert_eq!(stored(db, &rp, &id).await.0.last_used_time_ms, Some(1_000));
+
+        let (options, state) = rp.request_options(db, ADA).await.unwrap().unwrap();
+        let foreign = assertion(&mut key, "http://localhost:4000", &options);
+        assert_refused(
+            rp.verify_assertion(db, ADA, &state, &foreign, 3_000).await,
+            "an assertion made for another origin",
+        );
+        let fresh = assertion(&mut key, ORIGIN, &options);
+        assert_refused(
+            rp.verify_assertion(db, "user_eve", &state, &fresh, 3_000)
+                .await,
+            "another user's ceremony state",
+        );
+        for (what, sealed, json) in [
+            ("not JSON", state.as_str(), "not json"),
+            ("an empty object", state.as_str(), "{}"),
+            (
+                "a truncated assertion",
+                state.as_str(),
+                &fresh[..fresh.len() / 2],
+            ),
+            ("a forged state", "bm90IGEgc3RhdGU", fresh.as_str()),
+            ("no state", "", fresh.as_str()),
+        ] {
+            assert_refused(
+                rp.verify_assertion(db, ADA, sealed, json, 3_000).await,
+                what,
+            );
+        }
+        // Control: the genuine assertion for this ceremony verifies.
+        assert_eq!(
+            rp.verify_assertion(db, ADA, &state, &fresh, 4_000)
+                .await
+                .unwrap(),
+            id
+        );
+
+        // Two concurrent uses of one assertion: one passes.
+        let (options, state) = rp.request_options(db, ADA).await.unwrap().unwrap();
+        let once = assertion(&mut key, ORIGIN, &options);
+        let (a, b) = tokio::join!(
+            rp.verify_assertion(db, ADA, &state, &once, 5_000),
+            rp.verify_assertion(db, ADA, &state, &once, 5_000),
+        );
+        assert_eq!(
+            [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count(),
+            1,
+            "{a:?} {b:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn id_10_passkey_assertions_verify_once_and_only_for_their_origin() {
+        let db = TestDb::sqlite();
+        assertion_story(&db.open::<Migrator>().await).await;
+    }
+
+    #[tokio::test]
+    async fn id_10_passkey_assertions_verify_once_and_only_for_their_origin_on_postgres() {
+        let Some(db) = TestDb::postgres().await else {
+            eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        assertion_story(&db.open::<Migrator>().await).await;
+    }
+
+    #[test]
+    fn id_10_relying_party_settings_are_checked() {
+        let sealer = Sealer::new(&[1; 32]);
+        let with = |rp_id: &str, origin: &str| {
+            let config = Config {
+                passkey_rp_id: rp_id.into(),
+                passkey_origin: origin.into(),
+                ..Config::default()
+            };
+            Passkeys::from_config(&config, sealer.clone())
+        };
+        assert!(with("", ORIGIN).unwrap().is_none(), "empty: off");
+        let two = with(
+            "Example.com",
+            "https://app.example.com, https://example.com",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(two.webauthn.get_allowed_origins().len(), 2);
+        for (rp_id, origin, field) in [
+            (
+                "https://example.com",
+                "https://example.com",
+                "passkey_rp_id",
+            ),
+            ("example.com:443", "https://example.com", "passkey_rp_id"),
+            ("10.0.0.1", "https://10.0.0.1", "passkey_rp_id"),
+            ("example.com", "https://app.other.com", "passkey_origin"),
+            ("example.com", "https://notexample.com", "passkey_origin"),
+            ("example.com", "http://app.example.com", "passkey_origin"),
+            (
+                "example.com",
+                "https://app.example.com/login",
+                "passkey_origin",
+            ),
+            ("example.com", "app.example.com", "passkey_origin"),
+            ("example.com", " , ", "passkey_origin"),
+        ] {
+            let err = with(rp_id, origin).unwrap_err();
+            assert_eq!(err.code(), orgplane_platform::error::Code::InvalidArgument);
+            assert!(
+                err.message().starts_with(&format!("invalid {field}:")),
+                "{rp_id} {origin}: {}",
+                err.message()
+            );
+        }
+    }
+}
