@@ -38,6 +38,8 @@ pub mod defaults {
     pub const SIGNUPS_PER_PEER: u32 = 30;
     /// `--mails-per-address`.
     pub const MAILS_PER_ADDRESS: u32 = 5;
+    /// `--totp-issuer`.
+    pub const TOTP_ISSUER: &str = "Orgplane";
 }
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
@@ -178,6 +180,15 @@ pub struct Config {
     )]
     pub mails_per_address: u32,
 
+    /// The issuer authenticator apps show for TOTP factors (rule ID-10).
+    #[arg(
+        id = "identity_totp_issuer",
+        long = "totp-issuer",
+        env = "ORGPLANE_TOTP_ISSUER",
+        default_value = defaults::TOTP_ISSUER
+    )]
+    pub totp_issuer: String,
+
     /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
     #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
     pub password_hash_memory_kib: u32,
@@ -204,6 +215,7 @@ impl Default for Config {
             trusted_proxies: String::new(),
             signups_per_peer: defaults::SIGNUPS_PER_PEER,
             mails_per_address: defaults::MAILS_PER_ADDRESS,
+            totp_issuer: defaults::TOTP_ISSUER.into(),
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
             password_hash_iterations: crypto::OWASP_ITERATIONS,
         }

@@ -101,9 +101,10 @@ impl ServiceModule for Identity {
         let sealer = crypto::Sealer::new(&config.encryption_key(&database_url).map_err(db_err)?);
         let retain = chrono::Duration::seconds(app::ACCESS_TOKEN_TTL_SECS + 5 * 60);
         let clock = runtime.clock.clone();
-        let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
-            .await
-            .map_err(db_err)?;
+        let keys =
+            keys::KeyStore::open(db.clone(), sealer.clone(), clock, config.rotation(), retain)
+                .await
+                .map_err(db_err)?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -156,6 +157,8 @@ impl ServiceModule for Identity {
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),
             ),
+            sealer,
+            totp_issuer: config.totp_issuer.clone(),
         };
         Ok(Self {
             db,
