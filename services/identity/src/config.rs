@@ -44,6 +44,8 @@ pub mod defaults {
     pub const PASSKEY_ORIGIN: &str = "http://localhost:3000";
     /// `--passkey-rp-name`.
     pub const PASSKEY_RP_NAME: &str = "Orgplane";
+    /// `--totp-issuer`.
+    pub const TOTP_ISSUER: &str = "Orgplane";
 }
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
@@ -215,6 +217,15 @@ pub struct Config {
     )]
     pub passkey_rp_name: String,
 
+    /// The issuer authenticator apps show for TOTP factors (rule ID-10).
+    #[arg(
+        id = "identity_totp_issuer",
+        long = "totp-issuer",
+        env = "ORGPLANE_TOTP_ISSUER",
+        default_value = defaults::TOTP_ISSUER
+    )]
+    pub totp_issuer: String,
+
     /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
     #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
     pub password_hash_memory_kib: u32,
@@ -244,6 +255,7 @@ impl Default for Config {
             passkey_rp_id: defaults::PASSKEY_RP_ID.into(),
             passkey_origin: defaults::PASSKEY_ORIGIN.into(),
             passkey_rp_name: defaults::PASSKEY_RP_NAME.into(),
+            totp_issuer: defaults::TOTP_ISSUER.into(),
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
             password_hash_iterations: crypto::OWASP_ITERATIONS,
         }

@@ -103,9 +103,10 @@ impl ServiceModule for Identity {
         let clock = runtime.clock.clone();
         let passkeys =
             app::passkeys::Passkeys::from_config(config, sealer.clone()).map_err(db_err)?;
-        let keys = keys::KeyStore::open(db.clone(), sealer, clock, config.rotation(), retain)
-            .await
-            .map_err(db_err)?;
+        let keys =
+            keys::KeyStore::open(db.clone(), sealer.clone(), clock, config.rotation(), retain)
+                .await
+                .map_err(db_err)?;
         let replica = RoleReplica::load(
             db.clone(),
             runtime.endpoints.organization.clone(),
@@ -159,6 +160,8 @@ impl ServiceModule for Identity {
                 runtime.service_tokens.clone(),
             ),
             passkeys,
+            sealer,
+            totp_issuer: config.totp_issuer.clone(),
         };
         Ok(Self {
             db,

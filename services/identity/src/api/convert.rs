@@ -2,10 +2,14 @@
 //! impls also give the audit log its before/after images (the resource's proto message).
 
 use orgplane_platform::convert::{etag, timestamp_ms};
-use orgplane_proto::identity::v1::{ApiKey, SessionTokens, User};
+use orgplane_proto::identity::v1::{
+    ApiKey, MfaChallenge, MfaFactor, MfaFactorState, MfaFactorType, SessionTokens, User,
+};
 
+use crate::app::challenge::IssuedChallenge;
+use crate::app::factors::{KIND_PASSKEY, KIND_TOTP};
 use crate::app::sessions::Tokens;
-use crate::store::entity::{api_key, user};
+use crate::store::entity::{api_key, mfa_factor, user};
 
 impl From<&user::Model> for User {
     fn from(u: &user::Model) -> User {
@@ -49,6 +53,36 @@ impl From<Tokens> for SessionTokens {
             refresh_token: t.refresh_token,
             refresh_token_expire_time: Some(timestamp_ms(t.refresh_expire_ms)),
             session_id: t.session_id,
+        }
+    }
+}
+
+impl From<&mfa_factor::Model> for MfaFactor {
+    fn from(f: &mfa_factor::Model) -> MfaFactor {
+        let active = f.state == MfaFactorState::Active as i32;
+        MfaFactor {
+            id: f.id.clone(),
+            r#type: match f.kind.as_str() {
+                KIND_TOTP => MfaFactorType::Totp,
+                KIND_PASSKEY => MfaFactorType::Passkey,
+                _ => MfaFactorType::Unspecified,
+            } as i32,
+            display_name: f.display_name.clone(),
+            state: f.state,
+            create_time: Some(timestamp_ms(f.create_time_ms)),
+            last_used_time: f.last_used_time_ms.map(timestamp_ms),
+            expire_time: f.expire_time_ms.filter(|_| !active).map(timestamp_ms),
+        }
+    }
+}
+
+impl From<IssuedChallenge> for MfaChallenge {
+    fn from(c: IssuedChallenge) -> MfaChallenge {
+        MfaChallenge {
+            challenge_id: c.id,
+            methods: c.methods.into_iter().map(|m| m as i32).collect(),
+            expire_time: Some(timestamp_ms(c.expire_time_ms)),
+            passkey_request_options_json: c.passkey_request_options_json,
         }
     }
 }

@@ -1,13 +1,14 @@
 //! The gRPC adapter of the identity service: each handler builds the [`Call`], decodes the
 //! request into an [`crate::app`] command, and encodes the outcome. Nothing here decides a rule.
 //! Handlers are grouped by concern: `accounts` (sign-up, mail links), `sessions` (tokens),
-//! `users` (profiles, member resets), `api_keys`, `audit`; [`convert`] holds the proto
+//! `users` (profiles, member resets), `api_keys`, `audit`, `mfa` (second factors); [`convert`] holds the proto
 //! conversion.
 
 mod accounts;
 mod api_keys;
 mod audit;
 pub mod convert;
+mod mfa;
 mod passkeys;
 mod sessions;
 mod users;
@@ -192,5 +193,47 @@ impl IdentityService for IdentityApi {
         req: Request<ConfirmPasskeyEnrollmentRequest>,
     ) -> R<ConfirmPasskeyEnrollmentResponse> {
         passkeys::confirm_passkey_enrollment(self, req).await
+    }
+
+    async fn start_totp_enrollment(
+        &self,
+        req: Request<StartTotpEnrollmentRequest>,
+    ) -> R<StartTotpEnrollmentResponse> {
+        mfa::start_totp_enrollment(self, req).await
+    }
+
+    async fn confirm_totp_enrollment(
+        &self,
+        req: Request<ConfirmTotpEnrollmentRequest>,
+    ) -> R<ConfirmTotpEnrollmentResponse> {
+        mfa::confirm_totp_enrollment(self, req).await
+    }
+
+    async fn list_mfa_factors(
+        &self,
+        req: Request<ListMfaFactorsRequest>,
+    ) -> R<ListMfaFactorsResponse> {
+        mfa::list_mfa_factors(self, req).await
+    }
+
+    async fn delete_mfa_factor(
+        &self,
+        req: Request<DeleteMfaFactorRequest>,
+    ) -> R<DeleteMfaFactorResponse> {
+        mfa::delete_mfa_factor(self, req).await
+    }
+
+    async fn regenerate_recovery_codes(
+        &self,
+        req: Request<RegenerateRecoveryCodesRequest>,
+    ) -> R<RegenerateRecoveryCodesResponse> {
+        mfa::regenerate_recovery_codes(self, req).await
+    }
+
+    async fn verify_mfa_challenge(
+        &self,
+        req: Request<VerifyMfaChallengeRequest>,
+    ) -> R<VerifyMfaChallengeResponse> {
+        mfa::verify_mfa_challenge(self, req).await
     }
 }

@@ -51,8 +51,8 @@ pub(super) async fn confirm_passkey_enrollment(
         .confirm_passkey_enrollment(&call, &r.factor_id, &r.credential_json)
         .await?;
     Ok(Response::new(ConfirmPasskeyEnrollmentResponse {
-        factor: Some(factor(&confirmed)),
-        recovery_codes: Vec::new(),
-        tokens: None,
+        factor: Some(factor(&confirmed.factor)),
+        recovery_codes: confirmed.recovery_codes,
+        tokens: Some(confirmed.tokens.into()),
     }))
 }

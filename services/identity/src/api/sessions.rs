@@ -5,15 +5,30 @@ use orgplane_proto::identity::v1::*;
 use tonic::{Request, Response};
 
 use super::{IdentityApi, R};
+use crate::app::reauth::ReauthProof;
+use crate::app::sessions::SignInOutcome;
 
 pub(super) async fn login(api: &IdentityApi, req: Request<LoginRequest>) -> R<LoginResponse> {
     let call = api.call(&req).await?;
     let r = req.get_ref();
-    let (tokens, user) = api.app.login(&call, &r.email, &r.password).await?;
-    Ok(Response::new(LoginResponse {
-        tokens: Some(tokens.into()),
-        user: Some(User::from(&user)),
-        ..Default::default()
+    let signed_in = api.app.login(&call, &r.email, &r.password).await?;
+    let user = Some(User::from(&signed_in.user));
+    Ok(Response::new(match signed_in.outcome {
+        SignInOutcome::Tokens {
+            tokens,
+            enrollment_required,
+        } => LoginResponse {
+            tokens: Some(tokens.into()),
+            user,
+            mfa_challenge: None,
+            mfa_enrollment_required_organization_ids: enrollment_required,
+        },
+        SignInOutcome::Challenge(challenge) => LoginResponse {
+            tokens: None,
+            user,
+            mfa_challenge: Some(challenge.into()),
+            mfa_enrollment_required_organization_ids: Vec::new(),
+        },
     }))
 }
 
@@ -42,10 +57,17 @@ pub(super) async fn reauthenticate(
     req: Request<ReauthenticateRequest>,
 ) -> R<ReauthenticateResponse> {
     let call = api.call(&req).await?;
-    let tokens = api
-        .app
-        .reauthenticate(&call, &req.get_ref().password)
-        .await?;
+    call.principal.require_user()?;
+    let r = req.get_ref();
+    let proof = ReauthProof::exactly_one(&r.password, &r.totp_code, &r.recovery_code, r.passkey)?;
+    if matches!(proof, ReauthProof::Passkey) {
+        let challenge = api.app.start_passkey_step_up(&call).await?;
+        return Ok(Response::new(ReauthenticateResponse {
+            tokens: None,
+            mfa_challenge: Some(challenge.into()),
+        }));
+    }
+    let tokens = api.app.reauthenticate(&call, proof).await?;
     Ok(Response::new(ReauthenticateResponse {
         tokens: Some(tokens.into()),
         ..Default::default()

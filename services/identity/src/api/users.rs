@@ -100,7 +100,7 @@ pub(super) async fn admin_reset_mfa(
 ) -> R<AdminResetMfaResponse> {
     let call = api.call(&req).await?;
     let r = req.into_inner();
-    let removed = api
+    let (removed, ended) = api
         .app
         .admin_reset_mfa(
             &call,
@@ -112,6 +112,6 @@ pub(super) async fn admin_reset_mfa(
         .await?;
     Ok(Response::new(AdminResetMfaResponse {
         removed_factor_count: removed,
-        ..Default::default()
+        ended_session_count: ended,
     }))
 }

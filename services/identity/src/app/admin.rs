@@ -5,16 +5,17 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult, Call};
+use orgplane_proto::identity::v1::MfaFactorState;
 use orgplane_proto::organization::v1::OrgRole;
-use sea_orm::Set;
 use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectionTrait, Set};
 
 use super::mail_links::ADMIN_RESET_MAIL;
 use super::standing::OrgStanding;
 use super::{App, count};
 use crate::domain::Error;
 use crate::domain::error::LinkKind;
-use crate::store::entity::{mfa_factor, user};
+use crate::store::entity::{mfa_challenge, mfa_factor, recovery_code, totp_step, user};
 
 /// Whose credentials to reset, in which organization.
 #[derive(Debug, Clone, Default)]
@@ -113,24 +114,61 @@ impl App {
         Ok(n)
     }
 
-    /// AdminResetMfa (rule ID-8): the number of factors removed.
-    pub async fn admin_reset_mfa(&self, call: &Call, target: MemberReset) -> ApiResult<i32> {
+    /// AdminResetMfa (rule ID-8): the number of enrolled factors removed and of sessions ended.
+    pub async fn admin_reset_mfa(&self, call: &Call, target: MemberReset) -> ApiResult<(i32, i32)> {
         let result = self.try_admin_reset_mfa(call, &target).await;
         self.audited_reset(call, &target, "user.admin_reset_mfa", result)
             .await
     }
 
-    async fn try_admin_reset_mfa(&self, call: &Call, target: &MemberReset) -> ApiResult<i32> {
+    async fn try_admin_reset_mfa(
+        &self,
+        call: &Call,
+        target: &MemberReset,
+    ) -> ApiResult<(i32, i32)> {
         self.authorize_member_reset(call, target)?;
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
-        let removed = mfa_factor::Entity::delete_many()
-            .filter(mfa_factor::Column::UserId.eq(&target.user_id))
+        let user_id = target.user_id.as_str();
+        let mut unit = WriteUnit::begin(&self.outbox, call).await?;
+        let enrolled = mfa_factor::Entity::delete_many()
+            .filter(mfa_factor::Column::UserId.eq(user_id))
+            .filter(mfa_factor::Column::State.eq(MfaFactorState::Active as i32))
             .exec(&*unit)
             .await?;
+        self.remove_second_factors(&*unit, user_id).await?;
+        let ended = self.revoke_sessions(&*unit, user_id, None).await?;
         self.audit
             .write(&*unit, call, target.entry("user.admin_reset_mfa"))
             .await?;
+        let n = count(ended.len());
+        let published = self.publish_revoked(&mut unit, user_id, ended).await?;
         unit.commit().await?;
-        Ok(i32::try_from(removed.rows_affected).unwrap_or(i32::MAX))
+        self.announce_revoked(published);
+        Ok((i32::try_from(enrolled.rows_affected).unwrap_or(i32::MAX), n))
+    }
+
+    /// Removes every second-factor row of `user_id` in `txn`: factors, recovery codes, the last
+    /// TOTP step, open challenges (rules ID-8, ID-9).
+    pub(crate) async fn remove_second_factors<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        user_id: &str,
+    ) -> ApiResult<()> {
+        mfa_factor::Entity::delete_many()
+            .filter(mfa_factor::Column::UserId.eq(user_id))
+            .exec(txn)
+            .await?;
+        recovery_code::Entity::delete_many()
+            .filter(recovery_code::Column::UserId.eq(user_id))
+            .exec(txn)
+            .await?;
+        totp_step::Entity::delete_many()
+            .filter(totp_step::Column::UserId.eq(user_id))
+            .exec(txn)
+            .await?;
+        mfa_challenge::Entity::delete_many()
+            .filter(mfa_challenge::Column::UserId.eq(user_id))
+            .exec(txn)
+            .await?;
+        Ok(())
     }
 }

@@ -120,7 +120,7 @@ impl App {
         self.require_roles_synced()?;
         let role = self
             .replica
-            .role(org, &user.user_id)
+            .admitted_role(org, &user)?
             .ok_or_else(|| ApiError::not_found("organization", org))?;
         let admin = kind == ApiKeyKind::Admin;
         if admin {
@@ -130,10 +130,7 @@ impl App {
                 )
                 .into());
             }
-            let age = chrono::Utc::now().timestamp() - user.auth_time;
-            if age > self.step_up.num_seconds() {
-                return Err(Error::ReauthenticationRequired.into());
-            }
+            self.require_org_step_up(call, org, role)?;
         } else if !allows(role, OrgAction::ManageApiKeys) {
             return Err(Error::InsufficientRole(
                 "only an OWNER, ADMIN or DEVELOPER may create workspace API keys",

@@ -1,5 +1,7 @@
 //! Identity's use cases, split by concern: [`signup`], [`mail_links`] (verification and reset
 //! links), [`sessions`] (sign-in, refresh, sign-out), [`reauth`] (step-up, rule ID-6),
+//! [`factors`] (second factors, rule ID-10), [`challenge`] (the MFA challenge, rule ID-11),
+//! [`risk`] (sign-in risk signals, rule ID-12),
 //! [`password_reset`], [`users`], [`admin`] (member credential resets, rule ID-8),
 //! [`service_tokens`], [`api_keys`] (rule ID-7) and [`audit_log`]; [`standing`] resolves what a
 //! caller may do in an organization. Each use case takes the [`Call`] and a plain command, owns
@@ -9,10 +11,13 @@
 pub mod admin;
 pub mod api_keys;
 pub mod audit_log;
+pub mod challenge;
+pub mod factors;
 pub mod mail_links;
 pub mod passkeys;
 pub mod password_reset;
 pub mod reauth;
+pub mod risk;
 pub mod service_tokens;
 pub mod sessions;
 pub mod signup;
@@ -35,7 +40,7 @@ use orgplane_platform::runtime::ServiceAccount;
 use orgplane_platform::{ApiResult, Call};
 use sea_orm::DatabaseConnection;
 
-use crate::crypto::PasswordHasherPool;
+use crate::crypto::{PasswordHasherPool, Sealer};
 use crate::domain::Error;
 use crate::keys::KeyStore;
 use crate::throttle::{KnownAddresses, Throttle, TrustedProxies};
@@ -142,6 +147,10 @@ pub struct App {
     pub(crate) workspaces: WorkspaceClient,
     /// The WebAuthn relying party (rule ID-10); `None` when passkeys are not configured.
     pub(crate) passkeys: Option<passkeys::Passkeys>,
+    /// Seals second-factor secrets at rest (the signing keys' sealing key).
+    pub(crate) sealer: Sealer,
+    /// The issuer named in `otpauth://` URIs (rule ID-10).
+    pub(crate) totp_issuer: String,
 }
 
 impl std::fmt::Debug for App {

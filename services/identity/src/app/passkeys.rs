@@ -10,7 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::db::is_unique_violation;
 use orgplane_platform::events::WriteUnit;
-use orgplane_platform::policy::{SecurityPolicy, StepUp, require_recent_sign_in};
 use orgplane_platform::{ApiError, ApiResult, Call};
 use orgplane_proto::identity::v1::MfaFactorState;
 use sea_orm::entity::prelude::*;
@@ -24,6 +23,8 @@ use webauthn_rs::prelude::{
     RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
+use super::challenge::PASSKEY_AMR;
+use super::factors::ConfirmedFactor;
 use super::{App, new_id};
 use crate::Config;
 use crate::crypto::Sealer;
@@ -379,7 +380,7 @@ impl App {
         call: &Call,
         display_name: &str,
     ) -> ApiResult<StartedPasskey> {
-        let me = self.require_own_step_up(call)?;
+        let me = self.require_factor_step_up(call).await?.user_id;
         let name = if display_name.trim().is_empty() {
             DEFAULT_NAME.to_owned()
         } else {
@@ -472,15 +473,15 @@ impl App {
 
     /// ConfirmPasskeyEnrollment (rule ID-10): verifies the authenticator's registration response
     /// against the PENDING factor's ceremony state and makes the factor ACTIVE with its sealed
-    /// credential. The response is the factor's (its state is replaced, so it cannot be used
-    /// twice); the first factor's recovery codes and the session renewal are the caller's.
+    /// credential (its state is replaced, so a response cannot be used twice). The user's first
+    /// factor yields recovery codes, and the caller's session is renewed with `hwk mfa`.
     pub async fn confirm_passkey_enrollment(
         &self,
         call: &Call,
         factor_id: &str,
         credential_json: &str,
-    ) -> ApiResult<mfa_factor::Model> {
-        let me = self.require_own_step_up(call)?;
+    ) -> ApiResult<ConfirmedFactor> {
+        let me = self.require_factor_step_up(call).await?.user_id;
         let mut violations = Violations::default();
         if factor_id.is_empty() {
             violations.add("factor_id", "required");
@@ -569,11 +570,23 @@ impl App {
             expire_time_ms: None,
             ..factor
         };
+        let user = call.principal.require_user()?;
+        let first = self.active_factors(&*unit, &me).await?.len() == 1;
+        let recovery_codes = if first {
+            self.issue_recovery_codes(&*unit, &me).await?
+        } else {
+            Vec::new()
+        };
+        let tokens = self.renew_session(&*unit, user, &PASSKEY_AMR).await?;
         self.audit
             .write(&*unit, call, factor_entry("mfa_factor.confirm", &factor))
             .await?;
         unit.commit().await?;
-        Ok(factor)
+        Ok(ConfirmedFactor {
+            factor,
+            recovery_codes,
+            tokens,
+        })
     }
 
     /// The options and sealed ceremony state of a passkey proof by `user_id` (for an MFA
@@ -611,21 +624,6 @@ impl App {
             self.now_ms(),
         )
         .await
-    }
-
-    /// The caller's user id when their sign-in is recent (and safe) enough to change their own
-    /// factors (rules ID-6, ID-10, ID-12): a user with an active factor must have used one.
-    fn require_own_step_up(&self, call: &Call) -> ApiResult<String> {
-        let user = call.principal.require_user()?;
-        let policy = SecurityPolicy::own_account(user, self.step_up.num_seconds());
-        let step_up = StepUp {
-            policy: &policy,
-            role: None,
-            organization_id: None,
-        };
-        let user =
-            require_recent_sign_in(&call.principal, step_up, chrono::Utc::now().timestamp())?;
-        Ok(user.user_id.clone())
     }
 }
 

@@ -12,6 +12,10 @@ use orgplane_proto::events::v1::event::Payload;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, QuerySelect, Set};
 
+use orgplane_platform::policy::amr;
+
+use super::challenge::IssuedChallenge;
+use super::risk::{join_signals, split_signals};
 use super::{ACCESS_TOKEN_TTL_SECS, App, REFRESH_TOKEN_TTL, SESSION_TTL, as_user, count, new_id};
 use crate::crypto::{self, sha256_hex};
 use crate::domain::Error;
@@ -23,6 +27,48 @@ use crate::store::entity::{refresh_token, session, user};
 #[derive(Debug)]
 #[must_use = "announce the ended sessions after the commit"]
 pub(crate) struct EndedSessions(Option<SessionsRevoked>);
+
+/// How a Login ended (rule ID-11).
+#[derive(Debug, Clone)]
+pub enum SignInOutcome {
+    /// Signed in.
+    Tokens {
+        /// The new session's tokens.
+        tokens: Tokens,
+        /// Organizations whose policy requires a second factor the user has not enrolled
+        /// (rule ORG-16).
+        enrollment_required: Vec<String>,
+    },
+    /// A second factor is needed: complete the challenge with VerifyMfaChallenge.
+    Challenge(IssuedChallenge),
+}
+
+/// A Login's user and outcome.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    /// The user whose password was proven.
+    pub user: user::Model,
+    /// Tokens or a challenge.
+    pub outcome: SignInOutcome,
+}
+
+/// `current` (space-separated RFC 8176 methods) with `added`, in a stable order.
+pub(crate) fn merge_amr(current: &str, added: &[&str]) -> String {
+    const ORDER: [&str; 5] = [
+        amr::PASSWORD,
+        amr::EXTERNAL,
+        amr::OTP,
+        amr::HARDWARE_KEY,
+        amr::MFA,
+    ];
+    let mut all: Vec<&str> = current
+        .split_whitespace()
+        .chain(added.iter().copied())
+        .collect();
+    all.sort_by_key(|m| ORDER.iter().position(|o| o == m).unwrap_or(ORDER.len()));
+    all.dedup();
+    all.join(" ")
+}
 
 /// The tokens of a session.
 #[derive(Debug, Clone)]
@@ -136,7 +182,7 @@ impl App {
         Ok((token, expire))
     }
 
-    fn access_token(&self, s: &session::Model) -> ApiResult<(String, i64)> {
+    fn access_token(&self, s: &session::Model, mfa_enrolled: bool) -> ApiResult<(String, i64)> {
         let now = chrono::Utc::now().timestamp();
         let exp = now + ACCESS_TOKEN_TTL_SECS;
         let claims = Claims {
@@ -149,19 +195,23 @@ impl App {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: Some(s.auth_time),
             sid: Some(s.id.clone()),
-            ..Default::default()
+            amr: split_signals(&s.amr),
+            mfa_enrolled,
+            risk: split_signals(&s.risk),
         };
         Ok((self.keys.signer().sign(&claims)?, exp))
     }
 
-    /// A new refresh token (in `txn`) and access token for session `s`.
+    /// A new refresh token (in `txn`) and access token for session `s`: the token carries the
+    /// session's `amr` and `risk`, and whether the user has an active factor now (rule ID-11).
     pub(crate) async fn tokens_for<C: ConnectionTrait>(
         &self,
         txn: &C,
         s: &session::Model,
     ) -> ApiResult<Tokens> {
         let (refresh_token, refresh_expire_ms) = self.issue_refresh(txn, s).await?;
-        let (access_token, access_expire_secs) = self.access_token(s)?;
+        let mfa_enrolled = self.has_active_factor(txn, &s.user_id).await?;
+        let (access_token, access_expire_secs) = self.access_token(s, mfa_enrolled)?;
         Ok(Tokens {
             access_token,
             access_expire_secs,
@@ -169,6 +219,33 @@ impl App {
             refresh_expire_ms,
             session_id: s.id.clone(),
         })
+    }
+
+    /// Starts a session of `user_id` in `unit`, signed in with `methods` (`amr`) and carrying
+    /// the sign-in's `risk` signals; returns its tokens and id.
+    pub(crate) async fn start_session(
+        &self,
+        unit: &mut WriteUnit,
+        user_id: &str,
+        methods: &[&str],
+        risk: &[&str],
+    ) -> ApiResult<(Tokens, String)> {
+        let now = self.clock.now();
+        let s = session::Model {
+            id: new_id("sess"),
+            user_id: user_id.to_owned(),
+            auth_time: chrono::Utc::now().timestamp(),
+            create_time_ms: now.timestamp_millis(),
+            expire_time_ms: (now + SESSION_TTL).timestamp_millis(),
+            revoked_time_ms: None,
+            amr: merge_amr("", methods),
+            risk: join_signals(risk),
+        };
+        session::ActiveModel::from(s.clone())
+            .insert(&**unit)
+            .await?;
+        let tokens = self.tokens_for(&**unit, &s).await?;
+        Ok((tokens, s.id))
     }
 
     /// Takes one attempt from the peer's and the account's sign-in budgets before the password
@@ -212,13 +289,20 @@ impl App {
         self.known_addresses.remember(account, &peer);
     }
 
-    /// Login: the new session's tokens and the user.
-    pub async fn login(
-        &self,
-        call: &Call,
-        email: &str,
-        password: &str,
-    ) -> ApiResult<(Tokens, user::Model)> {
+    /// Gives back the attempt of a right password whose sign-in still waits for a second
+    /// factor: the account's budget is not cleared until the factor is proven, so wrong codes
+    /// keep counting (rule ID-3).
+    fn password_accepted(&self, call: &Call, account: &str) {
+        let peer = self.peer_key(call);
+        self.throttles.login_peer.release(&peer);
+        self.throttles
+            .login_account
+            .release(&self.account_budget(account, &peer));
+    }
+
+    /// Login (rules ID-3, ID-11, ID-12): tokens, or an MFA challenge for a user with an active
+    /// factor.
+    pub async fn login(&self, call: &Call, email: &str, password: &str) -> ApiResult<SignedIn> {
         if email.trim().is_empty() {
             return Err(ApiError::invalid_argument("email", "required"));
         }
@@ -243,33 +327,60 @@ impl App {
         } else {
             self.hasher.verify(password, hash).await?
         };
-        let Some(u) = found.filter(|_| ok) else {
-            return Err(Error::InvalidCredentials.into());
+        let u = match found {
+            Some(u) if ok => u,
+            Some(u) => {
+                self.record_sign_in_failure(&u.id).await?;
+                return Err(Error::InvalidCredentials.into());
+            }
+            None => return Err(Error::InvalidCredentials.into()),
         };
-        self.login_succeeded(call, &key);
-        let now = self.clock.now();
-        let s = session::Model {
-            id: new_id("sess"),
-            user_id: u.id.clone(),
-            auth_time: chrono::Utc::now().timestamp(),
-            create_time_ms: now.timestamp_millis(),
-            expire_time_ms: (now + SESSION_TTL).timestamp_millis(),
-            revoked_time_ms: None,
-            amr: orgplane_platform::policy::amr::PASSWORD.to_owned(),
-            risk: String::new(),
-        };
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
-        session::ActiveModel::from(s.clone()).insert(&*unit).await?;
-        let tokens = self.tokens_for(&*unit, &s).await?;
+        let address = self.peer_key(call);
+        let risk = self.sign_in_risk(&self.db, &u.id, &address).await?;
+        let mut unit = WriteUnit::begin(&self.outbox, call).await?;
+        if self.has_active_factor(&*unit, &u.id).await? {
+            let challenge = self.open_challenge(&*unit, &u.id, None, &risk).await?;
+            self.audit
+                .write(
+                    &*unit,
+                    &as_user(call, &u.id),
+                    Entry::new("", "session.mfa_challenge", "user", &u.id),
+                )
+                .await?;
+            unit.commit().await?;
+            self.password_accepted(call, &key);
+            return Ok(SignedIn {
+                user: u,
+                outcome: SignInOutcome::Challenge(challenge),
+            });
+        }
+        let (tokens, session_id) = self
+            .start_session(&mut unit, &u.id, &[amr::PASSWORD], &risk)
+            .await?;
+        self.record_sign_in_address(&*unit, &u.id, &address).await?;
         self.audit
             .write(
                 &*unit,
                 &as_user(call, &u.id),
-                Entry::new("", "session.create", "session", &s.id),
+                Entry::new("", "session.create", "session", &session_id),
             )
             .await?;
         unit.commit().await?;
-        Ok((tokens, u))
+        self.login_succeeded(call, &key);
+        let enrollment_required = self
+            .replica
+            .organizations_of(&u.id)
+            .into_iter()
+            .filter(|(org, role)| self.replica.policy(org).requires_mfa(Some(*role)))
+            .map(|(org, _)| org)
+            .collect();
+        Ok(SignedIn {
+            user: u,
+            outcome: SignInOutcome::Tokens {
+                tokens,
+                enrollment_required,
+            },
+        })
     }
 
     /// Refresh: rotates the refresh token (rule ID-4).

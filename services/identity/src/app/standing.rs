@@ -2,8 +2,9 @@
 //! checks every organization-scoped use case starts with.
 
 use orgplane_platform::auth::{ApiKeyKind as PrincipalKeyKind, Principal};
+use orgplane_platform::policy::{StepUp, require_recent_sign_in};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
-use orgplane_platform::{ApiError, ApiResult};
+use orgplane_platform::{ApiError, ApiResult, Call};
 use orgplane_proto::organization::v1::OrgRole;
 
 use super::{App, ME};
@@ -64,12 +65,37 @@ impl App {
                 }
                 Ok(OrgStanding::AdminKey)
             }
+            // The organization's security policy judges the sign-in (rule ORG-16).
             Principal::User(u) => self
                 .replica
-                .role(org, &u.user_id)
+                .admitted_role(org, u)?
                 .map(OrgStanding::Member)
                 .ok_or_else(hidden),
         }
+    }
+
+    /// The caller, holding `role` in `org`, signed in recently and safely enough for a
+    /// sensitive action there (rules ID-6, ID-12): the platform's one step-up check under the
+    /// organization's policy, whose re-authentication age this deployment's
+    /// `--step-up-max-age-secs` bounds.
+    pub(crate) fn require_org_step_up(
+        &self,
+        call: &Call,
+        org: &str,
+        role: OrgRole,
+    ) -> ApiResult<()> {
+        let mut policy = self.replica.policy(org);
+        policy.reauth_max_age_secs = policy.reauth_max_age_secs.min(self.step_up.num_seconds());
+        require_recent_sign_in(
+            &call.principal,
+            StepUp {
+                policy: &policy,
+                role: Some(role),
+                organization_id: Some(org),
+            },
+            chrono::Utc::now().timestamp(),
+        )?;
+        Ok(())
     }
 
     /// Resolves `me` and the caller's own id.

@@ -16,7 +16,9 @@ use super::mail_links::VERIFY_MAIL;
 use crate::domain::Error;
 use crate::domain::error::LinkKind;
 use crate::domain::validation::{check_display_name, normalize_email};
-use crate::store::entity::{mail_token, mfa_factor, refresh_token, session, user};
+use crate::store::entity::{
+    mail_token, refresh_token, session, sign_in_address, sign_in_failure, user,
+};
 
 /// An UpdateUser request: the fields named in `paths` take their values from here.
 #[derive(Debug, Clone, Default)]
@@ -259,8 +261,13 @@ impl App {
             .filter(mail_token::Column::UserId.eq(&id))
             .exec(&*unit)
             .await?;
-        mfa_factor::Entity::delete_many()
-            .filter(mfa_factor::Column::UserId.eq(&id))
+        self.remove_second_factors(&*unit, &id).await?;
+        sign_in_address::Entity::delete_many()
+            .filter(sign_in_address::Column::UserId.eq(&id))
+            .exec(&*unit)
+            .await?;
+        sign_in_failure::Entity::delete_many()
+            .filter(sign_in_failure::Column::UserId.eq(&id))
             .exec(&*unit)
             .await?;
         user::Entity::delete_by_id(id.clone()).exec(&*unit).await?;

@@ -51,9 +51,18 @@ pub enum Error {
     /// The access token's session has ended.
     #[error("the session has ended; sign in again")]
     SessionEnded,
-    /// A sensitive action with a sign-in that is too old (rule ID-6).
-    #[error("this needs a recent sign-in; call Reauthenticate and retry")]
-    ReauthenticationRequired,
+    /// A wrong, stale or reused TOTP code or recovery code (rule ID-10).
+    #[error("the code is not correct, or was already used; use a current code")]
+    InvalidMfaCode,
+    /// A factor proof from a user without such a factor (rule ID-10).
+    #[error("{0}")]
+    MfaNotEnrolled(&'static str),
+    /// The user has as many factors as allowed (rule ID-10).
+    #[error("at most {0} second factors per user; remove one first")]
+    MfaFactorLimit(usize),
+    /// An MFA challenge that is unknown, expired, used or ended by wrong proofs (rule ID-11).
+    #[error("the sign-in challenge is unknown, expired or used; sign in again")]
+    MfaChallengeInvalid,
     /// The organization replica has not caught up yet.
     #[error("organization roles are still being synchronized; retry shortly")]
     RolesNotSynced,
@@ -122,8 +131,15 @@ impl From<Error> for ApiError {
             }
             Error::RefreshTokenReused => ApiError::unauthenticated("REFRESH_TOKEN_REUSED", message),
             Error::SessionEnded => ApiError::unauthenticated("SESSION_ENDED", message),
-            Error::ReauthenticationRequired => {
-                ApiError::unauthenticated("REAUTHENTICATION_REQUIRED", message)
+            Error::InvalidMfaCode => ApiError::unauthenticated("INVALID_MFA_CODE", message),
+            Error::MfaNotEnrolled(_) => {
+                ApiError::failed_precondition("MFA_NOT_ENROLLED", "mfa_factor", message)
+            }
+            Error::MfaFactorLimit(_) => {
+                ApiError::quota_exceeded("MFA_FACTOR_LIMIT", "mfa_factors", message)
+            }
+            Error::MfaChallengeInvalid => {
+                ApiError::unauthenticated("MFA_CHALLENGE_INVALID", message)
             }
             Error::RolesNotSynced => ApiError::unavailable("ROLES_NOT_SYNCED", message)
                 .retry_after(Duration::from_secs(1)),

@@ -1,7 +1,8 @@
 //! Identity's pure rules: what a valid email address, display name, password or token input is,
-//! and the refusals of the service ([`Error`]). Nothing here touches tonic or the database.
+//! second factors' codes ([`mfa`]), and the refusals of the service ([`Error`]). Nothing here touches tonic or the database.
 
 pub mod error;
+pub mod mfa;
 pub mod validation;
 
 pub use error::Error;

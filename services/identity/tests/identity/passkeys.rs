@@ -164,6 +164,8 @@ async fn enrollment_story(rig: &Rig) {
         .unwrap()
         .to_owned();
     let confirmed = confirm(rig, &token, &pending.id, &response).await.unwrap();
+    // The enrollment renewed the session with the passkey: further factor changes need it.
+    let token = confirmed.tokens.clone().unwrap().access_token;
     let factor = confirmed.factor.unwrap();
     assert_eq!(factor.id, pending.id);
     assert_eq!(factor.state, MfaFactorState::Active as i32);
@@ -230,9 +232,13 @@ async fn replay_story(rig: &Rig) {
     assert_status(&err, Code::InvalidArgument, "PASSKEY_REJECTED");
     assert_eq!(factor_row(rig, &second_id).await.state, 1, "still pending");
 
-    confirm(rig, &token, &first_id, &response)
+    // Confirming renews the session with the passkey; later changes need that sign-in.
+    let token = confirm(rig, &token, &first_id, &response)
         .await
-        .expect("the response confirms its own enrollment");
+        .expect("the response confirms its own enrollment")
+        .tokens
+        .unwrap()
+        .access_token;
     let err = confirm(rig, &token, &first_id, &response)
         .await
         .unwrap_err();
@@ -340,9 +346,12 @@ async fn id_10_an_expired_pending_passkey_cannot_be_confirmed() {
     let late = start(&rig, &token, "").await.unwrap();
     let on_time_response = register(&mut authenticator(), ORIGIN, &on_time.creation_options_json);
     let late_response = register(&mut authenticator(), ORIGIN, &late.creation_options_json);
-    confirm(&rig, &token, &on_time.factor.unwrap().id, &on_time_response)
+    let token = confirm(&rig, &token, &on_time.factor.unwrap().id, &on_time_response)
         .await
-        .expect("within 10 minutes");
+        .expect("within 10 minutes")
+        .tokens
+        .unwrap()
+        .access_token;
     rig.clock.advance(chrono::Duration::seconds(10 * 60 + 1));
     let late_id = late.factor.unwrap().id;
     let err = confirm(&rig, &token, &late_id, &late_response)
@@ -476,4 +485,152 @@ async fn id_10_passkeys_can_be_switched_off_and_bad_settings_stop_start_up() {
             .to_string();
         assert!(err.contains(field), "{rp_id} {origin}: {err}");
     }
+}
+
+/// The authenticator's assertion for request options `options_json` made at `origin`, as the
+/// JSON a browser front end sends.
+fn assert_with(key: &mut SoftPasskey, origin: &str, options_json: &str) -> String {
+    use webauthn_authenticator_rs::prelude::RequestChallengeResponse;
+    let public_key: serde_json::Value = serde_json::from_str(options_json).unwrap();
+    let request: RequestChallengeResponse =
+        serde_json::from_value(serde_json::json!({ "publicKey": public_key })).unwrap();
+    let credential = key
+        .do_authentication(Url::parse(origin).unwrap(), request)
+        .unwrap();
+    serde_json::to_string(&credential).unwrap()
+}
+
+async fn verify_passkey(
+    rig: &Rig,
+    challenge_id: &str,
+    assertion: &str,
+    token: Option<&str>,
+) -> Result<VerifyMfaChallengeResponse, tonic::Status> {
+    let message = VerifyMfaChallengeRequest {
+        challenge_id: challenge_id.into(),
+        passkey_assertion_json: assertion.into(),
+        ..Default::default()
+    };
+    let request = match token {
+        Some(t) => bearer(message, t),
+        None => tonic::Request::new(message),
+    };
+    rig.client()
+        .verify_mfa_challenge(request)
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Signing in with a passkey (rules ID-10, ID-11): enrollment yields recovery codes and renews
+/// the session with `hwk mfa`; Login answers a challenge offering the passkey with its request
+/// options; the software authenticator's assertion completes it (`amr` `pwd hwk mfa`); the same
+/// assertion on a new challenge, and one made for another origin, are refused; Reauthenticate
+/// with `passkey` answers a challenge bound to the session that renews it.
+async fn sign_in_story(rig: &Rig) {
+    let email = "pat@example.com";
+    let (_, token, _) = rig.user(email).await;
+    let started = start(rig, &token, "Laptop").await.unwrap();
+    let mut key = authenticator();
+    let response = register(&mut key, ORIGIN, &started.creation_options_json);
+    let confirmed = confirm(rig, &token, &started.factor.unwrap().id, &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        confirmed.recovery_codes.len(),
+        10,
+        "the first factor yields codes"
+    );
+    let renewed = confirmed.tokens.unwrap().access_token;
+    assert_eq!(
+        claims_of(&renewed)["amr"],
+        serde_json::json!(["pwd", "hwk", "mfa"])
+    );
+
+    let login = rig.login(email).await;
+    assert!(login.tokens.is_none());
+    let challenge = login.mfa_challenge.unwrap();
+    assert!(challenge.methods.contains(&(MfaMethod::Passkey as i32)));
+    assert!(
+        challenge
+            .methods
+            .contains(&(MfaMethod::RecoveryCode as i32))
+    );
+    let assertion = assert_with(&mut key, ORIGIN, &challenge.passkey_request_options_json);
+    let signed_in = verify_passkey(rig, &challenge.challenge_id, &assertion, None)
+        .await
+        .unwrap();
+    let access = signed_in.tokens.unwrap().access_token;
+    assert_eq!(
+        claims_of(&access)["amr"],
+        serde_json::json!(["pwd", "hwk", "mfa"])
+    );
+    assert_eq!(claims_of(&access)["mfa_enrolled"], true);
+
+    // The same assertion on a new challenge: its challenge does not match.
+    let again = rig.login(email).await.mfa_challenge.unwrap();
+    let replayed = verify_passkey(rig, &again.challenge_id, &assertion, None)
+        .await
+        .unwrap_err();
+    assert_status(&replayed, Code::Unauthenticated, "INVALID_MFA_CODE");
+    // An assertion made for another site.
+    let foreign = assert_with(
+        &mut key,
+        "http://localhost:4000",
+        &again.passkey_request_options_json,
+    );
+    let refused = verify_passkey(rig, &again.challenge_id, &foreign, None)
+        .await
+        .unwrap_err();
+    assert_status(&refused, Code::Unauthenticated, "INVALID_MFA_CODE");
+    // The right one still completes it (two failures do not end a challenge).
+    let good = assert_with(&mut key, ORIGIN, &again.passkey_request_options_json);
+    verify_passkey(rig, &again.challenge_id, &good, None)
+        .await
+        .unwrap();
+
+    // Step-up with the passkey renews the caller's own session.
+    let step_up = rig
+        .client()
+        .reauthenticate(bearer(
+            ReauthenticateRequest {
+                passkey: true,
+                ..Default::default()
+            },
+            &access,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(step_up.tokens.is_none());
+    let challenge = step_up.mfa_challenge.unwrap();
+    let assertion = assert_with(&mut key, ORIGIN, &challenge.passkey_request_options_json);
+    let anonymous = verify_passkey(rig, &challenge.challenge_id, &assertion, None)
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    let renewed = verify_passkey(rig, &challenge.challenge_id, &assertion, Some(&access))
+        .await
+        .unwrap()
+        .tokens
+        .unwrap();
+    assert_eq!(
+        claims_of(&renewed.access_token)["sid"],
+        claims_of(&access)["sid"],
+        "the step-up renews the same session"
+    );
+}
+
+#[tokio::test]
+async fn id_11_a_passkey_completes_sign_in_and_step_up_and_assertions_work_once() {
+    let rig = Rig::sqlite().await;
+    sign_in_story(&rig).await;
+}
+
+#[tokio::test]
+async fn id_11_a_passkey_completes_sign_in_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let rig = Rig::start(db, |_| {}).await;
+    sign_in_story(&rig).await;
 }
