@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Python client test: generates a Python client from proto/ with grpcio-tools (installed
 # into a virtualenv from PyPI), starts a fresh `orgplane` on a temporary directory, and runs
-# stories 1 and 2 against it with tests/python/stories.py, including reading the structured
+# stories 1 to 3 against it with tests/python/stories.py, including reading the structured
 # error details (google.rpc.Status → ErrorInfo, BadRequest) of refused calls.
 #
 # Usage: tests/python/run.sh            (builds the binary with cargo when ORGPLANE_BIN is unset)
@@ -20,7 +20,7 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check grpcio grpcio-tools grpcio-status protobuf
+"$venv/bin/pip" install --quiet --disable-pip-version-check grpcio grpcio-tools grpcio-status protobuf pyotp
 
 # Generate the client: messages (_pb2) and stubs (_pb2_grpc) for every Orgplane proto. The
 # google/protobuf well-known types come with grpcio-tools; google.rpc with grpcio-status.

@@ -1,4 +1,4 @@
-"""Stories 1 and 2 of Orgplane, driven by a Python client generated from proto/ with grpcio-tools.
+"""Stories 1 to 3 of Orgplane, driven by a Python client generated from proto/ with grpcio-tools.
 
 Run by tests/python/run.sh, which generates the client onto PYTHONPATH and starts orgplane.
 Environment: ORGPLANE_ADDR (host:port) and ORGPLANE_MAIL_DIR (where the .eml files land).
@@ -7,6 +7,10 @@ Environment: ORGPLANE_ADDR (host:port) and ORGPLANE_MAIL_DIR (where the .eml fil
    unverified and a personal account are refused), edits it and sees the audit trail.
 2. They invite a developer, a billing person and an admin, who accept; the roles show up in the
    workspace and billing services.
+3. A security-minded owner enrolls an authenticator app (codes computed by pyotp, an
+   independent RFC 6238 implementation), requires a second factor in their organization, is
+   refused there with a password-only token (MFA_REQUIRED), and signs in again through the MFA
+   challenge; a code used once is refused the second time.
 Refused calls are checked through their structured details: the google.rpc.Status in the
 `grpc-status-details-bin` trailer, with an ErrorInfo (reason, domain) and a BadRequest.
 """
@@ -19,6 +23,7 @@ import time
 import uuid
 
 import grpc
+import pyotp
 from grpc_status import rpc_status
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2
@@ -26,6 +31,7 @@ from google.rpc import error_details_pb2
 from orgplane.identity.v1 import identity_pb2 as idp, identity_pb2_grpc as idg
 from orgplane.organization.v1 import organization_pb2 as orgp, organization_pb2_grpc as orgg
 from orgplane.organization.v1 import role_pb2
+from orgplane.organization.v1 import security_pb2 as secp
 from orgplane.workspace.v1 import workspace_pb2 as wsp, workspace_pb2_grpc as wsg
 from orgplane.billing.v1 import billing_pb2 as bp, billing_pb2_grpc as bg
 
@@ -296,13 +302,92 @@ def story_2(c, s):
     )
 
 
+def story_3(c):
+    print("story 3: second factors and the organization's security policy")
+    address = email("sam")
+    c.sign_up(address, "Sam Secure", idp.ACCOUNT_TYPE_BUSINESS)
+    c.verify(address)
+    _, password_only = c.login(address)
+    org = c.orgs.CreateOrganization(
+        orgp.CreateOrganizationRequest(organization=orgp.Organization(name=f"Secure {RUN}")),
+        metadata=bearer(password_only),
+    ).organization
+
+    started = c.identity.StartTotpEnrollment(
+        idp.StartTotpEnrollmentRequest(display_name="Phone"), metadata=bearer(password_only)
+    )
+    assert started.factor.state == idp.MFA_FACTOR_STATE_PENDING
+    parsed = pyotp.parse_uri(started.otpauth_uri)
+    assert parsed.secret == started.secret and parsed.name == address, started.otpauth_uri
+    totp = pyotp.TOTP(started.secret)
+    code = totp.now()
+    confirmed = c.identity.ConfirmTotpEnrollment(
+        idp.ConfirmTotpEnrollmentRequest(factor_id=started.factor.id, code=code),
+        metadata=bearer(password_only),
+    )
+    assert confirmed.factor.state == idp.MFA_FACTOR_STATE_ACTIVE
+    assert len(confirmed.recovery_codes) == 10
+    with_factor = confirmed.tokens.access_token
+
+    policy = c.orgs.UpdateSecurityPolicy(
+        orgp.UpdateSecurityPolicyRequest(
+            security_policy=secp.SecurityPolicy(
+                organization_id=org.id, mfa_requirement=secp.MFA_REQUIREMENT_REQUIRED
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["mfa_requirement"]),
+        ),
+        metadata=bearer(with_factor),
+    )
+    assert policy.security_policy.mfa_requirement == secp.MFA_REQUIREMENT_REQUIRED
+    status = refused(
+        lambda: c.workspaces.ListWorkspaces(
+            wsp.ListWorkspacesRequest(organization_id=org.id),
+            metadata=bearer(password_only, policy.revision),
+        ),
+        grpc.StatusCode.UNAUTHENTICATED, "MFA_REQUIRED",
+    )
+    print(f"  {status.message}")
+    c.workspaces.ListWorkspaces(
+        wsp.ListWorkspacesRequest(organization_id=org.id),
+        metadata=bearer(with_factor, policy.revision),
+    )
+
+    # Signing in again: a challenge, completed with the next code (the current one is used up).
+    login = c.identity.Login(idp.LoginRequest(email=address, password=PASSWORD))
+    assert not login.HasField("tokens") and login.HasField("mfa_challenge")
+    assert idp.MFA_METHOD_TOTP in login.mfa_challenge.methods
+    refused(
+        lambda: c.identity.VerifyMfaChallenge(
+            idp.VerifyMfaChallengeRequest(challenge_id=login.mfa_challenge.challenge_id, totp_code=code)
+        ),
+        grpc.StatusCode.UNAUTHENTICATED, "INVALID_MFA_CODE",
+    )
+    while totp.now() == code:
+        time.sleep(0.5)
+    signed_in = c.identity.VerifyMfaChallenge(
+        idp.VerifyMfaChallengeRequest(
+            challenge_id=login.mfa_challenge.challenge_id, totp_code=totp.now()
+        )
+    )
+    c.orgs.GetOrganization(
+        orgp.GetOrganizationRequest(organization_id=org.id),
+        metadata=bearer(signed_in.tokens.access_token),
+    )
+    factors = c.identity.ListMfaFactors(
+        idp.ListMfaFactorsRequest(), metadata=bearer(signed_in.tokens.access_token)
+    )
+    assert [f.display_name for f in factors.factors] == ["Phone"]
+    assert factors.remaining_recovery_codes == 10
+
+
 def main():
     channel = grpc.insecure_channel(ADDR)
     wait_serving(channel)
     c = Client(channel)
     state = story_1(c)
     story_2(c, state)
-    print("python client: stories 1 and 2 passed")
+    story_3(c)
+    print("python client: stories 1 to 3 passed")
 
 
 if __name__ == "__main__":

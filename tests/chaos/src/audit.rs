@@ -157,6 +157,7 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         secrets: Vec::new(),
     };
     let org = identity_and_org(&mut r).await?;
+    second_factors(&mut r).await?;
     control_text(&mut r, &org).await?;
     // Completeness: every mutating RPC ran, and left exactly one record in its service.
     let protos = Protos::load()?;
@@ -954,6 +955,27 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("identity", "AdminResetMfa", &id, resp);
+    let id = rid();
+    let resp = h
+        .orgs()
+        .update_security_policy(req(
+            org_api::UpdateSecurityPolicyRequest {
+                security_policy: Some(org_api::SecurityPolicy {
+                    organization_id: org.clone(),
+                    reauthentication_max_age: Some(prost_types::Duration {
+                        seconds: 600,
+                        nanos: 0,
+                    }),
+                    ..Default::default()
+                }),
+                update_mask: mask(&["reauthentication_max_age"]),
+                etag: String::new(),
+            },
+            Some(&owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "UpdateSecurityPolicy", &id, resp);
 
     // Ownership, deletion and restoration (m1 is the new owner).
     let id = rid();
@@ -1015,6 +1037,187 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
 /// Names with a newline and an ANSI escape in every service: each is refused with
 /// INVALID_ARGUMENT or (checked by `faithful` and the log scan) stored exactly and never raw in
 /// a log line.
+/// Second factors (rules ID-10, ID-11) of a user of their own: TOTP and passkey enrollment,
+/// recovery codes, a sign-in through the MFA challenge, and removal of a factor — each one audit
+/// record in identity, none with a secret.
+async fn second_factors(r: &mut Run<'_>) -> anyhow::Result<()> {
+    let h = r.h;
+    let email = "audit.mfa@chaos.test";
+    let password = "Audit-mfa-password-1";
+    h.identity_client()
+        .sign_up(req(
+            id_api::SignUpRequest {
+                email: email.into(),
+                password: password.into(),
+                display_name: "Audit MFA".into(),
+                account_type: id_api::AccountType::Personal as i32,
+                request_id: String::new(),
+            },
+            None,
+            &rid(),
+        ))
+        .await?;
+    let login = || {
+        let mut client = h.identity_client();
+        async move {
+            client
+                .login(req(
+                    id_api::LoginRequest {
+                        email: email.into(),
+                        password: password.into(),
+                    },
+                    None,
+                    &rid(),
+                ))
+                .await
+        }
+    };
+    let access = login()
+        .await?
+        .into_inner()
+        .tokens
+        .unwrap_or_default()
+        .access_token;
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .start_totp_enrollment(req(
+            id_api::StartTotpEnrollmentRequest {
+                display_name: format!("{HOSTILE} phone"),
+            },
+            Some(&access),
+            &id,
+        ))
+        .await;
+    let started = r
+        .ok("identity", "StartTotpEnrollment", &id, resp)
+        .unwrap_or_default();
+    r.secret("TOTP secret", &started.secret);
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .confirm_totp_enrollment(req(
+            id_api::ConfirmTotpEnrollmentRequest {
+                factor_id: started.factor.map(|f| f.id).unwrap_or_default(),
+                code: crate::secrets::totp_now(&started.secret)?,
+            },
+            Some(&access),
+            &id,
+        ))
+        .await;
+    let confirmed = r
+        .ok("identity", "ConfirmTotpEnrollment", &id, resp)
+        .unwrap_or_default();
+    let totp_factor = confirmed.factor.map(|f| f.id).unwrap_or_default();
+    let access = confirmed.tokens.unwrap_or_default().access_token;
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .regenerate_recovery_codes(req(
+            id_api::RegenerateRecoveryCodesRequest {},
+            Some(&access),
+            &id,
+        ))
+        .await;
+    let codes = r
+        .ok("identity", "RegenerateRecoveryCodes", &id, resp)
+        .map(|c| c.recovery_codes)
+        .unwrap_or_default();
+    for c in &codes {
+        r.secret("recovery code", c);
+    }
+    // A passkey, made by the software authenticator a browser would be.
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .start_passkey_enrollment(req(
+            id_api::StartPasskeyEnrollmentRequest {
+                display_name: "Laptop".into(),
+            },
+            Some(&access),
+            &id,
+        ))
+        .await;
+    let passkey = r
+        .ok("identity", "StartPasskeyEnrollment", &id, resp)
+        .unwrap_or_default();
+    let credential = software_passkey_registration(&passkey.creation_options_json)?;
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .confirm_passkey_enrollment(req(
+            id_api::ConfirmPasskeyEnrollmentRequest {
+                factor_id: passkey.factor.map(|f| f.id).unwrap_or_default(),
+                credential_json: credential,
+            },
+            Some(&access),
+            &id,
+        ))
+        .await;
+    let access = r
+        .ok("identity", "ConfirmPasskeyEnrollment", &id, resp)
+        .and_then(|c| c.tokens)
+        .unwrap_or_default()
+        .access_token;
+    // Signing in again: a challenge, completed with a recovery code.
+    let challenge = login()
+        .await?
+        .into_inner()
+        .mfa_challenge
+        .unwrap_or_default();
+    r.secret("MFA challenge id", &challenge.challenge_id);
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .verify_mfa_challenge(req(
+            id_api::VerifyMfaChallengeRequest {
+                challenge_id: challenge.challenge_id,
+                recovery_code: codes.first().cloned().unwrap_or_default(),
+                ..Default::default()
+            },
+            None,
+            &id,
+        ))
+        .await;
+    if let Some(t) = r
+        .ok("identity", "VerifyMfaChallenge", &id, resp)
+        .and_then(|v| v.tokens)
+    {
+        r.secret("access token (challenge)", &t.access_token);
+        r.secret("refresh token (challenge)", &t.refresh_token);
+    }
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .delete_mfa_factor(req(
+            id_api::DeleteMfaFactorRequest {
+                factor_id: totp_factor,
+            },
+            Some(&access),
+            &id,
+        ))
+        .await;
+    r.ok("identity", "DeleteMfaFactor", &id, resp);
+    Ok(())
+}
+
+/// The registration response (browser JSON) of a fresh software passkey for creation options
+/// `options_json`, at the development origin.
+fn software_passkey_registration(options_json: &str) -> anyhow::Result<String> {
+    use webauthn_authenticator_rs::prelude::{
+        CreationChallengeResponse, Url, WebauthnAuthenticator,
+    };
+    use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+    let public_key: serde_json::Value = serde_json::from_str(options_json)?;
+    let options: CreationChallengeResponse =
+        serde_json::from_value(serde_json::json!({ "publicKey": public_key }))?;
+    let mut key = SoftPasskey::new(true);
+    let response = key
+        .do_registration(Url::parse("http://localhost:3000")?, options)
+        .map_err(|e| anyhow::anyhow!("software passkey: {e:?}"))?;
+    Ok(serde_json::to_string(&response)?)
+}
+
 async fn control_text(r: &mut Run<'_>, org: &str) -> anyhow::Result<()> {
     let h = r.h;
     let token = h.user_token("user_audit_m1")?;

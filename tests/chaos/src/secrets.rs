@@ -618,6 +618,99 @@ async fn scenario(
         ))
         .await;
     s.answer("ListBillingMembers", r);
+    // Second factors (rules ID-10, ID-11): the TOTP secret and URI, the recovery codes and the
+    // challenge ids are secrets like passwords. Last, since this user's sign-ins now need a code.
+    let started = h
+        .identity_client()
+        .start_totp_enrollment(bearer(
+            id_api::StartTotpEnrollmentRequest {
+                display_name: "Phone".into(),
+            },
+            &access,
+        ))
+        .await?
+        .into_inner();
+    s.secret("TOTP secret", &started.secret);
+    s.secret("otpauth URI", &started.otpauth_uri);
+    let factor_id = started.factor.map(|f| f.id).unwrap_or_default();
+    let r = h
+        .identity_client()
+        .confirm_totp_enrollment(bearer(
+            id_api::ConfirmTotpEnrollmentRequest {
+                factor_id: factor_id.clone(),
+                code: "000000".into(),
+            },
+            &access,
+        ))
+        .await;
+    s.answer("ConfirmTotpEnrollment (wrong code)", r);
+    let confirmed = h
+        .identity_client()
+        .confirm_totp_enrollment(bearer(
+            id_api::ConfirmTotpEnrollmentRequest {
+                factor_id,
+                code: totp_now(&started.secret)?,
+            },
+            &access,
+        ))
+        .await?
+        .into_inner();
+    for code in &confirmed.recovery_codes {
+        s.secret("recovery code", code);
+    }
+    let renewed = confirmed.tokens.unwrap_or_default();
+    s.secret("access token (with a factor)", &renewed.access_token);
+    s.secret("refresh token (with a factor)", &renewed.refresh_token);
+    let r = h
+        .identity_client()
+        .list_mfa_factors(bearer(
+            id_api::ListMfaFactorsRequest {},
+            &renewed.access_token,
+        ))
+        .await;
+    s.answer("ListMfaFactors", r);
+    let challenge = h
+        .identity_client()
+        .login(id_api::LoginRequest {
+            email: email.into(),
+            password: new_password.into(),
+        })
+        .await?
+        .into_inner()
+        .mfa_challenge
+        .unwrap_or_default();
+    s.secret("MFA challenge id", &challenge.challenge_id);
+    let wrong_code = "zzzz-zzzz-zzzz";
+    let r = h
+        .identity_client()
+        .verify_mfa_challenge(id_api::VerifyMfaChallengeRequest {
+            challenge_id: challenge.challenge_id.clone(),
+            recovery_code: wrong_code.into(),
+            ..Default::default()
+        })
+        .await;
+    s.answer_to(wrong_code, r);
+    if let Some(code) = confirmed.recovery_codes.first() {
+        let signed_in = h
+            .identity_client()
+            .verify_mfa_challenge(id_api::VerifyMfaChallengeRequest {
+                challenge_id: challenge.challenge_id.clone(),
+                recovery_code: code.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner()
+            .tokens
+            .unwrap_or_default();
+        s.secret("access token (challenge)", &signed_in.access_token);
+        s.secret("refresh token (challenge)", &signed_in.refresh_token);
+    }
+    // At rest: identity's database holds hashes and sealed values only.
+    s.responses.push((
+        "identity database at rest".into(),
+        database_at_rest(h.identity_db()?).await?,
+    ));
+
     // Identity has no ListAuditEvents: its records are read from its database.
     {
         use orgplane_platform::audit::row;
@@ -738,4 +831,66 @@ async fn scenario(
         log_bytes >> 10,
     );
     Ok(f)
+}
+
+/// The current RFC 6238 code of a base32 `secret` (SHA-1, 6 digits, 30 s).
+pub(crate) fn totp_now(secret: &str) -> anyhow::Result<String> {
+    let secret = totp_rs::Secret::try_from_base32(secret)
+        .map_err(|e| anyhow::anyhow!("TOTP secret is not base32: {e:?}"))?;
+    let totp = totp_rs::Builder::new()
+        .with_secret(secret)
+        .build()
+        .map_err(|e| anyhow::anyhow!("TOTP: {e:?}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    Ok(totp.generate(now).to_string())
+}
+
+/// Everything a database holds, as bytes to scan: the SQLite file and its write-ahead log, or
+/// every PostgreSQL table's rows as JSON.
+async fn database_at_rest(db: &sea_orm::DatabaseConnection) -> anyhow::Result<Vec<u8>> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let mut out = Vec::new();
+    match backend {
+        DbBackend::Sqlite => {
+            let rows = db
+                .query_all_raw(Statement::from_string(backend, "PRAGMA database_list"))
+                .await?;
+            for row in rows {
+                let file: String = row.try_get_by_index(2)?;
+                if file.is_empty() {
+                    continue;
+                }
+                for suffix in ["", "-wal"] {
+                    out.extend(std::fs::read(format!("{file}{suffix}")).unwrap_or_default());
+                }
+            }
+            anyhow::ensure!(!out.is_empty(), "identity's SQLite file was not found");
+        }
+        _ => {
+            let tables = db
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+                ))
+                .await?;
+            for t in tables {
+                let table: String = t.try_get_by_index(0)?;
+                let rows = db
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT row_to_json(t)::text FROM \"{table}\" t"),
+                    ))
+                    .await?;
+                for r in rows {
+                    let json: String = r.try_get_by_index(0)?;
+                    out.extend(json.into_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+    Ok(out)
 }
