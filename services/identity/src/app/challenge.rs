@@ -13,7 +13,6 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, ExprTrait, Set};
 
 use super::factors::{FactorProof, KIND_PASSKEY, KIND_TOTP};
-use super::passkeys::INVALID_MFA_CODE;
 use super::risk::{join_signals, split_signals};
 use super::sessions::Tokens;
 use super::{App, as_user};
@@ -218,7 +217,7 @@ impl App {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.reason() == INVALID_MFA_CODE => Ok(false),
+            Err(e) if e.reason() == ApiError::from(Error::InvalidMfaCode).reason() => Ok(false),
             Err(e) => Err(e),
         }
     }

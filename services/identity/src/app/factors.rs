@@ -37,8 +37,8 @@ pub const KIND_PASSKEY: &str = "passkey";
 /// The label of a TOTP factor when none is given.
 const DEFAULT_TOTP_NAME: &str = "Authenticator app";
 
-const PENDING: i32 = MfaFactorState::Pending as i32;
-const ACTIVE: i32 = MfaFactorState::Active as i32;
+pub(crate) const PENDING: i32 = MfaFactorState::Pending as i32;
+pub(crate) const ACTIVE: i32 = MfaFactorState::Active as i32;
 
 /// A second-factor proof offered at sign-in or step-up.
 #[derive(Clone)]
@@ -98,9 +98,19 @@ impl std::fmt::Debug for ConfirmedFactor {
     }
 }
 
-fn factor_entry(action: &str, factor: &mfa_factor::Model) -> Entry {
-    Entry::new("", action, "mfa_factor", &factor.id)
-        .with_details(serde_json::json!({ "type": factor.kind, "userId": factor.user_id }))
+/// The audit entry of a factor change, whatever its kind: ids, type and state only.
+pub(crate) fn factor_entry(action: &str, factor: &mfa_factor::Model) -> Entry {
+    let state = if factor.state == ACTIVE {
+        "MFA_FACTOR_STATE_ACTIVE"
+    } else {
+        "MFA_FACTOR_STATE_PENDING"
+    };
+    Entry::new("", action, "mfa_factor", &factor.id).with_details(serde_json::json!({
+        "id": factor.id,
+        "userId": factor.user_id,
+        "type": factor.kind,
+        "state": state,
+    }))
 }
 
 impl App {

@@ -7,11 +7,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use orgplane_platform::audit::Entry;
 use orgplane_platform::db::is_unique_violation;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::{ApiError, ApiResult, Call};
-use orgplane_proto::identity::v1::MfaFactorState;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ConnectionTrait, PaginatorTrait, QueryOrder, QuerySelect, Set};
@@ -24,7 +22,7 @@ use webauthn_rs::prelude::{
 };
 
 use super::challenge::PASSKEY_AMR;
-use super::factors::ConfirmedFactor;
+use super::factors::{ACTIVE, ConfirmedFactor, PENDING, PENDING_FACTOR_TTL_MS, factor_entry};
 use super::{App, new_id};
 use crate::Config;
 use crate::crypto::Sealer;
@@ -32,11 +30,7 @@ use crate::domain::validation::{Violations, check_display_name};
 use crate::store::entity::{mfa_factor, user};
 
 /// The `kind` of passkey rows in `mfa_factors`.
-pub const KIND: &str = "passkey";
-/// How long a PENDING passkey waits for its confirmation.
-pub const PENDING_TTL: chrono::Duration = chrono::Duration::minutes(10);
-/// The most factors (ACTIVE, and PENDING not yet expired) a user may have (rule ID-10).
-pub const MAX_FACTORS: u64 = 10;
+pub use super::factors::KIND_PASSKEY as KIND;
 /// The label of a passkey whose user chose none.
 const DEFAULT_NAME: &str = "Passkey";
 /// The largest authenticator response accepted (attestations with certificates included).
@@ -46,10 +40,6 @@ const MAX_CREDENTIAL_JSON: usize = 64 * 1024;
 pub const PASSKEY_REJECTED: &str = "PASSKEY_REJECTED";
 /// FAILED_PRECONDITION reason: no relying party is configured.
 pub const PASSKEYS_NOT_CONFIGURED: &str = "PASSKEYS_NOT_CONFIGURED";
-/// UNAUTHENTICATED reason: a second-factor proof that does not verify.
-pub const INVALID_MFA_CODE: &str = "INVALID_MFA_CODE";
-/// RESOURCE_EXHAUSTED reason: the user has [`MAX_FACTORS`] factors already.
-pub const MFA_FACTOR_LIMIT: &str = "MFA_FACTOR_LIMIT";
 
 /// The refusals of the passkey ceremonies.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -63,9 +53,6 @@ pub enum PasskeyError {
     /// An assertion that does not verify (or cannot be read): one answer for every cause.
     #[error("the passkey did not verify")]
     AssertionRefused,
-    /// The user has [`MAX_FACTORS`] factors.
-    #[error("you have 10 second factors already; remove one first")]
-    FactorLimit,
 }
 
 impl From<PasskeyError> for ApiError {
@@ -78,10 +65,7 @@ impl From<PasskeyError> for ApiError {
             PasskeyError::Rejected(why) => {
                 ApiError::invalid_argument_because(PASSKEY_REJECTED, "credential_json", why)
             }
-            PasskeyError::AssertionRefused => ApiError::unauthenticated(INVALID_MFA_CODE, message),
-            PasskeyError::FactorLimit => {
-                ApiError::quota_exceeded(MFA_FACTOR_LIMIT, "mfa_factors", message)
-            }
+            PasskeyError::AssertionRefused => crate::domain::Error::InvalidMfaCode.into(),
         }
     }
 }
@@ -109,14 +93,6 @@ pub struct StartedPasskey {
     pub factor: mfa_factor::Model,
     /// The `PublicKeyCredentialCreationOptions` for `navigator.credentials.create`, as JSON.
     pub creation_options_json: String,
-}
-
-fn pending() -> i32 {
-    MfaFactorState::Pending as i32
-}
-
-fn active() -> i32 {
-    MfaFactorState::Active as i32
 }
 
 /// The user handle the authenticator stores: derived from the user id, so it is stable and
@@ -215,7 +191,7 @@ impl Passkeys {
         let rows = mfa_factor::Entity::find()
             .filter(mfa_factor::Column::UserId.eq(user_id))
             .filter(mfa_factor::Column::Kind.eq(KIND))
-            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::State.eq(ACTIVE))
             .order_by_asc(mfa_factor::Column::CreateTimeMs)
             .all(db)
             .await?;
@@ -293,7 +269,7 @@ impl Passkeys {
         let row = mfa_factor::Entity::find()
             .filter(mfa_factor::Column::UserId.eq(user_id))
             .filter(mfa_factor::Column::Kind.eq(KIND))
-            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::State.eq(ACTIVE))
             .filter(mfa_factor::Column::CredentialId.eq(&credential_id))
             .one(db)
             .await?
@@ -328,7 +304,7 @@ impl Passkeys {
             .col_expr(mfa_factor::Column::PasskeySealed, Expr::value(sealed))
             .col_expr(mfa_factor::Column::LastUsedTimeMs, Expr::value(now_ms))
             .filter(mfa_factor::Column::Id.eq(&row.id))
-            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::State.eq(ACTIVE))
             .filter(mfa_factor::Column::PasskeySealed.eq(stored_sealed))
             .exec(db)
             .await?;
@@ -396,23 +372,11 @@ impl App {
             .one(&*unit)
             .await?
             .ok_or_else(|| ApiError::not_found("user", &me))?;
-        mfa_factor::Entity::delete_many()
-            .filter(mfa_factor::Column::UserId.eq(&me))
-            .filter(mfa_factor::Column::State.eq(pending()))
-            .filter(mfa_factor::Column::ExpireTimeMs.lte(now))
-            .exec(&*unit)
-            .await?;
-        let count = mfa_factor::Entity::find()
-            .filter(mfa_factor::Column::UserId.eq(&me))
-            .count(&*unit)
-            .await?;
-        if count >= MAX_FACTORS {
-            return Err(PasskeyError::FactorLimit.into());
-        }
+        self.make_room_for_factor(&*unit, &me).await?;
         let exclude: Vec<Vec<u8>> = mfa_factor::Entity::find()
             .filter(mfa_factor::Column::UserId.eq(&me))
             .filter(mfa_factor::Column::Kind.eq(KIND))
-            .filter(mfa_factor::Column::State.eq(active()))
+            .filter(mfa_factor::Column::State.eq(ACTIVE))
             .select_only()
             .column(mfa_factor::Column::CredentialId)
             .into_tuple::<Option<String>>()
@@ -438,11 +402,11 @@ impl App {
             kind: KIND.to_owned(),
             create_time_ms: now,
             display_name: name,
-            state: pending(),
+            state: PENDING,
             secret_sealed: None,
             passkey_sealed: Some(passkeys.seal(&state, &id)?),
             credential_id: None,
-            expire_time_ms: Some(now + PENDING_TTL.num_milliseconds()),
+            expire_time_ms: Some(now + PENDING_FACTOR_TTL_MS),
             last_used_time_ms: None,
         };
         mfa_factor::ActiveModel {
@@ -501,7 +465,7 @@ impl App {
         let factor = mfa_factor::Entity::find_by_id(factor_id.to_owned())
             .filter(mfa_factor::Column::UserId.eq(&me))
             .filter(mfa_factor::Column::Kind.eq(KIND))
-            .filter(mfa_factor::Column::State.eq(pending()))
+            .filter(mfa_factor::Column::State.eq(PENDING))
             .filter(mfa_factor::Column::ExpireTimeMs.gt(now))
             .one(&self.db)
             .await?
@@ -539,7 +503,7 @@ impl App {
         // Only a PENDING, unexpired factor whose ceremony state is the one verified: of two
         // concurrent confirmations, one wins.
         let activated = mfa_factor::Entity::update_many()
-            .col_expr(mfa_factor::Column::State, Expr::value(active()))
+            .col_expr(mfa_factor::Column::State, Expr::value(ACTIVE))
             .col_expr(
                 mfa_factor::Column::PasskeySealed,
                 Expr::value(sealed.clone()),
@@ -550,7 +514,7 @@ impl App {
             )
             .col_expr(mfa_factor::Column::ExpireTimeMs, Expr::value(None::<i64>))
             .filter(mfa_factor::Column::Id.eq(&factor.id))
-            .filter(mfa_factor::Column::State.eq(pending()))
+            .filter(mfa_factor::Column::State.eq(PENDING))
             .filter(mfa_factor::Column::ExpireTimeMs.gt(now))
             .filter(mfa_factor::Column::PasskeySealed.eq(state_sealed))
             .exec(&*unit)
@@ -564,7 +528,7 @@ impl App {
             return Err(not_found());
         }
         let factor = mfa_factor::Model {
-            state: active(),
+            state: ACTIVE,
             passkey_sealed: Some(sealed),
             credential_id: Some(credential_id),
             expire_time_ms: None,
@@ -627,21 +591,6 @@ impl App {
     }
 }
 
-/// The audit entry of a factor change: ids, type and state only.
-fn factor_entry(action: &str, factor: &mfa_factor::Model) -> Entry {
-    let state = if factor.state == active() {
-        "MFA_FACTOR_STATE_ACTIVE"
-    } else {
-        "MFA_FACTOR_STATE_PENDING"
-    };
-    Entry::new("", action, "mfa_factor", &factor.id).with_details(serde_json::json!({
-        "id": factor.id,
-        "userId": factor.user_id,
-        "type": "MFA_FACTOR_TYPE_PASSKEY",
-        "state": state,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -685,7 +634,7 @@ mod tests {
             kind: Set(KIND.to_owned()),
             create_time_ms: Set(0),
             display_name: Set("Passkey".to_owned()),
-            state: Set(active()),
+            state: Set(ACTIVE),
             secret_sealed: Set(None),
             passkey_sealed: Set(Some(rp.seal(&passkey, &id).unwrap())),
             credential_id: Set(Some(URL_SAFE_NO_PAD.encode(passkey.cred_id()))),
@@ -711,7 +660,7 @@ mod tests {
 
     fn assert_refused(result: ApiResult<String>, what: &str) {
         let err = result.expect_err(what);
-        assert_eq!(err.reason(), INVALID_MFA_CODE, "{what}: {err:?}");
+        assert_eq!(err.reason(), "INVALID_MFA_CODE", "{what}: {err:?}");
         assert_eq!(
             err.code(),
             orgplane_platform::error::Code::Unauthenticated,
