@@ -176,7 +176,7 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 7] = [
+pub const MUTABLE: [(&str, &[&str]); 8] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
@@ -184,6 +184,14 @@ pub const MUTABLE: [(&str, &[&str]); 7] = [
     ("UpdateBillingAccount", &["plan", "billing_email", "seats"]),
     ("UpdateApiKey", &["name", "status"]),
     ("UpdateUser", &["display_name", "account_type", "email"]),
+    (
+        "UpdateSecurityPolicy",
+        &[
+            "mfa_requirement",
+            "reauthentication_max_age",
+            "allowed_sign_in_methods",
+        ],
+    ),
 ];
 
 /// Runs the suite on a fresh setup.
@@ -980,6 +988,14 @@ fn update_resource(
             }
             .encode_to_vec(),
             "user_esc_user",
+        ),
+        "UpdateSecurityPolicy" => (
+            org_api::SecurityPolicy {
+                organization_id: org.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
         ),
         _ => return None,
     })

@@ -576,7 +576,40 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateSecurityPolicy" => org_api::UpdateSecurityPolicyRequest {
+            security_policy: Some(org_api::SecurityPolicy {
+                organization_id: a.org.clone(),
+                mfa_requirement: org_api::MfaRequirement::Required as i32,
+                ..Default::default()
+            }),
+            update_mask: mask("mfa_requirement"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
+        // A user's own second factors and challenges, named by id only: a caller reaches only
+        // their own (identity's suite proves it with real factors of two users); here each
+        // must answer as for an unknown id, never INVALID_ARGUMENT or OK.
+        "ConfirmTotpEnrollment" => id_api::ConfirmTotpEnrollmentRequest {
+            factor_id: "mfa_of_tenant_a".into(),
+            code: "123456".into(),
+        }
+        .encode_to_vec(),
+        "ConfirmPasskeyEnrollment" => id_api::ConfirmPasskeyEnrollmentRequest {
+            factor_id: "mfa_of_tenant_a".into(),
+            credential_json: "{}".into(),
+        }
+        .encode_to_vec(),
+        "DeleteMfaFactor" => id_api::DeleteMfaFactorRequest {
+            factor_id: "mfa_of_tenant_a".into(),
+        }
+        .encode_to_vec(),
+        "VerifyMfaChallenge" => id_api::VerifyMfaChallengeRequest {
+            challenge_id: "mfac_not_yours".into(),
+            recovery_code: "aaaa-bbbb-cccc".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
         "AddWorkspaceMember" => {
             let mut b = ws_api::AddWorkspaceMemberRequest {
                 role: ws_api::WorkspaceRole::Admin as i32,

@@ -396,6 +396,9 @@ async fn create_observer_tables(db: &DatabaseConnection) -> anyhow::Result<()> {
          NULL, state INTEGER NOT NULL)",
         "CREATE TABLE IF NOT EXISTS replica_members (organization_id TEXT NOT NULL, user_id \
          TEXT NOT NULL, role INTEGER NOT NULL, PRIMARY KEY (organization_id, user_id))",
+        "CREATE TABLE IF NOT EXISTS replica_security_policies (organization_id TEXT NOT NULL \
+         PRIMARY KEY, mfa_requirement INTEGER NOT NULL, reauth_max_age_secs BIGINT NOT NULL, \
+         sign_in_methods INTEGER NOT NULL)",
     ] {
         db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
             .await?;
