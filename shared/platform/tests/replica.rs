@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use orgplane_platform::replica::{CreateRoleReplica, RoleReplica};
+use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica, RoleReplica};
 use orgplane_platform::testkit::{TestAuth, TestDb, channel};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::*;
@@ -14,7 +14,10 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 struct M;
 impl MigratorTrait for M {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateRoleReplica)]
+        vec![
+            Box::new(CreateRoleReplica),
+            Box::new(CreateSecurityPolicyReplica),
+        ]
     }
 }
 
