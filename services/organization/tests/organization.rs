@@ -3136,6 +3136,7 @@ async fn org_16_members_admin_keys_and_services_read_the_default_policy() {
         allowed_sign_in_methods: vec![SignInMethod::Password as i32, SignInMethod::Sso as i32],
         etag: "v0".into(),
         update_time: None,
+        restrict_invites_to_verified_domains: false,
     };
     for req in [
         rig.as_user("user_owner", get()),

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod context;
 pub mod convert;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod host;

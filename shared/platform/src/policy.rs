@@ -210,7 +210,8 @@ impl SecurityPolicy {
         }
     }
 
-    /// The message for this policy (output-only fields unset).
+    /// The message for this policy: the admission fields; output-only fields and settings only
+    /// the organization service applies (the invite restriction) are left unset.
     pub fn to_proto(&self, organization_id: &str) -> proto::SecurityPolicy {
         let mut methods = Vec::new();
         if self.password_allowed {
@@ -233,8 +234,7 @@ impl SecurityPolicy {
                 nanos: 0,
             }),
             allowed_sign_in_methods: methods,
-            etag: String::new(),
-            update_time: None,
+            ..Default::default()
         }
     }
 }

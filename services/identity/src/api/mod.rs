@@ -11,6 +11,7 @@ pub mod convert;
 mod mfa;
 mod passkeys;
 mod sessions;
+mod sso;
 mod users;
 
 use std::sync::Arc;
@@ -235,5 +236,61 @@ impl IdentityService for IdentityApi {
         req: Request<VerifyMfaChallengeRequest>,
     ) -> R<VerifyMfaChallengeResponse> {
         mfa::verify_mfa_challenge(self, req).await
+    }
+
+    async fn create_sso_connection(
+        &self,
+        request: Request<CreateSsoConnectionRequest>,
+    ) -> R<CreateSsoConnectionResponse> {
+        sso::create_sso_connection(self, request).await
+    }
+
+    async fn get_sso_connection(
+        &self,
+        request: Request<GetSsoConnectionRequest>,
+    ) -> R<GetSsoConnectionResponse> {
+        sso::get_sso_connection(self, request).await
+    }
+
+    async fn list_sso_connections(
+        &self,
+        request: Request<ListSsoConnectionsRequest>,
+    ) -> R<ListSsoConnectionsResponse> {
+        sso::list_sso_connections(self, request).await
+    }
+
+    async fn update_sso_connection(
+        &self,
+        request: Request<UpdateSsoConnectionRequest>,
+    ) -> R<UpdateSsoConnectionResponse> {
+        sso::update_sso_connection(self, request).await
+    }
+
+    async fn delete_sso_connection(
+        &self,
+        request: Request<DeleteSsoConnectionRequest>,
+    ) -> R<DeleteSsoConnectionResponse> {
+        sso::delete_sso_connection(self, request).await
+    }
+
+    async fn test_sso_connection(
+        &self,
+        request: Request<TestSsoConnectionRequest>,
+    ) -> R<TestSsoConnectionResponse> {
+        sso::test_sso_connection(self, request).await
+    }
+
+    async fn start_sso_login(
+        &self,
+        request: Request<StartSsoLoginRequest>,
+    ) -> R<StartSsoLoginResponse> {
+        sso::start_sso_login(self, request).await
+    }
+
+    async fn complete_sso_login(
+        &self,
+        request: Request<CompleteSsoLoginRequest>,
+    ) -> R<CompleteSsoLoginResponse> {
+        sso::complete_sso_login(self, request).await
     }
 }

@@ -12,31 +12,11 @@ const MAX_TOKEN_INPUT: usize = 512;
 /// Longest client-chosen request id.
 pub const MAX_REQUEST_ID: usize = 128;
 
-/// Normalizes an email address (trimmed, domain lower-cased) and validates it; returns the
-/// address and its lower-case key, the form in which addresses are compared.
+/// Validates an email address and returns it (local part in NFC, domain in IDNA ASCII lower
+/// case) with its comparison key: the one canonical form of rule ID-15, shared by every service.
 pub fn normalize_email(field: &str, raw: &str) -> ApiResult<(String, String)> {
-    let trimmed = raw.trim();
-    if trimmed.is_empty() {
-        return Err(ApiError::invalid_argument(field, "required"));
-    }
-    let bad = || ApiError::invalid_argument(field, "not a valid email address");
-    if trimmed.len() > 254 || trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let (local, domain) = trimmed.rsplit_once('@').ok_or_else(bad)?;
-    let domain = domain.to_ascii_lowercase();
-    if local.is_empty()
-        || local.len() > 64
-        || !domain.contains('.')
-        || domain.starts_with('.')
-        || domain.ends_with('.')
-    {
-        return Err(bad());
-    }
-    let email = format!("{local}@{domain}");
-    email.parse::<lettre::Address>().map_err(|_| bad())?;
-    let key = email.to_lowercase();
-    Ok((email, key))
+    let email = orgplane_platform::email::canonical_email(field, raw)?;
+    Ok((email.address, email.key))
 }
 
 /// A display name (users, API keys): 1–100 characters after trimming, no control characters.

@@ -13,9 +13,10 @@ pub mod user {
         /// `user_…`.
         #[sea_orm(primary_key, auto_increment = false)]
         pub id: String,
-        /// The normalized address as given (domain lower-cased).
+        /// The address as given, local part in NFC, domain in IDNA ASCII lower case (rule ID-15).
         pub email: String,
-        /// The address lower-cased: what uniqueness and sign-in compare.
+        /// The canonical key (ID-15: ASCII letters of the local part lower-cased): what
+        /// uniqueness and sign-in compare.
         pub email_key: String,
         /// Whether the address was verified.
         pub email_verified: bool,

@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionRevocations),
             Box::new(CreateSecurityPolicyReplica),
             Box::new(AddSecondFactors),
+            Box::new(CanonicalEmailKeys),
         ]
     }
 }
@@ -385,5 +386,7 @@ impl MigrationTrait for CreateIdentityTables {
     }
 }
 
+mod canonical_emails;
 mod second_factors;
+pub use canonical_emails::CanonicalEmailKeys;
 pub use second_factors::AddSecondFactors;

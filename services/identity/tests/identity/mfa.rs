@@ -1117,7 +1117,7 @@ async fn set_policy(rig: &Rig, org: &str, mfa: MfaRequirement) {
             }),
             allowed_sign_in_methods: Vec::new(),
             etag: "v2".into(),
-            update_time: None,
+            ..Default::default()
         }),
     }))
     .await;

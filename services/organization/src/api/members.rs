@@ -146,6 +146,7 @@ pub(super) async fn list_role_assignments(
                     .map(|(user_id, role)| RoleAssignment { user_id, role })
                     .collect(),
                 security_policy: Some(security_policy(&o.security_policy)),
+                verified_domains: Vec::new(),
             })
             .collect(),
         next_page_token: snapshot.next_page_token,

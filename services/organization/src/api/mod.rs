@@ -9,6 +9,7 @@
 //! are the platform's (`orgplane_platform::clients`).
 
 pub mod convert;
+mod domains;
 mod invites;
 mod members;
 mod organizations;
@@ -208,5 +209,58 @@ impl OrganizationService for OrganizationApi {
         request: Request<ListRoleAssignmentsRequest>,
     ) -> Reply<ListRoleAssignmentsResponse> {
         members::list_role_assignments(&self.app, request).await
+    }
+
+    async fn create_domain(
+        &self,
+        request: Request<CreateDomainRequest>,
+    ) -> Reply<CreateDomainResponse> {
+        domains::create_domain(&self.app, request).await
+    }
+
+    async fn get_domain(&self, request: Request<GetDomainRequest>) -> Reply<GetDomainResponse> {
+        domains::get_domain(&self.app, request).await
+    }
+
+    async fn list_domains(
+        &self,
+        request: Request<ListDomainsRequest>,
+    ) -> Reply<ListDomainsResponse> {
+        domains::list_domains(&self.app, request).await
+    }
+
+    async fn update_domain(
+        &self,
+        request: Request<UpdateDomainRequest>,
+    ) -> Reply<UpdateDomainResponse> {
+        domains::update_domain(&self.app, request).await
+    }
+
+    async fn delete_domain(
+        &self,
+        request: Request<DeleteDomainRequest>,
+    ) -> Reply<DeleteDomainResponse> {
+        domains::delete_domain(&self.app, request).await
+    }
+
+    async fn verify_domain(
+        &self,
+        request: Request<VerifyDomainRequest>,
+    ) -> Reply<VerifyDomainResponse> {
+        domains::verify_domain(&self.app, request).await
+    }
+
+    async fn lookup_domain(
+        &self,
+        request: Request<LookupDomainRequest>,
+    ) -> Reply<LookupDomainResponse> {
+        domains::lookup_domain(&self.app, request).await
+    }
+
+    async fn provision_member(
+        &self,
+        request: Request<ProvisionMemberRequest>,
+    ) -> Reply<ProvisionMemberResponse> {
+        domains::provision_member(&self.app, request).await
     }
 }

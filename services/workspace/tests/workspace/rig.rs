@@ -69,6 +69,7 @@ impl OrganizationService for FakeOrganization {
                         })
                         .collect(),
                     security_policy: policies.get(&o.id).cloned(),
+                    verified_domains: Vec::new(),
                 }]
             })
             .unwrap_or_default();
