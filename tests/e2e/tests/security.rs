@@ -26,7 +26,7 @@ use orgplane_proto::identity::v1 as identity;
 use orgplane_proto::organization::v1 as org;
 use orgplane_proto::workspace::v1 as ws;
 use support::cluster::{Cluster, Layout};
-use support::mail;
+use support::people;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -270,52 +270,11 @@ impl Story<'_> {
 
     /// Signs Olivia up, verifies her address and signs her in: her access token and id.
     async fn signed_up_user(&self) -> (String, String) {
-        self.identity()
-            .sign_up(identity::SignUpRequest {
-                email: EMAIL.into(),
-                password: PASSWORD.into(),
-                display_name: "Olivia Owner".into(),
-                account_type: identity::AccountType::Business as i32,
-                request_id: String::new(),
-            })
-            .await
-            .unwrap();
-        let token = mail::verification_token(&self.cluster.mail_dir(), EMAIL);
-        self.identity()
-            .verify_email(identity::VerifyEmailRequest { token })
-            .await
-            .unwrap();
-        let login = self
-            .identity()
-            .login(identity::LoginRequest {
-                email: EMAIL.into(),
-                password: PASSWORD.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        (login.tokens.unwrap().access_token, login.user.unwrap().id)
+        people::signed_up_user(self.cluster, EMAIL, PASSWORD).await
     }
 
     async fn create_organization(&self, token: &str, name: &str) -> String {
-        self.orgs()
-            .create_organization(bearer(
-                org::CreateOrganizationRequest {
-                    organization: Some(org::Organization {
-                        name: name.into(),
-                        r#type: org::OrganizationType::Company as i32,
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                },
-                token,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .organization
-            .unwrap()
-            .id
+        people::create_organization(self.cluster, token, name).await
     }
 
     /// The reads of [`READS`] by the holder of `token` in `organization`, each asking the service

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod mail;
+pub mod people;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
