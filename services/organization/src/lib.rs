@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod store;
 pub mod sync;
@@ -103,6 +104,24 @@ impl ServiceModule for Organization {
             runtime.endpoints.identity.clone(),
             runtime.service_tokens.clone(),
         );
+        let extra = match &config.consumer_mail_domains_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                DbErr::Custom(format!(
+                    "--organization-consumer-mail-domains-file {}: {e}",
+                    path.display()
+                ))
+            })?,
+            None => String::new(),
+        };
+        let consumer_domains =
+            domain::domains::ConsumerDomains::with_additions(&extra).map_err(|e| {
+                DbErr::Custom(format!("--organization-consumer-mail-domains-file: {e}"))
+            })?;
+        let dns = dns::HickoryTxt::new(
+            &config.dns_servers,
+            Duration::from_millis(config.dns_timeout_ms.max(1)),
+        )
+        .map_err(|e| DbErr::Custom(format!("--organization-dns-server: {e}")))?;
         let app = Arc::new(app::App {
             db: db.clone(),
             runtime,
@@ -111,6 +130,8 @@ impl ServiceModule for Organization {
             users,
             mailer,
             config: config.clone(),
+            consumer_domains: Arc::new(consumer_domains),
+            dns: Arc::new(dns),
         });
         let identity_events = ctx
             .subscribe(

@@ -21,6 +21,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionRevocations),
             Box::new(AddInviterApiKey),
             Box::new(CreateSecurityPolicies),
+            Box::new(crate::store::domains::CreateDomains),
+            Box::new(crate::store::domains::AddInviteRestriction),
         ]
     }
 }
