@@ -2955,10 +2955,14 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials() {
         "ListAuditEvents" => list_audit_events, "ListRoleAssignments" => list_role_assignments,
         "GetSecurityPolicy" => get_security_policy,
         "UpdateSecurityPolicy" => update_security_policy,
+        "CreateDomain" => create_domain, "GetDomain" => get_domain, "ListDomains" => list_domains,
+        "UpdateDomain" => update_domain, "DeleteDomain" => delete_domain,
+        "VerifyDomain" => verify_domain, "LookupDomain" => lookup_domain,
+        "ProvisionMember" => provision_member,
     );
-    assert_eq!(results.len(), 52, "every RPC of the service, twice");
+    assert_eq!(results.len(), 68, "every RPC of the service, twice");
     for (i, (name, r)) in results.into_iter().enumerate() {
-        let anonymous = i < 26;
+        let anonymous = i < 34;
         match r {
             Ok(()) => assert!(
                 !anonymous && name == "ListOrganizations",
