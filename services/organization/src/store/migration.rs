@@ -23,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSecurityPolicies),
             Box::new(crate::store::domains::CreateDomains),
             Box::new(crate::store::domains::AddInviteRestriction),
+            Box::new(crate::store::email_keys::CanonicalEmailKeys),
         ]
     }
 }

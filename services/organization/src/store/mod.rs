@@ -3,6 +3,7 @@
 //! as their proto numbers; `version` counts changes and is the resource's etag (`v<version>`).
 
 pub mod domains;
+pub mod email_keys;
 pub mod migration;
 pub mod query;
 

@@ -309,3 +309,68 @@ async fn org_14_the_snapshot_carries_verified_domains_and_a_purge_removes_them()
         .unwrap();
     assert_eq!(left, 0);
 }
+
+async fn stored_keys_migrate(backend: Backend) {
+    use orgplane_organization::migration::Migrator;
+    use orgplane_organization::store::email_keys::CanonicalEmailKeys;
+    use orgplane_organization::store::{invite, member};
+    use sea_orm::ConnectionTrait;
+    use sea_orm_migration::{MigrationName, MigratorTrait};
+    let db = match backend {
+        Backend::Sqlite => orgplane_platform::testkit::TestDb::sqlite(),
+        Backend::Postgres => match orgplane_platform::testkit::TestDb::postgres().await {
+            Some(db) => db,
+            None => return,
+        },
+    };
+    let conn = sea_orm::Database::connect(db.url.as_str()).await.unwrap();
+    let before = Migrator::migrations()
+        .iter()
+        .position(|m| m.name() == CanonicalEmailKeys.name())
+        .unwrap() as u32;
+    Migrator::up(&conn, Some(before)).await.unwrap();
+    // "rémi" with a decomposed é (e + U+0301), as an older release stored it.
+    let nfd = "re\u{301}mi@example.com";
+    conn.execute_unprepared(&format!(
+        "INSERT INTO members (organization_id, user_id, email, role, create_time_ms, \
+         update_time_ms, version) VALUES ('org_1', 'user_remi', '{nfd}', 5, 1, 1, 1)"
+    ))
+    .await
+    .unwrap();
+    for (id, key) in [("inv_1", Some(nfd)), ("inv_2", None)] {
+        let key = key.map_or("NULL".to_owned(), |k| format!("'{k}'"));
+        conn.execute_unprepared(&format!(
+            "INSERT INTO invites (id, organization_id, email, pending_key, role, state, \
+             inviter_user_id, create_time_ms, expire_time_ms, accept_time_ms, accepted_user_id, \
+             delete_time_ms, inviter_api_key_id) VALUES ('{id}', 'org_1', '{nfd}', {key}, 5, 1, \
+             'user_ada', 1, 2, NULL, '', NULL, '')"
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    let m = member::Entity::find().one(&conn).await.unwrap().unwrap();
+    assert_eq!(m.email, "r\u{e9}mi@example.com");
+    let i = invite::Entity::find_by_id("inv_1".to_owned())
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(i.pending_key.as_deref(), Some("r\u{e9}mi@example.com"));
+    let j = invite::Entity::find_by_id("inv_2".to_owned())
+        .one(&conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(j.pending_key, None);
+}
+
+#[tokio::test]
+async fn id_15_stored_email_keys_become_canonical_after_the_migration_sqlite() {
+    stored_keys_migrate(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn id_15_stored_email_keys_become_canonical_after_the_migration_postgres() {
+    stored_keys_migrate(Backend::Postgres).await;
+}
