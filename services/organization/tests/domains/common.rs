@@ -204,15 +204,11 @@ pub async fn events_after(rig: &Rig, after: i64) -> Vec<Event> {
         .unwrap()
         .into_inner();
     let mut events = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-            Ok(Ok(Some(m))) => {
-                events.extend(m.events);
-                if m.caught_up {
-                    break;
-                }
-            }
-            _ => break,
+    while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await
+    {
+        events.extend(m.events);
+        if m.caught_up {
+            break;
         }
     }
     events

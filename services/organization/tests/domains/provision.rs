@@ -265,7 +265,7 @@ async fn provision_member(backend: Backend) {
     for t in tasks {
         answers.push(t.await.unwrap().unwrap());
     }
-    let first = answers[0].clone();
+    let first = answers[0];
     assert!(first.created && first.revision > start);
     assert_eq!(first.role, OrgRole::Developer as i32);
     assert!(answers.iter().all(|a| *a == first), "{answers:?}");
