@@ -35,11 +35,13 @@ pub enum Cred {
 
 /// The RPCs whose required fields [`required_fields`] fills, so that their answers test the
 /// tenant check rather than validation.
-pub const FILLED: [&str; 4] = [
+pub const FILLED: [&str; 6] = [
     "CreateApiKey",
     "CreateInvite",
     "CreateUnit",
     "UpdateMemberRole",
+    "CreateDomain",
+    "ProvisionMember",
 ];
 
 /// Valid values for the required non-id fields of `method` (encoded request fields; the id
@@ -74,6 +76,20 @@ pub fn required_fields(method: &str) -> Vec<u8> {
         .encode_to_vec(),
         "UpdateMemberRole" => org_api::UpdateMemberRoleRequest {
             role: OrgRole::Admin as i32,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateDomain" => org_api::CreateDomainRequest {
+            domain: Some(org_api::Domain {
+                domain_name: "attacker-domain.chaos.test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ProvisionMember" => org_api::ProvisionMemberRequest {
+            role: OrgRole::Admin as i32,
+            source: "scim".into(),
             ..Default::default()
         }
         .encode_to_vec(),
