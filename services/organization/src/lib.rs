@@ -1,12 +1,13 @@
-//! The organization service: organizations, members and their roles, ownership, invites, units
-//! and the audit log — the source of truth for org roles (rules ORG-1 … ORG-12).
+//! The organization service: organizations, members and their roles, ownership, invites, units,
+//! verified domains and the audit log — the source of truth for org roles (rules ORG-1 …
+//! ORG-16).
 //!
 //! Layout: [`api`] (the gRPC adapter: `Call` + decode → use case → encode, and the clients of
 //! identity and the workspace service) → [`app`] (the use cases, one file per resource) →
 //! [`domain`] (rules, validation, the service's errors) and [`store`] (sea-orm entities,
 //! queries, migrations); [`sync`] applies the events of the streams this service consumes and
-//! serves the role snapshot; [`config`] holds the flags. `shared/` provides everything
-//! mechanical.
+//! serves the role snapshot; [`config`] holds the flags; [`dns`] is the DNS TXT lookup that
+//! domain verification asks. `shared/` provides everything mechanical.
 
 pub mod api;
 pub mod app;

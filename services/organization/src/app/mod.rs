@@ -4,8 +4,10 @@
 //! [`WriteUnit`](orgplane_platform::events::WriteUnit) (rules ORG-10, ORG-12).
 //!
 //! One file per resource: [`organizations`], [`lifecycle`] (delete, undelete, purge),
-//! [`members`], [`invites`], [`units`], [`security`] (the security policy); [`access`] resolves
-//! the caller's standing.
+//! [`members`], [`invites`], [`units`], [`security`] (the security policy), [`domains`] and
+//! [`verify`] (verified domains, rule ORG-14), [`provision`] (what domains mean for joining:
+//! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
+//! resolves the caller's standing.
 
 pub mod access;
 pub mod domains;
