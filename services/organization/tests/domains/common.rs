@@ -38,6 +38,16 @@ pub async fn env(backend: Backend) -> Option<Env> {
 
 /// The rig with a check interval of `interval_secs`.
 pub async fn env_with(backend: Backend, interval_secs: u64) -> Option<Env> {
+    env_asking(backend, interval_secs, None).await
+}
+
+/// The rig with a check interval of `interval_secs`, its checks asking `server` instead of the
+/// test DNS server when given.
+pub async fn env_asking(
+    backend: Backend,
+    interval_secs: u64,
+    server: Option<std::net::SocketAddr>,
+) -> Option<Env> {
     let dns = TestDns::start(&["test", "example"]).await;
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("consumer.txt");
@@ -46,13 +56,13 @@ pub async fn env_with(backend: Backend, interval_secs: u64) -> Option<Env> {
         format!("# added by the operator\n{OPERATOR_CONSUMER_DOMAIN}  # a free mail service\n\n"),
     )
     .unwrap();
-    let addr = dns.addr;
+    let addr = server.unwrap_or(dns.addr);
     let rig = Rig::with_config(
         backend,
         |_| {},
         |c| {
             c.dns_servers = vec![addr];
-            c.dns_timeout_ms = 3000;
+            c.dns_timeout_ms = if server.is_some() { 300 } else { 3000 };
             c.domain_check_interval_secs = interval_secs;
             c.consumer_mail_domains_file = Some(list.clone());
         },

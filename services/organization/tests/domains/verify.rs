@@ -399,3 +399,26 @@ async fn org_14_checks_are_rate_limited_per_domain() {
     env.clock.advance(chrono::Duration::seconds(61));
     verify(&env, "user_ada", &d.id).await.unwrap();
 }
+
+#[tokio::test]
+async fn org_14_a_resolver_that_does_not_answer_is_recorded_as_lookup_failed() {
+    // A UDP socket that never answers (and no TCP listener on its port).
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let env = env_asking(Backend::Sqlite, 0, Some(silent.local_addr().unwrap()))
+        .await
+        .unwrap();
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let d = create_domain(&env, "user_ada", &org.id, "quiet.test", DomainPolicy::None).await;
+    let started = std::time::Instant::now();
+    let r = verify(&env, "user_ada", &d.id).await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "bounded by the timeout"
+    );
+    let failed = r.domain.unwrap();
+    assert_eq!(failed.state(), DomainState::Failed);
+    let check = failed.last_check.unwrap();
+    assert_eq!(check.outcome(), DomainCheckOutcome::LookupFailed);
+    assert!(check.found_values.is_empty());
+    assert!(check.detail.contains("try again later"), "{}", check.detail);
+}
