@@ -9,16 +9,66 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::Server;
+use hickory_server::net::runtime::Time;
 use hickory_server::proto::rr::rdata::{SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKey};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use sea_orm_migration::prelude::async_trait;
+
+/// Queries of a held name wait until the test releases them (`arrived` is notified first).
+type Holds =
+    Arc<std::sync::Mutex<HashMap<String, (Arc<tokio::sync::Notify>, Arc<tokio::sync::Semaphore>)>>>;
+
+/// The catalog, with the queries of held names delayed: how a test makes a change while a
+/// domain check waits for DNS.
+struct Handler {
+    catalog: Catalog,
+    holds: Holds,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let name = request
+            .request_info()
+            .map(|i| i.query.name().to_string().trim_end_matches('.').to_owned())
+            .unwrap_or_default();
+        let held = self.holds.lock().unwrap().get(&name).cloned();
+        if let Some((arrived, release)) = held {
+            arrived.notify_one();
+            release.acquire().await.unwrap().forget();
+        }
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
+}
 
 /// The running server and its zones.
 pub struct TestDns {
     pub addr: SocketAddr,
     zones: HashMap<String, Arc<InMemoryZoneHandler>>,
-    _server: Server<Catalog>,
+    holds: Holds,
+    _server: Server<Handler>,
+}
+
+/// A held name: the query's arrival, and its release.
+pub struct Hold {
+    pub arrived: Arc<tokio::sync::Notify>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+impl Hold {
+    /// Lets one waiting (or the next) query of the name through.
+    pub fn release(&self) {
+        self.release.add_permits(1);
+    }
 }
 
 impl TestDns {
@@ -51,7 +101,11 @@ impl TestDns {
         }
         let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = udp.local_addr().unwrap();
-        let mut server = Server::new(catalog);
+        let holds: Holds = Arc::default();
+        let mut server = Server::new(Handler {
+            catalog,
+            holds: holds.clone(),
+        });
         server.register_socket(udp);
         if let Ok(tcp) = tokio::net::TcpListener::bind(addr).await {
             server.register_listener(tcp, Duration::from_secs(5), 16);
@@ -59,6 +113,7 @@ impl TestDns {
         TestDns {
             addr,
             zones,
+            holds,
             _server: server,
         }
     }
@@ -70,6 +125,17 @@ impl TestDns {
             .max_by_key(|(origin, _)| origin.len())
             .map(|(_, z)| z)
             .unwrap_or_else(|| panic!("no test zone holds {name}"))
+    }
+
+    /// Holds the queries of `name` until [`Hold::release`].
+    pub fn hold(&self, name: &str) -> Hold {
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let release = Arc::new(tokio::sync::Semaphore::new(0));
+        self.holds
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), (arrived.clone(), release.clone()));
+        Hold { arrived, release }
     }
 
     /// Replaces the TXT records at `name` (no trailing dot) with one record per value.

@@ -422,3 +422,77 @@ async fn org_14_a_resolver_that_does_not_answer_is_recorded_as_lookup_failed() {
     assert!(check.found_values.is_empty());
     assert!(check.detail.contains("try again later"), "{}", check.detail);
 }
+
+async fn a_change_during_the_lookup_wins(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let d = create_domain(&env, "user_ada", &org.id, "busy.test", DomainPolicy::None).await;
+    publish(&env, &d, &[]).await;
+    let hold = env.dns.hold(&d.challenge.as_ref().unwrap().record_name);
+    let check = {
+        let (mut c, req) = (
+            env.client(),
+            env.as_user(
+                "user_ada",
+                VerifyDomainRequest {
+                    domain_id: d.id.clone(),
+                },
+            ),
+        );
+        tokio::spawn(async move { c.verify_domain(req).await })
+    };
+    // The check waits for DNS, outside any transaction: a policy change goes through meanwhile.
+    hold.arrived.notified().await;
+    let changed = update_policy(&env, "user_ada", &d, DomainPolicy::Blocked)
+        .await
+        .unwrap();
+    hold.release();
+    let lost = check.await.unwrap();
+    expect_err(lost, Code::Aborted, "ETAG_MISMATCH");
+    let now = env
+        .client()
+        .get_domain(env.as_user(
+            "user_ada",
+            GetDomainRequest {
+                domain_id: d.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .domain
+        .unwrap();
+    assert_eq!(
+        now.etag,
+        changed.domain.unwrap().etag,
+        "the change stands, untouched"
+    );
+    assert_eq!(
+        (now.state(), now.policy()),
+        (DomainState::Pending, DomainPolicy::Blocked)
+    );
+    assert!(now.last_check.is_none());
+    // Checked again, it verifies.
+    hold.release();
+    assert_eq!(
+        verify(&env, "user_ada", &d.id)
+            .await
+            .unwrap()
+            .domain
+            .unwrap()
+            .state(),
+        DomainState::Verified
+    );
+}
+
+#[tokio::test]
+async fn org_14_a_change_made_during_the_dns_lookup_wins_cleanly_sqlite() {
+    a_change_during_the_lookup_wins(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_14_a_change_made_during_the_dns_lookup_wins_cleanly_postgres() {
+    a_change_during_the_lookup_wins(Backend::Postgres).await;
+}
