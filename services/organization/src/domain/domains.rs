@@ -160,7 +160,8 @@ pub fn challenge_name(prefix: &str, domain: &str) -> String {
     format!("{prefix}.{domain}")
 }
 
-/// A new challenge token: 128 random bits from the operating system's generator, in hex.
+/// A new challenge token: 128 random bits from the thread-local CSPRNG (seeded by the operating
+/// system), in hex.
 pub fn new_token() -> String {
     let bits: u128 = rand::random();
     format!("{bits:032x}")
