@@ -246,6 +246,9 @@ async fn concurrent_race(backend: Backend) {
         .await
         .unwrap();
     let (wins, holders) = race(&env, "unguarded.test", 6).await;
+    eprintln!(
+        "control arm without {ENFORCING_INDEX}: {wins} of 6 calls won, {holders} enforcing holders"
+    );
     assert!(
         holders >= 2 && wins as u64 == holders,
         "without the index: {wins} wins, {holders} holders"
