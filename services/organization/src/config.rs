@@ -10,6 +10,10 @@ const INVITE_LINK_BASE: &str = "https://orgplane.local/invites/";
 const STEP_UP_MAX_AGE_SECS: i64 = 300;
 const PURGE_INTERVAL_SECS: u64 = 60;
 const READY_TIMEOUT_MS: u64 = 3000;
+const DOMAIN_VERIFICATION_WINDOW_DAYS: i64 = 7;
+const DOMAIN_CHALLENGE_PREFIX: &str = "_orgplane-challenge";
+const DOMAIN_CHECK_INTERVAL_SECS: u64 = 10;
+const DNS_TIMEOUT_MS: u64 = 5000;
 
 /// The service's own settings. Every flag starts with `organization-` so that it cannot clash
 /// with another service's.
@@ -67,6 +71,59 @@ pub struct Config {
     )]
     pub ready_timeout_ms: u64,
 
+    /// A file of consumer mail domains to refuse as organization domains (rule ORG-14), in
+    /// addition to the built-in list: one domain per line, `#` starts a comment.
+    #[arg(
+        long = "organization-consumer-mail-domains-file",
+        env = "ORGPLANE_ORGANIZATION_CONSUMER_MAIL_DOMAINS_FILE"
+    )]
+    pub consumer_mail_domains_file: Option<std::path::PathBuf>,
+
+    /// How long a registered domain may wait for its first verification before it expires
+    /// (rule ORG-14), in days.
+    #[arg(
+        long = "organization-domain-verification-window-days",
+        env = "ORGPLANE_ORGANIZATION_DOMAIN_VERIFICATION_WINDOW_DAYS",
+        default_value_t = DOMAIN_VERIFICATION_WINDOW_DAYS
+    )]
+    pub domain_verification_window_days: i64,
+
+    /// The first label of the DNS name that holds a domain's challenge TXT record
+    /// (`<prefix>.<domain>`).
+    #[arg(
+        long = "organization-domain-challenge-prefix",
+        env = "ORGPLANE_ORGANIZATION_DOMAIN_CHALLENGE_PREFIX",
+        default_value = DOMAIN_CHALLENGE_PREFIX
+    )]
+    pub domain_challenge_prefix: String,
+
+    /// The least time between two DNS checks of one domain (VerifyDomain), in seconds; 0 lets
+    /// every call check.
+    #[arg(
+        long = "organization-domain-check-interval-secs",
+        env = "ORGPLANE_ORGANIZATION_DOMAIN_CHECK_INTERVAL_SECS",
+        default_value_t = DOMAIN_CHECK_INTERVAL_SECS
+    )]
+    pub domain_check_interval_secs: u64,
+
+    /// The DNS servers (`ip:port`) that domain checks ask, in order; repeat the flag (or
+    /// separate with commas) for several. Unset: the system's resolver configuration.
+    #[arg(
+        long = "organization-dns-server",
+        env = "ORGPLANE_ORGANIZATION_DNS_SERVER",
+        value_delimiter = ','
+    )]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+
+    /// How long one domain check's DNS lookup may take before it counts as LOOKUP_FAILED, in
+    /// milliseconds.
+    #[arg(
+        long = "organization-dns-timeout-ms",
+        env = "ORGPLANE_ORGANIZATION_DNS_TIMEOUT_MS",
+        default_value_t = DNS_TIMEOUT_MS
+    )]
+    pub dns_timeout_ms: u64,
+
     /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
     /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
     #[arg(
@@ -88,6 +145,12 @@ impl Default for Config {
             purge_interval_secs: PURGE_INTERVAL_SECS,
             ready_timeout_ms: READY_TIMEOUT_MS,
             clock_offset_secs: 0,
+            consumer_mail_domains_file: None,
+            domain_verification_window_days: DOMAIN_VERIFICATION_WINDOW_DAYS,
+            domain_challenge_prefix: DOMAIN_CHALLENGE_PREFIX.to_owned(),
+            domain_check_interval_secs: DOMAIN_CHECK_INTERVAL_SECS,
+            dns_servers: Vec::new(),
+            dns_timeout_ms: DNS_TIMEOUT_MS,
         }
     }
 }

@@ -1,16 +1,18 @@
-//! The organization service: organizations, members and their roles, ownership, invites, units
-//! and the audit log — the source of truth for org roles (rules ORG-1 … ORG-12).
+//! The organization service: organizations, members and their roles, ownership, invites, units,
+//! verified domains and the audit log — the source of truth for org roles (rules ORG-1 …
+//! ORG-16).
 //!
 //! Layout: [`api`] (the gRPC adapter: `Call` + decode → use case → encode, and the clients of
 //! identity and the workspace service) → [`app`] (the use cases, one file per resource) →
 //! [`domain`] (rules, validation, the service's errors) and [`store`] (sea-orm entities,
 //! queries, migrations); [`sync`] applies the events of the streams this service consumes and
-//! serves the role snapshot; [`config`] holds the flags. `shared/` provides everything
-//! mechanical.
+//! serves the role snapshot; [`config`] holds the flags; [`dns`] is the DNS TXT lookup that
+//! domain verification asks. `shared/` provides everything mechanical.
 
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod dns;
 pub mod domain;
 pub mod store;
 pub mod sync;
@@ -103,6 +105,24 @@ impl ServiceModule for Organization {
             runtime.endpoints.identity.clone(),
             runtime.service_tokens.clone(),
         );
+        let extra = match &config.consumer_mail_domains_file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                DbErr::Custom(format!(
+                    "--organization-consumer-mail-domains-file {}: {e}",
+                    path.display()
+                ))
+            })?,
+            None => String::new(),
+        };
+        let consumer_domains =
+            domain::domains::ConsumerDomains::with_additions(&extra).map_err(|e| {
+                DbErr::Custom(format!("--organization-consumer-mail-domains-file: {e}"))
+            })?;
+        let dns = dns::HickoryTxt::new(
+            &config.dns_servers,
+            Duration::from_millis(config.dns_timeout_ms.max(1)),
+        )
+        .map_err(|e| DbErr::Custom(format!("--organization-dns-server: {e}")))?;
         let app = Arc::new(app::App {
             db: db.clone(),
             runtime,
@@ -111,6 +131,8 @@ impl ServiceModule for Organization {
             users,
             mailer,
             config: config.clone(),
+            consumer_domains: Arc::new(consumer_domains),
+            dns: Arc::new(dns),
         });
         let identity_events = ctx
             .subscribe(

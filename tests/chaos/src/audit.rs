@@ -39,7 +39,7 @@ pub const IDENTITY_ORG_SCOPED: [&str; 4] = [
 ];
 
 /// Method-name prefixes of read-only RPCs.
-pub const READ_PREFIXES: [&str; 5] = ["Get", "List", "Check", "Watch", "Batch"];
+pub const READ_PREFIXES: [&str; 6] = ["Get", "List", "Check", "Watch", "Batch", "Lookup"];
 
 /// User-controlled text every service must store and return unchanged.
 pub const HOSTILE: &str =
@@ -976,6 +976,7 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("organization", "UpdateSecurityPolicy", &id, resp);
+    domains(r, &org, &owner_token).await?;
 
     // Ownership, deletion and restoration (m1 is the new owner).
     let id = rid();
@@ -1040,6 +1041,93 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
 /// Second factors (rules ID-10, ID-11) of a user of their own: TOTP and passkey enrollment,
 /// recovery codes, a sign-in through the MFA challenge, and removal of a factor — each one audit
 /// record in identity, none with a secret.
+/// The domain RPCs (rule ORG-14) and ProvisionMember, each once with its own request id.
+async fn domains(r: &mut Run<'_>, org: &str, owner_token: &str) -> anyhow::Result<()> {
+    let h = r.h;
+    let id = rid();
+    let resp = h
+        .orgs()
+        .create_domain(req(
+            org_api::CreateDomainRequest {
+                organization_id: org.into(),
+                domain: Some(org_api::Domain {
+                    domain_name: "audit-domain.chaos.test".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    let domain = r
+        .ok("organization", "CreateDomain", &id, resp)
+        .and_then(|d| d.domain)
+        .unwrap_or_default();
+    let id = rid();
+    let resp = h
+        .orgs()
+        .update_domain(req(
+            org_api::UpdateDomainRequest {
+                domain: Some(org_api::Domain {
+                    id: domain.id.clone(),
+                    policy: org_api::DomainPolicy::Blocked as i32,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["policy"]),
+                etag: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "UpdateDomain", &id, resp);
+    // No record is published: the check answers FAILED, which is still a recorded check.
+    let id = rid();
+    let resp = h
+        .orgs()
+        .verify_domain(req(
+            org_api::VerifyDomainRequest {
+                domain_id: domain.id.clone(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "VerifyDomain", &id, resp);
+    let id = rid();
+    let resp = h
+        .orgs()
+        .delete_domain(req(
+            org_api::DeleteDomainRequest {
+                domain_id: domain.id.clone(),
+                etag: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "DeleteDomain", &id, resp);
+    h.seed_user("user_audit_jit", "jit@chaos.test").await?;
+    let id = rid();
+    let resp = h
+        .orgs()
+        .provision_member(req(
+            org_api::ProvisionMemberRequest {
+                organization_id: org.into(),
+                user_id: "user_audit_jit".into(),
+                role: OrgRole::User as i32,
+                request_id: id.clone(),
+                source: "scim".into(),
+            },
+            Some(&h.product_token()?),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "ProvisionMember", &id, resp);
+    Ok(())
+}
+
 async fn second_factors(r: &mut Run<'_>) -> anyhow::Result<()> {
     let h = r.h;
     let email = "audit.mfa@chaos.test";

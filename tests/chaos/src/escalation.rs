@@ -176,7 +176,7 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 8] = [
+pub const MUTABLE: [(&str, &[&str]); 9] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
@@ -190,8 +190,10 @@ pub const MUTABLE: [(&str, &[&str]); 8] = [
             "mfa_requirement",
             "reauthentication_max_age",
             "allowed_sign_in_methods",
+            "restrict_invites_to_verified_domains",
         ],
     ),
+    ("UpdateDomain", &["policy"]),
 ];
 
 /// Runs the suite on a fresh setup.
@@ -992,6 +994,15 @@ fn update_resource(
         "UpdateSecurityPolicy" => (
             org_api::SecurityPolicy {
                 organization_id: org.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
+        // The mask is judged before the domain is looked up: an unknown id will do.
+        "UpdateDomain" => (
+            org_api::Domain {
+                id: "dom_escalation_mask".into(),
                 ..Default::default()
             }
             .encode_to_vec(),

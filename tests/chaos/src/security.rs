@@ -35,11 +35,13 @@ pub enum Cred {
 
 /// The RPCs whose required fields [`required_fields`] fills, so that their answers test the
 /// tenant check rather than validation.
-pub const FILLED: [&str; 4] = [
+pub const FILLED: [&str; 6] = [
     "CreateApiKey",
     "CreateInvite",
     "CreateUnit",
     "UpdateMemberRole",
+    "CreateDomain",
+    "ProvisionMember",
 ];
 
 /// Valid values for the required non-id fields of `method` (encoded request fields; the id
@@ -74,6 +76,20 @@ pub fn required_fields(method: &str) -> Vec<u8> {
         .encode_to_vec(),
         "UpdateMemberRole" => org_api::UpdateMemberRoleRequest {
             role: OrgRole::Admin as i32,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateDomain" => org_api::CreateDomainRequest {
+            domain: Some(org_api::Domain {
+                domain_name: "attacker-domain.chaos.test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "ProvisionMember" => org_api::ProvisionMemberRequest {
+            role: OrgRole::Admin as i32,
+            source: "scim".into(),
             ..Default::default()
         }
         .encode_to_vec(),
@@ -246,6 +262,8 @@ struct Tenant {
     invite: String,
     unit: String,
     key: String,
+    /// A registered (PENDING) domain of the tenant (rule ORG-14).
+    domain: String,
 }
 
 /// Runs the matrix on a fresh setup.
@@ -336,6 +354,24 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         .api_key
         .unwrap_or_default()
         .id;
+    let domain = h
+        .orgs()
+        .create_domain(bearer(
+            org_api::CreateDomainRequest {
+                organization_id: org.clone(),
+                domain: Some(org_api::Domain {
+                    domain_name: format!("{}.chaos.test", name.replace('_', "-")),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            &token,
+        ))
+        .await?
+        .into_inner()
+        .domain
+        .unwrap_or_default()
+        .id;
     Ok(Tenant {
         org,
         ws,
@@ -343,6 +379,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         invite,
         unit,
         key,
+        domain,
     })
 }
 
@@ -586,6 +623,16 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateDomain" => org_api::UpdateDomainRequest {
+            domain: Some(org_api::Domain {
+                id: a.domain.clone(),
+                policy: org_api::DomainPolicy::Blocked as i32,
+                ..Default::default()
+            }),
+            update_mask: mask("policy"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
         // A user's own second factors and challenges, named by id only: a caller reaches only
         // their own (identity's suite proves it with real factors of two users); here each
@@ -635,6 +682,7 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
                     "invite_id" => &a.invite,
                     "unit_id" | "parent_unit_id" => &a.unit,
                     "api_key_id" => &a.key,
+                    "domain_id" => &a.domain,
                     "request_id" => continue,
                     _ => return None,
                 };
@@ -657,8 +705,12 @@ async fn id_only_matrix(
     attackers: &[(String, Cred)],
 ) -> anyhow::Result<usize> {
     let protos = crate::escalation::Protos::load()?;
-    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key];
-    let others: Vec<&str> = vec![&c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key];
+    let secrets: Vec<&str> = vec![
+        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain,
+    ];
+    let others: Vec<&str> = vec![
+        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain,
+    ];
     let mut n = 0;
     for (path, service, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();

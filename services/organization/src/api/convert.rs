@@ -4,11 +4,15 @@
 
 use orgplane_platform::audit::{AuditImage, proto_json};
 use orgplane_platform::convert::{etag, timestamp_ms as ts};
-use orgplane_proto::organization::v1::{Invite, Member, Organization, Unit};
+use orgplane_proto::organization::v1::{
+    Domain, DomainChallenge, DomainCheck, Invite, Member, Organization, Unit, VerifiedDomain,
+};
 
+use crate::app::domains::DomainView;
 use crate::app::{InviteView, MemberView};
+use crate::domain::domains::challenge_value;
 use crate::domain::validate::invite_state;
-use crate::store::{invite, member, organization, unit};
+use crate::store::{domain, invite, member, organization, unit};
 
 /// The API form of a security policy in force (rule ORG-16).
 pub use crate::app::security::message as security_policy;
@@ -111,5 +115,50 @@ impl AuditImage for unit::Model {
 impl AuditImage for InviteView {
     fn audit_image(&self) -> serde_json::Value {
         proto_json(&invite(&self.invite, &self.organization_name, self.now_ms))
+    }
+}
+
+/// The API form of a domain as answered (rule ORG-14).
+pub fn domain_view(v: &DomainView) -> Domain {
+    let d = &v.domain;
+    let found: Vec<String> = serde_json::from_str(&d.check_found).unwrap_or_default();
+    Domain {
+        id: d.id.clone(),
+        organization_id: d.organization_id.clone(),
+        domain_name: d.domain_name.clone(),
+        state: v.state() as i32,
+        policy: d.policy,
+        challenge: Some(DomainChallenge {
+            record_name: v.record_name.clone(),
+            record_type: "TXT".to_owned(),
+            record_value: challenge_value(&d.token),
+        }),
+        last_check: d.check_time_ms.map(|t| DomainCheck {
+            check_time: Some(ts(t)),
+            outcome: d.check_outcome,
+            found_values: found,
+            detail: d.check_detail.clone(),
+        }),
+        create_time: Some(ts(d.create_time_ms)),
+        update_time: Some(ts(d.update_time_ms)),
+        verify_time: d.verify_time_ms.map(ts),
+        expire_time: d.verify_time_ms.is_none().then(|| ts(d.expire_time_ms)),
+        etag: etag(d.version),
+    }
+}
+
+/// The replicated form of a VERIFIED domain.
+pub fn verified_domain(d: &domain::Model) -> VerifiedDomain {
+    VerifiedDomain {
+        domain_id: d.id.clone(),
+        organization_id: d.organization_id.clone(),
+        domain_name: d.domain_name.clone(),
+        policy: d.policy,
+    }
+}
+
+impl AuditImage for DomainView {
+    fn audit_image(&self) -> serde_json::Value {
+        proto_json(&domain_view(self))
     }
 }

@@ -5,7 +5,7 @@ use orgplane_platform::auth::Principal;
 use orgplane_proto::organization::v1::*;
 use tonic::{Request, Response};
 
-use super::convert::{member_view, organization, security_policy};
+use super::convert::{member_view, organization, security_policy, verified_domain};
 use super::{Reply, wire};
 use crate::app::members::{ListMembers, UpdateMemberRole};
 use crate::app::{App, Attempt, Scope};
@@ -146,7 +146,7 @@ pub(super) async fn list_role_assignments(
                     .map(|(user_id, role)| RoleAssignment { user_id, role })
                     .collect(),
                 security_policy: Some(security_policy(&o.security_policy)),
-                verified_domains: Vec::new(),
+                verified_domains: o.verified_domains.iter().map(verified_domain).collect(),
             })
             .collect(),
         next_page_token: snapshot.next_page_token,

@@ -44,6 +44,7 @@ pub(super) async fn update(
             mfa_requirement: p.mfa_requirement,
             reauthentication_max_age: p.reauthentication_max_age,
             allowed_sign_in_methods: p.allowed_sign_in_methods,
+            restrict_invites_to_verified_domains: p.restrict_invites_to_verified_domains,
         }),
         paths: paths(req.update_mask),
         etag: req.etag,

@@ -3,6 +3,7 @@
 use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
+use orgplane_platform::email::canonical_email;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::mail::Mail;
 use orgplane_platform::roles::OrgAction;
@@ -98,7 +99,7 @@ impl App {
         let input = cmd
             .invite
             .ok_or_else(|| Error::invalid("invite", "required"))?;
-        let email = validate::email("invite.email", &input.email)?;
+        let email = canonical_email("invite.email", &input.email)?;
         let role = validate::assignable_role("invite.role", input.role)?;
         let request_id = validate::request_id(&cmd.request_id)?;
         let access =
@@ -119,7 +120,7 @@ impl App {
         }
         let is_member = member::Entity::find()
             .filter(member::Column::OrganizationId.eq(org.id.clone()))
-            .filter(member::Column::Email.eq(email.clone()))
+            .filter(member::Column::Email.eq(email.key.clone()))
             .one(&self.db)
             .await?
             .is_some();
@@ -129,9 +130,13 @@ impl App {
             });
         }
         let txn = WriteUnit::begin(&self.outbox, call).await?;
+        // ORG-6 and ORG-14: the organization's BLOCKED domains, and its invite restriction.
+        let restricted = self.restricts_invites(&*txn, &org.id).await?;
+        self.check_joining_domain(&*txn, &org.id, &email, restricted)
+            .await?;
         if let Some(existing) = invite::Entity::find()
             .filter(invite::Column::OrganizationId.eq(org.id.clone()))
-            .filter(invite::Column::PendingKey.eq(email.clone()))
+            .filter(invite::Column::PendingKey.eq(email.key.clone()))
             .one(&*txn)
             .await?
         {
@@ -153,8 +158,8 @@ impl App {
         let inv = invite::Model {
             id: new_id("inv"),
             organization_id: org.id.clone(),
-            email: email.clone(),
-            pending_key: Some(email.clone()),
+            email: email.address.clone(),
+            pending_key: Some(email.key.clone()),
             role: role as i32,
             state: InviteState::Pending as i32,
             inviter_user_id,
@@ -192,7 +197,7 @@ impl App {
             .send(
                 &self.config.mail_from,
                 Mail {
-                    to: email.clone(),
+                    to: email.address.clone(),
                     subject: format!("You are invited to join {} on Orgplane", org.name),
                     body: format!(
                         "You have been invited to join the organization \"{}\" as {}.\n\n\
@@ -235,8 +240,9 @@ impl App {
             return Err(not_found());
         };
         let account = self.users.get(&user.user_id, call).await?;
-        let invitee =
-            account.is_some_and(|a| a.email_verified && a.email.trim().to_lowercase() == inv.email);
+        let invitee = account.is_some_and(|a| {
+            a.email_verified && key_of(&a.email).is_some_and(|k| Some(k) == key_of(&inv.email))
+        });
         if !invitee {
             return Err(not_found());
         }
@@ -395,8 +401,8 @@ impl App {
                 before: "accepting an invite",
             });
         }
-        let email = account.email.trim().to_lowercase();
-        if email != inv.email {
+        let email = canonical_email("email", &account.email)?;
+        if Some(&email.key) != key_of(&inv.email).as_ref() {
             return Err(Error::InviteEmailMismatch {
                 invite_id: inv.id.clone(),
             });
@@ -424,7 +430,7 @@ impl App {
         let joined = member::Model {
             organization_id: org.id.clone(),
             user_id: user.user_id.clone(),
-            email,
+            email: email.key.clone(),
             role: inv.role,
             create_time_ms: now,
             update_time_ms: now,
@@ -436,6 +442,9 @@ impl App {
         accepted.accept_time_ms = Some(now);
         accepted.accepted_user_id = user.user_id.clone();
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        // ORG-14: addresses of a domain the organization holds VERIFIED and BLOCKED stay out.
+        self.check_joining_domain(&*txn, &org.id, &email, false)
+            .await?;
         let updated = invite::Entity::update_many()
             .col_expr(invite::Column::State, Expr::value(accepted.state))
             .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
@@ -493,6 +502,11 @@ impl App {
             revision,
         })
     }
+}
+
+/// The comparison key of an address (rule ID-15); `None` when it has no canonical form.
+fn key_of(address: &str) -> Option<String> {
+    canonical_email("email", address).ok().map(|e| e.key)
 }
 
 /// The audit image of `invite` as its organization's members read it at `now_ms`.

@@ -22,7 +22,7 @@ use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::required;
 use crate::domain::{Error, PURGE_AFTER_MS, Result};
 use crate::store::{
-    idempotency, invite, member, organization, security_policy, unit, unit_workspace,
+    domain, idempotency, invite, member, organization, security_policy, unit, unit_workspace,
 };
 
 /// DeleteOrganization (ORG-7).
@@ -187,7 +187,7 @@ impl App {
     }
 
     /// Purges every DELETED organization whose purge time has passed (by the injectable
-    /// clock): its members, invites, units, security policy and audit records go, and `OrganizationPurged` is
+    /// clock): its members, invites, units, security policy, domains and audit records go, and `OrganizationPurged` is
     /// published in the same transaction. Returns the purged ids.
     pub async fn purge_due(&self) -> ApiResult<Vec<String>> {
         let now = self.now_ms();
@@ -232,6 +232,10 @@ impl App {
                 .await?;
             security_policy::Entity::delete_many()
                 .filter(security_policy::Column::OrganizationId.eq(org.id.clone()))
+                .exec(&*txn)
+                .await?;
+            domain::Entity::delete_many()
+                .filter(domain::Column::OrganizationId.eq(org.id.clone()))
                 .exec(&*txn)
                 .await?;
             orgplane_platform::audit::row::Entity::delete_many()

@@ -4,16 +4,21 @@
 //! [`WriteUnit`](orgplane_platform::events::WriteUnit) (rules ORG-10, ORG-12).
 //!
 //! One file per resource: [`organizations`], [`lifecycle`] (delete, undelete, purge),
-//! [`members`], [`invites`], [`units`], [`security`] (the security policy); [`access`] resolves
-//! the caller's standing.
+//! [`members`], [`invites`], [`units`], [`security`] (the security policy), [`domains`] and
+//! [`verify`] (verified domains, rule ORG-14), [`provision`] (what domains mean for joining:
+//! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
+//! resolves the caller's standing.
 
 pub mod access;
+pub mod domains;
 pub mod invites;
 pub mod lifecycle;
 pub mod members;
 pub mod organizations;
+pub mod provision;
 pub mod security;
 pub mod units;
+pub mod verify;
 
 use std::sync::Arc;
 
@@ -26,7 +31,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 
 use crate::Config;
 use crate::domain::{Error, Result};
-use crate::store::{idempotency, invite, member, organization, security_policy, unit};
+use crate::store::{domain, idempotency, invite, member, organization, security_policy, unit};
 use access::Access;
 use orgplane_platform::clients::identity::Users;
 use orgplane_platform::policy::{SecurityPolicy, StepUp, require_recent_sign_in};
@@ -48,6 +53,10 @@ pub struct App {
     pub mailer: Mailer,
     /// The service's settings.
     pub config: Config,
+    /// The consumer mail domains no organization may register (ORG-14).
+    pub consumer_domains: Arc<crate::domain::domains::ConsumerDomains>,
+    /// The DNS lookups of domain verification (ORG-14).
+    pub dns: crate::dns::SharedTxtLookup,
 }
 
 /// A shared handle on the use cases.
@@ -63,6 +72,8 @@ pub enum Scope {
     Invite(String),
     /// The organization of this unit.
     Unit(String),
+    /// The organization of this domain.
+    Domain(String),
 }
 
 /// What a mutation RPC of this service aims at (ORG-10).
@@ -155,6 +166,10 @@ impl App {
                 .one(&self.db)
                 .await
                 .map(|u| u.map(|u| u.organization_id)),
+            Scope::Domain(id) => domain::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|d| d.map(|d| d.organization_id)),
         };
         let organization_id = found
             .inspect_err(|e| {
@@ -201,6 +216,7 @@ impl App {
                 sign_in_methods: default.methods_bits(),
                 version: 0,
                 update_time_ms: 0,
+                restrict_invites_to_verified_domains: false,
             }
         })
     }

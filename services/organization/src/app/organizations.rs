@@ -193,7 +193,9 @@ impl App {
         member::Entity::insert(member::ActiveModel::from(member::Model {
             organization_id: org.id.clone(),
             user_id: user.user_id.clone(),
-            email: account.email.to_lowercase(),
+            email: orgplane_platform::email::canonical_email("email", &account.email)
+                .map(|e| e.key)
+                .unwrap_or_else(|_| account.email.to_lowercase()),
             role: OrgRole::Owner as i32,
             create_time_ms: now,
             update_time_ms: now,

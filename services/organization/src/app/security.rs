@@ -31,6 +31,8 @@ pub struct PolicyFields {
     pub reauthentication_max_age: Option<prost_types::Duration>,
     /// `SignInMethod`s as their numbers.
     pub allowed_sign_in_methods: Vec<i32>,
+    /// Invites only for addresses of VERIFIED domains (rule ORG-6).
+    pub restrict_invites_to_verified_domains: bool,
 }
 
 /// UpdateSecurityPolicy (ORG-16).
@@ -45,10 +47,11 @@ pub struct UpdateSecurityPolicy {
 }
 
 /// The mutable paths of a security policy.
-const MUTABLE: [&str; 3] = [
+const MUTABLE: [&str; 4] = [
     "mfa_requirement",
     "reauthentication_max_age",
     "allowed_sign_in_methods",
+    "restrict_invites_to_verified_domains",
 ];
 
 /// The stored number (`MfaRequirement`) of a requirement.
@@ -67,6 +70,7 @@ pub fn message(m: &security_policy::Model) -> proto::SecurityPolicy {
     proto::SecurityPolicy {
         etag: etag(m.version),
         update_time: (m.version > 0).then(|| timestamp_ms(m.update_time_ms)),
+        restrict_invites_to_verified_domains: m.restrict_invites_to_verified_domains,
         ..m.policy().to_proto(&m.organization_id)
     }
 }
@@ -102,6 +106,7 @@ impl App {
         let mut mfa = None;
         let mut age = None;
         let mut methods = None;
+        let mut restrict = None;
         for p in &paths {
             match p.as_str() {
                 "mfa_requirement" => {
@@ -109,6 +114,9 @@ impl App {
                         "security_policy.mfa_requirement",
                         input.mfa_requirement,
                     )?)
+                }
+                "restrict_invites_to_verified_domains" => {
+                    restrict = Some(input.restrict_invites_to_verified_domains)
                 }
                 "reauthentication_max_age" => {
                     age = Some(validate::reauth_max_age(
@@ -150,6 +158,9 @@ impl App {
             policy.sso_allowed = sso;
             after.sign_in_methods = policy.methods_bits();
         }
+        if let Some(r) = restrict {
+            after.restrict_invites_to_verified_domains = r;
+        }
         after.version = before.version + 1;
         after.update_time_ms = self.now_ms();
         // The caller's own sign-in must satisfy the new policy, or the change locks them out.
@@ -189,6 +200,10 @@ impl App {
                 .col_expr(
                     security_policy::Column::SignInMethods,
                     Expr::value(after.sign_in_methods),
+                )
+                .col_expr(
+                    security_policy::Column::RestrictInvitesToVerifiedDomains,
+                    Expr::value(after.restrict_invites_to_verified_domains),
                 )
                 .col_expr(security_policy::Column::Version, Expr::value(after.version))
                 .col_expr(

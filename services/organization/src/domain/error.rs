@@ -163,6 +163,63 @@ pub enum Error {
         /// The unit.
         unit_id: String,
     },
+    /// ALREADY_EXISTS `DOMAIN_ALREADY_REGISTERED` (ORG-14): the organization registered it.
+    #[error("the organization registered {domain_name} already")]
+    DomainAlreadyRegistered {
+        /// The domain.
+        domain_name: String,
+    },
+    /// RESOURCE_EXHAUSTED `DOMAIN_LIMIT` (ORG-14).
+    #[error("an organization may register at most {max} domains; delete one first")]
+    DomainLimit {
+        /// The organization.
+        organization_id: String,
+        /// The limit.
+        max: u64,
+    },
+    /// FAILED_PRECONDITION `DOMAIN_CLAIMED` (ORG-14): another organization holds the domain
+    /// VERIFIED with an enforcing policy.
+    #[error(
+        "another organization holds {domain_name} verified with an enforcing policy (RESTRICTED or AUTO_ENROLL); use policy NONE or BLOCKED"
+    )]
+    DomainClaimed {
+        /// The domain.
+        domain_name: String,
+    },
+    /// FAILED_PRECONDITION `DOMAIN_EXPIRED` (ORG-14).
+    #[error("the domain was not verified before its expire time; delete it and register it again")]
+    DomainExpired {
+        /// The domain's id.
+        domain_id: String,
+    },
+    /// RESOURCE_EXHAUSTED `RATE_LIMITED` (ORG-14): the domain was checked moments ago.
+    #[error("the domain was checked moments ago; retry in {} ms", retry.as_millis())]
+    CheckedTooOften {
+        /// When to retry.
+        retry: std::time::Duration,
+    },
+    /// FAILED_PRECONDITION `EMAIL_DOMAIN_NOT_VERIFIED` (ORG-6): the organization invites only
+    /// addresses of its VERIFIED domains.
+    #[error(
+        "the organization invites only addresses of its verified domains, and {domain} is not one"
+    )]
+    EmailDomainNotVerified {
+        /// The address's domain.
+        domain: String,
+    },
+    /// FAILED_PRECONDITION `EMAIL_DOMAIN_BLOCKED` (ORG-14): the organization holds the
+    /// address's domain VERIFIED with policy BLOCKED.
+    #[error("addresses of {domain} cannot join this organization (its domain policy is BLOCKED)")]
+    EmailDomainBlocked {
+        /// The address's domain.
+        domain: String,
+    },
+    /// FAILED_PRECONDITION `ORGANIZATION_DELETED`.
+    #[error("the organization is deleted")]
+    OrganizationDeleted {
+        /// The organization.
+        organization_id: String,
+    },
     /// UNAVAILABLE `SNAPSHOT_UNAVAILABLE`: a producer's snapshot RPC failed during a re-sync.
     #[error("{what}")]
     SnapshotUnavailable {
@@ -276,6 +333,33 @@ impl From<Error> for ApiError {
             }
             Error::UnitHasWorkspaces { unit_id } => {
                 ApiError::failed_precondition("UNIT_HAS_WORKSPACES", &unit_id, message)
+            }
+            Error::DomainAlreadyRegistered { .. } => {
+                ApiError::already_exists("DOMAIN_ALREADY_REGISTERED", message)
+            }
+            Error::DomainLimit {
+                organization_id, ..
+            } => ApiError::quota_exceeded("DOMAIN_LIMIT", &organization_id, message),
+            Error::DomainClaimed { domain_name } => {
+                ApiError::failed_precondition("DOMAIN_CLAIMED", &domain_name, message)
+                    .with_metadata("domain_name", domain_name)
+            }
+            Error::DomainExpired { domain_id } => {
+                ApiError::failed_precondition("DOMAIN_EXPIRED", &domain_id, message)
+            }
+            Error::CheckedTooOften { retry } => {
+                ApiError::rate_limited("RATE_LIMITED", message, retry)
+            }
+            Error::EmailDomainNotVerified { domain } => {
+                ApiError::failed_precondition("EMAIL_DOMAIN_NOT_VERIFIED", &domain, message)
+                    .with_metadata("domain", domain)
+            }
+            Error::EmailDomainBlocked { domain } => {
+                ApiError::failed_precondition("EMAIL_DOMAIN_BLOCKED", &domain, message)
+                    .with_metadata("domain", domain)
+            }
+            Error::OrganizationDeleted { organization_id } => {
+                ApiError::failed_precondition("ORGANIZATION_DELETED", &organization_id, message)
             }
             Error::SnapshotUnavailable { .. } => {
                 ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message)

@@ -2,6 +2,7 @@
 //! ([`authz`]), what a valid input is ([`validate`]), and the refusals ([`error`]).
 
 pub mod authz;
+pub mod domains;
 pub mod error;
 pub mod validate;
 

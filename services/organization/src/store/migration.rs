@@ -21,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionRevocations),
             Box::new(AddInviterApiKey),
             Box::new(CreateSecurityPolicies),
+            Box::new(crate::store::domains::CreateDomains),
+            Box::new(crate::store::domains::AddInviteRestriction),
+            Box::new(crate::store::email_keys::CanonicalEmailKeys),
         ]
     }
 }

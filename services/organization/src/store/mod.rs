@@ -2,8 +2,12 @@
 //! query helpers the use cases share ([`query`]). Times are Unix milliseconds; enums are stored
 //! as their proto numbers; `version` counts changes and is the resource's etag (`v<version>`).
 
+pub mod domains;
+pub mod email_keys;
 pub mod migration;
 pub mod query;
+
+pub use domains::domain;
 
 impl From<sea_orm::DbErr> for crate::domain::Error {
     fn from(e: sea_orm::DbErr) -> Self {
@@ -215,6 +219,8 @@ pub mod security_policy {
         pub version: i64,
         /// Last changed at.
         pub update_time_ms: i64,
+        /// Invites only for addresses of the organization's VERIFIED domains (rule ORG-6).
+        pub restrict_invites_to_verified_domains: bool,
     }
 
     impl Model {

@@ -3,6 +3,7 @@
 //! compaction of identity's stream the members' users are re-synced from `BatchGetUsers`.
 
 use orgplane_platform::audit::Entry;
+use orgplane_platform::email::canonical_email;
 use orgplane_platform::{ApiResult, Call};
 use orgplane_proto::events::v1::{MemberRemoved, Producer, event::Payload};
 use orgplane_proto::organization::v1::OrgRole;
@@ -19,22 +20,29 @@ use crate::store::member;
 const RESYNC_USERS_PER_CALL: u64 = 1000;
 
 impl App {
-    /// Keeps the stored member emails (ORG-6 ALREADY_A_MEMBER) in step with identity.
+    /// Keeps the stored member emails (ORG-6 ALREADY_A_MEMBER) in step with identity, in their
+    /// canonical form (rule ID-15), then enrolls the user where their domain is AUTO_ENROLL
+    /// (rule ORG-14). An address identity sent that is not canonicalizable changes nothing.
     pub(crate) async fn email_verified(
         &self,
         txn: &DatabaseTransaction,
+        request_id: &str,
         user_id: &str,
         email: &str,
     ) -> ApiResult<()> {
+        let email = match canonical_email("email", email) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(user_id, error = %e, "UserEmailVerified with an address that has no canonical form; ignored");
+                return Ok(());
+            }
+        };
         member::Entity::update_many()
-            .col_expr(
-                member::Column::Email,
-                Expr::value(email.trim().to_lowercase()),
-            )
+            .col_expr(member::Column::Email, Expr::value(email.key.clone()))
             .filter(member::Column::UserId.eq(user_id.to_owned()))
             .exec(txn)
             .await?;
-        Ok(())
+        self.auto_enroll(txn, request_id, user_id, &email).await
     }
 
     /// Removes a deleted user from every organization (rule ID-9), publishing `MemberRemoved`
@@ -123,7 +131,9 @@ impl App {
                         removed += 1;
                     }
                     Some(u) if u.email_verified => {
-                        let email = u.email.trim().to_lowercase();
+                        let Ok(email) = canonical_email("email", &u.email).map(|e| e.key) else {
+                            continue;
+                        };
                         refreshed += member::Entity::update_many()
                             .col_expr(member::Column::Email, Expr::value(email.clone()))
                             .filter(member::Column::UserId.eq(id.clone()))

@@ -51,7 +51,9 @@ impl EventHandler for Events {
                         .await
                 }
                 Some(Payload::UserEmailVerified(e)) => {
-                    self.app.email_verified(txn, &e.user_id, &e.email).await
+                    self.app
+                        .email_verified(txn, &event.request_id, &e.user_id, &e.email)
+                        .await
                 }
                 Some(Payload::WorkspaceCreated(e)) => {
                     self.app

@@ -9,7 +9,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use crate::app::App;
 use crate::domain::Result;
 use crate::store::query::keyset;
-use crate::store::{member, organization, security_policy};
+use crate::store::{domain, member, organization, security_policy};
+use orgplane_proto::organization::v1::DomainState;
 
 /// One organization of a snapshot page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct OrganizationRoles {
     pub roles: Vec<(String, i32)>,
     /// Its security policy in force, defaults included (rule ORG-16).
     pub security_policy: security_policy::Model,
+    /// Its VERIFIED domains (rule ORG-14), by name.
+    pub verified_domains: Vec<domain::Model>,
 }
 
 /// One page of the role snapshot.
@@ -35,7 +38,8 @@ pub struct RoleSnapshot {
 
 impl App {
     /// ListRoleAssignments: a snapshot of every organization not yet purged with its members'
-    /// roles and its security policy (on every page it appears on), ordered by organization id then user id; the revision is fixed by the first page
+    /// roles, its security policy and its VERIFIED domains (on every page it appears on),
+    /// ordered by organization id then user id; the revision is fixed by the first page
     /// (read before the rows, so every page reflects at least every change up to it) and
     /// carried in the page token.
     pub async fn list_role_assignments(
@@ -81,6 +85,19 @@ impl App {
             .into_iter()
             .map(|o| (o.id.clone(), o))
             .collect();
+        let mut domains: HashMap<String, Vec<domain::Model>> = HashMap::new();
+        for d in domain::Entity::find()
+            .filter(domain::Column::OrganizationId.is_in(org_ids.clone()))
+            .filter(domain::Column::State.eq(DomainState::Verified as i32))
+            .order_by_asc(domain::Column::DomainName)
+            .all(&self.db)
+            .await?
+        {
+            domains
+                .entry(d.organization_id.clone())
+                .or_default()
+                .push(d);
+        }
         let mut policies: HashMap<String, security_policy::Model> = security_policy::Entity::find()
             .filter(security_policy::Column::OrganizationId.is_in(org_ids))
             .all(&self.db)
@@ -105,6 +122,7 @@ impl App {
                     organization,
                     roles,
                     security_policy,
+                    verified_domains: domains.remove(&id).unwrap_or_default(),
                 })
             })
             .collect();

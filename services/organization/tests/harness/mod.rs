@@ -2,6 +2,8 @@
 //! service (GetUser/BatchGetUsers), fake identity and workspace event producers, and an API-key
 //! resolver, all on one gRPC server; SQLite or PostgreSQL.
 
+#![allow(dead_code)] // each test crate uses its part of the rig
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,6 +140,16 @@ impl Rig {
         backend: Backend,
         adjust: impl FnOnce(&mut orgplane_platform::runtime::Runtime),
     ) -> Option<Rig> {
+        Self::with_config(backend, adjust, |_| {}).await
+    }
+
+    /// As [`Self::with`], with a chance to adjust the service's configuration too (the DNS
+    /// servers of domain checks, their interval, the consumer mail domains file).
+    pub async fn with_config(
+        backend: Backend,
+        adjust: impl FnOnce(&mut orgplane_platform::runtime::Runtime),
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<Rig> {
         let db = match backend {
             Backend::Sqlite => TestDb::sqlite(),
             Backend::Postgres => match TestDb::postgres().await {
@@ -167,12 +179,13 @@ impl Rig {
         adjust(&mut runtime);
         let shutdown = runtime.shutdown.clone();
         let mail_dir = tempfile::tempdir().unwrap();
-        let config = Config {
+        let mut config = Config {
             mail_url: format!("file://{}", mail_dir.path().display()),
             purge_interval_secs: 3600,
             ready_timeout_ms: 3000,
             ..Config::default()
         };
+        configure(&mut config);
         let mut host = Host::new(runtime);
         let org = host.open::<Organization>(&db.url, &config).await.unwrap();
 

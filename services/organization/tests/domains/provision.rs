@@ -1,0 +1,362 @@
+//! AUTO_ENROLL through identity's `UserEmailVerified`, and the internal LookupDomain and
+//! ProvisionMember (rules ORG-14, ID-13): service principals only, exactly once.
+
+use std::time::Duration;
+
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{Event, UserEmailVerified};
+use orgplane_proto::organization::v1::*;
+use tonic::Code;
+
+use crate::common::*;
+use crate::harness::{Backend, Rig};
+
+fn member_added(events: &[Event], org: &str, user: &str) -> Vec<i32> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::MemberAdded(m)) if m.organization_id == org && m.user_id == user => {
+                Some(m.role)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn role_of(rig: &Rig, org: &str, user: &str) -> Option<i32> {
+    rig.client()
+        .get_member(rig.as_service(GetMemberRequest {
+            organization_id: org.into(),
+            user_id: user.into(),
+        }))
+        .await
+        .ok()
+        .map(|m| m.into_inner().member.unwrap().role)
+}
+
+async fn auto_enroll(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let plain = create_org(&env, "user_bo", "Plain").await;
+    verified(
+        &env,
+        "user_ada",
+        &org.id,
+        "auto.test",
+        DomainPolicy::AutoEnroll,
+    )
+    .await;
+    verified(&env, "user_bo", &plain.id, "auto.test", DomainPolicy::None).await;
+    let start = env.org.outbox().head().await.unwrap().revision;
+    let verified_email = |user: &str, email: &str| {
+        Payload::UserEmailVerified(UserEmailVerified {
+            user_id: user.into(),
+            email: email.into(),
+        })
+    };
+    // Twice (a redelivery): one membership, one event.
+    env.publish_identity(verified_email("user_new", "New.Person@AUTO.test"))
+        .await;
+    env.publish_identity(verified_email("user_new", "New.Person@AUTO.test"))
+        .await;
+    // Another domain, and the OWNER (already a member): nothing.
+    env.publish_identity(verified_email("user_other", "x@elsewhere.test"))
+        .await;
+    env.publish_identity(verified_email("user_ada", "ada@auto.test"))
+        .await;
+    let mut role = None;
+    for _ in 0..100 {
+        role = role_of(&env, &org.id, "user_new").await;
+        if role.is_some() && env.org.identity_events().applied_revision() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(role, Some(OrgRole::User as i32));
+    assert_eq!(
+        role_of(&env, &plain.id, "user_new").await,
+        None,
+        "NONE does not enroll"
+    );
+    assert_eq!(role_of(&env, &org.id, "user_other").await, None);
+    assert_eq!(
+        role_of(&env, &org.id, "user_ada").await,
+        Some(OrgRole::Owner as i32)
+    );
+    let events = events_after(&env, start).await;
+    assert_eq!(
+        member_added(&events, &org.id, "user_new"),
+        vec![OrgRole::User as i32]
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.payload, Some(Payload::MemberAdded(_))))
+            .count(),
+        1
+    );
+    let records = audit(&env, "user_ada", &org.id).await;
+    let enrolled: Vec<_> = records
+        .iter()
+        .filter(|e| e.action == "member.provision" && e.error_reason.is_empty())
+        .collect();
+    assert_eq!(enrolled.len(), 1);
+    assert_eq!(
+        field(&enrolled[0].after, "source").as_deref(),
+        Some("auto_enroll")
+    );
+    assert_eq!(
+        field(&enrolled[0].after, "email").as_deref(),
+        Some("new.person@auto.test")
+    );
+    assert_eq!(enrolled[0].resource_id, "user_new");
+}
+
+#[tokio::test]
+async fn org_14_auto_enroll_through_user_email_verified_exactly_once_sqlite() {
+    auto_enroll(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_14_auto_enroll_through_user_email_verified_exactly_once_postgres() {
+    auto_enroll(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn org_14_lookup_domain_names_verified_holders_and_inviters_to_services_only() {
+    let env = env(Backend::Sqlite).await.unwrap();
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let other = create_org(&env, "user_bo", "Other").await;
+    let mut c = env.client();
+    c.create_invite(env.as_user("user_bo", invite_req(&other.id, "ada.l@acme.test")))
+        .await
+        .unwrap();
+    let d = verified(
+        &env,
+        "user_ada",
+        &org.id,
+        "acme.test",
+        DomainPolicy::Restricted,
+    )
+    .await;
+    verified(
+        &env,
+        "user_bo",
+        &other.id,
+        "acme.test",
+        DomainPolicy::Blocked,
+    )
+    .await;
+    create_domain(&env, "user_bo", &other.id, "acme2.test", DomainPolicy::None).await;
+    let lookup = |email: &str| LookupDomainRequest {
+        email: email.into(),
+    };
+    expect_err(
+        c.lookup_domain(env.as_user("user_ada", lookup("ada.l@acme.test")))
+            .await,
+        Code::PermissionDenied,
+        "SERVICE_PRINCIPAL_REQUIRED",
+    );
+    let found = c
+        .lookup_domain(env.as_service(lookup(" Ada.L@ACME.Test ")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.canonical_email, "Ada.L@acme.test");
+    let mut holders: Vec<(String, i32)> = found
+        .verified_domains
+        .iter()
+        .map(|v| (v.organization_id.clone(), v.policy))
+        .collect();
+    holders.sort();
+    let mut expected = vec![
+        (org.id.clone(), DomainPolicy::Restricted as i32),
+        (other.id.clone(), DomainPolicy::Blocked as i32),
+    ];
+    expected.sort();
+    assert_eq!(holders, expected);
+    assert!(
+        found
+            .verified_domains
+            .iter()
+            .any(|v| v.domain_id == d.id && v.domain_name == "acme.test")
+    );
+    assert_eq!(found.invited_organization_ids, vec![other.id.clone()]);
+    let none = c
+        .lookup_domain(env.as_service(lookup("x@acme2.test")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.verified_domains.is_empty() && none.invited_organization_ids.is_empty());
+    expect_err(
+        c.lookup_domain(env.as_service(lookup("\u{FF41}da@acme.test")))
+            .await,
+        Code::InvalidArgument,
+        "EMAIL_CONFUSABLE_CHARACTERS",
+    );
+    expect_err(
+        c.lookup_domain(env.as_service(lookup("not an address")))
+            .await,
+        Code::InvalidArgument,
+        "INVALID_ARGUMENT",
+    );
+}
+
+fn provision(org: &str, user: &str, role: OrgRole, request_id: &str) -> ProvisionMemberRequest {
+    ProvisionMemberRequest {
+        organization_id: org.into(),
+        user_id: user.into(),
+        role: role as i32,
+        request_id: request_id.into(),
+        source: "sso_jit".into(),
+    }
+}
+
+async fn provision_member(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let mut c = env.client();
+    let start = env.org.outbox().head().await.unwrap().revision;
+    expect_err(
+        c.provision_member(env.as_user(
+            "user_ada",
+            provision(&org.id, "user_jit", OrgRole::User, "r1"),
+        ))
+        .await,
+        Code::PermissionDenied,
+        "SERVICE_PRINCIPAL_REQUIRED",
+    );
+    expect_err(
+        c.provision_member(env.with_key(
+            &format!("opk_admin_{}", org.id),
+            provision(&org.id, "user_jit", OrgRole::User, "r1"),
+        ))
+        .await,
+        Code::PermissionDenied,
+        "SERVICE_PRINCIPAL_REQUIRED",
+    );
+    for role in [OrgRole::Owner, OrgRole::Unspecified] {
+        let r = c
+            .provision_member(env.as_service(provision(&org.id, "user_jit", role, "r0")))
+            .await;
+        assert_eq!(r.unwrap_err().code(), Code::InvalidArgument);
+    }
+    // Eight concurrent calls with one request id: one member, one event, one answer.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (mut c, req) = (
+            env.client(),
+            env.as_service(provision(
+                &org.id,
+                "user_jit",
+                OrgRole::Developer,
+                "req-jit-1",
+            )),
+        );
+        tasks.push(tokio::spawn(async move {
+            c.provision_member(req).await.map(|r| r.into_inner())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().unwrap());
+    }
+    let first = answers[0];
+    assert!(first.created && first.revision > start);
+    assert_eq!(first.role, OrgRole::Developer as i32);
+    assert!(answers.iter().all(|a| *a == first), "{answers:?}");
+    let later = c
+        .provision_member(env.as_service(provision(
+            &org.id,
+            "user_jit",
+            OrgRole::Developer,
+            "req-jit-1",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(later, first, "a retry gets the first answer");
+    // An existing member keeps their role.
+    let other = c
+        .provision_member(env.as_service(provision(
+            &org.id,
+            "user_jit",
+            OrgRole::Admin,
+            "req-jit-2",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (other.created, other.role, other.revision),
+        (false, OrgRole::Developer as i32, 0)
+    );
+    let events = events_after(&env, start).await;
+    assert_eq!(
+        member_added(&events, &org.id, "user_jit"),
+        vec![OrgRole::Developer as i32]
+    );
+    let records = audit(&env, "user_ada", &org.id).await;
+    let provisioned: Vec<_> = records
+        .iter()
+        .filter(|e| e.action == "member.provision" && e.error_reason.is_empty())
+        .collect();
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(
+        field(&provisioned[0].after, "source").as_deref(),
+        Some("sso_jit")
+    );
+    // A BLOCKED domain, an unknown user, a deleted organization.
+    verified(
+        &env,
+        "user_ada",
+        &org.id,
+        "blocked.test",
+        DomainPolicy::Blocked,
+    )
+    .await;
+    env.identity
+        .set("user_blk", |u| u.email = "b@Blocked.test".into());
+    expect_err(
+        c.provision_member(env.as_service(provision(&org.id, "user_blk", OrgRole::User, "r3")))
+            .await,
+        Code::FailedPrecondition,
+        "EMAIL_DOMAIN_BLOCKED",
+    );
+    expect_err(
+        c.provision_member(env.as_service(provision(&org.id, "user_unknown", OrgRole::User, "r4")))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    c.delete_organization(env.as_user(
+        "user_ada",
+        DeleteOrganizationRequest {
+            organization_id: org.id.clone(),
+            confirm_name: "Acme".into(),
+            etag: String::new(),
+        },
+    ))
+    .await
+    .unwrap();
+    expect_err(
+        c.provision_member(env.as_service(provision(&org.id, "user_late", OrgRole::User, "r5")))
+            .await,
+        Code::FailedPrecondition,
+        "ORGANIZATION_DELETED",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn id_13_provision_member_is_idempotent_under_concurrent_calls_sqlite() {
+    provision_member(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn id_13_provision_member_is_idempotent_under_concurrent_calls_postgres() {
+    provision_member(Backend::Postgres).await;
+}
