@@ -10,8 +10,6 @@ mod harness;
 mod claims;
 #[path = "domains/common.rs"]
 mod common;
-#[path = "domains/dns.rs"]
-mod dns;
 #[path = "domains/joining.rs"]
 mod joining;
 #[path = "domains/provision.rs"]

@@ -50,9 +50,14 @@ impl App {
         let answer = self.dns.txt(&name).await;
         let check = rules::judge(answer, &name, &expected);
         let found = check.outcome == DomainCheckOutcome::Found;
+        let was = before.state == DomainState::Verified as i32;
+        // A resolver outage proves nothing about the record: a VERIFIED domain stays VERIFIED
+        // (its policy in force) and the check is stored; only an answer without the record
+        // ends verification.
+        let verified = found || (was && check.outcome == DomainCheckOutcome::LookupFailed);
         let now = self.now_ms();
         let mut after = before.clone();
-        after.state = if found {
+        after.state = if verified {
             DomainState::Verified
         } else {
             DomainState::Failed
@@ -114,8 +119,7 @@ impl App {
                 .change(Some(&before_view), Some(&after_view)),
             )
             .await?;
-        let was = before.state == DomainState::Verified as i32;
-        if was != found {
+        if was != verified {
             txn.append(changed(&after_view.domain, after_view.state()))
                 .await?;
         }

@@ -12,8 +12,8 @@ use orgplane_proto::organization::v1::*;
 use prost_types::FieldMask;
 use tonic::Code;
 
-use crate::dns::TestDns;
 use crate::harness::{Backend, Rig};
+use orgplane_oracles::dns::TestDns;
 
 /// The domain an operator adds to the consumer list in these tests.
 pub const OPERATOR_CONSUMER_DOMAIN: &str = "freemail-operator.test";

@@ -423,6 +423,33 @@ async fn org_14_a_resolver_that_does_not_answer_is_recorded_as_lookup_failed() {
     assert!(check.detail.contains("try again later"), "{}", check.detail);
 }
 
+/// A resolver outage is no proof that the record is gone: a VERIFIED domain keeps its
+/// verification (and its policy) through a check that got no answer, and no event is published.
+#[tokio::test]
+async fn org_14_a_verified_domain_survives_a_check_without_an_answer() {
+    let env = env(Backend::Sqlite).await.unwrap();
+    let org = create_org(&env, "user_ada", "Acme").await;
+    let d = create_domain(&env, "user_ada", &org.id, "steady.test", DomainPolicy::None).await;
+    publish(&env, &d, &[]).await;
+    let verified = verify(&env, "user_ada", &d.id).await.unwrap();
+    assert_eq!(verified.domain.unwrap().state(), DomainState::Verified);
+    let _hold = env.dns.hold(&d.challenge.as_ref().unwrap().record_name);
+    let r = verify(&env, "user_ada", &d.id).await.unwrap();
+    let kept = r.domain.unwrap();
+    assert_eq!(kept.state(), DomainState::Verified);
+    assert_eq!(
+        kept.last_check.unwrap().outcome(),
+        DomainCheckOutcome::LookupFailed
+    );
+    assert_eq!(r.revision, 0, "no change of verification, no event");
+    let changes = events_after(&env, verified.revision)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.payload, Some(Payload::DomainChanged(_))))
+        .count();
+    assert_eq!(changes, 0);
+}
+
 async fn a_change_during_the_lookup_wins(backend: Backend) {
     let Some(env) = env(backend).await else {
         return;

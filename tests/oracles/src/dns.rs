@@ -15,7 +15,6 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordType, RrKe
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
-use sea_orm_migration::prelude::async_trait;
 
 /// Queries of a held name wait until the test releases them (`arrived` is notified first).
 type Holds =
