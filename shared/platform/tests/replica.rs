@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica, RoleReplica};
+use orgplane_platform::replica::{
+    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica, RoleReplica,
+};
 use orgplane_platform::testkit::{TestAuth, TestDb, channel};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::*;
@@ -17,6 +19,7 @@ impl MigratorTrait for M {
         vec![
             Box::new(CreateRoleReplica),
             Box::new(CreateSecurityPolicyReplica),
+            Box::new(CreateVerifiedDomainReplica),
         ]
     }
 }
