@@ -1,7 +1,9 @@
 // Shared pieces of the two OpenID provider oracles: argument parsing, signing keys, the account
 // store the tests control, and the small JSON helpers of the control endpoint.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import {
+  createHmac, createPrivateKey, generateKeyPairSync, randomBytes, sign,
+} from 'node:crypto';
 import { parseArgs } from 'node:util';
 
 /** The algorithms a signing key can be generated for. */
@@ -73,6 +75,42 @@ export function generateSigningKey(alg, { kid = true } = {}) {
     : generateKeyPairSync('rsa', { modulusLength: 2048 });
   const jwk = pair.privateKey.export({ format: 'jwk' });
   return { ...jwk, use: 'sig', alg, ...(kid ? { kid: `k-${randomId(9)}` } : {}) };
+}
+
+/**
+ * Signs a JWS synchronously (the mock's hooks are synchronous): `header` is an object, `payload`
+ * the already base64url-encoded payload segment, `key` a private JWK (RS256, ES256), the HMAC
+ * secret (HS256) or nothing (`none`, an empty signature).
+ */
+export function signJws(header, payload, key) {
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${payload}`;
+  let signature;
+  switch (header.alg) {
+    case 'none':
+      signature = '';
+      break;
+    case 'HS256':
+      signature = createHmac('sha256', key).update(input).digest('base64url');
+      break;
+    case 'RS256':
+      signature = sign('sha256', Buffer.from(input), createPrivateKey({ key, format: 'jwk' }))
+        .toString('base64url');
+      break;
+    case 'ES256':
+      signature = sign('sha256', Buffer.from(input), {
+        key: createPrivateKey({ key, format: 'jwk' }),
+        dsaEncoding: 'ieee-p1363',
+      }).toString('base64url');
+      break;
+    default:
+      throw new Error(`cannot sign ${header.alg}`);
+  }
+  return `${input}.${signature}`;
+}
+
+/** The decoded header of a compact JWS. */
+export function jwsHeader(jwt) {
+  return JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString('utf8'));
 }
 
 /** The public half of a private JWK. */

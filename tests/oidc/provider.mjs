@@ -16,14 +16,13 @@
 //   POST /control/keys-without-kid  one fresh key, no `kid` in the JWKS nor in token headers
 //   GET  /control/state             {kids, without_kid}
 
-import { createPrivateKey } from 'node:crypto';
 import { createServer } from 'node:http';
 
-import { CompactSign, decodeProtectedHeader } from 'jose';
 import Provider from 'oidc-provider';
 
 import {
-  Accounts, announce, control, exitWithParent, generateSigningKey, randomId, readOptions, sendJson,
+  Accounts, announce, control, exitWithParent, generateSigningKey, jwsHeader, randomId, readOptions,
+  sendJson, signJws,
 } from './common.mjs';
 
 const options = readOptions();
@@ -117,15 +116,10 @@ async function stripKids(ctx, next) {
   if (Array.isArray(ctx.body.keys)) {
     ctx.body = { keys: ctx.body.keys.map(({ kid, ...key }) => key) };
   } else if (typeof ctx.body.id_token === 'string') {
-    ctx.body = { ...ctx.body, id_token: await resignWithoutKid(ctx.body.id_token) };
+    const { kid, ...header } = jwsHeader(ctx.body.id_token);
+    const payload = ctx.body.id_token.split('.')[1];
+    ctx.body = { ...ctx.body, id_token: signJws(header, payload, signingKeys[0]) };
   }
-}
-
-async function resignWithoutKid(jwt) {
-  const { kid, ...header } = decodeProtectedHeader(jwt);
-  const payload = Buffer.from(jwt.split('.')[1], 'base64url');
-  const key = createPrivateKey({ key: signingKeys[0], format: 'jwk' });
-  return new CompactSign(payload).setProtectedHeader(header).sign(key);
 }
 
 /**
