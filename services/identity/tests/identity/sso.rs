@@ -1,0 +1,659 @@
+//! SSO connections, their enforcement and the verified-domain rules of sign-up (rules ID-13,
+//! ORG-14), over real gRPC. Domain facts reach identity as organization events from the rig's
+//! producer (`DomainChanged`), as they do from the organization service. The organization
+//! service's internal RPCs (LookupDomain, ProvisionMember) are answered by [`FakeOrganization`],
+//! a real gRPC service on the rig's server that records every call.
+
+use super::*;
+
+use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
+use orgplane_proto::organization::v1::{
+    DomainPolicy, DomainState, LookupDomainRequest, LookupDomainResponse, ProvisionMemberRequest,
+    ProvisionMemberResponse, VerifiedDomain,
+};
+
+// ----- the organization service's internal RPCs -------------------------------------------------
+
+#[derive(Default)]
+struct FakeState {
+    /// (organization, canonical email) pending invites.
+    invites: Vec<(String, String)>,
+    /// What LookupDomain answers as VERIFIED.
+    verified: Vec<VerifiedDomain>,
+    /// LookupDomain calls (emails).
+    lookups: Vec<String>,
+    /// ProvisionMember calls.
+    provisions: Vec<ProvisionMemberRequest>,
+    /// request id → the first answer.
+    answered: HashMap<String, ProvisionMemberResponse>,
+    /// (organization, user) members added here.
+    members: std::collections::HashSet<(String, String)>,
+    /// Answer UNAVAILABLE to everything.
+    down: bool,
+}
+
+/// The organization service's LookupDomain and ProvisionMember, recording calls; provisioned
+/// members are published as `MemberAdded` through the rig's organization producer.
+#[derive(Clone, Default)]
+pub(super) struct FakeOrganization {
+    state: Arc<tokio::sync::Mutex<FakeState>>,
+    outbox: Arc<OnceLock<Outbox>>,
+}
+
+use std::collections::HashMap;
+
+impl FakeOrganization {
+    pub(super) fn publish_through(&self, outbox: Outbox) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    async fn invite(&self, org: &str, email: &str) {
+        self.state
+            .lock()
+            .await
+            .invites
+            .push((org.into(), email.into()));
+    }
+
+    async fn verified(&self, org: &str, domain: &str, policy: DomainPolicy) {
+        self.state.lock().await.verified.push(VerifiedDomain {
+            domain_id: format!("dom_{org}_{domain}"),
+            organization_id: org.into(),
+            domain_name: domain.into(),
+            policy: policy as i32,
+        });
+    }
+
+    async fn set_down(&self, down: bool) {
+        self.state.lock().await.down = down;
+    }
+
+    async fn lookups(&self) -> Vec<String> {
+        self.state.lock().await.lookups.clone()
+    }
+
+    pub(super) async fn provisions(&self) -> Vec<ProvisionMemberRequest> {
+        self.state.lock().await.provisions.clone()
+    }
+}
+
+#[tonic::async_trait]
+impl OrganizationService for FakeOrganization {
+    async fn lookup_domain(
+        &self,
+        req: tonic::Request<LookupDomainRequest>,
+    ) -> Result<tonic::Response<LookupDomainResponse>, tonic::Status> {
+        let mut s = self.state.lock().await;
+        let email = req.into_inner().email;
+        s.lookups.push(email.clone());
+        if s.down {
+            return Err(tonic::Status::unavailable("down for the test"));
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        Ok(tonic::Response::new(LookupDomainResponse {
+            canonical_email: email.clone(),
+            verified_domains: s
+                .verified
+                .iter()
+                .filter(|d| d.domain_name == domain)
+                .cloned()
+                .collect(),
+            invited_organization_ids: s
+                .invites
+                .iter()
+                .filter(|(_, e)| *e == email)
+                .map(|(o, _)| o.clone())
+                .collect(),
+        }))
+    }
+
+    async fn provision_member(
+        &self,
+        req: tonic::Request<ProvisionMemberRequest>,
+    ) -> Result<tonic::Response<ProvisionMemberResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let mut s = self.state.lock().await;
+        s.provisions.push(r.clone());
+        if s.down {
+            return Err(tonic::Status::unavailable("down for the test"));
+        }
+        if let Some(first) = s.answered.get(&r.request_id) {
+            return Ok(tonic::Response::new(first.clone()));
+        }
+        let key = (r.organization_id.clone(), r.user_id.clone());
+        let answer = if s.members.insert(key) {
+            let outbox = self.outbox.get().expect("the rig's producer");
+            let txn = outbox.connection().begin().await.unwrap();
+            let rev = outbox
+                .append(
+                    &txn,
+                    Payload::MemberAdded(MemberAdded {
+                        organization_id: r.organization_id.clone(),
+                        user_id: r.user_id.clone(),
+                        role: r.role,
+                    }),
+                    "test",
+                )
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+            outbox.committed(rev);
+            ProvisionMemberResponse {
+                role: r.role,
+                created: true,
+                revision: rev,
+            }
+        } else {
+            ProvisionMemberResponse {
+                role: r.role,
+                created: false,
+                revision: 0,
+            }
+        };
+        s.answered.insert(r.request_id.clone(), answer.clone());
+        Ok(tonic::Response::new(answer))
+    }
+}
+
+// ----- helpers ----------------------------------------------------------------------------------
+
+/// A rig with http issuers allowed (the providers of these tests listen on loopback) and the
+/// fake organization service.
+pub(super) async fn sso_rig_on(db: TestDb) -> (Rig, FakeOrganization) {
+    let fake = FakeOrganization::default();
+    let rig = Rig::start_full(
+        db,
+        |c| c.sso_allow_http_issuers = true,
+        Workspaces::Absent,
+        Some(fake.clone()),
+    )
+    .await;
+    (rig, fake)
+}
+
+pub(super) async fn sso_rig() -> (Rig, FakeOrganization) {
+    sso_rig_on(TestDb::sqlite()).await
+}
+
+/// Publishes that `org` holds `domain` in `state` with `policy`.
+pub(super) async fn domain_event(
+    rig: &Rig,
+    org: &str,
+    domain: &str,
+    state: DomainState,
+    policy: DomainPolicy,
+) {
+    rig.org_event(Payload::DomainChanged(DomainChanged {
+        domain_id: format!("dom_{org}_{domain}"),
+        organization_id: org.into(),
+        domain_name: domain.into(),
+        state: state as i32,
+        policy: policy as i32,
+    }))
+    .await;
+}
+
+/// The owner's address of `org` (a domain of its own).
+pub(super) fn owner_email(org: &str) -> String {
+    format!("owner@{}.owners.test", org.replace('_', "-"))
+}
+
+/// An organization `org` whose owner (signed in now) holds `domain` VERIFIED; the owner's token.
+pub(super) async fn org_with_domain(rig: &Rig, org: &str, domain: &str) -> (User, String) {
+    let (owner, token, _) = rig.user(&owner_email(org)).await;
+    rig.create_org(org, &owner.id).await;
+    domain_event(
+        rig,
+        org,
+        domain,
+        DomainState::Verified,
+        DomainPolicy::None,
+    )
+    .await;
+    (owner, token)
+}
+
+/// A connection spec for `issuer` serving `domains`.
+pub(super) fn spec(issuer: &str, client_id: &str, secret: &str, domains: &[&str]) -> SsoConnection {
+    SsoConnection {
+        display_name: "Corporate IdP".into(),
+        oidc: Some(OidcSettings {
+            issuer: issuer.into(),
+            client_id: client_id.into(),
+            client_secret: secret.into(),
+            redirect_uris: vec![REDIRECT_URI.into()],
+            ..Default::default()
+        }),
+        domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        enabled: true,
+        ..Default::default()
+    }
+}
+
+/// The redirect URI the product hosts in these tests.
+pub(super) const REDIRECT_URI: &str = "http://127.0.0.1:9/sso/callback";
+
+pub(super) async fn create_connection(
+    rig: &Rig,
+    token: &str,
+    org: &str,
+    connection: SsoConnection,
+) -> Result<SsoConnection, tonic::Status> {
+    rig.client()
+        .create_sso_connection(bearer(
+            CreateSsoConnectionRequest {
+                organization_id: org.into(),
+                sso_connection: Some(connection),
+                request_id: String::new(),
+            },
+            token,
+        ))
+        .await
+        .map(|r| r.into_inner().sso_connection.unwrap())
+}
+
+fn metadata_of(status: &tonic::Status) -> HashMap<String, String> {
+    status.get_details_error_info().unwrap().metadata
+}
+
+fn violations_of(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+// ----- connections ------------------------------------------------------------------------------
+
+async fn id_13_connection_flow(rig: &Rig) {
+    let (owner, token) = org_with_domain(rig, "org_a", "acme.test").await;
+    // An unverified domain is refused with its name.
+    let err = create_connection(
+        rig,
+        &token,
+        "org_a",
+        spec("http://127.0.0.1:1", "client-a", "s3cret-value-of-the-client", &["other.test"]),
+    )
+    .await
+    .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "EMAIL_DOMAIN_NOT_VERIFIED");
+    assert_eq!(metadata_of(&err)["domain_name"], "other.test");
+    // A domain another organization verified is not this one's.
+    rig.create_org("org_b", "user_other_owner").await;
+    domain_event(rig, "org_b", "beta.test", DomainState::Verified, DomainPolicy::None).await;
+    let err = create_connection(
+        rig,
+        &token,
+        "org_a",
+        spec("http://127.0.0.1:1", "client-a", "x", &["beta.test"]),
+    )
+    .await
+    .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "EMAIL_DOMAIN_NOT_VERIFIED");
+    // Bad fields come back together, each named.
+    let mut bad = spec("http://127.0.0.1:1", "", "x", &["acme.test"]);
+    let oidc = bad.oidc.as_mut().unwrap();
+    oidc.allowed_algorithms = vec!["HS256".into(), "none".into()];
+    oidc.scopes = vec!["email".into()];
+    oidc.redirect_uris = vec![];
+    bad.default_role = OrgRole::Owner as i32;
+    let err = create_connection(rig, &token, "org_a", bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let fields = violations_of(&err);
+    for f in [
+        "sso_connection.oidc.client_id",
+        "sso_connection.oidc.allowed_algorithms",
+        "sso_connection.oidc.scopes",
+        "sso_connection.oidc.redirect_uris",
+        "sso_connection.default_role",
+    ] {
+        assert!(fields.iter().any(|x| x == f), "{f} in {fields:?}");
+    }
+    // Created: defaults applied, the secret never answered.
+    let secret = "s3cret-value-of-the-client-a";
+    let created = create_connection(
+        rig,
+        &token,
+        "org_a",
+        spec("http://127.0.0.1:1", "client-a", secret, &["ACME.test"]),
+    )
+    .await
+    .unwrap();
+    assert!(created.id.starts_with("ssoc_"));
+    let oidc = created.oidc.clone().unwrap();
+    assert!(oidc.client_secret.is_empty() && oidc.client_secret_set);
+    assert_eq!(oidc.scopes, vec!["openid", "email", "profile"]);
+    assert_eq!(oidc.allowed_algorithms, vec!["RS256"]);
+    assert_eq!(created.domains, vec!["acme.test"]);
+    assert_eq!(created.default_role, OrgRole::User as i32);
+    assert_eq!(created.etag, "v1");
+    // Get and List for OWNER/ADMIN; a USER is refused, an outsider sees nothing.
+    let got = rig
+        .client()
+        .get_sso_connection(bearer(
+            GetSsoConnectionRequest {
+                sso_connection_id: created.id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sso_connection
+        .unwrap();
+    assert_eq!(got, created);
+    let (member, member_token, _) = rig.user("member@elsewhere.test").await;
+    rig.add_member("org_a", &member.id, OrgRole::User).await;
+    let err = rig
+        .client()
+        .get_sso_connection(bearer(
+            GetSsoConnectionRequest {
+                sso_connection_id: created.id.clone(),
+            },
+            &member_token,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+    let err = create_connection(
+        rig,
+        &member_token,
+        "org_a",
+        spec("http://127.0.0.1:1", "c", "x", &["acme.test"]),
+    )
+    .await
+    .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_ROLE");
+    let (_, outsider, _) = rig.user("outsider@elsewhere.test").await;
+    let err = rig
+        .client()
+        .get_sso_connection(bearer(
+            GetSsoConnectionRequest {
+                sso_connection_id: created.id.clone(),
+            },
+            &outsider,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let listed = rig
+        .client()
+        .list_sso_connections(bearer(
+            ListSsoConnectionsRequest {
+                organization_id: "org_a".into(),
+                page_size: 0,
+                page_token: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.sso_connections, vec![created.clone()]);
+    // Update by mask with the etag; a stale etag is ABORTED; an empty secret keeps the stored one.
+    let mut patch = created.clone();
+    patch.display_name = "Renamed".into();
+    patch.enforced = true;
+    patch.oidc.as_mut().unwrap().client_secret = String::new();
+    let updated = rig
+        .client()
+        .update_sso_connection(bearer(
+            UpdateSsoConnectionRequest {
+                sso_connection: Some(patch.clone()),
+                update_mask: mask(&["display_name", "enforced", "oidc"]),
+                etag: created.etag.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .sso_connection
+        .unwrap();
+    assert_eq!(updated.display_name, "Renamed");
+    assert!(updated.enforced && updated.oidc.as_ref().unwrap().client_secret_set);
+    assert_eq!(updated.etag, "v2");
+    let err = rig
+        .client()
+        .update_sso_connection(bearer(
+            UpdateSsoConnectionRequest {
+                sso_connection: Some(patch.clone()),
+                update_mask: mask(&["display_name"]),
+                etag: created.etag.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    let err = rig
+        .client()
+        .update_sso_connection(bearer(
+            UpdateSsoConnectionRequest {
+                sso_connection: Some(patch),
+                update_mask: mask(&["organization_id"]),
+                etag: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // The secret is sealed: absent from the database in clear.
+    let rows = rig
+        .db()
+        .query_all_raw(Statement::from_string(
+            rig.db().get_database_backend(),
+            "SELECT client_secret_sealed FROM sso_connections",
+        ))
+        .await
+        .unwrap();
+    for row in rows {
+        let sealed: Option<String> = row.try_get("", "client_secret_sealed").unwrap();
+        let sealed = sealed.expect("a sealed secret");
+        assert!(!sealed.contains(secret) && !sealed.contains("s3cret"));
+    }
+    // Audit records name the connection, never the secret.
+    let audit = rig
+        .db()
+        .query_all_raw(Statement::from_string(
+            rig.db().get_database_backend(),
+            "SELECT action, resource_id FROM audit_log WHERE action LIKE 'sso_connection.%'",
+        ))
+        .await
+        .unwrap();
+    assert!(audit.len() >= 2, "create and update audited");
+    // Delete with a stale etag is refused, then goes.
+    let err = rig
+        .client()
+        .delete_sso_connection(bearer(
+            DeleteSsoConnectionRequest {
+                sso_connection_id: created.id.clone(),
+                etag: "v1".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Aborted, "ETAG_MISMATCH");
+    rig.client()
+        .delete_sso_connection(bearer(
+            DeleteSsoConnectionRequest {
+                sso_connection_id: created.id.clone(),
+                etag: "v2".into(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let err = rig
+        .client()
+        .get_sso_connection(bearer(
+            GetSsoConnectionRequest {
+                sso_connection_id: created.id,
+            },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let _ = owner;
+}
+
+#[tokio::test]
+async fn id_13_connections_validate_need_verified_domains_seal_the_secret_and_use_etags() {
+    let (rig, _) = sso_rig().await;
+    id_13_connection_flow(&rig).await;
+}
+
+#[tokio::test]
+async fn id_13_connections_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let (rig, _) = sso_rig_on(db).await;
+    id_13_connection_flow(&rig).await;
+}
+
+/// Without `--sso-allow-http-issuers`, issuers must be https.
+#[tokio::test]
+async fn id_13_issuers_are_https_unless_the_deployment_allows_http() {
+    let rig = Rig::sqlite().await;
+    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
+    let err = create_connection(
+        &rig,
+        &token,
+        "org_a",
+        spec("http://127.0.0.1:1", "client", "x", &["acme.test"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(violations_of(&err).contains(&"sso_connection.oidc.issuer".to_owned()));
+    create_connection(
+        &rig,
+        &token,
+        "org_a",
+        spec("https://idp.example.com", "client", "x", &["acme.test"]),
+    )
+    .await
+    .unwrap();
+}
+
+// ----- enforcement ------------------------------------------------------------------------------
+
+async fn login_err(rig: &Rig, email: &str, password: &str) -> tonic::Status {
+    rig.client()
+        .login(LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        })
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn id_13_an_enforced_domain_refuses_password_login_the_same_for_unknown_addresses() {
+    let (rig, _) = sso_rig().await;
+    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
+    rig.sign_up("ada@acme.test", AccountType::Business).await;
+    // Control arm: not enforced yet, an unknown address is an ordinary wrong sign-in (hashed).
+    let before = rig.identity.password_hasher().runs();
+    let err = login_err(&rig, "nobody@acme.test", PASSWORD).await;
+    assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
+    assert!(rig.identity.password_hasher().runs() > before, "unknown addresses are hashed");
+    let mut enforced = spec("http://127.0.0.1:1", "client", "x", &["acme.test"]);
+    enforced.enforced = true;
+    create_connection(&rig, &token, "org_a", enforced).await.unwrap();
+    let runs = rig.identity.password_hasher().runs();
+    let known = login_err(&rig, "ada@acme.test", PASSWORD).await;
+    let wrong = login_err(&rig, "ADA@acme.test", "a wrong password!!").await;
+    let unknown = login_err(&rig, "nobody@acme.test", PASSWORD).await;
+    for err in [&known, &wrong, &unknown] {
+        assert_status(err, Code::Unauthenticated, "SSO_REQUIRED");
+        assert_eq!(err.message(), known.message());
+    }
+    assert_eq!(
+        rig.identity.password_hasher().runs(),
+        runs,
+        "no password was hashed for an enforced domain"
+    );
+    // Another domain still signs in with a password.
+    rig.login(&owner_email("org_a")).await;
+    // Sign-up for the domain goes through SSO.
+    let err = rig
+        .client()
+        .sign_up(SignUpRequest {
+            email: "new@acme.test".into(),
+            password: PASSWORD.into(),
+            display_name: "New".into(),
+            account_type: AccountType::Business as i32,
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "SSO_REQUIRED");
+    // A domain the organization no longer holds VERIFIED is not enforced.
+    domain_event(&rig, "org_a", "acme.test", DomainState::Failed, DomainPolicy::None).await;
+    rig.login("ada@acme.test").await;
+}
+
+// ----- RESTRICTED domains at sign-up (ORG-14) ----------------------------------------------------
+
+async fn sign_up(rig: &Rig, email: &str) -> Result<User, tonic::Status> {
+    rig.client()
+        .sign_up(SignUpRequest {
+            email: email.into(),
+            password: PASSWORD.into(),
+            display_name: "Someone".into(),
+            account_type: AccountType::Business as i32,
+            request_id: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().user.unwrap())
+}
+
+#[tokio::test]
+async fn org_14_a_restricted_domain_signs_up_only_by_invite_and_fails_closed() {
+    let (rig, fake) = sso_rig().await;
+    rig.create_org("org_r", "user_r_owner").await;
+    domain_event(
+        &rig,
+        "org_r",
+        "restricted.test",
+        DomainState::Verified,
+        DomainPolicy::Restricted,
+    )
+    .await;
+    fake.verified("org_r", "restricted.test", DomainPolicy::Restricted)
+        .await;
+    let err = sign_up(&rig, "eve@Restricted.test").await.unwrap_err();
+    assert_status(&err, Code::FailedPrecondition, "EMAIL_DOMAIN_RESTRICTED");
+    assert_eq!(metadata_of(&err)["domain_name"], "restricted.test");
+    assert_eq!(fake.lookups().await, vec!["eve@restricted.test"]);
+    // Invited by the organization: allowed.
+    fake.invite("org_r", "bob@restricted.test").await;
+    sign_up(&rig, "bob@restricted.test").await.unwrap();
+    // The organization does not answer: closed.
+    fake.set_down(true).await;
+    let err = sign_up(&rig, "carol@restricted.test").await.unwrap_err();
+    assert_status(&err, Code::Unavailable, "ORGANIZATION_UNAVAILABLE");
+    // Other domains never ask the organization service, even while it is down.
+    let asked = fake.lookups().await.len();
+    sign_up(&rig, "dan@free.test").await.unwrap();
+    domain_event(&rig, "org_r", "plain.test", DomainState::Verified, DomainPolicy::None).await;
+    sign_up(&rig, "erin@plain.test").await.unwrap();
+    assert_eq!(fake.lookups().await.len(), asked);
+    // No longer VERIFIED: no restriction, no call.
+    domain_event(
+        &rig,
+        "org_r",
+        "restricted.test",
+        DomainState::Failed,
+        DomainPolicy::Restricted,
+    )
+    .await;
+    sign_up(&rig, "carol@restricted.test").await.unwrap();
+    assert_eq!(fake.lookups().await.len(), asked);
+}
