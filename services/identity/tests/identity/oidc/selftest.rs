@@ -155,6 +155,18 @@ async fn oidc_provider_code_flow_with_pkce_yields_the_accounts_claims() {
         "{callback:?}"
     );
     assert_eq!(callback.state.as_deref(), Some(request.state.as_str()));
+    assert!(
+        callback
+            .error_description
+            .as_deref()
+            .is_some_and(|d| d.contains("mallory@corp.example")),
+        "{callback:?}"
+    );
+    // RFC 9207: the provider names itself on the redirect.
+    assert_eq!(
+        callback.params.get("iss").map(String::as_str),
+        Some(provider.issuer.as_str())
+    );
     assert!(callback.code.is_none());
 }
 
