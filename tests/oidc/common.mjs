@@ -195,9 +195,18 @@ export async function control(req, res, handler) {
   }
 }
 
-/** Prints the ready line: one JSON object on stdout. */
+/**
+ * Prints the ready line: one JSON object on stdout. From then on stdout carries nothing else
+ * (the libraries' console output goes to stderr), and a reader that stopped listening is no
+ * reason to die.
+ */
 export function announce(fields) {
+  process.stdout.on('error', () => {});
   process.stdout.write(`${JSON.stringify(fields)}\n`);
+  const toStderr = (...args) => console.error(...args);
+  console.log = toStderr;
+  console.info = toStderr;
+  console.warn = toStderr;
 }
 
 /** Exits when stdin closes, so a test's child never outlives the test process. */

@@ -447,26 +447,6 @@ impl OidcClient {
                 algorithm_name(alg)
             )));
         }
-        let mut keys = self.keys(&discovery.jwks_uri, false).await?;
-        if let Some(kid) = &header.kid
-            && keys.find(kid).is_none()
-        {
-            keys = self.keys(&discovery.jwks_uri, true).await?;
-        }
-        let candidates: Vec<&Jwk> = match &header.kid {
-            Some(kid) => keys
-                .keys
-                .iter()
-                .filter(|k| k.common.key_id.as_deref() == Some(kid))
-                .collect(),
-            None => keys.keys.iter().filter(|k| key_fits(k, alg)).collect(),
-        };
-        if candidates.is_empty() {
-            return Err(OidcError::Invalid(match &header.kid {
-                Some(kid) => format!("no key {kid:?} in the provider's key set"),
-                None => format!("no key for {}", algorithm_name(alg)),
-            }));
-        }
         let mut validation = Validation::new(alg);
         validation.set_issuer(&[expected.issuer]);
         validation.set_audience(&[expected.client_id]);
@@ -474,33 +454,28 @@ impl OidcClient {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let mut last = String::from("no key verified the signature");
-        let mut claims = None;
-        for k in candidates {
-            if !key_fits(k, alg) {
-                last = format!(
-                    "key {:?} does not fit {}",
-                    k.common.key_id,
-                    algorithm_name(alg)
-                );
-                continue;
-            }
-            let key = match DecodingKey::from_jwk(k) {
-                Ok(key) => key,
-                Err(e) => {
-                    last = format!("unusable key: {e}");
-                    continue;
-                }
-            };
-            match jsonwebtoken::decode::<IdClaims>(id_token, &key, &validation) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    break;
-                }
-                Err(e) => last = format!("{e}"),
-            }
+        let mut keys = self.keys(&discovery.jwks_uri, false).await?;
+        if let Some(kid) = &header.kid
+            && keys.find(kid).is_none()
+        {
+            keys = self.keys(&discovery.jwks_uri, true).await?;
         }
-        let claims = claims.ok_or(OidcError::Invalid(last))?;
+        let mut outcome = try_keys(id_token, &keys, header.kid.as_deref(), alg, &validation);
+        // A token without `kid` that no cached key verifies may be signed by a new key: fetch
+        // the set once more (rate-limited like unknown kids).
+        if header.kid.is_none() && matches!(outcome, Err(KeyMiss::NoKey | KeyMiss::Signature(_))) {
+            keys = self.keys(&discovery.jwks_uri, true).await?;
+            outcome = try_keys(id_token, &keys, None, alg, &validation);
+        }
+        let claims = outcome.map_err(|miss| {
+            OidcError::Invalid(match miss {
+                KeyMiss::NoKey => match &header.kid {
+                    Some(kid) => format!("no key {kid:?} in the provider's key set"),
+                    None => format!("no key for {}", algorithm_name(alg)),
+                },
+                KeyMiss::Signature(d) | KeyMiss::Claims(d) => d,
+            })
+        })?;
         if claims.sub.is_empty() {
             return Err(OidcError::Invalid("empty sub".into()));
         }
@@ -520,6 +495,60 @@ impl OidcClient {
         }
         Ok(claims)
     }
+}
+
+/// Why no key verified a token.
+enum KeyMiss {
+    /// No key fits its `kid` or algorithm.
+    NoKey,
+    /// Keys fit, none verified the signature.
+    Signature(String),
+    /// The signature verified; a claim did not (issuer, audience, expiry, …).
+    Claims(String),
+}
+
+/// Verifies `token` with the keys of `set` named `kid` (or, without one, every key fitting
+/// `alg`).
+fn try_keys(
+    token: &str,
+    set: &JwkSet,
+    kid: Option<&str>,
+    alg: Algorithm,
+    validation: &Validation,
+) -> Result<IdClaims, KeyMiss> {
+    let candidates: Vec<&Jwk> = set
+        .keys
+        .iter()
+        .filter(|k| kid.is_none_or(|kid| k.common.key_id.as_deref() == Some(kid)))
+        .filter(|k| key_fits(k, alg))
+        .collect();
+    if candidates.is_empty() {
+        return Err(KeyMiss::NoKey);
+    }
+    let mut miss = KeyMiss::Signature("no key verified the signature".into());
+    for k in candidates {
+        let Ok(key) = DecodingKey::from_jwk(k) else {
+            continue;
+        };
+        match jsonwebtoken::decode::<IdClaims>(token, &key, validation) {
+            Ok(data) => return Ok(data.claims),
+            Err(e) => {
+                use jsonwebtoken::errors::ErrorKind;
+                miss = match e.kind() {
+                    ErrorKind::InvalidSignature
+                    | ErrorKind::InvalidKeyFormat
+                    | ErrorKind::InvalidAlgorithm
+                    | ErrorKind::InvalidRsaKey(_)
+                    | ErrorKind::InvalidEcdsaKey => KeyMiss::Signature(e.to_string()),
+                    _ => KeyMiss::Claims(e.to_string()),
+                };
+                if matches!(miss, KeyMiss::Claims(_)) {
+                    return Err(miss);
+                }
+            }
+        }
+    }
+    Err(miss)
 }
 
 #[cfg(test)]

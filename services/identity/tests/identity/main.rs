@@ -3338,7 +3338,7 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
 }
 
 mod mfa;
-
+mod oidc;
 mod passkeys;
 mod sso;
-
+mod sso_signin;

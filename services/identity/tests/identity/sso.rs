@@ -202,14 +202,7 @@ pub(super) fn owner_email(org: &str) -> String {
 pub(super) async fn org_with_domain(rig: &Rig, org: &str, domain: &str) -> (User, String) {
     let (owner, token, _) = rig.user(&owner_email(org)).await;
     rig.create_org(org, &owner.id).await;
-    domain_event(
-        rig,
-        org,
-        domain,
-        DomainState::Verified,
-        DomainPolicy::None,
-    )
-    .await;
+    domain_event(rig, org, domain, DomainState::Verified, DomainPolicy::None).await;
     (owner, token)
 }
 
@@ -272,7 +265,12 @@ async fn id_13_connection_flow(rig: &Rig) {
         rig,
         &token,
         "org_a",
-        spec("http://127.0.0.1:1", "client-a", "s3cret-value-of-the-client", &["other.test"]),
+        spec(
+            "http://127.0.0.1:1",
+            "client-a",
+            "s3cret-value-of-the-client",
+            &["other.test"],
+        ),
     )
     .await
     .unwrap_err();
@@ -280,7 +278,14 @@ async fn id_13_connection_flow(rig: &Rig) {
     assert_eq!(metadata_of(&err)["domain_name"], "other.test");
     // A domain another organization verified is not this one's.
     rig.create_org("org_b", "user_other_owner").await;
-    domain_event(rig, "org_b", "beta.test", DomainState::Verified, DomainPolicy::None).await;
+    domain_event(
+        rig,
+        "org_b",
+        "beta.test",
+        DomainState::Verified,
+        DomainPolicy::None,
+    )
+    .await;
     let err = create_connection(
         rig,
         &token,
@@ -297,7 +302,9 @@ async fn id_13_connection_flow(rig: &Rig) {
     oidc.scopes = vec!["email".into()];
     oidc.redirect_uris = vec![];
     bad.default_role = OrgRole::Owner as i32;
-    let err = create_connection(rig, &token, "org_a", bad).await.unwrap_err();
+    let err = create_connection(rig, &token, "org_a", bad)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     let fields = violations_of(&err);
     for f in [
@@ -562,10 +569,15 @@ async fn id_13_an_enforced_domain_refuses_password_login_the_same_for_unknown_ad
     let before = rig.identity.password_hasher().runs();
     let err = login_err(&rig, "nobody@acme.test", PASSWORD).await;
     assert_status(&err, Code::Unauthenticated, "INVALID_CREDENTIALS");
-    assert!(rig.identity.password_hasher().runs() > before, "unknown addresses are hashed");
+    assert!(
+        rig.identity.password_hasher().runs() > before,
+        "unknown addresses are hashed"
+    );
     let mut enforced = spec("http://127.0.0.1:1", "client", "x", &["acme.test"]);
     enforced.enforced = true;
-    create_connection(&rig, &token, "org_a", enforced).await.unwrap();
+    create_connection(&rig, &token, "org_a", enforced)
+        .await
+        .unwrap();
     let runs = rig.identity.password_hasher().runs();
     let known = login_err(&rig, "ada@acme.test", PASSWORD).await;
     let wrong = login_err(&rig, "ADA@acme.test", "a wrong password!!").await;
@@ -595,7 +607,14 @@ async fn id_13_an_enforced_domain_refuses_password_login_the_same_for_unknown_ad
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "SSO_REQUIRED");
     // A domain the organization no longer holds VERIFIED is not enforced.
-    domain_event(&rig, "org_a", "acme.test", DomainState::Failed, DomainPolicy::None).await;
+    domain_event(
+        &rig,
+        "org_a",
+        "acme.test",
+        DomainState::Failed,
+        DomainPolicy::None,
+    )
+    .await;
     rig.login("ada@acme.test").await;
 }
 
@@ -642,7 +661,14 @@ async fn org_14_a_restricted_domain_signs_up_only_by_invite_and_fails_closed() {
     // Other domains never ask the organization service, even while it is down.
     let asked = fake.lookups().await.len();
     sign_up(&rig, "dan@free.test").await.unwrap();
-    domain_event(&rig, "org_r", "plain.test", DomainState::Verified, DomainPolicy::None).await;
+    domain_event(
+        &rig,
+        "org_r",
+        "plain.test",
+        DomainState::Verified,
+        DomainPolicy::None,
+    )
+    .await;
     sign_up(&rig, "erin@plain.test").await.unwrap();
     assert_eq!(fake.lookups().await.len(), asked);
     // No longer VERIFIED: no restriction, no call.
