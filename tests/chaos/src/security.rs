@@ -246,6 +246,43 @@ struct Tenant {
     invite: String,
     unit: String,
     key: String,
+    /// A (disabled) SSO connection of the tenant (rule ID-13).
+    sso: String,
+}
+
+/// A disabled SSO connection of `org` (no domains; its provider is never contacted), created by
+/// its owner: what GetSsoConnection, UpdateSsoConnection, DeleteSsoConnection and
+/// TestSsoConnection name by id.
+pub(crate) async fn seed_sso_connection(
+    h: &Harness,
+    org: &str,
+    owner_token: &str,
+) -> anyhow::Result<String> {
+    Ok(h.identity_client()
+        .create_sso_connection(bearer(
+            id_api::CreateSsoConnectionRequest {
+                organization_id: org.into(),
+                sso_connection: Some(id_api::SsoConnection {
+                    display_name: "Chaos IdP".into(),
+                    oidc: Some(id_api::OidcSettings {
+                        issuer: "https://idp.chaos.test".into(),
+                        client_id: "chaos-client".into(),
+                        client_secret: "chaos-client-secret".into(),
+                        redirect_uris: vec!["https://app.chaos.test/sso/callback".into()],
+                        ..Default::default()
+                    }),
+                    enabled: false,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            owner_token,
+        ))
+        .await?
+        .into_inner()
+        .sso_connection
+        .unwrap_or_default()
+        .id)
 }
 
 /// Runs the matrix on a fresh setup.
@@ -336,6 +373,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         .api_key
         .unwrap_or_default()
         .id;
+    let sso = seed_sso_connection(h, &org, &token).await?;
     Ok(Tenant {
         org,
         ws,
@@ -343,6 +381,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         invite,
         unit,
         key,
+        sso,
     })
 }
 
@@ -586,6 +625,16 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateSsoConnection" => id_api::UpdateSsoConnectionRequest {
+            sso_connection: Some(id_api::SsoConnection {
+                id: a.sso.clone(),
+                display_name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("display_name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
         // A user's own second factors and challenges, named by id only: a caller reaches only
         // their own (identity's suite proves it with real factors of two users); here each
@@ -635,6 +684,7 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
                     "invite_id" => &a.invite,
                     "unit_id" | "parent_unit_id" => &a.unit,
                     "api_key_id" => &a.key,
+                    "sso_connection_id" => &a.sso,
                     "request_id" => continue,
                     _ => return None,
                 };
@@ -657,8 +707,8 @@ async fn id_only_matrix(
     attackers: &[(String, Cred)],
 ) -> anyhow::Result<usize> {
     let protos = crate::escalation::Protos::load()?;
-    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key];
-    let others: Vec<&str> = vec![&c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key];
+    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.sso];
+    let others: Vec<&str> = vec![&c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.sso];
     let mut n = 0;
     for (path, service, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();

@@ -195,7 +195,32 @@ async fn id_13_full_flow(rig: &Rig, fake: &FakeOrganization) {
     );
     // Again: the same account, no new membership.
     let again = through_provider(rig, by_connection(&conn.id), "ada@acme.test").await;
-    let done = complete(rig, &again).await.unwrap();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let done = rig
+        .client()
+        .complete_sso_login(with_request_id(
+            tonic::Request::new(CompleteSsoLoginRequest {
+                state: again.state.clone(),
+                code: again.code.clone(),
+                browser_binding: again.binding.clone(),
+            }),
+            &request_id,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // One audit record for the sign-in, as Login writes (the chaos audit script relies on it).
+    let audited = rig
+        .db()
+        .query_all_raw(Statement::from_string(
+            rig.db().get_database_backend(),
+            format!("SELECT action FROM audit_log WHERE request_id = '{request_id}'"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(audited.len(), 1);
+    let action: String = audited[0].try_get("", "action").unwrap();
+    assert_eq!(action, "session.create");
     assert!(!done.user_created && !done.membership_created);
     assert_eq!(done.user.unwrap().id, user.id);
     assert_eq!(federated_rows(rig).await.len(), 1);
