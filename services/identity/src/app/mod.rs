@@ -3,7 +3,7 @@
 //! [`factors`] (second factors, rule ID-10), [`challenge`] (the MFA challenge, rule ID-11),
 //! [`risk`] (sign-in risk signals, rule ID-12),
 //! [`password_reset`], [`users`], [`admin`] (member credential resets, rule ID-8),
-//! [`service_tokens`], [`api_keys`] (rule ID-7), SSO ([`sso_connections`], [`sso_login`],
+//! [`service_tokens`], [`api_keys`] (rule ID-7), SSO ([`sso_connections`], [`sso_changes`], [`sso_login`],
 //! [`sso_enforcement`], rule ID-13) and [`audit_log`]; [`standing`] resolves what a
 //! caller may do in an organization. Each use case takes the [`Call`] and a plain command, owns
 //! its transaction ([`orgplane_platform::events::WriteUnit`]) and answers store rows or plain
@@ -23,6 +23,7 @@ pub mod service_tokens;
 pub mod sessions;
 pub mod signup;
 pub mod sso_accounts;
+pub mod sso_changes;
 pub mod sso_connections;
 pub mod sso_enforcement;
 pub mod sso_login;

@@ -1,4 +1,5 @@
-//! SSO connections (rule ID-13): Create, Get, List, Update, Delete. An OWNER or ADMIN of the
+//! SSO connections (rule ID-13): Create, Get, List (Update and Delete in
+//! [`super::sso_changes`]). An OWNER or ADMIN of the
 //! organization manages them (admitted by its security policy, ORG-16), with a recent sign-in
 //! for changes (ID-6, ID-12); every domain a connection serves must be VERIFIED by the
 //! organization at write time (ORG-14). The client secret is sealed at rest (associated data:
@@ -8,7 +9,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::pagination::page_size;
 use orgplane_platform::roles::OrgAction;
@@ -21,9 +21,7 @@ use super::{App, new_id};
 use crate::domain::Error;
 use crate::domain::sso::{self as rules, SsoError};
 use crate::domain::validation::{Violations, check_display_name, check_request_id};
-use crate::store::entity::{
-    federated_identity, sso_attempt, sso_connection, sso_connection_domain,
-};
+use crate::store::entity::{sso_connection, sso_connection_domain};
 
 /// The settable fields of a connection (the wire's `SsoConnection` without output fields).
 #[derive(Clone, Default)]
@@ -99,17 +97,17 @@ pub struct Connection {
 }
 
 /// A checked spec, ready to store.
-struct Checked {
-    display_name: String,
-    scopes: Vec<String>,
-    algorithms: Vec<String>,
-    redirect_uris: Vec<String>,
-    domains: Vec<String>,
-    default_role: OrgRole,
+pub(super) struct Checked {
+    pub(super) display_name: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) algorithms: Vec<String>,
+    pub(super) redirect_uris: Vec<String>,
+    pub(super) domains: Vec<String>,
+    pub(super) default_role: OrgRole,
 }
 
 impl App {
-    fn check_spec(&self, spec: &ConnectionSpec, v: &mut Violations) -> Checked {
+    pub(super) fn check_spec(&self, spec: &ConnectionSpec, v: &mut Violations) -> Checked {
         let allow_http = self.oidc.allows_http();
         let display_name = v
             .check(check_display_name(
@@ -136,7 +134,7 @@ impl App {
 
     /// The signed-in OWNER or ADMIN of `org` (admitted by its policy), after a recent enough
     /// sign-in when `step_up` (rules ID-6, ID-12, ORG-16).
-    fn sso_manager(&self, call: &Call, org: &str, step_up: bool) -> ApiResult<()> {
+    pub(super) fn sso_manager(&self, call: &Call, org: &str, step_up: bool) -> ApiResult<()> {
         let user = call.principal.require_user()?;
         self.require_roles_synced()?;
         let role = self
@@ -156,7 +154,7 @@ impl App {
     }
 
     /// Every name in `domains` VERIFIED by `org` in the replica (rule ORG-14).
-    fn require_verified(&self, org: &str, domains: &[String]) -> ApiResult<()> {
+    pub(super) fn require_verified(&self, org: &str, domains: &[String]) -> ApiResult<()> {
         match domains
             .iter()
             .find(|d| !self.replica.holds_verified(org, d))
@@ -166,7 +164,7 @@ impl App {
         }
     }
 
-    fn seal_client_secret(&self, secret: &str, id: &str) -> ApiResult<Option<String>> {
+    pub(super) fn seal_client_secret(&self, secret: &str, id: &str) -> ApiResult<Option<String>> {
         if secret.is_empty() {
             return Ok(None);
         }
@@ -206,12 +204,12 @@ impl App {
             .await?)
     }
 
-    async fn with_domains(&self, row: sso_connection::Model) -> ApiResult<Connection> {
+    pub(super) async fn with_domains(&self, row: sso_connection::Model) -> ApiResult<Connection> {
         let domains = self.connection_domains(&self.db, &row.id).await?;
         Ok(Connection { row, domains })
     }
 
-    async fn store_domains<C: ConnectionTrait>(
+    pub(super) async fn store_domains<C: ConnectionTrait>(
         &self,
         txn: &C,
         id: &str,
@@ -339,7 +337,7 @@ impl App {
 
     /// The connection `id` if the caller may see it (NOT_FOUND otherwise, whether or not it
     /// exists), after `manager` authorized the caller in its organization.
-    async fn visible_connection(
+    pub(super) async fn visible_connection(
         &self,
         principal: &Principal,
         id: &str,
@@ -415,218 +413,6 @@ impl App {
             out.push(self.with_domains(row).await?);
         }
         Ok((out, next))
-    }
-
-    /// The audit entry of a refused change to connection `id`, in its organization.
-    async fn refused_entry(&self, id: &str, action: &str) -> Option<Entry> {
-        let row = sso_connection::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
-            .await
-            .inspect_err(|e| tracing::warn!(error = %e, "reading a refused connection failed"))
-            .ok()
-            .flatten()?;
-        Some(Entry::new(
-            &row.organization_id,
-            action,
-            "sso_connection",
-            &row.id,
-        ))
-    }
-
-    /// UpdateSsoConnection; a refusal is audited in the connection's organization.
-    pub async fn update_sso_connection(
-        &self,
-        call: &Call,
-        cmd: UpdateSsoConnection,
-    ) -> ApiResult<Connection> {
-        let result = self.try_update_sso_connection(call, &cmd).await;
-        self.audit
-            .audited(&self.db, call, result, || {
-                self.refused_entry(&cmd.id, "sso_connection.update")
-            })
-            .await
-    }
-
-    async fn try_update_sso_connection(
-        &self,
-        call: &Call,
-        cmd: &UpdateSsoConnection,
-    ) -> ApiResult<Connection> {
-        if cmd.id.is_empty() {
-            return Err(ApiError::invalid_argument("sso_connection.id", "required"));
-        }
-        if cmd.paths.is_empty() {
-            return Err(ApiError::invalid_argument(
-                "update_mask",
-                "name at least one field",
-            ));
-        }
-        let before = self.visible_connection(&call.principal, &cmd.id).await?;
-        self.sso_manager(call, &before.organization_id, true)?;
-        check_etag(&cmd.etag, before.version, "sso_connection")?;
-        let old_domains = self.connection_domains(&self.db, &before.id).await?;
-        let p = &cmd.spec;
-        let mut merged = ConnectionSpec {
-            display_name: before.display_name.clone(),
-            issuer: before.issuer.clone(),
-            client_id: before.client_id.clone(),
-            client_secret: String::new(),
-            scopes: split(&before.scopes),
-            algorithms: split(&before.algorithms),
-            redirect_uris: split(&before.redirect_uris),
-            domains: old_domains,
-            enforced: before.enforced,
-            jit_provisioning: before.jit_provisioning,
-            default_role: before.default_role,
-            trust_idp_mfa: before.trust_idp_mfa,
-            enabled: before.enabled,
-        };
-        let mut secret: Option<String> = None;
-        let mut domains_changed = false;
-        for path in &cmd.paths {
-            match path.as_str() {
-                "display_name" => merged.display_name = p.display_name.clone(),
-                "oidc" => {
-                    merged.issuer = p.issuer.clone();
-                    merged.client_id = p.client_id.clone();
-                    merged.scopes = p.scopes.clone();
-                    merged.algorithms = p.algorithms.clone();
-                    merged.redirect_uris = p.redirect_uris.clone();
-                    if !p.client_secret.is_empty() {
-                        secret = Some(p.client_secret.clone());
-                    }
-                }
-                "oidc.issuer" => merged.issuer = p.issuer.clone(),
-                "oidc.client_id" => merged.client_id = p.client_id.clone(),
-                "oidc.client_secret" => secret = Some(p.client_secret.clone()),
-                "oidc.scopes" => merged.scopes = p.scopes.clone(),
-                "oidc.allowed_algorithms" => merged.algorithms = p.algorithms.clone(),
-                "oidc.redirect_uris" => merged.redirect_uris = p.redirect_uris.clone(),
-                "domains" => {
-                    merged.domains = p.domains.clone();
-                    domains_changed = true;
-                }
-                "enforced" => merged.enforced = p.enforced,
-                "jit_provisioning" => merged.jit_provisioning = p.jit_provisioning,
-                "default_role" => merged.default_role = p.default_role,
-                "trust_idp_mfa" => merged.trust_idp_mfa = p.trust_idp_mfa,
-                "enabled" => merged.enabled = p.enabled,
-                other => {
-                    return Err(ApiError::invalid_argument(
-                        "update_mask",
-                        format!("{other:?} cannot be updated"),
-                    ));
-                }
-            }
-        }
-        if let Some(s) = &secret {
-            merged.client_secret = s.clone();
-        }
-        let mut v = Violations::default();
-        let checked = self.check_spec(&merged, &mut v);
-        v.finish()?;
-        if domains_changed {
-            self.require_verified(&before.organization_id, &checked.domains)?;
-        }
-        let mut after = before.clone();
-        after.display_name = checked.display_name;
-        after.issuer = merged.issuer.clone();
-        after.client_id = merged.client_id.trim().to_owned();
-        if let Some(s) = &secret {
-            after.client_secret_sealed = self.seal_client_secret(s, &before.id)?;
-        }
-        after.scopes = checked.scopes.join(" ");
-        after.algorithms = checked.algorithms.join(" ");
-        after.redirect_uris = checked.redirect_uris.join(" ");
-        after.enforced = merged.enforced;
-        after.jit_provisioning = merged.jit_provisioning;
-        after.default_role = checked.default_role as i32;
-        after.trust_idp_mfa = merged.trust_idp_mfa;
-        after.enabled = merged.enabled;
-        after.version += 1;
-        after.update_time_ms = self.now_ms();
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
-        let mut update = sso_connection::ActiveModel::from(after.clone()).reset_all();
-        update.id = sea_orm::Unchanged(before.id.clone());
-        let done = sso_connection::Entity::update_many()
-            .set(update)
-            .filter(sso_connection::Column::Id.eq(&before.id))
-            .filter(sso_connection::Column::Version.eq(before.version))
-            .exec(&*unit)
-            .await?;
-        if done.rows_affected != 1 {
-            return Err(etag_mismatch("sso_connection"));
-        }
-        if domains_changed {
-            self.store_domains(&*unit, &before.id, &checked.domains)
-                .await?;
-        }
-        self.audit
-            .write(
-                &*unit,
-                call,
-                Entry::new(
-                    &before.organization_id,
-                    "sso_connection.update",
-                    "sso_connection",
-                    &before.id,
-                ),
-            )
-            .await?;
-        unit.commit().await?;
-        self.with_domains(after).await
-    }
-
-    /// DeleteSsoConnection: the connection, its domains, its attempts in flight and the
-    /// federated identities it linked go; the accounts keep their other credentials.
-    pub async fn delete_sso_connection(&self, call: &Call, id: &str, etag: &str) -> ApiResult<()> {
-        let result = self.try_delete_sso_connection(call, id, etag).await;
-        self.audit
-            .audited(&self.db, call, result, || {
-                self.refused_entry(id, "sso_connection.delete")
-            })
-            .await
-    }
-
-    async fn try_delete_sso_connection(&self, call: &Call, id: &str, etag: &str) -> ApiResult<()> {
-        let row = self.visible_connection(&call.principal, id).await?;
-        self.sso_manager(call, &row.organization_id, true)?;
-        check_etag(etag, row.version, "sso_connection")?;
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
-        let done = sso_connection::Entity::delete_many()
-            .filter(sso_connection::Column::Id.eq(id))
-            .filter(sso_connection::Column::Version.eq(row.version))
-            .exec(&*unit)
-            .await?;
-        if done.rows_affected != 1 {
-            return Err(etag_mismatch("sso_connection"));
-        }
-        sso_connection_domain::Entity::delete_many()
-            .filter(sso_connection_domain::Column::ConnectionId.eq(id))
-            .exec(&*unit)
-            .await?;
-        sso_attempt::Entity::delete_many()
-            .filter(sso_attempt::Column::ConnectionId.eq(id))
-            .exec(&*unit)
-            .await?;
-        federated_identity::Entity::delete_many()
-            .filter(federated_identity::Column::ConnectionId.eq(id))
-            .exec(&*unit)
-            .await?;
-        self.audit
-            .write(
-                &*unit,
-                call,
-                Entry::new(
-                    &row.organization_id,
-                    "sso_connection.delete",
-                    "sso_connection",
-                    id,
-                ),
-            )
-            .await?;
-        unit.commit().await?;
-        Ok(())
     }
 
     /// The connection `id` for TestSsoConnection (same visibility as Get).

@@ -153,7 +153,7 @@ impl Rig {
         db: TestDb,
         tweak: impl FnOnce(&mut Config),
         workspaces: Workspaces,
-        fake_org: Option<sso::FakeOrganization>,
+        fake_org: Option<fake_organization::FakeOrganization>,
     ) -> Rig {
         log_buffer();
         let dir = tempfile::tempdir().unwrap();
@@ -3337,6 +3337,7 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
     }
 }
 
+mod fake_organization;
 mod mfa;
 mod oidc;
 mod passkeys;

@@ -1,159 +1,14 @@
 //! SSO connections, their enforcement and the verified-domain rules of sign-up (rules ID-13,
 //! ORG-14), over real gRPC. Domain facts reach identity as organization events from the rig's
 //! producer (`DomainChanged`), as they do from the organization service. The organization
-//! service's internal RPCs (LookupDomain, ProvisionMember) are answered by [`FakeOrganization`],
-//! a real gRPC service on the rig's server that records every call.
+//! service's internal RPCs (LookupDomain, ProvisionMember) are answered by
+//! [`FakeOrganization`], a real gRPC service on the rig's server that records every call.
 
 use super::*;
 
-use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
-use orgplane_proto::organization::v1::{
-    DomainPolicy, DomainState, LookupDomainRequest, LookupDomainResponse, ProvisionMemberRequest,
-    ProvisionMemberResponse, VerifiedDomain,
-};
-
-// ----- the organization service's internal RPCs -------------------------------------------------
-
-#[derive(Default)]
-struct FakeState {
-    /// (organization, canonical email) pending invites.
-    invites: Vec<(String, String)>,
-    /// What LookupDomain answers as VERIFIED.
-    verified: Vec<VerifiedDomain>,
-    /// LookupDomain calls (emails).
-    lookups: Vec<String>,
-    /// ProvisionMember calls.
-    provisions: Vec<ProvisionMemberRequest>,
-    /// request id → the first answer.
-    answered: HashMap<String, ProvisionMemberResponse>,
-    /// (organization, user) members added here.
-    members: std::collections::HashSet<(String, String)>,
-    /// Answer UNAVAILABLE to everything.
-    down: bool,
-}
-
-/// The organization service's LookupDomain and ProvisionMember, recording calls; provisioned
-/// members are published as `MemberAdded` through the rig's organization producer.
-#[derive(Clone, Default)]
-pub(super) struct FakeOrganization {
-    state: Arc<tokio::sync::Mutex<FakeState>>,
-    outbox: Arc<OnceLock<Outbox>>,
-}
-
+pub(super) use super::fake_organization::FakeOrganization;
+use orgplane_proto::organization::v1::{DomainPolicy, DomainState};
 use std::collections::HashMap;
-
-impl FakeOrganization {
-    pub(super) fn publish_through(&self, outbox: Outbox) {
-        let _ = self.outbox.set(outbox);
-    }
-
-    async fn invite(&self, org: &str, email: &str) {
-        self.state
-            .lock()
-            .await
-            .invites
-            .push((org.into(), email.into()));
-    }
-
-    async fn verified(&self, org: &str, domain: &str, policy: DomainPolicy) {
-        self.state.lock().await.verified.push(VerifiedDomain {
-            domain_id: format!("dom_{org}_{domain}"),
-            organization_id: org.into(),
-            domain_name: domain.into(),
-            policy: policy as i32,
-        });
-    }
-
-    async fn set_down(&self, down: bool) {
-        self.state.lock().await.down = down;
-    }
-
-    async fn lookups(&self) -> Vec<String> {
-        self.state.lock().await.lookups.clone()
-    }
-
-    pub(super) async fn provisions(&self) -> Vec<ProvisionMemberRequest> {
-        self.state.lock().await.provisions.clone()
-    }
-}
-
-#[tonic::async_trait]
-impl OrganizationService for FakeOrganization {
-    async fn lookup_domain(
-        &self,
-        req: tonic::Request<LookupDomainRequest>,
-    ) -> Result<tonic::Response<LookupDomainResponse>, tonic::Status> {
-        let mut s = self.state.lock().await;
-        let email = req.into_inner().email;
-        s.lookups.push(email.clone());
-        if s.down {
-            return Err(tonic::Status::unavailable("down for the test"));
-        }
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        Ok(tonic::Response::new(LookupDomainResponse {
-            canonical_email: email.clone(),
-            verified_domains: s
-                .verified
-                .iter()
-                .filter(|d| d.domain_name == domain)
-                .cloned()
-                .collect(),
-            invited_organization_ids: s
-                .invites
-                .iter()
-                .filter(|(_, e)| *e == email)
-                .map(|(o, _)| o.clone())
-                .collect(),
-        }))
-    }
-
-    async fn provision_member(
-        &self,
-        req: tonic::Request<ProvisionMemberRequest>,
-    ) -> Result<tonic::Response<ProvisionMemberResponse>, tonic::Status> {
-        let r = req.into_inner();
-        let mut s = self.state.lock().await;
-        s.provisions.push(r.clone());
-        if s.down {
-            return Err(tonic::Status::unavailable("down for the test"));
-        }
-        if let Some(first) = s.answered.get(&r.request_id) {
-            return Ok(tonic::Response::new(first.clone()));
-        }
-        let key = (r.organization_id.clone(), r.user_id.clone());
-        let answer = if s.members.insert(key) {
-            let outbox = self.outbox.get().expect("the rig's producer");
-            let txn = outbox.connection().begin().await.unwrap();
-            let rev = outbox
-                .append(
-                    &txn,
-                    Payload::MemberAdded(MemberAdded {
-                        organization_id: r.organization_id.clone(),
-                        user_id: r.user_id.clone(),
-                        role: r.role,
-                    }),
-                    "test",
-                )
-                .await
-                .unwrap();
-            txn.commit().await.unwrap();
-            outbox.committed(rev);
-            ProvisionMemberResponse {
-                role: r.role,
-                created: true,
-                revision: rev,
-            }
-        } else {
-            ProvisionMemberResponse {
-                role: r.role,
-                created: false,
-                revision: 0,
-            }
-        };
-        s.answered.insert(r.request_id.clone(), answer.clone());
-        Ok(tonic::Response::new(answer))
-    }
-}
 
 // ----- helpers ----------------------------------------------------------------------------------
 
@@ -682,4 +537,77 @@ async fn org_14_a_restricted_domain_signs_up_only_by_invite_and_fails_closed() {
     .await;
     sign_up(&rig, "carol@restricted.test").await.unwrap();
     assert_eq!(fake.lookups().await.len(), asked);
+}
+
+/// TestSsoConnection reports problems as answers; StartSsoLogin refuses a provider whose
+/// discovery names another issuer.
+#[tokio::test]
+async fn id_13_test_sso_connection_says_what_is_wrong() {
+    let (rig, _) = sso_rig().await;
+    let idp = super::oidc::MockProvider::start(REDIRECT_URI).await;
+    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
+    let mut c = spec(
+        &idp.issuer,
+        &idp.client_id,
+        &idp.client_secret,
+        &["acme.test"],
+    );
+    c.oidc.as_mut().unwrap().allowed_algorithms = vec!["PS384".into()];
+    let conn = create_connection(&rig, &token, "org_a", c).await.unwrap();
+    idp.override_discovery(serde_json::json!({ "issuer": "https://elsewhere.test" }))
+        .await;
+    domain_event(
+        &rig,
+        "org_a",
+        "acme.test",
+        DomainState::Failed,
+        DomainPolicy::None,
+    )
+    .await;
+    let answer = rig
+        .client()
+        .test_sso_connection(bearer(
+            TestSsoConnectionRequest {
+                sso_connection_id: conn.id.clone(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!answer.ok);
+    let detail = |name: &str| {
+        let c = answer.checks.iter().find(|c| c.name == name).unwrap();
+        (c.ok, c.detail.clone())
+    };
+    assert!(detail("discovery").0);
+    let (ok, issuer) = detail("issuer");
+    assert!(!ok);
+    assert_eq!(
+        issuer,
+        format!(
+            "issuer in discovery is \"https://elsewhere.test\", expected {:?}",
+            idp.issuer
+        )
+    );
+    assert!(!detail("algorithms").0);
+    assert!(
+        detail("jwks").1.contains("no key for PS384"),
+        "{:?}",
+        detail("jwks")
+    );
+    assert_eq!(
+        detail("domains"),
+        (false, "not VERIFIED by the organization: acme.test".into())
+    );
+    let err = rig
+        .client()
+        .start_sso_login(StartSsoLoginRequest {
+            sso_connection_id: conn.id,
+            redirect_uri: REDIRECT_URI.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::Unavailable, "SSO_PROVIDER_UNAVAILABLE");
 }
