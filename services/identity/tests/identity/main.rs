@@ -3342,4 +3342,5 @@ mod mfa;
 mod oidc;
 mod passkeys;
 mod sso;
+mod sso_enforcement;
 mod sso_signin;
