@@ -182,6 +182,35 @@ async fn id_13_connection_flow(rig: &Rig) {
     .await
     .unwrap();
     assert!(created.id.starts_with("ssoc_"));
+    // A retry with the same request id answers the same connection.
+    let keyed = |id: &str| CreateSsoConnectionRequest {
+        organization_id: "org_a".into(),
+        sso_connection: Some(spec("http://127.0.0.1:1", "client-k", "x", &[])),
+        request_id: id.into(),
+    };
+    let rid = uuid::Uuid::new_v4().to_string();
+    let once = rig
+        .client()
+        .create_sso_connection(bearer(keyed(&rid), &token))
+        .await
+        .unwrap();
+    let twice = rig
+        .client()
+        .create_sso_connection(bearer(keyed(&rid), &token))
+        .await
+        .unwrap();
+    let keyed_id = once.into_inner().sso_connection.unwrap().id;
+    assert_eq!(twice.into_inner().sso_connection.unwrap().id, keyed_id);
+    rig.client()
+        .delete_sso_connection(bearer(
+            DeleteSsoConnectionRequest {
+                sso_connection_id: keyed_id,
+                etag: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
     let oidc = created.oidc.clone().unwrap();
     assert!(oidc.client_secret.is_empty() && oidc.client_secret_set);
     assert_eq!(oidc.scopes, vec!["openid", "email", "profile"]);

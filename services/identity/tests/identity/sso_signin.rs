@@ -543,3 +543,20 @@ async fn id_13_the_mfa_requirement_applies_after_sso_unless_the_provider_s_facto
     let r = through_provider(&rig, by_connection(&conn.id), "ada@acme.test").await;
     assert!(complete(&rig, &r).await.unwrap().mfa_challenge.is_some());
 }
+
+#[tokio::test]
+async fn id_13_an_attempt_expires_after_10_minutes() {
+    let (rig, _) = sso_rig().await;
+    let idp = OidcProvider::start(REDIRECT_URI).await;
+    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
+    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
+        .await;
+    let r = through_provider(&rig, by_connection(&conn.id), "ada@acme.test").await;
+    rig.clock.advance(chrono::Duration::minutes(10));
+    assert_status(
+        &complete(&rig, &r).await.unwrap_err(),
+        Code::Unauthenticated,
+        "SSO_STATE_INVALID",
+    );
+}
