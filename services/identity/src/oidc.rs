@@ -174,6 +174,12 @@ fn algorithm_of(name: &str) -> Option<Algorithm> {
 /// Whether key `k` can verify `alg`: its declared algorithm (when it has one) is `alg`, and its
 /// type fits the family.
 pub fn key_fits(k: &Jwk, alg: Algorithm) -> bool {
+    if matches!(
+        k.common.public_key_use,
+        Some(jsonwebtoken::jwk::PublicKeyUse::Encryption)
+    ) {
+        return false;
+    }
     if let Some(declared) = k.common.key_algorithm
         && format!("{declared:?}") != algorithm_name(alg)
     {
@@ -406,13 +412,12 @@ impl OidcClient {
             .map_err(|e| OidcError::Unavailable(format!("the token endpoint failed: {e}")))?;
         let status = response.status();
         let body = self.read_body(response).await?;
-        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-            OidcError::Unavailable(format!(
-                "the token endpoint answered HTTP {status}, not JSON: {e}"
-            ))
-        })?;
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
         if status.is_client_error() {
-            let error = json["error"].as_str().unwrap_or("error");
+            let error = json
+                .as_ref()
+                .and_then(|j| j["error"].as_str())
+                .unwrap_or("error");
             return Err(OidcError::CodeRejected(format!("{error} (HTTP {status})")));
         }
         if !status.is_success() {
@@ -420,6 +425,9 @@ impl OidcClient {
                 "the token endpoint answered HTTP {status}"
             )));
         }
+        let json = json.ok_or_else(|| {
+            OidcError::Unavailable("the token endpoint's answer is not JSON".into())
+        })?;
         json["id_token"]
             .as_str()
             .map(str::to_owned)
@@ -554,6 +562,40 @@ fn try_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-shot HTTP server answering `body` with status 200; its base URL.
+    async fn serve_once(body: Vec<u8>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(&body).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_cap_are_refused_and_issuers_are_https_by_default() {
+        let big = format!("{{\"issuer\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        let url = serve_once(big.into_bytes()).await;
+        let client = OidcClient::new(true).unwrap();
+        let err = client.fetch_discovery(&url).await.unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        let strict = OidcClient::new(false).unwrap();
+        let err = strict
+            .fetch_discovery("http://127.0.0.1:9")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is not https"), "{err}");
+    }
 
     #[test]
     fn algorithm_names_round_trip() {
