@@ -33,6 +33,8 @@ struct FakeState {
     members: std::collections::HashSet<(String, String)>,
     /// Answer UNAVAILABLE to everything.
     down: bool,
+    /// Organizations whose ProvisionMember answers EMAIL_DOMAIN_BLOCKED.
+    blocking: Vec<String>,
 }
 
 /// The organization service's LookupDomain and ProvisionMember, recording calls; provisioned
@@ -63,6 +65,10 @@ impl FakeOrganization {
             domain_name: domain.into(),
             policy: policy as i32,
         });
+    }
+
+    pub async fn block(&self, org: &str) {
+        self.state.lock().await.blocking.push(org.into());
     }
 
     pub async fn set_down(&self, down: bool) {
@@ -117,6 +123,14 @@ impl OrganizationService for FakeOrganization {
         s.provisions.push(r.clone());
         if s.down {
             return Err(tonic::Status::unavailable("down for the test"));
+        }
+        if s.blocking.contains(&r.organization_id) {
+            return Err(orgplane_platform::ApiError::failed_precondition(
+                "EMAIL_DOMAIN_BLOCKED",
+                &r.organization_id,
+                "the organization blocks the address's domain",
+            )
+            .into());
         }
         if let Some(first) = s.answered.get(&r.request_id) {
             return Ok(tonic::Response::new(*first));

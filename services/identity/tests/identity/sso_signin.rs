@@ -560,3 +560,21 @@ async fn id_13_an_attempt_expires_after_10_minutes() {
         "SSO_STATE_INVALID",
     );
 }
+
+/// The organization's refusal to provision (a BLOCKED domain) reaches the caller as such.
+#[tokio::test]
+async fn id_13_a_blocked_domain_refuses_jit_membership_with_email_domain_blocked() {
+    let (rig, fake) = sso_rig().await;
+    let idp = OidcProvider::start(REDIRECT_URI).await;
+    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
+    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
+        .await;
+    fake.block("org_a").await;
+    let r = through_provider(&rig, by_connection(&conn.id), "ada@acme.test").await;
+    assert_status(
+        &complete(&rig, &r).await.unwrap_err(),
+        Code::FailedPrecondition,
+        "EMAIL_DOMAIN_BLOCKED",
+    );
+}
