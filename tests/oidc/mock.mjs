@@ -187,9 +187,19 @@ function shapeClaims(token, req) {
 function clientAuth(req) {
   const header = req.headers.authorization ?? '';
   if (header.startsWith('Basic ')) {
-    const [id, secret] = Buffer.from(header.slice(6), 'base64').toString('utf8').split(':');
-    const ok = decodeURIComponent(id) === options.clientId
-      && decodeURIComponent(secret ?? '') === options.clientSecret;
+    // RFC 6749 2.3.1: both are form-urlencoded before they are joined.
+    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    const formDecode = (v) => {
+      try {
+        return decodeURIComponent(v.replaceAll('+', ' '));
+      } catch {
+        return undefined;
+      }
+    };
+    const ok = colon > 0
+      && formDecode(decoded.slice(0, colon)) === options.clientId
+      && formDecode(decoded.slice(colon + 1)) === options.clientSecret;
     return { method: 'basic', ok };
   }
   if (req.body?.client_secret !== undefined) {

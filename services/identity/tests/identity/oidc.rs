@@ -37,20 +37,7 @@ fn install() -> Result<PathBuf, String> {
     let dir = oidc_dir()
         .canonicalize()
         .map_err(|e| format!("tests/oidc is missing: {e}"))?;
-    for tool in ["node", "npm"] {
-        let found = std::process::Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            return Err(format!(
-                "`{tool}` is not on PATH: the SSO tests need Node.js 20 or later and npm \
-                 to run their OpenID providers (tests/oidc)"
-            ));
-        }
-    }
+    check_node()?;
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -62,23 +49,45 @@ fn install() -> Result<PathBuf, String> {
     let result = if installed_is_fresh(&dir) {
         Ok(dir.clone())
     } else {
-        let out = std::process::Command::new("npm")
+        match std::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--prefix"])
             .arg(&dir)
             .output()
-            .map_err(|e| format!("cannot run npm ci: {e}"))?;
-        if out.status.success() {
-            Ok(dir.clone())
-        } else {
-            Err(format!(
+        {
+            Err(e) => Err(format!(
+                "cannot run `npm ci` ({e}): the SSO tests need npm on PATH to install \
+                 their OpenID providers (tests/oidc)"
+            )),
+            Ok(out) if out.status.success() => Ok(dir.clone()),
+            Ok(out) => Err(format!(
                 "npm ci --prefix tests/oidc failed ({}):\n{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr)
-            ))
+            )),
         }
     };
     drop(lock);
     result
+}
+
+/// Node.js 20.19 or later must be on PATH (oauth2-mock-server 8 asks for it).
+fn check_node() -> Result<(), String> {
+    let missing = "the SSO tests need Node.js 20.19 or later (`node` on PATH) to run their \
+                   OpenID providers (tests/oidc)";
+    let out = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{missing}: {e}"))?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut parts = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if (major, minor) < (20, 19) {
+        return Err(format!("{missing}; found {version:?}"));
+    }
+    Ok(())
 }
 
 /// Whether npm's record of the installed tree is at least as new as the lock file.
