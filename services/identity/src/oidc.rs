@@ -87,6 +87,16 @@ struct CachedKeys {
     forced: Option<Instant>,
 }
 
+/// One code redemption's inputs.
+struct TokenRequest<'a> {
+    discovery: &'a Discovery,
+    client_id: &'a str,
+    client_secret: Option<&'a str>,
+    code: &'a str,
+    verifier: &'a str,
+    redirect_uri: &'a str,
+}
+
 /// The relying party: an HTTP client and the caches. Cheap to share.
 pub struct OidcClient {
     http: reqwest::Client,
@@ -261,7 +271,8 @@ impl OidcClient {
 
     /// Redeems `code` at the token endpoint with the PKCE `verifier`; answers the ID token.
     /// The client authenticates with `client_secret_basic` (or `client_secret_post` when the
-    /// provider offers only that) when it has a secret.
+    /// provider offers only that, or refuses the client authenticated the basic way) when it has
+    /// a secret.
     pub async fn redeem(
         &self,
         discovery: &Discovery,
@@ -275,6 +286,35 @@ impl OidcClient {
         let post_only = !methods.is_empty()
             && !methods.iter().any(|m| m == "client_secret_basic")
             && methods.iter().any(|m| m == "client_secret_post");
+        let request = TokenRequest {
+            discovery,
+            client_id,
+            client_secret,
+            code,
+            verifier,
+            redirect_uri,
+        };
+        let first = self.token_call(&request, post_only).await;
+        // The client may be registered for `client_secret_post`: the provider refuses the
+        // client (it authenticates the client before it looks at the code), so try once more.
+        let offers_post = methods.is_empty() || methods.iter().any(|m| m == "client_secret_post");
+        match first {
+            Err(OidcError::CodeRejected(ref why))
+                if why.starts_with("invalid_client")
+                    && client_secret.is_some()
+                    && !post_only
+                    && offers_post =>
+            {
+                self.token_call(&request, true).await
+            }
+            other => other,
+        }
+    }
+
+    async fn token_call(&self, r: &TokenRequest<'_>, post: bool) -> Result<String, OidcError> {
+        let (discovery, client_id, client_secret) = (r.discovery, r.client_id, r.client_secret);
+        let (code, verifier, redirect_uri) = (r.code, r.verifier, r.redirect_uri);
+        let post_only = post;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         let mut fields = vec![
             ("grant_type", "authorization_code"),

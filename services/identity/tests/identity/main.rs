@@ -3344,3 +3344,4 @@ mod passkeys;
 mod sso;
 mod sso_enforcement;
 mod sso_signin;
+mod sso_variants;

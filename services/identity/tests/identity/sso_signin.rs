@@ -12,7 +12,7 @@ use super::*;
 use orgplane_proto::organization::v1::{DomainPolicy, DomainState, MfaRequirement};
 
 /// What a product's callback holds after the provider sent the browser back.
-struct Returned {
+pub(super) struct Returned {
     state: String,
     code: String,
     binding: String,
@@ -36,7 +36,7 @@ fn by_email(email: &str) -> StartSsoLoginRequest {
     }
 }
 
-fn by_connection(id: &str) -> StartSsoLoginRequest {
+pub(super) fn by_connection(id: &str) -> StartSsoLoginRequest {
     StartSsoLoginRequest {
         sso_connection_id: id.into(),
         redirect_uri: REDIRECT_URI.into(),
@@ -45,7 +45,11 @@ fn by_connection(id: &str) -> StartSsoLoginRequest {
 }
 
 /// Starts a sign-in and plays the browser at the provider (`login_hint` picks the account).
-async fn through_provider(rig: &Rig, request: StartSsoLoginRequest, hint: &str) -> Returned {
+pub(super) async fn through_provider(
+    rig: &Rig,
+    request: StartSsoLoginRequest,
+    hint: &str,
+) -> Returned {
     let started = start(rig, request).await.unwrap();
     let mut url = url::Url::parse(&started.authorization_url).unwrap();
     if !url.query_pairs().any(|(k, _)| k == "login_hint") {
@@ -61,7 +65,10 @@ async fn through_provider(rig: &Rig, request: StartSsoLoginRequest, hint: &str) 
     }
 }
 
-async fn complete(rig: &Rig, r: &Returned) -> Result<CompleteSsoLoginResponse, tonic::Status> {
+pub(super) async fn complete(
+    rig: &Rig,
+    r: &Returned,
+) -> Result<CompleteSsoLoginResponse, tonic::Status> {
     rig.client()
         .complete_sso_login(CompleteSsoLoginRequest {
             state: r.state.clone(),
@@ -73,7 +80,7 @@ async fn complete(rig: &Rig, r: &Returned) -> Result<CompleteSsoLoginResponse, t
 }
 
 /// A connection of `org` to `issuer` (client `client_id`/`secret`) serving `domains`, JIT on.
-async fn connect(
+pub(super) async fn connect(
     rig: &Rig,
     token: &str,
     org: &str,
