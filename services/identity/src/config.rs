@@ -226,6 +226,16 @@ pub struct Config {
     )]
     pub totp_issuer: String,
 
+    /// Admits `http://` SSO issuers and provider endpoints (rule ID-13): for loopback tests and
+    /// development only; production providers are `https://`.
+    #[arg(
+        id = "identity_sso_allow_http_issuers",
+        long = "sso-allow-http-issuers",
+        env = "ORGPLANE_SSO_ALLOW_HTTP_ISSUERS",
+        default_value_t = false
+    )]
+    pub sso_allow_http_issuers: bool,
+
     /// argon2id memory in KiB (OWASP: 19456). Lower only in tests.
     #[arg(id = "identity_password_hash_memory_kib", long = "password-hash-memory-kib", env = "ORGPLANE_PASSWORD_HASH_MEMORY_KIB", default_value_t = crypto::OWASP_MEMORY_KIB, hide = true)]
     pub password_hash_memory_kib: u32,
@@ -256,6 +266,7 @@ impl Default for Config {
             passkey_origin: defaults::PASSKEY_ORIGIN.into(),
             passkey_rp_name: defaults::PASSKEY_RP_NAME.into(),
             totp_issuer: defaults::TOTP_ISSUER.into(),
+            sso_allow_http_issuers: false,
             password_hash_memory_kib: crypto::OWASP_MEMORY_KIB,
             password_hash_iterations: crypto::OWASP_ITERATIONS,
         }
@@ -446,6 +457,10 @@ mod tests {
         assert_eq!(c.password_hash_memory_kib, 19_456);
         assert_eq!(c.password_hash_iterations, 2);
         assert_eq!(c.step_up_max_age_secs, 300);
+        assert!(
+            !c.sso_allow_http_issuers,
+            "SSO issuers are https by default"
+        );
         let accounts = c.parse_service_accounts().unwrap();
         assert_eq!(accounts.len(), 2);
         assert_eq!(accounts["search"], hash);

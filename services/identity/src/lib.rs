@@ -5,7 +5,7 @@
 //! concern) → [`domain`] (pure rules and the service's refusals) over [`store`] (rows and
 //! migrations); [`sync`] consumes the organization service's events; its calls to the workspace
 //! service go through `orgplane_platform::clients::workspace`. Mechanisms: [`crypto`] (argon2id, token digests, API-key format,
-//! sealing), [`keys`] (signing keys and rotation), [`throttle`] (sign-in and mail budgets).
+//! sealing), [`oidc`] (the OpenID Connect relying party of SSO, rule ID-13), [`keys`] (signing keys and rotation), [`throttle`] (sign-in and mail budgets).
 
 pub mod api;
 pub mod app;
@@ -14,6 +14,7 @@ mod config;
 pub mod crypto;
 pub mod domain;
 pub mod keys;
+pub mod oidc;
 pub mod store;
 pub mod sync;
 pub mod throttle;
@@ -162,6 +163,13 @@ impl ServiceModule for Identity {
             passkeys,
             sealer,
             totp_issuer: config.totp_issuer.clone(),
+            oidc: Arc::new(
+                oidc::OidcClient::new(config.sso_allow_http_issuers).map_err(DbErr::Custom)?,
+            ),
+            organizations: orgplane_platform::clients::organization::OrganizationClient::new(
+                runtime.endpoints.organization.clone(),
+                runtime.service_tokens.clone(),
+            ),
         };
         Ok(Self {
             db,

@@ -3,11 +3,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica, RoleReplica};
+use orgplane_platform::replica::DomainEntry;
+use orgplane_platform::replica::{
+    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica, RoleReplica,
+};
 use orgplane_platform::testkit::{TestAuth, TestDb, channel};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::*;
-use orgplane_proto::organization::v1::OrgRole;
+use orgplane_proto::organization::v1::organization_service_server::{
+    OrganizationService, OrganizationServiceServer,
+};
+use orgplane_proto::organization::v1::{
+    DomainPolicy, DomainState, ListRoleAssignmentsRequest, ListRoleAssignmentsResponse, OrgRole,
+    Organization, OrganizationRoleAssignments, OrganizationState, VerifiedDomain,
+};
 use sea_orm::TransactionTrait;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -17,6 +26,7 @@ impl MigratorTrait for M {
         vec![
             Box::new(CreateRoleReplica),
             Box::new(CreateSecurityPolicyReplica),
+            Box::new(CreateVerifiedDomainReplica),
         ]
     }
 }
@@ -143,4 +153,190 @@ async fn replica_follows_role_events_in_the_database_and_in_memory() {
     assert!(replica.organization(&o).is_none());
     replica.reload().await.unwrap();
     assert!(replica.organization(&o).is_none());
+}
+
+fn domain_changed(revision: i64, id: &str, org: &str, name: &str, state: DomainState) -> Event {
+    ev(
+        revision,
+        Payload::DomainChanged(DomainChanged {
+            domain_id: id.into(),
+            organization_id: org.into(),
+            domain_name: name.into(),
+            state: state as i32,
+            policy: DomainPolicy::Restricted as i32,
+        }),
+    )
+}
+
+async fn apply_all(conn: &sea_orm::DatabaseConnection, replica: &RoleReplica, events: &[Event]) {
+    let txn = conn.begin().await.unwrap();
+    for e in events {
+        replica.apply(&txn, e).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    replica.apply_in_memory(events);
+}
+
+fn names(domains: Vec<DomainEntry>) -> Vec<String> {
+    domains.into_iter().map(|d| d.domain_name).collect()
+}
+
+/// Rule ORG-14: the replica keeps exactly the VERIFIED domains — kept while VERIFIED, dropped on
+/// any other state, on deletion and on the organization's purge — in the database and in memory.
+#[tokio::test]
+async fn org_14_replica_keeps_verified_domains_from_domain_events() {
+    let db = TestDb::sqlite();
+    let conn = db.open::<M>().await;
+    let auth = TestAuth::new();
+    let replica = RoleReplica::load(
+        conn.clone(),
+        channel("http://127.0.0.1:9"),
+        auth.service_tokens("identity"),
+    )
+    .await
+    .unwrap();
+    apply_all(
+        &conn,
+        &replica,
+        &[
+            domain_changed(1, "dom_1", "org_a", "acme.test", DomainState::Pending),
+            domain_changed(2, "dom_2", "org_a", "beta.test", DomainState::Verified),
+            domain_changed(3, "dom_3", "org_b", "acme.test", DomainState::Verified),
+            domain_changed(4, "dom_1", "org_a", "acme.test", DomainState::Verified),
+        ],
+    )
+    .await;
+    assert_eq!(
+        names(replica.domains_of("org_a")),
+        ["acme.test", "beta.test"]
+    );
+    let holders: Vec<String> = replica
+        .holders_of_domain("acme.test")
+        .into_iter()
+        .map(|d| d.organization_id)
+        .collect();
+    assert_eq!(holders, ["org_a", "org_b"]);
+    assert_eq!(
+        replica.holders_of_domain("acme.test")[0].policy,
+        DomainPolicy::Restricted
+    );
+    assert!(replica.holds_verified("org_b", "acme.test"));
+    assert!(!replica.holds_verified("org_b", "beta.test"));
+    apply_all(
+        &conn,
+        &replica,
+        &[
+            domain_changed(5, "dom_2", "org_a", "beta.test", DomainState::Failed),
+            ev(
+                6,
+                Payload::DomainDeleted(DomainDeleted {
+                    domain_id: "dom_3".into(),
+                    organization_id: "org_b".into(),
+                    domain_name: "acme.test".into(),
+                }),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(names(replica.domains_of("org_a")), ["acme.test"]);
+    assert!(replica.domains_of("org_b").is_empty());
+    let in_memory = replica.domains_of("org_a");
+    replica.reload().await.unwrap();
+    assert_eq!(
+        replica.domains_of("org_a"),
+        in_memory,
+        "memory equals the database"
+    );
+    apply_all(
+        &conn,
+        &replica,
+        &[ev(
+            7,
+            Payload::OrganizationPurged(OrganizationPurged {
+                organization_id: "org_a".into(),
+            }),
+        )],
+    )
+    .await;
+    assert!(replica.domains_of("org_a").is_empty());
+    replica.reload().await.unwrap();
+    assert!(replica.holders_of_domain("acme.test").is_empty());
+}
+
+/// The organization service's snapshot, served by a real gRPC server.
+#[derive(Clone)]
+struct Snapshot(Vec<OrganizationRoleAssignments>);
+
+#[tonic::async_trait]
+impl OrganizationService for Snapshot {
+    async fn list_role_assignments(
+        &self,
+        _req: tonic::Request<ListRoleAssignmentsRequest>,
+    ) -> Result<tonic::Response<ListRoleAssignmentsResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ListRoleAssignmentsResponse {
+            organizations: self.0.clone(),
+            next_page_token: String::new(),
+            revision: 42,
+        }))
+    }
+}
+
+/// Rule ORG-14: a re-sync replaces the replica's domains with the snapshot's `verified_domains`.
+#[tokio::test]
+async fn org_14_replica_resyncs_verified_domains_from_the_snapshot() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let snapshot = Snapshot(vec![OrganizationRoleAssignments {
+        organization: Some(Organization {
+            id: "org_s".into(),
+            name: "S".into(),
+            owner_user_id: "u_s".into(),
+            state: OrganizationState::Active as i32,
+            ..Default::default()
+        }),
+        role_assignments: Vec::new(),
+        security_policy: None,
+        verified_domains: vec![VerifiedDomain {
+            domain_id: "dom_s".into(),
+            organization_id: "org_s".into(),
+            domain_name: "snap.test".into(),
+            policy: DomainPolicy::AutoEnroll as i32,
+        }],
+    }]);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(OrganizationServiceServer::new(snapshot))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let db = TestDb::sqlite();
+    let conn = db.open::<M>().await;
+    let auth = TestAuth::new();
+    let replica = RoleReplica::load(
+        conn.clone(),
+        channel(&format!("http://{addr}")),
+        auth.service_tokens("identity"),
+    )
+    .await
+    .unwrap();
+    // A domain the snapshot no longer has.
+    apply_all(
+        &conn,
+        &replica,
+        &[domain_changed(
+            1,
+            "dom_old",
+            "org_old",
+            "old.test",
+            DomainState::Verified,
+        )],
+    )
+    .await;
+    let txn = conn.begin().await.unwrap();
+    assert_eq!(replica.resync(&txn).await.unwrap(), 42);
+    txn.commit().await.unwrap();
+    replica.reload().await.unwrap();
+    assert!(replica.holders_of_domain("old.test").is_empty());
+    let held = replica.domains_of("org_s");
+    assert_eq!(names(held.clone()), ["snap.test"]);
+    assert_eq!(held[0].policy, DomainPolicy::AutoEnroll);
 }

@@ -26,16 +26,31 @@ use crate::Figures;
 use crate::escalation::Protos;
 use crate::harness::{CHILDREN, Harness, bearer_with_id, mask};
 
-/// RPCs that change no audited state: credential exchanges between services.
-pub const NOT_MUTATIONS: [&str; 2] = ["AuthenticateApiKey", "IssueServiceToken"];
+/// RPCs that change no audited state: credential exchanges between services; TestSsoConnection
+/// (reads the provider) and StartSsoLogin (opens an unauthenticated attempt; the sign-in is
+/// audited when CompleteSsoLogin completes it).
+pub const NOT_MUTATIONS: [&str; 4] = [
+    "AuthenticateApiKey",
+    "IssueServiceToken",
+    "TestSsoConnection",
+    "StartSsoLogin",
+];
+
+/// Mutations this script cannot complete without an OpenID provider: CompleteSsoLogin's one
+/// audit record (`session.create`) is proved by identity's suite against a real provider
+/// (`sso_signin::id_13_sign_in_through_a_real_provider_creates_provisions_and_refuses_replays`).
+pub const PROVEN_ELSEWHERE: [&str; 1] = ["CompleteSsoLogin"];
 
 /// Identity's mutating RPCs whose records belong to an organization (and are listed by its
 /// ListAuditEvents); its other mutations concern a user's own account.
-pub const IDENTITY_ORG_SCOPED: [&str; 4] = [
+pub const IDENTITY_ORG_SCOPED: [&str; 7] = [
     "CreateApiKey",
     "UpdateApiKey",
     "AdminResetPassword",
     "AdminResetMfa",
+    "CreateSsoConnection",
+    "UpdateSsoConnection",
+    "DeleteSsoConnection",
 ];
 
 /// Method-name prefixes of read-only RPCs.
@@ -55,7 +70,9 @@ pub fn mutating(protos: &Protos) -> Vec<(String, &'static str)> {
         .iter()
         .filter(|(path, _, _, _, _)| {
             let m = path.rsplit('/').next().unwrap_or_default();
-            !READ_PREFIXES.iter().any(|p| m.starts_with(p)) && !NOT_MUTATIONS.contains(&m)
+            !READ_PREFIXES.iter().any(|p| m.starts_with(p))
+                && !NOT_MUTATIONS.contains(&m)
+                && !PROVEN_ELSEWHERE.contains(&m)
         })
         .map(|(p, s, _, _, _)| (p.clone(), *s))
         .collect()
@@ -977,6 +994,69 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("organization", "UpdateSecurityPolicy", &id, resp);
     domains(r, &org, &owner_token).await?;
+
+    // SSO connections (rule ID-13): created, changed and removed, each audited in the
+    // organization without the client secret.
+    let sso_secret = "audit-sso-client-secret-0001";
+    r.secret("SSO client secret", sso_secret);
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .create_sso_connection(req(
+            id_api::CreateSsoConnectionRequest {
+                organization_id: org.clone(),
+                sso_connection: Some(id_api::SsoConnection {
+                    display_name: HOSTILE.into(),
+                    oidc: Some(id_api::OidcSettings {
+                        issuer: "https://idp.chaos.test".into(),
+                        client_id: "audit-client".into(),
+                        client_secret: sso_secret.into(),
+                        redirect_uris: vec!["https://app.chaos.test/sso/callback".into()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            Some(&owner_token),
+            &id,
+        ))
+        .await;
+    let sso = r
+        .ok("identity", "CreateSsoConnection", &id, resp)
+        .and_then(|c| c.sso_connection)
+        .unwrap_or_default();
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .update_sso_connection(req(
+            id_api::UpdateSsoConnectionRequest {
+                sso_connection: Some(id_api::SsoConnection {
+                    id: sso.id.clone(),
+                    enabled: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["enabled"]),
+                etag: String::new(),
+            },
+            Some(&owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("identity", "UpdateSsoConnection", &id, resp);
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .delete_sso_connection(req(
+            id_api::DeleteSsoConnectionRequest {
+                sso_connection_id: sso.id,
+                etag: String::new(),
+            },
+            Some(&owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("identity", "DeleteSsoConnection", &id, resp);
 
     // Ownership, deletion and restoration (m1 is the new owner).
     let id = rid();

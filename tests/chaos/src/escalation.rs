@@ -176,7 +176,7 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 9] = [
+pub const MUTABLE: [(&str, &[&str]); 10] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
@@ -194,6 +194,19 @@ pub const MUTABLE: [(&str, &[&str]); 9] = [
         ],
     ),
     ("UpdateDomain", &["policy"]),
+    (
+        "UpdateSsoConnection",
+        &[
+            "display_name",
+            "oidc",
+            "domains",
+            "enforced",
+            "jit_provisioning",
+            "default_role",
+            "trust_idp_mfa",
+            "enabled",
+        ],
+    ),
 ];
 
 /// Runs the suite on a fresh setup.
@@ -926,8 +939,9 @@ fn update_resource(
     org: &str,
     ws: &str,
     unit: &str,
-    key_id: &str,
+    ids: (&str, &str),
 ) -> Option<(Vec<u8>, &'static str)> {
+    let (key_id, sso_id) = ids;
     Some(match method {
         "UpdateOrganization" => (
             org_api::Organization {
@@ -1008,6 +1022,14 @@ fn update_resource(
             .encode_to_vec(),
             OWNER,
         ),
+        "UpdateSsoConnection" => (
+            id_api::SsoConnection {
+                id: sso_id.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
         _ => return None,
     })
 }
@@ -1075,6 +1097,7 @@ async fn field_masks(
         .unwrap_or_default()
     };
     let _ = admin_key;
+    let sso_id = crate::security::seed_sso_connection(h, org, &owner).await?;
     let mut covered = 0;
     for (path, process, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();
@@ -1088,7 +1111,8 @@ async fn field_masks(
             ));
             continue;
         };
-        let Some((resource, caller)) = update_resource(method, org, ws, &unit, &key_id) else {
+        let Some((resource, caller)) = update_resource(method, org, ws, &unit, (&key_id, &sso_id))
+        else {
             continue;
         };
         let input_msg = protos.messages.get(input.as_str());

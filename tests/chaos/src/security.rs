@@ -264,6 +264,43 @@ struct Tenant {
     key: String,
     /// A registered (PENDING) domain of the tenant (rule ORG-14).
     domain: String,
+    /// A (disabled) SSO connection of the tenant (rule ID-13).
+    sso: String,
+}
+
+/// A disabled SSO connection of `org` (no domains; its provider is never contacted), created by
+/// its owner: what GetSsoConnection, UpdateSsoConnection, DeleteSsoConnection and
+/// TestSsoConnection name by id.
+pub(crate) async fn seed_sso_connection(
+    h: &Harness,
+    org: &str,
+    owner_token: &str,
+) -> anyhow::Result<String> {
+    Ok(h.identity_client()
+        .create_sso_connection(bearer(
+            id_api::CreateSsoConnectionRequest {
+                organization_id: org.into(),
+                sso_connection: Some(id_api::SsoConnection {
+                    display_name: "Chaos IdP".into(),
+                    oidc: Some(id_api::OidcSettings {
+                        issuer: "https://idp.chaos.test".into(),
+                        client_id: "chaos-client".into(),
+                        client_secret: "chaos-client-secret".into(),
+                        redirect_uris: vec!["https://app.chaos.test/sso/callback".into()],
+                        ..Default::default()
+                    }),
+                    enabled: false,
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            owner_token,
+        ))
+        .await?
+        .into_inner()
+        .sso_connection
+        .unwrap_or_default()
+        .id)
 }
 
 /// Runs the matrix on a fresh setup.
@@ -372,6 +409,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         .domain
         .unwrap_or_default()
         .id;
+    let sso = seed_sso_connection(h, &org, &token).await?;
     Ok(Tenant {
         org,
         ws,
@@ -380,6 +418,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         unit,
         key,
         domain,
+        sso,
     })
 }
 
@@ -633,6 +672,16 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateSsoConnection" => id_api::UpdateSsoConnectionRequest {
+            sso_connection: Some(id_api::SsoConnection {
+                id: a.sso.clone(),
+                display_name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("display_name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
         // A user's own second factors and challenges, named by id only: a caller reaches only
         // their own (identity's suite proves it with real factors of two users); here each
@@ -683,6 +732,7 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
                     "unit_id" | "parent_unit_id" => &a.unit,
                     "api_key_id" => &a.key,
                     "domain_id" => &a.domain,
+                    "sso_connection_id" => &a.sso,
                     "request_id" => continue,
                     _ => return None,
                 };
@@ -706,10 +756,10 @@ async fn id_only_matrix(
 ) -> anyhow::Result<usize> {
     let protos = crate::escalation::Protos::load()?;
     let secrets: Vec<&str> = vec![
-        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain,
+        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain, &a.sso,
     ];
     let others: Vec<&str> = vec![
-        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain,
+        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain, &c.sso,
     ];
     let mut n = 0;
     for (path, service, input, _, streaming) in &protos.methods {

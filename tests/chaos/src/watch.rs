@@ -399,6 +399,8 @@ async fn create_observer_tables(db: &DatabaseConnection) -> anyhow::Result<()> {
         "CREATE TABLE IF NOT EXISTS replica_security_policies (organization_id TEXT NOT NULL \
          PRIMARY KEY, mfa_requirement INTEGER NOT NULL, reauth_max_age_secs BIGINT NOT NULL, \
          sign_in_methods INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS replica_verified_domains (domain_id TEXT NOT NULL PRIMARY \
+         KEY, organization_id TEXT NOT NULL, domain_name TEXT NOT NULL, policy INTEGER NOT NULL)",
     ] {
         db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
             .await?;

@@ -3,7 +3,9 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::CreateConsumerCursors;
-use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica};
+use orgplane_platform::replica::{
+    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
+};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -22,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionRevocations),
             Box::new(VersionBillingAccounts),
             Box::new(CreateSecurityPolicyReplica),
+            Box::new(CreateVerifiedDomainReplica),
         ]
     }
 }

@@ -165,6 +165,7 @@ impl App {
             create_time_ms: Set(now),
             expire_time_ms: Set(expire_time_ms),
             used_time_ms: Set(None),
+            sign_in_amr: Set(String::new()),
         }
         .insert(txn)
         .await?;
@@ -347,7 +348,13 @@ impl App {
                     risk.push(signal::RECENT_FAILURES.to_owned());
                 }
                 let risk: Vec<&str> = risk.iter().map(String::as_str).collect();
-                let mut methods = vec![amr::PASSWORD];
+                // The first factor: a password, or the SSO sign-in that opened the challenge.
+                let first = split_signals(&challenge.sign_in_amr);
+                let mut methods: Vec<&str> = if first.is_empty() {
+                    vec![amr::PASSWORD]
+                } else {
+                    first.iter().map(String::as_str).collect()
+                };
                 methods.extend(factor_amr);
                 let (tokens, session_id) = self
                     .start_session(&mut unit, &u.id, &methods, &risk)

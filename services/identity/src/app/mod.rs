@@ -3,7 +3,8 @@
 //! [`factors`] (second factors, rule ID-10), [`challenge`] (the MFA challenge, rule ID-11),
 //! [`risk`] (sign-in risk signals, rule ID-12),
 //! [`password_reset`], [`users`], [`admin`] (member credential resets, rule ID-8),
-//! [`service_tokens`], [`api_keys`] (rule ID-7) and [`audit_log`]; [`standing`] resolves what a
+//! [`service_tokens`], [`api_keys`] (rule ID-7), SSO ([`sso_connections`], [`sso_changes`], [`sso_login`],
+//! [`sso_enforcement`], rule ID-13) and [`audit_log`]; [`standing`] resolves what a
 //! caller may do in an organization. Each use case takes the [`Call`] and a plain command, owns
 //! its transaction ([`orgplane_platform::events::WriteUnit`]) and answers store rows or plain
 //! outcomes; the handlers in [`crate::api`] translate to and from the wire.
@@ -21,6 +22,11 @@ pub mod risk;
 pub mod service_tokens;
 pub mod sessions;
 pub mod signup;
+pub mod sso_accounts;
+pub mod sso_changes;
+pub mod sso_connections;
+pub mod sso_enforcement;
+pub mod sso_login;
 pub mod standing;
 pub mod users;
 
@@ -91,6 +97,8 @@ pub struct Throttles {
     pub mail_peer: Throttle,
     /// Failed service-token requests per peer address.
     pub client_failures: Throttle,
+    /// SSO sign-ins started per peer address (rule ID-13).
+    pub sso_peer: Throttle,
 }
 
 impl Throttles {
@@ -104,6 +112,10 @@ impl Throttles {
             mail_address: Throttle::new(limits.mails_per_address, hour),
             mail_peer: Throttle::new(limits.mails_per_address.saturating_mul(10), hour),
             client_failures: Throttle::new(10, Duration::from_secs(60)),
+            sso_peer: Throttle::new(
+                limits.login_failures_per_peer.saturating_mul(10),
+                limits.login_window,
+            ),
         }
     }
 }
@@ -151,6 +163,11 @@ pub struct App {
     pub(crate) sealer: Sealer,
     /// The issuer named in `otpauth://` URIs (rule ID-10).
     pub(crate) totp_issuer: String,
+    /// The OpenID Connect relying party of SSO (rule ID-13).
+    pub(crate) oidc: Arc<crate::oidc::OidcClient>,
+    /// The organization service: domain lookups at sign-up (rule ORG-14), JIT membership
+    /// (rule ID-13).
+    pub(crate) organizations: orgplane_platform::clients::organization::OrganizationClient,
 }
 
 impl std::fmt::Debug for App {

@@ -54,9 +54,10 @@ pub struct SignedIn {
 
 /// `current` (space-separated RFC 8176 methods) with `added`, in a stable order.
 pub(crate) fn merge_amr(current: &str, added: &[&str]) -> String {
-    const ORDER: [&str; 5] = [
+    const ORDER: [&str; 6] = [
         amr::PASSWORD,
         amr::EXTERNAL,
+        crate::domain::sso::SSO_AMR,
         amr::OTP,
         amr::HARDWARE_KEY,
         amr::MFA,
@@ -312,6 +313,8 @@ impl App {
         let key = normalize_email("email", email)
             .map(|(_, k)| k)
             .unwrap_or_else(|_| email.trim().to_lowercase());
+        // Rule ID-13: before the budget and any password check, the same for unknown addresses.
+        self.refuse_password_sign_in(&key).await?;
         self.check_login_budget(call, &key)?;
         let found = user::Entity::find()
             .filter(user::Column::EmailKey.eq(&key))

@@ -57,6 +57,8 @@ impl App {
             return Ok(first);
         }
         self.throttles.signup_peer.hit(&self.peer_key(call))?;
+        // Rules ID-13 and ORG-14: enforced SSO domains, RESTRICTED domains without an invite.
+        self.check_sign_up_domain(call, &email_key).await?;
         if user::Entity::find()
             .filter(user::Column::EmailKey.eq(&email_key))
             .one(&self.db)

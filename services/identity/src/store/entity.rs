@@ -318,6 +318,9 @@ pub mod mfa_challenge {
         pub expire_time_ms: i64,
         /// When it was completed (or ended by too many failures).
         pub used_time_ms: Option<i64>,
+        /// The first factor of the sign-in it completes (`amr`, space-separated); empty for a
+        /// password (rule ID-13 adds SSO).
+        pub sign_in_amr: String,
     }
 
     /// No relations.
@@ -399,3 +402,5 @@ pub mod sign_in_failure {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub use super::sso::{federated_identity, sso_attempt, sso_connection, sso_connection_domain};

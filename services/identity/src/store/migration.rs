@@ -3,7 +3,9 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
-use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica};
+use orgplane_platform::replica::{
+    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
+};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -24,6 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSecurityPolicyReplica),
             Box::new(AddSecondFactors),
             Box::new(CanonicalEmailKeys),
+            Box::new(CreateVerifiedDomainReplica),
+            Box::new(AddSso),
         ]
     }
 }
@@ -388,5 +392,7 @@ impl MigrationTrait for CreateIdentityTables {
 
 mod canonical_emails;
 mod second_factors;
+mod sso;
 pub use canonical_emails::CanonicalEmailKeys;
 pub use second_factors::AddSecondFactors;
+pub use sso::AddSso;

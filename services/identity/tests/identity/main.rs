@@ -144,6 +144,17 @@ impl Rig {
         tweak: impl FnOnce(&mut Config),
         workspaces: Workspaces,
     ) -> Rig {
+        Self::start_full(db, tweak, workspaces, None).await
+    }
+
+    /// A rig whose server also answers the organization service's internal RPCs with `org`
+    /// (LookupDomain, ProvisionMember; rules ORG-14, ID-13).
+    async fn start_full(
+        db: TestDb,
+        tweak: impl FnOnce(&mut Config),
+        workspaces: Workspaces,
+        fake_org: Option<fake_organization::FakeOrganization>,
+    ) -> Rig {
         log_buffer();
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
@@ -208,6 +219,14 @@ impl Rig {
         server
             .add_ready_service(EventServiceServer::new(events))
             .await;
+        if let Some(fake) = fake_org {
+            fake.publish_through(org.clone());
+            server
+                .add_ready_service(
+                    orgplane_proto::organization::v1::organization_service_server::OrganizationServiceServer::new(fake),
+                )
+                .await;
+        }
         let verifier = TokenVerifier::new(TEST_ISSUER, Arc::new(RemoteKeys::new(channel(&url))))
             .with_min_refetch(Duration::from_millis(0));
         let api_keys = CachedApiKeys::new(
@@ -3318,5 +3337,11 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
     }
 }
 
+mod fake_organization;
 mod mfa;
+mod oidc;
 mod passkeys;
+mod sso;
+mod sso_enforcement;
+mod sso_signin;
+mod sso_variants;

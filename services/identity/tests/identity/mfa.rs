@@ -41,7 +41,7 @@ fn next_step(rig: &Rig) -> i64 {
 }
 
 /// A code of a step no code was used in yet.
-fn fresh_code(rig: &Rig, secret: &str) -> String {
+pub(super) fn fresh_code(rig: &Rig, secret: &str) -> String {
     code_at(secret, next_step(rig))
 }
 
@@ -49,7 +49,7 @@ fn metadata(status: &tonic::Status) -> std::collections::HashMap<String, String>
     status.get_details_error_info().unwrap().metadata
 }
 
-fn amr_of(token: &str) -> Vec<String> {
+pub(super) fn amr_of(token: &str) -> Vec<String> {
     serde_json::from_value(claims_of(token)["amr"].clone()).unwrap_or_default()
 }
 
@@ -61,7 +61,10 @@ fn mfa_enrolled(token: &str) -> bool {
     claims_of(token)["mfa_enrolled"].as_bool().unwrap_or(false)
 }
 
-async fn start_totp(rig: &Rig, token: &str) -> Result<StartTotpEnrollmentResponse, tonic::Status> {
+pub(super) async fn start_totp(
+    rig: &Rig,
+    token: &str,
+) -> Result<StartTotpEnrollmentResponse, tonic::Status> {
     rig.client()
         .start_totp_enrollment(bearer(
             StartTotpEnrollmentRequest {
@@ -73,7 +76,7 @@ async fn start_totp(rig: &Rig, token: &str) -> Result<StartTotpEnrollmentRespons
         .map(|r| r.into_inner())
 }
 
-async fn confirm_totp(
+pub(super) async fn confirm_totp(
     rig: &Rig,
     token: &str,
     factor_id: &str,
@@ -130,7 +133,7 @@ async fn login_as(rig: &Rig, email: &str, client_addr: Option<&str>) -> LoginRes
     rig.client().login(req).await.unwrap().into_inner()
 }
 
-async fn verify(
+pub(super) async fn verify(
     rig: &Rig,
     challenge_id: &str,
     totp_code: &str,
@@ -1105,7 +1108,7 @@ async fn id_8_admin_reset_mfa_removes_factors_and_ends_the_members_sessions() {
 
 // ----- ORG-16 -----------------------------------------------------------------------------------
 
-async fn set_policy(rig: &Rig, org: &str, mfa: MfaRequirement) {
+pub(super) async fn set_policy(rig: &Rig, org: &str, mfa: MfaRequirement) {
     rig.org_event(Payload::SecurityPolicyChanged(SecurityPolicyChanged {
         organization_id: org.into(),
         security_policy: Some(SecurityPolicy {

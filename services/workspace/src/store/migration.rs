@@ -3,7 +3,9 @@
 
 use orgplane_platform::audit::CreateAuditLog;
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
-use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica};
+use orgplane_platform::replica::{
+    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
+};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -23,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSessionRevocations),
             Box::new(AddRowVersions),
             Box::new(CreateSecurityPolicyReplica),
+            Box::new(CreateVerifiedDomainReplica),
         ]
     }
 }

@@ -1,10 +1,12 @@
 //! Outbound calls between Orgplane services, made one way: a lazily connecting channel
 //! ([`connect_lazy`]), the caller's service token ([`ServiceTokenSource`]), and requests that
 //! carry it with the request id and the W3C trace context ([`outgoing`]). [`identity`] holds the
-//! calls every service makes to identity for authentication, [`workspace`] the workspace
+//! calls every service makes to identity for authentication, [`organization`] identity's
+//! internal calls to the organization service (domain lookups, provisioning), [`workspace`] the workspace
 //! listing its consumers re-sync from.
 
 pub mod identity;
+pub mod organization;
 pub mod workspace;
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! A local replica of organization roles, kept by every service that consumes the organization
 //! service's events (identity, workspace, billing-access): organizations with their state and
-//! security policy (rule ORG-16) and members with their roles, in the consumer's own database and mirrored in memory so that hot
+//! security policy (rule ORG-16), members with their roles, and VERIFIED domains (rule ORG-14), in the consumer's own database and mirrored in memory so that hot
 //! paths (access checks) never touch the database. It is applied inside the consumer's
 //! transaction ([`RoleReplica::apply`]), rebuilt from `ListRoleAssignments` on re-sync, and the
 //! memory view is refreshed after commit, before the revision is announced.
@@ -12,7 +12,6 @@ use orgplane_proto::events::v1::{Event, event::Payload};
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::organization::v1::{ListRoleAssignmentsRequest, OrgRole, OrganizationState};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tonic::transport::Channel;
 
@@ -22,9 +21,12 @@ use crate::error::ApiResult;
 use crate::events::handlers::{SnapshotPage, read_snapshot};
 use crate::policy::SecurityPolicy;
 
+mod domains;
 mod store;
 
+pub use domains::{CreateVerifiedDomainReplica, DomainEntry, domain_row};
 pub use store::{CreateRoleReplica, CreateSecurityPolicyReplica, member_row, org_row, policy_row};
+use store::{policy_model, set_state, upsert_member, upsert_org, upsert_policy};
 
 /// One organization in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +59,7 @@ pub struct RoleReplica {
     organization: Channel,
     tokens: Arc<dyn ServiceTokenSource>,
     memory: Arc<RwLock<HashMap<String, OrgEntry>>>,
+    domains: Arc<RwLock<domains::DomainView>>,
 }
 
 impl std::fmt::Debug for RoleReplica {
@@ -82,6 +85,7 @@ impl RoleReplica {
             organization,
             tokens,
             memory: Arc::new(RwLock::new(HashMap::new())),
+            domains: Arc::new(RwLock::new(HashMap::new())),
         };
         replica.reload().await?;
         Ok(replica)
@@ -122,7 +126,9 @@ impl RoleReplica {
                 .members
                 .insert(m.user_id, role_of(m.role));
         }
+        let verified = domains::load(&self.db).await?;
         *self.memory.write().unwrap_or_else(|e| e.into_inner()) = view;
+        *self.domains.write().unwrap_or_else(|e| e.into_inner()) = verified;
         Ok(())
     }
 
@@ -213,6 +219,40 @@ impl RoleReplica {
         out
     }
 
+    /// The organizations holding `domain_name` (IDNA ASCII lower case) VERIFIED, with their
+    /// policies (rule ORG-14): several may, at most one with an enforcing policy.
+    pub fn holders_of_domain(&self, domain_name: &str) -> Vec<DomainEntry> {
+        let view = self.domains.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<DomainEntry> = view
+            .values()
+            .filter(|d| d.domain_name == domain_name)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.domain_id.cmp(&b.domain_id));
+        out
+    }
+
+    /// The domains `organization_id` holds VERIFIED, by name.
+    pub fn domains_of(&self, organization_id: &str) -> Vec<DomainEntry> {
+        let view = self.domains.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<DomainEntry> = view
+            .values()
+            .filter(|d| d.organization_id == organization_id)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.domain_name.cmp(&b.domain_name));
+        out
+    }
+
+    /// Whether `organization_id` holds `domain_name` VERIFIED.
+    pub fn holds_verified(&self, organization_id: &str, domain_name: &str) -> bool {
+        self.domains
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|d| d.organization_id == organization_id && d.domain_name == domain_name)
+    }
+
     /// Applies an organization event to the replica's tables inside the consumer's `txn`.
     /// Events of other kinds are ignored. Every change is an assignment of state, so applying an
     /// event on top of a snapshot that already reflects it is harmless.
@@ -220,6 +260,7 @@ impl RoleReplica {
         let Some(payload) = &event.payload else {
             return Ok(());
         };
+        domains::apply(txn, payload).await?;
         match payload {
             Payload::OrganizationCreated(e) => {
                 upsert_org(
@@ -313,10 +354,12 @@ impl RoleReplica {
     /// Applies committed events to the memory view (call from `EventHandler::committed`).
     pub fn apply_in_memory(&self, events: &[Event]) {
         let mut memory = self.memory.write().unwrap_or_else(|e| e.into_inner());
+        let mut verified = self.domains.write().unwrap_or_else(|e| e.into_inner());
         for event in events {
             let Some(payload) = &event.payload else {
                 continue;
             };
+            domains::apply_in_memory(&mut verified, payload);
             match payload {
                 Payload::OrganizationCreated(e) => {
                     let org = memory.entry(e.organization_id.clone()).or_default();
@@ -434,6 +477,7 @@ impl RoleReplica {
         let mut orgs: Vec<org_row::ActiveModel> = Vec::new();
         let mut members: Vec<member_row::ActiveModel> = Vec::new();
         let mut policies: Vec<policy_row::ActiveModel> = Vec::new();
+        let mut verified = Vec::new();
         let mut seen_orgs = std::collections::HashSet::new();
         for entry in entries {
             let Some(org) = entry.organization else {
@@ -451,6 +495,7 @@ impl RoleReplica {
                     policies.push(policy_model(&org.id, &SecurityPolicy::from_proto(p)));
                 }
             }
+            verified.extend(entry.verified_domains);
             for a in entry.role_assignments {
                 members.push(member_row::ActiveModel {
                     organization_id: sea_orm::Set(org.id.clone()),
@@ -477,102 +522,7 @@ impl RoleReplica {
                 .exec(txn)
                 .await?;
         }
+        domains::replace(txn, &verified).await?;
         Ok(revision)
     }
-}
-
-async fn upsert_org<C: ConnectionTrait>(
-    txn: &C,
-    id: &str,
-    name: &str,
-    primary_email: &str,
-    owner: &str,
-    state: OrganizationState,
-) -> Result<(), DbErr> {
-    org_row::Entity::insert(org_row::ActiveModel {
-        organization_id: sea_orm::Set(id.to_owned()),
-        name: sea_orm::Set(name.to_owned()),
-        primary_email: sea_orm::Set(primary_email.to_owned()),
-        owner_user_id: sea_orm::Set(owner.to_owned()),
-        state: sea_orm::Set(state as i32),
-    })
-    .on_conflict(
-        OnConflict::column(org_row::Column::OrganizationId)
-            .update_columns([
-                org_row::Column::Name,
-                org_row::Column::PrimaryEmail,
-                org_row::Column::OwnerUserId,
-                org_row::Column::State,
-            ])
-            .to_owned(),
-    )
-    .exec(txn)
-    .await?;
-    Ok(())
-}
-
-async fn set_state<C: ConnectionTrait>(
-    txn: &C,
-    id: &str,
-    state: OrganizationState,
-) -> Result<(), DbErr> {
-    org_row::Entity::update_many()
-        .col_expr(org_row::Column::State, Expr::value(state as i32))
-        .filter(org_row::Column::OrganizationId.eq(id))
-        .exec(txn)
-        .await?;
-    Ok(())
-}
-
-async fn upsert_member<C: ConnectionTrait>(
-    txn: &C,
-    org: &str,
-    user: &str,
-    role: OrgRole,
-) -> Result<(), DbErr> {
-    member_row::Entity::insert(member_row::ActiveModel {
-        organization_id: sea_orm::Set(org.to_owned()),
-        user_id: sea_orm::Set(user.to_owned()),
-        role: sea_orm::Set(role as i32),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            member_row::Column::OrganizationId,
-            member_row::Column::UserId,
-        ])
-        .update_column(member_row::Column::Role)
-        .to_owned(),
-    )
-    .exec(txn)
-    .await?;
-    Ok(())
-}
-
-fn policy_model(organization_id: &str, policy: &SecurityPolicy) -> policy_row::ActiveModel {
-    policy_row::ActiveModel {
-        organization_id: sea_orm::Set(organization_id.to_owned()),
-        mfa_requirement: sea_orm::Set(policy.to_proto(organization_id).mfa_requirement),
-        reauth_max_age_secs: sea_orm::Set(policy.reauth_max_age_secs),
-        sign_in_methods: sea_orm::Set(policy.methods_bits()),
-    }
-}
-
-async fn upsert_policy<C: ConnectionTrait>(
-    txn: &C,
-    organization_id: &str,
-    policy: &SecurityPolicy,
-) -> Result<(), DbErr> {
-    policy_row::Entity::insert(policy_model(organization_id, policy))
-        .on_conflict(
-            OnConflict::column(policy_row::Column::OrganizationId)
-                .update_columns([
-                    policy_row::Column::MfaRequirement,
-                    policy_row::Column::ReauthMaxAgeSecs,
-                    policy_row::Column::SignInMethods,
-                ])
-                .to_owned(),
-        )
-        .exec(txn)
-        .await?;
-    Ok(())
 }

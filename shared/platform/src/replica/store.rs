@@ -1,7 +1,12 @@
 //! The replica's tables: organizations and members, and the migration creating them.
 
-use sea_orm::DbErr;
+use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DbErr};
 use sea_orm_migration::prelude as mig;
+
+use crate::policy::SecurityPolicy;
 
 /// Rows of `replica_organizations`.
 pub mod org_row {
@@ -258,4 +263,105 @@ impl mig::MigrationTrait for CreateSecurityPolicyReplica {
             )
             .await
     }
+}
+
+// ----- writes the replica applies --------------------------------------------------------------
+
+pub(super) async fn upsert_org<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    name: &str,
+    primary_email: &str,
+    owner: &str,
+    state: OrganizationState,
+) -> Result<(), DbErr> {
+    org_row::Entity::insert(org_row::ActiveModel {
+        organization_id: sea_orm::Set(id.to_owned()),
+        name: sea_orm::Set(name.to_owned()),
+        primary_email: sea_orm::Set(primary_email.to_owned()),
+        owner_user_id: sea_orm::Set(owner.to_owned()),
+        state: sea_orm::Set(state as i32),
+    })
+    .on_conflict(
+        OnConflict::column(org_row::Column::OrganizationId)
+            .update_columns([
+                org_row::Column::Name,
+                org_row::Column::PrimaryEmail,
+                org_row::Column::OwnerUserId,
+                org_row::Column::State,
+            ])
+            .to_owned(),
+    )
+    .exec(txn)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn set_state<C: ConnectionTrait>(
+    txn: &C,
+    id: &str,
+    state: OrganizationState,
+) -> Result<(), DbErr> {
+    org_row::Entity::update_many()
+        .col_expr(org_row::Column::State, Expr::value(state as i32))
+        .filter(org_row::Column::OrganizationId.eq(id))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn upsert_member<C: ConnectionTrait>(
+    txn: &C,
+    org: &str,
+    user: &str,
+    role: OrgRole,
+) -> Result<(), DbErr> {
+    member_row::Entity::insert(member_row::ActiveModel {
+        organization_id: sea_orm::Set(org.to_owned()),
+        user_id: sea_orm::Set(user.to_owned()),
+        role: sea_orm::Set(role as i32),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            member_row::Column::OrganizationId,
+            member_row::Column::UserId,
+        ])
+        .update_column(member_row::Column::Role)
+        .to_owned(),
+    )
+    .exec(txn)
+    .await?;
+    Ok(())
+}
+
+pub(super) fn policy_model(
+    organization_id: &str,
+    policy: &SecurityPolicy,
+) -> policy_row::ActiveModel {
+    policy_row::ActiveModel {
+        organization_id: sea_orm::Set(organization_id.to_owned()),
+        mfa_requirement: sea_orm::Set(policy.to_proto(organization_id).mfa_requirement),
+        reauth_max_age_secs: sea_orm::Set(policy.reauth_max_age_secs),
+        sign_in_methods: sea_orm::Set(policy.methods_bits()),
+    }
+}
+
+pub(super) async fn upsert_policy<C: ConnectionTrait>(
+    txn: &C,
+    organization_id: &str,
+    policy: &SecurityPolicy,
+) -> Result<(), DbErr> {
+    policy_row::Entity::insert(policy_model(organization_id, policy))
+        .on_conflict(
+            OnConflict::column(policy_row::Column::OrganizationId)
+                .update_columns([
+                    policy_row::Column::MfaRequirement,
+                    policy_row::Column::ReauthMaxAgeSecs,
+                    policy_row::Column::SignInMethods,
+                ])
+                .to_owned(),
+        )
+        .exec(txn)
+        .await?;
+    Ok(())
 }

@@ -1,0 +1,152 @@
+//! The internal calls services make to the organization service on behalf of a call:
+//! `LookupDomain` (which organizations hold an address's domain VERIFIED, and which invited it —
+//! identity's sign-up restriction, rule ORG-14) and `ProvisionMember` (identity's just-in-time
+//! SSO membership, rule ID-13). Every call carries the caller's service token, request id and
+//! trace, and a deadline; no answer is UNAVAILABLE `ORGANIZATION_UNAVAILABLE`, never a silent
+//! pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
+use orgplane_proto::organization::v1::{
+    LookupDomainRequest, LookupDomainResponse, OrgRole, ProvisionMemberRequest,
+    ProvisionMemberResponse,
+};
+use tonic::transport::Channel;
+
+use crate::call::Call;
+use crate::clients::{ServiceTokenSource, outgoing};
+use crate::error::{ApiError, ApiResult, reason_of};
+
+/// How long a caller waits for the organization service.
+const ORGANIZATION_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reason of UNAVAILABLE when the organization service did not answer.
+pub const ORGANIZATION_UNAVAILABLE: &str = "ORGANIZATION_UNAVAILABLE";
+
+/// A member provisioned by [`OrganizationClient::provision_member`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The member's role after the call.
+    pub role: OrgRole,
+    /// Whether the call (or the first with its request id) added the member.
+    pub created: bool,
+    /// The revision of `MemberAdded`; 0 when nothing was added.
+    pub revision: i64,
+}
+
+/// Internal calls to the organization service.
+#[derive(Clone)]
+pub struct OrganizationClient {
+    channel: Channel,
+    service_tokens: Arc<dyn ServiceTokenSource>,
+}
+
+impl std::fmt::Debug for OrganizationClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrganizationClient").finish_non_exhaustive()
+    }
+}
+
+/// UNAVAILABLE `ORGANIZATION_UNAVAILABLE`.
+pub fn organization_unavailable() -> ApiError {
+    ApiError::unavailable(
+        ORGANIZATION_UNAVAILABLE,
+        "the organization service did not answer; retry",
+    )
+    .retry_after(Duration::from_secs(1))
+}
+
+impl OrganizationClient {
+    /// Calls over `channel` with tokens from `service_tokens`.
+    pub fn new(channel: Channel, service_tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        Self {
+            channel,
+            service_tokens,
+        }
+    }
+
+    async fn request<T>(&self, message: T, call: &Call) -> ApiResult<tonic::Request<T>> {
+        let token = self.service_tokens.token().await?;
+        let mut request = outgoing(message, Some(&token), Some(&call.context()));
+        request.set_timeout(ORGANIZATION_DEADLINE);
+        Ok(request)
+    }
+
+    /// LookupDomain for `email`: the organizations holding its domain VERIFIED and those with a
+    /// pending invite for it.
+    pub async fn lookup_domain(&self, call: &Call, email: &str) -> ApiResult<LookupDomainResponse> {
+        let request = self
+            .request(
+                LookupDomainRequest {
+                    email: email.to_owned(),
+                },
+                call,
+            )
+            .await?;
+        OrganizationServiceClient::new(self.channel.clone())
+            .lookup_domain(request)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| {
+                tracing::warn!(code = ?s.code(), detail = s.message(), "LookupDomain failed");
+                organization_unavailable()
+            })
+    }
+
+    /// ProvisionMember: makes `user_id` a member of `organization_id` with `role` once per
+    /// `request_id`. The organization's refusals (FAILED_PRECONDITION such as
+    /// `EMAIL_DOMAIN_BLOCKED` or `ORGANIZATION_DELETED`, NOT_FOUND) keep their code and reason;
+    /// no answer is UNAVAILABLE `ORGANIZATION_UNAVAILABLE`.
+    pub async fn provision_member(
+        &self,
+        call: &Call,
+        organization_id: &str,
+        user_id: &str,
+        role: OrgRole,
+        request_id: &str,
+        source: &str,
+    ) -> ApiResult<Provisioned> {
+        let request = self
+            .request(
+                ProvisionMemberRequest {
+                    organization_id: organization_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    role: role as i32,
+                    request_id: request_id.to_owned(),
+                    source: source.to_owned(),
+                },
+                call,
+            )
+            .await?;
+        let answer = OrganizationServiceClient::new(self.channel.clone())
+            .provision_member(request)
+            .await;
+        match answer {
+            Ok(r) => {
+                let r: ProvisionMemberResponse = r.into_inner();
+                Ok(Provisioned {
+                    role: OrgRole::try_from(r.role).unwrap_or(OrgRole::Unspecified),
+                    created: r.created,
+                    revision: r.revision,
+                })
+            }
+            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
+                let reason = reason_of(&s).unwrap_or_else(|| "FAILED_PRECONDITION".to_owned());
+                Err(ApiError::failed_precondition(
+                    &reason,
+                    organization_id,
+                    s.message(),
+                ))
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => {
+                Err(ApiError::not_found("organization", organization_id))
+            }
+            Err(s) => {
+                tracing::warn!(code = ?s.code(), detail = s.message(), "ProvisionMember failed");
+                Err(organization_unavailable())
+            }
+        }
+    }
+}
