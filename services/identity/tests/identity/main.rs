@@ -3339,7 +3339,6 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
 
 mod fake_organization;
 mod mfa;
-mod oidc;
 mod passkeys;
 mod sso;
 mod sso_enforcement;

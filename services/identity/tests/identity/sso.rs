@@ -437,7 +437,7 @@ async fn id_13_issuers_are_https_unless_the_deployment_allows_http() {
 #[tokio::test]
 async fn id_13_test_sso_connection_says_what_is_wrong() {
     let (rig, _) = sso_rig().await;
-    let idp = super::oidc::MockProvider::start(REDIRECT_URI).await;
+    let idp = orgplane_oracles::oidc::MockProvider::start(REDIRECT_URI).await;
     let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
     let mut c = spec(
         &idp.issuer,

@@ -5,9 +5,9 @@
 //! ProvisionMember call and publishing `MemberAdded` through the rig's organization producer).
 
 use super::mfa::{amr_of, confirm_totp, fresh_code, set_policy, start_totp, verify};
-use super::oidc::{Account, MockProvider, OidcProvider, Shape, follow_authorization};
 use super::sso::*;
 use super::*;
+use orgplane_oracles::oidc::{Account, MockProvider, OidcProvider, Shape, follow_authorization};
 
 use orgplane_proto::organization::v1::{DomainPolicy, DomainState, MfaRequirement};
 
@@ -84,7 +84,7 @@ pub(super) async fn connect(
     rig: &Rig,
     token: &str,
     org: &str,
-    oracle: &super::oidc::Oracle,
+    oracle: &orgplane_oracles::oidc::Oracle,
     domains: &[&str],
     tweak: impl FnOnce(&mut SsoConnection),
 ) -> SsoConnection {

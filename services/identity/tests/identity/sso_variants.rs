@@ -2,10 +2,10 @@
 //! registered for `client_secret_post`, and ID tokens signed ES256 for a connection that accepts
 //! ES256 only (while an RS256 provider is refused by the same pin).
 
-use super::oidc::{Account, OidcProvider, ProviderOptions};
 use super::sso::*;
 use super::sso_signin::{by_connection, complete, connect, through_provider};
 use super::*;
+use orgplane_oracles::oidc::{Account, OidcProvider, ProviderOptions};
 
 #[tokio::test]
 async fn id_13_a_client_registered_for_client_secret_post_and_es256_tokens_sign_in() {

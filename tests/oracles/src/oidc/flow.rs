@@ -17,6 +17,12 @@ pub struct Pkce {
     pub challenge: String,
 }
 
+impl Default for Pkce {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Pkce {
     /// A fresh random verifier and its S256 challenge.
     pub fn new() -> Pkce {

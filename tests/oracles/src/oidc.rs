@@ -22,7 +22,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The Node package of the oracles, `tests/oidc` at the workspace root.
 pub fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../oidc")
 }
 
 /// Installs the oracles' Node packages (`npm ci`) when `node_modules` is missing or older than
@@ -507,6 +507,7 @@ impl MockProvider {
 }
 
 mod flow;
+#[cfg(test)]
 mod selftest;
 
 pub use flow::*;
