@@ -152,11 +152,9 @@ impl OidcClient {
 
     async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, OidcError> {
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("reading the answer failed: {e}")))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            OidcError::Unavailable(format!("reading the answer failed: {}", causes(&e)))
+        })? {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(OidcError::Unavailable(format!(
                     "the answer is larger than {MAX_BODY_BYTES} bytes"
@@ -179,7 +177,7 @@ impl OidcClient {
             .send()
             .await
             .map_err(|e| {
-                OidcError::Unavailable(format!("fetching {what} from {url} failed: {e}"))
+                OidcError::Unavailable(format!("fetching {what} from {url} failed: {}", causes(&e)))
             })?;
         let status = response.status();
         if !status.is_success() {
@@ -346,11 +344,9 @@ impl OidcClient {
         if let Some(b) = basic {
             request = request.header("authorization", format!("Basic {b}"));
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| OidcError::Unavailable(format!("the token endpoint failed: {e}")))?;
+        let response = request.body(body).send().await.map_err(|e| {
+            OidcError::Unavailable(format!("the token endpoint failed: {}", causes(&e)))
+        })?;
         let status = response.status();
         let body = self.read_body(response).await?;
         let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
@@ -374,6 +370,22 @@ impl OidcClient {
             .map(str::to_owned)
             .ok_or_else(|| OidcError::Invalid("the token answer has no id_token".into()))
     }
+}
+
+/// An error with the chain of its causes (`error sending request: dns error: …`): a transport
+/// error's own message names only the request, its sources say what went wrong.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
