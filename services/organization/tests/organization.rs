@@ -2995,18 +2995,9 @@ async fn sweep_every_rpc_with_an_empty_request_and_no_credentials() {
 /// with exactly its roles, at the revision of the snapshot.
 #[tokio::test]
 async fn org_12_the_shared_role_replica_resyncs_from_list_role_assignments() {
-    use orgplane_platform::replica::{CreateRoleReplica, CreateSecurityPolicyReplica, RoleReplica};
+    use orgplane_platform::replica::RoleReplica;
+    use orgplane_platform::testkit::ReplicaTables as ReplicaMigrator;
     use sea_orm::TransactionTrait;
-    use sea_orm_migration::{MigrationTrait, MigratorTrait};
-    struct ReplicaMigrator;
-    impl MigratorTrait for ReplicaMigrator {
-        fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-            vec![
-                Box::new(CreateRoleReplica),
-                Box::new(CreateSecurityPolicyReplica),
-            ]
-        }
-    }
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let a = create_org(&rig, "user_a", "A").await;
     let b = create_org(&rig, "user_b", "B").await;

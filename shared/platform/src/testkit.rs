@@ -354,6 +354,21 @@ impl sea_orm_migration::MigratorTrait for ConsumerTables {
     }
 }
 
+/// Every table of the organization-role replica (roles, security policies, VERIFIED domains), for
+/// tests that keep a replica outside a service: one list, so a new replica table reaches them all.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaTables;
+
+impl sea_orm_migration::MigratorTrait for ReplicaTables {
+    fn migrations() -> Vec<Box<dyn sea_orm_migration::MigrationTrait>> {
+        vec![
+            Box::new(crate::replica::CreateRoleReplica),
+            Box::new(crate::replica::CreateSecurityPolicyReplica),
+            Box::new(crate::replica::CreateVerifiedDomainReplica),
+        ]
+    }
+}
+
 /// API keys a service under test accepts without identity: `opk_admin_<org>` is an admin key
 /// of `<org>`, `opk_ws_<org>` a workspace key of `<org>` (id `key_<the key>`), and any key
 /// [`FakeApiKeys::insert`]ed resolves to its principal.

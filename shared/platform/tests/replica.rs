@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use orgplane_platform::replica::DomainEntry;
-use orgplane_platform::replica::{
-    CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica, RoleReplica,
-};
+use orgplane_platform::replica::RoleReplica;
 use orgplane_platform::testkit::{TestAuth, TestDb, channel};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::*;
@@ -18,18 +16,8 @@ use orgplane_proto::organization::v1::{
     Organization, OrganizationRoleAssignments, OrganizationState, VerifiedDomain,
 };
 use sea_orm::TransactionTrait;
-use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
-struct M;
-impl MigratorTrait for M {
-    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![
-            Box::new(CreateRoleReplica),
-            Box::new(CreateSecurityPolicyReplica),
-            Box::new(CreateVerifiedDomainReplica),
-        ]
-    }
-}
+use orgplane_platform::testkit::ReplicaTables as M;
 
 fn ev(revision: i64, payload: Payload) -> Event {
     Event {
