@@ -141,6 +141,10 @@ impl App {
     /// StartSsoLogin (rule ID-13).
     pub async fn start_sso_login(&self, call: &Call, cmd: StartSso) -> ApiResult<StartedSso> {
         let conn = self.connection_to_start(&cmd).await?;
+        // A sign-in the organization's policy would refuse afterwards is not started (ORG-16).
+        if !self.replica.policy(&conn.organization_id).sso_allowed {
+            return Err(SsoError::SsoNotAllowed(conn.organization_id.clone()).into());
+        }
         if !split(&conn.redirect_uris).contains(&cmd.redirect_uri) {
             return Err(ApiError::invalid_argument(
                 "redirect_uri",

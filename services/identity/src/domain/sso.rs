@@ -265,6 +265,9 @@ pub enum SsoError {
     /// Sign-up for an address of a RESTRICTED domain without an invite.
     #[error("addresses of {0} join only by invitation of the organization that holds it")]
     DomainRestricted(String),
+    /// The connection's organization does not allow SSO sign-in (rule ORG-16).
+    #[error("the organization's security policy does not allow signing in through single sign-on")]
+    SsoNotAllowed(String),
 }
 
 impl From<SsoError> for ApiError {
@@ -309,6 +312,10 @@ impl From<SsoError> for ApiError {
             SsoError::DomainRestricted(d) => {
                 ApiError::failed_precondition("EMAIL_DOMAIN_RESTRICTED", &d, message)
                     .with_metadata("domain_name", d)
+            }
+            SsoError::SsoNotAllowed(org) => {
+                ApiError::failed_precondition("SSO_NOT_ALLOWED", "security_policy", message)
+                    .with_metadata("organization_id", org)
             }
         }
     }
