@@ -216,6 +216,7 @@ impl App {
             version: 1,
         };
         let txn = WriteUnit::begin(&self.outbox, call).await?;
+        crate::store::query::lock_organization(&*txn, &org.id).await?;
         let count = domain::Entity::find()
             .filter(domain::Column::OrganizationId.eq(org.id.clone()))
             .count(&*txn)

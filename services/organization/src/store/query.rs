@@ -46,3 +46,23 @@ pub fn like_escape(s: &str) -> String {
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
+
+/// Takes the write lock of organization `id`'s row until the transaction ends (an update that
+/// changes nothing), so that checks of the form "count, then insert" on the organization's
+/// children (the domain limit) cannot interleave on PostgreSQL. SQLite serializes writers anyway.
+pub async fn lock_organization<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    id: &str,
+) -> Result<(), sea_orm::DbErr> {
+    use super::organization;
+    use sea_orm::{EntityTrait, QueryFilter};
+    organization::Entity::update_many()
+        .col_expr(
+            organization::Column::Version,
+            sea_orm::sea_query::Expr::col(organization::Column::Version).into(),
+        )
+        .filter(organization::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}

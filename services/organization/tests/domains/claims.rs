@@ -264,3 +264,58 @@ async fn org_14_concurrent_verifications_of_one_domain_have_one_winner_sqlite() 
 async fn org_14_concurrent_verifications_of_one_domain_have_one_winner_postgres() {
     concurrent_race(Backend::Postgres).await;
 }
+
+/// The limit of 100 domains per organization holds under concurrent registrations: the count
+/// and the insert happen under the organization's row lock.
+async fn limit_under_concurrency(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_a", "A").await;
+    for i in 0..95 {
+        create_domain(
+            &env,
+            "user_a",
+            &org.id,
+            &format!("d{i}.test"),
+            DomainPolicy::None,
+        )
+        .await;
+    }
+    let attempts = (0..12).map(|i| {
+        let (mut c, req) = (
+            env.client(),
+            env.as_user(
+                "user_a",
+                create_req(&org.id, &format!("late{i}.test"), DomainPolicy::None),
+            ),
+        );
+        tokio::spawn(async move { c.create_domain(req).await })
+    });
+    let mut created = 0;
+    for a in futures::future::join_all(attempts).await {
+        match a.unwrap() {
+            Ok(_) => created += 1,
+            Err(e) => {
+                expect_err(Err::<(), _>(e), Code::ResourceExhausted, "DOMAIN_LIMIT");
+            }
+        }
+    }
+    assert_eq!(created, 5);
+    let total = domain::Entity::find()
+        .filter(domain::Column::OrganizationId.eq(org.id.clone()))
+        .count(env.org.db())
+        .await
+        .unwrap();
+    assert_eq!(total, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn org_14_the_domain_limit_holds_under_concurrent_registrations_sqlite() {
+    limit_under_concurrency(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn org_14_the_domain_limit_holds_under_concurrent_registrations_postgres() {
+    limit_under_concurrency(Backend::Postgres).await;
+}
