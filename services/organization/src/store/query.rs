@@ -59,7 +59,7 @@ pub async fn lock_organization<C: sea_orm::ConnectionTrait>(
     organization::Entity::update_many()
         .col_expr(
             organization::Column::Version,
-            sea_orm::sea_query::Expr::col(organization::Column::Version).into(),
+            sea_orm::sea_query::Expr::col(organization::Column::Version),
         )
         .filter(organization::Column::Id.eq(id))
         .exec(conn)
