@@ -79,6 +79,15 @@ pub(super) async fn complete(
         .map(|r| r.into_inner())
 }
 
+/// An oidc-provider and org_a's connection to it serving the VERIFIED `acme.test` (JIT on), with
+/// the owner's (password) token: the setting most sign-in tests start from.
+pub(super) async fn acme_connection(rig: &Rig) -> (OidcProvider, SsoConnection, String) {
+    let idp = OidcProvider::start(REDIRECT_URI).await;
+    let (_, token) = org_with_domain(rig, "org_a", "acme.test").await;
+    let conn = connect(rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    (idp, conn, token)
+}
+
 /// A connection of `org` to `issuer` (client `client_id`/`secret`) serving `domains`, JIT on.
 pub(super) async fn connect(
     rig: &Rig,
@@ -262,9 +271,7 @@ async fn id_13_sign_in_on_postgres() {
 #[tokio::test]
 async fn id_13_a_rotated_provider_key_and_a_key_without_kid_are_accepted() {
     let (rig, _) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, _) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
         .await;
     let r = through_provider(&rig, by_connection(&conn.id), "ada@acme.test").await;
@@ -439,9 +446,7 @@ async fn id_13_two_connections_asserting_one_email_are_two_federated_identities(
 #[tokio::test]
 async fn id_13_jit_membership_is_created_once_under_concurrent_completions() {
     let (rig, fake) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, _) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-cy", "cy@acme.test"))
         .await;
     let one = through_provider(&rig, by_connection(&conn.id), "cy@acme.test").await;
@@ -480,9 +485,7 @@ async fn id_13_jit_membership_is_created_once_under_concurrent_completions() {
 #[tokio::test]
 async fn id_13_the_mfa_requirement_applies_after_sso_unless_the_provider_s_factor_is_trusted() {
     let (rig, _) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, token) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
         .await;
     set_policy(&rig, "org_a", MfaRequirement::Required).await;
@@ -554,9 +557,7 @@ async fn id_13_the_mfa_requirement_applies_after_sso_unless_the_provider_s_facto
 #[tokio::test]
 async fn id_13_an_attempt_expires_after_10_minutes() {
     let (rig, _) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, _) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
         .await;
     let r = through_provider(&rig, by_connection(&conn.id), "ada@acme.test").await;
@@ -572,9 +573,7 @@ async fn id_13_an_attempt_expires_after_10_minutes() {
 #[tokio::test]
 async fn id_13_a_blocked_domain_refuses_jit_membership_with_email_domain_blocked() {
     let (rig, fake) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, _) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
         .await;
     fake.block("org_a").await;

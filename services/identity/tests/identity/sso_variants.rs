@@ -3,7 +3,7 @@
 //! ES256 only (while an RS256 provider is refused by the same pin).
 
 use super::sso::*;
-use super::sso_signin::{by_connection, complete, connect, through_provider};
+use super::sso_signin::{acme_connection, by_connection, complete, connect, through_provider};
 use super::*;
 use orgplane_oracles::oidc::{Account, OidcProvider, ProviderOptions};
 use orgplane_proto::organization::v1::{SecurityPolicy, SignInMethod};
@@ -54,9 +54,7 @@ async fn allow_only(rig: &Rig, org: &str, methods: &[SignInMethod]) {
 #[tokio::test]
 async fn org_16_id_13_the_policy_s_sign_in_methods_govern_sso() {
     let (rig, _) = sso_rig().await;
-    let idp = OidcProvider::start(REDIRECT_URI).await;
-    let (_, password_token) = org_with_domain(&rig, "org_a", "acme.test").await;
-    let conn = connect(&rig, &password_token, "org_a", &idp, &["acme.test"], |_| {}).await;
+    let (idp, conn, password_token) = acme_connection(&rig).await;
     idp.upsert_account(&Account::new("sub-ada", "ada@acme.test"))
         .await;
 
