@@ -83,6 +83,11 @@ impl Identity {
         &self.app.keys
     }
 
+    /// The SCIM 2.0 routes (`/scim/v2/…`, rule ID-14), served on the HTTP listener.
+    pub fn scim_router(&self) -> axum::Router {
+        api::scim::router(self.app.clone())
+    }
+
     /// The organization-events consumer (applied revision, waits).
     pub fn organization_events(&self) -> &ConsumerHandle {
         &self.handle

@@ -1199,6 +1199,7 @@ async fn domains(r: &mut Run<'_>, org: &str, owner_token: &str) -> anyhow::Resul
                 role: OrgRole::User as i32,
                 request_id: id.clone(),
                 source: "scim".into(),
+                set_role: false,
             },
             Some(&h.product_token()?),
             &id,

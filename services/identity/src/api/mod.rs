@@ -10,6 +10,8 @@ mod audit;
 pub mod convert;
 mod mfa;
 mod passkeys;
+pub mod scim;
+mod scim_tokens;
 mod sessions;
 mod sso;
 mod users;
@@ -292,5 +294,40 @@ impl IdentityService for IdentityApi {
         request: Request<CompleteSsoLoginRequest>,
     ) -> R<CompleteSsoLoginResponse> {
         sso::complete_sso_login(self, request).await
+    }
+
+    async fn create_scim_token(
+        &self,
+        request: Request<CreateScimTokenRequest>,
+    ) -> R<CreateScimTokenResponse> {
+        scim_tokens::create_scim_token(self, request).await
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        request: Request<ListScimTokensRequest>,
+    ) -> R<ListScimTokensResponse> {
+        scim_tokens::list_scim_tokens(self, request).await
+    }
+
+    async fn update_scim_token(
+        &self,
+        request: Request<UpdateScimTokenRequest>,
+    ) -> R<UpdateScimTokenResponse> {
+        scim_tokens::update_scim_token(self, request).await
+    }
+
+    async fn get_scim_settings(
+        &self,
+        request: Request<GetScimSettingsRequest>,
+    ) -> R<GetScimSettingsResponse> {
+        scim_tokens::get_scim_settings(self, request).await
+    }
+
+    async fn update_scim_settings(
+        &self,
+        request: Request<UpdateScimSettingsRequest>,
+    ) -> R<UpdateScimSettingsResponse> {
+        scim_tokens::update_scim_settings(self, request).await
     }
 }

@@ -4,7 +4,7 @@
 //! [`risk`] (sign-in risk signals, rule ID-12),
 //! [`password_reset`], [`users`], [`admin`] (member credential resets, rule ID-8),
 //! [`service_tokens`], [`api_keys`] (rule ID-7), SSO ([`sso_connections`], [`sso_changes`], [`sso_login`],
-//! [`sso_enforcement`], rule ID-13) and [`audit_log`]; [`standing`] resolves what a
+//! [`sso_enforcement`], rule ID-13), [`scim`] (provisioning, rule ID-14) and [`audit_log`]; [`standing`] resolves what a
 //! caller may do in an organization. Each use case takes the [`Call`] and a plain command, owns
 //! its transaction ([`orgplane_platform::events::WriteUnit`]) and answers store rows or plain
 //! outcomes; the handlers in [`crate::api`] translate to and from the wire.
@@ -19,6 +19,7 @@ pub mod passkeys;
 pub mod password_reset;
 pub mod reauth;
 pub mod risk;
+pub mod scim;
 pub mod service_tokens;
 pub mod sessions;
 pub mod signup;

@@ -8,6 +8,7 @@
 //! the user has a factor and the provider's second factor is not trusted.
 
 use orgplane_platform::audit::Entry;
+use orgplane_platform::clients::organization::{ExistingRole, MemberProvision};
 use orgplane_platform::email::canonical_email;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::policy::amr;
@@ -276,11 +277,14 @@ impl App {
             .organizations
             .provision_member(
                 call,
-                &conn.organization_id,
-                user_id,
-                role,
-                &provisioning_request_id(&conn.id, subject),
-                "sso_jit",
+                MemberProvision {
+                    organization_id: &conn.organization_id,
+                    user_id,
+                    role,
+                    existing: ExistingRole::Keep,
+                    request_id: &provisioning_request_id(&conn.id, subject),
+                    source: "sso_jit",
+                },
             )
             .await?;
         if provisioned.revision > 0

@@ -403,4 +403,7 @@ pub mod sign_in_failure {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub use super::scim::{
+    scim_group, scim_group_member, scim_provisioning, scim_settings, scim_token, scim_user,
+};
 pub use super::sso::{federated_identity, sso_attempt, sso_connection, sso_connection_domain};

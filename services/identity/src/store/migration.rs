@@ -28,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(CanonicalEmailKeys),
             Box::new(CreateVerifiedDomainReplica),
             Box::new(AddSso),
+            Box::new(AddScim),
         ]
     }
 }
@@ -391,8 +392,10 @@ impl MigrationTrait for CreateIdentityTables {
 }
 
 mod canonical_emails;
+mod scim;
 mod second_factors;
 mod sso;
 pub use canonical_emails::CanonicalEmailKeys;
+pub use scim::AddScim;
 pub use second_factors::AddSecondFactors;
 pub use sso::AddSso;

@@ -2,4 +2,5 @@
 
 pub mod entity;
 pub mod migration;
+mod scim;
 mod sso;

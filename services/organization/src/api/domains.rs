@@ -176,3 +176,13 @@ pub(super) async fn provision_member(
         revision: done.revision,
     }))
 }
+
+/// PLACEHOLDER (replaced in this change).
+pub(super) async fn deprovision_member(
+    _app: &App,
+    _request: Request<DeprovisionMemberRequest>,
+) -> Reply<DeprovisionMemberResponse> {
+    Err(tonic::Status::unimplemented(
+        "DeprovisionMember is being built",
+    ))
+}

@@ -263,4 +263,11 @@ impl OrganizationService for OrganizationApi {
     ) -> Reply<ProvisionMemberResponse> {
         domains::provision_member(&self.app, request).await
     }
+
+    async fn deprovision_member(
+        &self,
+        request: Request<DeprovisionMemberRequest>,
+    ) -> Reply<DeprovisionMemberResponse> {
+        domains::deprovision_member(&self.app, request).await
+    }
 }

@@ -211,6 +211,7 @@ fn provision(org: &str, user: &str, role: OrgRole, request_id: &str) -> Provisio
         role: role as i32,
         request_id: request_id.into(),
         source: "sso_jit".into(),
+        set_role: false,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The internal calls services make to the organization service on behalf of a call:
 //! `LookupDomain` (which organizations hold an address's domain VERIFIED, and which invited it —
 //! identity's sign-up restriction, rule ORG-14) and `ProvisionMember` (identity's just-in-time
-//! SSO membership, rule ID-13). Every call carries the caller's service token, request id and
+//! SSO membership, rule ID-13; SCIM, rule ID-14, also with `set_role`) and `DeprovisionMember`
+//! (SCIM deactivation and deletion). Every call carries the caller's service token, request id and
 //! trace, and a deadline; no answer is UNAVAILABLE `ORGANIZATION_UNAVAILABLE`, never a silent
 //! pass.
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::organization::v1::{
-    LookupDomainRequest, LookupDomainResponse, OrgRole, ProvisionMemberRequest,
-    ProvisionMemberResponse,
+    DeprovisionMemberRequest, LookupDomainRequest, LookupDomainResponse, OrgRole,
+    ProvisionMemberRequest, ProvisionMemberResponse,
 };
 use tonic::transport::Channel;
 
@@ -32,8 +33,43 @@ pub struct Provisioned {
     pub role: OrgRole,
     /// Whether the call (or the first with its request id) added the member.
     pub created: bool,
-    /// The revision of `MemberAdded`; 0 when nothing was added.
+    /// The revision of `MemberAdded` (or `MemberRoleChanged`); 0 when nothing changed.
     pub revision: i64,
+}
+
+/// What [`OrganizationClient::deprovision_member`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprovisioned {
+    /// Whether the call (or the first with its request id) removed the member.
+    pub removed: bool,
+    /// The revision of `MemberRemoved`; 0 when nothing was removed.
+    pub revision: i64,
+}
+
+/// What [`OrganizationClient::provision_member`] asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct MemberProvision<'a> {
+    /// The organization.
+    pub organization_id: &'a str,
+    /// The user.
+    pub user_id: &'a str,
+    /// The role of a new member (never OWNER).
+    pub role: OrgRole,
+    /// Whether an existing member's role changes to `role`.
+    pub existing: ExistingRole,
+    /// The idempotency key: one change, one key.
+    pub request_id: &'a str,
+    /// Why, for the audit log: `sso_jit`, `scim`.
+    pub source: &'a str,
+}
+
+/// How [`OrganizationClient::provision_member`] treats an existing member's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingRole {
+    /// An existing member keeps their role (SSO just-in-time provisioning).
+    Keep,
+    /// An existing member's role becomes the given one, never the OWNER's (SCIM group mappings).
+    Set,
 }
 
 /// Internal calls to the organization service.
@@ -102,20 +138,18 @@ impl OrganizationClient {
     pub async fn provision_member(
         &self,
         call: &Call,
-        organization_id: &str,
-        user_id: &str,
-        role: OrgRole,
-        request_id: &str,
-        source: &str,
+        member: MemberProvision<'_>,
     ) -> ApiResult<Provisioned> {
+        let organization_id = member.organization_id;
         let request = self
             .request(
                 ProvisionMemberRequest {
                     organization_id: organization_id.to_owned(),
-                    user_id: user_id.to_owned(),
-                    role: role as i32,
-                    request_id: request_id.to_owned(),
-                    source: source.to_owned(),
+                    user_id: member.user_id.to_owned(),
+                    role: member.role as i32,
+                    request_id: member.request_id.to_owned(),
+                    source: member.source.to_owned(),
+                    set_role: member.existing == ExistingRole::Set,
                 },
                 call,
             )
@@ -132,21 +166,61 @@ impl OrganizationClient {
                     revision: r.revision,
                 })
             }
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                let reason = reason_of(&s).unwrap_or_else(|| "FAILED_PRECONDITION".to_owned());
-                Err(ApiError::failed_precondition(
-                    &reason,
-                    organization_id,
-                    s.message(),
-                ))
+            Err(s) => Err(refusal(s, organization_id, "ProvisionMember")),
+        }
+    }
+
+    /// DeprovisionMember: ends `user_id`'s membership of `organization_id` once per `request_id`
+    /// (not a member: `removed` false). Refusals (FAILED_PRECONDITION
+    /// `OWNERSHIP_TRANSFER_REQUIRED`, NOT_FOUND) keep their code and reason; no answer is
+    /// UNAVAILABLE `ORGANIZATION_UNAVAILABLE`.
+    pub async fn deprovision_member(
+        &self,
+        call: &Call,
+        organization_id: &str,
+        user_id: &str,
+        request_id: &str,
+        source: &str,
+    ) -> ApiResult<Deprovisioned> {
+        let request = self
+            .request(
+                DeprovisionMemberRequest {
+                    organization_id: organization_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    request_id: request_id.to_owned(),
+                    source: source.to_owned(),
+                },
+                call,
+            )
+            .await?;
+        let answer = OrganizationServiceClient::new(self.channel.clone())
+            .deprovision_member(request)
+            .await;
+        match answer {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(Deprovisioned {
+                    removed: r.removed,
+                    revision: r.revision,
+                })
             }
-            Err(s) if s.code() == tonic::Code::NotFound => {
-                Err(ApiError::not_found("organization", organization_id))
-            }
-            Err(s) => {
-                tracing::warn!(code = ?s.code(), detail = s.message(), "ProvisionMember failed");
-                Err(organization_unavailable())
-            }
+            Err(s) => Err(refusal(s, organization_id, "DeprovisionMember")),
+        }
+    }
+}
+
+/// The organization service's refusal `s` as the caller's error: FAILED_PRECONDITION keeps its
+/// reason, NOT_FOUND names the organization, anything else is UNAVAILABLE.
+fn refusal(s: tonic::Status, organization_id: &str, rpc: &'static str) -> ApiError {
+    match s.code() {
+        tonic::Code::FailedPrecondition => {
+            let reason = reason_of(&s).unwrap_or_else(|| "FAILED_PRECONDITION".to_owned());
+            ApiError::failed_precondition(&reason, organization_id, s.message())
+        }
+        tonic::Code::NotFound => ApiError::not_found("organization", organization_id),
+        code => {
+            tracing::warn!(?code, detail = s.message(), rpc, "organization call failed");
+            organization_unavailable()
         }
     }
 }
