@@ -43,7 +43,7 @@ pub const PROVEN_ELSEWHERE: [&str; 1] = ["CompleteSsoLogin"];
 
 /// Identity's mutating RPCs whose records belong to an organization (and are listed by its
 /// ListAuditEvents); its other mutations concern a user's own account.
-pub const IDENTITY_ORG_SCOPED: [&str; 7] = [
+pub const IDENTITY_ORG_SCOPED: [&str; 10] = [
     "CreateApiKey",
     "UpdateApiKey",
     "AdminResetPassword",
@@ -51,6 +51,9 @@ pub const IDENTITY_ORG_SCOPED: [&str; 7] = [
     "CreateSsoConnection",
     "UpdateSsoConnection",
     "DeleteSsoConnection",
+    "CreateScimToken",
+    "UpdateScimToken",
+    "UpdateScimSettings",
 ];
 
 /// Method-name prefixes of read-only RPCs.
@@ -1057,6 +1060,7 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("identity", "DeleteSsoConnection", &id, resp);
+    scim(r, &org, &owner_token).await?;
 
     // Ownership, deletion and restoration (m1 is the new owner).
     let id = rid();
@@ -1121,7 +1125,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
 /// Second factors (rules ID-10, ID-11) of a user of their own: TOTP and passkey enrollment,
 /// recovery codes, a sign-in through the MFA challenge, and removal of a factor — each one audit
 /// record in identity, none with a secret.
-/// The domain RPCs (rule ORG-14) and ProvisionMember, each once with its own request id.
+/// The domain RPCs (rule ORG-14), ProvisionMember (adding, then with `set_role` changing the
+/// role) and DeprovisionMember, each once with its own request id.
 async fn domains(r: &mut Run<'_>, org: &str, owner_token: &str) -> anyhow::Result<()> {
     let h = r.h;
     let id = rid();
@@ -1206,6 +1211,106 @@ async fn domains(r: &mut Run<'_>, org: &str, owner_token: &str) -> anyhow::Resul
         ))
         .await;
     r.ok("organization", "ProvisionMember", &id, resp);
+    // SCIM's group mappings (rule ID-14): the member's role set, then the member removed.
+    let id = rid();
+    let resp = h
+        .orgs()
+        .provision_member(req(
+            org_api::ProvisionMemberRequest {
+                organization_id: org.into(),
+                user_id: "user_audit_jit".into(),
+                role: OrgRole::Developer as i32,
+                request_id: id.clone(),
+                source: "scim".into(),
+                set_role: true,
+            },
+            Some(&h.product_token()?),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "ProvisionMember", &id, resp);
+    let id = rid();
+    let resp = h
+        .orgs()
+        .deprovision_member(req(
+            org_api::DeprovisionMemberRequest {
+                organization_id: org.into(),
+                user_id: "user_audit_jit".into(),
+                request_id: id.clone(),
+                source: "scim".into(),
+            },
+            Some(&h.product_token()?),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "DeprovisionMember", &id, resp);
+    Ok(())
+}
+
+/// SCIM tokens and settings (rule ID-14): a token created (its secret must appear in no
+/// record), changed, and the group-to-role settings changed, each audited in the organization.
+async fn scim(r: &mut Run<'_>, org: &str, owner_token: &str) -> anyhow::Result<()> {
+    let h = r.h;
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .create_scim_token(req(
+            id_api::CreateScimTokenRequest {
+                organization_id: org.into(),
+                scim_token: Some(id_api::ScimToken {
+                    display_name: HOSTILE.into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    let created = r
+        .ok("identity", "CreateScimToken", &id, resp)
+        .unwrap_or_default();
+    r.secret("SCIM token", &created.token);
+    let token = created.scim_token.unwrap_or_default();
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .update_scim_token(req(
+            id_api::UpdateScimTokenRequest {
+                scim_token: Some(id_api::ScimToken {
+                    id: token.id.clone(),
+                    allow_unverified_user_names: true,
+                    ..Default::default()
+                }),
+                update_mask: mask(&["allow_unverified_user_names"]),
+                etag: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("identity", "UpdateScimToken", &id, resp);
+    let id = rid();
+    let resp = h
+        .identity_client()
+        .update_scim_settings(req(
+            id_api::UpdateScimSettingsRequest {
+                scim_settings: Some(id_api::ScimSettings {
+                    organization_id: org.into(),
+                    group_mappings: vec![id_api::ScimGroupMapping {
+                        group_display_name: HOSTILE.into(),
+                        organization_role: OrgRole::Developer as i32,
+                    }],
+                    ..Default::default()
+                }),
+                update_mask: mask(&["group_mappings"]),
+                etag: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("identity", "UpdateScimSettings", &id, resp);
     Ok(())
 }
 

@@ -176,7 +176,7 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 10] = [
+pub const MUTABLE: [(&str, &[&str]); 12] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
@@ -207,6 +207,11 @@ pub const MUTABLE: [(&str, &[&str]); 10] = [
             "enabled",
         ],
     ),
+    (
+        "UpdateScimToken",
+        &["display_name", "state", "allow_unverified_user_names"],
+    ),
+    ("UpdateScimSettings", &["group_mappings", "default_role"]),
 ];
 
 /// Runs the suite on a fresh setup.
@@ -939,9 +944,9 @@ fn update_resource(
     org: &str,
     ws: &str,
     unit: &str,
-    ids: (&str, &str),
+    ids: (&str, &str, &str),
 ) -> Option<(Vec<u8>, &'static str)> {
-    let (key_id, sso_id) = ids;
+    let (key_id, sso_id, scim_id) = ids;
     Some(match method {
         "UpdateOrganization" => (
             org_api::Organization {
@@ -1030,6 +1035,23 @@ fn update_resource(
             .encode_to_vec(),
             OWNER,
         ),
+        "UpdateScimToken" => (
+            id_api::ScimToken {
+                id: scim_id.into(),
+                organization_id: org.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
+        "UpdateScimSettings" => (
+            id_api::ScimSettings {
+                organization_id: org.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
         _ => return None,
     })
 }
@@ -1098,6 +1120,7 @@ async fn field_masks(
     };
     let _ = admin_key;
     let sso_id = crate::security::seed_sso_connection(h, org, &owner).await?;
+    let scim_id = crate::security::seed_scim_token(h, org, &owner).await?;
     let mut covered = 0;
     for (path, process, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();
@@ -1111,7 +1134,8 @@ async fn field_masks(
             ));
             continue;
         };
-        let Some((resource, caller)) = update_resource(method, org, ws, &unit, (&key_id, &sso_id))
+        let Some((resource, caller)) =
+            update_resource(method, org, ws, &unit, (&key_id, &sso_id, &scim_id))
         else {
             continue;
         };

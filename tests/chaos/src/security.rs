@@ -35,13 +35,15 @@ pub enum Cred {
 
 /// The RPCs whose required fields [`required_fields`] fills, so that their answers test the
 /// tenant check rather than validation.
-pub const FILLED: [&str; 6] = [
+pub const FILLED: [&str; 8] = [
     "CreateApiKey",
     "CreateInvite",
     "CreateUnit",
     "UpdateMemberRole",
     "CreateDomain",
     "ProvisionMember",
+    "DeprovisionMember",
+    "CreateScimToken",
 ];
 
 /// Valid values for the required non-id fields of `method` (encoded request fields; the id
@@ -90,6 +92,20 @@ pub fn required_fields(method: &str) -> Vec<u8> {
         "ProvisionMember" => org_api::ProvisionMemberRequest {
             role: OrgRole::Admin as i32,
             source: "scim".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "DeprovisionMember" => org_api::DeprovisionMemberRequest {
+            request_id: "attacker-deprovision".into(),
+            source: "scim".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateScimToken" => id_api::CreateScimTokenRequest {
+            scim_token: Some(id_api::ScimToken {
+                display_name: "attacker token".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         }
         .encode_to_vec(),
@@ -266,6 +282,33 @@ struct Tenant {
     domain: String,
     /// A (disabled) SSO connection of the tenant (rule ID-13).
     sso: String,
+    /// A SCIM token of the tenant (rule ID-14).
+    scim: String,
+}
+
+/// A SCIM token of `org`, created by its owner: what UpdateScimToken names by id.
+pub(crate) async fn seed_scim_token(
+    h: &Harness,
+    org: &str,
+    owner_token: &str,
+) -> anyhow::Result<String> {
+    Ok(h.identity_client()
+        .create_scim_token(bearer(
+            id_api::CreateScimTokenRequest {
+                organization_id: org.into(),
+                scim_token: Some(id_api::ScimToken {
+                    display_name: "Chaos provisioning".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            owner_token,
+        ))
+        .await?
+        .into_inner()
+        .scim_token
+        .unwrap_or_default()
+        .id)
 }
 
 /// A disabled SSO connection of `org` (no domains; its provider is never contacted), created by
@@ -410,6 +453,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         .unwrap_or_default()
         .id;
     let sso = seed_sso_connection(h, &org, &token).await?;
+    let scim = seed_scim_token(h, &org, &token).await?;
     Ok(Tenant {
         org,
         ws,
@@ -419,6 +463,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         key,
         domain,
         sso,
+        scim,
     })
 }
 
@@ -682,6 +727,26 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateScimToken" => id_api::UpdateScimTokenRequest {
+            scim_token: Some(id_api::ScimToken {
+                id: a.scim.clone(),
+                state: id_api::ScimTokenState::Disabled as i32,
+                ..Default::default()
+            }),
+            update_mask: mask("state"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
+        "UpdateScimSettings" => id_api::UpdateScimSettingsRequest {
+            scim_settings: Some(id_api::ScimSettings {
+                organization_id: a.org.clone(),
+                default_role: OrgRole::Admin as i32,
+                ..Default::default()
+            }),
+            update_mask: mask("default_role"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
         // A user's own second factors and challenges, named by id only: a caller reaches only
         // their own (identity's suite proves it with real factors of two users); here each
@@ -756,10 +821,10 @@ async fn id_only_matrix(
 ) -> anyhow::Result<usize> {
     let protos = crate::escalation::Protos::load()?;
     let secrets: Vec<&str> = vec![
-        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain, &a.sso,
+        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain, &a.sso, &a.scim,
     ];
     let others: Vec<&str> = vec![
-        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain, &c.sso,
+        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain, &c.sso, &c.scim,
     ];
     let mut n = 0;
     for (path, service, input, _, streaming) in &protos.methods {
