@@ -99,18 +99,11 @@ pub(super) fn resource_response(
 
 /// The SCIM answer of a use case's refusal.
 pub(super) fn scim_error(e: ApiError) -> ScimError {
-    let (status, scim_type) = match (e.code(), e.reason()) {
-        (_, VERSION_MISMATCH) => (StatusCode::PRECONDITION_FAILED, None),
-        (_, MUTABILITY) => (StatusCode::BAD_REQUEST, Some("mutability")),
-        (Code::InvalidArgument, _) => (StatusCode::BAD_REQUEST, Some("invalidValue")),
-        (Code::AlreadyExists, _) => (StatusCode::CONFLICT, Some("uniqueness")),
-        (Code::NotFound, _) => (StatusCode::NOT_FOUND, None),
-        _ => return ScimError::from(e),
-    };
-    ScimError {
-        status,
-        scim_type,
-        detail: e.message().to_owned(),
+    let detail = e.message().to_owned();
+    match e.reason() {
+        VERSION_MISMATCH => ScimError::precondition_failed(detail),
+        MUTABILITY => ScimError::mutability(detail),
+        _ => ScimError::from(e),
     }
 }
 
@@ -191,11 +184,10 @@ pub(super) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Scim
         if !essence.eq_ignore_ascii_case(SCIM_MEDIA_TYPE)
             && !essence.eq_ignore_ascii_case("application/json")
         {
-            return Err(ScimError {
-                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                scim_type: None,
-                detail: format!("send {SCIM_MEDIA_TYPE} or application/json"),
-            });
+            return Err(ScimError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("send {SCIM_MEDIA_TYPE} or application/json"),
+            ));
         }
     }
     let value: Value = serde_json::from_slice(body)
@@ -210,11 +202,7 @@ pub(super) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Scim
 }
 
 fn unauthorized_error() -> ScimError {
-    ScimError {
-        status: StatusCode::UNAUTHORIZED,
-        scim_type: None,
-        detail: "send a valid SCIM token: Authorization: Bearer opscim_…".to_owned(),
-    }
+    ScimError::unauthorized("send a valid SCIM token: Authorization: Bearer opscim_…")
 }
 
 fn unauthorized() -> Response {
@@ -320,11 +308,7 @@ async fn search_all(
 }
 
 async fn bulk() -> ScimError {
-    ScimError {
-        status: StatusCode::NOT_IMPLEMENTED,
-        scim_type: None,
-        detail: "Bulk is not supported (see /ServiceProviderConfig)".to_owned(),
-    }
+    ScimError::not_implemented("Bulk is not supported (see /ServiceProviderConfig)")
 }
 
 async fn unknown_path() -> ScimError {
@@ -332,9 +316,8 @@ async fn unknown_path() -> ScimError {
 }
 
 async fn method_not_allowed() -> ScimError {
-    ScimError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        scim_type: None,
-        detail: "this method is not allowed on this endpoint".to_owned(),
-    }
+    ScimError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this method is not allowed on this endpoint",
+    )
 }
