@@ -88,6 +88,15 @@ impl Identity {
         api::scim::router(self.app.clone())
     }
 
+    /// The organization and token of a SCIM bearer secret, as every SCIM request resolves it
+    /// ([`app::scim::tokens::authenticate`]); for tests and tools that check a token.
+    pub async fn scim_principal(
+        &self,
+        secret: &str,
+    ) -> orgplane_platform::ApiResult<app::scim::ScimPrincipal> {
+        app::scim::tokens::authenticate(&self.app, secret).await
+    }
+
     /// The organization-events consumer (applied revision, waits).
     pub fn organization_events(&self) -> &ConsumerHandle {
         &self.handle
