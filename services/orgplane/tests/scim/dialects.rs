@@ -16,7 +16,9 @@ fn contains(actual: &Value, expected: &Value) -> bool {
         (Value::Object(a), Value::Object(e)) => e
             .iter()
             .all(|(k, v)| a.get(k).is_some_and(|av| contains(av, v))),
-        (Value::Array(a), Value::Array(e)) => e.iter().all(|ev| a.iter().any(|av| contains(av, ev))),
+        (Value::Array(a), Value::Array(e)) => {
+            e.iter().all(|ev| a.iter().any(|av| contains(av, ev)))
+        }
         _ => actual == expected,
     }
 }
@@ -33,7 +35,9 @@ async fn replay(file: &str) {
     let path = format!("{}/tests/scim/dialects/{file}", env!("CARGO_MANIFEST_DIR"));
     let script: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(
-        script["source"].as_str().is_some_and(|s| s.starts_with("https://")),
+        script["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://")),
         "{file} cites its source"
     );
     let rig = Rig::start(false).await.unwrap();
@@ -57,7 +61,8 @@ async fn replay(file: &str) {
             answer.body
         );
         if let Some(expected) = step.get("expect") {
-            let expected: Value = serde_json::from_str(&fill(&expected.to_string(), &captures)).unwrap();
+            let expected: Value =
+                serde_json::from_str(&fill(&expected.to_string(), &captures)).unwrap();
             assert!(
                 contains(&answer.body, &expected),
                 "{file} step {i} ({name}): {} does not contain {expected}",

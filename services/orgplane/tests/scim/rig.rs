@@ -112,10 +112,7 @@ impl Rig {
 
     async fn wait_serving(&self) {
         for _ in 0..600 {
-            let signed_up = self
-                .identity()
-                .get_jwks(identity::GetJwksRequest {})
-                .await;
+            let signed_up = self.identity().get_jwks(identity::GetJwksRequest {}).await;
             if signed_up.is_ok() {
                 return;
             }
@@ -275,7 +272,14 @@ impl Rig {
             org::DomainState::Verified as i32
         );
         // Identity must have applied the verification before SCIM checks userNames.
-        let identity = self.started.as_ref().unwrap().opened.identity.clone().unwrap();
+        let identity = self
+            .started
+            .as_ref()
+            .unwrap()
+            .opened
+            .identity
+            .clone()
+            .unwrap();
         identity
             .organization_events()
             .wait_for(verified.revision, Duration::from_secs(10))

@@ -60,12 +60,22 @@ async fn id_14_cross_tenant_ids_are_404_lists_stay_in_the_tenant_and_disabled_to
                 .scim(Some(&a.token), method, &path, body.as_ref(), &[])
                 .await;
             assert_eq!(answer.status, 404, "{method} {path}: {:?}", answer.body);
-            assert!(!answer.body.to_string().contains("globex"), "{:?}", answer.body);
+            assert!(
+                !answer.body.to_string().contains("globex"),
+                "{:?}",
+                answer.body
+            );
         }
     }
     // B's user is untouched.
     let still = rig
-        .scim(Some(&b.token), "GET", &format!("/Users/{b_user}"), None, &[])
+        .scim(
+            Some(&b.token),
+            "GET",
+            &format!("/Users/{b_user}"),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(still.status, 200);
     assert_eq!(still.body["active"], json!(true));
@@ -77,7 +87,11 @@ async fn id_14_cross_tenant_ids_are_404_lists_stay_in_the_tenant_and_disabled_to
     ] {
         let list = rig.scim(Some(&a.token), "GET", &path, None, &[]).await;
         assert_eq!(list.status, 200, "{path}: {:?}", list.body);
-        assert!(!list.body.to_string().contains("globex"), "{path}: {:?}", list.body);
+        assert!(
+            !list.body.to_string().contains("globex"),
+            "{path}: {:?}",
+            list.body
+        );
     }
     // Without a token, or with a bad one: 401 with WWW-Authenticate.
     for token in [None, Some("opscim_not-a-real-token")] {
@@ -186,7 +200,10 @@ async fn id_14_groups_map_to_roles_first_mapping_wins_and_etags_uniqueness_and_d
         .unwrap();
     let (_, _, pat_account) = rig.person("pat@initech.test").await;
     let pat = create_user(&rig, &t, "pat@initech.test").await;
-    assert_eq!(role(&rig, &t, &pat_account).await, org::OrgRole::User as i32);
+    assert_eq!(
+        role(&rig, &t, &pat_account).await,
+        org::OrgRole::User as i32
+    );
     let devs = rig
         .scim(
             Some(&t.token),
@@ -197,7 +214,10 @@ async fn id_14_groups_map_to_roles_first_mapping_wins_and_etags_uniqueness_and_d
         )
         .await;
     assert_eq!(devs.status, 201, "{:?}", devs.body);
-    assert_eq!(role(&rig, &t, &pat_account).await, org::OrgRole::Developer as i32);
+    assert_eq!(
+        role(&rig, &t, &pat_account).await,
+        org::OrgRole::Developer as i32
+    );
     let admins = rig
         .scim(
             Some(&t.token),
@@ -213,26 +233,36 @@ async fn id_14_groups_map_to_roles_first_mapping_wins_and_etags_uniqueness_and_d
             Some(&t.token),
             "PATCH",
             &format!("/Groups/{admins_id}"),
-            Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "add", "path": "members", "value": [{"value": pat}]}]})),
+            Some(
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "add", "path": "members", "value": [{"value": pat}]}]}),
+            ),
             &[],
         )
         .await;
     assert_eq!(added.status, 200, "{:?}", added.body);
     // In both groups: the first mapping (Admins) wins.
-    assert_eq!(role(&rig, &t, &pat_account).await, org::OrgRole::Admin as i32);
+    assert_eq!(
+        role(&rig, &t, &pat_account).await,
+        org::OrgRole::Admin as i32
+    );
     let removed = rig
         .scim(
             Some(&t.token),
             "PATCH",
             &format!("/Groups/{admins_id}"),
-            Some(&json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-                "Operations": [{"op": "remove", "path": format!("members[value eq \"{pat}\"]")}]})),
+            Some(
+                &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{pat}\"]")}]}),
+            ),
             &[],
         )
         .await;
     assert_eq!(removed.status, 200, "{:?}", removed.body);
-    assert_eq!(role(&rig, &t, &pat_account).await, org::OrgRole::Developer as i32);
+    assert_eq!(
+        role(&rig, &t, &pat_account).await,
+        org::OrgRole::Developer as i32
+    );
 
     // ETags: a stale If-Match is 412.
     let current = rig
@@ -262,20 +292,38 @@ async fn id_14_groups_map_to_roles_first_mapping_wins_and_etags_uniqueness_and_d
     assert_eq!(fresh.status, 200, "{:?}", fresh.body);
     // Uniqueness, in canonical form.
     let twice = rig
-        .scim(Some(&t.token), "POST", "/Users", Some(&user("Pat@Initech.test")), &[])
+        .scim(
+            Some(&t.token),
+            "POST",
+            "/Users",
+            Some(&user("Pat@Initech.test")),
+            &[],
+        )
         .await;
     assert_eq!(twice.status, 409);
     assert_eq!(twice.body["scimType"], json!("uniqueness"));
     // An address of a domain the organization does not hold VERIFIED: 400, unless the token
     // relaxes the rule.
     let outside = rig
-        .scim(Some(&t.token), "POST", "/Users", Some(&user("sam@elsewhere.test")), &[])
+        .scim(
+            Some(&t.token),
+            "POST",
+            "/Users",
+            Some(&user("sam@elsewhere.test")),
+            &[],
+        )
         .await;
     assert_eq!(outside.status, 400);
     assert_eq!(outside.body["scimType"], json!("invalidValue"));
     let (relaxed, _) = rig.scim_token(&t.org_id, &t.owner_token, true).await;
     let accepted = rig
-        .scim(Some(&relaxed), "POST", "/Users", Some(&user("sam@elsewhere.test")), &[])
+        .scim(
+            Some(&relaxed),
+            "POST",
+            "/Users",
+            Some(&user("sam@elsewhere.test")),
+            &[],
+        )
         .await;
     assert_eq!(accepted.status, 201, "{:?}", accepted.body);
     rig.stop().await;
