@@ -143,10 +143,10 @@ fn compare(value: &Value, op: CompareOp, lit: &Literal, case_exact: bool) -> boo
                 if let (Some(a), Some(b)) = (instant(s), instant(l)) {
                     return ordered(Some(a.cmp(&b)), op);
                 }
-            } else if op == CompareOp::Eq {
-                if let (Some(a), Some(b)) = (instant(s), instant(l)) {
-                    return a == b;
-                }
+            } else if op == CompareOp::Eq
+                && let (Some(a), Some(b)) = (instant(s), instant(l))
+            {
+                return a == b;
             }
             let (a, b) = (fold(s, case_exact), fold(l, case_exact));
             match op {

@@ -137,10 +137,10 @@ impl AttrPath {
         if !valid_name(attr) {
             return Err(bad("an invalid attribute name"));
         }
-        if let Some(sub) = sub {
-            if !valid_name(sub) {
-                return Err(bad("an invalid sub-attribute name"));
-            }
+        if let Some(sub) = sub
+            && !valid_name(sub)
+        {
+            return Err(bad("an invalid sub-attribute name"));
         }
         Ok(Self {
             urn,

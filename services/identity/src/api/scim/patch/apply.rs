@@ -121,10 +121,10 @@ fn extension_root(
     kind: ResourceKind,
 ) -> Result<(), ScimError> {
     if op == Op::Remove {
-        if let Some(root) = work.as_object_mut() {
-            if let Some(key) = key_ci(root, ext.id) {
-                root.remove(&key);
-            }
+        if let Some(root) = work.as_object_mut()
+            && let Some(key) = key_ci(root, ext.id)
+        {
+            root.remove(&key);
         }
         return Ok(());
     }
@@ -355,10 +355,10 @@ fn filtered(
         match sub {
             Some(sub) => {
                 for &i in &selected {
-                    if let Some(object) = items[i].as_object_mut() {
-                        if let Some(k) = key_ci(object, sub.name) {
-                            object.remove(&k);
-                        }
+                    if let Some(object) = items[i].as_object_mut()
+                        && let Some(k) = key_ci(object, sub.name)
+                    {
+                        object.remove(&k);
                     }
                 }
             }
@@ -513,12 +513,11 @@ fn fix_primary(values: Option<&mut Value>, before: &[Value]) {
         .or_else(|| marked.first())
         .copied();
     for i in marked {
-        if Some(i) != keep {
-            if let Some(object) = items[i].as_object_mut() {
-                if let Some(k) = key_ci(object, "primary") {
-                    object.insert(k, Value::Bool(false));
-                }
-            }
+        if Some(i) != keep
+            && let Some(object) = items[i].as_object_mut()
+            && let Some(k) = key_ci(object, "primary")
+        {
+            object.insert(k, Value::Bool(false));
         }
     }
 }
