@@ -1,6 +1,8 @@
 //! SCIM 2.0 provisioning end to end (rule ID-14): the four services in process, the SCIM routes
 //! over HTTP, real DNS verification of the organizations' domains.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "scim/rig.rs"]
 mod rig;
 
