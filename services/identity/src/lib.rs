@@ -184,6 +184,7 @@ impl ServiceModule for Identity {
                 runtime.endpoints.organization.clone(),
                 runtime.service_tokens.clone(),
             ),
+            scim_delivery: tokio::sync::Mutex::new(()),
         };
         Ok(Self {
             db,
@@ -215,10 +216,11 @@ impl ServiceModule for Identity {
         Readiness::Immediate
     }
 
-    /// Signing-key rotation.
+    /// Signing-key rotation; delivery of the membership changes SCIM writes owe (rule ID-14).
     fn spawn_background(&self, shutdown: &CancellationToken) {
         self.app
             .keys
             .spawn_rotation(std::time::Duration::from_secs(60), shutdown.clone());
+        app::scim::provisioning::spawn_delivery(self.app.clone(), shutdown.clone());
     }
 }
