@@ -206,6 +206,11 @@ impl ServiceModule for Identity {
         Readiness::Immediate
     }
 
+    /// The SCIM 2.0 routes (rule ID-14).
+    fn http_routes(&self) -> Option<axum::Router> {
+        Some(self.scim_router())
+    }
+
     /// Signing-key rotation.
     fn spawn_background(&self, shutdown: &CancellationToken) {
         self.app
