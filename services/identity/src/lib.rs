@@ -88,6 +88,15 @@ impl Identity {
         api::scim::router(self.app.clone())
     }
 
+    /// The organization and token of a SCIM bearer secret, as every SCIM request resolves it
+    /// ([`app::scim::tokens::authenticate`]); for tests and tools that check a token.
+    pub async fn scim_principal(
+        &self,
+        secret: &str,
+    ) -> orgplane_platform::ApiResult<app::scim::ScimPrincipal> {
+        app::scim::tokens::authenticate(&self.app, secret).await
+    }
+
     /// The organization-events consumer (applied revision, waits).
     pub fn organization_events(&self) -> &ConsumerHandle {
         &self.handle
@@ -175,6 +184,7 @@ impl ServiceModule for Identity {
                 runtime.endpoints.organization.clone(),
                 runtime.service_tokens.clone(),
             ),
+            scim_delivery: tokio::sync::Mutex::new(()),
         };
         Ok(Self {
             db,
@@ -211,10 +221,11 @@ impl ServiceModule for Identity {
         Some(self.scim_router())
     }
 
-    /// Signing-key rotation.
+    /// Signing-key rotation; delivery of the membership changes SCIM writes owe (rule ID-14).
     fn spawn_background(&self, shutdown: &CancellationToken) {
         self.app
             .keys
             .spawn_rotation(std::time::Duration::from_secs(60), shutdown.clone());
+        app::scim::provisioning::spawn_delivery(self.app.clone(), shutdown.clone());
     }
 }

@@ -309,6 +309,15 @@ impl ApiError {
     pub fn message(&self) -> &str {
         &self.0.message
     }
+
+    /// The `RetryInfo` delay, when the error says when to retry (HTTP adapters send it as
+    /// `Retry-After`).
+    pub fn retry_delay(&self) -> Option<Duration> {
+        self.0.details.iter().find_map(|d| match d {
+            Detail::RetryInfo(delay) => Some(*delay),
+            _ => None,
+        })
+    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -11,6 +11,7 @@ pub mod convert;
 mod mfa;
 mod passkeys;
 pub mod scim;
+mod scim_convert;
 mod scim_tokens;
 mod sessions;
 mod sso;

@@ -169,6 +169,9 @@ pub struct App {
     /// The organization service: domain lookups at sign-up (rule ORG-14), JIT membership
     /// (rule ID-13).
     pub(crate) organizations: orgplane_platform::clients::organization::OrganizationClient,
+    /// Held by a SCIM provisioning delivery pass (rule ID-14): one at a time per process, so
+    /// one user's owed changes leave in order.
+    pub(crate) scim_delivery: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -178,7 +181,7 @@ impl std::fmt::Debug for App {
 }
 
 /// A new id with `prefix` (`user_…`, `sess_…`).
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 

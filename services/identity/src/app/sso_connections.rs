@@ -132,25 +132,16 @@ impl App {
         }
     }
 
-    /// The signed-in OWNER or ADMIN of `org` (admitted by its policy), after a recent enough
-    /// sign-in when `step_up` (rules ID-6, ID-12, ORG-16).
+    /// The signed-in OWNER or ADMIN of `org` who may manage its SSO connections
+    /// ([`App::require_org_manager`]).
     pub(super) fn sso_manager(&self, call: &Call, org: &str, step_up: bool) -> ApiResult<()> {
-        let user = call.principal.require_user()?;
-        self.require_roles_synced()?;
-        let role = self
-            .replica
-            .admitted_role(org, user)?
-            .ok_or_else(|| ApiError::not_found("organization", org))?;
-        if !matches!(role, OrgRole::Owner | OrgRole::Admin) {
-            return Err(Error::InsufficientRole(
-                "only an OWNER or ADMIN may manage SSO connections",
-            )
-            .into());
-        }
-        if step_up {
-            self.require_org_step_up(call, org, role)?;
-        }
-        Ok(())
+        self.require_org_manager(
+            call,
+            org,
+            step_up,
+            "only an OWNER or ADMIN may manage SSO connections",
+        )
+        .map(|_| ())
     }
 
     /// Every name in `domains` VERIFIED by `org` in the replica (rule ORG-14).

@@ -74,6 +74,32 @@ impl App {
         }
     }
 
+    /// The signed-in OWNER or ADMIN of `org` (admitted by its policy), after a recent enough
+    /// sign-in when `step_up` (rules ID-6, ID-12, ORG-16): who manages how people reach an
+    /// organization (SSO connections, SCIM tokens and settings). NOT_FOUND for outsiders;
+    /// `refusal` tells other members which roles may. Answers the caller's role.
+    pub(crate) fn require_org_manager(
+        &self,
+        call: &Call,
+        org: &str,
+        step_up: bool,
+        refusal: &'static str,
+    ) -> ApiResult<OrgRole> {
+        let user = call.principal.require_user()?;
+        self.require_roles_synced()?;
+        let role = self
+            .replica
+            .admitted_role(org, user)?
+            .ok_or_else(|| ApiError::not_found("organization", org))?;
+        if !matches!(role, OrgRole::Owner | OrgRole::Admin) {
+            return Err(Error::InsufficientRole(refusal).into());
+        }
+        if step_up {
+            self.require_org_step_up(call, org, role)?;
+        }
+        Ok(role)
+    }
+
     /// The caller, holding `role` in `org`, signed in recently and safely enough for a
     /// sensitive action there (rules ID-6, ID-12): the platform's one step-up check under the
     /// organization's policy, whose re-authentication age this deployment's

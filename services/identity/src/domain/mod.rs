@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod mfa;
+pub mod scim_admin;
 pub mod sso;
 pub mod validation;
 

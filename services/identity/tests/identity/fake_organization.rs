@@ -1,19 +1,20 @@
-//! The organization service's internal RPCs as identity's SSO and sign-up tests need them
-//! (rules ID-13, ORG-14): LookupDomain answers what the test set (verified domains, invites) and
-//! ProvisionMember adds a member once per request id, publishing `MemberAdded` through the rig's
-//! organization producer. A real gRPC service on the rig's server, recording every call; it can
-//! be told to answer UNAVAILABLE.
+//! The organization service's internal RPCs as identity's SSO, sign-up and SCIM tests need them
+//! (rules ID-13, ID-14, ORG-14): LookupDomain answers what the test set (verified domains,
+//! invites); ProvisionMember adds a member (or, with `set_role`, changes a non-OWNER's role) and
+//! DeprovisionMember removes one, each once per request id, publishing `MemberAdded`,
+//! `MemberRoleChanged` or `MemberRemoved` through the rig's organization producer. A real gRPC
+//! service on the rig's server, recording every call; it can be told to answer UNAVAILABLE.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use orgplane_platform::events::Outbox;
-use orgplane_proto::events::v1::MemberAdded;
 use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{MemberAdded, MemberRemoved, MemberRoleChanged};
 use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
 use orgplane_proto::organization::v1::{
-    DomainPolicy, LookupDomainRequest, LookupDomainResponse, ProvisionMemberRequest,
-    ProvisionMemberResponse, VerifiedDomain,
+    DeprovisionMemberRequest, DeprovisionMemberResponse, DomainPolicy, LookupDomainRequest,
+    LookupDomainResponse, OrgRole, ProvisionMemberRequest, ProvisionMemberResponse, VerifiedDomain,
 };
 use sea_orm::TransactionTrait;
 
@@ -29,8 +30,12 @@ struct FakeState {
     provisions: Vec<ProvisionMemberRequest>,
     /// request id → the first answer.
     answered: HashMap<String, ProvisionMemberResponse>,
-    /// (organization, user) members added here.
-    members: std::collections::HashSet<(String, String)>,
+    /// DeprovisionMember calls.
+    deprovisions: Vec<DeprovisionMemberRequest>,
+    /// request id → the first DeprovisionMember answer.
+    deprovisioned: HashMap<String, DeprovisionMemberResponse>,
+    /// (organization, user) → role of the members added here (and of those `member` set).
+    members: HashMap<(String, String), i32>,
     /// Answer UNAVAILABLE to everything.
     down: bool,
     /// Organizations whose ProvisionMember answers EMAIL_DOMAIN_BLOCKED.
@@ -81,6 +86,39 @@ impl FakeOrganization {
 
     pub async fn provisions(&self) -> Vec<ProvisionMemberRequest> {
         self.state.lock().await.provisions.clone()
+    }
+
+    pub async fn deprovisions(&self) -> Vec<DeprovisionMemberRequest> {
+        self.state.lock().await.deprovisions.clone()
+    }
+
+    /// Records `user` as a member of `org` with `role` (as the rig's `add_member` publishes it).
+    pub async fn member(&self, org: &str, user: &str, role: OrgRole) {
+        self.state
+            .lock()
+            .await
+            .members
+            .insert((org.into(), user.into()), role as i32);
+    }
+
+    /// The role of `user` in `org` here, if a member.
+    pub async fn role(&self, org: &str, user: &str) -> Option<i32> {
+        self.state
+            .lock()
+            .await
+            .members
+            .get(&(org.to_owned(), user.to_owned()))
+            .copied()
+    }
+
+    /// Publishes `payload` through the rig's organization producer; its revision.
+    async fn publish(&self, payload: Payload) -> i64 {
+        let outbox = self.outbox.get().expect("the rig's producer");
+        let txn = outbox.connection().begin().await.unwrap();
+        let rev = outbox.append(&txn, payload, "test").await.unwrap();
+        txn.commit().await.unwrap();
+        outbox.committed(rev);
+        rev
     }
 }
 
@@ -136,36 +174,91 @@ impl OrganizationService for FakeOrganization {
             return Ok(tonic::Response::new(*first));
         }
         let key = (r.organization_id.clone(), r.user_id.clone());
-        let answer = if s.members.insert(key) {
-            let outbox = self.outbox.get().expect("the rig's producer");
-            let txn = outbox.connection().begin().await.unwrap();
-            let rev = outbox
-                .append(
-                    &txn,
-                    Payload::MemberAdded(MemberAdded {
+        let answer = match s.members.get(&key).copied() {
+            None => {
+                s.members.insert(key, r.role);
+                let revision = self
+                    .publish(Payload::MemberAdded(MemberAdded {
                         organization_id: r.organization_id.clone(),
                         user_id: r.user_id.clone(),
                         role: r.role,
-                    }),
-                    "test",
-                )
-                .await
-                .unwrap();
-            txn.commit().await.unwrap();
-            outbox.committed(rev);
-            ProvisionMemberResponse {
-                role: r.role,
-                created: true,
-                revision: rev,
+                    }))
+                    .await;
+                ProvisionMemberResponse {
+                    role: r.role,
+                    created: true,
+                    revision,
+                }
             }
-        } else {
-            ProvisionMemberResponse {
-                role: r.role,
+            Some(old) if r.set_role && old != OrgRole::Owner as i32 && old != r.role => {
+                s.members.insert(key, r.role);
+                let revision = self
+                    .publish(Payload::MemberRoleChanged(MemberRoleChanged {
+                        organization_id: r.organization_id.clone(),
+                        user_id: r.user_id.clone(),
+                        old_role: old,
+                        new_role: r.role,
+                    }))
+                    .await;
+                ProvisionMemberResponse {
+                    role: r.role,
+                    created: false,
+                    revision,
+                }
+            }
+            Some(old) => ProvisionMemberResponse {
+                role: old,
                 created: false,
                 revision: 0,
-            }
+            },
         };
         s.answered.insert(r.request_id.clone(), answer);
+        Ok(tonic::Response::new(answer))
+    }
+
+    async fn deprovision_member(
+        &self,
+        req: tonic::Request<DeprovisionMemberRequest>,
+    ) -> Result<tonic::Response<DeprovisionMemberResponse>, tonic::Status> {
+        let r = req.into_inner();
+        let mut s = self.state.lock().await;
+        s.deprovisions.push(r.clone());
+        if s.down {
+            return Err(tonic::Status::unavailable("down for the test"));
+        }
+        if let Some(first) = s.deprovisioned.get(&r.request_id) {
+            return Ok(tonic::Response::new(*first));
+        }
+        let key = (r.organization_id.clone(), r.user_id.clone());
+        let answer = match s.members.get(&key).copied() {
+            Some(role) if role == OrgRole::Owner as i32 => {
+                return Err(orgplane_platform::ApiError::failed_precondition(
+                    "OWNERSHIP_TRANSFER_REQUIRED",
+                    &r.user_id,
+                    "the OWNER cannot be removed",
+                )
+                .into());
+            }
+            Some(role) => {
+                s.members.remove(&key);
+                let revision = self
+                    .publish(Payload::MemberRemoved(MemberRemoved {
+                        organization_id: r.organization_id.clone(),
+                        user_id: r.user_id.clone(),
+                        old_role: role,
+                    }))
+                    .await;
+                DeprovisionMemberResponse {
+                    removed: true,
+                    revision,
+                }
+            }
+            None => DeprovisionMemberResponse {
+                removed: false,
+                revision: 0,
+            },
+        };
+        s.deprovisioned.insert(r.request_id.clone(), answer);
         Ok(tonic::Response::new(answer))
     }
 }

@@ -1,4 +1,5 @@
-//! Handlers of the domain RPCs (ORG-14) and of the internal LookupDomain and ProvisionMember.
+//! Handlers of the domain RPCs (ORG-14) and of the internal LookupDomain, ProvisionMember and
+//! DeprovisionMember.
 
 use orgplane_platform::Call;
 use orgplane_proto::organization::v1::*;
@@ -7,7 +8,7 @@ use tonic::{Request, Response};
 use super::convert::{domain_view, verified_domain};
 use super::{Reply, paths, wire};
 use crate::app::domains::{CreateDomain, DomainFields, ListDomains, UpdateDomain};
-use crate::app::provision::ProvisionMember;
+use crate::app::provision::{DeprovisionMember, ProvisionMember};
 use crate::app::{App, Attempt, Scope};
 
 fn fields(d: Domain) -> DomainFields {
@@ -167,6 +168,7 @@ pub(super) async fn provision_member(
         role: req.role,
         request_id: req.request_id,
         source: req.source,
+        set_role: req.set_role,
     };
     let result = wire(app.provision_member(&call, cmd).await);
     let done = app.audited(&call, attempt, result).await?;
@@ -177,12 +179,28 @@ pub(super) async fn provision_member(
     }))
 }
 
-/// PLACEHOLDER (replaced in this change).
 pub(super) async fn deprovision_member(
-    _app: &App,
-    _request: Request<DeprovisionMemberRequest>,
+    app: &App,
+    request: Request<DeprovisionMemberRequest>,
 ) -> Reply<DeprovisionMemberResponse> {
-    Err(tonic::Status::unimplemented(
-        "DeprovisionMember is being built",
-    ))
+    let call = Call::of(&request)?;
+    let req = request.into_inner();
+    let attempt = Attempt::new(
+        Scope::Organization(req.organization_id.clone()),
+        "member.deprovision",
+        "member",
+        &req.user_id,
+    );
+    let cmd = DeprovisionMember {
+        organization_id: req.organization_id,
+        user_id: req.user_id,
+        request_id: req.request_id,
+        source: req.source,
+    };
+    let result = wire(app.deprovision_member(&call, cmd).await);
+    let done = app.audited(&call, attempt, result).await?;
+    Ok(Response::new(DeprovisionMemberResponse {
+        removed: done.removed,
+        revision: done.revision,
+    }))
 }

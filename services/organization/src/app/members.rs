@@ -65,6 +65,71 @@ impl App {
             .ok_or_else(|| Error::not_found("member", user_id))
     }
 
+    /// Changes `before`'s role to `new_role` in `txn`, on the version read (ABORTED
+    /// `ETAG_MISMATCH` if it changed meanwhile), and publishes `MemberRoleChanged`: the one
+    /// path by which a member's role changes (UpdateMemberRole, ProvisionMember's `set_role`).
+    /// Answers the member after the change; the caller audits it.
+    pub(super) async fn set_member_role_in(
+        &self,
+        txn: &mut WriteUnit,
+        before: &member::Model,
+        new_role: OrgRole,
+    ) -> Result<member::Model> {
+        let mut after = before.clone();
+        after.role = new_role as i32;
+        after.update_time_ms = self.now_ms();
+        after.version += 1;
+        let updated = member::Entity::update_many()
+            .col_expr(member::Column::Role, Expr::value(after.role))
+            .col_expr(
+                member::Column::UpdateTimeMs,
+                Expr::value(after.update_time_ms),
+            )
+            .col_expr(member::Column::Version, Expr::value(after.version))
+            .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
+            .filter(member::Column::UserId.eq(before.user_id.clone()))
+            .filter(member::Column::Version.eq(before.version))
+            .exec(&**txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(etag_mismatch("member").into());
+        }
+        txn.append(event::Payload::MemberRoleChanged(MemberRoleChanged {
+            organization_id: before.organization_id.clone(),
+            user_id: before.user_id.clone(),
+            old_role: role_of(before.role) as i32,
+            new_role: new_role as i32,
+        }))
+        .await?;
+        Ok(after)
+    }
+
+    /// Ends `before`'s membership in `txn` and publishes `MemberRemoved`, from which every
+    /// consumer drops the member (the workspace service their workspace roles, rule WS-9): the
+    /// one path by which a member leaves (RemoveMember, DeprovisionMember). False when the
+    /// membership was gone already (nothing published); the caller audits it.
+    pub(super) async fn delete_member_in(
+        &self,
+        txn: &mut WriteUnit,
+        before: &member::Model,
+    ) -> Result<bool> {
+        let deleted = member::Entity::delete_many()
+            .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
+            .filter(member::Column::UserId.eq(before.user_id.clone()))
+            .exec(&**txn)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Ok(false);
+        }
+        txn.append(event::Payload::MemberRemoved(MemberRemoved {
+            organization_id: before.organization_id.clone(),
+            user_id: before.user_id.clone(),
+            old_role: before.role,
+        }))
+        .await?;
+        Ok(true)
+    }
+
     /// ListMembers (rule ORG-5): in join order, keyset-paginated, emails from identity.
     pub async fn list_members(&self, call: &Call, cmd: ListMembers) -> Result<Page<MemberView>> {
         require_caller(&call.principal)?;
@@ -165,26 +230,8 @@ impl App {
                 revision: self.head_revision().await?,
             });
         }
-        let mut after = before.clone();
-        after.role = new_role as i32;
-        after.update_time_ms = self.now_ms();
-        after.version += 1;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
-        let updated = member::Entity::update_many()
-            .col_expr(member::Column::Role, Expr::value(after.role))
-            .col_expr(
-                member::Column::UpdateTimeMs,
-                Expr::value(after.update_time_ms),
-            )
-            .col_expr(member::Column::Version, Expr::value(after.version))
-            .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
-            .filter(member::Column::UserId.eq(before.user_id.clone()))
-            .filter(member::Column::Version.eq(before.version))
-            .exec(&*txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(etag_mismatch("member").into());
-        }
+        let after = self.set_member_role_in(&mut txn, &before, new_role).await?;
         self.audit
             .write(
                 &*txn,
@@ -198,13 +245,6 @@ impl App {
                 .change(Some(&before), Some(&after)),
             )
             .await?;
-        txn.append(event::Payload::MemberRoleChanged(MemberRoleChanged {
-            organization_id: before.organization_id.clone(),
-            user_id: user_id.clone(),
-            old_role: old_role as i32,
-            new_role: new_role as i32,
-        }))
-        .await?;
         let revision = txn.commit_at_revision().await?;
         Ok(Revised {
             value: self.enrich_one(after, call).await,
@@ -237,12 +277,7 @@ impl App {
         }
         access.standing.require_person_for_admin(Some(role), None)?;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
-        let deleted = member::Entity::delete_many()
-            .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
-            .filter(member::Column::UserId.eq(user_id.clone()))
-            .exec(&*txn)
-            .await?;
-        if deleted.rows_affected == 0 {
+        if !self.delete_member_in(&mut txn, &before).await? {
             return Err(Error::not_found("member", &user_id));
         }
         let action = if leaving {
@@ -258,12 +293,6 @@ impl App {
                     .change(Some(&before), None),
             )
             .await?;
-        txn.append(event::Payload::MemberRemoved(MemberRemoved {
-            organization_id: before.organization_id.clone(),
-            user_id: user_id.clone(),
-            old_role: before.role,
-        }))
-        .await?;
         Ok(txn.commit_at_revision().await?)
     }
 

@@ -22,6 +22,8 @@ use crate::store::{domain, idempotency, invite, member, organization, security_p
 
 /// The sources ProvisionMember accepts, for the audit log.
 const SOURCES: [&str; 3] = ["sso_jit", "scim", "auto_enroll"];
+/// The sources DeprovisionMember accepts.
+const DEPROVISION_SOURCES: [&str; 1] = ["scim"];
 
 /// ProvisionMember.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +38,30 @@ pub struct ProvisionMember {
     pub request_id: String,
     /// Why: `sso_jit`, `scim` or `auto_enroll`.
     pub source: String,
+    /// An existing member's role becomes `role` (the OWNER's never changes).
+    pub set_role: bool,
+}
+
+/// DeprovisionMember.
+#[derive(Debug, Clone, Default)]
+pub struct DeprovisionMember {
+    /// The organization.
+    pub organization_id: String,
+    /// The user.
+    pub user_id: String,
+    /// The idempotency key.
+    pub request_id: String,
+    /// Why: `scim`.
+    pub source: String,
+}
+
+/// DeprovisionMember's answer, also what a retry with the same request id gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deprovisioned {
+    /// Whether the first call with this request id removed the member.
+    pub removed: bool,
+    /// The revision of `MemberRemoved`; 0 when nothing was removed.
+    pub revision: i64,
 }
 
 /// ProvisionMember's answer, also what a retry with the same request id gets.
@@ -45,7 +71,8 @@ pub struct Provisioned {
     pub role: i32,
     /// Whether the first call with this request id added the member.
     pub created: bool,
-    /// The revision of `MemberAdded`; 0 when nothing was added.
+    /// The revision of `MemberAdded` (or `MemberRoleChanged` under `set_role`); 0 when nothing
+    /// changed.
     pub revision: i64,
 }
 
@@ -98,6 +125,36 @@ impl AuditImage for ProvisionImage<'_> {
         }
         v
     }
+}
+
+/// Stores the answer of an internal call with `key` (its request id) in the caller's
+/// transaction; a concurrent call that stored it first makes this one ABORTED
+/// `CONCURRENT_RETRY` (its caller then answers the stored one).
+async fn remember_answer<C: ConnectionTrait, A: Serialize>(
+    db: &C,
+    key: String,
+    organization_id: &str,
+    answer: &A,
+    now_ms: i64,
+) -> Result<()> {
+    let stored = serde_json::to_string(answer)
+        .map_err(|e| Error::Api(orgplane_platform::ApiError::internal(e)))?;
+    idempotency::Entity::insert(idempotency::ActiveModel {
+        key: Set(key),
+        organization_id: Set(organization_id.to_owned()),
+        resource_id: Set(stored),
+        create_time_ms: Set(now_ms),
+    })
+    .exec(db)
+    .await
+    .map_err(|e| {
+        if orgplane_platform::db::is_unique_violation(&e) {
+            Error::ConcurrentRetry
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
 }
 
 impl App {
@@ -231,6 +288,24 @@ impl App {
             .one(&*txn)
             .await?;
         let answer = match existing {
+            Some(m) if cmd.set_role && ![OrgRole::Owner, role].contains(&role_of(m.role)) => {
+                let after = self.set_member_role_in(&mut txn, &m, role).await?;
+                self.audit
+                    .write(
+                        &*txn,
+                        call,
+                        Entry::new(&org.id, "member.update_role", "member", &m.user_id).change(
+                            Some(&ProvisionImage(&m, &cmd.source)),
+                            Some(&ProvisionImage(&after, &cmd.source)),
+                        ),
+                    )
+                    .await?;
+                Provisioned {
+                    role: after.role,
+                    created: false,
+                    revision: txn.revision().unwrap_or_default(),
+                }
+            }
             Some(m) => Provisioned {
                 role: m.role,
                 created: false,
@@ -262,23 +337,85 @@ impl App {
                 }
             }
         };
-        let stored = serde_json::to_string(&answer)
-            .map_err(|e| Error::Api(orgplane_platform::ApiError::internal(e)))?;
-        idempotency::Entity::insert(idempotency::ActiveModel {
-            key: Set(key),
-            organization_id: Set(org.id.clone()),
-            resource_id: Set(stored),
-            create_time_ms: Set(self.now_ms()),
+        remember_answer(&*txn, key, &org.id, &answer, self.now_ms()).await?;
+        txn.commit().await?;
+        Ok(answer)
+    }
+
+    /// DeprovisionMember (rule ID-14): services only, once per request id. Removes the member
+    /// through the path RemoveMember takes (`MemberRemoved`, so their workspace roles go, rule
+    /// WS-9); the OWNER is refused; a user who is not a member is `removed: false`.
+    pub async fn deprovision_member(
+        &self,
+        call: &Call,
+        cmd: DeprovisionMember,
+    ) -> Result<Deprovisioned> {
+        let (_, actor) = call.principal.actor();
+        let key = format!(
+            "DeprovisionMember|{actor}|{}|{}",
+            cmd.organization_id, cmd.request_id
+        );
+        let first = self.deprovision_member_once(call, &cmd, &key).await;
+        self.or_created_meanwhile(Some(&key), first, || {
+            self.deprovision_member_once(call, &cmd, &key)
         })
-        .exec(&*txn)
         .await
-        .map_err(|e| {
-            if orgplane_platform::db::is_unique_violation(&e) {
-                Error::ConcurrentRetry
-            } else {
-                e.into()
+    }
+
+    async fn deprovision_member_once(
+        &self,
+        call: &Call,
+        cmd: &DeprovisionMember,
+        key: &str,
+    ) -> Result<Deprovisioned> {
+        call.principal.require_service()?;
+        required("organization_id", &cmd.organization_id)?;
+        required("user_id", &cmd.user_id)?;
+        required("request_id", &cmd.request_id)?;
+        if !DEPROVISION_SOURCES.contains(&cmd.source.as_str()) {
+            return Err(Error::invalid(
+                "source",
+                format!("one of {}", DEPROVISION_SOURCES.join(", ")),
+            ));
+        }
+        if let Some(answer) = self.idempotent(Some(key)).await? {
+            return serde_json::from_str(&answer)
+                .map_err(|e| Error::Api(orgplane_platform::ApiError::internal(e)));
+        }
+        // A DELETED organization's members may still be removed: nothing is granted by it.
+        let org = organization::Entity::find_by_id(cmd.organization_id.clone())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| Error::not_found("organization", &cmd.organization_id))?;
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        let existing = member::Entity::find_by_id((org.id.clone(), cmd.user_id.clone()))
+            .one(&*txn)
+            .await?;
+        let answer = match existing {
+            Some(m) if role_of(m.role) == OrgRole::Owner => {
+                return Err(Error::OwnershipTransferRequired { user_id: m.user_id });
             }
-        })?;
+            Some(m) if self.delete_member_in(&mut txn, &m).await? => {
+                self.audit
+                    .write(
+                        &*txn,
+                        call,
+                        Entry::new(&org.id, "member.deprovision", "member", &m.user_id)
+                            .change(Some(&ProvisionImage(&m, &cmd.source)), None),
+                    )
+                    .await?;
+                Deprovisioned {
+                    removed: true,
+                    revision: txn.revision().unwrap_or_default(),
+                }
+            }
+            // Not a member (or removed meanwhile, within this transaction's view).
+            _ => Deprovisioned {
+                removed: false,
+                revision: 0,
+            },
+        };
+        remember_answer(&*txn, key.to_owned(), &org.id, &answer, self.now_ms()).await?;
         txn.commit().await?;
         Ok(answer)
     }

@@ -1,5 +1,6 @@
-//! AUTO_ENROLL through identity's `UserEmailVerified`, and the internal LookupDomain and
-//! ProvisionMember (rules ORG-14, ID-13): service principals only, exactly once.
+//! AUTO_ENROLL through identity's `UserEmailVerified`, and the internal LookupDomain,
+//! ProvisionMember (with SCIM's `set_role`) and DeprovisionMember (rules ORG-14, ID-13, ID-14):
+//! service principals only, exactly once.
 
 use std::time::Duration;
 
@@ -360,4 +361,304 @@ async fn id_13_provision_member_is_idempotent_under_concurrent_calls_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn id_13_provision_member_is_idempotent_under_concurrent_calls_postgres() {
     provision_member(Backend::Postgres).await;
+}
+
+// ----- SCIM: set_role and DeprovisionMember (rule ID-14) -----------------------------------------
+
+fn scim_provision(
+    org: &str,
+    user: &str,
+    role: OrgRole,
+    request_id: &str,
+) -> ProvisionMemberRequest {
+    ProvisionMemberRequest {
+        source: "scim".into(),
+        set_role: true,
+        ..provision(org, user, role, request_id)
+    }
+}
+
+fn deprovision(org: &str, user: &str, request_id: &str) -> DeprovisionMemberRequest {
+    DeprovisionMemberRequest {
+        organization_id: org.into(),
+        user_id: user.into(),
+        request_id: request_id.into(),
+        source: "scim".into(),
+    }
+}
+
+fn role_changes(events: &[Event], org: &str, user: &str) -> Vec<(i32, i32)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::MemberRoleChanged(m))
+                if m.organization_id == org && m.user_id == user =>
+            {
+                Some((m.old_role, m.new_role))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn removals(events: &[Event], org: &str, user: &str) -> Vec<i32> {
+    events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(Payload::MemberRemoved(m)) if m.organization_id == org && m.user_id == user => {
+                Some(m.old_role)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn set_role(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_ada", "Acme").await;
+    add_user(&env, &org.id, "user_ada", "user_sam").await;
+    let mut c = env.client();
+    let start = env.org.outbox().head().await.unwrap().revision;
+    // A member's role becomes the role asked for, once per request id.
+    let first = c
+        .provision_member(env.as_service(scim_provision(
+            &org.id,
+            "user_sam",
+            OrgRole::Developer,
+            "scim:u1:2",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (first.role, first.created),
+        (OrgRole::Developer as i32, false)
+    );
+    assert!(first.revision > start);
+    let retry = c
+        .provision_member(env.as_service(scim_provision(
+            &org.id,
+            "user_sam",
+            OrgRole::Developer,
+            "scim:u1:2",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first, "a retry gets the first answer");
+    assert_eq!(
+        role_of(&env, &org.id, "user_sam").await,
+        Some(OrgRole::Developer as i32)
+    );
+    // The role it has already: nothing changes.
+    let same = c
+        .provision_member(env.as_service(scim_provision(
+            &org.id,
+            "user_sam",
+            OrgRole::Developer,
+            "scim:u1:3",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((same.role, same.revision), (OrgRole::Developer as i32, 0));
+    // The OWNER keeps their role and is told so.
+    let owner = c
+        .provision_member(env.as_service(scim_provision(
+            &org.id,
+            "user_ada",
+            OrgRole::User,
+            "scim:u0:1",
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (owner.role, owner.created, owner.revision),
+        (OrgRole::Owner as i32, false, 0)
+    );
+    assert_eq!(
+        role_of(&env, &org.id, "user_ada").await,
+        Some(OrgRole::Owner as i32)
+    );
+    // Control: without set_role an existing member keeps their role.
+    let kept = c
+        .provision_member(env.as_service(ProvisionMemberRequest {
+            set_role: false,
+            ..scim_provision(&org.id, "user_sam", OrgRole::Admin, "scim:u1:4")
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((kept.role, kept.revision), (OrgRole::Developer as i32, 0));
+    let events = events_after(&env, start).await;
+    assert_eq!(
+        role_changes(&events, &org.id, "user_sam"),
+        vec![(OrgRole::User as i32, OrgRole::Developer as i32)],
+        "one MemberRoleChanged, as UpdateMemberRole publishes it"
+    );
+    assert!(role_changes(&events, &org.id, "user_ada").is_empty());
+    let records = audit(&env, "user_ada", &org.id).await;
+    let changed: Vec<_> = records
+        .iter()
+        .filter(|e| e.action == "member.update_role" && e.resource_id == "user_sam")
+        .collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(field(&changed[0].after, "source").as_deref(), Some("scim"));
+    assert_eq!(
+        field(&changed[0].after, "role").as_deref(),
+        Some("ORG_ROLE_DEVELOPER")
+    );
+    assert_eq!(
+        field(&changed[0].before, "role").as_deref(),
+        Some("ORG_ROLE_USER")
+    );
+}
+
+#[tokio::test]
+async fn id_14_provision_member_set_role_changes_a_members_role_once_never_the_owners_sqlite() {
+    set_role(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn id_14_provision_member_set_role_changes_a_members_role_once_never_the_owners_postgres() {
+    set_role(Backend::Postgres).await;
+}
+
+async fn deprovision_member(backend: Backend) {
+    let Some(env) = env(backend).await else {
+        return;
+    };
+    let org = create_org(&env, "user_ada", "Acme").await;
+    add_user(&env, &org.id, "user_ada", "user_sam").await;
+    add_user(&env, &org.id, "user_ada", "user_kim").await;
+    let mut c = env.client();
+    let start = env.org.outbox().head().await.unwrap().revision;
+    // Services only; required fields.
+    expect_err(
+        c.deprovision_member(env.as_user("user_ada", deprovision(&org.id, "user_sam", "d0")))
+            .await,
+        Code::PermissionDenied,
+        "SERVICE_PRINCIPAL_REQUIRED",
+    );
+    expect_err(
+        c.deprovision_member(env.with_key(
+            &format!("opk_admin_{}", org.id),
+            deprovision(&org.id, "user_sam", "d0"),
+        ))
+        .await,
+        Code::PermissionDenied,
+        "SERVICE_PRINCIPAL_REQUIRED",
+    );
+    for bad in [
+        deprovision(&org.id, "user_sam", ""),
+        deprovision(&org.id, "", "d0"),
+        deprovision("", "user_sam", "d0"),
+        DeprovisionMemberRequest {
+            source: "sso_jit".into(),
+            ..deprovision(&org.id, "user_sam", "d0")
+        },
+    ] {
+        let r = c.deprovision_member(env.as_service(bad.clone())).await;
+        assert_eq!(r.unwrap_err().code(), Code::InvalidArgument, "{bad:?}");
+    }
+    expect_err(
+        c.deprovision_member(env.as_service(deprovision("org_unknown", "user_sam", "d0")))
+            .await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    // The OWNER cannot be removed.
+    expect_err(
+        c.deprovision_member(env.as_service(deprovision(&org.id, "user_ada", "d1")))
+            .await,
+        Code::FailedPrecondition,
+        "OWNERSHIP_TRANSFER_REQUIRED",
+    );
+    // Eight concurrent calls with one request id: one removal, one event, one answer.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (mut c, req) = (
+            env.client(),
+            env.as_service(deprovision(&org.id, "user_sam", "scim:u1:5")),
+        );
+        tasks.push(tokio::spawn(async move {
+            c.deprovision_member(req).await.map(|r| r.into_inner())
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap().unwrap());
+    }
+    let first = answers[0];
+    assert!(first.removed && first.revision > start, "{first:?}");
+    assert!(answers.iter().all(|a| *a == first), "{answers:?}");
+    assert_eq!(role_of(&env, &org.id, "user_sam").await, None);
+    let retry = c
+        .deprovision_member(env.as_service(deprovision(&org.id, "user_sam", "scim:u1:5")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry, first, "a retry gets the first answer");
+    // No longer a member: not an error, nothing removed.
+    let again = c
+        .deprovision_member(env.as_service(deprovision(&org.id, "user_sam", "scim:u1:6")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.removed, again.revision), (false, 0));
+    // Provisioned again, then removed again: each change once.
+    c.provision_member(env.as_service(scim_provision(
+        &org.id,
+        "user_sam",
+        OrgRole::User,
+        "scim:u1:7",
+    )))
+    .await
+    .unwrap();
+    let second = c
+        .deprovision_member(env.as_service(deprovision(&org.id, "user_sam", "scim:u1:8")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(second.removed && second.revision > first.revision);
+    assert_eq!(
+        role_of(&env, &org.id, "user_kim").await,
+        Some(OrgRole::User as i32),
+        "the other member stays"
+    );
+    let events = events_after(&env, start).await;
+    assert_eq!(
+        removals(&events, &org.id, "user_sam"),
+        vec![OrgRole::User as i32, OrgRole::User as i32],
+        "MemberRemoved, as RemoveMember publishes it (the workspaces drop the member, WS-9)"
+    );
+    assert!(removals(&events, &org.id, "user_ada").is_empty());
+    let records = audit(&env, "user_ada", &org.id).await;
+    let removed: Vec<_> = records
+        .iter()
+        .filter(|e| e.action == "member.deprovision" && e.error_reason.is_empty())
+        .collect();
+    assert_eq!(removed.len(), 2);
+    assert_eq!(field(&removed[0].before, "source").as_deref(), Some("scim"));
+    assert_eq!(removed[0].resource_id, "user_sam");
+    assert!(
+        records
+            .iter()
+            .any(|e| e.action == "member.deprovision"
+                && e.error_reason == "OWNERSHIP_TRANSFER_REQUIRED"),
+        "the refusal is audited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn id_14_deprovision_member_removes_once_refuses_the_owner_services_only_sqlite() {
+    deprovision_member(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn id_14_deprovision_member_removes_once_refuses_the_owner_services_only_postgres() {
+    deprovision_member(Backend::Postgres).await;
 }

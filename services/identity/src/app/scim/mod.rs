@@ -6,6 +6,7 @@
 
 pub mod groups;
 pub mod provisioning;
+mod roles;
 pub mod settings;
 pub mod tokens;
 pub mod users;

@@ -1,15 +1,607 @@
-//! PLACEHOLDER signatures (replaced in this change): SCIM User use cases.
+//! SCIM User use cases (rule ID-14): create, read, list, replace and delete the User resources
+//! of the organization a bearer token provisions. `userName` is an email address (rule ID-15)
+//! of a domain the organization holds VERIFIED (unless the token relaxes it); it names the
+//! account, found by its canonical address or created without a password. An existing account
+//! is linked only through a VERIFIED domain. `active` true owes the organization a membership
+//! with the role the user's groups map to; `active` false (and DELETE) owes its end and ends
+//! the account's sessions at once through the revocation path every service follows. Each write
+//! is one transaction with its audit record and what it owes ([`super::provisioning`]), which is
+//! delivered right after the commit.
 
-use orgplane_platform::{ApiResult, Call};
+use std::sync::Arc;
 
-use crate::app::App;
+use orgplane_platform::audit::Entry;
+use orgplane_platform::auth::{Principal, ServicePrincipal};
+use orgplane_platform::email::{Email, canonical_email};
+use orgplane_platform::events::WriteUnit;
+use orgplane_platform::{ApiError, ApiResult, Call};
+use orgplane_proto::events::v1::UserEmailVerified;
+use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::identity::v1::{AccountType, User};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ExprTrait, QueryOrder, QuerySelect, Set};
+use serde_json::{Value, json};
+
+use super::ScimPrincipal;
+use super::provisioning::{Owed, deliver_due, owe, request_id};
+use super::roles::{Touch, role_of, settle};
+use super::settings;
+use crate::app::{App, new_id};
+use crate::store::entity::{scim_group, scim_group_member, scim_user, user};
+
+/// Reason of the 409 when `userName` is taken in the organization.
+pub const USER_NAME_TAKEN: &str = "SCIM_USER_NAME_TAKEN";
+/// Reason of the 409 when the address belongs to an account the organization cannot vouch for.
+pub const ACCOUNT_NOT_LINKABLE: &str = "SCIM_ACCOUNT_NOT_LINKABLE";
+/// Reason of the 400 `mutability` when a write changes an attribute that cannot change.
+pub const MUTABILITY: &str = "SCIM_MUTABILITY";
+/// Reason of the 412 when `If-Match` (or a concurrent write) names another version.
+pub const VERSION_MISMATCH: &str = "SCIM_VERSION_MISMATCH";
+
+/// Attributes never stored with a resource: server-assigned (`id`, `meta`), read-only
+/// (`groups`) or secret (`password`).
+const NOT_STORED: [&str; 4] = ["id", "meta", "groups", "password"];
+
+/// A User as the client wrote it (POST or PUT, or the result of a PATCH).
+#[derive(Debug, Clone)]
+pub struct ScimUserInput {
+    /// `userName`.
+    pub user_name: String,
+    /// `externalId`.
+    pub external_id: Option<String>,
+    /// `active` (true unless the client said otherwise).
+    pub active: bool,
+    /// The whole document (what is not stored is dropped here).
+    pub resource: Value,
+}
+
+/// A group a user is in, for the read-only `groups` attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRef {
+    /// The group's SCIM id.
+    pub id: String,
+    /// Its `displayName`.
+    pub display_name: String,
+}
+
+/// A User resource, read.
+#[derive(Debug, Clone)]
+pub struct ScimUser {
+    /// The row.
+    pub row: scim_user::Model,
+    /// The groups it is in.
+    pub groups: Vec<GroupRef>,
+}
+
+/// How a user list is narrowed in the store (a filter's equality on an indexed attribute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserLookup {
+    /// Every user of the organization.
+    All,
+    /// `userName eq …` (compared in canonical form).
+    UserName(String),
+    /// `externalId eq …`.
+    ExternalId(String),
+    /// `id eq …`.
+    Id(String),
+}
+
+impl ScimPrincipal {
+    /// The call SCIM writes are made and audited as: the token (never its secret) acting as a
+    /// service principal named by its id.
+    pub fn call(&self) -> Call {
+        Call {
+            principal: Arc::new(Principal::Service(ServicePrincipal {
+                name: self.token_id.clone(),
+            })),
+            ..Call::system()
+        }
+    }
+}
+
+/// `resource` less what is never stored.
+fn stored_resource(mut resource: Value) -> Value {
+    if let Some(map) = resource.as_object_mut() {
+        for key in NOT_STORED {
+            map.remove(key);
+        }
+        map.retain(|k, _| !k.eq_ignore_ascii_case("password"));
+    }
+    resource
+}
+
+/// The account's display name from the SCIM name attributes, else the address's local part.
+fn display_name_of(resource: &Value, email: &Email) -> String {
+    let name = &resource["name"];
+    let joined = [name["givenName"].as_str(), name["familyName"].as_str()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    [
+        resource["displayName"].as_str(),
+        name["formatted"].as_str(),
+        Some(joined.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::trim)
+    .find(|n| !n.is_empty() && n.chars().count() <= 100 && !n.chars().any(char::is_control))
+    .map(str::to_owned)
+    .unwrap_or_else(|| {
+        email
+            .address
+            .split('@')
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}
+
+/// 404 for an id that is unknown or of another organization (the same answer either way).
+fn user_not_found(id: &str) -> ApiError {
+    ApiError::not_found("User", id)
+}
+
+pub(super) fn version_mismatch() -> ApiError {
+    ApiError::failed_precondition(
+        VERSION_MISMATCH,
+        "resource",
+        "the resource changed: read it again",
+    )
+}
+
+fn audit_image(row: &scim_user::Model) -> Value {
+    json!({
+        "id": row.id,
+        "userName": row.user_name,
+        "externalId": row.external_id,
+        "active": row.active,
+        "userId": row.user_id,
+    })
+}
 
 impl App {
+    /// Checks `userName` (rule ID-15 form, a VERIFIED domain of the organization unless the
+    /// token relaxes it): the address and whether its domain is VERIFIED.
+    fn scim_user_name(&self, p: &ScimPrincipal, raw: &str) -> ApiResult<(Email, bool)> {
+        let email = canonical_email("userName", raw)?;
+        let verified = self
+            .replica
+            .holds_verified(&p.organization_id, &email.domain);
+        if !verified && !p.allow_unverified_user_names {
+            return Err(ApiError::invalid_argument(
+                "userName",
+                format!(
+                    "{} is not a VERIFIED domain of this organization",
+                    email.domain
+                ),
+            ));
+        }
+        Ok((email, verified))
+    }
+
+    pub(super) async fn scim_user_row<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        p: &ScimPrincipal,
+        id: &str,
+    ) -> ApiResult<scim_user::Model> {
+        scim_user::Entity::find_by_id(id.to_owned())
+            .filter(scim_user::Column::OrganizationId.eq(&p.organization_id))
+            .one(db)
+            .await?
+            .ok_or_else(|| user_not_found(id))
+    }
+
+    async fn scim_user_view(&self, row: scim_user::Model) -> ApiResult<ScimUser> {
+        let group_ids: Vec<String> = scim_group_member::Entity::find()
+            .select_only()
+            .column(scim_group_member::Column::GroupId)
+            .filter(scim_group_member::Column::ScimUserId.eq(&row.id))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let groups = if group_ids.is_empty() {
+            Vec::new()
+        } else {
+            scim_group::Entity::find()
+                .filter(scim_group::Column::Id.is_in(group_ids))
+                .order_by_asc(scim_group::Column::DisplayNameKey)
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|g| GroupRef {
+                    id: g.id,
+                    display_name: g.display_name,
+                })
+                .collect()
+        };
+        Ok(ScimUser { row, groups })
+    }
+
+    /// The account `email` names, or a new one without a password: linked only when the
+    /// domain is VERIFIED by the organization.
+    async fn scim_account(
+        &self,
+        unit: &mut WriteUnit,
+        call: &Call,
+        p: &ScimPrincipal,
+        email: &Email,
+        verified: bool,
+        resource: &Value,
+    ) -> ApiResult<user::Model> {
+        if let Some(existing) = user::Entity::find()
+            .filter(user::Column::EmailKey.eq(&email.key))
+            .one(&**unit)
+            .await?
+        {
+            if !verified {
+                return Err(ApiError::already_exists(
+                    ACCOUNT_NOT_LINKABLE,
+                    "an account with this address exists and its domain is not VERIFIED by this organization",
+                ));
+            }
+            return Ok(existing);
+        }
+        let now = self.now_ms();
+        let row = user::Model {
+            id: new_id("user"),
+            email: email.address.clone(),
+            email_key: email.key.clone(),
+            email_verified: verified,
+            display_name: display_name_of(resource, email),
+            account_type: AccountType::Business as i32,
+            // No password is usable: an empty hash never verifies (SSO or a reset link).
+            password_hash: String::new(),
+            version: 1,
+            create_time_ms: now,
+            update_time_ms: now,
+            signup_request_id: None,
+        };
+        user::ActiveModel::from(row.clone())
+            .insert(&**unit)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    ApiError::aborted(
+                        "CONCURRENT_WRITE",
+                        "the account was created meanwhile; retry",
+                    )
+                } else {
+                    e.into()
+                }
+            })?;
+        self.audit
+            .write(
+                &**unit,
+                call,
+                Entry::new(&p.organization_id, "user.create", "user", &row.id)
+                    .change(None, Some(&User::from(&row))),
+            )
+            .await?;
+        if verified {
+            unit.append(Payload::UserEmailVerified(UserEmailVerified {
+                user_id: row.id.clone(),
+                email: row.email.clone(),
+            }))
+            .await?;
+        }
+        Ok(row)
+    }
+
+    /// POST /Users.
+    pub async fn scim_create_user(
+        &self,
+        p: &ScimPrincipal,
+        input: ScimUserInput,
+    ) -> ApiResult<ScimUser> {
+        let (email, verified) = self.scim_user_name(p, &input.user_name)?;
+        let call = p.call();
+        let taken =
+            || ApiError::already_exists(USER_NAME_TAKEN, "userName is already provisioned here");
+        if scim_user::Entity::find()
+            .filter(scim_user::Column::OrganizationId.eq(&p.organization_id))
+            .filter(scim_user::Column::UserNameKey.eq(&email.key))
+            .one(&self.db)
+            .await?
+            .is_some()
+        {
+            return Err(taken());
+        }
+        let rules = settings::load(&self.db, &p.organization_id).await?;
+        let mut unit = WriteUnit::begin(&self.outbox, &call).await?;
+        let account = self
+            .scim_account(&mut unit, &call, p, &email, verified, &input.resource)
+            .await?;
+        let now = self.now_ms();
+        let role = rules.default_role;
+        let row = scim_user::Model {
+            id: new_id("scimu"),
+            organization_id: p.organization_id.clone(),
+            user_id: account.id.clone(),
+            user_name: input.user_name.trim().to_owned(),
+            user_name_key: email.key.clone(),
+            external_id: input.external_id.clone(),
+            active: input.active,
+            resource: stored_resource(input.resource).to_string(),
+            applied_role: if input.active { role as i32 } else { 0 },
+            version: 1,
+            create_time_ms: now,
+            update_time_ms: now,
+        };
+        scim_user::ActiveModel::from(row.clone())
+            .insert(&*unit)
+            .await
+            .map_err(|e| {
+                if orgplane_platform::db::is_unique_violation(&e) {
+                    taken()
+                } else {
+                    e.into()
+                }
+            })?;
+        let owed = if input.active {
+            Owed::Provision(role)
+        } else {
+            Owed::Deprovision
+        };
+        owe(
+            &*unit,
+            &p.organization_id,
+            &account.id,
+            &request_id(&row.id, row.version),
+            owed,
+            now,
+        )
+        .await?;
+        self.audit
+            .write(
+                &*unit,
+                &call,
+                Entry::new(
+                    &p.organization_id,
+                    "scim.user.created",
+                    "scim_user",
+                    &row.id,
+                )
+                .with_details(audit_image(&row)),
+            )
+            .await?;
+        unit.commit().await?;
+        deliver_due(self).await;
+        self.scim_user_view(row).await
+    }
+
+    /// GET /Users/{id}.
+    pub async fn scim_get_user(&self, p: &ScimPrincipal, id: &str) -> ApiResult<ScimUser> {
+        let row = self.scim_user_row(&self.db, p, id).await?;
+        self.scim_user_view(row).await
+    }
+
+    /// GET /Users: the organization's users, narrowed by `lookup` in the store.
+    pub async fn scim_list_users(
+        &self,
+        p: &ScimPrincipal,
+        lookup: UserLookup,
+    ) -> ApiResult<Vec<ScimUser>> {
+        let mut q = scim_user::Entity::find()
+            .filter(scim_user::Column::OrganizationId.eq(&p.organization_id))
+            .order_by_asc(scim_user::Column::CreateTimeMs)
+            .order_by_asc(scim_user::Column::Id);
+        q = match lookup {
+            UserLookup::All => q,
+            UserLookup::UserName(v) => match canonical_email("userName", &v) {
+                Ok(e) => q.filter(scim_user::Column::UserNameKey.eq(e.key)),
+                Err(_) => return Ok(Vec::new()),
+            },
+            UserLookup::ExternalId(v) => q.filter(scim_user::Column::ExternalId.eq(v)),
+            UserLookup::Id(v) => q.filter(scim_user::Column::Id.eq(v)),
+        };
+        let rows = q.all(&self.db).await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            users.push(self.scim_user_view(row).await?);
+        }
+        Ok(users)
+    }
+
+    /// PUT /Users/{id} (and PATCH, with the patched document): replaces the resource when its
+    /// version is `expected_version` (when given). A `userName` may change case only.
+    pub async fn scim_replace_user(
+        &self,
+        p: &ScimPrincipal,
+        id: &str,
+        input: ScimUserInput,
+        expected_version: Option<i64>,
+    ) -> ApiResult<ScimUser> {
+        let call = p.call();
+        let before = self.scim_user_row(&self.db, p, id).await?;
+        if expected_version.is_some_and(|v| v != before.version) {
+            return Err(version_mismatch());
+        }
+        let email = canonical_email("userName", &input.user_name)?;
+        if email.key != before.user_name_key {
+            return Err(ApiError::invalid_argument_because(
+                MUTABILITY,
+                "userName",
+                "a provisioned user's address cannot change (only its case); delete and create the user instead",
+            ));
+        }
+        let rules = settings::load(&self.db, &p.organization_id).await?;
+        let mut unit = WriteUnit::begin(&self.outbox, &call).await?;
+        let now = self.now_ms();
+        let version = before.version + 1;
+        let role = role_of(&*unit, &rules, id).await?;
+        let owed = match (before.active, input.active) {
+            (_, true) if !before.active || before.applied_role != role as i32 => {
+                Some(Owed::Provision(role))
+            }
+            (true, false) => Some(Owed::Deprovision),
+            _ => None,
+        };
+        let mut am: scim_user::ActiveModel = before.clone().into();
+        am.user_name = Set(input.user_name.trim().to_owned());
+        am.external_id = Set(input.external_id.clone());
+        am.active = Set(input.active);
+        am.resource = Set(stored_resource(input.resource).to_string());
+        am.applied_role = Set(if input.active { role as i32 } else { 0 });
+        am.version = Set(version);
+        am.update_time_ms = Set(now);
+        let updated = scim_user::Entity::update_many()
+            .set(am)
+            .filter(scim_user::Column::Id.eq(id))
+            .filter(scim_user::Column::Version.eq(before.version))
+            .exec(&*unit)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(version_mismatch());
+        }
+        let row = self.scim_user_row(&*unit, p, id).await?;
+        if let Some(owed) = owed {
+            owe(
+                &*unit,
+                &p.organization_id,
+                &row.user_id,
+                &request_id(id, version),
+                owed,
+                now,
+            )
+            .await?;
+        }
+        let ended = if owed == Some(Owed::Deprovision) {
+            self.revoke_sessions(&*unit, &row.user_id, None).await?
+        } else {
+            Vec::new()
+        };
+        self.audit
+            .write(
+                &*unit,
+                &call,
+                Entry::new(&p.organization_id, "scim.user.replaced", "scim_user", id).with_details(
+                    json!({"before": audit_image(&before), "after": audit_image(&row)}),
+                ),
+            )
+            .await?;
+        let published = self.publish_revoked(&mut unit, &row.user_id, ended).await?;
+        unit.commit().await?;
+        self.announce_revoked(published);
+        deliver_due(self).await;
+        self.scim_user_view(row).await
+    }
+
+    /// DELETE /Users/{id}: the SCIM user and its group memberships go, the membership ends and
+    /// the account's sessions end; the account stays (it may belong to other organizations).
+    pub async fn scim_delete_user(
+        &self,
+        p: &ScimPrincipal,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> ApiResult<()> {
+        let call = p.call();
+        let before = self.scim_user_row(&self.db, p, id).await?;
+        if expected_version.is_some_and(|v| v != before.version) {
+            return Err(version_mismatch());
+        }
+        let mut unit = WriteUnit::begin(&self.outbox, &call).await?;
+        let now = self.now_ms();
+        let deleted = scim_user::Entity::delete_many()
+            .filter(scim_user::Column::Id.eq(id))
+            .filter(scim_user::Column::Version.eq(before.version))
+            .exec(&*unit)
+            .await?;
+        if deleted.rows_affected == 0 {
+            return Err(version_mismatch());
+        }
+        let groups: Vec<String> = scim_group_member::Entity::find()
+            .select_only()
+            .column(scim_group_member::Column::GroupId)
+            .filter(scim_group_member::Column::ScimUserId.eq(id))
+            .into_tuple()
+            .all(&*unit)
+            .await?;
+        scim_group_member::Entity::delete_many()
+            .filter(scim_group_member::Column::ScimUserId.eq(id))
+            .exec(&*unit)
+            .await?;
+        if !groups.is_empty() {
+            scim_group::Entity::update_many()
+                .col_expr(
+                    scim_group::Column::Version,
+                    Expr::col(scim_group::Column::Version).add(1),
+                )
+                .col_expr(scim_group::Column::UpdateTimeMs, Expr::value(now))
+                .filter(scim_group::Column::Id.is_in(groups))
+                .exec(&*unit)
+                .await?;
+        }
+        owe(
+            &*unit,
+            &p.organization_id,
+            &before.user_id,
+            &request_id(id, before.version + 1),
+            Owed::Deprovision,
+            now,
+        )
+        .await?;
+        let ended = self.revoke_sessions(&*unit, &before.user_id, None).await?;
+        self.audit
+            .write(
+                &*unit,
+                &call,
+                Entry::new(&p.organization_id, "scim.user.deleted", "scim_user", id)
+                    .with_details(audit_image(&before)),
+            )
+            .await?;
+        let published = self
+            .publish_revoked(&mut unit, &before.user_id, ended)
+            .await?;
+        unit.commit().await?;
+        self.announce_revoked(published);
+        deliver_due(self).await;
+        Ok(())
+    }
+
     /// Re-applies the organization role of every active SCIM user of `organization_id` under
     /// the organization's current [`super::settings::RoleRules`], owing one change per user whose
     /// role moves (exactly once); answers how many moved. UpdateScimSettings calls it after
     /// committing the new settings.
-    pub async fn reapply_scim_roles(&self, _call: &Call, _organization_id: &str) -> ApiResult<i32> {
-        Ok(0)
+    pub async fn reapply_scim_roles(&self, call: &Call, organization_id: &str) -> ApiResult<i32> {
+        let rules = settings::load(&self.db, organization_id).await?;
+        let unit = WriteUnit::begin(&self.outbox, call).await?;
+        let ids: Vec<String> = scim_user::Entity::find()
+            .select_only()
+            .column(scim_user::Column::Id)
+            .filter(scim_user::Column::OrganizationId.eq(organization_id))
+            .filter(scim_user::Column::Active.eq(true))
+            .into_tuple()
+            .all(&*unit)
+            .await?;
+        let moved = settle(
+            &*unit,
+            &rules,
+            organization_id,
+            &ids,
+            Touch::WhenMoved,
+            self.now_ms(),
+        )
+        .await?;
+        if moved > 0 {
+            self.audit
+                .write(
+                    &*unit,
+                    call,
+                    Entry::new(
+                        organization_id,
+                        "scim.roles.reapplied",
+                        "organization",
+                        organization_id,
+                    )
+                    .with_details(json!({ "moved": moved })),
+                )
+                .await?;
+        }
+        unit.commit().await?;
+        deliver_due(self).await;
+        Ok(moved)
     }
 }
