@@ -38,7 +38,7 @@ if [ -z "${ORGPLANE_ADDR:-}" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   export ORGPLANE_ADDR="127.0.0.1:$port"
   export ORGPLANE_MAIL_DIR="$work/data/mail"
-  (cd "$work" && ORGPLANE_LISTEN="$ORGPLANE_ADDR" ORGPLANE_DATA_DIR="$work/data" RUST_LOG=warn \
+  (cd "$work" && ORGPLANE_LISTEN="$ORGPLANE_ADDR" ORGPLANE_HTTP_LISTEN=off ORGPLANE_DATA_DIR="$work/data" RUST_LOG=warn \
     exec "$bin" all >"$work/orgplane.log" 2>&1) &
   pid=$!
 fi

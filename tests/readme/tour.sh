@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's tour, tested: extracts the block between `<!-- tour:begin` and `<!-- tour:end -->`
 # in README.md, starts a fresh `orgplane` in a temporary directory (so `./data/mail` is its mail),
-# and runs the block in order with `set -euo pipefail`, so that every `buf curl` line must
-# succeed. Checks that each `buf curl` line ran and that the access check said yes.
+# and runs the block in order with `set -euo pipefail`, so that every `buf curl` line (gRPC) and
+# every `curl` line (SCIM over HTTP, `curl -f`: an HTTP error fails) must succeed. Checks that
+# each of them ran, that the access check said yes and that the SCIM user was created and found.
 #
 # Usage: tests/readme/tour.sh   (builds the binary with cargo when ORGPLANE_BIN is unset)
 set -euo pipefail
@@ -19,14 +20,19 @@ trap cleanup EXIT
 awk '/^<!-- tour:begin/{on=1; next} /^<!-- tour:end/{on=0} on && !/^```/' "$root/README.md" >"$work/tour.sh"
 expected=$(grep -c 'buf curl ' "$work/tour.sh" || true)
 [ "$expected" -ge 10 ] || { echo "the README tour has only $expected buf curl lines" >&2; exit 1; }
+expected_http=$(grep -c '^curl ' "$work/tour.sh" || true)
+[ "$expected_http" -ge 3 ] || { echo "the README tour has only $expected_http curl lines" >&2; exit 1; }
 
 bin="${ORGPLANE_BIN:-}"
 if [ -z "$bin" ]; then
   (cd "$root" && cargo build --quiet -p orgplane)
   bin="$root/target/debug/orgplane"
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-(cd "$work" && ORGPLANE_LISTEN="127.0.0.1:$port" RUST_LOG=warn exec "$bin" >"$work/orgplane.log" 2>&1) &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+http_port=$(free_port)
+(cd "$work" && ORGPLANE_LISTEN="127.0.0.1:$port" ORGPLANE_HTTP_LISTEN="127.0.0.1:$http_port" RUST_LOG=warn \
+  exec "$bin" >"$work/orgplane.log" 2>&1) &
 pid=$!
 
 # buf itself, resolved once (the tour's `npx --yes @bufbuild/buf@1.75.0` on every call is slow).
@@ -38,12 +44,15 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
-# Run it against this server: its address, and a `buf` that counts the calls (the tour's own
-# definition of `buf` is replaced, everything else runs as written).
+# Run it against this server: its addresses, a `buf` that counts the calls (the tour's own
+# definition of `buf` is replaced, everything else runs as written) and a `curl` that counts its
+# calls (without their arguments: they carry the SCIM token).
 {
   echo 'set -euo pipefail'
   echo "buf() { echo \"buf \$*\" >>'$work/calls'; \"$buf_bin\" \"\$@\"; }"
-  grep -v '^buf() ' "$work/tour.sh" | sed "s/127\.0\.0\.1:50051/127.0.0.1:$port/g"
+  echo "curl() { echo curl >>'$work/http-calls'; command curl \"\$@\"; echo; }"
+  grep -v '^buf() ' "$work/tour.sh" |
+    sed -e "s/127\.0\.0\.1:50051/127.0.0.1:$port/g" -e "s/127\.0\.0\.1:50052/127.0.0.1:$http_port/g"
 } >"$work/run.sh"
 (cd "$work" && bash "$work/run.sh") | tee "$work/out" || {
   echo "the README tour failed at the step above; orgplane's log:" >&2
@@ -53,4 +62,7 @@ done
 ran=$(grep -c '^buf curl ' "$work/calls" || true)
 [ "$ran" -eq "$expected" ] || { echo "ran $ran of $expected buf curl lines" >&2; exit 1; }
 grep -q '"allowed": true' "$work/out" || { echo "the tour's CheckAccess did not allow" >&2; exit 1; }
-echo "README tour: all $ran buf curl lines succeeded"
+ran_http=$(grep -c '^curl' "$work/http-calls" || true)
+[ "$ran_http" -eq "$expected_http" ] || { echo "ran $ran_http of $expected_http curl lines" >&2; exit 1; }
+grep -q '"totalResults": *1' "$work/out" || { echo "the tour's SCIM filter did not find the user" >&2; exit 1; }
+echo "README tour: all $ran buf curl lines and $ran_http curl lines succeeded"

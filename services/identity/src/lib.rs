@@ -216,6 +216,11 @@ impl ServiceModule for Identity {
         Readiness::Immediate
     }
 
+    /// The SCIM 2.0 routes (rule ID-14).
+    fn http_routes(&self) -> Option<axum::Router> {
+        Some(self.scim_router())
+    }
+
     /// Signing-key rotation; delivery of the membership changes SCIM writes owe (rule ID-14).
     fn spawn_background(&self, shutdown: &CancellationToken) {
         self.app

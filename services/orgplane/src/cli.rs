@@ -97,6 +97,41 @@ pub struct Cli {
     )]
     pub page_token_secret: Option<String>,
 
+    /// The address of the HTTP listener (SCIM 2.0 under `/scim/v2`, `/healthz`, `/readyz`);
+    /// `off` (or empty) disables it. Default: `127.0.0.1:50052` in `all`, off in `serve`. Bound
+    /// only when a service run here has HTTP routes (identity).
+    #[arg(long, env = "ORGPLANE_HTTP_LISTEN", global = true, value_parser = parse_http_listen)]
+    pub http_listen: Option<HttpListen>,
+
+    /// The largest HTTP request body, in bytes (larger ones get 413).
+    #[arg(
+        long,
+        env = "ORGPLANE_HTTP_MAX_BODY_BYTES",
+        default_value_t = 1024 * 1024,
+        global = true
+    )]
+    pub http_max_body_bytes: usize,
+
+    /// How long an HTTP request may take, in seconds, before it is answered 408 (body still
+    /// arriving) or 503 (handler still working).
+    #[arg(
+        long,
+        env = "ORGPLANE_HTTP_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub http_request_timeout_secs: u64,
+
+    /// HTTP requests served at once; more wait up to 5 s (at most the timeout) for a slot, then
+    /// get 503.
+    #[arg(
+        long,
+        env = "ORGPLANE_HTTP_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 256,
+        global = true
+    )]
+    pub http_max_concurrent_requests: usize,
+
     /// Serve Prometheus metrics (`/metrics`) on this address; off when unset.
     #[arg(long, env = "ORGPLANE_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,
@@ -125,6 +160,32 @@ pub struct Cli {
     /// Billing-access settings.
     #[command(flatten, next_help_heading = "Billing access")]
     pub billing_access: orgplane_billing_access::Config,
+}
+
+/// The default HTTP address of `orgplane all`.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    50052,
+));
+
+/// `--http-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpListen {
+    /// No HTTP listener.
+    Off,
+    /// Listen here.
+    At(SocketAddr),
+}
+
+fn parse_http_listen(value: &str) -> Result<HttpListen, String> {
+    let value = value.trim();
+    if value.is_empty() || value.eq_ignore_ascii_case("off") {
+        return Ok(HttpListen::Off);
+    }
+    value
+        .parse()
+        .map(HttpListen::At)
+        .map_err(|e| format!("expected an address such as 127.0.0.1:50052, or `off`: {e}"))
 }
 
 /// What to run.
@@ -178,6 +239,28 @@ impl Service {
 }
 
 impl Cli {
+    /// Where the HTTP listener binds, if anywhere: the flag, else on by default only in `all`.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        match self.http_listen {
+            Some(HttpListen::Off) => None,
+            Some(HttpListen::At(addr)) => Some(addr),
+            None => match self.command {
+                None | Some(Command::All) => Some(DEFAULT_HTTP_LISTEN),
+                Some(Command::Serve { .. } | Command::Migrate { .. }) => None,
+            },
+        }
+    }
+
+    /// The HTTP listener's limits.
+    pub fn http_config(&self) -> orgplane_platform::http::HttpConfig {
+        orgplane_platform::http::HttpConfig {
+            max_body_bytes: self.http_max_body_bytes,
+            request_timeout: std::time::Duration::from_secs(self.http_request_timeout_secs.max(1)),
+            max_concurrent_requests: self.http_max_concurrent_requests.max(1),
+            ..Default::default()
+        }
+    }
+
     /// The database URL of `service`.
     pub fn database_url(&self, service: Service) -> String {
         let configured = match service {
@@ -211,5 +294,40 @@ mod tests {
             cli.database_url(Service::BillingAccess)
                 .ends_with("billing-access.db?mode=rwc")
         );
+    }
+
+    #[test]
+    fn id_14_the_http_listener_is_on_in_all_and_off_in_serve_unless_set() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).unwrap().http_addr();
+        let default = Some(DEFAULT_HTTP_LISTEN);
+        assert_eq!(default, Some("127.0.0.1:50052".parse().unwrap()));
+        assert_eq!(parse(&["orgplane"]), default);
+        assert_eq!(parse(&["orgplane", "all"]), default);
+        assert_eq!(parse(&["orgplane", "serve", "identity"]), None);
+        assert_eq!(
+            parse(&[
+                "orgplane",
+                "serve",
+                "identity",
+                "--http-listen",
+                "0.0.0.0:8080"
+            ]),
+            Some("0.0.0.0:8080".parse().unwrap())
+        );
+        assert_eq!(parse(&["orgplane", "all", "--http-listen", "off"]), None);
+        assert_eq!(parse(&["orgplane", "all", "--http-listen", ""]), None);
+        assert_eq!(parse(&["orgplane", "--http-listen", "OFF", "all"]), None);
+        assert!(Cli::try_parse_from(["orgplane", "all", "--http-listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn id_14_the_http_limits_have_their_documented_defaults() {
+        let config = Cli::try_parse_from(["orgplane"]).unwrap().http_config();
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.request_timeout, std::time::Duration::from_secs(30));
+        let config = Cli::try_parse_from(["orgplane", "--http-max-body-bytes", "10"])
+            .unwrap()
+            .http_config();
+        assert_eq!(config.max_body_bytes, 10);
     }
 }

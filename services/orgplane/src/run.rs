@@ -1,5 +1,6 @@
 //! Start-up: bind, build the shared runtime, migrate and open the chosen services, assemble one
-//! gRPC server, serve, and start each service's background work once the server is listening.
+//! gRPC server (and the HTTP listener when a service here has HTTP routes), serve, and start each
+//! service's background work once the servers are listening.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,7 +115,7 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
     let started = start(cli, services, listener, shutdown).await?;
-    print_banner(cli, services, started.addr);
+    print_banner(cli, services, &started);
     started.wait().await?;
     tracing::info!("stopped");
     Ok(())
@@ -124,28 +125,37 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
 pub struct Started {
     /// Where the gRPC server listens.
     pub addr: std::net::SocketAddr,
+    /// Where the HTTP listener listens: `None` when it is off or no service here has HTTP routes.
+    pub http_addr: Option<std::net::SocketAddr>,
     /// The services, opened and started.
     pub opened: Opened,
     /// Per-service readiness.
     pub health: orgplane_platform::server::Health,
     serving: tokio::task::JoinHandle<Result<(), orgplane_platform::server::ServeError>>,
+    http_serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Started {
-    /// Waits until the server stopped (after the shutdown token was cancelled and the calls in
+    /// Waits until the servers stopped (after the shutdown token was cancelled and the calls in
     /// flight drained).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.serving
             .await
             .context("server task")?
             .context("serving")?;
+        if let Some(http) = self.http_serving {
+            http.await
+                .context("HTTP server task")?
+                .context("serving HTTP")?;
+        }
         Ok(())
     }
 }
 
 /// Opens `services` as the command line configures them (migrating their databases), serves them
-/// on `listener` until `shutdown` is cancelled, and starts their background work. Returns once
-/// the server is listening; readiness follows through `health`.
+/// on `listener` (and their HTTP routes on the command line's HTTP address, see
+/// [`Cli::http_addr`]) until `shutdown` is cancelled, and starts their background work. Returns
+/// once the servers are listening; readiness follows through `health`.
 pub async fn start(
     cli: &Cli,
     services: &[Service],
@@ -220,17 +230,38 @@ pub async fn start(
         .with_revocations(revocations);
 
     let health = server.health();
+    let http = match (host.http_routes(), cli.http_addr()) {
+        (Some(routes), Some(addr)) => {
+            let http_listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTP listener {addr}"))?;
+            let app = orgplane_platform::http::app(routes, health.clone(), &cli.http_config());
+            Some((http_listener.local_addr()?, http_listener, app))
+        }
+        _ => None,
+    };
+    let (http_addr, http_serving) = match http {
+        Some((addr, http_listener, app)) => {
+            let token = shutdown.clone();
+            let task = tokio::spawn(orgplane_platform::http::serve(http_listener, app, token));
+            (Some(addr), Some(task))
+        }
+        None => (None, None),
+    };
     let serving = tokio::spawn(async move { server.serve(listener, auth, shutdown).await });
     host.start(&health);
     Ok(Started {
         addr: local,
+        http_addr,
         opened,
         health,
         serving,
+        http_serving,
     })
 }
 
-fn print_banner(cli: &Cli, services: &[Service], addr: std::net::SocketAddr) {
+fn print_banner(cli: &Cli, services: &[Service], started: &Started) {
+    let addr = started.addr;
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
     for &s in services {
         println!(
@@ -239,10 +270,16 @@ fn print_banner(cli: &Cli, services: &[Service], addr: std::net::SocketAddr) {
             orgplane_platform::db::redact(&cli.database_url(s))
         );
     }
+    if let Some(http) = started.http_addr {
+        println!("  http            http://{http} (/healthz, /readyz)");
+        if started.opened.identity.is_some() {
+            println!("  scim            http://{http}/scim/v2");
+        }
+    }
     println!(
         "orgplane {} serving {} on {addr} (gRPC, plaintext; health and reflection enabled)",
         env!("CARGO_PKG_VERSION"),
         names.join(", ")
     );
-    tracing::info!(%addr, services = ?names, "serving");
+    tracing::info!(%addr, http_addr = ?started.http_addr, services = ?names, "serving");
 }

@@ -40,7 +40,7 @@ pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn sane_request_id(value: &HeaderValue) -> Option<String> {
+pub(crate) fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()))
         .then(|| s.to_owned())

@@ -5,7 +5,8 @@
 //!    event streams it consumes (the context builds the consumers; the service keeps only their
 //!    [`ConsumerHandle`]s for its revision waits);
 //! 2. **register** its gRPC services on the one server (NOT_SERVING until ready), and the
-//!    `EventService` of every outbox in the process;
+//!    `EventService` of every outbox in the process; collect the HTTP routes of the services
+//!    that have some ([`ServiceModule::http_routes`]);
 //! 3. **start** once the server listens: run the consumers, compact the outboxes, spawn the
 //!    service's own background work, and report readiness by the policy the service states
 //!    ([`Readiness`]).
@@ -164,6 +165,13 @@ pub trait ServiceModule: Send + Sync + 'static {
     fn spawn_background(&self, shutdown: &CancellationToken) {
         let _ = shutdown;
     }
+
+    /// The service's HTTP routes (full paths, e.g. `/scim/v2/…`), served on the HTTP listener
+    /// (see [`crate::http`]) where a standard demands HTTP; `None` (the default) for a service
+    /// with none. Routes must not overlap another service's or `/healthz`, `/readyz`.
+    fn http_routes(&self) -> Option<axum::Router> {
+        None
+    }
 }
 
 /// The object-safe face of a [`ServiceModule`] the host keeps.
@@ -175,6 +183,7 @@ trait Hosted: Send + Sync {
     fn outbox(&self) -> Option<Outbox>;
     fn readiness(&self) -> Readiness;
     fn spawn_background(&self, shutdown: &CancellationToken);
+    fn http_routes(&self) -> Option<axum::Router>;
 }
 
 #[tonic::async_trait]
@@ -196,6 +205,9 @@ impl<M: ServiceModule> Hosted for M {
     }
     fn spawn_background(&self, shutdown: &CancellationToken) {
         ServiceModule::spawn_background(self, shutdown);
+    }
+    fn http_routes(&self) -> Option<axum::Router> {
+        ServiceModule::http_routes(self)
     }
 }
 
@@ -254,6 +266,15 @@ impl Host {
             let service = crate::limit_messages!(EventServiceServer::new(events), server.config());
             server.add_ready_service(service).await;
         }
+    }
+
+    /// The HTTP routes of every service here, in one router; `None` when no service has any
+    /// (then the process binds no HTTP listener).
+    pub fn http_routes(&self) -> Option<axum::Router> {
+        self.modules
+            .iter()
+            .filter_map(|module| module.http_routes())
+            .reduce(axum::Router::merge)
     }
 
     /// Starts every service's background work and readiness policy (call it once the server

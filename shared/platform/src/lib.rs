@@ -1,7 +1,7 @@
 //! The mechanisms every Orgplane service shares, each in one place: server bootstrap
 //! ([`server`]), per-RPC context and tracing ([`context`], [`telemetry`]), authentication
 //! ([`auth`]), errors with google.rpc details ([`error`]), page tokens ([`pagination`]), the
-//! database bootstrap ([`db`]), the events outbox, watch server and consumer ([`events`]), the
+//! database bootstrap ([`db`]), the HTTP listener ([`http`]), the events outbox, watch server and consumer ([`events`]), the
 //! revocations of ended sessions ([`revocation`]), and an injectable clock ([`clock`]).
 
 pub mod audit;
@@ -16,6 +16,7 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod host;
+pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod pagination;

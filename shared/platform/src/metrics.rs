@@ -1,4 +1,5 @@
-//! Prometheus metrics: per-RPC request counts and latency histograms (recorded by the RPC layer)
+//! Prometheus metrics: per-RPC and per-HTTP-request counts and latency histograms (recorded by
+//! the RPC layer and the HTTP listener)
 //! and per-consumer event lag (recorded by the events consumer), served in the Prometheus text
 //! format on an admin HTTP port (`--metrics-listen`). Without an installed recorder the
 //! recording calls cost next to nothing.
@@ -12,6 +13,11 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const RPC_REQUESTS: &str = "orgplane_rpc_requests_total";
 /// Histogram of RPC latency in seconds, by `service` and `method`.
 pub const RPC_DURATION: &str = "orgplane_rpc_duration_seconds";
+/// Counter of finished HTTP requests, by `method`, `route` (the matched route, never the raw
+/// path) and `status`.
+pub const HTTP_REQUESTS: &str = "orgplane_http_requests_total";
+/// Histogram of HTTP request latency in seconds, by `method` and `route`.
+pub const HTTP_DURATION: &str = "orgplane_http_duration_seconds";
 /// Gauge: how many revisions a consumer is behind its producer, by `consumer` and `producer`.
 pub const CONSUMER_LAG_REVISIONS: &str = "orgplane_consumer_lag_revisions";
 /// Gauge: how old the newest event a consumer has not yet applied is, in seconds.
@@ -25,7 +31,8 @@ const LATENCY_BUCKETS: [f64; 14] = [
 
 fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
     PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full(RPC_DURATION.to_owned()), &LATENCY_BUCKETS)
+        .set_buckets_for_metric(Matcher::Full(RPC_DURATION.to_owned()), &LATENCY_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &LATENCY_BUCKETS)
 }
 
 /// Installs the global recorder and serves `/metrics` on `listen` (inside the Tokio runtime).
@@ -53,6 +60,19 @@ pub fn record_rpc(service: &str, method: &str, code: i32, elapsed: Duration) {
     )
     .increment(1);
     metrics::histogram!(RPC_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+/// Records one finished HTTP request.
+pub fn record_http(method: &'static str, route: &str, status: u16, elapsed: Duration) {
+    metrics::counter!(
+        HTTP_REQUESTS,
+        "method" => method,
+        "route" => route.to_owned(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!(HTTP_DURATION, "method" => method, "route" => route.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// Records a consumer's position after it applied events or heard a heartbeat.

@@ -114,14 +114,18 @@ impl Health {
         self.publish().await;
     }
 
-    async fn publish(&self) {
-        let snapshot: Vec<(String, bool)> = self
-            .ready
+    /// Each registered service and whether it is SERVING (the HTTP `/readyz` reads it).
+    pub fn snapshot(&self) -> Vec<(String, bool)> {
+        self.ready
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(k, v)| (k.clone(), *v))
-            .collect();
+            .collect()
+    }
+
+    async fn publish(&self) {
+        let snapshot = self.snapshot();
         let all = !snapshot.is_empty() && snapshot.iter().all(|(_, v)| *v);
         for (name, ready) in snapshot {
             self.reporter.set_service_status(name, status(ready)).await;

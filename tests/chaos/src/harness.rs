@@ -165,6 +165,8 @@ impl Harness {
         accounts.push(account(PRODUCT, "secret-product"));
         let mut args = vec![
             "orgplane".to_owned(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
             "--data-dir".into(),
             dir.path().join("identity").display().to_string(),
             "--mail-url".into(),

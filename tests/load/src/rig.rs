@@ -104,6 +104,9 @@ fn orgplane_platform_with_database(url: &str, name: &str) -> String {
 pub fn orgplane_args(dir: &std::path::Path, pg: Option<&PgDatabases>) -> Vec<String> {
     let mut args = vec![
         "orgplane".to_owned(),
+        // A free port: runs side by side never contend for the default one.
+        "--http-listen".into(),
+        "127.0.0.1:0".into(),
         "--data-dir".into(),
         dir.display().to_string(),
         "--mail-url".into(),

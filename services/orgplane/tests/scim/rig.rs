@@ -1,7 +1,6 @@
 //! A running Orgplane for the SCIM suites: all four services in this process
 //! (`orgplane::start`, on SQLite or PostgreSQL), a real DNS server for domain verification, and
-//! the SCIM routes served over HTTP on port 0 ([`serve_scim`]: the one place to switch to the
-//! `--http-listen` listener once it exists).
+//! the SCIM routes on the process's own HTTP listener (`--http-listen` on port 0).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,19 +39,6 @@ pub struct Answer {
     pub headers: reqwest::header::HeaderMap,
 }
 
-/// Serves `router` on a port-0 listener until `shutdown`: the SCIM base URL.
-pub async fn serve_scim(router: axum::Router, shutdown: CancellationToken) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .unwrap();
-    });
-    format!("http://{addr}/scim/v2")
-}
-
 impl Rig {
     /// Starts the system; `None` when PostgreSQL was asked for and is not set up.
     pub async fn start(postgres: bool) -> Option<Rig> {
@@ -60,6 +46,8 @@ impl Rig {
         let dns = TestDns::start(&["acme.test", "globex.test", "initech.test"]).await;
         let mut args: Vec<String> = vec![
             "orgplane".into(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
             "--data-dir".into(),
             dir.path().display().to_string(),
             "--mail-url".into(),
@@ -94,8 +82,8 @@ impl Rig {
         let channel = Channel::from_shared(format!("http://{}", started.addr))
             .unwrap()
             .connect_lazy();
-        let identity = started.opened.identity.clone().unwrap();
-        let scim_base = serve_scim(identity.scim_router(), shutdown.clone()).await;
+        let http = started.http_addr.expect("the HTTP listener is on");
+        let scim_base = format!("http://{http}/scim/v2");
         let rig = Rig {
             dir,
             shutdown,

@@ -37,6 +37,7 @@ impl Orgplane {
         cmd.args(args)
             .current_dir(data_dir)
             .env("ORGPLANE_LISTEN", "127.0.0.1:0")
+            .env("ORGPLANE_HTTP_LISTEN", "127.0.0.1:0")
             .env("ORGPLANE_DATA_DIR", data_dir.join("data"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
