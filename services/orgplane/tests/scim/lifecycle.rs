@@ -109,7 +109,14 @@ async fn lifecycle(postgres: bool) {
 
     // She signs in and works in every service.
     let (access, refresh, _) = rig.login("eve@acme.test").await.unwrap();
-    assert_eq!(refusals(&rig, &acme.org_id, &access).await, [false; 4]);
+    // Every service learns of the membership from the organization's events: wait for them.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut working = refusals(&rig, &acme.org_id, &access).await;
+    while working != [false; 4] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        working = refusals(&rig, &acme.org_id, &access).await;
+    }
+    assert_eq!(working, [false; 4]);
 
     // Okta deactivates her.
     let deactivated = rig
