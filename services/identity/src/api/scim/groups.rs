@@ -73,9 +73,10 @@ fn render(group: &ScimGroup, base: &str) -> Value {
         .members
         .iter()
         .map(|m| {
+            // No `display`: clients compare the members they wrote with what they read back,
+            // and RFC 7643 §8.7.1's Group schema has none for members.
             json!({
                 "value": m.id,
-                "display": m.user_name,
                 "$ref": format!("{base}/Users/{}", m.id),
                 "type": "User",
             })

@@ -25,7 +25,7 @@ use super::error::ScimError;
 use super::list::ListQuery;
 use super::{ResourceKind, SCIM_MEDIA_TYPE, discovery, groups, users};
 use crate::app::App;
-use crate::app::scim::users::{MUTABILITY, VERSION_MISMATCH};
+use crate::app::scim::users::VERSION_MISMATCH;
 use crate::app::scim::{ScimPrincipal, tokens};
 
 /// The path the routes are served under.
@@ -102,7 +102,6 @@ pub(super) fn scim_error(e: ApiError) -> ScimError {
     let detail = e.message().to_owned();
     match e.reason() {
         VERSION_MISMATCH => ScimError::precondition_failed(detail),
-        MUTABILITY => ScimError::mutability(detail),
         _ => ScimError::from(e),
     }
 }

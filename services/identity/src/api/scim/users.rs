@@ -69,6 +69,7 @@ fn user_input(doc: Value) -> Result<ScimUserInput, ScimError> {
         None => true,
         Some(v) => boolean(v, "active")?,
     };
+    let given = attr(&doc, "active").is_some();
     let mut resource = doc;
     if let Some(map) = resource.as_object_mut() {
         map.retain(|k, _| {
@@ -76,6 +77,11 @@ fn user_input(doc: Value) -> Result<ScimUserInput, ScimError> {
                 .iter()
                 .any(|n| k.eq_ignore_ascii_case(n))
         });
+        // Whether the client set `active` is kept, so what it wrote it reads back (an absent
+        // `active` means active); the value itself is the row's.
+        if given {
+            map.insert("active".into(), json!(active));
+        }
     }
     Ok(ScimUserInput {
         user_name,
@@ -101,7 +107,9 @@ pub(super) fn render(user: &ScimUser, base: &str) -> Value {
         doc.insert("externalId".into(), json!(external));
     }
     doc.insert("userName".into(), json!(row.user_name));
-    doc.insert("active".into(), json!(row.active));
+    if doc.contains_key("active") || !row.active {
+        doc.insert("active".into(), json!(row.active));
+    }
     let groups: Vec<Value> = user
         .groups
         .iter()

@@ -33,8 +33,6 @@ use crate::store::entity::{scim_group, scim_group_member, scim_user, user};
 pub const USER_NAME_TAKEN: &str = "SCIM_USER_NAME_TAKEN";
 /// Reason of the 409 when the address belongs to an account the organization cannot vouch for.
 pub const ACCOUNT_NOT_LINKABLE: &str = "SCIM_ACCOUNT_NOT_LINKABLE";
-/// Reason of the 400 `mutability` when a write changes an attribute that cannot change.
-pub const MUTABILITY: &str = "SCIM_MUTABILITY";
 /// Reason of the 412 when `If-Match` (or a concurrent write) names another version.
 pub const VERSION_MISMATCH: &str = "SCIM_VERSION_MISMATCH";
 
@@ -229,6 +227,17 @@ impl App {
             email,
             verified,
         })
+    }
+
+    /// The uniqueness key of a new `userName` for an existing SCIM user, checked as at creation.
+    /// The linked account keeps its own address: an organization renames its SCIM user, never
+    /// the account, which may belong to other organizations too.
+    fn scim_user_name_key(&self, p: &ScimPrincipal, raw: &str) -> ApiResult<String> {
+        match canonical_email("userName", raw) {
+            Ok(_) => Ok(self.scim_user_name(p, raw)?.key),
+            Err(refused) if p.allow_unverified_user_names => name_key(raw).ok_or(refused),
+            Err(refused) => Err(refused),
+        }
     }
 
     pub(super) async fn scim_user_row<C: ConnectionTrait>(
@@ -460,7 +469,8 @@ impl App {
     }
 
     /// PUT /Users/{id} (and PATCH, with the patched document): replaces the resource when its
-    /// version is `expected_version` (when given). A `userName` may change case only.
+    /// version is `expected_version` (when given). A new `userName` is checked as at creation
+    /// and renames the SCIM user only.
     pub async fn scim_replace_user(
         &self,
         p: &ScimPrincipal,
@@ -473,11 +483,18 @@ impl App {
         if expected_version.is_some_and(|v| v != before.version) {
             return Err(version_mismatch());
         }
-        if user_name_key(&input.user_name) != Some(before.user_name_key.clone()) {
-            return Err(ApiError::invalid_argument_because(
-                MUTABILITY,
-                "userName",
-                "a provisioned user's address cannot change (only its case); delete and create the user instead",
+        let key = self.scim_user_name_key(p, &input.user_name)?;
+        if key != before.user_name_key
+            && scim_user::Entity::find()
+                .filter(scim_user::Column::OrganizationId.eq(&p.organization_id))
+                .filter(scim_user::Column::UserNameKey.eq(&key))
+                .one(&self.db)
+                .await?
+                .is_some()
+        {
+            return Err(ApiError::already_exists(
+                USER_NAME_TAKEN,
+                "userName is already provisioned here",
             ));
         }
         let rules = settings::load(&self.db, &p.organization_id).await?;
@@ -494,6 +511,7 @@ impl App {
         };
         let mut am: scim_user::ActiveModel = before.clone().into();
         am.user_name = Set(input.user_name.trim().to_owned());
+        am.user_name_key = Set(key);
         am.external_id = Set(input.external_id.clone());
         am.active = Set(input.active);
         am.resource = Set(stored_resource(input.resource).to_string());

@@ -134,7 +134,19 @@ fn extension_root(
             ext.id
         )));
     };
-    for (name, v) in members {
+    // Replacing the extension replaces all of it: attributes the value leaves out go.
+    if op == Op::Replace
+        && let Some(root) = work.as_object_mut()
+        && let Some(key) = key_ci(root, ext.id)
+    {
+        root.remove(&key);
+    }
+    // Clients that serialize the extension as a model repeat its `schemas` inside it; the
+    // resource's own `schemas` follows the extension's values instead.
+    for (name, v) in members
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("schemas"))
+    {
         let mut inner = filter::parse_patch_path(name)?;
         if inner.path.urn.is_some() || inner.filter.is_some() {
             return Err(invalid_path(format!(
