@@ -3340,6 +3340,7 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
 mod fake_organization;
 mod mfa;
 mod passkeys;
+mod scim_delivery;
 mod scim_tokens;
 mod sso;
 mod sso_enforcement;
