@@ -146,7 +146,9 @@ async fn lifecycle(postgres: bool) {
         refused, [true; 4],
         "identity, organization, workspace, billing"
     );
-    eprintln!("deprovisioned: every service refused the access token {took:?} after the SCIM answer");
+    eprintln!(
+        "deprovisioned: every service refused the access token {took:?} after the SCIM answer"
+    );
     assert!(took < Duration::from_millis(100), "refused after {took:?}");
     let refreshed = rig
         .identity()
