@@ -9,6 +9,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, Order, QueryFilter, QueryOrder, Select, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -150,6 +151,41 @@ impl PageTokens {
             (rows, String::new())
         }
     }
+}
+
+/// The condition "(`sort`, `id`) comes after `key` in `order`": for [`Order::Desc`] the rows
+/// whose key is smaller, otherwise those whose key is larger (a keyset cursor over a sort
+/// column that may repeat, with the id breaking ties).
+pub fn after_key<C: ColumnTrait>(
+    sort: C,
+    id: C,
+    key: (impl Into<Value>, impl Into<Value>),
+    order: &Order,
+) -> Condition {
+    let (sort_value, id_value) = (key.0.into(), key.1.into());
+    let (sort_beyond, id_beyond) = match order {
+        Order::Desc => (sort.lt(sort_value.clone()), id.lt(id_value)),
+        _ => (sort.gt(sort_value.clone()), id.gt(id_value)),
+    };
+    Condition::any()
+        .add(sort_beyond)
+        .add(Condition::all().add(sort.eq(sort_value)).add(id_beyond))
+}
+
+/// `query` in keyset order of (`sort`, `id`) in `order`, from after `after` (a cursor decoded
+/// by [`PageTokens::decode`]; `None` for the first page).
+pub fn keyset<E: EntityTrait, C: ColumnTrait>(
+    query: Select<E>,
+    sort: C,
+    id: C,
+    after: Option<(impl Into<Value>, impl Into<Value>)>,
+    order: Order,
+) -> Select<E> {
+    let query = match after {
+        Some(key) => query.filter(after_key(sort, id, key, &order)),
+        None => query,
+    };
+    query.order_by(sort, order.clone()).order_by(id, order)
 }
 
 #[cfg(test)]

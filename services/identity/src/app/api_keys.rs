@@ -6,14 +6,14 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
-use orgplane_platform::pagination::page_size;
+use orgplane_platform::pagination::{keyset, page_size};
 use orgplane_platform::roles::{OrgAction, allows};
 use orgplane_platform::{ApiError, ApiResult, Call};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::{ApiKeyCreated, ApiKeyStatusChanged};
 use orgplane_proto::identity::v1::{ApiKey, ApiKeyKind, ApiKeyStatus};
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, QueryOrder, QuerySelect};
+use sea_orm::{Order, QuerySelect};
 
 use super::App;
 use super::standing::OrgStanding;
@@ -329,23 +329,16 @@ impl App {
         if let Some(ws) = workspace {
             q = q.filter(api_key::Column::WorkspaceId.eq(ws));
         }
-        if let Some((ms, id)) = after {
-            q = q.filter(
-                Condition::any()
-                    .add(api_key::Column::CreateTimeMs.lt(ms))
-                    .add(
-                        Condition::all()
-                            .add(api_key::Column::CreateTimeMs.eq(ms))
-                            .add(api_key::Column::Id.lt(id)),
-                    ),
-            );
-        }
-        let rows = q
-            .order_by_desc(api_key::Column::CreateTimeMs)
-            .order_by_desc(api_key::Column::Id)
-            .limit(size + 1)
-            .all(&self.db)
-            .await?;
+        let rows = keyset(
+            q,
+            api_key::Column::CreateTimeMs,
+            api_key::Column::Id,
+            after,
+            Order::Desc,
+        )
+        .limit(size + 1)
+        .all(&self.db)
+        .await?;
         Ok(self
             .page_tokens
             .page(&scope, rows, size, |k| (k.create_time_ms, k.id.clone())))

@@ -10,12 +10,12 @@ use base64::engine::general_purpose::STANDARD;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
 use orgplane_platform::events::WriteUnit;
-use orgplane_platform::pagination::page_size;
+use orgplane_platform::pagination::{keyset, page_size};
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult, Call};
 use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, ConnectionTrait, QueryOrder, QuerySelect, Set};
+use sea_orm::{ConnectionTrait, Order, QueryOrder, QuerySelect, Set};
 
 use super::{App, new_id};
 use crate::domain::Error;
@@ -377,25 +377,18 @@ impl App {
         }
         let scope = format!("ListSsoConnections|{org}");
         let after: Option<(i64, String)> = self.page_tokens.decode(&scope, page_token)?;
-        let mut q =
+        let q =
             sso_connection::Entity::find().filter(sso_connection::Column::OrganizationId.eq(org));
-        if let Some((ms, id)) = after {
-            q = q.filter(
-                Condition::any()
-                    .add(sso_connection::Column::CreateTimeMs.gt(ms))
-                    .add(
-                        Condition::all()
-                            .add(sso_connection::Column::CreateTimeMs.eq(ms))
-                            .add(sso_connection::Column::Id.gt(id)),
-                    ),
-            );
-        }
-        let rows = q
-            .order_by_asc(sso_connection::Column::CreateTimeMs)
-            .order_by_asc(sso_connection::Column::Id)
-            .limit(size + 1)
-            .all(&self.db)
-            .await?;
+        let rows = keyset(
+            q,
+            sso_connection::Column::CreateTimeMs,
+            sso_connection::Column::Id,
+            after,
+            Order::Asc,
+        )
+        .limit(size + 1)
+        .all(&self.db)
+        .await?;
         let (rows, next) = self
             .page_tokens
             .page(&scope, rows, size, |c| (c.create_time_ms, c.id.clone()));

@@ -1,23 +1,19 @@
 //! The `/Groups` handlers: SCIM JSON to and from the Group use cases of
-//! [`crate::app::scim::groups`]. PATCH (members add/remove included) is read, patch, replace at
-//! the version read.
+//! [`crate::app::scim::groups`], as a [`ScimResource`] for the shared handlers of
+//! [`super::resource`] (PATCH, members add/remove included, is read, patch, replace).
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use orgplane_platform::ApiResult;
 use serde_json::{Value, json};
 
-use super::error::{ScimError, check_if_match, etag};
-use super::list::ListQuery;
-use super::router::{ScimRequest, json_body, resource_response, scim_error, scim_json};
-use super::users::{PATCH_ATTEMPTS, attr, timestamp};
-use super::{GROUP_SCHEMA, ResourceKind, attributes, list, patch};
+use super::error::{ScimError, etag};
+use super::resource::{Narrow, ScimResource};
+use super::users::{attr, timestamp};
+use super::{GROUP_SCHEMA, ResourceKind};
 use crate::app::App;
+use crate::app::scim::ScimPrincipal;
 use crate::app::scim::groups::{GroupLookup, ScimGroup, ScimGroupInput};
-use crate::app::scim::users::VERSION_MISMATCH;
 
 /// A Group document as the use cases take it.
 fn group_input(doc: &Value) -> Result<ScimGroupInput, ScimError> {
@@ -101,169 +97,66 @@ fn render(group: &ScimGroup, base: &str) -> Value {
     doc
 }
 
-fn respond_one(r: &ScimRequest, group: &ScimGroup, status: StatusCode) -> Response {
-    let location =
-        (status == StatusCode::CREATED).then(|| format!("{}/Groups/{}", r.base, group.row.id));
-    let body = attributes::project(
-        render(group, &r.base),
-        r.param("attributes"),
-        r.param("excludedAttributes"),
-        ResourceKind::Group,
-    );
-    resource_response(status, &body, &etag(group.row.version), location.as_deref())
-}
+impl ScimResource for ScimGroup {
+    type Input = ScimGroupInput;
+    type Lookup = GroupLookup;
+    const KIND: ResourceKind = ResourceKind::Group;
+    const ENDPOINT: &'static str = "Groups";
+    const NAME_ATTRIBUTE: &'static str = "displayName";
 
-/// POST /Groups.
-pub(super) async fn create(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let input = group_input(&json_body(&r.headers, &body)?)?;
-    let group = app
-        .scim_create_group(&r.principal, input)
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &group, StatusCode::CREATED))
-}
-
-/// GET /Groups/{id}.
-pub(super) async fn get(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let group = app
-        .scim_get_group(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &group, StatusCode::OK))
-}
-
-/// Every group of the token's organization, rendered (the root `.search`).
-pub(super) async fn all_rendered(app: &App, r: &ScimRequest) -> Result<Vec<Value>, ScimError> {
-    Ok(app
-        .scim_list_groups(&r.principal, GroupLookup::All)
-        .await
-        .map_err(scim_error)?
-        .iter()
-        .map(|g| render(g, &r.base))
-        .collect())
-}
-
-async fn respond_list(app: &App, r: &ScimRequest, query: ListQuery) -> Result<Response, ScimError> {
-    let lookup = match &query.filter {
-        Some(f) => {
-            if let Some(v) = f.equality_on("displayName") {
-                GroupLookup::DisplayName(v.to_owned())
-            } else if let Some(v) = f.equality_on("externalId") {
-                GroupLookup::ExternalId(v.to_owned())
-            } else if let Some(v) = f.equality_on("id") {
-                GroupLookup::Id(v.to_owned())
-            } else {
-                GroupLookup::All
-            }
-        }
-        None => GroupLookup::All,
-    };
-    let resources = app
-        .scim_list_groups(&r.principal, lookup)
-        .await
-        .map_err(scim_error)?
-        .iter()
-        .map(|g| render(g, &r.base))
-        .collect();
-    Ok(scim_json(
-        StatusCode::OK,
-        &list::respond(resources, &query, ResourceKind::Group),
-    ))
-}
-
-/// GET /Groups.
-pub(super) async fn list(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-) -> Result<Response, ScimError> {
-    let query = ListQuery::from_query(&r.params)?;
-    respond_list(&app, &r, query).await
-}
-
-/// POST /Groups/.search.
-pub(super) async fn search(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let query = ListQuery::from_search(&json_body(&r.headers, &body)?)?;
-    respond_list(&app, &r, query).await
-}
-
-/// PUT /Groups/{id}.
-pub(super) async fn replace(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let input = group_input(&json_body(&r.headers, &body)?)?;
-    let current = app
-        .scim_get_group(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    check_if_match(&r.headers, current.row.version)?;
-    let group = app
-        .scim_replace_group(&r.principal, &id, input, Some(current.row.version))
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &group, StatusCode::OK))
-}
-
-/// PATCH /Groups/{id}: 200 with the resource.
-pub(super) async fn patch(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let ops = json_body(&r.headers, &body)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = app
-            .scim_get_group(&r.principal, &id)
-            .await
-            .map_err(scim_error)?;
-        check_if_match(&r.headers, current.row.version)?;
-        let mut doc = render(&current, &r.base);
-        patch::apply(&mut doc, &ops, ResourceKind::Group)?;
-        let input = group_input(&doc)?;
-        match app
-            .scim_replace_group(&r.principal, &id, input, Some(current.row.version))
-            .await
-        {
-            Ok(group) => return Ok(respond_one(&r, &group, StatusCode::OK)),
-            Err(e)
-                if e.reason() == VERSION_MISMATCH
-                    && attempt < PATCH_ATTEMPTS
-                    && !r.headers.contains_key(axum::http::header::IF_MATCH) => {}
-            Err(e) => return Err(scim_error(e)),
+    fn id(&self) -> &str {
+        &self.row.id
+    }
+    fn version(&self) -> i64 {
+        self.row.version
+    }
+    fn render(&self, base: &str) -> Value {
+        render(self, base)
+    }
+    fn input(doc: Value) -> Result<ScimGroupInput, ScimError> {
+        group_input(&doc)
+    }
+    fn lookup(narrow: Narrow<'_>) -> GroupLookup {
+        match narrow {
+            Narrow::All => GroupLookup::All,
+            Narrow::Name(v) => GroupLookup::DisplayName(v.to_owned()),
+            Narrow::ExternalId(v) => GroupLookup::ExternalId(v.to_owned()),
+            Narrow::Id(v) => GroupLookup::Id(v.to_owned()),
         }
     }
-}
 
-/// DELETE /Groups/{id}: 204.
-pub(super) async fn delete(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ScimError> {
-    let current = app
-        .scim_get_group(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    check_if_match(&r.headers, current.row.version)?;
-    app.scim_delete_group(&r.principal, &id, Some(current.row.version))
-        .await
-        .map_err(scim_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    fn create(
+        app: &App,
+        p: &ScimPrincipal,
+        input: ScimGroupInput,
+    ) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_create_group(p, input)
+    }
+    fn get(app: &App, p: &ScimPrincipal, id: &str) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_get_group(p, id)
+    }
+    fn list(
+        app: &App,
+        p: &ScimPrincipal,
+        lookup: GroupLookup,
+    ) -> impl Future<Output = ApiResult<Vec<Self>>> + Send {
+        app.scim_list_groups(p, lookup)
+    }
+    fn replace(
+        app: &App,
+        p: &ScimPrincipal,
+        id: &str,
+        input: ScimGroupInput,
+        version: i64,
+    ) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_replace_group(p, id, input, Some(version))
+    }
+    fn delete(
+        app: &App,
+        p: &ScimPrincipal,
+        id: &str,
+        version: i64,
+    ) -> impl Future<Output = ApiResult<()>> + Send {
+        app.scim_delete_group(p, id, Some(version))
+    }
 }

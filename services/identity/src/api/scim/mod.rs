@@ -1,7 +1,7 @@
 //! The SCIM 2.0 adapter (RFC 7643/7644, rule ID-14): identity providers provision an
 //! organization's users and groups over HTTP/JSON with a bearer token. Like the gRPC handlers,
 //! nothing here decides a rule: [`router`] authenticates the token and routes, the resource
-//! handlers ([`users`], [`groups`]) translate SCIM JSON to and from the use cases of
+//! handlers ([`resource`], over [`users`] and [`groups`]) translate SCIM JSON to and from the use cases of
 //! [`crate::app::scim`]. The protocol mechanics are pure and separately tested: [`filter`] (the
 //! filter language, parsed by hand with depth and length limits), [`patch`] (PATCH operations in
 //! the dialects real clients send), [`attributes`] (`attributes` / `excludedAttributes`),
@@ -15,6 +15,7 @@ pub mod filter;
 mod groups;
 pub mod list;
 pub mod patch;
+mod resource;
 mod router;
 mod users;
 

@@ -23,9 +23,10 @@ use serde_json::Value;
 
 use super::error::ScimError;
 use super::list::ListQuery;
-use super::{ResourceKind, SCIM_MEDIA_TYPE, discovery, groups, users};
+use super::{ResourceKind, SCIM_MEDIA_TYPE, discovery, resource};
 use crate::app::App;
-use crate::app::scim::users::VERSION_MISMATCH;
+use crate::app::scim::groups::ScimGroup;
+use crate::app::scim::users::{ScimUser, VERSION_MISMATCH};
 use crate::app::scim::{ScimPrincipal, tokens};
 
 /// The path the routes are served under.
@@ -38,25 +39,10 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/Schemas", get(schemas))
         .route("/Schemas/{id}", get(schema))
         .route("/ResourceTypes", get(resource_types))
-        .route("/ResourceTypes/{name}", get(resource_type))
-        .route("/Users", get(users::list).post(users::create))
-        .route("/Users/.search", post(users::search))
-        .route(
-            "/Users/{id}",
-            get(users::get)
-                .put(users::replace)
-                .patch(users::patch)
-                .delete(users::delete),
-        )
-        .route("/Groups", get(groups::list).post(groups::create))
-        .route("/Groups/.search", post(groups::search))
-        .route(
-            "/Groups/{id}",
-            get(groups::get)
-                .put(groups::replace)
-                .patch(groups::patch)
-                .delete(groups::delete),
-        )
+        .route("/ResourceTypes/{name}", get(resource_type));
+    let api = resource::routes::<ScimUser>(api);
+    let api = resource::routes::<ScimGroup>(api);
+    let api = api
         .route("/.search", post(search_all))
         .route("/Bulk", any(bulk))
         .fallback(unknown_path)
@@ -270,34 +256,8 @@ async fn search_all(
     let body = json_body(&r.headers, &body)?;
     let mut query = ListQuery::from_search(&body)?;
     let filter = query.filter.take();
-    let matches = |v: &Value| filter.as_ref().is_none_or(|f| f.matches(v));
-    let mut resources: Vec<Value> = users::all_rendered(&app, &r)
-        .await?
-        .into_iter()
-        .filter(|v| matches(v))
-        .map(|v| {
-            super::attributes::project(
-                v,
-                query.attributes.as_deref(),
-                query.excluded_attributes.as_deref(),
-                ResourceKind::User,
-            )
-        })
-        .collect();
-    resources.extend(
-        groups::all_rendered(&app, &r)
-            .await?
-            .into_iter()
-            .filter(|v| matches(v))
-            .map(|v| {
-                super::attributes::project(
-                    v,
-                    query.attributes.as_deref(),
-                    query.excluded_attributes.as_deref(),
-                    ResourceKind::Group,
-                )
-            }),
-    );
+    let mut resources = resource::searched::<ScimUser>(&app, &r, filter.as_ref(), &query).await?;
+    resources.extend(resource::searched::<ScimGroup>(&app, &r, filter.as_ref(), &query).await?);
     query.attributes = None;
     query.excluded_attributes = None;
     Ok(scim_json(

@@ -1,24 +1,18 @@
 //! The `/Users` handlers: SCIM JSON to and from the User use cases of
-//! [`crate::app::scim::users`]. PATCH is read, patch ([`super::patch::apply`]), replace at the
-//! version read; without `If-Match`, a concurrent write makes it read again.
+//! [`crate::app::scim::users`], as a [`ScimResource`] for the shared handlers of
+//! [`super::resource`].
 
-use std::sync::Arc;
+use std::future::Future;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use orgplane_platform::ApiResult;
 use serde_json::{Map, Value, json};
 
-use super::error::{ScimError, check_if_match, etag};
-use super::list::ListQuery;
-use super::router::{ScimRequest, json_body, resource_response, scim_error, scim_json};
-use super::{ResourceKind, USER_SCHEMA, attributes, list, patch};
+use super::error::{ScimError, etag};
+use super::resource::{Narrow, ScimResource};
+use super::{ResourceKind, USER_SCHEMA};
 use crate::app::App;
-use crate::app::scim::users::{ScimUser, ScimUserInput, UserLookup, VERSION_MISMATCH};
-
-/// How often a PATCH without `If-Match` reads again after a concurrent write.
-pub(super) const PATCH_ATTEMPTS: usize = 3;
+use crate::app::scim::ScimPrincipal;
+use crate::app::scim::users::{ScimUser, ScimUserInput, UserLookup};
 
 /// RFC 3339 of Unix milliseconds.
 pub(super) fn timestamp(ms: i64) -> String {
@@ -92,7 +86,7 @@ fn user_input(doc: Value) -> Result<ScimUserInput, ScimError> {
 }
 
 /// The full SCIM document of `user`.
-pub(super) fn render(user: &ScimUser, base: &str) -> Value {
+fn render(user: &ScimUser, base: &str) -> Value {
     let row = &user.row;
     let mut doc: Map<String, Value> = match serde_json::from_str(&row.resource) {
         Ok(Value::Object(m)) => m,
@@ -136,170 +130,66 @@ pub(super) fn render(user: &ScimUser, base: &str) -> Value {
     Value::Object(doc)
 }
 
-fn respond_one(r: &ScimRequest, user: &ScimUser, status: StatusCode) -> Response {
-    let doc = render(user, &r.base);
-    let location =
-        (status == StatusCode::CREATED).then(|| format!("{}/Users/{}", r.base, user.row.id));
-    let body = attributes::project(
-        doc,
-        r.param("attributes"),
-        r.param("excludedAttributes"),
-        ResourceKind::User,
-    );
-    resource_response(status, &body, &etag(user.row.version), location.as_deref())
-}
+impl ScimResource for ScimUser {
+    type Input = ScimUserInput;
+    type Lookup = UserLookup;
+    const KIND: ResourceKind = ResourceKind::User;
+    const ENDPOINT: &'static str = "Users";
+    const NAME_ATTRIBUTE: &'static str = "userName";
 
-/// POST /Users.
-pub(super) async fn create(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let input = user_input(json_body(&r.headers, &body)?)?;
-    let user = app
-        .scim_create_user(&r.principal, input)
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &user, StatusCode::CREATED))
-}
-
-/// GET /Users/{id}.
-pub(super) async fn get(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-) -> Result<Response, ScimError> {
-    let user = app
-        .scim_get_user(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &user, StatusCode::OK))
-}
-
-/// Every user of the token's organization, rendered (the root `.search`).
-pub(super) async fn all_rendered(app: &App, r: &ScimRequest) -> Result<Vec<Value>, ScimError> {
-    Ok(app
-        .scim_list_users(&r.principal, UserLookup::All)
-        .await
-        .map_err(scim_error)?
-        .iter()
-        .map(|u| render(u, &r.base))
-        .collect())
-}
-
-async fn respond_list(app: &App, r: &ScimRequest, query: ListQuery) -> Result<Response, ScimError> {
-    let lookup = match &query.filter {
-        Some(f) => {
-            if let Some(v) = f.equality_on("userName") {
-                UserLookup::UserName(v.to_owned())
-            } else if let Some(v) = f.equality_on("externalId") {
-                UserLookup::ExternalId(v.to_owned())
-            } else if let Some(v) = f.equality_on("id") {
-                UserLookup::Id(v.to_owned())
-            } else {
-                UserLookup::All
-            }
-        }
-        None => UserLookup::All,
-    };
-    let resources = app
-        .scim_list_users(&r.principal, lookup)
-        .await
-        .map_err(scim_error)?
-        .iter()
-        .map(|u| render(u, &r.base))
-        .collect();
-    Ok(scim_json(
-        StatusCode::OK,
-        &list::respond(resources, &query, ResourceKind::User),
-    ))
-}
-
-/// GET /Users.
-pub(super) async fn list(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-) -> Result<Response, ScimError> {
-    let query = ListQuery::from_query(&r.params)?;
-    respond_list(&app, &r, query).await
-}
-
-/// POST /Users/.search.
-pub(super) async fn search(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let query = ListQuery::from_search(&json_body(&r.headers, &body)?)?;
-    respond_list(&app, &r, query).await
-}
-
-/// PUT /Users/{id}.
-pub(super) async fn replace(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let input = user_input(json_body(&r.headers, &body)?)?;
-    let current = app
-        .scim_get_user(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    check_if_match(&r.headers, current.row.version)?;
-    let user = app
-        .scim_replace_user(&r.principal, &id, input, Some(current.row.version))
-        .await
-        .map_err(scim_error)?;
-    Ok(respond_one(&r, &user, StatusCode::OK))
-}
-
-/// PATCH /Users/{id}: 200 with the resource.
-pub(super) async fn patch(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ScimError> {
-    let ops = json_body(&r.headers, &body)?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let current = app
-            .scim_get_user(&r.principal, &id)
-            .await
-            .map_err(scim_error)?;
-        check_if_match(&r.headers, current.row.version)?;
-        let mut doc = render(&current, &r.base);
-        patch::apply(&mut doc, &ops, ResourceKind::User)?;
-        let input = user_input(doc)?;
-        match app
-            .scim_replace_user(&r.principal, &id, input, Some(current.row.version))
-            .await
-        {
-            Ok(user) => return Ok(respond_one(&r, &user, StatusCode::OK)),
-            Err(e)
-                if e.reason() == VERSION_MISMATCH
-                    && attempt < PATCH_ATTEMPTS
-                    && !r.headers.contains_key(axum::http::header::IF_MATCH) => {}
-            Err(e) => return Err(scim_error(e)),
+    fn id(&self) -> &str {
+        &self.row.id
+    }
+    fn version(&self) -> i64 {
+        self.row.version
+    }
+    fn render(&self, base: &str) -> Value {
+        render(self, base)
+    }
+    fn input(doc: Value) -> Result<ScimUserInput, ScimError> {
+        user_input(doc)
+    }
+    fn lookup(narrow: Narrow<'_>) -> UserLookup {
+        match narrow {
+            Narrow::All => UserLookup::All,
+            Narrow::Name(v) => UserLookup::UserName(v.to_owned()),
+            Narrow::ExternalId(v) => UserLookup::ExternalId(v.to_owned()),
+            Narrow::Id(v) => UserLookup::Id(v.to_owned()),
         }
     }
-}
 
-/// DELETE /Users/{id}: 204.
-pub(super) async fn delete(
-    State(app): State<Arc<App>>,
-    r: ScimRequest,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ScimError> {
-    let current = app
-        .scim_get_user(&r.principal, &id)
-        .await
-        .map_err(scim_error)?;
-    check_if_match(&r.headers, current.row.version)?;
-    app.scim_delete_user(&r.principal, &id, Some(current.row.version))
-        .await
-        .map_err(scim_error)?;
-    Ok(StatusCode::NO_CONTENT)
+    fn create(
+        app: &App,
+        p: &ScimPrincipal,
+        input: ScimUserInput,
+    ) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_create_user(p, input)
+    }
+    fn get(app: &App, p: &ScimPrincipal, id: &str) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_get_user(p, id)
+    }
+    fn list(
+        app: &App,
+        p: &ScimPrincipal,
+        lookup: UserLookup,
+    ) -> impl Future<Output = ApiResult<Vec<Self>>> + Send {
+        app.scim_list_users(p, lookup)
+    }
+    fn replace(
+        app: &App,
+        p: &ScimPrincipal,
+        id: &str,
+        input: ScimUserInput,
+        version: i64,
+    ) -> impl Future<Output = ApiResult<Self>> + Send {
+        app.scim_replace_user(p, id, input, Some(version))
+    }
+    fn delete(
+        app: &App,
+        p: &ScimPrincipal,
+        id: &str,
+        version: i64,
+    ) -> impl Future<Output = ApiResult<()>> + Send {
+        app.scim_delete_user(p, id, Some(version))
+    }
 }

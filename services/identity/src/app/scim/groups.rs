@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 
-use orgplane_platform::audit::Entry;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::{ApiError, ApiResult};
 use sea_orm::entity::prelude::*;
@@ -14,12 +13,14 @@ use sea_orm::{QueryOrder, QuerySelect, Set};
 use serde_json::json;
 
 use super::ScimPrincipal;
+use super::common::{delete_at, linked, org_row, org_row_at, update_at};
 use super::provisioning::deliver_due;
 use super::roles::{Touch, settle};
 use super::settings;
-use super::users::version_mismatch;
 use crate::app::{App, new_id};
 use crate::store::entity::{scim_group, scim_group_member, scim_user};
+
+type Groups = scim_group::Entity;
 
 /// Reason of the 409 when `displayName` is taken in the organization.
 pub const GROUP_NAME_TAKEN: &str = "SCIM_GROUP_NAME_TAKEN";
@@ -66,10 +67,6 @@ pub enum GroupLookup {
     Id(String),
 }
 
-fn group_not_found(id: &str) -> ApiError {
-    ApiError::not_found("Group", id)
-}
-
 fn taken() -> ApiError {
     ApiError::already_exists(GROUP_NAME_TAKEN, "a group with this displayName exists")
 }
@@ -98,27 +95,14 @@ fn display_name(raw: &str) -> ApiResult<(String, String)> {
 }
 
 impl App {
-    async fn scim_group_row<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        p: &ScimPrincipal,
-        id: &str,
-    ) -> ApiResult<scim_group::Model> {
-        scim_group::Entity::find_by_id(id.to_owned())
-            .filter(scim_group::Column::OrganizationId.eq(&p.organization_id))
-            .one(db)
-            .await?
-            .ok_or_else(|| group_not_found(id))
-    }
-
     async fn scim_group_view(&self, row: scim_group::Model) -> ApiResult<ScimGroup> {
-        let ids: Vec<String> = scim_group_member::Entity::find()
-            .select_only()
-            .column(scim_group_member::Column::ScimUserId)
-            .filter(scim_group_member::Column::GroupId.eq(&row.id))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let ids = linked(
+            &self.db,
+            scim_group_member::Column::ScimUserId,
+            scim_group_member::Column::GroupId,
+            &row.id,
+        )
+        .await?;
         let members = if ids.is_empty() {
             Vec::new()
         } else {
@@ -241,22 +225,12 @@ impl App {
             now,
         )
         .await?;
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(
-                    &p.organization_id,
-                    "scim.group.created",
-                    "scim_group",
-                    &row.id,
-                )
-                .with_details(json!({
-                    "displayName": row.display_name,
-                    "members": members,
-                    "rolesMoved": moved,
-                })),
-            )
+        let details = json!({
+            "displayName": row.display_name,
+            "members": members,
+            "rolesMoved": moved,
+        });
+        self.scim_audit::<Groups, _>(&*unit, &call, p, "scim.group.created", &row.id, details)
             .await?;
         unit.commit().await?;
         deliver_due(self).await;
@@ -265,7 +239,7 @@ impl App {
 
     /// GET /Groups/{id}.
     pub async fn scim_get_group(&self, p: &ScimPrincipal, id: &str) -> ApiResult<ScimGroup> {
-        let row = self.scim_group_row(&self.db, p, id).await?;
+        let row = org_row::<Groups, _>(&self.db, p, id).await?;
         self.scim_group_view(row).await
     }
 
@@ -306,10 +280,7 @@ impl App {
     ) -> ApiResult<ScimGroup> {
         let (name, key) = display_name(&input.display_name)?;
         let call = p.call();
-        let before = self.scim_group_row(&self.db, p, id).await?;
-        if expected_version.is_some_and(|v| v != before.version) {
-            return Err(version_mismatch());
-        }
+        let before = org_row_at::<Groups, _>(&self.db, p, id, expected_version).await?;
         let rules = settings::load(&self.db, &p.organization_id).await?;
         let unit = WriteUnit::begin(&self.outbox, &call).await?;
         let members = self.checked_members(&*unit, p, &input.members).await?;
@@ -321,16 +292,7 @@ impl App {
         am.external_id = Set(input.external_id);
         am.version = Set(before.version + 1);
         am.update_time_ms = Set(now);
-        let updated = scim_group::Entity::update_many()
-            .set(am)
-            .filter(scim_group::Column::Id.eq(id))
-            .filter(scim_group::Column::Version.eq(before.version))
-            .exec(&*unit)
-            .await
-            .map_err(unique_or)?;
-        if updated.rows_affected == 0 {
-            return Err(version_mismatch());
-        }
+        update_at(&*unit, am, id, before.version, unique_or).await?;
         let mut touched = self.set_members(&*unit, p, id, &members).await?;
         if renamed {
             // A new name may match another mapping: every member's role is re-computed.
@@ -347,18 +309,13 @@ impl App {
             now,
         )
         .await?;
-        let row = self.scim_group_row(&*unit, p, id).await?;
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(&p.organization_id, "scim.group.replaced", "scim_group", id)
-                    .with_details(json!({
-                        "displayName": row.display_name,
-                        "members": members,
-                        "rolesMoved": moved,
-                    })),
-            )
+        let row = org_row::<Groups, _>(&*unit, p, id).await?;
+        let details = json!({
+            "displayName": row.display_name,
+            "members": members,
+            "rolesMoved": moved,
+        });
+        self.scim_audit::<Groups, _>(&*unit, &call, p, "scim.group.replaced", id, details)
             .await?;
         unit.commit().await?;
         deliver_due(self).await;
@@ -373,21 +330,11 @@ impl App {
         expected_version: Option<i64>,
     ) -> ApiResult<()> {
         let call = p.call();
-        let before = self.scim_group_row(&self.db, p, id).await?;
-        if expected_version.is_some_and(|v| v != before.version) {
-            return Err(version_mismatch());
-        }
+        let before = org_row_at::<Groups, _>(&self.db, p, id, expected_version).await?;
         let rules = settings::load(&self.db, &p.organization_id).await?;
         let unit = WriteUnit::begin(&self.outbox, &call).await?;
         let touched = self.set_members(&*unit, p, id, &BTreeSet::new()).await?;
-        let deleted = scim_group::Entity::delete_many()
-            .filter(scim_group::Column::Id.eq(id))
-            .filter(scim_group::Column::Version.eq(before.version))
-            .exec(&*unit)
-            .await?;
-        if deleted.rows_affected == 0 {
-            return Err(version_mismatch());
-        }
+        delete_at::<Groups, _>(&*unit, id, before.version).await?;
         let moved = settle(
             &*unit,
             &rules,
@@ -397,16 +344,11 @@ impl App {
             self.now_ms(),
         )
         .await?;
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(&p.organization_id, "scim.group.deleted", "scim_group", id)
-                    .with_details(json!({
-                        "displayName": before.display_name,
-                        "rolesMoved": moved,
-                    })),
-            )
+        let details = json!({
+            "displayName": before.display_name,
+            "rolesMoved": moved,
+        });
+        self.scim_audit::<Groups, _>(&*unit, &call, p, "scim.group.deleted", id, details)
             .await?;
         unit.commit().await?;
         deliver_due(self).await;

@@ -4,6 +4,7 @@
 //! [`users`] and [`groups`] (the resources), and [`provisioning`] (the membership changes each
 //! write owes the organization service, delivered exactly once per `request_id`).
 
+mod common;
 pub mod groups;
 pub mod provisioning;
 mod roles;

@@ -8,12 +8,12 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
-use orgplane_platform::pagination::page_size;
+use orgplane_platform::pagination::{keyset, page_size};
 use orgplane_platform::roles::OrgAction;
 use orgplane_platform::{ApiError, ApiResult, Call};
 use orgplane_proto::identity::v1::ScimTokenState;
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{Order, PaginatorTrait, QuerySelect};
 
 use super::ScimPrincipal;
 use crate::app::{App, new_id};
@@ -248,24 +248,17 @@ impl App {
         }
         let scope = format!("ListScimTokens|{org}");
         let after: Option<(i64, String)> = self.page_tokens.decode(&scope, page_token)?;
-        let mut q = scim_token::Entity::find().filter(scim_token::Column::OrganizationId.eq(org));
-        if let Some((ms, id)) = after {
-            q = q.filter(
-                Condition::any()
-                    .add(scim_token::Column::CreateTimeMs.gt(ms))
-                    .add(
-                        Condition::all()
-                            .add(scim_token::Column::CreateTimeMs.eq(ms))
-                            .add(scim_token::Column::Id.gt(id)),
-                    ),
-            );
-        }
-        let rows = q
-            .order_by_asc(scim_token::Column::CreateTimeMs)
-            .order_by_asc(scim_token::Column::Id)
-            .limit(size + 1)
-            .all(&self.db)
-            .await?;
+        let q = scim_token::Entity::find().filter(scim_token::Column::OrganizationId.eq(org));
+        let rows = keyset(
+            q,
+            scim_token::Column::CreateTimeMs,
+            scim_token::Column::Id,
+            after,
+            Order::Asc,
+        )
+        .limit(size + 1)
+        .all(&self.db)
+        .await?;
         Ok(self
             .page_tokens
             .page(&scope, rows, size, |t| (t.create_time_ms, t.id.clone())))

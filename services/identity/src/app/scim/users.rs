@@ -23,11 +23,14 @@ use sea_orm::{ExprTrait, QueryOrder, QuerySelect, Set};
 use serde_json::{Value, json};
 
 use super::ScimPrincipal;
+use super::common::{delete_at, linked, org_row, org_row_at, update_at};
 use super::provisioning::{Owed, deliver_due, owe, request_id};
 use super::roles::{Touch, role_of, settle};
 use super::settings;
 use crate::app::{App, new_id};
 use crate::store::entity::{scim_group, scim_group_member, scim_user, user};
+
+type Users = scim_user::Entity;
 
 /// Reason of the 409 when `userName` is taken in the organization.
 pub const USER_NAME_TAKEN: &str = "SCIM_USER_NAME_TAKEN";
@@ -137,10 +140,6 @@ fn display_name_of(resource: &Value, email: &Email) -> String {
 }
 
 /// 404 for an id that is unknown or of another organization (the same answer either way).
-fn user_not_found(id: &str) -> ApiError {
-    ApiError::not_found("User", id)
-}
-
 pub(super) fn version_mismatch() -> ApiError {
     ApiError::failed_precondition(
         VERSION_MISMATCH,
@@ -240,27 +239,14 @@ impl App {
         }
     }
 
-    pub(super) async fn scim_user_row<C: ConnectionTrait>(
-        &self,
-        db: &C,
-        p: &ScimPrincipal,
-        id: &str,
-    ) -> ApiResult<scim_user::Model> {
-        scim_user::Entity::find_by_id(id.to_owned())
-            .filter(scim_user::Column::OrganizationId.eq(&p.organization_id))
-            .one(db)
-            .await?
-            .ok_or_else(|| user_not_found(id))
-    }
-
     async fn scim_user_view(&self, row: scim_user::Model) -> ApiResult<ScimUser> {
-        let group_ids: Vec<String> = scim_group_member::Entity::find()
-            .select_only()
-            .column(scim_group_member::Column::GroupId)
-            .filter(scim_group_member::Column::ScimUserId.eq(&row.id))
-            .into_tuple()
-            .all(&self.db)
-            .await?;
+        let group_ids = linked(
+            &self.db,
+            scim_group_member::Column::GroupId,
+            scim_group_member::Column::ScimUserId,
+            &row.id,
+        )
+        .await?;
         let groups = if group_ids.is_empty() {
             Vec::new()
         } else {
@@ -417,19 +403,15 @@ impl App {
             now,
         )
         .await?;
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(
-                    &p.organization_id,
-                    "scim.user.created",
-                    "scim_user",
-                    &row.id,
-                )
-                .with_details(audit_image(&row)),
-            )
-            .await?;
+        self.scim_audit::<Users, _>(
+            &*unit,
+            &call,
+            p,
+            "scim.user.created",
+            &row.id,
+            audit_image(&row),
+        )
+        .await?;
         unit.commit().await?;
         deliver_due(self).await;
         self.scim_user_view(row).await
@@ -437,7 +419,7 @@ impl App {
 
     /// GET /Users/{id}.
     pub async fn scim_get_user(&self, p: &ScimPrincipal, id: &str) -> ApiResult<ScimUser> {
-        let row = self.scim_user_row(&self.db, p, id).await?;
+        let row = org_row::<Users, _>(&self.db, p, id).await?;
         self.scim_user_view(row).await
     }
 
@@ -479,10 +461,7 @@ impl App {
         expected_version: Option<i64>,
     ) -> ApiResult<ScimUser> {
         let call = p.call();
-        let before = self.scim_user_row(&self.db, p, id).await?;
-        if expected_version.is_some_and(|v| v != before.version) {
-            return Err(version_mismatch());
-        }
+        let before = org_row_at::<Users, _>(&self.db, p, id, expected_version).await?;
         let key = self.scim_user_name_key(p, &input.user_name)?;
         if key != before.user_name_key
             && scim_user::Entity::find()
@@ -518,16 +497,8 @@ impl App {
         am.applied_role = Set(if input.active { role as i32 } else { 0 });
         am.version = Set(version);
         am.update_time_ms = Set(now);
-        let updated = scim_user::Entity::update_many()
-            .set(am)
-            .filter(scim_user::Column::Id.eq(id))
-            .filter(scim_user::Column::Version.eq(before.version))
-            .exec(&*unit)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(version_mismatch());
-        }
-        let row = self.scim_user_row(&*unit, p, id).await?;
+        update_at(&*unit, am, id, before.version, ApiError::from).await?;
+        let row = org_row::<Users, _>(&*unit, p, id).await?;
         if let Some(owed) = owed {
             owe(
                 &*unit,
@@ -544,14 +515,8 @@ impl App {
         } else {
             Vec::new()
         };
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(&p.organization_id, "scim.user.replaced", "scim_user", id).with_details(
-                    json!({"before": audit_image(&before), "after": audit_image(&row)}),
-                ),
-            )
+        let details = json!({"before": audit_image(&before), "after": audit_image(&row)});
+        self.scim_audit::<Users, _>(&*unit, &call, p, "scim.user.replaced", id, details)
             .await?;
         let published = self.publish_revoked(&mut unit, &row.user_id, ended).await?;
         unit.commit().await?;
@@ -569,27 +534,17 @@ impl App {
         expected_version: Option<i64>,
     ) -> ApiResult<()> {
         let call = p.call();
-        let before = self.scim_user_row(&self.db, p, id).await?;
-        if expected_version.is_some_and(|v| v != before.version) {
-            return Err(version_mismatch());
-        }
+        let before = org_row_at::<Users, _>(&self.db, p, id, expected_version).await?;
         let mut unit = WriteUnit::begin(&self.outbox, &call).await?;
         let now = self.now_ms();
-        let deleted = scim_user::Entity::delete_many()
-            .filter(scim_user::Column::Id.eq(id))
-            .filter(scim_user::Column::Version.eq(before.version))
-            .exec(&*unit)
-            .await?;
-        if deleted.rows_affected == 0 {
-            return Err(version_mismatch());
-        }
-        let groups: Vec<String> = scim_group_member::Entity::find()
-            .select_only()
-            .column(scim_group_member::Column::GroupId)
-            .filter(scim_group_member::Column::ScimUserId.eq(id))
-            .into_tuple()
-            .all(&*unit)
-            .await?;
+        delete_at::<Users, _>(&*unit, id, before.version).await?;
+        let groups = linked(
+            &*unit,
+            scim_group_member::Column::GroupId,
+            scim_group_member::Column::ScimUserId,
+            id,
+        )
+        .await?;
         scim_group_member::Entity::delete_many()
             .filter(scim_group_member::Column::ScimUserId.eq(id))
             .exec(&*unit)
@@ -615,13 +570,8 @@ impl App {
         )
         .await?;
         let ended = self.revoke_sessions(&*unit, &before.user_id, None).await?;
-        self.audit
-            .write(
-                &*unit,
-                &call,
-                Entry::new(&p.organization_id, "scim.user.deleted", "scim_user", id)
-                    .with_details(audit_image(&before)),
-            )
+        let details = audit_image(&before);
+        self.scim_audit::<Users, _>(&*unit, &call, p, "scim.user.deleted", id, details)
             .await?;
         let published = self
             .publish_revoked(&mut unit, &before.user_id, ended)
