@@ -1,9 +1,10 @@
 //! SCIM provisioning (rule ID-14), the use cases behind the HTTP adapter in
 //! [`crate::api::scim`] and the token and settings RPCs: [`tokens`] (bearer tokens: create,
 //! list, update, authenticate), [`settings`] (how groups become organization roles),
-//! [`users`] and [`groups`] (the resources), and [`provisioning`] (the membership changes each
+//! [`users`] and [`groups`] (the resources; `accounts`: which account a `userName` names), and [`provisioning`] (the membership changes each
 //! write owes the organization service, delivered exactly once per `request_id`).
 
+mod accounts;
 mod common;
 pub mod groups;
 pub mod provisioning;
