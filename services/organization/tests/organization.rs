@@ -3133,6 +3133,7 @@ async fn org_16_members_admin_keys_and_services_read_the_default_policy() {
         etag: "v0".into(),
         update_time: None,
         restrict_invites_to_verified_domains: false,
+        enforced_fields: vec![],
     };
     for req in [
         rig.as_user("user_owner", get()),

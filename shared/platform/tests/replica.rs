@@ -48,6 +48,7 @@ async fn replica_follows_role_events_in_the_database_and_in_memory() {
                 name: "Acme".into(),
                 owner_user_id: "u_owner".into(),
                 primary_email: String::new(),
+                ..Default::default()
             }),
         ),
         ev(

@@ -1,7 +1,7 @@
 //! The billing-access service's database schema, as sea-orm migrations run at start-up and by
 //! `orgplane migrate`.
 
-use orgplane_platform::audit::CreateAuditLog;
+use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
 use orgplane_platform::events::migration::CreateConsumerCursors;
 use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(VersionBillingAccounts),
             Box::new(CreateSecurityPolicyReplica),
             Box::new(CreateVerifiedDomainReplica),
+            Box::new(AddAuditActorOrganization),
         ]
     }
 }

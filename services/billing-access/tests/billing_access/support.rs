@@ -163,6 +163,7 @@ impl Rig {
             name: format!("Org {org}"),
             owner_user_id: format!("{org}_owner"),
             primary_email: format!("billing@{org}.example"),
+            ..Default::default()
         })];
         for (user, role) in members {
             payloads.push(Payload::MemberAdded(MemberAdded {

@@ -1,7 +1,7 @@
 //! The identity service's database schema, as sea-orm migrations run at start-up and by
 //! `orgplane migrate`.
 
-use orgplane_platform::audit::CreateAuditLog;
+use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
 use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
@@ -29,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateVerifiedDomainReplica),
             Box::new(AddSso),
             Box::new(AddScim),
+            Box::new(AddAuditActorOrganization),
         ]
     }
 }

@@ -307,6 +307,7 @@ impl Rig {
             name: format!("{org} Inc"),
             owner_user_id: owner.into(),
             primary_email: String::new(),
+            ..Default::default()
         }))
         .await;
     }

@@ -31,6 +31,8 @@ pub fn organization(o: &organization::Model) -> Organization {
         delete_time: o.delete_time_ms.map(ts),
         purge_time: o.purge_time_ms.map(ts),
         etag: etag(o.version),
+        kind: o.kind,
+        operator_organization_id: o.operator_id.clone(),
     }
 }
 

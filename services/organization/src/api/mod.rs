@@ -10,10 +10,12 @@
 
 pub mod convert;
 mod domains;
+mod hierarchy;
 mod invites;
 mod members;
 mod organizations;
 mod security;
+mod settings;
 mod units;
 
 use orgplane_platform::{ApiError, ApiResult};
@@ -269,5 +271,39 @@ impl OrganizationService for OrganizationApi {
         request: Request<DeprovisionMemberRequest>,
     ) -> Reply<DeprovisionMemberResponse> {
         domains::deprovision_member(&self.app, request).await
+    }
+    async fn create_child_organization(
+        &self,
+        request: Request<CreateChildOrganizationRequest>,
+    ) -> Reply<CreateChildOrganizationResponse> {
+        hierarchy::create_child(&self.app, request).await
+    }
+
+    async fn list_child_organizations(
+        &self,
+        request: Request<ListChildOrganizationsRequest>,
+    ) -> Reply<ListChildOrganizationsResponse> {
+        hierarchy::list_children(&self.app, request).await
+    }
+
+    async fn get_branding(
+        &self,
+        request: Request<GetBrandingRequest>,
+    ) -> Reply<GetBrandingResponse> {
+        settings::get_branding(&self.app, request).await
+    }
+
+    async fn update_branding(
+        &self,
+        request: Request<UpdateBrandingRequest>,
+    ) -> Reply<UpdateBrandingResponse> {
+        settings::update_branding(&self.app, request).await
+    }
+
+    async fn get_effective_settings(
+        &self,
+        request: Request<GetEffectiveSettingsRequest>,
+    ) -> Reply<GetEffectiveSettingsResponse> {
+        settings::get_effective(&self.app, request).await
     }
 }

@@ -19,6 +19,7 @@ fn fields(o: Organization) -> OrganizationFields {
         name: o.name,
         org_type: o.r#type,
         primary_email: o.primary_email,
+        kind: o.kind,
     }
 }
 

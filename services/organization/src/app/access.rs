@@ -7,7 +7,7 @@ use orgplane_platform::roles::OrgAction;
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
-use crate::domain::authz::{self, Deleted, Standing};
+use crate::domain::authz::{self, Deleted, OperatorRole, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
 use crate::store::{member, organization, security_policy};
@@ -47,8 +47,12 @@ impl Access {
             _ => None,
         };
         let is_deleted = org.state == OrganizationState::Deleted as i32;
-        let standing =
-            authz::standing(principal, &org.id, is_deleted, role, deleted).ok_or_else(not_found)?;
+        let operator = match principal {
+            Principal::User(u) => operator_role(db, &org, &u.user_id, role).await?,
+            _ => None,
+        };
+        let standing = authz::standing(principal, &org.id, is_deleted, role, operator, deleted)
+            .ok_or_else(not_found)?;
         let policy = security_policy::Entity::find_by_id(org.id.clone())
             .one(db)
             .await?;
@@ -64,6 +68,18 @@ impl Access {
             standing,
             policy,
         })
+    }
+
+    /// For the acts an operator may perform in its children (ORG-13): PERMISSION_DENIED unless
+    /// the caller acts as the operator or may perform `action`.
+    pub fn require_or_operator(&self, action: OrgAction) -> Result<()> {
+        self.standing.require_or_operator(action)
+    }
+
+    /// The operator organization when the caller acts as the operator (ORG-13), for
+    /// [`orgplane_platform::audit::Entry::as_operator`].
+    pub fn acting_operator(&self) -> Option<&str> {
+        self.standing.acting_operator()
     }
 
     /// Whether the caller may perform `action` here.
@@ -88,6 +104,32 @@ impl Access {
             _ => None,
         }
     }
+}
+
+/// The user's administering role in `org`'s operator (ORG-13): read only for a child whose
+/// caller is not already its OWNER or an ADMIN, and only while the operator is ACTIVE.
+async fn operator_role<C: ConnectionTrait>(
+    db: &C,
+    org: &organization::Model,
+    user_id: &str,
+    role: Option<OrgRole>,
+) -> Result<Option<OperatorRole>> {
+    if org.operator_id.is_empty() || matches!(role, Some(OrgRole::Owner | OrgRole::Admin)) {
+        return Ok(None);
+    }
+    let active = organization::Entity::find_by_id(org.operator_id.clone())
+        .one(db)
+        .await?
+        .is_some_and(|o| o.state == OrganizationState::Active as i32);
+    if !active {
+        return Ok(None);
+    }
+    Ok(
+        member::Entity::find_by_id((org.operator_id.clone(), user_id.to_owned()))
+            .one(db)
+            .await?
+            .and_then(|m| OperatorRole::administering(&org.operator_id, role_of(m.role))),
+    )
 }
 
 /// NOT_FOUND of the organization becomes NOT_FOUND of the resource `resource` `id` that led to it

@@ -217,6 +217,7 @@ impl App {
                 version: 0,
                 update_time_ms: 0,
                 restrict_invites_to_verified_domains: false,
+                enforced_fields: String::new(),
             }
         })
     }

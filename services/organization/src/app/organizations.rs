@@ -33,6 +33,8 @@ pub struct OrganizationFields {
     pub org_type: i32,
     /// Primary business email, or empty.
     pub primary_email: String,
+    /// `OrganizationKind` as its number (create only; ORG-13).
+    pub kind: i32,
 }
 
 /// CreateOrganization.
@@ -137,6 +139,7 @@ impl App {
         let input = cmd.organization;
         let name = validate::name("organization.name", &input.name)?;
         let org_type = validate::org_type(input.org_type)?;
+        let kind = validate::org_kind(input.kind)?;
         let primary_email =
             validate::optional_email("organization.primary_email", &input.primary_email)?;
         let key = validate::request_id(&cmd.request_id)?
@@ -184,6 +187,8 @@ impl App {
             delete_time_ms: None,
             purge_time_ms: None,
             version: 1,
+            kind,
+            operator_id: String::new(),
         };
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         organization::Entity::insert(organization::ActiveModel::from(org.clone()))
@@ -218,6 +223,7 @@ impl App {
             name: org.name.clone(),
             owner_user_id: org.owner_user_id.clone(),
             primary_email: org.primary_email.clone(),
+            operator_organization_id: String::new(),
         }))
         .await?;
         txn.append(event::Payload::MemberAdded(MemberAdded {

@@ -35,6 +35,37 @@ pub enum Standing {
     },
     /// An Orgplane service (reads only).
     Service,
+    /// The OWNER or an ADMIN of the organization's operator, acting in this child (rule ORG-13):
+    /// reads everything, and performs the operator's acts the use cases allow with
+    /// [`Standing::require_or_operator`].
+    Operator {
+        /// The acting user's id.
+        user_id: String,
+        /// The operator organization.
+        operator_id: String,
+        /// The user's role in the operator (OWNER or ADMIN).
+        role: OrgRole,
+    },
+}
+
+/// The calling user's standing in an organization's operator, when they are its OWNER or an
+/// ADMIN (rule ORG-13).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRole {
+    /// The operator organization.
+    pub operator_id: String,
+    /// The user's role there.
+    pub role: OrgRole,
+}
+
+impl OperatorRole {
+    /// The role if it administers children (OWNER or ADMIN), else `None`.
+    pub fn administering(operator_id: &str, role: OrgRole) -> Option<Self> {
+        matches!(role, OrgRole::Owner | OrgRole::Admin).then(|| Self {
+            operator_id: operator_id.to_owned(),
+            role,
+        })
+    }
 }
 
 /// Refuses anonymous callers and workspace keys: the first check of every org-scoped RPC.
@@ -47,16 +78,33 @@ pub fn require_caller(principal: &Principal) -> Result<()> {
 }
 
 /// The caller's standing in organization `organization_id` (deleted or not), given the
-/// caller's membership `role` there (users only); `None` when the caller may not see it.
+/// caller's membership `role` there and, for a child, their administering role in its operator
+/// (users only); `None` when the caller may not see it. A member who is also the OWNER or an
+/// ADMIN of the operator acts as the operator unless they are the child's OWNER or an ADMIN of
+/// it (ORG-13).
 pub fn standing(
     principal: &Principal,
     organization_id: &str,
     is_deleted: bool,
     role: Option<OrgRole>,
+    operator: Option<OperatorRole>,
     deleted: Deleted,
 ) -> Option<Standing> {
     match principal {
         Principal::User(u) => {
+            let administers = matches!(role, Some(OrgRole::Owner | OrgRole::Admin));
+            if let (false, Some(op)) = (administers, operator) {
+                // The operator stands where the OWNER would: a DELETED child stays visible to it
+                // for GetOrganization and UndeleteOrganization.
+                if is_deleted && deleted == Deleted::Hidden {
+                    return None;
+                }
+                return Some(Standing::Operator {
+                    user_id: u.user_id.clone(),
+                    operator_id: op.operator_id,
+                    role: op.role,
+                });
+            }
             let role = role?;
             if is_deleted && !(deleted == Deleted::VisibleToOwner && role == OrgRole::Owner) {
                 return None;
@@ -85,13 +133,20 @@ impl Standing {
             Standing::Member { role, .. } => allows(*role, action),
             Standing::AdminKey { .. } => admin_key_allows(action),
             Standing::Service => action == OrgAction::Read,
+            Standing::Operator { .. } => {
+                matches!(action, OrgAction::Read | OrgAction::ReadAuditLog)
+            }
         }
     }
 
-    /// PERMISSION_DENIED unless the caller may perform `action`.
+    /// PERMISSION_DENIED unless the caller may perform `action`. An operator gets
+    /// [`Error::OperatorMayNot`] for what only the child's own members may do.
     pub fn require(&self, action: OrgAction) -> Result<()> {
         if self.allows(action) {
             return Ok(());
+        }
+        if matches!(self, Standing::Operator { .. }) {
+            return Err(Error::OperatorMayNot);
         }
         let needed = match action {
             OrgAction::OwnerOnly => "only the organization's OWNER may do this",
@@ -101,6 +156,25 @@ impl Standing {
             _ => "your role in the organization does not allow this",
         };
         Err(orgplane_platform::roles::insufficient_role(needed).into())
+    }
+
+    /// For the use cases an operator may perform in its children (rule ORG-13: edit, delete,
+    /// undelete, invite the first owner, branding, security policy): the operator is allowed;
+    /// anyone else must be allowed `action`.
+    pub fn require_or_operator(&self, action: OrgAction) -> Result<()> {
+        match self {
+            Standing::Operator { .. } => Ok(()),
+            _ => self.require(action),
+        }
+    }
+
+    /// The operator organization when the caller acts as the operator (ORG-13): audit records
+    /// name it ([`orgplane_platform::audit::Entry::as_operator`]).
+    pub fn acting_operator(&self) -> Option<&str> {
+        match self {
+            Standing::Operator { operator_id, .. } => Some(operator_id),
+            _ => None,
+        }
     }
 
     /// The calling user's id, when the caller is a member.

@@ -227,6 +227,33 @@ pub enum Error {
         what: String,
     },
     /// An error of the platform (database, page token, role matrix, …), passed through.
+    /// FAILED_PRECONDITION `SETTING_ENFORCED_BY_OPERATOR` (ORG-13): the organization's operator
+    /// ENFORCED the field.
+    #[error(
+        "the operator of this organization enforces {field}; it cannot be changed here (ask the operator)"
+    )]
+    SettingEnforcedByOperator {
+        /// The field, as the request names it.
+        field: String,
+        /// The operator.
+        operator_organization_id: String,
+    },
+    /// FAILED_PRECONDITION `NOT_AN_OPERATOR` (ORG-13): child organizations and ENFORCED fields
+    /// belong to organizations of kind OPERATOR.
+    #[error(
+        "the organization is not an operator: only an organization created with kind OPERATOR has child organizations and enforced settings"
+    )]
+    NotAnOperator {
+        /// The organization.
+        organization_id: String,
+    },
+    /// PERMISSION_DENIED `INSUFFICIENT_ROLE` (ORG-13): an operator acting in a child may read,
+    /// edit, delete and undelete it, invite its first owner and set its branding and security
+    /// policy; nothing else.
+    #[error(
+        "as the operator of this organization you may read it, edit it, delete or restore it, invite its first owner and set its branding and security policy; this needs a role in the organization itself"
+    )]
+    OperatorMayNot,
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -364,6 +391,16 @@ impl From<Error> for ApiError {
             Error::SnapshotUnavailable { .. } => {
                 ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message)
             }
+            Error::SettingEnforcedByOperator {
+                field,
+                operator_organization_id,
+            } => ApiError::failed_precondition("SETTING_ENFORCED_BY_OPERATOR", &field, message)
+                .with_metadata("field", field)
+                .with_metadata("operator_organization_id", operator_organization_id),
+            Error::NotAnOperator { organization_id } => {
+                ApiError::failed_precondition("NOT_AN_OPERATOR", &organization_id, message)
+            }
+            Error::OperatorMayNot => ApiError::permission_denied("INSUFFICIENT_ROLE", message),
             Error::Api(e) => e,
         }
     }

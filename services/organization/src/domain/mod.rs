@@ -1,9 +1,11 @@
 //! The organization service's rules, free of tonic and sea-orm: who may do what
-//! ([`authz`]), what a valid input is ([`validate`]), and the refusals ([`error`]).
+//! ([`authz`]), what a valid input is ([`validate`]), settings resolved per field
+//! ([`settings`], rule ORG-13), and the refusals ([`error`]).
 
 pub mod authz;
 pub mod domains;
 pub mod error;
+pub mod settings;
 pub mod validate;
 
 pub use error::{Error, Result};

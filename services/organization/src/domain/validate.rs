@@ -5,7 +5,7 @@ use orgplane_platform::policy::{
     MAX_REAUTH_MAX_AGE_SECS, MIN_REAUTH_MAX_AGE_SECS, MfaRequirement as Mfa,
 };
 use orgplane_proto::organization::v1::{
-    InviteState, MfaRequirement, OrgRole, OrganizationType, SignInMethod,
+    InviteState, MfaRequirement, OrgRole, OrganizationKind, OrganizationType, SignInMethod,
 };
 
 use super::{Error, Result};
@@ -72,6 +72,15 @@ pub fn org_type(v: i32) -> Result<i32> {
     OrganizationType::try_from(v)
         .map(|t| t as i32)
         .map_err(|_| Error::invalid("organization.type", "unknown type"))
+}
+
+/// An organization's kind as created (ORG-13): UNSPECIFIED is STANDARD.
+pub fn org_kind(v: i32) -> Result<i32> {
+    match OrganizationKind::try_from(v) {
+        Ok(OrganizationKind::Unspecified) => Ok(OrganizationKind::Standard as i32),
+        Ok(k) => Ok(k as i32),
+        Err(_) => Err(Error::invalid("organization.kind", "unknown kind")),
+    }
 }
 
 /// A role that may be given by UpdateMemberRole or an invite: any but OWNER.

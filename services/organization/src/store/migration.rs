@@ -1,7 +1,7 @@
 //! The organization service's database schema, as sea-orm migrations run at start-up and by
 //! `orgplane migrate`.
 
-use orgplane_platform::audit::CreateAuditLog;
+use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
@@ -24,6 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(crate::store::domains::CreateDomains),
             Box::new(crate::store::domains::AddInviteRestriction),
             Box::new(crate::store::email_keys::CanonicalEmailKeys),
+            Box::new(AddAuditActorOrganization),
+            Box::new(crate::store::settings::AddOperators),
         ]
     }
 }

@@ -6,8 +6,10 @@ pub mod domains;
 pub mod email_keys;
 pub mod migration;
 pub mod query;
+pub mod settings;
 
 pub use domains::domain;
+pub use settings::branding;
 
 impl From<sea_orm::DbErr> for crate::domain::Error {
     fn from(e: sea_orm::DbErr) -> Self {
@@ -38,7 +40,8 @@ pub mod organization {
         pub state: i32,
         /// The OWNER.
         pub owner_user_id: String,
-        /// The account that created it (the name-uniqueness scope of ORG-1).
+        /// The account that created it, or for a child its operator's id: the name-uniqueness
+        /// scope of ORG-1 (per creating account) and ORG-13 (per operator).
         pub creator_user_id: String,
         /// Created at.
         pub create_time_ms: i64,
@@ -50,6 +53,10 @@ pub mod organization {
         pub purge_time_ms: Option<i64>,
         /// Change counter (the etag).
         pub version: i64,
+        /// `OrganizationKind` as its number (ORG-13).
+        pub kind: i32,
+        /// For a child organization, its operator's id; empty otherwise (ORG-13).
+        pub operator_id: String,
     }
 
     /// No relations.
@@ -196,8 +203,9 @@ pub mod unit_workspace {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Rows of `security_policies`: an organization's security policy (rule ORG-16). An
-/// organization without a row has the default policy (the service's `organization_policy`).
+/// Rows of `security_policies`: an organization's own security policy (rule ORG-16). An
+/// organization without a row, or a value of 0, inherits the field (rule ORG-13): its
+/// operator's value, else the system default.
 pub mod security_policy {
     use sea_orm::entity::prelude::*;
 
@@ -221,6 +229,8 @@ pub mod security_policy {
         pub update_time_ms: i64,
         /// Invites only for addresses of the organization's VERIFIED domains (rule ORG-6).
         pub restrict_invites_to_verified_domains: bool,
+        /// An operator's ENFORCED fields, comma-separated field names (ORG-13).
+        pub enforced_fields: String,
     }
 
     impl Model {

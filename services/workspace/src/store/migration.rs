@@ -1,7 +1,7 @@
 //! The workspace service's database schema, as sea-orm migrations run at start-up and by
 //! `orgplane migrate`.
 
-use orgplane_platform::audit::CreateAuditLog;
+use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
 use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
@@ -26,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddRowVersions),
             Box::new(CreateSecurityPolicyReplica),
             Box::new(CreateVerifiedDomainReplica),
+            Box::new(AddAuditActorOrganization),
         ]
     }
 }

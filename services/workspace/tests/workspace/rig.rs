@@ -379,6 +379,7 @@ pub fn created(org: &str, owner: &str) -> Payload {
         name: format!("{org} Inc"),
         owner_user_id: owner.into(),
         primary_email: String::new(),
+        ..Default::default()
     })
 }
 

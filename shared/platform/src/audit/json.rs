@@ -91,5 +91,6 @@ pub(super) fn to_proto(r: row::Model) -> AuditEvent {
         error_reason: r.error_reason,
         before: structured(r.before_json),
         after: structured(r.after_json),
+        actor_organization_id: r.actor_organization_id,
     }
 }

@@ -13,7 +13,7 @@ mod store;
 mod tests;
 
 pub use json::{json_to_prost, proto_json};
-pub use store::{CreateAuditLog, row};
+pub use store::{AddAuditActorOrganization, CreateAuditLog, row};
 
 use chrono::{DateTime, Utc};
 use orgplane_proto::audit::v1::{ActorKind, AuditEvent, AuditEventFilter, Outcome};
@@ -58,6 +58,9 @@ pub struct Entry {
     pub before: Option<serde_json::Value>,
     /// The resource after the change (never with secrets in it).
     pub after: Option<serde_json::Value>,
+    /// Set when the acting user acted as the OWNER or an ADMIN of this operator organization in
+    /// one of its children (rule ORG-13): the record's actor kind is then `OPERATOR`.
+    pub operator_organization_id: Option<String>,
 }
 
 impl Entry {
@@ -75,7 +78,15 @@ impl Entry {
             resource_id: resource_id.to_owned(),
             before: None,
             after: None,
+            operator_organization_id: None,
         }
+    }
+
+    /// Marks the entry as an act of a user of operator `operator_organization_id` in one of its
+    /// children (rule ORG-13); `None` leaves it an ordinary act.
+    pub fn as_operator(mut self, operator_organization_id: Option<&str>) -> Self {
+        self.operator_organization_id = operator_organization_id.map(str::to_owned);
+        self
     }
 
     /// Adds the before/after images of the resource ([`AuditImage`]: its proto message as
@@ -238,6 +249,7 @@ impl AuditLogWriter {
             resource_id: id_or_blank(&entry.resource_id),
             before: None,
             after: None,
+            operator_organization_id: entry.operator_organization_id,
         };
         if let Err(e) = self
             .record_failure(db, principal, ctx, entry.clone(), error)
@@ -315,9 +327,14 @@ impl AuditLogWriter {
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
         let (_, actor_id) = principal.actor();
-        let kind = match principal {
-            Principal::Anonymous if actor_id.is_empty() => ActorKind::System,
-            p => actor_kind(p),
+        let kind = match (principal, &entry.operator_organization_id) {
+            (Principal::Anonymous, _) if actor_id.is_empty() => ActorKind::System,
+            (Principal::User(_), Some(_)) => ActorKind::Operator,
+            (p, _) => actor_kind(p),
+        };
+        let actor_organization_id = match kind {
+            ActorKind::Operator => entry.operator_organization_id.clone().unwrap_or_default(),
+            _ => String::new(),
         };
         let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
         row::ActiveModel {
@@ -345,6 +362,7 @@ impl AuditLogWriter {
             error_reason: sea_orm::Set(error.map(|e| e.reason().to_owned()).unwrap_or_default()),
             before_json: sea_orm::Set(json(entry.before)),
             after_json: sea_orm::Set(json(entry.after)),
+            actor_organization_id: sea_orm::Set(actor_organization_id),
         }
         .insert(db)
         .await?;

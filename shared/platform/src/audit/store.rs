@@ -44,6 +44,8 @@ pub mod row {
         pub before_json: Option<String>,
         /// The resource after, as JSON.
         pub after_json: Option<String>,
+        /// For `ActorKind::Operator`: the operator organization the user acted for (ORG-13).
+        pub actor_organization_id: String,
     }
 
     /// No relations.
@@ -82,6 +84,7 @@ enum AuditLog {
     ErrorReason,
     BeforeJson,
     AfterJson,
+    ActorOrganizationId,
 }
 
 #[mig::async_trait::async_trait]
@@ -137,6 +140,47 @@ impl mig::MigrationTrait for CreateAuditLog {
     async fn down(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(mig::Table::drop().table(AuditLog::Table).to_owned())
+            .await
+    }
+}
+
+/// Adds `audit_log.actor_organization_id` (rule ORG-13: an operator acting in a child); every
+/// service includes it after [`CreateAuditLog`]. Additive: the previous release ignores it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddAuditActorOrganization;
+
+impl mig::MigrationName for AddAuditActorOrganization {
+    fn name(&self) -> &str {
+        "m20261216_000001_add_audit_actor_organization"
+    }
+}
+
+#[mig::async_trait::async_trait]
+impl mig::MigrationTrait for AddAuditActorOrganization {
+    async fn up(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                mig::Table::alter()
+                    .table(AuditLog::Table)
+                    .add_column(
+                        mig::ColumnDef::new(AuditLog::ActorOrganizationId)
+                            .string()
+                            .not_null()
+                            .default(""),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &mig::SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                mig::Table::alter()
+                    .table(AuditLog::Table)
+                    .drop_column(AuditLog::ActorOrganizationId)
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -7,7 +7,10 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 struct M;
 impl MigratorTrait for M {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateAuditLog)]
+        vec![
+            Box::new(CreateAuditLog),
+            Box::new(AddAuditActorOrganization),
+        ]
     }
 }
 
