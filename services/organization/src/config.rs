@@ -14,6 +14,7 @@ const DOMAIN_VERIFICATION_WINDOW_DAYS: i64 = 7;
 const DOMAIN_CHALLENGE_PREFIX: &str = "_orgplane-challenge";
 const DOMAIN_CHECK_INTERVAL_SECS: u64 = 10;
 const DNS_TIMEOUT_MS: u64 = 5000;
+const BRANDING_NAME: &str = "Orgplane";
 
 /// The service's own settings. Every flag starts with `organization-` so that it cannot clash
 /// with another service's.
@@ -124,6 +125,24 @@ pub struct Config {
     )]
     pub dns_timeout_ms: u64,
 
+    /// The system default of the branding's display name (rule ORG-13): what organizations
+    /// show when neither they nor their operator set one.
+    #[arg(
+        long = "organization-branding-display-name",
+        env = "ORGPLANE_ORGANIZATION_BRANDING_DISPLAY_NAME",
+        default_value = BRANDING_NAME
+    )]
+    pub branding_display_name: String,
+
+    /// The system default of the branding's mail sender name (rule ORG-13): the sender name of
+    /// invite mail when neither the organization nor its operator set one.
+    #[arg(
+        long = "organization-branding-mail-sender-name",
+        env = "ORGPLANE_ORGANIZATION_BRANDING_MAIL_SENDER_NAME",
+        default_value = BRANDING_NAME
+    )]
+    pub branding_mail_sender_name: String,
+
     /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
     /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
     #[arg(
@@ -151,6 +170,8 @@ impl Default for Config {
             domain_check_interval_secs: DOMAIN_CHECK_INTERVAL_SECS,
             dns_servers: Vec::new(),
             dns_timeout_ms: DNS_TIMEOUT_MS,
+            branding_display_name: BRANDING_NAME.to_owned(),
+            branding_mail_sender_name: BRANDING_NAME.to_owned(),
         }
     }
 }

@@ -3204,14 +3204,9 @@ async fn org_16_update(backend: Backend) {
         (policy_update(&id, &[], "", |_| {}), "update_mask"),
         (policy_update(&id, &["etag"], "", |_| {}), "update_mask"),
         (
-            mfa_update(&id, MfaRequirement::Unspecified),
-            "security_policy.mfa_requirement",
-        ),
-        (
             policy_update(&id, &["mfa_requirement"], "", |p| p.mfa_requirement = 9),
             "security_policy.mfa_requirement",
         ),
-        (age(None), "security_policy.reauthentication_max_age"),
         (age(seconds(59)), "security_policy.reauthentication_max_age"),
         (
             age(seconds(86_401)),
@@ -3224,7 +3219,6 @@ async fn org_16_update(backend: Backend) {
             })),
             "security_policy.reauthentication_max_age",
         ),
-        (methods(&[]), "security_policy.allowed_sign_in_methods"),
         (
             methods(&[SignInMethod::Password, SignInMethod::Password]),
             "security_policy.allowed_sign_in_methods",

@@ -39,6 +39,15 @@ pub struct Mail {
     pub body: String,
 }
 
+/// `from` (`Name <address>` or an address) with its name replaced by `name`: how mail sent
+/// for an organization carries the organization's mail sender name (rule ORG-13).
+pub fn with_sender_name(from: &str, name: &str) -> ApiResult<String> {
+    let mailbox: Mailbox = from
+        .parse()
+        .map_err(|e| ApiError::internal(format!("bad sender address {from}: {e}")))?;
+    Ok(Mailbox::new(Some(name.to_owned()), mailbox.email).to_string())
+}
+
 impl Mailer {
     /// A mailer for `url`: `file://DIR`, `smtp://…` or `smtps://…` (lettre's SMTP URL syntax).
     /// Must be called inside the Tokio runtime (the SMTP pool starts there).
@@ -129,6 +138,15 @@ impl Mailer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sender_name_replaces_the_name_and_keeps_the_address() {
+        let from = with_sender_name("Orgplane <no-reply@orgplane.dev>", "Acme \"Support\"").unwrap();
+        let parsed: Mailbox = from.parse().unwrap();
+        assert_eq!(parsed.name.as_deref(), Some("Acme \"Support\""));
+        assert_eq!(parsed.email.to_string(), "no-reply@orgplane.dev");
+        assert!(with_sender_name("not an address", "x").is_err());
+    }
 
     #[tokio::test]
     async fn file_mailer_writes_an_eml_file() {

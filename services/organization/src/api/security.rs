@@ -45,6 +45,7 @@ pub(super) async fn update(
             reauthentication_max_age: p.reauthentication_max_age,
             allowed_sign_in_methods: p.allowed_sign_in_methods,
             restrict_invites_to_verified_domains: p.restrict_invites_to_verified_domains,
+            enforced_fields: p.enforced_fields,
         }),
         paths: paths(req.update_mask),
         etag: req.etag,

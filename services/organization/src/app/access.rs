@@ -10,7 +10,9 @@ use sea_orm::{ConnectionTrait, EntityTrait};
 use crate::domain::authz::{self, Deleted, OperatorRole, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
+use super::settings::{PolicyLayers, layers, policy_defaults};
 use crate::store::{member, organization, security_policy};
+use orgplane_platform::policy::DEFAULT_REAUTH_MAX_AGE_SECS;
 
 /// A caller's access to one visible organization.
 #[derive(Debug, Clone)]
@@ -19,8 +21,8 @@ pub struct Access {
     pub org: organization::Model,
     /// The caller's standing in it.
     pub standing: Standing,
-    /// Its stored security policy; `None` while it has the default one.
-    pub policy: Option<security_policy::Model>,
+    /// Its own security policy and its operator's (rule ORG-13).
+    pub policy: PolicyLayers,
 }
 
 impl Access {
@@ -53,15 +55,14 @@ impl Access {
         };
         let standing = authz::standing(principal, &org.id, is_deleted, role, operator, deleted)
             .ok_or_else(not_found)?;
-        let policy = security_policy::Entity::find_by_id(org.id.clone())
-            .one(db)
-            .await?;
-        // The re-authentication age plays no part in admission: the platform's default will do
-        // for an organization without a row.
+        // Admission judges the policy in force (its operator's ENFORCED or inherited MFA and
+        // sign-in methods included, rule ORG-13). The re-authentication age plays no part in
+        // admission: the platform's default will do.
+        let policy = layers::<security_policy::Model, _>(db, &org).await?;
         policy
-            .as_ref()
-            .map(security_policy::Model::policy)
-            .unwrap_or_default()
+            .effective(&policy_defaults(DEFAULT_REAUTH_MAX_AGE_SECS))
+            .model
+            .policy()
             .admit_principal(&org.id, principal, role)?;
         Ok(Access {
             org,

@@ -5,7 +5,7 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
 use orgplane_platform::email::canonical_email;
 use orgplane_platform::events::WriteUnit;
-use orgplane_platform::mail::Mail;
+use orgplane_platform::mail::{Mail, with_sender_name};
 use orgplane_platform::roles::OrgAction;
 use orgplane_proto::events::v1::{MemberAdded, event};
 use orgplane_proto::organization::v1::{InviteState, OrganizationState};
@@ -193,12 +193,16 @@ impl App {
         // Mail before commit: a failed send rolls the invite back (retry with the request_id).
         // The mail names the organization and the role, not who sent it (a person or a key).
         let link = format!("{}{}", self.config.invite_link_base, inv.id);
+        let branding = self.branding_of(&*txn, &org).await?.model;
         self.mailer
             .send(
-                &self.config.mail_from,
+                &with_sender_name(&self.config.mail_from, &branding.mail_sender_name)?,
                 Mail {
                     to: email.address.clone(),
-                    subject: format!("You are invited to join {} on Orgplane", org.name),
+                    subject: format!(
+                        "You are invited to join {} on {}",
+                        org.name, branding.display_name
+                    ),
                     body: format!(
                         "You have been invited to join the organization \"{}\" as {}.\n\n\
                          Accept the invitation: {link}\n\

@@ -7,9 +7,11 @@
 //! [`members`], [`invites`], [`units`], [`security`] (the security policy), [`domains`] and
 //! [`verify`] (verified domains, rule ORG-14), [`provision`] (what domains mean for joining:
 //! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
-//! resolves the caller's standing.
+//! resolves the caller's standing; [`settings`] resolves inherited settings (rule ORG-13) and
+//! [`branding`] serves the branding and effective-settings RPCs.
 
 pub mod access;
+pub mod branding;
 pub mod domains;
 pub mod invites;
 pub mod lifecycle;
@@ -17,6 +19,7 @@ pub mod members;
 pub mod organizations;
 pub mod provision;
 pub mod security;
+pub mod settings;
 pub mod units;
 pub mod verify;
 
@@ -34,7 +37,8 @@ use crate::domain::{Error, Result};
 use crate::store::{domain, idempotency, invite, member, organization, security_policy, unit};
 use access::Access;
 use orgplane_platform::clients::identity::Users;
-use orgplane_platform::policy::{SecurityPolicy, StepUp, require_recent_sign_in};
+use orgplane_platform::policy::{StepUp, require_recent_sign_in};
+use settings::{Effective, PolicyLayers};
 
 /// Everything the use cases need; shared by the gRPC layer, the purge job and the consumers.
 #[derive(Debug)]
@@ -182,11 +186,10 @@ impl App {
 
     /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user whose sign-in is
     /// recent and safe enough for a sensitive action in `access`'s organization, judged by the
-    /// platform's one step-up check under that organization's policy (rules ID-6, ID-12).
+    /// platform's one step-up check under that organization's policy in force (rules ID-6,
+    /// ID-12, ORG-13).
     pub fn step_up(&self, call: &Call, access: &Access) -> Result<()> {
-        let policy = self
-            .security_policy_of(&access.org.id, access.policy.clone())
-            .policy();
+        let policy = self.security_policy_of(&access.policy).model.policy();
         require_recent_sign_in(
             &call.principal,
             StepUp {
@@ -199,27 +202,12 @@ impl App {
         Ok(())
     }
 
-    /// The policy in force in `organization_id` given its stored row: the row, or the default
-    /// policy (MFA optional, both sign-in methods, the configured re-authentication age) at
-    /// version 0 without an update time (rule ORG-16).
-    pub fn security_policy_of(
-        &self,
-        organization_id: &str,
-        stored: Option<security_policy::Model>,
-    ) -> security_policy::Model {
-        stored.unwrap_or_else(|| {
-            let default = SecurityPolicy::with_reauth_max_age(self.config.step_up_max_age_secs);
-            security_policy::Model {
-                organization_id: organization_id.to_owned(),
-                mfa_requirement: security::mfa_number(default.mfa),
-                reauth_max_age_secs: default.reauth_max_age_secs,
-                sign_in_methods: default.methods_bits(),
-                version: 0,
-                update_time_ms: 0,
-                restrict_invites_to_verified_domains: false,
-                enforced_fields: String::new(),
-            }
-        })
+    /// The policy in force in an organization given its layers (rules ORG-16, ORG-13): per
+    /// field its own value, else its operator's, else the default policy (MFA optional, both
+    /// sign-in methods, the configured re-authentication age); version 0 without an update time
+    /// while it never set its own.
+    pub fn security_policy_of(&self, layers: &PolicyLayers) -> Effective<security_policy::Model> {
+        layers.effective(&self.policy_defaults())
     }
 
     /// The resource an earlier create call with the same request id produced.

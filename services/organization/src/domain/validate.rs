@@ -200,6 +200,29 @@ pub fn invite_state(state: i32, expire_time_ms: i64, now_ms: i64) -> InviteState
     }
 }
 
+/// A branding address (rule ORG-13): an absolute `https://` URL with a host, at most 2048
+/// characters.
+pub fn https_uri(field: &str, raw: &str) -> Result<String> {
+    if raw.len() > 2048 {
+        return Err(Error::invalid(field, "at most 2048 characters"));
+    }
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" && u.host().is_some() && raw.starts_with("https://") => {
+            Ok(raw.to_owned())
+        }
+        _ => Err(Error::invalid(field, "must be an https:// address")),
+    }
+}
+
+/// A branding colour (rule ORG-13): `#rrggbb`, answered in lower case.
+pub fn color(field: &str, raw: &str) -> Result<String> {
+    let hex = raw.strip_prefix('#').unwrap_or_default();
+    if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(Error::invalid(field, "must be #rrggbb"));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +251,21 @@ mod tests {
         assert!(name("n", &"x".repeat(101)).is_err());
         assert!(name("n", &"é".repeat(100)).is_ok());
         assert!(name("n", "a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn org_13_branding_addresses_and_colours() {
+        assert_eq!(
+            https_uri("u", "https://cdn.example.com/logo.png").unwrap(),
+            "https://cdn.example.com/logo.png"
+        );
+        let long = format!("https://example.com/{}", "a".repeat(2030));
+        for bad in ["http://example.com/x", "https:/x", "example.com", "https://", &long] {
+            assert!(https_uri("u", bad).is_err(), "{bad}");
+        }
+        assert_eq!(color("c", "#A0b1C2").unwrap(), "#a0b1c2");
+        for bad in ["a0b1c2", "#a0b1c", "#a0b1c2f", "#g0b1c2", "#ééé"] {
+            assert!(color("c", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -7,6 +7,7 @@ use orgplane_platform::Call;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::app::App;
+use crate::app::settings::layers_of;
 use crate::domain::Result;
 use crate::store::query::keyset;
 use crate::store::{domain, member, organization, security_policy};
@@ -19,7 +20,8 @@ pub struct OrganizationRoles {
     pub organization: organization::Model,
     /// `(user id, OrgRole number)` of (some of) its members, in user id order.
     pub roles: Vec<(String, i32)>,
-    /// Its security policy in force, defaults included (rule ORG-16).
+    /// Its security policy in force, its operator's values and defaults included (rules ORG-16,
+    /// ORG-13).
     pub security_policy: security_policy::Model,
     /// Its VERIFIED domains (rule ORG-14), by name.
     pub verified_domains: Vec<domain::Model>,
@@ -87,7 +89,7 @@ impl App {
             .collect();
         let mut domains: HashMap<String, Vec<domain::Model>> = HashMap::new();
         for d in domain::Entity::find()
-            .filter(domain::Column::OrganizationId.is_in(org_ids.clone()))
+            .filter(domain::Column::OrganizationId.is_in(org_ids))
             .filter(domain::Column::State.eq(DomainState::Verified as i32))
             .order_by_asc(domain::Column::DomainName)
             .all(&self.db)
@@ -98,13 +100,8 @@ impl App {
                 .or_default()
                 .push(d);
         }
-        let mut policies: HashMap<String, security_policy::Model> = security_policy::Entity::find()
-            .filter(security_policy::Column::OrganizationId.is_in(org_ids))
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|p| (p.organization_id.clone(), p))
-            .collect();
+        let all: Vec<organization::Model> = orgs.values().cloned().collect();
+        let mut policies = layers_of::<security_policy::Model, _>(&self.db, &all).await?;
         let mut grouped: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
         for m in rows {
             grouped
@@ -117,7 +114,9 @@ impl App {
             // A member row without its organization can only be a purge racing this read.
             .filter_map(|(id, roles)| {
                 let organization = orgs.remove(&id)?;
-                let security_policy = self.security_policy_of(&id, policies.remove(&id));
+                let security_policy = self
+                    .security_policy_of(&policies.remove(&id)?)
+                    .model;
                 Some(OrganizationRoles {
                     organization,
                     roles,
