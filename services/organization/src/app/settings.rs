@@ -356,7 +356,7 @@ where
         return Ok(());
     }
     let updated = M::Table::update_many()
-        .set(active)
+        .set(active.reset_all())
         .filter(M::id_column().eq(id))
         .filter(M::version_column().eq(before_version))
         .exec(db)
