@@ -13,7 +13,8 @@ use crate::app::organizations::{
 };
 use crate::app::{App, Attempt, Scope};
 
-fn fields(o: Organization) -> OrganizationFields {
+/// The editable fields of a requested organization.
+pub(super) fn fields(o: Organization) -> OrganizationFields {
     OrganizationFields {
         id: o.id,
         name: o.name,

@@ -3,13 +3,13 @@
 use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
 use orgplane_platform::auth::Principal;
-use orgplane_platform::email::canonical_email;
+use orgplane_platform::email::{Email, canonical_email};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::mail::{Mail, with_sender_name};
 use orgplane_platform::roles::OrgAction;
 use orgplane_proto::events::v1::{MemberAdded, event};
-use orgplane_proto::organization::v1::{InviteState, OrganizationState};
-use sea_orm::sea_query::Expr;
+use orgplane_proto::organization::v1::{InviteState, OrgRole, OrganizationState};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::access::{Access, as_not_found_of};
@@ -53,6 +53,21 @@ pub struct ListInvites {
     pub page_size: i32,
     /// Token of the page to read.
     pub page_token: String,
+}
+
+/// An invite to write with [`App::issue_invite`].
+#[derive(Debug)]
+pub(crate) struct NewInvite<'a> {
+    /// The organization invited to.
+    pub org: &'a organization::Model,
+    /// The invitee's address.
+    pub email: Email,
+    /// The role they get.
+    pub role: OrgRole,
+    /// The AIP-155 idempotency key to remember, if any.
+    pub key: Option<&'a str>,
+    /// The operator acting in `org`, when one does (ORG-13).
+    pub operator: Option<&'a str>,
 }
 
 /// What AcceptInvite changed.
@@ -100,28 +115,95 @@ impl App {
             .invite
             .ok_or_else(|| Error::invalid("invite", "required"))?;
         let email = canonical_email("invite.email", &input.email)?;
-        let role = validate::assignable_role("invite.role", input.role)?;
+        let owner = input.role == OrgRole::Owner as i32;
+        let role = if owner {
+            OrgRole::Owner
+        } else {
+            validate::assignable_role("invite.role", input.role)?
+        };
         let request_id = validate::request_id(&cmd.request_id)?;
         let access =
             Access::resolve(&self.db, principal, &cmd.organization_id, Deleted::Hidden).await?;
-        access.require(OrgAction::ManageOrganization)?;
+        if owner {
+            self.require_first_owner_invite(&access).await?;
+        } else {
+            access.require(OrgAction::ManageOrganization)?;
+        }
         access.standing.require_person_for_admin(None, Some(role))?;
-        let org = access.org;
+        let org = access.org.clone();
         let (_, actor) = principal.actor();
         let key = request_id.map(|r| format!("CreateInvite|{actor}|{}|{r}", org.id));
-        let now = self.now_ms();
-        let view = |invite: invite::Model| InviteView {
-            invite,
-            organization_name: org.name.clone(),
-            now_ms: now,
-        };
         if let Some(id) = self.idempotent(key.as_deref()).await? {
-            return Ok(view(self.find_invite(&id).await?));
+            return Ok(InviteView {
+                invite: self.find_invite(&id).await?,
+                organization_name: org.name,
+                now_ms: self.now_ms(),
+            });
         }
+        let txn = WriteUnit::begin(&self.outbox, call).await?;
+        let created = self
+            .issue_invite(
+                &txn,
+                call,
+                NewInvite {
+                    org: &org,
+                    email,
+                    role,
+                    key: key.as_deref(),
+                    operator: access.acting_operator(),
+                },
+            )
+            .await?;
+        txn.commit().await?;
+        Ok(created)
+    }
+
+    /// ORG-13: only the operator acting in a child without an owner and without a PENDING OWNER
+    /// invite may invite an OWNER; anyone else gets `OWNER_ROLE_NOT_ASSIGNABLE` as for any
+    /// organization.
+    async fn require_first_owner_invite(&self, access: &Access) -> Result<()> {
+        let refused = Error::OwnerNotAssignable {
+            field: "invite.role",
+        };
+        if access.acting_operator().is_none() || !access.org.owner_user_id.is_empty() {
+            return Err(refused);
+        }
+        let pending_owner = invite::Entity::find()
+            .filter(invite::Column::OrganizationId.eq(access.org.id.clone()))
+            .filter(invite::Column::Role.eq(OrgRole::Owner as i32))
+            .filter(invite::Column::State.eq(InviteState::Pending as i32))
+            .filter(invite::Column::ExpireTimeMs.gt(self.now_ms()))
+            .one(&self.db)
+            .await?;
+        match pending_owner {
+            Some(_) => Err(refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes a PENDING invite in `txn` (rule ORG-6): refuses a member's address, the
+    /// organization's BLOCKED domains and its invite restriction (ORG-14) and a second pending
+    /// invite for the address; remembers the request id; audits it (as the operator when one
+    /// acts, ORG-13); and mails the link before the caller commits, so that a failed send rolls
+    /// the invite back. Shared by CreateInvite and CreateChildOrganization (the first owner).
+    pub(crate) async fn issue_invite(
+        &self,
+        txn: &WriteUnit,
+        call: &Call,
+        new: NewInvite<'_>,
+    ) -> Result<InviteView> {
+        let NewInvite {
+            org,
+            email,
+            role,
+            key,
+            operator,
+        } = new;
+        let now = self.now_ms();
         let is_member = member::Entity::find()
             .filter(member::Column::OrganizationId.eq(org.id.clone()))
             .filter(member::Column::Email.eq(email.key.clone()))
-            .one(&self.db)
+            .one(&**txn)
             .await?
             .is_some();
         if is_member {
@@ -129,15 +211,14 @@ impl App {
                 message: "a member of the organization has this email",
             });
         }
-        let txn = WriteUnit::begin(&self.outbox, call).await?;
         // ORG-6 and ORG-14: the organization's BLOCKED domains, and its invite restriction.
-        let restricted = self.restricts_invites(&*txn, &org.id).await?;
-        self.check_joining_domain(&*txn, &org.id, &email, restricted)
+        let restricted = self.restricts_invites(&**txn, &org.id).await?;
+        self.check_joining_domain(&**txn, &org.id, &email, restricted)
             .await?;
         if let Some(existing) = invite::Entity::find()
             .filter(invite::Column::OrganizationId.eq(org.id.clone()))
             .filter(invite::Column::PendingKey.eq(email.key.clone()))
-            .one(&*txn)
+            .one(&**txn)
             .await?
         {
             if existing.expire_time_ms > now {
@@ -147,11 +228,11 @@ impl App {
             invite::Entity::update_many()
                 .col_expr(invite::Column::PendingKey, Expr::value(None::<String>))
                 .filter(invite::Column::Id.eq(existing.id.clone()))
-                .exec(&*txn)
+                .exec(&**txn)
                 .await?;
         }
         // Who sent it, truthfully: a person, or the admin API key (never as a user id).
-        let (inviter_user_id, inviter_api_key_id) = match principal {
+        let (inviter_user_id, inviter_api_key_id) = match call.principal.as_ref() {
             Principal::ApiKey(k) => (String::new(), k.key_id.clone()),
             p => (p.actor().1, String::new()),
         };
@@ -171,7 +252,7 @@ impl App {
             inviter_api_key_id,
         };
         invite::Entity::insert(invite::ActiveModel::from(inv.clone()))
-            .exec(&*txn)
+            .exec(&**txn)
             .await
             .map_err(|e| {
                 if orgplane_platform::db::is_unique_violation(&e) {
@@ -180,20 +261,19 @@ impl App {
                     e.into()
                 }
             })?;
-        self.remember(&txn, key.as_deref(), &org.id, &inv.id)
-            .await?;
+        self.remember(txn, key, &org.id, &inv.id).await?;
         self.audit
             .write(
-                &*txn,
+                &**txn,
                 call,
                 Entry::new(&org.id, "invite.create", "invite", &inv.id)
-                    .change(None, Some(&image(&inv, &org.name, now))),
+                    .change(None, Some(&image(&inv, &org.name, now)))
+                    .as_operator(operator),
             )
             .await?;
-        // Mail before commit: a failed send rolls the invite back (retry with the request_id).
         // The mail names the organization and the role, not who sent it (a person or a key).
         let link = format!("{}{}", self.config.invite_link_base, inv.id);
-        let branding = self.branding_of(&*txn, &org).await?.model;
+        let branding = self.branding_of(&**txn, org).await?.model;
         self.mailer
             .send(
                 &with_sender_name(&self.config.mail_from, &branding.mail_sender_name)?,
@@ -216,8 +296,7 @@ impl App {
                 },
             )
             .await?;
-        txn.commit().await?;
-        Ok(view(inv))
+        Ok(image(&inv, &org.name, now))
     }
 
     /// GetInvite: for the organization's OWNER/ADMIN, or the invitee.
@@ -229,7 +308,11 @@ impl App {
         let not_found = || Error::not_found("invite", &inv.id);
         let now = self.now_ms();
         match Access::resolve(&self.db, principal, &inv.organization_id, Deleted::Hidden).await {
-            Ok(access) if access.allows(OrgAction::ManageOrganization) => {
+            Ok(access)
+                if access
+                    .require_or_operator(OrgAction::ManageOrganization)
+                    .is_ok() =>
+            {
                 return Ok(InviteView {
                     organization_name: access.org.name,
                     invite: inv,
@@ -276,7 +359,7 @@ impl App {
             Deleted::Hidden,
         )
         .await?;
-        access.require(OrgAction::ManageOrganization)?;
+        access.require_or_operator(OrgAction::ManageOrganization)?;
         let org = access.org;
         let scope = format!("ListInvites|{}|{}|{}", org.id, cmd.state, cmd.show_deleted);
         let cursor: Option<String> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
@@ -339,7 +422,7 @@ impl App {
         )
         .await
         .map_err(as_not_found_of("invite", &inv.id))?;
-        access.require(OrgAction::ManageOrganization)?;
+        access.require_or_operator(OrgAction::ManageOrganization)?;
         let now = self.now_ms();
         if invite_state(inv.state, inv.expire_time_ms, now) != InviteState::Pending {
             return Err(not_pending(&inv.id));
@@ -368,10 +451,12 @@ impl App {
             .write(
                 &*txn,
                 call,
-                Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id).change(
-                    Some(&image(&inv, name, now)),
-                    Some(&image(&after, name, now)),
-                ),
+                Entry::new(&inv.organization_id, "invite.delete", "invite", &inv.id)
+                    .change(
+                        Some(&image(&inv, name, now)),
+                        Some(&image(&after, name, now)),
+                    )
+                    .as_operator(access.acting_operator()),
             )
             .await?;
         txn.commit().await?;
@@ -420,6 +505,13 @@ impl App {
                 });
             }
             _ => return Err(not_pending(&inv.id)),
+        }
+        let owner = inv.role == OrgRole::Owner as i32;
+        let has_owner = || Error::OrganizationHasOwner {
+            invite_id: inv.id.clone(),
+        };
+        if owner && !org.owner_user_id.is_empty() {
+            return Err(has_owner());
         }
         let already = || Error::AlreadyAMember {
             message: "you are already a member",
@@ -477,6 +569,26 @@ impl App {
                     e.into()
                 }
             })?;
+        // ORG-13: the first owner of a child organization; only while it has none.
+        if owner {
+            let set = organization::Entity::update_many()
+                .col_expr(
+                    organization::Column::OwnerUserId,
+                    Expr::value(user.user_id.clone()),
+                )
+                .col_expr(organization::Column::UpdateTimeMs, Expr::value(now))
+                .col_expr(
+                    organization::Column::Version,
+                    Expr::col(organization::Column::Version).add(1),
+                )
+                .filter(organization::Column::Id.eq(org.id.clone()))
+                .filter(organization::Column::OwnerUserId.eq(""))
+                .exec(&*txn)
+                .await?;
+            if set.rows_affected == 0 {
+                return Err(has_owner());
+            }
+        }
         // One mutation, one record (ORG-10): the accepted invite names who joined
         // (`accepted_user_id`) and with which role, so the join needs no record of its own.
         self.audit

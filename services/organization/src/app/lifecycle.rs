@@ -84,13 +84,24 @@ impl App {
             Deleted::Hidden,
         )
         .await?;
-        access.require(OrgAction::OwnerOnly)?;
+        access.require_or_operator(OrgAction::OwnerOnly)?;
         self.step_up(call, &access)?;
+        let operator = access.acting_operator().map(str::to_owned);
         let before = access.org;
         if cmd.confirm_name != before.name {
             return Err(Error::ConfirmNameMismatch);
         }
         check_etag(&cmd.etag, before.version, "organization")?;
+        // ORG-13: an operator goes only after its children are purged (they would be orphans).
+        let children = organization::Entity::find()
+            .filter(organization::Column::OperatorId.eq(before.id.clone()))
+            .one(&self.db)
+            .await?;
+        if children.is_some() {
+            return Err(Error::OperatorHasChildren {
+                organization_id: before.id.clone(),
+            });
+        }
         let now = self.now_ms();
         let mut after = before.clone();
         after.state = OrganizationState::Deleted as i32;
@@ -110,7 +121,8 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&before), Some(&after)),
+                .change(Some(&before), Some(&after))
+                .as_operator(operator.as_deref()),
             )
             .await?;
         txn.append(Payload::OrganizationDeleted(OrganizationDeleted {
@@ -141,7 +153,7 @@ impl App {
             Deleted::VisibleToOwner,
         )
         .await?;
-        access.require(OrgAction::OwnerOnly)?;
+        access.require_or_operator(OrgAction::OwnerOnly)?;
         let before = access.org.clone();
         let now = self.now_ms();
         if before.state != OrganizationState::Deleted as i32 {
@@ -172,7 +184,8 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&before), Some(&after)),
+                .change(Some(&before), Some(&after))
+                .as_operator(access.acting_operator()),
             )
             .await?;
         txn.append(Payload::OrganizationRestored(OrganizationRestored {

@@ -7,12 +7,14 @@
 //! [`members`], [`invites`], [`units`], [`security`] (the security policy), [`domains`] and
 //! [`verify`] (verified domains, rule ORG-14), [`provision`] (what domains mean for joining:
 //! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
-//! resolves the caller's standing; [`settings`] resolves inherited settings (rule ORG-13) and
-//! [`branding`] serves the branding and effective-settings RPCs.
+//! resolves the caller's standing; [`hierarchy`] the child organizations of operators
+//! (ORG-13); [`settings`] resolves inherited settings (rule ORG-13) and [`branding`] serves the
+//! branding and effective-settings RPCs.
 
 pub mod access;
 pub mod branding;
 pub mod domains;
+pub mod hierarchy;
 pub mod invites;
 pub mod lifecycle;
 pub mod members;
@@ -33,7 +35,7 @@ use orgplane_platform::{ApiResult, Call};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 
 use crate::Config;
-use crate::domain::{Error, Result};
+use crate::domain::{Error, Result, authz};
 use crate::store::{domain, idempotency, invite, member, organization, security_policy, unit};
 use access::Access;
 use orgplane_platform::clients::identity::Users;
@@ -187,14 +189,19 @@ impl App {
     /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user whose sign-in is
     /// recent and safe enough for a sensitive action in `access`'s organization, judged by the
     /// platform's one step-up check under that organization's policy in force (rules ID-6,
-    /// ID-12, ORG-13).
+    /// ID-12, ORG-13). An operator acting in a child is judged under the child's policy with its
+    /// role in the operator (ORG-13).
     pub fn step_up(&self, call: &Call, access: &Access) -> Result<()> {
         let policy = self.security_policy_of(&access.policy).model.policy();
+        let role = match &access.standing {
+            authz::Standing::Operator { role, .. } => Some(*role),
+            _ => access.role(),
+        };
         require_recent_sign_in(
             &call.principal,
             StepUp {
                 policy: &policy,
-                role: access.role(),
+                role,
                 organization_id: Some(&access.org.id),
             },
             self.runtime.clock.now().timestamp(),

@@ -11,7 +11,7 @@ use orgplane_proto::audit::v1::{AuditEvent, AuditEventFilter};
 use orgplane_proto::events::v1::{MemberAdded, OrganizationCreated, OrganizationUpdated, event};
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use serde::{Deserialize, Serialize};
 
 use super::access::Access;
@@ -89,6 +89,53 @@ pub struct ListAuditEvents {
     pub page_token: String,
 }
 
+/// The validated page size, state filter and order of a listing of organizations.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listing {
+    size: u64,
+    state: OrganizationState,
+    by_name: bool,
+    desc: bool,
+}
+
+impl Listing {
+    /// INVALID_ARGUMENT for a bad page size, state, type or order; `state` DELETED needs
+    /// `show_deleted` (ORG-8).
+    pub(crate) fn of(cmd: &ListOrganizations) -> Result<Self> {
+        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
+        let state = OrganizationState::try_from(cmd.state)
+            .map_err(|_| Error::invalid("state", "unknown state"))?;
+        if state == OrganizationState::Deleted && !cmd.show_deleted {
+            return Err(Error::invalid(
+                "state",
+                "DELETED organizations are listed only with show_deleted",
+            ));
+        }
+        if cmd.org_type != 0 {
+            validate::org_type(cmd.org_type).map_err(|_| Error::invalid("type", "unknown type"))?;
+        }
+        let order: Vec<&str> = cmd.order_by.split_whitespace().collect();
+        let (by_name, desc) = match order.as_slice() {
+            [] | ["create_time"] | ["create_time", "asc"] => (false, false),
+            ["create_time", "desc"] => (false, true),
+            ["name"] | ["name", "asc"] => (true, false),
+            ["name", "desc"] => (true, true),
+            _ => {
+                return Err(Error::invalid(
+                    "order_by",
+                    "use `name` or `create_time`, optionally followed by ` desc`",
+                ));
+            }
+        };
+        Ok(Self {
+            size,
+            state,
+            by_name,
+            desc,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 enum OrgCursor {
     Time(i64, String),
@@ -96,7 +143,7 @@ enum OrgCursor {
 }
 
 /// ALREADY_EXISTS `ORGANIZATION_NAME_TAKEN` for the unique-name index (ORG-1).
-fn name_taken(e: sea_orm::DbErr) -> Error {
+pub(crate) fn name_taken(e: sea_orm::DbErr) -> Error {
     if orgplane_platform::db::is_unique_violation(&e) {
         Error::NameTaken
     } else {
@@ -279,42 +326,11 @@ impl App {
     ) -> Result<Page<organization::Model>> {
         let principal = call.principal.as_ref();
         require_caller(principal)?;
-        let size = orgplane_platform::pagination::page_size(cmd.page_size)?;
-        let state = OrganizationState::try_from(cmd.state)
-            .map_err(|_| Error::invalid("state", "unknown state"))?;
-        if state == OrganizationState::Deleted && !cmd.show_deleted {
-            return Err(Error::invalid(
-                "state",
-                "DELETED organizations are listed only with show_deleted",
-            ));
-        }
-        if cmd.org_type != 0 {
-            validate::org_type(cmd.org_type).map_err(|_| Error::invalid("type", "unknown type"))?;
-        }
-        let order: Vec<&str> = cmd.order_by.split_whitespace().collect();
-        let (by_name, desc) = match order.as_slice() {
-            [] | ["create_time"] | ["create_time", "asc"] => (false, false),
-            ["create_time", "desc"] => (false, true),
-            ["name"] | ["name", "asc"] => (true, false),
-            ["name", "desc"] => (true, true),
-            _ => {
-                return Err(Error::invalid(
-                    "order_by",
-                    "use `name` or `create_time`, optionally followed by ` desc`",
-                ));
-            }
-        };
-        let (_, actor) = principal.actor();
-        let scope = format!(
-            "ListOrganizations|{actor}|{}|{}|{}|{}|{by_name}|{desc}",
-            cmd.name_contains, cmd.state, cmd.org_type, cmd.show_deleted
-        );
-        let cursor: Option<OrgCursor> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
-
+        let listing = Listing::of(&cmd)?;
         let active = organization::Column::State.eq(OrganizationState::Active as i32);
         let deleted = organization::Column::State.eq(OrganizationState::Deleted as i32);
-        let mut query = organization::Entity::find();
-        query = match principal {
+        let query = organization::Entity::find();
+        let query = match principal {
             Principal::User(u) => {
                 let mine = Query::select()
                     .column(member::Column::OrganizationId)
@@ -345,6 +361,33 @@ impl App {
                 }
             }
         };
+        let (_, actor) = principal.actor();
+        self.list_page(&format!("ListOrganizations|{actor}"), query, &cmd, listing)
+            .await
+    }
+
+    /// One page of `visible` (the organizations the caller may see) under `cmd`'s filters,
+    /// order and page token, the token bound to `scope` and to the filters (ORG-8; also
+    /// ListChildOrganizations, ORG-13).
+    pub(crate) async fn list_page(
+        &self,
+        scope: &str,
+        visible: Select<organization::Entity>,
+        cmd: &ListOrganizations,
+        listing: Listing,
+    ) -> Result<Page<organization::Model>> {
+        let Listing {
+            size,
+            state,
+            by_name,
+            desc,
+        } = listing;
+        let scope = format!(
+            "{scope}|{}|{}|{}|{}|{by_name}|{desc}",
+            cmd.name_contains, cmd.state, cmd.org_type, cmd.show_deleted
+        );
+        let cursor: Option<OrgCursor> = self.runtime.page_tokens.decode(&scope, &cmd.page_token)?;
+        let mut query = visible;
         if state != OrganizationState::Unspecified {
             query = query.filter(organization::Column::State.eq(state as i32));
         }
@@ -441,7 +484,8 @@ impl App {
             }
         }
         let access = Access::resolve(&self.db, &call.principal, &input.id, Deleted::Hidden).await?;
-        access.require(OrgAction::ManageOrganization)?;
+        access.require_or_operator(OrgAction::ManageOrganization)?;
+        let operator = access.acting_operator().map(str::to_owned);
         let before = access.org;
         check_etag(&cmd.etag, before.version, "organization")?;
         let mut after = before.clone();
@@ -493,7 +537,8 @@ impl App {
                     "organization",
                     &before.id,
                 )
-                .change(Some(&before), Some(&after)),
+                .change(Some(&before), Some(&after))
+                .as_operator(operator.as_deref()),
             )
             .await?;
         txn.append(event::Payload::OrganizationUpdated(OrganizationUpdated {

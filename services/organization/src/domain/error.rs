@@ -254,6 +254,24 @@ pub enum Error {
         "as the operator of this organization you may read it, edit it, delete or restore it, invite its first owner and set its branding and security policy; this needs a role in the organization itself"
     )]
     OperatorMayNot,
+    /// FAILED_PRECONDITION `ORGANIZATION_HAS_OWNER` (ORG-13): an OWNER invite of a child
+    /// organization is accepted only while the child has no owner.
+    #[error(
+        "the organization already has an owner; this invite can no longer make you its owner (ask for a new invite)"
+    )]
+    OrganizationHasOwner {
+        /// The invite.
+        invite_id: String,
+    },
+    /// FAILED_PRECONDITION `OPERATOR_HAS_CHILDREN` (ORG-13): an operator is deleted only once
+    /// its child organizations are purged.
+    #[error(
+        "the organization is the operator of child organizations that are not purged yet; delete them first and retry once they are purged"
+    )]
+    OperatorHasChildren {
+        /// The operator.
+        organization_id: String,
+    },
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -401,6 +419,12 @@ impl From<Error> for ApiError {
                 ApiError::failed_precondition("NOT_AN_OPERATOR", &organization_id, message)
             }
             Error::OperatorMayNot => ApiError::permission_denied("INSUFFICIENT_ROLE", message),
+            Error::OrganizationHasOwner { invite_id } => {
+                ApiError::failed_precondition("ORGANIZATION_HAS_OWNER", &invite_id, message)
+            }
+            Error::OperatorHasChildren { organization_id } => {
+                ApiError::failed_precondition("OPERATOR_HAS_CHILDREN", &organization_id, message)
+            }
             Error::Api(e) => e,
         }
     }

@@ -272,7 +272,11 @@ impl RoleReplica {
                     OrganizationState::Active,
                 )
                 .await?;
-                upsert_member(txn, &e.organization_id, &e.owner_user_id, OrgRole::Owner).await?;
+                // A child organization (ORG-13) has no owner until its first owner accepts.
+                if !e.owner_user_id.is_empty() {
+                    upsert_member(txn, &e.organization_id, &e.owner_user_id, OrgRole::Owner)
+                        .await?;
+                }
             }
             Payload::OrganizationUpdated(e) => {
                 org_row::Entity::update_many()
@@ -305,6 +309,14 @@ impl RoleReplica {
             }
             Payload::MemberAdded(e) => {
                 upsert_member(txn, &e.organization_id, &e.user_id, role_of(e.role)).await?;
+                // The first owner of a child organization joins as OWNER (ORG-13).
+                if role_of(e.role) == OrgRole::Owner {
+                    org_row::Entity::update_many()
+                        .col_expr(org_row::Column::OwnerUserId, Expr::value(e.user_id.clone()))
+                        .filter(org_row::Column::OrganizationId.eq(&e.organization_id))
+                        .exec(txn)
+                        .await?;
+                }
             }
             Payload::MemberRoleChanged(e) => {
                 upsert_member(txn, &e.organization_id, &e.user_id, role_of(e.new_role)).await?;
@@ -367,7 +379,9 @@ impl RoleReplica {
                     org.primary_email = e.primary_email.clone();
                     org.owner_user_id = e.owner_user_id.clone();
                     org.state = OrganizationState::Active as i32;
-                    org.members.insert(e.owner_user_id.clone(), OrgRole::Owner);
+                    if !e.owner_user_id.is_empty() {
+                        org.members.insert(e.owner_user_id.clone(), OrgRole::Owner);
+                    }
                 }
                 Payload::OrganizationUpdated(e) => {
                     if let Some(org) = memory.get_mut(&e.organization_id) {
@@ -389,11 +403,11 @@ impl RoleReplica {
                     memory.remove(&e.organization_id);
                 }
                 Payload::MemberAdded(e) => {
-                    memory
-                        .entry(e.organization_id.clone())
-                        .or_default()
-                        .members
-                        .insert(e.user_id.clone(), role_of(e.role));
+                    let org = memory.entry(e.organization_id.clone()).or_default();
+                    org.members.insert(e.user_id.clone(), role_of(e.role));
+                    if role_of(e.role) == OrgRole::Owner {
+                        org.owner_user_id = e.user_id.clone();
+                    }
                 }
                 Payload::MemberRoleChanged(e) => {
                     memory
