@@ -141,7 +141,8 @@ mod tests {
 
     #[test]
     fn the_sender_name_replaces_the_name_and_keeps_the_address() {
-        let from = with_sender_name("Orgplane <no-reply@orgplane.dev>", "Acme \"Support\"").unwrap();
+        let from =
+            with_sender_name("Orgplane <no-reply@orgplane.dev>", "Acme \"Support\"").unwrap();
         let parsed: Mailbox = from.parse().unwrap();
         assert_eq!(parsed.name.as_deref(), Some("Acme \"Support\""));
         assert_eq!(parsed.email.to_string(), "no-reply@orgplane.dev");

@@ -58,7 +58,10 @@ pub(super) async fn get_effective(
 ) -> Reply<GetEffectiveSettingsResponse> {
     let call = Call::of(&request)?;
     let req = request.into_inner();
-    let settings = wire(app.get_effective_settings(&call, &req.organization_id).await)?;
+    let settings = wire(
+        app.get_effective_settings(&call, &req.organization_id)
+            .await,
+    )?;
     Ok(Response::new(GetEffectiveSettingsResponse {
         effective_settings: Some(settings.message()),
     }))

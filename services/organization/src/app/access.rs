@@ -7,10 +7,10 @@ use orgplane_platform::roles::OrgAction;
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::{ConnectionTrait, EntityTrait};
 
+use super::settings::{PolicyLayers, layers, policy_defaults};
 use crate::domain::authz::{self, Deleted, OperatorRole, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
-use super::settings::{PolicyLayers, layers, policy_defaults};
 use crate::store::{member, organization, security_policy};
 use orgplane_platform::policy::DEFAULT_REAUTH_MAX_AGE_SECS;
 

@@ -236,11 +236,7 @@ impl<M: Group> Layers<M> {
     /// ENFORCED.
     pub fn refuse_enforced(&self, fields: &[String]) -> Result<()> {
         let operator = self.operator_layer();
-        require_not_enforced(
-            M::FIELDS,
-            operator.as_ref().map(|(id, l)| (*id, l)),
-            fields,
-        )
+        require_not_enforced(M::FIELDS, operator.as_ref().map(|(id, l)| (*id, l)), fields)
     }
 }
 
@@ -326,7 +322,8 @@ pub async fn changed_children<M: Group, C: ConnectionTrait>(
         let mut now = before.clone();
         now.operator = Some((operator_id.to_owned(), Some(after.clone())));
         let (was, is) = (before.effective(system), now.effective(system));
-        let values = |e: &Effective<M>| e.fields.iter().map(|r| r.value.clone()).collect::<Vec<_>>();
+        let values =
+            |e: &Effective<M>| e.fields.iter().map(|r| r.value.clone()).collect::<Vec<_>>();
         if values(&was) != values(&is) {
             changed.push(is);
         }

@@ -260,7 +260,13 @@ mod tests {
             "https://cdn.example.com/logo.png"
         );
         let long = format!("https://example.com/{}", "a".repeat(2030));
-        for bad in ["http://example.com/x", "https:/x", "example.com", "https://", &long] {
+        for bad in [
+            "http://example.com/x",
+            "https:/x",
+            "example.com",
+            "https://",
+            &long,
+        ] {
             assert!(https_uri("u", bad).is_err(), "{bad}");
         }
         assert_eq!(color("c", "#A0b1C2").unwrap(), "#a0b1c2");

@@ -114,9 +114,7 @@ impl App {
             // A member row without its organization can only be a purge racing this read.
             .filter_map(|(id, roles)| {
                 let organization = orgs.remove(&id)?;
-                let security_policy = self
-                    .security_policy_of(&policies.remove(&id)?)
-                    .model;
+                let security_policy = self.security_policy_of(&policies.remove(&id)?).model;
                 Some(OrganizationRoles {
                     organization,
                     roles,
