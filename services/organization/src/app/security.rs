@@ -260,15 +260,15 @@ impl App {
         });
         // The caller's own sign-in must satisfy the new policy, or the change locks them out
         // of their own organization; an operator acting in a child is judged by its own.
-        if access.acting_operator().is_none() {
-            if let Err(e) = in_force.model.policy().admit(&org.id, user, access.role()) {
-                let organization_id = org.id.clone();
-                return Err(if e.reason() == MFA_REQUIRED {
-                    Error::MfaEnrollmentRequired { organization_id }
-                } else {
-                    Error::SsoSignInRequired { organization_id }
-                });
-            }
+        if access.acting_operator().is_none()
+            && let Err(e) = in_force.model.policy().admit(&org.id, user, access.role())
+        {
+            let organization_id = org.id.clone();
+            return Err(if e.reason() == MFA_REQUIRED {
+                Error::MfaEnrollmentRequired { organization_id }
+            } else {
+                Error::SsoSignInRequired { organization_id }
+            });
         }
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let children = if is_operator {
