@@ -212,6 +212,24 @@ async fn policy_inheritance(backend: Backend) {
     }
     assert_eq!(changed[1].1.reauthentication_max_age, seconds(900));
 
+    // The role snapshot (what other services re-sync from) carries the child's policy in force.
+    let snapshot = c
+        .list_role_assignments(rig.as_service(ListRoleAssignmentsRequest {
+            page_size: 1000,
+            page_token: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let in_snapshot = snapshot
+        .organizations
+        .into_iter()
+        .find(|o| o.organization.as_ref().unwrap().id == child.id)
+        .unwrap()
+        .security_policy
+        .unwrap();
+    assert_eq!(in_snapshot, changed[1].1);
+
     // The child's member without a second factor is refused in the child only.
     let get = |org: &str| GetSecurityPolicyRequest {
         organization_id: org.into(),
