@@ -14,7 +14,7 @@ use orgplane_proto::events::v1::{SecurityPolicyChanged, event};
 use orgplane_proto::organization::v1 as proto;
 
 use super::access::Access;
-use super::settings::{Layers, changed_children, save};
+use super::settings::{Layers, changed_children, layers, save};
 use super::{App, Revised};
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::settings::{
@@ -247,8 +247,12 @@ impl App {
                 organization_id: org.id.clone(),
             });
         }
-        access.policy.refuse_enforced(&changes.fields())?;
-        let before = access.policy.own_or_blank();
+        // The layers as this transaction reads them, so that the policy in force published for
+        // the organization reflects its operator's latest row.
+        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        let layers = layers::<security_policy::Model, _>(&*txn, org).await?;
+        layers.refuse_enforced(&changes.fields())?;
+        let before = layers.own_or_blank();
         check_etag(&cmd.etag, before.version, "security_policy")?;
         let mut after = before.clone();
         changes.apply(&mut after);
@@ -256,7 +260,7 @@ impl App {
         after.update_time_ms = self.now_ms();
         let in_force = self.security_policy_of(&Layers {
             own: Some(after.clone()),
-            ..access.policy.clone()
+            ..layers
         });
         // The caller's own sign-in must satisfy the new policy, or the change locks them out
         // of their own organization; an operator acting in a child is judged by its own.
@@ -270,7 +274,6 @@ impl App {
                 Error::SsoSignInRequired { organization_id }
             });
         }
-        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let children = if is_operator {
             changed_children(&*txn, &org.id, &after, &self.policy_defaults()).await?
         } else {
