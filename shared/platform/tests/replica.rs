@@ -329,3 +329,55 @@ async fn org_14_replica_resyncs_verified_domains_from_the_snapshot() {
     assert_eq!(names(held.clone()), ["snap.test"]);
     assert_eq!(held[0].policy, DomainPolicy::AutoEnroll);
 }
+
+#[tokio::test]
+async fn org_13_a_child_has_no_owner_until_its_first_owner_joins_as_owner() {
+    let db = TestDb::sqlite();
+    let conn = db.open::<M>().await;
+    let auth = TestAuth::new();
+    let replica = RoleReplica::load(
+        conn.clone(),
+        channel("http://127.0.0.1:9"),
+        auth.service_tokens("workspace"),
+    )
+    .await
+    .unwrap();
+    let o = "org_child".to_string();
+    let created = [ev(
+        1,
+        Payload::OrganizationCreated(OrganizationCreated {
+            organization_id: o.clone(),
+            name: "Child".into(),
+            owner_user_id: String::new(),
+            operator_organization_id: "org_operator".into(),
+            ..Default::default()
+        }),
+    )];
+    let joined = [ev(
+        2,
+        Payload::MemberAdded(MemberAdded {
+            organization_id: o.clone(),
+            user_id: "u_first".into(),
+            role: OrgRole::Owner as i32,
+        }),
+    )];
+    for (events, owner) in [(&created, ""), (&joined, "u_first")] {
+        let txn = conn.begin().await.unwrap();
+        for e in events {
+            replica.apply(&txn, e).await.unwrap();
+        }
+        txn.commit().await.unwrap();
+        replica.apply_in_memory(events);
+        let in_memory = replica.organization(&o).unwrap();
+        assert_eq!(in_memory.owner_user_id, owner);
+        assert!(!in_memory.members.contains_key(""), "{in_memory:?}");
+        assert_eq!(in_memory.members.len(), usize::from(!owner.is_empty()));
+        replica.reload().await.unwrap();
+        assert_eq!(
+            replica.organization(&o).unwrap(),
+            in_memory,
+            "memory equals the database"
+        );
+    }
+    assert_eq!(replica.role(&o, "u_first"), Some(OrgRole::Owner));
+}

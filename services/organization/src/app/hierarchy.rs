@@ -13,7 +13,7 @@ use orgplane_proto::organization::v1::{OrgRole, OrganizationKind, OrganizationSt
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::access::Access;
-use super::invites::NewInvite;
+use super::issue::NewInvite;
 use super::organizations::{ListOrganizations, Listing, OrganizationFields, name_taken};
 use super::{App, InviteView, Page};
 use crate::domain::authz::{Deleted, require_caller};

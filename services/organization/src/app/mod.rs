@@ -4,7 +4,7 @@
 //! [`WriteUnit`](orgplane_platform::events::WriteUnit) (rules ORG-10, ORG-12).
 //!
 //! One file per resource: [`organizations`], [`lifecycle`] (delete, undelete, purge),
-//! [`members`], [`invites`], [`units`], [`security`] (the security policy), [`domains`] and
+//! [`members`], [`invites`] (and [`issue`], writing one), [`units`], [`security`] (the security policy), [`domains`] and
 //! [`verify`] (verified domains, rule ORG-14), [`provision`] (what domains mean for joining:
 //! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
 //! resolves the caller's standing; [`hierarchy`] the child organizations of operators
@@ -16,6 +16,7 @@ pub mod branding;
 pub mod domains;
 pub mod hierarchy;
 pub mod invites;
+pub mod issue;
 pub mod lifecycle;
 pub mod members;
 pub mod organizations;

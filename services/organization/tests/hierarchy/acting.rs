@@ -180,7 +180,7 @@ async fn org_13_operator_edits_deletes_and_restores_a_child_audited_as_operator(
 }
 
 #[tokio::test]
-async fn org_13_operator_may_not_touch_members_units_or_delete_an_operator_with_children() {
+async fn org_13_operator_may_not_touch_members_nor_delete_an_operator_with_children() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let op = create_operator(&rig, "user_op", "Operator").await;
     let created = create_child(&rig, "user_op", &op.id, "Child", "user_cown").await;

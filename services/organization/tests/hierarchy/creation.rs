@@ -288,3 +288,82 @@ async fn org_13_only_the_owner_or_admins_of_an_operator_create_children() {
     assert_eq!(record.actor_kind, ActorKind::ApiKey as i32, "{record:?}");
     assert_eq!(record.actor_organization_id, "");
 }
+
+#[tokio::test]
+async fn org_13_an_expired_owner_invite_gives_way_and_purged_children_free_the_operator() {
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let op = create_operator(&rig, "user_op", "Operator").await;
+    let created = create_child(&rig, "user_op", &op.id, "Child", "user_late").await;
+    let child = created.organization.unwrap();
+    let mut c = rig.client();
+    let invite = |email: &str| CreateInviteRequest {
+        organization_id: child.id.clone(),
+        invite: Some(Invite {
+            email: email.into(),
+            role: OrgRole::Owner as i32,
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    };
+    let expiry = chrono::Duration::days(21) + chrono::Duration::seconds(1);
+    rig.clock.advance(expiry);
+    // Signed in "now" by the service's advanced clock (ORG-7's step-up).
+    let offset = std::cell::Cell::new(expiry.num_seconds());
+    let signed_in = |msg| rig.as_user_signed_in_ago("user_op", -offset.get(), msg);
+    let fresh = c
+        .create_invite(rig.as_user("user_op", invite("user_late@example.com")))
+        .await
+        .unwrap()
+        .into_inner()
+        .invite
+        .unwrap();
+    accept(&rig, "user_late", &fresh.id).await;
+
+    // The operator goes once its children are purged, not before.
+    let op_delete = |etag: &str| DeleteOrganizationRequest {
+        organization_id: op.id.clone(),
+        confirm_name: op.name.clone(),
+        etag: etag.into(),
+    };
+    expect_err(
+        c.delete_organization(signed_in(op_delete(""))).await,
+        Code::FailedPrecondition,
+        Some("OPERATOR_HAS_CHILDREN"),
+    );
+    let current = c
+        .get_organization(rig.as_user(
+            "user_op",
+            GetOrganizationRequest {
+                organization_id: child.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    c.delete_organization(signed_in(DeleteOrganizationRequest {
+        organization_id: child.id.clone(),
+        confirm_name: current.name.clone(),
+        etag: current.etag.clone(),
+    }))
+    .await
+    .unwrap();
+    expect_err(
+        c.delete_organization(signed_in(op_delete(""))).await,
+        Code::FailedPrecondition,
+        Some("OPERATOR_HAS_CHILDREN"),
+    );
+    rig.clock.advance(chrono::Duration::days(8));
+    offset.set(offset.get() + chrono::Duration::days(8).num_seconds());
+    let purged = rig.org.purge_once().await.unwrap();
+    assert_eq!(purged, std::slice::from_ref(&child.id));
+    let deleted = c
+        .delete_organization(signed_in(op_delete("")))
+        .await
+        .unwrap()
+        .into_inner()
+        .organization
+        .unwrap();
+    assert_eq!(deleted.state, OrganizationState::Deleted as i32);
+}
