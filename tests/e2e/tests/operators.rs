@@ -1,5 +1,5 @@
 //! An operator's security policy reaches its children in every service (rules ORG-13, ORG-16):
-//! the real `orgplane` binary as four processes, so the child's policy in force crosses the
+//! the real `orgplane` binary as four processes on SQLite (and as one on PostgreSQL), so the child's policy in force crosses the
 //! network as the `SecurityPolicyChanged` the operator's change fanned out.
 //!
 //! Oscar runs an operator organization and creates a child whose first owner is Cara. Cara also
@@ -15,7 +15,7 @@
 mod support;
 
 use orgplane_platform::error::reason_of;
-use orgplane_platform::testkit::bearer;
+use orgplane_platform::testkit::{TestDb, bearer};
 use orgplane_proto::identity::v1 as identity;
 use orgplane_proto::organization::v1 as org;
 use orgplane_proto::workspace::v1 as ws;
@@ -32,18 +32,23 @@ const OSCAR: &str = "oscar@operator.example";
 const CARA: &str = "cara@child.example";
 
 #[tokio::test]
-async fn org_13_an_operators_enforced_mfa_is_enforced_by_workspace_in_its_child_only() {
-    let (child, own) = run(false).await;
-    let child = child.expect_err("the child must refuse a password-only token");
-    assert_eq!(child.code(), Code::Unauthenticated, "{child:?}");
-    assert_eq!(reason_of(&child).as_deref(), Some("MFA_REQUIRED"));
-    assert!(own.is_ok(), "{own:?}");
+async fn org_13_an_operators_enforced_mfa_is_enforced_by_workspace_in_its_child_only_sqlite() {
+    let (child, own) = run(Layout::FourProcesses, false, false).await.unwrap();
+    assert_refused_in_child_only(child, own);
+}
+
+#[tokio::test]
+async fn org_13_an_operators_enforced_mfa_is_enforced_by_workspace_in_its_child_only_postgres() {
+    let Some((child, own)) = run(Layout::All, true, false).await else {
+        return;
+    };
+    assert_refused_in_child_only(child, own);
 }
 
 /// The control arm: with enforcement off, the same check finds the child answering.
 #[tokio::test]
 async fn org_13_control_arm_without_enforcement_the_check_finds_the_child_answering() {
-    let (child, own) = run(true).await;
+    let (child, own) = run(Layout::FourProcesses, false, true).await.unwrap();
     assert!(
         child.is_ok(),
         "the control arm must detect the bypass: {child:?}"
@@ -51,15 +56,38 @@ async fn org_13_control_arm_without_enforcement_the_check_finds_the_child_answer
     assert!(own.is_ok(), "{own:?}");
 }
 
-/// Runs the story: Cara's password-only CheckAccess in the child and in her own organization.
-async fn run(control_arm: bool) -> (Result<(), Status>, Result<(), Status>) {
+fn assert_refused_in_child_only(child: Result<(), Status>, own: Result<(), Status>) {
+    let child = child.expect_err("the child must refuse a password-only token");
+    assert_eq!(child.code(), Code::Unauthenticated, "{child:?}");
+    assert_eq!(reason_of(&child).as_deref(), Some("MFA_REQUIRED"));
+    assert!(own.is_ok(), "{own:?}");
+}
+
+/// Runs the story: Cara's password-only CheckAccess in the child and in her own organization
+/// (`None`: PostgreSQL is not set up).
+async fn run(
+    layout: Layout,
+    postgres: bool,
+    control_arm: bool,
+) -> Option<(Result<(), Status>, Result<(), Status>)> {
+    let mut dbs = Vec::new();
+    if postgres {
+        for _ in 0..4 {
+            let Some(db) = TestDb::postgres().await else {
+                eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+                return None;
+            };
+            dbs.push(db);
+        }
+    }
+    let urls = (!dbs.is_empty()).then(|| dbs.iter().map(|d| d.url.clone()).collect());
     let dir = tempfile::tempdir().unwrap();
     let env = if control_arm {
         vec![("ORGPLANE_E2E_CONTROL_ARM", "no-security-policy".to_owned())]
     } else {
         Vec::new()
     };
-    let cluster = Cluster::start(Layout::FourProcesses, dir.path(), None, env).await;
+    let cluster = Cluster::start(layout, dir.path(), urls, env).await;
     let orgs = || OrganizationServiceClient::new(cluster.channel("organization"));
 
     let (oscar, _) = people::signed_up_user(&cluster, OSCAR, PASSWORD).await;
@@ -178,7 +206,7 @@ async fn run(control_arm: bool) -> (Result<(), Status>, Result<(), Status>) {
     };
     let answers = (check(child).await, check(own).await);
     cluster.stop().await;
-    answers
+    Some(answers)
 }
 
 /// The current RFC 6238 code of a base32 `secret` (SHA-1, 6 digits, 30 s).
