@@ -41,6 +41,19 @@ async fn policy_inheritance(backend: Backend) {
     assert_eq!(provenance(&s, age), (SettingSource::Operator, false));
     assert_eq!(provenance(&s, mfa), (SettingSource::System, false));
 
+    // The step-up age in force is the operator's: a sign-in 400 s old (past the system's 300)
+    // may still change the child's policy; one 1000 s old may not.
+    let restrict = || policy_update(&child.id, &["restrict_invites_to_verified_domains"], |_| {});
+    c.update_security_policy(rig.as_user_signed_in_ago("user_first", 400, restrict()))
+        .await
+        .unwrap();
+    refusal(
+        c.update_security_policy(rig.as_user_signed_in_ago("user_first", 1000, restrict()))
+            .await,
+        Code::Unauthenticated,
+        "REAUTHENTICATION_REQUIRED",
+    );
+
     // The child's override wins, from the ORGANIZATION; clearing it inherits again.
     let set_age = |v| {
         policy_update(&child.id, &["reauthentication_max_age"], move |p| {
@@ -66,7 +79,7 @@ async fn policy_inheritance(backend: Backend) {
         .security_policy
         .unwrap();
     assert_eq!(cleared.reauthentication_max_age, seconds(900));
-    assert_eq!(cleared.etag, "v2");
+    assert_eq!(cleared.etag, "v3");
     let s = effective(&rig, "user_first", &child.id).await;
     assert_eq!(provenance(&s, age), (SettingSource::Operator, false));
 
