@@ -3,6 +3,7 @@
 //! organization's security policy (rule ORG-16).
 
 use orgplane_platform::auth::Principal;
+use orgplane_platform::policy::DEFAULT_REAUTH_MAX_AGE_SECS;
 use orgplane_platform::roles::OrgAction;
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::{ConnectionTrait, EntityTrait};
@@ -12,7 +13,6 @@ use crate::domain::authz::{self, Deleted, OperatorRole, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
 use crate::store::{member, organization, security_policy};
-use orgplane_platform::policy::DEFAULT_REAUTH_MAX_AGE_SECS;
 
 /// A caller's access to one visible organization.
 #[derive(Debug, Clone)]

@@ -37,8 +37,6 @@ pub trait Group: Clone + Send + Sync + 'static {
     fn blank(organization_id: &str) -> Self;
     /// The organization the row belongs to.
     fn organization_id(&self) -> &str;
-    /// The change counter (the etag).
-    fn version(&self) -> i64;
     /// The row's own layer.
     fn layer(&self) -> Own<Self::Value>;
     /// Replaces the inherited fields' values (in field order).
@@ -69,10 +67,6 @@ impl Group for security_policy::Model {
 
     fn organization_id(&self) -> &str {
         &self.organization_id
-    }
-
-    fn version(&self) -> i64 {
-        self.version
     }
 
     fn layer(&self) -> Own<i64> {
@@ -118,10 +112,6 @@ impl Group for branding::Model {
 
     fn organization_id(&self) -> &str {
         &self.organization_id
-    }
-
-    fn version(&self) -> i64 {
-        self.version
     }
 
     fn layer(&self) -> Own<String> {
