@@ -435,3 +435,81 @@ impl App {
             .effective(&self.branding_defaults()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(
+        id: &str,
+        mfa: i32,
+        age: i64,
+        methods: i32,
+        enforced: &str,
+    ) -> security_policy::Model {
+        security_policy::Model {
+            mfa_requirement: mfa,
+            reauth_max_age_secs: age,
+            sign_in_methods: methods,
+            version: 4,
+            enforced_fields: enforced.into(),
+            ..security_policy::Model::blank(id)
+        }
+    }
+
+    /// ORG-13 on stored rows: 0 inherits, an own value wins unless the operator ENFORCED the
+    /// field; the row keeps its own version, invite restriction and ENFORCED list.
+    #[test]
+    fn org_13_stored_zeros_inherit_and_enforced_fields_take_the_operators_value() {
+        let mut own = policy("org_c", 0, 600, 3, "");
+        own.restrict_invites_to_verified_domains = true;
+        let layers = Layers {
+            organization_id: "org_c".into(),
+            own: Some(own),
+            operator: Some((
+                "org_op".into(),
+                Some(policy("org_op", 2, 900, 1, "allowed_sign_in_methods")),
+            )),
+        };
+        let e = layers.effective(&policy_defaults(300));
+        assert_eq!(
+            (
+                e.model.mfa_requirement,
+                e.model.reauth_max_age_secs,
+                e.model.sign_in_methods
+            ),
+            (2, 600, 1)
+        );
+        assert!(e.model.restrict_invites_to_verified_domains);
+        assert_eq!((e.model.version, e.model.enforced_fields.as_str()), (4, ""));
+        let sources: Vec<(Source, bool)> =
+            e.fields.iter().map(|r| (r.source, r.enforced)).collect();
+        assert_eq!(
+            sources,
+            vec![
+                (Source::Operator, false),
+                (Source::Organization, false),
+                (Source::Operator, true)
+            ]
+        );
+        assert!(
+            layers
+                .refuse_enforced(&["reauthentication_max_age".into()])
+                .is_ok()
+        );
+        assert!(matches!(
+            layers.refuse_enforced(&["allowed_sign_in_methods".into()]),
+            Err(Error::SettingEnforcedByOperator { .. })
+        ));
+        // Without an operator row the defaults fill in, at version 0.
+        let alone = Layers::<security_policy::Model> {
+            organization_id: "org_s".into(),
+            own: None,
+            operator: None,
+        }
+        .effective(&policy_defaults(300));
+        assert_eq!(alone.model.reauth_max_age_secs, 300);
+        assert_eq!(alone.model.version, 0);
+        assert!(alone.fields.iter().all(|r| r.source == Source::System));
+    }
+}
