@@ -3878,10 +3878,27 @@ async fn org_16_the_role_snapshot_carries_each_organizations_policy_on_every_pag
 }
 
 #[tokio::test]
-async fn org_16_purge_removes_the_policy() {
+async fn org_16_org_13_purge_removes_the_policy_and_the_branding() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
     require_mfa(&rig, &org.id, "user_owner", MfaRequirement::Required).await;
+    rig.client()
+        .update_branding(rig.as_user_mfa(
+            "user_owner",
+            UpdateBrandingRequest {
+                branding: Some(Branding {
+                    organization_id: org.id.clone(),
+                    display_name: "Acme Brand".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+                etag: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
     rig.client()
         .delete_organization(rig.as_user_mfa(
             "user_owner",
@@ -3904,6 +3921,11 @@ async fn org_16_purge_removes_the_policy() {
         .await
         .unwrap();
     assert!(left.is_none());
+    let branded = orgplane_organization::store::branding::Entity::find_by_id(org.id.clone())
+        .one(rig.org.db())
+        .await
+        .unwrap();
+    assert!(branded.is_none());
 }
 
 async fn id_12_step_up(backend: Backend) {

@@ -56,6 +56,11 @@ pub const IDENTITY_ORG_SCOPED: [&str; 10] = [
     "UpdateScimSettings",
 ];
 
+/// Mutations recorded in two organizations' logs (of the same service), once each:
+/// CreateChildOrganization writes `child_organization.create` in the operator's log and
+/// `organization.create` in the child's (rule ORG-13).
+pub const RECORDED_TWICE: [&str; 1] = ["CreateChildOrganization"];
+
 /// Method-name prefixes of read-only RPCs.
 pub const READ_PREFIXES: [&str; 6] = ["Get", "List", "Check", "Watch", "Batch", "Lookup"];
 
@@ -202,8 +207,18 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
                 .get(service)
                 .map(|v| v.iter().filter(|x| &x.request_id == id).collect())
                 .unwrap_or_default();
-            if mine.len() == 1
-                && mine[0].outcome == orgplane_proto::audit::v1::Outcome::Success as i32
+            let expected = if RECORDED_TWICE.contains(&method.as_str()) {
+                2
+            } else {
+                1
+            };
+            let distinct_orgs: std::collections::BTreeSet<&str> =
+                mine.iter().map(|x| x.organization_id.as_str()).collect();
+            if mine.len() == expected
+                && distinct_orgs.len() == expected
+                && mine
+                    .iter()
+                    .all(|x| x.outcome == orgplane_proto::audit::v1::Outcome::Success as i32)
             {
                 r.f.attacks_passed += 1;
             } else {
@@ -517,6 +532,8 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
             org_api::CreateOrganizationRequest {
                 organization: Some(org_api::Organization {
                     name: HOSTILE.into(),
+                    // An operator, so that the script can create a child (ORG-13).
+                    kind: org_api::OrganizationKind::Operator as i32,
                     ..Default::default()
                 }),
                 request_id: String::new(),
@@ -1104,6 +1121,7 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         ))
         .await;
     r.ok("organization", "UndeleteOrganization", &id, resp);
+    operators(r, &org, &m1).await;
     let id = rid();
     let resp = h
         .identity_client()
@@ -1117,6 +1135,50 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("identity", "DeleteUser", &id, resp);
     Ok(org)
+}
+
+/// The operator RPCs (rule ORG-13), run by the organization's OWNER: a child organization (one
+/// record in the operator's log, one in the child's) and the operator's branding.
+async fn operators(r: &mut Run<'_>, org: &str, owner_token: &str) {
+    let h = r.h;
+    let id = rid();
+    let resp = h
+        .orgs()
+        .create_child_organization(req(
+            org_api::CreateChildOrganizationRequest {
+                operator_organization_id: org.to_owned(),
+                organization: Some(org_api::Organization {
+                    name: format!("{HOSTILE} child"),
+                    ..Default::default()
+                }),
+                owner_email: "child-owner@chaos.test".into(),
+                request_id: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "CreateChildOrganization", &id, resp);
+    let id = rid();
+    let resp = h
+        .orgs()
+        .update_branding(req(
+            org_api::UpdateBrandingRequest {
+                branding: Some(org_api::Branding {
+                    organization_id: org.to_owned(),
+                    display_name: HOSTILE.into(),
+                    mail_sender_name: "Chaos Operator".into(),
+                    enforced_fields: vec!["mail_sender_name".into()],
+                    ..Default::default()
+                }),
+                update_mask: mask(&["display_name", "mail_sender_name", "enforced_fields"]),
+                etag: String::new(),
+            },
+            Some(owner_token),
+            &id,
+        ))
+        .await;
+    r.ok("organization", "UpdateBranding", &id, resp);
 }
 
 /// Names with a newline and an ANSI escape in every service: each is refused with

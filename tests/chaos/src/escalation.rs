@@ -176,7 +176,7 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 12] = [
+pub const MUTABLE: [(&str, &[&str]); 13] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
@@ -191,6 +191,19 @@ pub const MUTABLE: [(&str, &[&str]); 12] = [
             "reauthentication_max_age",
             "allowed_sign_in_methods",
             "restrict_invites_to_verified_domains",
+            "enforced_fields",
+        ],
+    ),
+    (
+        "UpdateBranding",
+        &[
+            "display_name",
+            "logo_uri",
+            "icon_uri",
+            "primary_color",
+            "accent_color",
+            "mail_sender_name",
+            "enforced_fields",
         ],
     ),
     ("UpdateDomain", &["policy"]),
@@ -1012,6 +1025,14 @@ fn update_resource(
         ),
         "UpdateSecurityPolicy" => (
             org_api::SecurityPolicy {
+                organization_id: org.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
+        "UpdateBranding" => (
+            org_api::Branding {
                 organization_id: org.into(),
                 ..Default::default()
             }

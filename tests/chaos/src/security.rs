@@ -747,7 +747,28 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateBranding" => org_api::UpdateBrandingRequest {
+            branding: Some(org_api::Branding {
+                organization_id: a.org.clone(),
+                display_name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("display_name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
+        // Valid apart from the operator, so that the answer is the tenant check (ORG-13).
+        "CreateChildOrganization" => org_api::CreateChildOrganizationRequest {
+            operator_organization_id: a.org.clone(),
+            organization: Some(org_api::Organization {
+                name: "attacker child".into(),
+                ..Default::default()
+            }),
+            owner_email: "attacker-child-owner@chaos.test".into(),
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
         // A user's own second factors and challenges, named by id only: a caller reaches only
         // their own (identity's suite proves it with real factors of two users); here each
         // must answer as for an unknown id, never INVALID_ARGUMENT or OK.
@@ -798,6 +819,7 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
                     "api_key_id" => &a.key,
                     "domain_id" => &a.domain,
                     "sso_connection_id" => &a.sso,
+                    "operator_organization_id" => &a.org,
                     "request_id" => continue,
                     _ => return None,
                 };

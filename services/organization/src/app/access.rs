@@ -63,7 +63,7 @@ impl Access {
             .effective(&policy_defaults(DEFAULT_REAUTH_MAX_AGE_SECS))
             .model
             .policy()
-            .admit_principal(&org.id, principal, role)?;
+            .admit_principal(&org.id, principal, admission_role(&standing, role))?;
         Ok(Access {
             org,
             standing,
@@ -107,9 +107,19 @@ impl Access {
     }
 }
 
+/// The role a caller's sign-in is judged as (ORG-16): a member's own role; for the operator acting
+/// in a child, its OWNER or ADMIN role in the operator (privileged under
+/// REQUIRED_FOR_PRIVILEGED_ROLES, as the child's own admins are).
+fn admission_role(standing: &Standing, member_role: Option<OrgRole>) -> Option<OrgRole> {
+    match standing {
+        Standing::Operator { role, .. } => Some(*role),
+        _ => member_role,
+    }
+}
+
 /// The user's administering role in `org`'s operator (ORG-13): read only for a child whose
 /// caller is not already its OWNER or an ADMIN, and only while the operator is ACTIVE.
-async fn operator_role<C: ConnectionTrait>(
+pub(super) async fn operator_role<C: ConnectionTrait>(
     db: &C,
     org: &organization::Model,
     user_id: &str,

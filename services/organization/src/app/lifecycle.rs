@@ -22,7 +22,8 @@ use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::required;
 use crate::domain::{Error, PURGE_AFTER_MS, Result};
 use crate::store::{
-    domain, idempotency, invite, member, organization, security_policy, unit, unit_workspace,
+    branding, domain, idempotency, invite, member, organization, security_policy, unit,
+    unit_workspace,
 };
 
 /// DeleteOrganization (ORG-7).
@@ -245,6 +246,10 @@ impl App {
                 .await?;
             security_policy::Entity::delete_many()
                 .filter(security_policy::Column::OrganizationId.eq(org.id.clone()))
+                .exec(&*txn)
+                .await?;
+            branding::Entity::delete_many()
+                .filter(branding::Column::OrganizationId.eq(org.id.clone()))
                 .exec(&*txn)
                 .await?;
             domain::Entity::delete_many()

@@ -154,12 +154,19 @@ impl App {
         result: ApiResult<T>,
     ) -> ApiResult<T> {
         self.audit
-            .audited(&self.db, call, result, || self.attempt_entry(attempt))
+            .audited(&self.db, call, result, || {
+                self.attempt_entry(&call.principal, attempt)
+            })
             .await
     }
 
-    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here.
-    async fn attempt_entry(&self, attempt: Attempt) -> Option<Entry> {
+    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here. A
+    /// refusal of the operator acting in a child is recorded as the operator's (ORG-13).
+    async fn attempt_entry(
+        &self,
+        principal: &orgplane_platform::auth::Principal,
+        attempt: Attempt,
+    ) -> Option<Entry> {
         let found = match &attempt.scope {
             Scope::Organization(id) => organization::Entity::find_by_id(id.clone())
                 .one(&self.db)
@@ -184,7 +191,44 @@ impl App {
             })
             .ok()
             .flatten()?;
-        Some(attempt.entry(&organization_id))
+        let operator = self
+            .acting_operator(principal, &organization_id)
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, action = attempt.action, "could not resolve the operator of a refused mutation");
+            })
+            .ok()
+            .flatten();
+        Some(
+            attempt
+                .entry(&organization_id)
+                .as_operator(operator.as_deref()),
+        )
+    }
+
+    /// The operator organization `principal` would act for in `organization_id` (ORG-13): a
+    /// user who administers its operator without being its OWNER or an ADMIN.
+    async fn acting_operator(
+        &self,
+        principal: &orgplane_platform::auth::Principal,
+        organization_id: &str,
+    ) -> Result<Option<String>> {
+        let orgplane_platform::auth::Principal::User(u) = principal else {
+            return Ok(None);
+        };
+        let Some(org) = organization::Entity::find_by_id(organization_id.to_owned())
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let role = member::Entity::find_by_id((org.id.clone(), u.user_id.clone()))
+            .one(&self.db)
+            .await?
+            .map(|m| crate::domain::validate::role_of(m.role));
+        Ok(access::operator_role(&self.db, &org, &u.user_id, role)
+            .await?
+            .map(|o| o.operator_id))
     }
 
     /// UNAUTHENTICATED `REAUTHENTICATION_REQUIRED` unless the caller is a user whose sign-in is

@@ -223,10 +223,21 @@ async fn org_13_operator_may_not_touch_members_nor_delete_an_operator_with_child
         Code::PermissionDenied,
         Some("INSUFFICIENT_ROLE"),
     );
-    // The refusal is recorded in the child's log.
+    // The refusal is recorded in the child's log, as the operator's.
     let log = audit_of(&rig, "user_cown", &child_id).await;
-    assert!(log.iter().any(|e| e.action == "member.update_role"
-        && e.outcome == orgplane_proto::audit::v1::Outcome::Failure as i32));
+    let refused = log
+        .iter()
+        .find(|e| {
+            e.action == "member.update_role"
+                && e.outcome == orgplane_proto::audit::v1::Outcome::Failure as i32
+        })
+        .expect("the refusal is recorded");
+    assert_eq!(
+        refused.actor_kind,
+        ActorKind::Operator as i32,
+        "{refused:?}"
+    );
+    assert_eq!(refused.actor_organization_id, op.id);
 
     // ORG-13 / ORG-7: an operator with children that are not purged cannot be deleted.
     let op_now = c

@@ -264,3 +264,37 @@ async fn org_13_policy_inherits_per_field_overrides_clears_and_enforces_sqlite()
 async fn org_13_policy_inherits_per_field_overrides_clears_and_enforces_postgres() {
     policy_inheritance(Backend::Postgres).await;
 }
+
+/// ORG-13 with ORG-16: the operator acting in a child is judged as the OWNER or ADMIN it is in
+/// the operator. Under REQUIRED_FOR_PRIVILEGED_ROLES in the child, its password-only sign-in is
+/// refused there (as the child's own admins' would be) and admitted with a second factor; the
+/// child's OWNER, privileged too, likewise.
+#[tokio::test]
+async fn org_13_the_operator_in_a_child_is_judged_as_a_privileged_role_sqlite() {
+    let Some(rig) = Rig::new(Backend::Sqlite).await else {
+        return;
+    };
+    let (_op, child) = operator_and_child(&rig).await;
+    let mut c = rig.client();
+    c.update_security_policy(rig.as_user_mfa(
+        "user_op",
+        policy_update(&child.id, &["mfa_requirement"], |p| {
+            p.mfa_requirement = MfaRequirement::RequiredForPrivilegedRoles as i32
+        }),
+    ))
+    .await
+    .unwrap();
+    let get = || GetOrganizationRequest {
+        organization_id: child.id.clone(),
+    };
+    for user in ["user_op", "user_first"] {
+        refusal(
+            c.get_organization(rig.as_user(user, get())).await,
+            Code::Unauthenticated,
+            "MFA_REQUIRED",
+        );
+        c.get_organization(rig.as_user_mfa(user, get()))
+            .await
+            .unwrap();
+    }
+}
