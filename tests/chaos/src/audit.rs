@@ -56,10 +56,10 @@ pub const IDENTITY_ORG_SCOPED: [&str; 10] = [
     "UpdateScimSettings",
 ];
 
-/// Mutations recorded in two organizations' logs (of the same service), once each:
-/// CreateChildOrganization writes `child_organization.create` in the operator's log and
-/// `organization.create` in the child's (rule ORG-13).
-pub const RECORDED_TWICE: [&str; 1] = ["CreateChildOrganization"];
+/// Mutations that write more than one record (method, records, organizations they are in):
+/// CreateChildOrganization writes `child_organization.create` in the operator's log and, in the
+/// child's, `organization.create` and `invite.create` for its first owner's invite (rule ORG-13).
+pub const SEVERAL_RECORDS: [(&str, usize, usize); 1] = [("CreateChildOrganization", 3, 2)];
 
 /// Method-name prefixes of read-only RPCs.
 pub const READ_PREFIXES: [&str; 6] = ["Get", "List", "Check", "Watch", "Batch", "Lookup"];
@@ -207,15 +207,14 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
                 .get(service)
                 .map(|v| v.iter().filter(|x| &x.request_id == id).collect())
                 .unwrap_or_default();
-            let expected = if RECORDED_TWICE.contains(&method.as_str()) {
-                2
-            } else {
-                1
-            };
+            let (records, orgs) = SEVERAL_RECORDS
+                .iter()
+                .find(|(m, _, _)| *m == method)
+                .map_or((1, 1), |(_, r, o)| (*r, *o));
             let distinct_orgs: std::collections::BTreeSet<&str> =
                 mine.iter().map(|x| x.organization_id.as_str()).collect();
-            if mine.len() == expected
-                && distinct_orgs.len() == expected
+            if mine.len() == records
+                && distinct_orgs.len() == orgs
                 && mine
                     .iter()
                     .all(|x| x.outcome == orgplane_proto::audit::v1::Outcome::Success as i32)

@@ -13,7 +13,8 @@ use orgplane_proto::organization::v1 as proto;
 
 use super::access::Access;
 use super::settings::{
-    Effective, Group, Layers, branding_message, changed_children, layers, provenance, save,
+    Effective, Group, Layers, branding_message, changed_children, layers, provenance,
+    require_operator_for_enforced, save,
 };
 use super::{App, Revised};
 use crate::domain::authz::{Deleted, require_caller};
@@ -163,12 +164,7 @@ impl App {
         .await?;
         access.require_or_operator(OrgAction::ManageOrganization)?;
         let org = &access.org;
-        let is_operator = org.kind == proto::OrganizationKind::Operator as i32;
-        if enforced.is_some() && !is_operator {
-            return Err(Error::NotAnOperator {
-                organization_id: org.id.clone(),
-            });
-        }
+        require_operator_for_enforced(org, enforced.is_some())?;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         let layers = layers::<branding::Model, _>(&*txn, org).await?;
         let fields: Vec<String> = values
@@ -195,7 +191,7 @@ impl App {
             ..layers
         }
         .effective(&defaults);
-        let children = if is_operator {
+        let children = if org.kind == proto::OrganizationKind::Operator as i32 {
             changed_children(&*txn, &org.id, &after, &defaults).await?
         } else {
             Vec::new()

@@ -14,7 +14,7 @@ use orgplane_proto::events::v1::{SecurityPolicyChanged, event};
 use orgplane_proto::organization::v1 as proto;
 
 use super::access::Access;
-use super::settings::{Layers, changed_children, layers, save};
+use super::settings::{Layers, changed_children, layers, require_operator_for_enforced, save};
 use super::{App, Revised};
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::settings::{
@@ -241,12 +241,7 @@ impl App {
         self.step_up(call, &access)?;
         let user = call.principal.require_user()?;
         let org = &access.org;
-        let is_operator = org.kind == proto::OrganizationKind::Operator as i32;
-        if changes.enforced.is_some() && !is_operator {
-            return Err(Error::NotAnOperator {
-                organization_id: org.id.clone(),
-            });
-        }
+        require_operator_for_enforced(org, changes.enforced.is_some())?;
         // The layers as this transaction reads them, so that the policy in force published for
         // the organization reflects its operator's latest row.
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
@@ -274,7 +269,7 @@ impl App {
                 Error::SsoSignInRequired { organization_id }
             });
         }
-        let children = if is_operator {
+        let children = if org.kind == proto::OrganizationKind::Operator as i32 {
             changed_children(&*txn, &org.id, &after, &self.policy_defaults()).await?
         } else {
             Vec::new()

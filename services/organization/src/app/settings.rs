@@ -354,6 +354,17 @@ where
     Ok(())
 }
 
+/// FAILED_PRECONDITION `NOT_AN_OPERATOR` when a change lists ENFORCED fields (`asked`) for an
+/// organization that is not an operator (ORG-13).
+pub fn require_operator_for_enforced(org: &organization::Model, asked: bool) -> Result<()> {
+    if asked && org.kind != proto::OrganizationKind::Operator as i32 {
+        return Err(Error::NotAnOperator {
+            organization_id: org.id.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// The system defaults of the policy fields, with `reauth_max_age_secs` as the age.
 pub fn policy_defaults(reauth_max_age_secs: i64) -> Vec<i64> {
     let p = SecurityPolicy::with_reauth_max_age(reauth_max_age_secs);
