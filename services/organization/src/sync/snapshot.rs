@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use orgplane_platform::Call;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::app::App;
@@ -59,6 +60,7 @@ impl App {
             Some((r, org, user)) => (r, Some((org, user))),
             None => (self.head_revision().await?, None),
         };
+        let after_org = after.as_ref().map(|(org, _)| org.clone());
         let mut query = member::Entity::find();
         if let Some((org, user)) = after {
             query = query.filter(keyset(
@@ -78,8 +80,16 @@ impl App {
         let (rows, next_page_token) = self.runtime.page_tokens.page(scope, rows, size, |m| {
             (revision, m.organization_id.clone(), m.user_id.clone())
         });
+        // Organizations without members (a child awaiting its first owner, rule ORG-13) are in
+        // the page whose member rows span their id: after the previous page's last organization,
+        // up to this page's last one (to the end on the last page).
+        let upper = (!next_page_token.is_empty())
+            .then(|| rows.last().map(|m| m.organization_id.clone()))
+            .flatten();
+        let memberless = self.memberless_organizations(after_org, upper).await?;
         let mut org_ids: Vec<String> = rows.iter().map(|m| m.organization_id.clone()).collect();
         org_ids.dedup();
+        org_ids.extend(memberless.iter().cloned());
         let mut orgs: HashMap<String, organization::Model> = organization::Entity::find()
             .filter(organization::Column::Id.is_in(org_ids.clone()))
             .all(&self.db)
@@ -103,6 +113,9 @@ impl App {
         let all: Vec<organization::Model> = orgs.values().cloned().collect();
         let mut policies = layers_of::<security_policy::Model, _>(&self.db, &all).await?;
         let mut grouped: BTreeMap<String, Vec<(String, i32)>> = BTreeMap::new();
+        for id in memberless {
+            grouped.entry(id).or_default();
+        }
         for m in rows {
             grouped
                 .entry(m.organization_id.clone())
@@ -128,5 +141,34 @@ impl App {
             next_page_token,
             revision,
         })
+    }
+
+    /// The ids of the organizations without members whose id is after `after` and at most
+    /// `upto` (either bound may be open), in id order.
+    async fn memberless_organizations(
+        &self,
+        after: Option<String>,
+        upto: Option<String>,
+    ) -> Result<Vec<String>> {
+        let mut members = Query::select();
+        members.expr(Expr::val(1)).from(member::Entity).and_where(
+            Expr::col((member::Entity, member::Column::OrganizationId))
+                .equals((organization::Entity, organization::Column::Id)),
+        );
+        let mut query = organization::Entity::find()
+            .select_only()
+            .column(organization::Column::Id)
+            .filter(Expr::exists(members).not());
+        if let Some(after) = after {
+            query = query.filter(organization::Column::Id.gt(after));
+        }
+        if let Some(upto) = upto {
+            query = query.filter(organization::Column::Id.lte(upto));
+        }
+        Ok(query
+            .order_by_asc(organization::Column::Id)
+            .into_tuple::<String>()
+            .all(&self.db)
+            .await?)
     }
 }

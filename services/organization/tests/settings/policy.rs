@@ -298,3 +298,64 @@ async fn org_13_the_operator_in_a_child_is_judged_as_a_privileged_role_sqlite() 
             .unwrap();
     }
 }
+
+/// ORG-13 with ORG-16: a child awaiting its first owner has no members, yet the role snapshot
+/// carries it (with the policy its operator enforces), exactly once whatever the page size, so
+/// that a consumer re-syncing from the snapshot knows it (and enforces its policy) when the owner
+/// joins.
+#[tokio::test]
+async fn org_13_the_snapshot_carries_children_without_members_once_with_their_policy() {
+    let Some(rig) = Rig::new(Backend::Sqlite).await else {
+        return;
+    };
+    let op = crate::common::create_operator(&rig, "user_op", "Operator").await;
+    for i in 0..3 {
+        crate::common::create_child(&rig, "user_op", &op.id, &format!("Child {i}"), "user_x").await;
+    }
+    let mut c = rig.client();
+    c.update_security_policy(rig.as_user_mfa(
+        "user_op",
+        policy_update(&op.id, &["mfa_requirement", "enforced_fields"], |p| {
+            p.mfa_requirement = MfaRequirement::Required as i32;
+            p.enforced_fields = vec!["mfa_requirement".into()];
+        }),
+    ))
+    .await
+    .unwrap();
+    for page_size in [1, 2, 1000] {
+        let mut token = String::new();
+        let mut seen: Vec<(String, usize, i32)> = Vec::new();
+        loop {
+            let page = c
+                .list_role_assignments(rig.as_service(ListRoleAssignmentsRequest {
+                    page_size,
+                    page_token: token.clone(),
+                }))
+                .await
+                .unwrap()
+                .into_inner();
+            for o in page.organizations {
+                let org = o.organization.unwrap();
+                seen.push((
+                    org.id,
+                    o.role_assignments.len(),
+                    o.security_policy.unwrap().mfa_requirement,
+                ));
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let children: Vec<&(String, usize, i32)> =
+            seen.iter().filter(|(id, _, _)| *id != op.id).collect();
+        assert_eq!(children.len(), 3, "page size {page_size}: {seen:?}");
+        for (_, roles, mfa) in children {
+            assert_eq!(*roles, 0);
+            assert_eq!(*mfa, MfaRequirement::Required as i32);
+        }
+        let mut ids: Vec<&String> = seen.iter().map(|(id, _, _)| id).collect();
+        ids.dedup();
+        assert!(ids.contains(&&op.id), "page size {page_size}: {seen:?}");
+    }
+}
