@@ -13,7 +13,7 @@ use orgplane_proto::organization::v1 as proto;
 
 use super::access::Access;
 use super::settings::{
-    Effective, Group, Layers, branding_message, changed_children, layers, provenance,
+    Effective, Group, Layers, branding_message, changed_children, layers, lock_family, provenance,
     require_operator_for_enforced, save,
 };
 use super::{App, Revised};
@@ -166,6 +166,7 @@ impl App {
         let org = &access.org;
         require_operator_for_enforced(org, enforced.is_some())?;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        lock_family(&*txn, org).await?;
         let layers = layers::<branding::Model, _>(&*txn, org).await?;
         let fields: Vec<String> = values
             .iter()

@@ -8,19 +8,21 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::email::canonical_email;
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
-use orgplane_proto::events::v1::{OrganizationCreated, event};
+use orgplane_proto::events::v1::{OrganizationCreated, SecurityPolicyChanged, event};
 use orgplane_proto::organization::v1::{OrgRole, OrganizationKind, OrganizationState};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 
 use super::access::Access;
 use super::issue::NewInvite;
 use super::organizations::{ListOrganizations, Listing, OrganizationFields, name_taken};
+use super::security;
+use super::settings::{layers, lock_family};
 use super::{App, InviteView, Page};
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::validate::{self, required};
 use crate::domain::{Error, Result};
 use crate::store::query::new_id;
-use crate::store::{invite, organization};
+use crate::store::{invite, organization, security_policy};
 
 /// CreateChildOrganization (ORG-13).
 #[derive(Debug, Clone, Default)]
@@ -51,7 +53,7 @@ pub struct ChildCreated {
     pub organization: organization::Model,
     /// The invite of its first owner (role OWNER).
     pub owner_invite: InviteView,
-    /// The revision of `OrganizationCreated`.
+    /// The revision of its last event (`OrganizationCreated`, then its policy in force).
     pub revision: i64,
 }
 
@@ -127,6 +129,7 @@ impl App {
             operator_id: operator.id.clone(),
         };
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        lock_family(&*txn, &operator).await?;
         organization::Entity::insert(organization::ActiveModel::from(child.clone()))
             .exec(&*txn)
             .await
@@ -163,6 +166,18 @@ impl App {
             primary_email: child.primary_email.clone(),
             operator_organization_id: operator.id.clone(),
         }))
+        .await?;
+        // The child's policy in force is its operator's: every service enforces it from the
+        // child's first member on (a replica knows no operators).
+        let in_force = self
+            .security_policy_of(&layers::<security_policy::Model, _>(&*txn, &child).await?)
+            .model;
+        txn.append(event::Payload::SecurityPolicyChanged(
+            SecurityPolicyChanged {
+                organization_id: child.id.clone(),
+                security_policy: Some(security::message(&in_force)),
+            },
+        ))
         .await?;
         let owner_invite = self
             .issue_invite(

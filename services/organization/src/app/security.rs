@@ -14,7 +14,9 @@ use orgplane_proto::events::v1::{SecurityPolicyChanged, event};
 use orgplane_proto::organization::v1 as proto;
 
 use super::access::Access;
-use super::settings::{Layers, changed_children, layers, require_operator_for_enforced, save};
+use super::settings::{
+    Layers, changed_children, layers, lock_family, require_operator_for_enforced, save,
+};
 use super::{App, Revised};
 use crate::domain::authz::{Deleted, require_caller};
 use crate::domain::settings::{
@@ -245,6 +247,7 @@ impl App {
         // The layers as this transaction reads them, so that the policy in force published for
         // the organization reflects its operator's latest row.
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        lock_family(&*txn, org).await?;
         let layers = layers::<security_policy::Model, _>(&*txn, org).await?;
         layers.refuse_enforced(&changes.fields())?;
         let before = layers.own_or_blank();

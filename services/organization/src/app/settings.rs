@@ -12,6 +12,7 @@ use orgplane_platform::policy::SecurityPolicy;
 use orgplane_proto::organization::v1 as proto;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QuerySelect,
 };
 
 use super::App;
@@ -351,6 +352,23 @@ where
     if updated.rows_affected == 0 {
         return Err(etag_mismatch(resource).into());
     }
+    Ok(())
+}
+
+/// Locks the row of the operator of `org`'s family (its operator's, or its own when it has none)
+/// inside a transaction, so that an operator's change of settings and its children's changes are
+/// serial and each publishes what is in force after the other (PostgreSQL; SQLite writers are
+/// serial anyway).
+pub async fn lock_family<C: ConnectionTrait>(txn: &C, org: &organization::Model) -> Result<()> {
+    let root = if org.operator_id.is_empty() {
+        &org.id
+    } else {
+        &org.operator_id
+    };
+    organization::Entity::find_by_id(root.clone())
+        .lock_exclusive()
+        .one(txn)
+        .await?;
     Ok(())
 }
 

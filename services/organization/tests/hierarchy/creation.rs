@@ -37,8 +37,16 @@ async fn creation_and_acceptance(backend: Backend) {
         "{text}"
     );
 
-    // OrganizationCreated names the operator and no owner; no member was added.
-    let events = watch(&rig, created.revision - 1, 1).await;
+    // OrganizationCreated names the operator and no owner, then the child's policy in force;
+    // no member was added.
+    let events = watch(&rig, created.revision - 2, 2).await;
+    assert!(
+        matches!(
+            events.get(1).and_then(|e| e.payload.clone()),
+            Some(Payload::SecurityPolicyChanged(p)) if p.organization_id == child.id
+        ),
+        "{events:?}"
+    );
     match events.first().and_then(|e| e.payload.clone()) {
         Some(Payload::OrganizationCreated(e)) => {
             assert_eq!(e.organization_id, child.id);

@@ -359,3 +359,46 @@ async fn org_13_the_snapshot_carries_children_without_members_once_with_their_po
         assert!(ids.contains(&&op.id), "page size {page_size}: {seen:?}");
     }
 }
+
+/// ORG-13: a child created after its operator enforced MFA publishes its policy in force with
+/// its creation, so that the other services (whose replicas know no operators) enforce it from
+/// the child's first member on.
+#[tokio::test]
+async fn org_13_a_new_child_publishes_the_policy_it_inherits() {
+    let Some(rig) = Rig::new(Backend::Sqlite).await else {
+        return;
+    };
+    let op = crate::common::create_operator(&rig, "user_op", "Operator").await;
+    rig.client()
+        .update_security_policy(rig.as_user_mfa(
+            "user_op",
+            policy_update(&op.id, &["mfa_requirement", "enforced_fields"], |p| {
+                p.mfa_requirement = MfaRequirement::Required as i32;
+                p.enforced_fields = vec!["mfa_requirement".into()];
+            }),
+        ))
+        .await
+        .unwrap();
+    let created = rig
+        .client()
+        .create_child_organization(rig.as_user_mfa(
+            "user_op",
+            crate::common::child_request(&op.id, "Late", "late@example.com", ""),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let child = created.organization.unwrap();
+    let events = watch(&rig, created.revision - 3, 3).await;
+    let policy = events
+        .iter()
+        .filter(|e| e.revision <= created.revision)
+        .find_map(|e| match &e.payload {
+            Some(Payload::SecurityPolicyChanged(p)) if p.organization_id == child.id => {
+                p.security_policy.clone()
+            }
+            _ => None,
+        })
+        .expect("the child's policy in force is published with its creation");
+    assert_eq!(policy.mfa_requirement, MfaRequirement::Required as i32);
+}
