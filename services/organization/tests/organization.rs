@@ -1551,7 +1551,7 @@ async fn org_7_delete_undelete_and_purge(backend: Backend) {
     );
     // The name is free again, and OrganizationPurged is the last event.
     create_org(&rig, "user_owner", "Acme").await;
-    let events = watch(&rig, 0, 200).await;
+    let events = rig.events_after(0, 200).await;
     assert!(events.iter().any(|e| matches!(&e.payload, Some(Payload::OrganizationPurged(p)) if p.organization_id == org.id)));
 }
 
@@ -2429,33 +2429,6 @@ async fn org_11_get_my_organization_returns_the_admin_keys_org() {
 
 // ------------------------------------------------------------------------------------ ORG-12
 
-/// Reads this service's events after `after` until `count` arrived (or the stream caught up).
-async fn watch(rig: &Rig, after: i64, count: usize) -> Vec<Event> {
-    let mut client = EventServiceClient::new(rig.channel());
-    let mut stream = client
-        .watch(rig.as_service(WatchRequest {
-            producer: Producer::Organization as i32,
-            after_revision: after,
-            max_batch_size: 100,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-            Ok(Ok(Some(m))) => {
-                events.extend(m.events);
-                if m.caught_up && m.head_revision <= after + events.len() as i64 {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    events
-}
-
 async fn org_12_event_stream(backend: Backend) {
     let Some(rig) = Rig::new(backend).await else {
         return;
@@ -2736,7 +2709,7 @@ async fn user_deleted(backend: Backend) {
     .await;
     let mut removed = Vec::new();
     for _ in 0..100 {
-        let events = watch(&rig, before, 2).await;
+        let events = rig.events_after(before, 2).await;
         removed = events
             .into_iter()
             .filter_map(|e| match e.payload {
@@ -3317,7 +3290,7 @@ async fn org_16_update(backend: Backend) {
     assert!(last.revision > changed.revision);
 
     // SecurityPolicyChanged carries the whole policy, at the revision the update returned.
-    let events = watch(&rig, 0, 200).await;
+    let events = rig.events_after(0, 200).await;
     let changes: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.payload {

@@ -114,7 +114,8 @@ async fn one_enforcing_holder(backend: Backend) {
         .await
         .unwrap();
     assert!(enforced.revision > gone.revision);
-    let events: Vec<Payload> = events_after(&env, start)
+    let events: Vec<Payload> = env
+        .events_after(start, 0)
         .await
         .into_iter()
         .filter_map(|e| e.payload)

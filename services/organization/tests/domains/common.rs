@@ -2,12 +2,8 @@
 //! in-process test DNS server (zones `test` and `example`), an operator-added consumer mail
 //! domain, and helpers for the calls the tests repeat.
 
-use std::time::Duration;
-
 use orgplane_platform::error::reason_of;
 use orgplane_proto::audit::v1::AuditEvent;
-use orgplane_proto::events::v1::event_service_client::EventServiceClient;
-use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
 use orgplane_proto::organization::v1::*;
 use prost_types::FieldMask;
 use tonic::Code;
@@ -199,29 +195,6 @@ pub async fn update_policy(
         ))
         .await
         .map(|r| r.into_inner())
-}
-
-/// The organization's events after `after`, as far as they go within two seconds.
-pub async fn events_after(rig: &Rig, after: i64) -> Vec<Event> {
-    let mut client = EventServiceClient::new(rig.channel());
-    let mut stream = client
-        .watch(rig.as_service(WatchRequest {
-            producer: Producer::Organization as i32,
-            after_revision: after,
-            max_batch_size: 100,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), stream.message()).await
-    {
-        events.extend(m.events);
-        if m.caught_up {
-            break;
-        }
-    }
-    events
 }
 
 pub async fn audit(rig: &Rig, owner: &str, org: &str) -> Vec<AuditEvent> {

@@ -86,7 +86,7 @@ async fn auto_enroll(backend: Backend) {
         role_of(&env, &org.id, "user_ada").await,
         Some(OrgRole::Owner as i32)
     );
-    let events = events_after(&env, start).await;
+    let events = env.events_after(start, 0).await;
     assert_eq!(
         member_added(&events, &org.id, "user_new"),
         vec![OrgRole::User as i32]
@@ -297,7 +297,7 @@ async fn provision_member(backend: Backend) {
         (other.created, other.role, other.revision),
         (false, OrgRole::Developer as i32, 0)
     );
-    let events = events_after(&env, start).await;
+    let events = env.events_after(start, 0).await;
     assert_eq!(
         member_added(&events, &org.id, "user_jit"),
         vec![OrgRole::Developer as i32]
@@ -493,7 +493,7 @@ async fn set_role(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!((kept.role, kept.revision), (OrgRole::Developer as i32, 0));
-    let events = events_after(&env, start).await;
+    let events = env.events_after(start, 0).await;
     assert_eq!(
         role_changes(&events, &org.id, "user_sam"),
         vec![(OrgRole::User as i32, OrgRole::Developer as i32)],
@@ -629,7 +629,7 @@ async fn deprovision_member(backend: Backend) {
         Some(OrgRole::User as i32),
         "the other member stays"
     );
-    let events = events_after(&env, start).await;
+    let events = env.events_after(start, 0).await;
     assert_eq!(
         removals(&events, &org.id, "user_sam"),
         vec![OrgRole::User as i32, OrgRole::User as i32],

@@ -103,7 +103,8 @@ async fn verification_records_what_was_found(backend: Backend) {
         "it was verified once: it does not expire"
     );
 
-    let changes: Vec<(i64, i32)> = events_after(&env, start)
+    let changes: Vec<(i64, i32)> = env
+        .events_after(start, 0)
         .await
         .into_iter()
         .filter_map(|e| match e.payload {
@@ -442,7 +443,8 @@ async fn org_14_a_verified_domain_survives_a_check_without_an_answer() {
         DomainCheckOutcome::LookupFailed
     );
     assert_eq!(r.revision, 0, "no change of verification, no event");
-    let changes = events_after(&env, verified.revision)
+    let changes = env
+        .events_after(verified.revision, 0)
         .await
         .into_iter()
         .filter(|e| matches!(e.payload, Some(Payload::DomainChanged(_))))

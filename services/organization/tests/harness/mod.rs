@@ -16,8 +16,9 @@ use orgplane_platform::host::{Host, ServiceModule};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_platform::testkit::{FakeApiKeys, ProducerTables};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb};
+use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
-use orgplane_proto::events::v1::{Producer, event};
+use orgplane_proto::events::v1::{Event, Producer, WatchRequest, event};
 use orgplane_proto::identity::v1::identity_service_server::{
     IdentityService, IdentityServiceServer,
 };
@@ -236,6 +237,33 @@ impl Rig {
 
     pub fn client(&self) -> OrganizationServiceClient<Channel> {
         OrganizationServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
+    }
+
+    /// The service's events after revision `after`: at least `count` of them when there are;
+    /// with `count` 0, as far as the stream goes until it is caught up (each read waits at most
+    /// two seconds).
+    pub async fn events_after(&self, after: i64, count: usize) -> Vec<Event> {
+        let mut client = EventServiceClient::new(self.channel());
+        let mut stream = client
+            .watch(self.as_service(WatchRequest {
+                producer: Producer::Organization as i32,
+                after_revision: after,
+                max_batch_size: 100,
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut events = Vec::new();
+        while let Ok(Ok(Some(m))) =
+            tokio::time::timeout(Duration::from_secs(2), stream.message()).await
+        {
+            events.extend(m.events);
+            let enough = events.len() >= count && (count > 0 || m.caught_up);
+            if enough || (m.caught_up && m.head_revision <= after + events.len() as i64) {
+                break;
+            }
+        }
+        events
     }
 
     /// A request as user `user_id`, signed in just now.

@@ -1,12 +1,8 @@
 //! Helpers of the hierarchy tests (rule ORG-13): operators, their children, the first owner's
 //! acceptance, events and audit records.
 
-use std::time::Duration;
-
 use orgplane_platform::error::reason_of;
 use orgplane_proto::audit::v1::AuditEvent;
-use orgplane_proto::events::v1::event_service_client::EventServiceClient;
-use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
 use orgplane_proto::organization::v1::*;
 use tonic::Code;
 
@@ -146,31 +142,4 @@ pub async fn audit_of(rig: &Rig, reader: &str, org: &str) -> Vec<AuditEvent> {
         .unwrap()
         .into_inner()
         .audit_events
-}
-
-/// The organization service's events after `after`, at least `count` of them when there are.
-pub async fn watch(rig: &Rig, after: i64, count: usize) -> Vec<Event> {
-    let mut client = EventServiceClient::new(rig.channel());
-    let mut stream = client
-        .watch(rig.as_service(WatchRequest {
-            producer: Producer::Organization as i32,
-            after_revision: after,
-            max_batch_size: 100,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
-            Ok(Ok(Some(m))) => {
-                events.extend(m.events);
-                if m.caught_up && m.head_revision <= after + events.len() as i64 {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    events
 }

@@ -39,7 +39,7 @@ async fn creation_and_acceptance(backend: Backend) {
 
     // OrganizationCreated names the operator and no owner, then the child's policy in force;
     // no member was added.
-    let events = watch(&rig, created.revision - 2, 2).await;
+    let events = rig.events_after(created.revision - 2, 2).await;
     assert!(
         matches!(
             events.get(1).and_then(|e| e.payload.clone()),
@@ -112,7 +112,7 @@ async fn creation_and_acceptance(backend: Backend) {
         .member
         .unwrap();
     assert_eq!(me.role, OrgRole::Owner as i32);
-    let events = watch(&rig, accepted.revision - 1, 1).await;
+    let events = rig.events_after(accepted.revision - 1, 1).await;
     match events.first().and_then(|e| e.payload.clone()) {
         Some(Payload::MemberAdded(e)) => {
             assert_eq!(

@@ -5,7 +5,7 @@ use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::organization::v1::*;
 use tonic::Code;
 
-use crate::common::{accept, audit_of, create_child, create_operator, watch};
+use crate::common::{accept, audit_of, create_child, create_operator};
 use crate::harness::{Backend, Rig};
 use crate::helpers::*;
 
@@ -221,7 +221,7 @@ async fn org_13_branding_inherits_validates_enforces_and_brands_invite_mail() {
         .unwrap()
         .into_inner()
         .revision;
-    let events = watch(&rig, revision, 10).await;
+    let events = rig.events_after(revision, 10).await;
     let changed: Vec<Branding> = events
         .iter()
         .filter(|e| e.revision > revision && e.revision <= after)

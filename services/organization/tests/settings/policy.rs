@@ -5,7 +5,7 @@ use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::organization::v1::*;
 use tonic::Code;
 
-use crate::common::{create_org_of_kind, watch};
+use crate::common::create_org_of_kind;
 use crate::harness::{Backend, Rig};
 use crate::helpers::*;
 
@@ -100,7 +100,7 @@ async fn policy_inheritance(backend: Backend) {
         enforce.security_policy.as_ref().unwrap().enforced_fields,
         vec!["mfa_requirement"]
     );
-    let events = watch(&rig, enforce.revision - 2, 2).await;
+    let events = rig.events_after(enforce.revision - 2, 2).await;
     let changed: Vec<(String, SecurityPolicy)> = events
         .iter()
         .filter(|e| e.revision > enforce.revision - 2)
@@ -389,7 +389,7 @@ async fn org_13_a_new_child_publishes_the_policy_it_inherits() {
         .unwrap()
         .into_inner();
     let child = created.organization.unwrap();
-    let events = watch(&rig, created.revision - 3, 3).await;
+    let events = rig.events_after(created.revision - 3, 3).await;
     let policy = events
         .iter()
         .filter(|e| e.revision <= created.revision)
