@@ -87,14 +87,16 @@ pub fn message(m: &security_policy::Model) -> proto::SecurityPolicy {
 
 /// The message of an organization's own values, unset ones empty (the audit log's images).
 fn own_message(m: &security_policy::Model) -> proto::SecurityPolicy {
-    let methods = SecurityPolicy::from_parts(0, 0, m.sign_in_methods).to_proto("");
+    let methods = SecurityPolicy::from_parts(0, 0, m.own_sign_in_methods).to_proto("");
     proto::SecurityPolicy {
         organization_id: m.organization_id.clone(),
-        mfa_requirement: m.mfa_requirement,
-        reauthentication_max_age: (m.reauth_max_age_secs > 0).then_some(prost_types::Duration {
-            seconds: m.reauth_max_age_secs,
-            nanos: 0,
-        }),
+        mfa_requirement: m.own_mfa_requirement,
+        reauthentication_max_age: (m.own_reauth_max_age_secs > 0).then_some(
+            prost_types::Duration {
+                seconds: m.own_reauth_max_age_secs,
+                nanos: 0,
+            },
+        ),
         allowed_sign_in_methods: methods.allowed_sign_in_methods,
         etag: etag(m.version),
         update_time: (m.version > 0).then(|| timestamp_ms(m.update_time_ms)),
@@ -187,9 +189,9 @@ impl Changes {
     fn apply(&self, row: &mut security_policy::Model) {
         for (i, v) in &self.values {
             match i {
-                0 => row.mfa_requirement = i32::try_from(*v).unwrap_or_default(),
-                1 => row.reauth_max_age_secs = *v,
-                _ => row.sign_in_methods = i32::try_from(*v).unwrap_or_default(),
+                0 => row.own_mfa_requirement = i32::try_from(*v).unwrap_or_default(),
+                1 => row.own_reauth_max_age_secs = *v,
+                _ => row.own_sign_in_methods = i32::try_from(*v).unwrap_or_default(),
             }
         }
         if let Some(r) = self.restrict {
@@ -277,7 +279,15 @@ impl App {
         } else {
             Vec::new()
         };
-        save(&*txn, after.clone(), before.version, "security_policy").await?;
+        // The row keeps the complete policy in force beside the own values: what the previous
+        // release reads during a rolling update.
+        save(
+            &*txn,
+            in_force.model.clone(),
+            before.version,
+            "security_policy",
+        )
+        .await?;
         self.audit
             .write(
                 &*txn,

@@ -63,6 +63,9 @@ impl Group for security_policy::Model {
             update_time_ms: 0,
             restrict_invites_to_verified_domains: false,
             enforced_fields: String::new(),
+            own_mfa_requirement: 0,
+            own_reauth_max_age_secs: 0,
+            own_sign_in_methods: 0,
         }
     }
 
@@ -74,14 +77,16 @@ impl Group for security_policy::Model {
         let set = |v: i64| (v != 0).then_some(v);
         Own {
             values: vec![
-                set(self.mfa_requirement.into()),
-                set(self.reauth_max_age_secs),
-                set(self.sign_in_methods.into()),
+                set(self.own_mfa_requirement.into()),
+                set(self.own_reauth_max_age_secs),
+                set(self.own_sign_in_methods.into()),
             ],
             enforced: enforced_from_stored(&POLICY_FIELDS, &self.enforced_fields),
         }
     }
 
+    /// The values in force go to the complete columns (those the previous release reads); the
+    /// own values stay.
     fn set_values(&mut self, values: Vec<i64>) {
         if let [mfa, age, methods] = values[..] {
             self.mfa_requirement = i32::try_from(mfa).unwrap_or_default();
@@ -477,9 +482,9 @@ mod tests {
         enforced: &str,
     ) -> security_policy::Model {
         security_policy::Model {
-            mfa_requirement: mfa,
-            reauth_max_age_secs: age,
-            sign_in_methods: methods,
+            own_mfa_requirement: mfa,
+            own_reauth_max_age_secs: age,
+            own_sign_in_methods: methods,
             version: 4,
             enforced_fields: enforced.into(),
             ..security_policy::Model::blank(id)

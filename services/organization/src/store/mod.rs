@@ -203,9 +203,12 @@ pub mod unit_workspace {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// Rows of `security_policies`: an organization's own security policy (rule ORG-16). An
-/// organization without a row, or a value of 0, inherits the field (rule ORG-13): its
-/// operator's value, else the system default.
+/// Rows of `security_policies`: an organization's own security policy (rule ORG-16). Its own
+/// values are the `own_*` columns; an organization without a row, or an own value of 0, inherits
+/// the field (rule ORG-13): its operator's value, else the system default. `mfa_requirement`,
+/// `reauth_max_age_secs` and `sign_in_methods` hold the policy in force when the row was last
+/// written, always complete: what the release before ORG-13 reads during a rolling update
+/// (expand/contract; a later release may drop them).
 pub mod security_policy {
     use sea_orm::entity::prelude::*;
 
@@ -231,6 +234,12 @@ pub mod security_policy {
         pub restrict_invites_to_verified_domains: bool,
         /// An operator's ENFORCED fields, comma-separated field names (ORG-13).
         pub enforced_fields: String,
+        /// The organization's own `MfaRequirement` number; 0 inherits (ORG-13).
+        pub own_mfa_requirement: i32,
+        /// The organization's own re-authentication age in seconds; 0 inherits (ORG-13).
+        pub own_reauth_max_age_secs: i64,
+        /// The organization's own sign-in methods bit set; 0 inherits (ORG-13).
+        pub own_sign_in_methods: i32,
     }
 
     impl Model {

@@ -70,6 +70,9 @@ enum Organizations {
 enum SecurityPolicies {
     Table,
     EnforcedFields,
+    OwnMfaRequirement,
+    OwnReauthMaxAgeSecs,
+    OwnSignInMethods,
 }
 
 #[derive(DeriveIden)]
@@ -141,6 +144,34 @@ impl MigrationTrait for AddOperators {
                 .to_owned(),
         )
         .await?;
+        // The own values (ORG-13) beside the columns the previous release reads, which keep the
+        // complete policy in force; every existing row's values were its own.
+        for (column, big) in [
+            (SecurityPolicies::OwnMfaRequirement, false),
+            (SecurityPolicies::OwnReauthMaxAgeSecs, true),
+            (SecurityPolicies::OwnSignInMethods, false),
+        ] {
+            let mut def = ColumnDef::new(column);
+            if big {
+                def.big_integer();
+            } else {
+                def.integer();
+            }
+            m.alter_table(
+                Table::alter()
+                    .table(SecurityPolicies::Table)
+                    .add_column(def.not_null().default(0))
+                    .to_owned(),
+            )
+            .await?;
+        }
+        m.get_connection()
+            .execute_unprepared(
+                "UPDATE security_policies SET own_mfa_requirement = mfa_requirement, \
+                 own_reauth_max_age_secs = reauth_max_age_secs, \
+                 own_sign_in_methods = sign_in_methods",
+            )
+            .await?;
         m.create_table(
             Table::create()
                 .table(OrganizationBranding::Table)
@@ -196,10 +227,75 @@ impl MigrationTrait for AddOperators {
                 SecurityPolicies::Table.into_iden(),
                 SecurityPolicies::EnforcedFields.into_iden(),
             ),
+            (
+                SecurityPolicies::Table.into_iden(),
+                SecurityPolicies::OwnMfaRequirement.into_iden(),
+            ),
+            (
+                SecurityPolicies::Table.into_iden(),
+                SecurityPolicies::OwnReauthMaxAgeSecs.into_iden(),
+            ),
+            (
+                SecurityPolicies::Table.into_iden(),
+                SecurityPolicies::OwnSignInMethods.into_iden(),
+            ),
         ] {
             m.alter_table(Table::alter().table(table).drop_column(column).to_owned())
                 .await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::AddOperators;
+    use crate::store::migration::Migrator;
+    use crate::store::security_policy;
+    use sea_orm_migration::MigrationName;
+
+    /// ORG-13 on upgrade: a policy written before this migration was all the organization's own
+    /// (MFA REQUIRED stays required), and the complete columns are left as they were.
+    #[tokio::test]
+    async fn org_13_existing_policies_keep_their_values_as_their_own() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        let before = Migrator::migrations()
+            .iter()
+            .position(|m| m.name() == AddOperators.name())
+            .unwrap();
+        Migrator::up(&db, Some(before as u32)).await.unwrap();
+        db.execute_unprepared(
+            "INSERT INTO security_policies (organization_id, mfa_requirement, \
+             reauth_max_age_secs, sign_in_methods, version, update_time_ms, \
+             restrict_invites_to_verified_domains) VALUES ('org_old', 2, 900, 1, 3, 1, false)",
+        )
+        .await
+        .unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        let row = security_policy::Entity::find_by_id("org_old".to_owned())
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                row.own_mfa_requirement,
+                row.own_reauth_max_age_secs,
+                row.own_sign_in_methods
+            ),
+            (2, 900, 1)
+        );
+        assert_eq!(
+            (
+                row.mfa_requirement,
+                row.reauth_max_age_secs,
+                row.sign_in_methods
+            ),
+            (2, 900, 1)
+        );
+        assert_eq!(row.enforced_fields, "");
     }
 }

@@ -402,3 +402,55 @@ async fn org_13_a_new_child_publishes_the_policy_it_inherits() {
         .expect("the child's policy in force is published with its creation");
     assert_eq!(policy.mfa_requirement, MfaRequirement::Required as i32);
 }
+
+/// ORG-13, expand/contract: the release before ORG-13 reads `mfa_requirement`,
+/// `reauth_max_age_secs` and `sign_in_methods` as the whole policy. Own values live in their own
+/// columns (0 inherits), and those three keep the complete policy in force, so that a row written
+/// by this release (one field set, or one cleared) never reads as "no sign-in method allowed" or
+/// "re-authenticate always" to a previous-release replica during a rolling update.
+#[tokio::test]
+async fn org_13_policy_rows_stay_complete_for_the_previous_release() {
+    use orgplane_organization::store::security_policy;
+    use orgplane_platform::policy::SecurityPolicy as Enforced;
+    use sea_orm::EntityTrait;
+    let Some(rig) = Rig::new(Backend::Sqlite).await else {
+        return;
+    };
+    let org = create_org_of_kind(&rig, "user_o", "Plain", OrganizationKind::Standard).await;
+    let row = || async {
+        security_policy::Entity::find_by_id(org.id.clone())
+            .one(rig.org.db())
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let mut c = rig.client();
+    // One field set on a fresh organization: the row holds the other two in force too.
+    c.update_security_policy(rig.as_user_mfa(
+        "user_o",
+        policy_update(&org.id, &["reauthentication_max_age"], |p| {
+            p.reauthentication_max_age = seconds(900)
+        }),
+    ))
+    .await
+    .unwrap();
+    let r = row().await;
+    assert_eq!((r.own_mfa_requirement, r.own_sign_in_methods), (0, 0));
+    let previous =
+        Enforced::from_parts(r.mfa_requirement, r.reauth_max_age_secs, r.sign_in_methods);
+    assert_eq!(previous, Enforced::with_reauth_max_age(900), "{r:?}");
+    // Cleared again: the own value is 0, the complete column the system default.
+    c.update_security_policy(rig.as_user_mfa(
+        "user_o",
+        policy_update(&org.id, &["reauthentication_max_age"], |p| {
+            p.reauthentication_max_age = None
+        }),
+    ))
+    .await
+    .unwrap();
+    let r = row().await;
+    assert_eq!(r.own_reauth_max_age_secs, 0);
+    let previous =
+        Enforced::from_parts(r.mfa_requirement, r.reauth_max_age_secs, r.sign_in_methods);
+    assert_eq!(previous, Enforced::with_reauth_max_age(300), "{r:?}");
+}
