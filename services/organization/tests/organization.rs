@@ -50,34 +50,6 @@ async fn create_org(rig: &Rig, owner: &str, name: &str) -> Organization {
         .unwrap()
 }
 
-/// Invites `user` (as `inviter`) and accepts as `user`; returns the accept revision.
-async fn add_member(rig: &Rig, org: &str, inviter: &str, user: &str, role: OrgRole) -> i64 {
-    let mut c = rig.client();
-    let inv = c
-        .create_invite(rig.as_user(
-            inviter,
-            CreateInviteRequest {
-                organization_id: org.into(),
-                invite: Some(Invite {
-                    email: format!("{user}@example.com"),
-                    role: role as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invite
-        .unwrap();
-    c.accept_invite(rig.as_user(user, AcceptInviteRequest { invite_id: inv.id }))
-        .await
-        .unwrap()
-        .into_inner()
-        .revision
-}
-
 async fn member_role(rig: &Rig, org: &str, user: &str) -> Option<OrgRole> {
     let r = rig
         .client()
@@ -253,7 +225,8 @@ async fn org_2_isolation_every_rpc_is_not_found_for_a_member_of_another_org() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let a = create_org(&rig, "user_a", "Org A").await;
     let _b = create_org(&rig, "user_mallory", "Org B").await;
-    add_member(&rig, &a.id, "user_a", "user_a2", OrgRole::Admin).await;
+    rig.add_member(&a.id, "user_a", "user_a2", OrgRole::Admin)
+        .await;
     let mut c = rig.client();
     let unit = c
         .create_unit(rig.as_user(
@@ -603,7 +576,8 @@ async fn org_2_isolation_every_rpc_is_not_found_for_a_member_of_another_org() {
 async fn org_3_update_with_field_mask_and_etag() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_ada", "Acme").await;
-    add_member(&rig, &org.id, "user_ada", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_ada", "user_dev", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     let upd = |name: &str, paths: &[&str], etag: &str| UpdateOrganizationRequest {
         organization: Some(Organization {
@@ -678,8 +652,10 @@ async fn org_4_exactly_one_owner(backend: Backend) {
         return;
     };
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     // The owner cannot be removed or re-roled, even by an ADMIN, nor can OWNER be assigned.
     expect_err(
@@ -828,7 +804,7 @@ async fn org_5_members_list_get_change_role_remove_and_admin_key_limits() {
         ("user_u1", OrgRole::User),
         ("user_u2", OrgRole::User),
     ] {
-        add_member(&rig, &org.id, "user_owner", u, r).await;
+        rig.add_member(&org.id, "user_owner", u, r).await;
     }
     let mut c = rig.client();
     let key = format!("opk_admin_{}", org.id);
@@ -977,7 +953,7 @@ async fn org_5_an_api_key_cannot_demote_promote_or_remove_an_admin() {
         ("user_dev", OrgRole::Developer),
         ("user_u1", OrgRole::User),
     ] {
-        add_member(&rig, &org.id, "user_owner", u, r).await;
+        rig.add_member(&org.id, "user_owner", u, r).await;
     }
     let mut c = rig.client();
     let key = format!("opk_admin_{}", org.id);
@@ -1428,7 +1404,8 @@ async fn org_7_delete_undelete_and_purge(backend: Backend) {
         return;
     };
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
     let mut c = rig.client();
     let delete = |confirm: &str| DeleteOrganizationRequest {
         organization_id: org.id.clone(),
@@ -1575,7 +1552,8 @@ async fn org_8_list_organizations_filters_orders_pages_and_shows_deleted_to_owne
         ids.push(create_org(&rig, "user_ada", name).await.id);
     }
     let other = create_org(&rig, "user_bob", "Alpha Bob").await;
-    add_member(&rig, &other.id, "user_bob", "user_ada", OrgRole::User).await;
+    rig.add_member(&other.id, "user_bob", "user_ada", OrgRole::User)
+        .await;
     let mut c = rig.client();
     let list = |req: ListOrganizationsRequest| {
         let rig = &rig;
@@ -1731,7 +1709,8 @@ async fn org_8_list_organizations_filters_orders_pages_and_shows_deleted_to_owne
 async fn org_9_units_form_a_tree_at_most_5_deep_and_only_empty_units_are_deleted() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_u", OrgRole::User).await;
+    rig.add_member(&org.id, "user_owner", "user_u", OrgRole::User)
+        .await;
     let mut c = rig.client();
     let mut parent = String::new();
     let mut chain = Vec::new();
@@ -2006,8 +1985,10 @@ async fn org_9_units_form_a_tree_at_most_5_deep_and_only_empty_units_are_deleted
 async fn org_10_every_mutation_is_audited_and_owner_admin_read_it_with_filters() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     c.update_member_role(rig.as_user(
         "user_admin",
@@ -2135,8 +2116,10 @@ async fn org_10_refused_role_change_is_audited_as_failure_with_reason() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
     let other = create_org(&rig, "user_mallory", "Elsewhere").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     let with_id = |mut r: tonic::Request<UpdateMemberRoleRequest>, id: &str| {
         r.metadata_mut().insert("x-request-id", id.parse().unwrap());
@@ -2295,7 +2278,8 @@ async fn org_10_audit_images_are_canonical_proto3_json() {
     use prost_types::value::Kind;
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     c.update_member_role(rig.as_user(
         "user_owner",
@@ -2463,7 +2447,9 @@ async fn org_12_event_stream(backend: Backend) {
         .unwrap()
         .into_inner();
     let org = created.organization.unwrap().id;
-    let r_add = add_member(&rig, &org, "user_owner", "user_bo", OrgRole::User).await;
+    let r_add = rig
+        .add_member(&org, "user_owner", "user_bo", OrgRole::User)
+        .await;
     let r_promote = c
         .update_member_role(rig.as_user(
             "user_owner",
@@ -2628,9 +2614,11 @@ async fn list_role_assignments_snapshot(backend: Backend) {
     let a = create_org(&rig, "user_a", "A").await;
     let b = create_org(&rig, "user_b", "B").await;
     for i in 0..5 {
-        add_member(&rig, &a.id, "user_a", &format!("user_m{i}"), OrgRole::User).await;
+        rig.add_member(&a.id, "user_a", &format!("user_m{i}"), OrgRole::User)
+            .await;
     }
-    add_member(&rig, &b.id, "user_b", "user_m0", OrgRole::Developer).await;
+    rig.add_member(&b.id, "user_b", "user_m0", OrgRole::Developer)
+        .await;
     let mut c = rig.client();
     expect_err(
         c.list_role_assignments(rig.as_user("user_a", ListRoleAssignmentsRequest::default()))
@@ -2655,7 +2643,8 @@ async fn list_role_assignments_snapshot(backend: Backend) {
         revisions.insert(page.revision);
         if first {
             // A change after the first page does not move the snapshot's revision.
-            add_member(&rig, &b.id, "user_b", "user_late", OrgRole::User).await;
+            rig.add_member(&b.id, "user_b", "user_late", OrgRole::User)
+                .await;
             first = false;
         }
         for o in page.organizations {
@@ -2700,8 +2689,10 @@ async fn user_deleted(backend: Backend) {
     };
     let a = create_org(&rig, "user_a", "A").await;
     let b = create_org(&rig, "user_b", "B").await;
-    add_member(&rig, &a.id, "user_a", "user_gone", OrgRole::Admin).await;
-    add_member(&rig, &b.id, "user_b", "user_gone", OrgRole::User).await;
+    rig.add_member(&a.id, "user_a", "user_gone", OrgRole::Admin)
+        .await;
+    rig.add_member(&b.id, "user_b", "user_gone", OrgRole::User)
+        .await;
     let before = rig.org.outbox().head().await.unwrap().revision;
     rig.publish_identity(Payload::UserDeleted(UserDeleted {
         user_id: "user_gone".into(),
@@ -2974,8 +2965,10 @@ async fn org_12_the_shared_role_replica_resyncs_from_list_role_assignments() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let a = create_org(&rig, "user_a", "A").await;
     let b = create_org(&rig, "user_b", "B").await;
-    add_member(&rig, &a.id, "user_a", "user_x", OrgRole::Billing).await;
-    add_member(&rig, &b.id, "user_b", "user_x", OrgRole::Admin).await;
+    rig.add_member(&a.id, "user_a", "user_x", OrgRole::Billing)
+        .await;
+    rig.add_member(&b.id, "user_b", "user_x", OrgRole::Admin)
+        .await;
     rig.client()
         .delete_organization(rig.as_user(
             "user_b",
@@ -3094,7 +3087,8 @@ fn struct_string(s: &Option<prost_types::Struct>, key: &str) -> Option<String> {
 async fn org_16_members_admin_keys_and_services_read_the_default_policy() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
     let get = || GetSecurityPolicyRequest {
         organization_id: org.id.clone(),
     };
@@ -3138,7 +3132,8 @@ async fn org_16_update(backend: Backend) {
         return;
     };
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
     let id = org.id.clone();
     let mut c = rig.client();
     let get = || {
@@ -3487,8 +3482,10 @@ async fn org_16_required(backend: Backend) {
     };
     let a = create_org(&rig, "user_owner_a", "A").await;
     let b = create_org(&rig, "user_owner_b", "B").await;
-    add_member(&rig, &a.id, "user_owner_a", "user_x", OrgRole::Admin).await;
-    add_member(&rig, &b.id, "user_owner_b", "user_x", OrgRole::Admin).await;
+    rig.add_member(&a.id, "user_owner_a", "user_x", OrgRole::Admin)
+        .await;
+    rig.add_member(&b.id, "user_owner_b", "user_x", OrgRole::Admin)
+        .await;
     let policy = require_mfa(&rig, &a.id, "user_owner_a", MfaRequirement::Required).await;
     assert_eq!(policy.mfa_requirement, MfaRequirement::Required as i32);
     let mut c = rig.client();
@@ -3717,17 +3714,14 @@ async fn org_16_required_refuses_a_password_only_member_in_that_organization_onl
 async fn org_16_required_for_privileged_roles_refuses_an_admin_without_mfa_not_a_developer() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
-    add_member(
-        &rig,
-        &org.id,
-        "user_owner",
-        "user_billing",
-        OrgRole::Billing,
-    )
-    .await;
-    add_member(&rig, &org.id, "user_owner", "user_dev", OrgRole::Developer).await;
-    add_member(&rig, &org.id, "user_owner", "user_plain", OrgRole::User).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_billing", OrgRole::Billing)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_plain", OrgRole::User)
+        .await;
     require_mfa(
         &rig,
         &org.id,
@@ -3778,7 +3772,8 @@ async fn org_16_snapshot(backend: Backend) {
     let a = create_org(&rig, "user_a", "A").await;
     let b = create_org(&rig, "user_b", "B").await;
     for i in 0..4 {
-        add_member(&rig, &a.id, "user_a", &format!("user_m{i}"), OrgRole::User).await;
+        rig.add_member(&a.id, "user_a", &format!("user_m{i}"), OrgRole::User)
+            .await;
     }
     let a_policy = rig
         .client()
@@ -3906,7 +3901,8 @@ async fn id_12_step_up(backend: Backend) {
         return;
     };
     let org = create_org(&rig, "user_owner", "Acme").await;
-    add_member(&rig, &org.id, "user_owner", "user_admin", OrgRole::Admin).await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
     let id = org.id.clone();
     let mut c = rig.client();
     let now = chrono::Utc::now().timestamp();

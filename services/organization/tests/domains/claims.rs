@@ -130,7 +130,7 @@ async fn one_enforcing_holder(backend: Backend) {
         matches!(&events[2], Payload::DomainChanged(c) if c.domain_id == db.id && c.policy == DomainPolicy::AutoEnroll as i32)
     );
     // The audit log has the policy change with before and after.
-    let records = audit(&env, "user_b", &b.id).await;
+    let records = env.audit_log("user_b", &b.id).await;
     let update = records
         .iter()
         .find(|e| {

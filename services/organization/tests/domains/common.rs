@@ -3,7 +3,6 @@
 //! domain, and helpers for the calls the tests repeat.
 
 use orgplane_platform::error::reason_of;
-use orgplane_proto::audit::v1::AuditEvent;
 use orgplane_proto::organization::v1::*;
 use prost_types::FieldMask;
 use tonic::Code;
@@ -195,22 +194,6 @@ pub async fn update_policy(
         ))
         .await
         .map(|r| r.into_inner())
-}
-
-pub async fn audit(rig: &Rig, owner: &str, org: &str) -> Vec<AuditEvent> {
-    rig.client()
-        .list_audit_events(rig.as_user(
-            owner,
-            ListAuditEventsRequest {
-                organization_id: org.into(),
-                page_size: 1000,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events
 }
 
 /// A string field of an audit image.

@@ -79,7 +79,7 @@ async fn invite_restriction(backend: Backend) {
         .security_policy
         .unwrap();
     assert!(read.restrict_invites_to_verified_domains);
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let change = records
         .iter()
         .find(|e| e.action == "security_policy.update")
@@ -168,7 +168,7 @@ async fn org_14_a_blocked_domain_is_refused_at_invite_and_at_acceptance() {
     ))
     .await
     .unwrap();
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     assert!(
         records
             .iter()

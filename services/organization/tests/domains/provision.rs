@@ -98,7 +98,7 @@ async fn auto_enroll(backend: Backend) {
             .count(),
         1
     );
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let enrolled: Vec<_> = records
         .iter()
         .filter(|e| e.action == "member.provision" && e.error_reason.is_empty())
@@ -302,7 +302,7 @@ async fn provision_member(backend: Backend) {
         member_added(&events, &org.id, "user_jit"),
         vec![OrgRole::Developer as i32]
     );
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let provisioned: Vec<_> = records
         .iter()
         .filter(|e| e.action == "member.provision" && e.error_reason.is_empty())
@@ -500,7 +500,7 @@ async fn set_role(backend: Backend) {
         "one MemberRoleChanged, as UpdateMemberRole publishes it"
     );
     assert!(role_changes(&events, &org.id, "user_ada").is_empty());
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let changed: Vec<_> = records
         .iter()
         .filter(|e| e.action == "member.update_role" && e.resource_id == "user_sam")
@@ -636,7 +636,7 @@ async fn deprovision_member(backend: Backend) {
         "MemberRemoved, as RemoveMember publishes it (the workspaces drop the member, WS-9)"
     );
     assert!(removals(&events, &org.id, "user_ada").is_empty());
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let removed: Vec<_> = records
         .iter()
         .filter(|e| e.action == "member.deprovision" && e.error_reason.is_empty())

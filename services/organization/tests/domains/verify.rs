@@ -141,7 +141,7 @@ async fn verification_records_what_was_found(backend: Backend) {
     expect_err(stale, Code::Aborted, "ETAG_MISMATCH");
 
     // Every mutation is audited with before and after.
-    let records = audit(&env, "user_ada", &org.id).await;
+    let records = env.audit_log("user_ada", &org.id).await;
     let of = |action: &str| records.iter().filter(|e| e.action == action).count();
     assert_eq!(of("domain.create"), 1);
     assert_eq!(of("domain.verify"), 5);

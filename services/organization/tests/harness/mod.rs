@@ -16,6 +16,7 @@ use orgplane_platform::host::{Host, ServiceModule};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_platform::testkit::{FakeApiKeys, ProducerTables};
 use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb};
+use orgplane_proto::audit::v1::AuditEvent;
 use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::event_service_server::EventServiceServer;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest, event};
@@ -26,6 +27,9 @@ use orgplane_proto::identity::v1::{
     AccountType, BatchGetUsersRequest, BatchGetUsersResponse, GetUserRequest, GetUserResponse, User,
 };
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
+use orgplane_proto::organization::v1::{
+    AcceptInviteRequest, CreateInviteRequest, Invite, ListAuditEventsRequest, OrgRole,
+};
 use sea_orm::TransactionTrait;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -237,6 +241,52 @@ impl Rig {
 
     pub fn client(&self) -> OrganizationServiceClient<Channel> {
         OrganizationServiceClient::new(self.channel()).max_decoding_message_size(64 << 20)
+    }
+
+    /// Invites `user`@example.com to `org` with `role` (as `inviter`) and accepts as `user`;
+    /// returns the acceptance's revision.
+    pub async fn add_member(&self, org: &str, inviter: &str, user: &str, role: OrgRole) -> i64 {
+        let mut c = self.client();
+        let inv = c
+            .create_invite(self.as_user(
+                inviter,
+                CreateInviteRequest {
+                    organization_id: org.into(),
+                    invite: Some(Invite {
+                        email: format!("{user}@example.com"),
+                        role: role as i32,
+                        ..Default::default()
+                    }),
+                    request_id: String::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .invite
+            .unwrap();
+        c.accept_invite(self.as_user(user, AcceptInviteRequest { invite_id: inv.id }))
+            .await
+            .unwrap()
+            .into_inner()
+            .revision
+    }
+
+    /// Every audit record of `org` (up to 1000), newest first, as `reader` lists them.
+    pub async fn audit_log(&self, reader: &str, org: &str) -> Vec<AuditEvent> {
+        self.client()
+            .list_audit_events(self.as_user(
+                reader,
+                ListAuditEventsRequest {
+                    organization_id: org.into(),
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .audit_events
     }
 
     /// The service's events after revision `after`: at least `count` of them when there are;

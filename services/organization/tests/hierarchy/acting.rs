@@ -73,7 +73,8 @@ fn assert_operator_record(
 async fn org_13_operator_edits_deletes_and_restores_a_child_audited_as_operator() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let op = create_operator(&rig, "user_op", "Operator").await;
-    add_member(&rig, &op.id, "user_op", "user_opadmin", OrgRole::Admin).await;
+    rig.add_member(&op.id, "user_op", "user_opadmin", OrgRole::Admin)
+        .await;
     let created = create_child(&rig, "user_op", &op.id, "Child", "user_cown").await;
     accept(&rig, "user_cown", &created.owner_invite.unwrap().id).await;
     let child_id = created.organization.unwrap().id;
@@ -169,7 +170,7 @@ async fn org_13_operator_edits_deletes_and_restores_a_child_audited_as_operator(
         .unwrap();
     assert_eq!(restored.state, OrganizationState::Active as i32);
 
-    let log = audit_of(&rig, "user_cown", &child_id).await;
+    let log = rig.audit_log("user_cown", &child_id).await;
     for action in [
         "organization.update",
         "organization.delete",
@@ -186,7 +187,8 @@ async fn org_13_operator_may_not_touch_members_nor_delete_an_operator_with_child
     let created = create_child(&rig, "user_op", &op.id, "Child", "user_cown").await;
     accept(&rig, "user_cown", &created.owner_invite.unwrap().id).await;
     let child_id = created.organization.unwrap().id;
-    add_member(&rig, &child_id, "user_cown", "user_cmember", OrgRole::User).await;
+    rig.add_member(&child_id, "user_cown", "user_cmember", OrgRole::User)
+        .await;
     let mut c = rig.client();
     // Member mutations stay the child's.
     expect_err(
@@ -224,7 +226,7 @@ async fn org_13_operator_may_not_touch_members_nor_delete_an_operator_with_child
         Some("INSUFFICIENT_ROLE"),
     );
     // The refusal is recorded in the child's log, as the operator's.
-    let log = audit_of(&rig, "user_cown", &child_id).await;
+    let log = rig.audit_log("user_cown", &child_id).await;
     let refused = log
         .iter()
         .find(|e| {
@@ -327,7 +329,7 @@ async fn org_13_the_first_owner_is_invited_once_and_again_after_the_invite_is_wi
         .unwrap();
     assert_eq!(second.role, OrgRole::Owner as i32);
     accept(&rig, "user_second", &second.id).await;
-    let log = audit_of(&rig, "user_second", &child_id).await;
+    let log = rig.audit_log("user_second", &child_id).await;
     assert_operator_record(&log, "invite.delete", &op.id);
     assert!(
         log.iter()
@@ -358,8 +360,10 @@ async fn org_13_operators_children_and_siblings_are_isolated() {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let x = create_operator(&rig, "user_x", "Operator X").await;
     let y = create_operator(&rig, "user_y", "Operator Y").await;
-    add_member(&rig, &y.id, "user_y", "user_yuser", OrgRole::User).await;
-    add_member(&rig, &y.id, "user_y", "user_ydev", OrgRole::Developer).await;
+    rig.add_member(&y.id, "user_y", "user_yuser", OrgRole::User)
+        .await;
+    rig.add_member(&y.id, "user_y", "user_ydev", OrgRole::Developer)
+        .await;
     let y1 = create_child(&rig, "user_y", &y.id, "Y One", "user_y1").await;
     accept(&rig, "user_y1", &y1.owner_invite.unwrap().id).await;
     let y1 = y1.organization.unwrap();
@@ -465,7 +469,7 @@ async fn org_13_operators_children_and_siblings_are_isolated() {
         c.get_organization(rig.as_user("user_y", get(&child.id)))
             .await
             .unwrap();
-        audit_of(&rig, "user_y", &child.id).await;
+        rig.audit_log("user_y", &child.id).await;
     }
 }
 

@@ -2,7 +2,6 @@
 //! acceptance, events and audit records.
 
 use orgplane_platform::error::reason_of;
-use orgplane_proto::audit::v1::AuditEvent;
 use orgplane_proto::organization::v1::*;
 use tonic::Code;
 
@@ -101,45 +100,4 @@ pub async fn accept(rig: &Rig, user: &str, invite_id: &str) -> AcceptInviteRespo
         .await
         .unwrap()
         .into_inner()
-}
-
-/// Invites `user`@example.com to `org` with `role` (as `inviter`) and accepts as `user`.
-pub async fn add_member(rig: &Rig, org: &str, inviter: &str, user: &str, role: OrgRole) {
-    let inv = rig
-        .client()
-        .create_invite(rig.as_user(
-            inviter,
-            CreateInviteRequest {
-                organization_id: org.into(),
-                invite: Some(Invite {
-                    email: format!("{user}@example.com"),
-                    role: role as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invite
-        .unwrap();
-    accept(rig, user, &inv.id).await;
-}
-
-/// Every audit record of `org`, newest first, as `reader` reads them.
-pub async fn audit_of(rig: &Rig, reader: &str, org: &str) -> Vec<AuditEvent> {
-    rig.client()
-        .list_audit_events(rig.as_user(
-            reader,
-            ListAuditEventsRequest {
-                organization_id: org.into(),
-                page_size: 1000,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .audit_events
 }

@@ -62,7 +62,7 @@ async fn creation_and_acceptance(backend: Backend) {
     );
 
     // Audited in the child's log as the operator, and in the operator's own log.
-    let in_child = audit_of(&rig, "user_op", &child.id).await;
+    let in_child = rig.audit_log("user_op", &child.id).await;
     for action in ["organization.create", "invite.create"] {
         let record = in_child
             .iter()
@@ -72,7 +72,7 @@ async fn creation_and_acceptance(backend: Backend) {
         assert_eq!(record.actor_id, "user_op");
         assert_eq!(record.actor_organization_id, op.id);
     }
-    let in_operator = audit_of(&rig, "user_op", &op.id).await;
+    let in_operator = rig.audit_log("user_op", &op.id).await;
     let record = in_operator
         .iter()
         .find(|e| e.action == "child_organization.create")
@@ -196,7 +196,7 @@ async fn org_13_create_child_is_idempotent_and_names_are_unique_per_operator() {
     .unwrap();
     create_operator(&rig, "user_op", "acme").await;
     // The refusal is audited in the operator's log.
-    let log = audit_of(&rig, "user_op", &op.id).await;
+    let log = rig.audit_log("user_op", &op.id).await;
     assert!(
         log.iter().any(|e| e.action == "child_organization.create"
             && e.outcome == orgplane_proto::audit::v1::Outcome::Failure as i32),
@@ -260,7 +260,8 @@ async fn org_13_only_the_owner_or_admins_of_an_operator_create_children() {
         None,
     );
     // Members below ADMIN may not; outsiders do not see the operator.
-    add_member(&rig, &op.id, "user_op", "user_plain", OrgRole::User).await;
+    rig.add_member(&op.id, "user_op", "user_plain", OrgRole::User)
+        .await;
     expect_err(
         c.create_child_organization(rig.as_user("user_plain", req(&op.id, "By user")))
             .await,
@@ -274,7 +275,8 @@ async fn org_13_only_the_owner_or_admins_of_an_operator_create_children() {
         None,
     );
     // An ADMIN of the operator may, and so may its admin API key (recorded as the key).
-    add_member(&rig, &op.id, "user_op", "user_opadmin", OrgRole::Admin).await;
+    rig.add_member(&op.id, "user_op", "user_opadmin", OrgRole::Admin)
+        .await;
     c.create_child_organization(rig.as_user("user_opadmin", req(&op.id, "By admin")))
         .await
         .unwrap();
@@ -288,7 +290,9 @@ async fn org_13_only_the_owner_or_admins_of_an_operator_create_children() {
     let invite = by_key.owner_invite.unwrap();
     assert_eq!(invite.inviter_user_id, "");
     assert!(!invite.inviter_api_key_id.is_empty());
-    let log = audit_of(&rig, "user_op", &by_key.organization.unwrap().id).await;
+    let log = rig
+        .audit_log("user_op", &by_key.organization.unwrap().id)
+        .await;
     let record = log
         .iter()
         .find(|e| e.action == "organization.create")

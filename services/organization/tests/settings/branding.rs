@@ -5,7 +5,7 @@ use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::organization::v1::*;
 use tonic::Code;
 
-use crate::common::{accept, audit_of, create_child, create_operator};
+use crate::common::{accept, create_child, create_operator};
 use crate::harness::{Backend, Rig};
 use crate::helpers::*;
 
@@ -187,14 +187,8 @@ async fn org_13_branding_inherits_validates_enforces_and_brands_invite_mail() {
         "ETAG_MISMATCH",
     );
     // A member without the role cannot change it.
-    crate::common::add_member(
-        &rig,
-        &child.id,
-        "user_first",
-        "user_dev",
-        OrgRole::Developer,
-    )
-    .await;
+    rig.add_member(&child.id, "user_first", "user_dev", OrgRole::Developer)
+        .await;
     refusal(
         c.update_branding(rig.as_user(
             "user_dev",
@@ -282,7 +276,7 @@ async fn org_13_branding_inherits_validates_enforces_and_brands_invite_mail() {
     ))
     .await
     .unwrap();
-    let log = audit_of(&rig, "user_op", &child.id).await;
+    let log = rig.audit_log("user_op", &child.id).await;
     let record = log
         .iter()
         .find(|e| e.action == "branding.update" && e.actor_id == "user_op")
