@@ -4,6 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod harness;
+#[path = "organization/listing.rs"]
+mod listing;
+#[path = "organization/units.rs"]
+mod units;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -142,6 +142,10 @@ impl ServiceModule for Workspace {
             },
             org_events,
             identity_events,
+            organizations: orgplane_platform::clients::organization::OrganizationClient::new(
+                runtime.endpoints.organization.clone(),
+                runtime.service_tokens.clone(),
+            ),
         };
         Ok(Self {
             core: Arc::new(core),

@@ -382,6 +382,11 @@ impl App {
             by_name,
             desc,
         } = listing;
+        // A literal substring of a name (`%` and `_` are matched as themselves); a name has at
+        // most 100 characters, so a longer filter could never match (ORG-8).
+        if cmd.name_contains.chars().count() > 100 {
+            return Err(Error::invalid("name_contains", "at most 100 characters"));
+        }
         let scope = format!(
             "{scope}|{}|{}|{}|{}|{by_name}|{desc}",
             cmd.name_contains, cmd.state, cmd.org_type, cmd.show_deleted

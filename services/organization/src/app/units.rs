@@ -351,8 +351,11 @@ impl App {
                 unit_id: u.id.clone(),
             });
         }
+        // Only the unit's own organization's workspaces count: another tenant's workspace naming
+        // this unit id must not block the deletion (ORG-9).
         let workspaces = unit_workspace::Entity::find()
             .filter(unit_workspace::Column::UnitId.eq(u.id.clone()))
+            .filter(unit_workspace::Column::OrganizationId.eq(u.organization_id.clone()))
             .count(&*txn)
             .await?;
         if workspaces > 0 {

@@ -121,6 +121,8 @@ pub struct Core {
     pub org_events: ConsumerHandle,
     /// The identity events consumer.
     pub identity_events: ConsumerHandle,
+    /// Internal calls to the organization service (which organization a unit belongs to).
+    pub organizations: orgplane_platform::clients::organization::OrganizationClient,
 }
 
 impl std::fmt::Debug for Core {

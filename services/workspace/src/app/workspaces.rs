@@ -99,6 +99,26 @@ pub fn validate_unit(unit_id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// A requested unit and the organization it belongs to, asked of the organization service
+/// before the write's transaction (rule ORG-9).
+struct UnitPlacement {
+    unit_id: String,
+    /// `None` when the unit does not exist.
+    organization_id: Option<String>,
+}
+
+impl UnitPlacement {
+    /// NOT_FOUND unless the unit is empty or belongs to `organization_id`: another
+    /// organization's unit id is not visible to this one.
+    fn require_in(&self, organization_id: &str) -> ApiResult<()> {
+        if self.unit_id.is_empty() || self.organization_id.as_deref() == Some(organization_id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("unit", &self.unit_id))
+        }
+    }
+}
+
 fn validate_name(name: &str) -> ApiResult<String> {
     model::validate_name(name).map_err(|why| ApiError::invalid_argument("workspace.name", why))
 }
@@ -118,6 +138,19 @@ fn entry(action: &str, before: Option<&workspace::Model>, after: &workspace::Mod
 }
 
 impl Core {
+    /// Where `unit_id` (checked with [`validate_unit`]) belongs.
+    async fn unit_placement(&self, call: &Call, unit_id: &str) -> ApiResult<UnitPlacement> {
+        let organization_id = if unit_id.is_empty() {
+            None
+        } else {
+            self.organizations.unit_organization(call, unit_id).await?
+        };
+        Ok(UnitPlacement {
+            unit_id: unit_id.to_owned(),
+            organization_id,
+        })
+    }
+
     /// Commits `unit`, which bumped the state version to `bumped` in `organization_id`, and
     /// brings memory in step.
     async fn finish(
@@ -149,6 +182,9 @@ impl Core {
         let name = validate_name(&cmd.name)?;
         validate_unit(&cmd.unit_id)?;
         validate_request_id(&cmd.request_id)?;
+        self.unit_placement(call, &cmd.unit_id)
+            .await?
+            .require_in(&cmd.organization_id)?;
         let cmd = CreateWorkspace { name, ..cmd };
         if cmd.request_id.is_empty() {
             return self.create_once(call, &cmd, None).await;
@@ -406,10 +442,17 @@ impl Core {
             }
         }
         let workspace_id = cmd.workspace_id.as_str();
+        let placement = match &new_unit {
+            Some(u) => Some(self.unit_placement(call, u).await?),
+            None => None,
+        };
         let mut unit = WriteUnit::begin(&self.outbox, call).await?;
         let (_, before) = self
             .manageable_workspace(&*unit, &call.principal, workspace_id)
             .await?;
+        if let Some(placement) = &placement {
+            placement.require_in(&before.organization_id)?;
+        }
         if before.state == WorkspaceState::Archived as i32 {
             return Err(Error::Archived(workspace_id.to_owned()).into());
         }

@@ -2,7 +2,8 @@
 //! `LookupDomain` (which organizations hold an address's domain VERIFIED, and which invited it —
 //! identity's sign-up restriction, rule ORG-14) and `ProvisionMember` (identity's just-in-time
 //! SSO membership, rule ID-13; SCIM, rule ID-14, also with `set_role`) and `DeprovisionMember`
-//! (SCIM deactivation and deletion). Every call carries the caller's service token, request id and
+//! (SCIM deactivation and deletion), and `GetUnit` (which organization a unit belongs to: the
+//! workspace service's placement check, rule ORG-9). Every call carries the caller's service token, request id and
 //! trace, and a deadline; no answer is UNAVAILABLE `ORGANIZATION_UNAVAILABLE`, never a silent
 //! pass.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::organization::v1::{
-    DeprovisionMemberRequest, LookupDomainRequest, LookupDomainResponse, OrgRole,
+    DeprovisionMemberRequest, GetUnitRequest, LookupDomainRequest, LookupDomainResponse, OrgRole,
     ProvisionMemberRequest, ProvisionMemberResponse,
 };
 use tonic::transport::Channel;
@@ -205,6 +206,30 @@ impl OrganizationClient {
                 })
             }
             Err(s) => Err(refusal(s, organization_id, "DeprovisionMember")),
+        }
+    }
+
+    /// The organization `unit_id` belongs to; `None` when no such unit exists. No answer is
+    /// UNAVAILABLE `ORGANIZATION_UNAVAILABLE`.
+    pub async fn unit_organization(&self, call: &Call, unit_id: &str) -> ApiResult<Option<String>> {
+        let request = self
+            .request(
+                GetUnitRequest {
+                    unit_id: unit_id.to_owned(),
+                },
+                call,
+            )
+            .await?;
+        match OrganizationServiceClient::new(self.channel.clone())
+            .get_unit(request)
+            .await
+        {
+            Ok(r) => Ok(r.into_inner().unit.map(|u| u.organization_id)),
+            Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+            Err(s) => {
+                tracing::warn!(code = ?s.code(), detail = s.message(), "GetUnit failed");
+                Err(organization_unavailable())
+            }
         }
     }
 }
