@@ -266,6 +266,26 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` is PostgreSQL refusing text it cannot store: a NUL character (SQLSTATE 22021) or
+/// one without an equivalent in the database's encoding (22P05). The text came from the caller —
+/// protobuf strings may hold NUL — so this is the caller's error, not the server's.
+pub fn is_unstorable_text(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                sqlx::Error::Database(db) => {
+                    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some()
+                        && matches!(db.code().as_deref(), Some("22021" | "22P05"))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// True when `err` is a unique-constraint violation (a concurrent or repeated insert).
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(

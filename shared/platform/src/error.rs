@@ -14,6 +14,28 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `ErrorInfo.domain` of every Orgplane error.
 pub const ERROR_DOMAIN: &str = "orgplane.dev";
 
+/// The longest message an error carries, in bytes: messages may quote the caller's input, and
+/// the status travels in HTTP/2 headers, which clients cap (16 KiB by default). A 50,000-letter
+/// id quoted whole made the answer unreadable (an h2 protocol error, seen as INTERNAL).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// The longest text of one error detail (a field's description, a resource name, a metadata
+/// value), in bytes, for the same reason.
+pub const MAX_DETAIL_BYTES: usize = 256;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked with `…` when cut.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    s
+}
+
 /// The canonical status codes (google.rpc.Code), as the API answers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Code {
@@ -337,38 +359,41 @@ impl From<ApiError> for Status {
             metadata,
             details: kept,
         } = *err.0;
+        let d = |s: String| clip(s, MAX_DETAIL_BYTES);
         let mut details = ErrorDetails::new();
         for detail in kept {
             match detail {
                 Detail::BadRequest { field, description } => {
-                    details.add_bad_request_violation(field, description);
+                    details.add_bad_request_violation(d(field), d(description));
                 }
                 Detail::ResourceInfo {
                     resource_type,
                     name,
                 } => {
-                    details.set_resource_info(resource_type, name, "", "");
+                    details.set_resource_info(resource_type, d(name), "", "");
                 }
                 Detail::PreconditionFailure {
                     kind,
                     subject,
                     description,
                 } => {
-                    details.add_precondition_failure_violation(kind, subject, description);
+                    details.add_precondition_failure_violation(kind, d(subject), d(description));
                 }
                 Detail::QuotaFailure {
                     subject,
                     description,
                 } => {
-                    details.add_quota_failure_violation(subject, description);
+                    details.add_quota_failure_violation(d(subject), d(description));
                 }
                 Detail::RetryInfo(delay) => {
                     details.set_retry_info(Some(delay));
                 }
             }
         }
+        let metadata: HashMap<String, String> =
+            metadata.into_iter().map(|(k, v)| (k, d(v))).collect();
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
-        Status::with_error_details(code.to_tonic(), message, details)
+        Status::with_error_details(code.to_tonic(), clip(message, MAX_MESSAGE_BYTES), details)
     }
 }
 
@@ -378,6 +403,12 @@ impl From<sea_orm::DbErr> for ApiError {
             tracing::warn!(error = %err, "database unavailable");
             ApiError::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry")
                 .retry_after(Duration::from_secs(1))
+        } else if crate::db::is_unstorable_text(&err) {
+            ApiError::new(
+                Code::InvalidArgument,
+                "INVALID_CHARACTERS",
+                "text fields must not contain NUL characters",
+            )
         } else {
             ApiError::internal(err)
         }
@@ -400,6 +431,30 @@ pub fn reason_of(status: &Status) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_quoting_a_huge_input_stays_small_enough_for_http2_headers() {
+        let id = "é".repeat(25_000);
+        let status = Status::from(
+            ApiError::not_found("organization", &id).with_metadata("organization_id", id.clone()),
+        );
+        assert!(
+            status.message().len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            status.message().len()
+        );
+        assert!(status.message().ends_with('…'));
+        // Everything the status puts in headers together, with room to spare under 16 KiB.
+        assert!(
+            status.details().len() < 2 * 1024,
+            "{}",
+            status.details().len()
+        );
+        let info = status.get_details_resource_info().unwrap();
+        assert!(info.resource_name.len() <= MAX_DETAIL_BYTES);
+        let short = Status::from(ApiError::not_found("organization", "org_1"));
+        assert_eq!(short.message(), "organization \"org_1\" not found");
+    }
+
     use super::*;
 
     #[test]

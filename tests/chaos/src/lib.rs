@@ -12,6 +12,7 @@ pub mod crash;
 pub mod escalation;
 pub mod faults;
 pub mod harness;
+pub mod oversize;
 pub mod protocol;
 pub mod proxy;
 pub mod restart;

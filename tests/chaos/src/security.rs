@@ -7,7 +7,8 @@
 //! an id of tenant A or tenant C. The RPCs that name A's resources by other ids (workspace,
 //! invite, unit, API key, user) or through an Update RPC's nested resource are attacked the same
 //! way, with a baseline by A's owner for the reads. New RPCs are covered automatically (an RPC
-//! naming an id the matrix cannot fill fails it).
+//! naming an id the matrix cannot fill fails it). Last, [`crate::oversize`] sends hostile text to
+//! every string field of every RPC.
 
 use std::path::Path;
 
@@ -284,6 +285,25 @@ struct Tenant {
     sso: String,
     /// A SCIM token of the tenant (rule ID-14).
     scim: String,
+}
+
+impl Tenant {
+    /// The tenant's ids by the request fields that carry them.
+    fn ids(&self) -> crate::oversize::Ids {
+        crate::oversize::Ids {
+            by_field: vec![
+                ("organization_id", self.org.clone()),
+                ("workspace_id", self.ws.clone()),
+                ("user_id", self.member.clone()),
+                ("invite_id", self.invite.clone()),
+                ("unit_id", self.unit.clone()),
+                ("api_key_id", self.key.clone()),
+                ("domain_id", self.domain.clone()),
+                ("sso_connection_id", self.sso.clone()),
+                ("scim_token_id", self.scim.clone()),
+            ],
+        }
+    }
 }
 
 /// A SCIM token of `org`, created by its owner: what UpdateScimToken names by id.
@@ -603,10 +623,13 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         }
     }
     let id_only = id_only_matrix(h, &mut f, &a, &c, &attackers).await?;
+    // Last, as it may change the tenant: hostile text in every string field, by its own owner.
+    let x = seed(h, "tenant_x").await?;
+    let oversized = crate::oversize::sweep(h, &mut f, "user_tenant_x_owner", &x.ids()).await?;
     f.operations = f.attacks_passed + f.attacks_failed;
     f.notes = format!(
         "{} RPCs with organization_id + {id_only} naming other ids x {} callers; codes {:?}; \
-         refused by validation first: {:?}",
+         refused by validation first: {:?}; {oversized} hostile-text fields",
         targets.len(),
         attackers.len(),
         codes,
