@@ -164,16 +164,6 @@ pub async fn create_api_key_full(
     }
 }
 
-const SERVICES: [(&str, &str); 4] = [
-    ("orgplane.identity.v1.IdentityService", "identity"),
-    (
-        "orgplane.organization.v1.OrganizationService",
-        "organization",
-    ),
-    ("orgplane.workspace.v1.WorkspaceService", "workspace"),
-    ("orgplane.billing.v1.BillingAccessService", "billing-access"),
-];
-
 /// Passes encoded messages through untouched.
 #[derive(Debug, Clone, Default)]
 pub struct RawCodec;
@@ -236,7 +226,8 @@ pub fn targets() -> anyhow::Result<Vec<Target>> {
     for file in &set.file {
         for svc in &file.service {
             let full = format!("{}.{}", file.package(), svc.name());
-            let Some((_, service)) = SERVICES.iter().find(|(n, _)| *n == full) else {
+            let Some((_, service)) = crate::escalation::SERVICES.iter().find(|(n, _)| *n == full)
+            else {
                 continue;
             };
             for m in &svc.method {
