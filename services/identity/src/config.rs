@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
+use orgplane_platform::auth::{Capabilities, parse_capability_list};
 use orgplane_platform::{ApiError, ApiResult};
 
 use std::time::Duration;
@@ -46,6 +47,15 @@ pub mod defaults {
     pub const PASSKEY_RP_NAME: &str = "Orgplane";
     /// `--totp-issuer`.
     pub const TOTP_ISSUER: &str = "Orgplane";
+}
+
+/// A service account identity issues service tokens to (`--service-accounts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredAccount {
+    /// Hex SHA-256 of its secret.
+    pub secret_sha256: String,
+    /// What its tokens may do (their `scope`).
+    pub capabilities: Capabilities,
 }
 
 /// The service's own settings (flags and environment variables of the `orgplane` binary).
@@ -109,8 +119,12 @@ pub struct Config {
     )]
     pub signing_key_rotation_hours: u64,
 
-    /// Service accounts allowed to get service tokens, as comma-separated
-    /// `client_id:sha256-hex-of-secret` pairs (this process's own account is always trusted).
+    /// Service accounts allowed to get service tokens, comma-separated
+    /// `client_id:sha256-hex-of-secret:capabilities`, the capabilities `+`-separated names
+    /// (`check-access+record-usage`) or `@<service>` for what an Orgplane service uses
+    /// (`@workspace`). An account without capabilities gets tokens that no internal RPC
+    /// accepts (a warning at start). This process's own account is always trusted, with what
+    /// the services of this process use.
     #[arg(
         id = "identity_service_accounts",
         long = "service-accounts",
@@ -329,18 +343,22 @@ impl Config {
         )
     }
 
-    /// The configured service accounts: client id → hex SHA-256 of the secret.
-    pub fn parse_service_accounts(&self) -> ApiResult<HashMap<String, String>> {
+    /// The configured service accounts by client id.
+    pub fn parse_service_accounts(&self) -> ApiResult<HashMap<String, ConfiguredAccount>> {
         let mut out = HashMap::new();
-        for pair in self
+        for entry in self
             .service_accounts
             .split(',')
             .map(str::trim)
             .filter(|p| !p.is_empty())
         {
-            let (id, hash) = pair.split_once(':').ok_or_else(|| {
-                ApiError::invalid_argument("service_accounts", "expected client_id:sha256hex pairs")
+            let (id, rest) = entry.split_once(':').ok_or_else(|| {
+                ApiError::invalid_argument(
+                    "service_accounts",
+                    "expected client_id:sha256hex:capabilities entries",
+                )
             })?;
+            let (hash, list) = rest.split_once(':').unwrap_or((rest, ""));
             let hash = hash.trim().to_ascii_lowercase();
             if id.trim().is_empty()
                 || hash.len() != 64
@@ -351,7 +369,16 @@ impl Config {
                     format!("{id}: the secret must be given as 64 hex digits of its SHA-256"),
                 ));
             }
-            out.insert(id.trim().to_owned(), hash);
+            let capabilities = parse_capability_list(list).map_err(|why| {
+                ApiError::invalid_argument("service_accounts", format!("{}: {why}", id.trim()))
+            })?;
+            out.insert(
+                id.trim().to_owned(),
+                ConfiguredAccount {
+                    secret_sha256: hash,
+                    capabilities,
+                },
+            );
         }
         Ok(out)
     }
@@ -446,7 +473,9 @@ mod tests {
             "--mail-url",
             "smtp://mail.example.com:587",
             "--service-accounts",
-            &format!("billing:{hash}, search:{hash}"),
+            &format!(
+                "billing:{hash}:@billing-access, search:{hash}:check-access+read-users, old:{hash}"
+            ),
             "--signing-key-rotation-hours",
             "24",
         ])
@@ -461,9 +490,37 @@ mod tests {
             !c.sso_allow_http_issuers,
             "SSO issuers are https by default"
         );
+        use orgplane_platform::auth::Capability;
         let accounts = c.parse_service_accounts().unwrap();
-        assert_eq!(accounts.len(), 2);
-        assert_eq!(accounts["search"], hash);
+        assert_eq!(accounts.len(), 3);
+        assert_eq!(accounts["search"].secret_sha256, hash);
+        assert_eq!(
+            accounts["search"].capabilities,
+            Capabilities::of(&[Capability::CheckAccess, Capability::ReadUsers])
+        );
+        assert_eq!(
+            Some(accounts["billing"].capabilities),
+            Capabilities::of_service("billing-access")
+        );
+        assert!(
+            accounts["old"].capabilities.is_empty(),
+            "an account without a list gets no capability"
+        );
+        for bad in [
+            format!("search:{hash}:check-access+launch-missiles"),
+            format!("search:{hash}:@search"),
+        ] {
+            let config = Config {
+                service_accounts: bad.clone(),
+                ..Config::default()
+            };
+            let err = config.parse_service_accounts().unwrap_err();
+            assert_eq!(
+                err.code(),
+                orgplane_platform::error::Code::InvalidArgument,
+                "{bad}"
+            );
+        }
         let bad = Config {
             service_accounts: "billing:plaintext".into(),
             ..Config::default()

@@ -36,7 +36,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
 
 pub use crate::api::IdentityApi;
-pub use crate::config::Config;
+pub use crate::config::{Config, ConfiguredAccount};
 /// The rows (kept at their former path for the chaos and load suites).
 pub use crate::store::{entity, migration};
 
@@ -160,7 +160,7 @@ impl ServiceModule for Identity {
             },
             issuer: runtime.issuer.clone(),
             own_account: runtime.service_account.clone(),
-            service_accounts: config.parse_service_accounts().map_err(db_err)?,
+            service_accounts: service_accounts(config).map_err(db_err)?,
             clock: runtime.clock.clone(),
             page_tokens: runtime.page_tokens.clone(),
             step_up: config.step_up(),
@@ -228,4 +228,21 @@ impl ServiceModule for Identity {
             .spawn_rotation(std::time::Duration::from_secs(60), shutdown.clone());
         app::scim::provisioning::spawn_delivery(self.app.clone(), shutdown.clone());
     }
+}
+
+/// The configured service accounts, with a warning for each that holds no capability.
+fn service_accounts(
+    config: &Config,
+) -> orgplane_platform::ApiResult<std::collections::HashMap<String, ConfiguredAccount>> {
+    let accounts = config.parse_service_accounts()?;
+    for (client_id, account) in &accounts {
+        if account.capabilities.is_empty() {
+            tracing::warn!(
+                client_id,
+                "service account has no capabilities: its tokens are refused by every internal \
+                 RPC; list them as client_id:sha256hex:check-access+record-usage (see README)"
+            );
+        }
+    }
+    Ok(accounts)
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use orgplane_platform::auth::Capabilities;
 use orgplane_platform::auth::{Authenticator, CachedApiKeys, TokenVerifier};
 use orgplane_platform::clients::ServiceTokenSource;
 use orgplane_platform::clients::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys, connect_lazy};
@@ -179,6 +180,12 @@ pub async fn start(
         } else {
             cli.service_client_secret.clone()
         },
+        // What the services of this process call on the others: an identity service here
+        // issues this account's tokens with exactly that.
+        capabilities: services
+            .iter()
+            .filter_map(|s| Capabilities::of_service(s.name()))
+            .fold(Capabilities::NONE, Capabilities::union),
     };
     let service_tokens: Arc<dyn ServiceTokenSource> = Arc::new(IdentityServiceTokens::new(
         endpoints.identity.clone(),

@@ -11,6 +11,7 @@ use tonic::transport::Channel;
 use orgplane_proto::events::v1::Producer;
 use sea_orm::{DatabaseConnection, DbErr};
 
+use crate::auth::Capabilities;
 use crate::clients::ServiceTokenSource;
 use crate::clock::SharedClock;
 use crate::events::consumer::ConsumerConfig;
@@ -37,6 +38,10 @@ pub struct ServiceAccount {
     pub client_id: String,
     /// Its secret.
     pub client_secret: String,
+    /// What the services of this process call on the others
+    /// ([`Capabilities::of_service`] of each): what an identity service in the same process
+    /// puts into this account's tokens.
+    pub capabilities: Capabilities,
 }
 
 impl std::fmt::Debug for ServiceAccount {

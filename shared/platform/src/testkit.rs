@@ -14,8 +14,8 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{
-    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Claims, SERVICE_AUDIENCE, Signer,
-    StaticKeys, TokenVerifier, USER_AUDIENCE,
+    ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, Authenticator, Capabilities, Claims,
+    SERVICE_AUDIENCE, Signer, StaticKeys, TokenVerifier, USER_AUDIENCE,
 };
 use crate::clients::StaticServiceToken;
 use crate::server::GrpcServer;
@@ -169,11 +169,20 @@ impl TestAuth {
         }
     }
 
-    /// A service token for service account `name`.
+    /// A service token for service account `name`: an Orgplane service's name (`identity`,
+    /// `organization`, `workspace`, `billing-access`) holds what that service uses
+    /// ([`Capabilities::of_service`]), any other name every capability (a caller standing in
+    /// for the whole system); [`Self::service_token_with`] chooses.
     pub fn service_token(&self, name: &str) -> String {
-        self.signer
-            .sign(&self.claims(name, SERVICE_AUDIENCE))
-            .unwrap_or_else(|e| panic!("{e}"))
+        let caps = Capabilities::of_service(name).unwrap_or_else(Capabilities::all);
+        self.service_token_with(name, caps)
+    }
+
+    /// A service token for service account `name` holding exactly `capabilities`.
+    pub fn service_token_with(&self, name: &str, capabilities: Capabilities) -> String {
+        let mut claims = self.claims(name, SERVICE_AUDIENCE);
+        claims.scope = Some(capabilities.to_scope());
+        self.signer.sign(&claims).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The same, as a token source for consumers.
@@ -290,6 +299,7 @@ pub fn runtime(
         service_account: crate::runtime::ServiceAccount {
             client_id: "orgplane-test".to_owned(),
             client_secret: "test-secret".to_owned(),
+            capabilities: crate::auth::Capabilities::all(),
         },
         page_tokens: crate::pagination::PageTokens::ephemeral(),
         clock,

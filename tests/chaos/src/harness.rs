@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use orgplane::{Cli, Service, Started};
-use orgplane_platform::auth::{Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE};
+use orgplane_platform::auth::{
+    Capabilities, Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE, parse_capability_list,
+};
 use orgplane_proto::organization::v1 as org_api;
 use orgplane_proto::workspace::v1 as ws_api;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
@@ -25,6 +27,11 @@ pub const CHILDREN: [&str; 3] = ["organization", "workspace", "billing-access"];
 
 /// The product backend's service account (asks CheckAccess / CheckBillingAccess).
 pub const PRODUCT: &str = "product";
+
+/// What the suites do as the product backend: access checks, usage, provisioning (audit) and
+/// watching streams (protocol limits, load).
+pub const PRODUCT_CAPABILITIES: &str = "check-access+record-usage+provision-members+\
+                                        watch:identity+watch:organization+watch:workspace";
 
 const PAGE_TOKEN_SECRET: &str = "orgplane-chaos-page-token-secret";
 
@@ -104,11 +111,12 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-fn account(client_id: &str, secret: &str) -> String {
+/// `client_id:sha256-hex(secret):capabilities`, as `--service-accounts` lists accounts.
+fn account(client_id: &str, secret: &str, capabilities: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(secret.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{client_id}:{hex}")
+    format!("{client_id}:{hex}:{capabilities}")
 }
 
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
@@ -160,9 +168,9 @@ impl Harness {
         let ports: HashMap<&'static str, u16> = CHILDREN.iter().copied().zip(ports).collect();
         let mut accounts: Vec<String> = CHILDREN
             .iter()
-            .map(|n| account(n, &format!("secret-{n}")))
+            .map(|n| account(n, &format!("secret-{n}"), &format!("@{n}")))
             .collect();
-        accounts.push(account(PRODUCT, "secret-product"));
+        accounts.push(account(PRODUCT, "secret-product", PRODUCT_CAPABILITIES));
         let mut args = vec![
             "orgplane".to_owned(),
             "--http-listen".into(),
@@ -592,9 +600,27 @@ impl Harness {
             .db())
     }
 
-    /// A service token of the product backend.
+    /// A service token of the product backend ([`PRODUCT_CAPABILITIES`]).
     pub fn product_token(&self) -> anyhow::Result<String> {
-        Ok(self.signer.sign(&self.claims(PRODUCT, SERVICE_AUDIENCE))?)
+        let caps = parse_capability_list(PRODUCT_CAPABILITIES).map_err(|e| anyhow!(e))?;
+        self.service_token_with(PRODUCT, caps)
+    }
+
+    /// A service token of the Orgplane service `name`, with what that service uses.
+    pub fn service_token(&self, name: &str) -> anyhow::Result<String> {
+        let caps = Capabilities::of_service(name).ok_or_else(|| anyhow!("no service {name}"))?;
+        self.service_token_with(name, caps)
+    }
+
+    /// A service token of account `name` holding `capabilities`, signed with identity's key.
+    pub fn service_token_with(
+        &self,
+        name: &str,
+        capabilities: Capabilities,
+    ) -> anyhow::Result<String> {
+        let mut claims = self.claims(name, SERVICE_AUDIENCE);
+        claims.scope = Some(capabilities.to_scope());
+        Ok(self.signer.sign(&claims)?)
     }
 
     /// Writes a verified user through identity's store.

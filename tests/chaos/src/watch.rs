@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use futures::future::BoxFuture;
-use orgplane_platform::auth::SERVICE_AUDIENCE;
 use orgplane_platform::clients::StaticServiceToken;
 use orgplane_platform::error::ApiResult;
 use orgplane_platform::events::consumer::ConsumerConfig;
@@ -191,7 +190,7 @@ async fn scenario(h: &mut Harness, db: &str, size: Size) -> anyhow::Result<Vec<F
     let observer_db = orgplane_platform::db::connect(&observer_db_url).await?;
     create_observer_tables(&observer_db).await?;
     let channel = lazy_channel(&format!("http://{}", observer_proxy.addr()))?;
-    let service_token = h.sign(&h.claims("workspace", SERVICE_AUDIENCE))?;
+    let service_token = h.service_token("workspace")?;
     let tokens = Arc::new(StaticServiceToken(service_token));
     let replica = RoleReplica::load(observer_db.clone(), channel.clone(), tokens.clone()).await?;
     let recorder = Arc::new(Recorder {

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use orgplane::{Cli, Service, Started};
-use orgplane_platform::auth::{Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE};
+use orgplane_platform::auth::{
+    Capabilities, Capability, Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE,
+};
 use orgplane_proto::events::v1::{MemberAdded, event};
 use orgplane_proto::organization::v1 as org_api;
 use orgplane_proto::workspace::v1 as ws_api;
@@ -262,11 +264,12 @@ impl Rig {
         Ok(self.signer.sign(&c)?)
     }
 
-    /// A service token of this process's service account.
+    /// A service token of a product backend: access checks and usage.
     pub fn service_token(&self) -> anyhow::Result<String> {
-        Ok(self
-            .signer
-            .sign(&self.claims("orgplane", SERVICE_AUDIENCE))?)
+        let mut claims = self.claims("product", SERVICE_AUDIENCE);
+        claims.scope =
+            Some(Capabilities::of(&[Capability::CheckAccess, Capability::RecordUsage]).to_scope());
+        Ok(self.signer.sign(&claims)?)
     }
 
     /// The i-th channel (round robin).

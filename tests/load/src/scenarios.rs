@@ -322,6 +322,7 @@ where
         req.extensions_mut()
             .insert(Principal::Service(ServicePrincipal {
                 name: "orgplane".into(),
+                capabilities: orgplane_platform::auth::Capabilities::all(),
             }));
         self.0.call(req)
     }

@@ -1,6 +1,7 @@
 //! RecordUsage (rule BILL-3): a service's batch, whose per-record refusals are in its response.
 
 use orgplane_platform::Call;
+use orgplane_platform::auth::Capability;
 use orgplane_platform::convert::millis_of;
 use orgplane_proto::billing::v1::*;
 use tonic::{Request, Response, Status};
@@ -48,13 +49,13 @@ fn encode(idempotency_key: String, outcome: RecordOutcome) -> UsageRecordResult 
     }
 }
 
-/// RecordUsage, for service principals.
+/// RecordUsage, for service accounts with `record-usage`.
 pub async fn record_usage(
     app: &Billing,
     request: Request<RecordUsageRequest>,
 ) -> Result<Response<RecordUsageResponse>, Status> {
     let call = Call::of(&request)?;
-    call.principal.require_service()?;
+    call.principal.require_capability(Capability::RecordUsage)?;
     // A producer that just created an organization may ask for it to be known here first.
     call.wait_for(&app.org_events, 0).await?;
     let records: Vec<NewUsage> = request

@@ -1,7 +1,7 @@
 //! Who may see billing (rule BILL-1), decided from what the organization replica says about the
 //! caller: pure functions of the principal and its standing.
 
-use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::auth::{ApiKeyKind, Capability, Principal};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
 use orgplane_proto::organization::v1::OrgRole;
 
@@ -104,11 +104,14 @@ fn denied(action: OrgAction) -> Error {
     }
 }
 
-/// Whether `subject` is the caller itself (services may ask about anyone); SUBJECT_NOT_CALLER
-/// for a user or API key asking about someone else.
+/// Whether `subject` is the caller itself (services with `check-access` may ask about anyone);
+/// SUBJECT_NOT_CALLER for a user or API key asking about someone else.
 pub fn asks_about_itself(principal: &Principal, subject: &Subject) -> Result<bool> {
     match (principal, subject) {
-        (Principal::Service(_), _) => Ok(false),
+        (Principal::Service(s), _) => {
+            s.require(Capability::CheckAccess)?;
+            Ok(false)
+        }
         (Principal::User(u), Subject::User(id)) if &u.user_id == id => Ok(true),
         (Principal::ApiKey(k), Subject::ApiKey(id)) if &k.key_id == id => Ok(true),
         _ => Err(Error::SubjectNotCaller),
@@ -152,6 +155,7 @@ mod tests {
         ));
         let service = Principal::Service(ServicePrincipal {
             name: "product".into(),
+            capabilities: orgplane_platform::auth::Capabilities::all(),
         });
         assert!(matches!(
             authorize(&service, "o", standing(None), OrgAction::ManageBilling),

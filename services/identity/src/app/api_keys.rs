@@ -3,7 +3,7 @@
 //! hash is stored.
 
 use orgplane_platform::audit::Entry;
-use orgplane_platform::auth::Principal;
+use orgplane_platform::auth::{Capability, Principal};
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::pagination::{keyset, page_size};
@@ -389,6 +389,13 @@ impl App {
             ));
         }
         let (before, standing) = self.visible_key(&call.principal, &cmd.id).await?;
+        if standing == OrgStanding::Service {
+            // `read-api-keys` reads keys; changing one is for the organization's people.
+            return Err(ApiError::permission_denied(
+                "USER_OR_ADMIN_KEY_REQUIRED",
+                "a service account may read API keys, not change them",
+            ));
+        }
         if before.kind == ApiKeyKind::Admin as i32
             && !standing.allows(OrgAction::CreateAdminApiKeys)
         {
@@ -468,13 +475,15 @@ impl App {
         Ok(after)
     }
 
-    /// AuthenticateApiKey (services only): the active key behind `secret`.
+    /// AuthenticateApiKey (services with `authenticate-api-keys`): the active key behind
+    /// `secret`.
     pub async fn authenticate_api_key(
         &self,
         call: &Call,
         secret: &str,
     ) -> ApiResult<api_key::Model> {
-        call.principal.require_service()?;
+        call.principal
+            .require_capability(Capability::AuthenticateApiKeys)?;
         let invalid = orgplane_platform::auth::invalid_api_key;
         if secret.is_empty() {
             return Err(ApiError::invalid_argument("key", "required"));

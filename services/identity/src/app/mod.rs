@@ -146,8 +146,8 @@ pub struct App {
     pub(crate) mail: MailSettings,
     pub(crate) issuer: String,
     pub(crate) own_account: ServiceAccount,
-    /// client id → hex SHA-256 of its secret.
-    pub(crate) service_accounts: HashMap<String, String>,
+    /// The configured service accounts by client id.
+    pub(crate) service_accounts: HashMap<String, crate::config::ConfiguredAccount>,
     pub(crate) clock: SharedClock,
     pub(crate) page_tokens: PageTokens,
     pub(crate) step_up: chrono::Duration,

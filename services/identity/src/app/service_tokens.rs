@@ -1,5 +1,7 @@
 //! IssueServiceToken: short-lived tokens for Orgplane's own services and the configured service
-//! accounts, refused (and throttled per peer) for anything else.
+//! accounts, refused (and throttled per peer) for anything else. A token's `scope` names the
+//! account's capabilities: the configured list, or for this process's own account what the
+//! services of this process use.
 
 use orgplane_platform::auth::{Claims, SERVICE_AUDIENCE};
 use orgplane_platform::runtime::ServiceAccount;
@@ -41,15 +43,18 @@ impl App {
         let peer = format!("peer:{}", self.peer_key(call));
         self.throttles.client_failures.check(&peer)?;
         let own = constant_eq_own(&self.own_account, client_id, secret);
-        let configured = self
-            .service_accounts
-            .get(client_id)
-            .is_some_and(|hash| crypto::constant_time_eq(hash, &sha256_hex(secret)));
-        if !(own || configured) {
-            self.throttles.client_failures.record(&peer);
-            tracing::warn!(client_id, "service token refused");
-            return Err(Error::InvalidClientCredentials.into());
-        }
+        let configured = self.service_accounts.get(client_id).filter(|account| {
+            crypto::constant_time_eq(&account.secret_sha256, &sha256_hex(secret))
+        });
+        let capabilities = match (own, configured) {
+            (true, _) => self.own_account.capabilities,
+            (false, Some(account)) => account.capabilities,
+            (false, None) => {
+                self.throttles.client_failures.record(&peer);
+                tracing::warn!(client_id, "service token refused");
+                return Err(Error::InvalidClientCredentials.into());
+            }
+        };
         let now = chrono::Utc::now().timestamp();
         let exp = now + SERVICE_TOKEN_TTL_SECS;
         let claims = Claims {
@@ -62,6 +67,7 @@ impl App {
             jti: uuid::Uuid::new_v4().to_string(),
             auth_time: None,
             sid: None,
+            scope: Some(capabilities.to_scope()),
             ..Default::default()
         };
         Ok(ServiceToken {

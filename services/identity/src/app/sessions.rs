@@ -199,6 +199,7 @@ impl App {
             amr: split_signals(&s.amr),
             mfa_enrolled,
             risk: split_signals(&s.risk),
+            scope: None,
         };
         Ok((self.keys.signer().sign(&claims)?, exp))
     }

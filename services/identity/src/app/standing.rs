@@ -1,7 +1,7 @@
 //! What a caller may do in an organization or with a user, as the org-role replica says: the
 //! checks every organization-scoped use case starts with.
 
-use orgplane_platform::auth::{ApiKeyKind as PrincipalKeyKind, Principal};
+use orgplane_platform::auth::{ApiKeyKind as PrincipalKeyKind, Capability, Principal};
 use orgplane_platform::policy::{StepUp, require_recent_sign_in};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
 use orgplane_platform::{ApiError, ApiResult, Call};
@@ -17,7 +17,8 @@ pub enum OrgStanding {
     Member(OrgRole),
     /// An admin API key of this organization.
     AdminKey,
-    /// A service principal.
+    /// A service principal holding `read-api-keys`: it reads the organization's API keys
+    /// (the workspace service's key replica, billing's key facts) and nothing else here.
     Service,
 }
 
@@ -27,7 +28,7 @@ impl OrgStanding {
         match self {
             OrgStanding::Member(role) => allows(role, action),
             OrgStanding::AdminKey => admin_key_allows(action),
-            OrgStanding::Service => true,
+            OrgStanding::Service => action == OrgAction::ManageApiKeys,
         }
     }
 }
@@ -47,6 +48,9 @@ impl App {
         hidden: impl Fn() -> ApiError,
     ) -> ApiResult<OrgStanding> {
         principal.require_authenticated()?;
+        if let Principal::Service(s) = principal {
+            s.require(Capability::ReadApiKeys)?;
+        }
         self.require_roles_synced()?;
         match principal {
             // Refused above.
@@ -181,15 +185,17 @@ impl App {
         }
     }
 
-    /// Users, services and admin keys may read users; workspace keys may not.
+    /// Users, admin keys and services with `read-users` may read users; workspace keys may
+    /// not.
     pub(crate) fn require_reader(principal: &Principal) -> ApiResult<()> {
         principal.require_authenticated()?;
-        if let Principal::ApiKey(k) = principal
-            && k.kind != PrincipalKeyKind::Admin
-        {
-            return Err(Error::WorkspaceKeyRefused.into());
+        match principal {
+            Principal::ApiKey(k) if k.kind != PrincipalKeyKind::Admin => {
+                Err(Error::WorkspaceKeyRefused.into())
+            }
+            Principal::Service(s) => s.require(Capability::ReadUsers),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The organizations `user_id` owns (rule ID-9).

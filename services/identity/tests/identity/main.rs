@@ -112,8 +112,9 @@ fn test_config(dir: &std::path::Path) -> Config {
         public_url: "https://app.orgplane.test".into(),
         signing_key_encryption_key_file: Some(dir.join("signing.key")),
         service_accounts: format!(
-            "billing:{}",
-            orgplane_identity::crypto::sha256_hex("billing-secret")
+            "billing:{}:@billing-access,product:{}:check-access",
+            orgplane_identity::crypto::sha256_hex("billing-secret"),
+            orgplane_identity::crypto::sha256_hex("product-secret")
         ),
         // Test-only: cheap argon2id (production defaults are OWASP's, see id_3).
         password_hash_memory_kib: 1024,
@@ -171,6 +172,7 @@ impl Rig {
         let own = ServiceAccount {
             client_id: "orgplane-test".into(),
             client_secret: "test-secret".into(),
+            capabilities: orgplane_platform::auth::Capabilities::all(),
         };
         let tokens = Arc::new(IdentityServiceTokens::new(
             channel(&url),
@@ -2272,6 +2274,7 @@ async fn id_4_an_identity_replica_on_the_same_database_learns_the_sessions_anoth
     let own = ServiceAccount {
         client_id: "orgplane-test".into(),
         client_secret: "test-secret".into(),
+        capabilities: orgplane_platform::auth::Capabilities::all(),
     };
     let runtime = Runtime {
         issuer: TEST_ISSUER.into(),
@@ -3343,6 +3346,7 @@ mod mfa;
 mod passkeys;
 mod scim_delivery;
 mod scim_tokens;
+mod service_accounts;
 mod sso;
 mod sso_enforcement;
 mod sso_signin;

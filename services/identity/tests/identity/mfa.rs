@@ -444,6 +444,7 @@ async fn second_instance(rig: &Rig) -> (RunningServer, tokio_util::sync::Cancell
     let own = ServiceAccount {
         client_id: "orgplane-test".into(),
         client_secret: "test-secret".into(),
+        capabilities: orgplane_platform::auth::Capabilities::all(),
     };
     let runtime = Runtime {
         issuer: TEST_ISSUER.into(),

@@ -411,6 +411,7 @@ async fn id_10_passkey_enrollment_needs_a_recent_sign_in_with_the_second_factor_
                 amr: amr.iter().map(|a| a.to_string()).collect(),
                 mfa_enrolled,
                 risk: Vec::new(),
+                scope: None,
             })
             .unwrap()
     };

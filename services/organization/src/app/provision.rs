@@ -6,6 +6,7 @@
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::{AuditImage, Entry};
+use orgplane_platform::auth::Capability;
 use orgplane_platform::email::{Email, canonical_email};
 use orgplane_platform::events::WriteUnit;
 use orgplane_proto::events::v1::{MemberAdded, event};
@@ -199,9 +200,10 @@ impl App {
         )
     }
 
-    /// LookupDomain (rule ORG-14): services only.
+    /// LookupDomain (rule ORG-14): services with `read-organizations`.
     pub async fn lookup_domain(&self, call: &Call, email: &str) -> Result<DomainLookup> {
-        call.principal.require_service()?;
+        call.principal
+            .require_capability(Capability::ReadOrganizations)?;
         let email = canonical_email("email", email)?;
         let verified = verified_holders(&self.db, &email.domain, None).await?;
         let now = self.now_ms();
@@ -246,7 +248,8 @@ impl App {
         call: &Call,
         cmd: ProvisionMember,
     ) -> Result<Provisioned> {
-        call.principal.require_service()?;
+        call.principal
+            .require_capability(Capability::ProvisionMembers)?;
         required("organization_id", &cmd.organization_id)?;
         required("user_id", &cmd.user_id)?;
         required("request_id", &cmd.request_id)?;
@@ -368,7 +371,8 @@ impl App {
         cmd: &DeprovisionMember,
         key: &str,
     ) -> Result<Deprovisioned> {
-        call.principal.require_service()?;
+        call.principal
+            .require_capability(Capability::ProvisionMembers)?;
         required("organization_id", &cmd.organization_id)?;
         required("user_id", &cmd.user_id)?;
         required("request_id", &cmd.request_id)?;

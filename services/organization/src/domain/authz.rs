@@ -3,7 +3,7 @@
 //! standing in an organization (NOT_FOUND when the caller may not know it exists, rule ORG-2),
 //! then require the action they are about to perform.
 
-use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::auth::{ApiKeyKind, Capability, Principal};
 use orgplane_platform::roles::{OrgAction, admin_key_allows, allows};
 use orgplane_proto::organization::v1::OrgRole;
 
@@ -68,11 +68,13 @@ impl OperatorRole {
     }
 }
 
-/// Refuses anonymous callers and workspace keys: the first check of every org-scoped RPC.
+/// Refuses anonymous callers, workspace keys and service accounts without
+/// `read-organizations`: the first check of every org-scoped RPC.
 pub fn require_caller(principal: &Principal) -> Result<()> {
     principal.require_authenticated()?;
     match principal {
         Principal::ApiKey(k) if k.kind == ApiKeyKind::Workspace => Err(Error::WorkspaceKeyRefused),
+        Principal::Service(s) => Ok(s.require(Capability::ReadOrganizations)?),
         _ => Ok(()),
     }
 }

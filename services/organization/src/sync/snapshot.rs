@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use orgplane_platform::Call;
+use orgplane_platform::auth::Capability;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -51,7 +52,8 @@ impl App {
         page_size: i32,
         page_token: &str,
     ) -> Result<RoleSnapshot> {
-        call.principal.require_service()?;
+        call.principal
+            .require_capability(Capability::WatchOrganization)?;
         let size = orgplane_platform::pagination::page_size(page_size)?;
         let scope = "ListRoleAssignments";
         let cursor: Option<(i64, String, String)> =

@@ -362,9 +362,10 @@ impl Rig {
         r
     }
 
-    /// A request as a service principal.
+    /// A request as identity's service account (what it holds: provisioning, domain lookups,
+    /// organization reads, the organization stream).
     pub fn as_service<T>(&self, msg: T) -> Request<T> {
-        orgplane_platform::testkit::bearer(msg, &self.auth.service_token("workspace"))
+        orgplane_platform::testkit::bearer(msg, &self.auth.service_token("identity"))
     }
 
     /// Publishes an event from the fake identity producer.

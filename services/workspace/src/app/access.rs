@@ -4,7 +4,7 @@
 //! version (`workspace_revision`), whichever replica wrote it.
 
 use orgplane_platform::Call;
-use orgplane_platform::auth::{Principal, UserPrincipal};
+use orgplane_platform::auth::{Capability, Principal, UserPrincipal};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::OrgRole;
 use orgplane_proto::workspace::v1::{
@@ -87,7 +87,10 @@ impl Core {
     /// sign-in and are never judged by it.
     pub async fn check_access(&self, call: &Call, cmd: CheckAccess) -> ApiResult<Answer> {
         let caller = match (&*call.principal, &cmd.subject) {
-            (Principal::Service(_), _) => None,
+            (Principal::Service(s), _) => {
+                s.require(Capability::CheckAccess)?;
+                None
+            }
             (Principal::User(u), Subject::User(s)) if &u.user_id == s => Some(u),
             (Principal::ApiKey(k), Subject::ApiKey(s)) if &k.key_id == s => None,
             _ => return Err(Error::CheckOwnAccessOnly.into()),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::{AuditLogWriter, Entry};
-use orgplane_platform::auth::{ApiKeyKind, Principal};
+use orgplane_platform::auth::{ApiKeyKind, Capability, Principal};
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::events::outbox::head_row;
 use orgplane_platform::events::{ConsumerHandle, Outbox, WriteUnit};
@@ -208,9 +208,11 @@ impl Core {
                 (k.organization_id == organization_id && active).then_some(Standing::AdminKey)
             }
             Principal::ApiKey(_) => return Err(Error::WorkspaceKeyNotAllowed.into()),
-            Principal::Service(_) => self
-                .replica
-                .with_organization(organization_id, |_| Standing::Service),
+            Principal::Service(s) => {
+                s.require(Capability::ReadWorkspaces)?;
+                self.replica
+                    .with_organization(organization_id, |_| Standing::Service)
+            }
             Principal::Anonymous => {
                 return Err(ApiError::unauthenticated(
                     "CREDENTIALS_REQUIRED",

@@ -4,6 +4,7 @@
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
+use orgplane_platform::auth::Capability;
 use orgplane_platform::convert::check_etag;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_platform::events::WriteUnit;
@@ -349,7 +350,7 @@ impl Core {
         }
         let all_orgs = organization_id == "-";
         let standing = if all_orgs {
-            principal.require_service()?;
+            principal.require_capability(Capability::WatchWorkspace)?;
             Standing::Service
         } else {
             self.standing(principal, organization_id)?

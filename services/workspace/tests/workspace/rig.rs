@@ -51,7 +51,8 @@ impl OrganizationService for FakeOrganization {
         &self,
         request: tonic::Request<ListRoleAssignmentsRequest>,
     ) -> Result<tonic::Response<ListRoleAssignmentsResponse>, tonic::Status> {
-        orgplane_platform::auth::Principal::of(&request).require_service()?;
+        orgplane_platform::auth::Principal::of(&request)
+            .require_capability(orgplane_platform::auth::Capability::WatchOrganization)?;
         let snap = self.snapshot.lock().unwrap().clone();
         let policies = self.policies.lock().unwrap().clone();
         let index: usize = request.get_ref().page_token.parse().unwrap_or(0);

@@ -52,6 +52,7 @@ impl Authenticator {
     }
 
     /// The principal behind `headers`; `Anonymous` when there are no credentials.
+    /// See [`Self::authenticate_shared`].
     pub async fn authenticate(&self, headers: &HeaderMap) -> ApiResult<Principal> {
         self.authenticate_shared(headers)
             .await
@@ -59,13 +60,17 @@ impl Authenticator {
     }
 
     /// [`Self::authenticate`], sharing a cached token's principal instead of copying it.
+    ///
+    /// Exactly one credential is accepted: an access token together with an API key, or a
+    /// second copy of either header, is UNAUTHENTICATED [`AMBIGUOUS_CREDENTIALS`] (a proxy that
+    /// checks one copy must not let another through).
     pub async fn authenticate_shared(&self, headers: &HeaderMap) -> ApiResult<Arc<Principal>> {
-        let bearer = headers.get(http::header::AUTHORIZATION);
-        let api_key = headers.get(API_KEY_HEADER);
+        let bearer = single(headers, http::header::AUTHORIZATION.as_str())?;
+        let api_key = single(headers, API_KEY_HEADER)?;
         match (bearer, api_key) {
             (None, None) => Ok(Arc::new(Principal::Anonymous)),
             (Some(_), Some(_)) => Err(ApiError::unauthenticated(
-                "AMBIGUOUS_CREDENTIALS",
+                AMBIGUOUS_CREDENTIALS,
                 "send either an access token or an API key, not both",
             )),
             (Some(value), None) => {
@@ -93,6 +98,23 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// The reason of a request carrying more than one credential.
+pub const AMBIGUOUS_CREDENTIALS: &str = "AMBIGUOUS_CREDENTIALS";
+
+/// The one value of header `name`, `None` without one; UNAUTHENTICATED
+/// [`AMBIGUOUS_CREDENTIALS`] for two or more.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> ApiResult<Option<&'h http::HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::unauthenticated(
+            AMBIGUOUS_CREDENTIALS,
+            format!("send one {name} header, not several"),
+        ));
+    }
+    Ok(first)
 }
 
 /// The tower layer that runs an [`Authenticator`] on every request but health and reflection.

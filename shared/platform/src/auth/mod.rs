@@ -12,17 +12,19 @@
 //! headers that ask for other key sources (`jku`, `jwk`, `x5u`) or carry `crit` are refused, and
 //! tokens over 8 KiB are refused before parsing.
 //!
-//! Layout: [`principal`] (who), [`verify`] (tokens and key sources), [`api_keys`] (resolution and
+//! Layout: [`principal`] (who), [`capability`] (what a service account may do), [`verify`] (tokens and key sources), [`api_keys`] (resolution and
 //! its cache), [`layer`] (the tower layer), [`signer`] (minting, used by identity). Outbound
 //! calls (service tokens, `outgoing`) live in [`crate::clients`].
 
 pub mod api_keys;
+pub mod capability;
 pub mod layer;
 pub mod principal;
 pub mod signer;
 pub mod verify;
 
 pub use api_keys::*;
+pub use capability::*;
 pub use layer::*;
 pub use principal::*;
 pub use signer::*;

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::{Capabilities, Capability};
 use crate::error::{ApiError, ApiResult};
 
 /// Who is calling.
@@ -79,11 +80,21 @@ pub struct ApiKeyPrincipal {
     pub kind: ApiKeyKind,
 }
 
-/// An Orgplane service authenticated by a service token.
+/// A service account authenticated by a service token: an Orgplane service or a product
+/// backend, holding the capabilities its token's `scope` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePrincipal {
-    /// The service account's name (the token's `sub`).
+    /// The service account's name (the token's `sub`; the audit actor).
     pub name: String,
+    /// What the account may do.
+    pub capabilities: Capabilities,
+}
+
+impl ServicePrincipal {
+    /// PERMISSION_DENIED `CAPABILITY_REQUIRED` unless the account holds `cap`.
+    pub fn require(&self, cap: Capability) -> ApiResult<()> {
+        self.capabilities.require(cap, &self.name)
+    }
 }
 
 impl Principal {
@@ -132,8 +143,18 @@ impl Principal {
         }
     }
 
-    /// The service, or UNAUTHENTICATED / PERMISSION_DENIED: the guard of internal RPCs.
-    pub fn require_service(&self) -> ApiResult<&ServicePrincipal> {
+    /// The service holding `cap`, or UNAUTHENTICATED (no credentials) / PERMISSION_DENIED
+    /// (another kind of caller, or a service account without `cap`): the guard of internal
+    /// RPCs.
+    pub fn require_capability(&self, cap: Capability) -> ApiResult<&ServicePrincipal> {
+        let service = self.service()?;
+        service.require(cap)?;
+        Ok(service)
+    }
+
+    /// The service account whatever it holds, or UNAUTHENTICATED / PERMISSION_DENIED; callers
+    /// go on to require a capability (Watch, whose capability depends on the request).
+    pub(crate) fn service(&self) -> ApiResult<&ServicePrincipal> {
         match self {
             Principal::Service(s) => Ok(s),
             Principal::Anonymous => Err(credentials_required()),

@@ -61,9 +61,17 @@ async fn a_service_token_yields_a_service() {
     claims.sub = "workspace".into();
     claims.sid = None;
     claims.auth_time = None;
+    claims.scope = Some("watch:organization check-access".into());
     let token = signer.sign(&claims).unwrap();
     let p = verifier(&signer).verify(&token).await.unwrap();
-    assert_eq!(p.require_service().unwrap().name, "workspace");
+    let service = p.require_capability(Capability::CheckAccess).unwrap();
+    assert_eq!(service.name, "workspace");
+    assert_eq!(
+        service.capabilities,
+        Capabilities::of(&[Capability::WatchOrganization, Capability::CheckAccess])
+    );
+    let refused = p.require_capability(Capability::RecordUsage).unwrap_err();
+    assert_eq!(refused.reason(), CAPABILITY_REQUIRED);
     assert!(p.require_user().is_err());
 }
 

@@ -47,6 +47,10 @@ pub struct Claims {
     /// The risk signals identity saw at this sign-in (private claim; rule ID-12).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risk: Vec<String>,
+    /// A service token's capabilities, space-separated (see [`Capability`]); absent or empty:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 pub(super) fn invalid_token(message: &str) -> ApiError {
@@ -279,6 +283,11 @@ fn principal_from_claims(claims: &Claims) -> ApiResult<Principal> {
     match claims.aud.as_str() {
         SERVICE_AUDIENCE => Ok(Principal::Service(ServicePrincipal {
             name: claims.sub.clone(),
+            capabilities: claims
+                .scope
+                .as_deref()
+                .map(Capabilities::from_scope)
+                .unwrap_or_default(),
         })),
         USER_AUDIENCE => {
             let (Some(sid), Some(auth_time)) = (&claims.sid, claims.auth_time) else {

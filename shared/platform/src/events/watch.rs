@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use super::tail::{self, DEFAULT_TAIL_EVENTS, WatchStats, Window};
 use super::{Outbox, REVISION_COMPACTED};
-use crate::auth::Principal;
+use crate::auth::{Capability, Principal};
 use crate::error::ApiError;
 
 /// Default number of events per message.
@@ -142,11 +142,14 @@ impl EventService for EventServer {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
-        Principal::of(&request).require_service()?;
+        let principal = Principal::of(&request);
+        let service = principal.service()?;
         let req = request.into_inner();
-        if req.producer == Producer::Unspecified as i32 {
+        let producer = Producer::try_from(req.producer).unwrap_or(Producer::Unspecified);
+        let Some(needed) = Capability::watching(producer) else {
             return Err(ApiError::invalid_argument("producer", "must be set").into());
-        }
+        };
+        service.require(needed)?;
         if req.after_revision < 0 {
             return Err(
                 ApiError::invalid_argument("after_revision", "must not be negative").into(),
@@ -314,6 +317,7 @@ mod tests {
         req.extensions_mut()
             .insert(Principal::Service(ServicePrincipal {
                 name: "workspace".into(),
+                capabilities: crate::auth::Capabilities::all(),
             }));
         req
     }

@@ -22,6 +22,37 @@ pub const GRPC_SERVICES: [&str; 4] = [
 pub const PRODUCT_CLIENT_ID: &str = "product";
 /// Its secret.
 pub const PRODUCT_CLIENT_SECRET: &str = "secret-product";
+/// What it may do (least privilege): access checks, usage, its callers' API keys, workspace
+/// listings.
+pub const PRODUCT_CAPABILITIES: &str =
+    "check-access+record-usage+authenticate-api-keys+read-workspaces";
+/// A backend that only checks access (`check-access`), and one holding every capability:
+/// `(client id, secret, capabilities)`.
+pub const CHECKER: (&str, &str, &str) = ("access-checker", "secret-checker", "check-access");
+/// See [`CHECKER`].
+pub const UNRESTRICTED: (&str, &str, &str) = (
+    "unrestricted",
+    "secret-unrestricted",
+    "check-access+record-usage+authenticate-api-keys+watch:identity+watch:organization+\
+     watch:workspace+read-users+read-api-keys+read-organizations+read-workspaces+\
+     provision-members",
+);
+
+/// The accounts besides Orgplane's own that every layout's identity trusts.
+fn backend_accounts() -> Vec<String> {
+    [
+        (
+            PRODUCT_CLIENT_ID,
+            PRODUCT_CLIENT_SECRET,
+            PRODUCT_CAPABILITIES,
+        ),
+        CHECKER,
+        UNRESTRICTED,
+    ]
+    .iter()
+    .map(|(id, secret, caps)| account(id, secret, caps))
+    .collect()
+}
 
 /// The database URL variable of `service`.
 pub fn database_url_var(service: &str) -> &'static str {
@@ -44,12 +75,12 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// `client_id:sha256-hex(secret)`, as `ORGPLANE_SERVICE_ACCOUNTS` lists accounts.
-fn account(client_id: &str, secret: &str) -> String {
+/// `client_id:sha256-hex(secret):capabilities`, as `ORGPLANE_SERVICE_ACCOUNTS` lists accounts.
+fn account(client_id: &str, secret: &str, capabilities: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(secret.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{client_id}:{hex}")
+    format!("{client_id}:{hex}:{capabilities}")
 }
 
 fn mail_env(root: &Path) -> Vec<(&'static str, String)> {
@@ -71,9 +102,9 @@ fn four_process_env(
     let name = SERVICE_NAMES[i];
     let mut accounts: Vec<String> = SERVICE_NAMES[1..]
         .iter()
-        .map(|n| account(n, &format!("secret-{n}")))
+        .map(|n| account(n, &format!("secret-{n}"), &format!("@{n}")))
         .collect();
-    accounts.push(account(PRODUCT_CLIENT_ID, PRODUCT_CLIENT_SECRET));
+    accounts.extend(backend_accounts());
     let mut env = vec![
         ("ORGPLANE_LISTEN", format!("127.0.0.1:{}", ports[i])),
         ("ORGPLANE_IDENTITY_URL", url(0)),
@@ -186,10 +217,7 @@ impl Cluster {
     }
 
     async fn start_all(&self, extra: &[(&'static str, String)]) -> Orgplane {
-        let mut env = vec![(
-            "ORGPLANE_SERVICE_ACCOUNTS",
-            account(PRODUCT_CLIENT_ID, PRODUCT_CLIENT_SECRET),
-        )];
+        let mut env = vec![("ORGPLANE_SERVICE_ACCOUNTS", backend_accounts().join(","))];
         env.extend(mail_env(&self.root));
         if let Some(urls) = &self.database_urls {
             for (name, url) in SERVICE_NAMES.iter().zip(urls) {

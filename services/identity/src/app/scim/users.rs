@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use orgplane_platform::audit::Entry;
-use orgplane_platform::auth::{Principal, ServicePrincipal};
+use orgplane_platform::auth::{Capabilities, Principal, ServicePrincipal};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::{ApiError, ApiResult, Call};
 use sea_orm::entity::prelude::*;
@@ -87,6 +87,7 @@ impl ScimPrincipal {
         Call {
             principal: Arc::new(Principal::Service(ServicePrincipal {
                 name: self.token_id.clone(),
+                capabilities: Capabilities::NONE,
             })),
             ..Call::system()
         }
