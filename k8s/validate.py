@@ -4,7 +4,9 @@
 1. `kubectl kustomize` renders base, overlays/dev and overlays/production.
 2. Every object is validated (strictly: unknown fields are errors) against the Kubernetes JSON
    schemas bundled in the PyPI package kubernetes-validate. Custom resources have no bundled
-   schema; they are checked here explicitly (CloudNativePG `Cluster`).
+   schema; they are checked here explicitly (CloudNativePG `Cluster` and `ScheduledBackup`, the
+   Barman Cloud plugin's `ObjectStore`): in production every cluster archives its WAL through
+   the plugin into a declared ObjectStore and has a ScheduledBackup.
 3. Every Deployment keeps the invariants the platform team relies on: resource requests and
    limits, non-root, read-only root filesystem, no privilege escalation, all capabilities
    dropped; Orgplane's own Deployments also have native gRPC readiness and liveness probes on
@@ -24,6 +26,7 @@ K8S_VERSION = "1.32.0"
 ROOT = Path(__file__).resolve().parent
 TARGETS = ["base", "overlays/dev", "overlays/production"]
 ORGPLANE_SERVICES = {"identity", "organization", "workspace", "billing-access", "orgplane"}
+BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
 
 errors: list[str] = []
 
@@ -51,10 +54,67 @@ def check_cnpg_cluster(target: str, obj: dict) -> None:
     if not initdb.get("database") or not initdb.get("owner"):
         fail(target, obj, "bootstrap.initdb.database and owner are required")
     allowed = {"instances", "imageName", "primaryUpdateStrategy", "storage", "bootstrap",
-               "resources", "affinity", "postgresql", "monitoring", "backup"}
+               "resources", "affinity", "postgresql", "monitoring", "backup", "plugins",
+               "externalClusters"}
     for key in spec:
         if key not in allowed:
             fail(target, obj, f"unknown Cluster spec field {key!r}")
+    for plugin in spec.get("plugins", []):
+        unknown = set(plugin) - {"name", "isWALArchiver", "enabled", "parameters"}
+        if unknown:
+            fail(target, obj, f"unknown plugin fields {sorted(unknown)}")
+
+
+def wal_archive_store(obj: dict) -> str | None:
+    """The ObjectStore a Cluster archives its WAL into through the Barman Cloud plugin."""
+    for p in obj.get("spec", {}).get("plugins", []):
+        if p.get("name") == BARMAN_PLUGIN and p.get("isWALArchiver"):
+            return p.get("parameters", {}).get("barmanObjectName")
+    return None
+
+
+def check_object_store(target: str, obj: dict) -> None:
+    spec = obj.get("spec", {})
+    if obj.get("apiVersion") != "barmancloud.cnpg.io/v1":
+        fail(target, obj, "unexpected apiVersion for an ObjectStore")
+    config = spec.get("configuration", {})
+    if not config.get("destinationPath"):
+        fail(target, obj, "configuration.destinationPath is required")
+    if config.get("serverName"):
+        fail(target, obj, "serverName must be left empty in an ObjectStore (set it per cluster)")
+    if not spec.get("retentionPolicy"):
+        fail(target, obj, "a retentionPolicy is required")
+
+
+def check_scheduled_backup(target: str, obj: dict) -> None:
+    spec = obj.get("spec", {})
+    if obj.get("apiVersion") != "postgresql.cnpg.io/v1":
+        fail(target, obj, "unexpected apiVersion for a ScheduledBackup")
+    if len(str(spec.get("schedule", "")).split()) != 6:
+        fail(target, obj, "schedule must be a six-field cron expression (seconds first)")
+    if not spec.get("cluster", {}).get("name"):
+        fail(target, obj, "cluster.name is required")
+    if spec.get("method") != "plugin" or spec.get("pluginConfiguration", {}).get("name") != BARMAN_PLUGIN:
+        fail(target, obj, f"method must be plugin with pluginConfiguration.name {BARMAN_PLUGIN}")
+
+
+def check_backups(target: str, objects: list[dict]) -> None:
+    """Production: every Cluster archives WAL into a declared ObjectStore and is scheduled."""
+    stores = {o["metadata"]["name"] for o in objects if o.get("kind") == "ObjectStore"}
+    scheduled = {o.get("spec", {}).get("cluster", {}).get("name")
+                 for o in objects if o.get("kind") == "ScheduledBackup"}
+    clusters = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "Cluster"}
+    for name, cluster in clusters.items():
+        store = wal_archive_store(cluster)
+        if store is None:
+            fail(target, cluster, f"no WAL archiving through {BARMAN_PLUGIN}")
+        elif store not in stores:
+            fail(target, cluster, f"archives into ObjectStore {store!r}, which is not declared")
+        if name not in scheduled:
+            fail(target, cluster, "no ScheduledBackup")
+    for o in objects:
+        if o.get("kind") == "ScheduledBackup" and o["spec"]["cluster"].get("name") not in clusters:
+            fail(target, o, "backs up a Cluster that is not declared")
 
 
 def check_deployment(target: str, obj: dict) -> None:
@@ -103,6 +163,12 @@ def main() -> int:
             if kind == "Cluster":
                 check_cnpg_cluster(target, obj)
                 continue
+            if kind == "ObjectStore":
+                check_object_store(target, obj)
+                continue
+            if kind == "ScheduledBackup":
+                check_scheduled_backup(target, obj)
+                continue
             try:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
             except kubernetes_validate.ValidationError as e:
@@ -111,6 +177,8 @@ def main() -> int:
                 fail(target, obj, "no schema (an unhandled custom resource?)")
             if kind == "Deployment":
                 check_deployment(target, obj)
+        if target == "overlays/production":
+            check_backups(target, objects)
     for target, n in counts.items():
         print(f"{target}: {n} objects rendered")
     for e in errors:

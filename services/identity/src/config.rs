@@ -383,6 +383,22 @@ impl Config {
         Ok(out)
     }
 
+    /// The file the signing-key encryption key is kept in when the key itself is not configured
+    /// ([`Self::has_encryption_key`]): a backup of the identity database must carry it along.
+    pub fn encryption_key_file(&self, database_url: &str) -> PathBuf {
+        match &self.signing_key_encryption_key_file {
+            Some(p) => p.clone(),
+            None => default_key_file(database_url),
+        }
+    }
+
+    /// Whether the signing-key encryption key is configured directly (not kept in a file).
+    pub fn has_encryption_key(&self) -> bool {
+        self.signing_key_encryption_key
+            .as_deref()
+            .is_some_and(|k| !k.is_empty())
+    }
+
     pub(crate) fn encryption_key(&self, database_url: &str) -> ApiResult<[u8; 32]> {
         let decode = |text: &str, from: &str| -> ApiResult<[u8; 32]> {
             let bytes = STANDARD
@@ -408,10 +424,7 @@ impl Config {
         {
             return decode(key, "ORGPLANE_SIGNING_KEY_ENCRYPTION_KEY");
         }
-        let path = match &self.signing_key_encryption_key_file {
-            Some(p) => p.clone(),
-            None => default_key_file(database_url),
-        };
+        let path = self.encryption_key_file(database_url);
         if let Ok(text) = std::fs::read_to_string(&path) {
             return decode(&text, &path.display().to_string());
         }

@@ -203,6 +203,17 @@ pub enum Command {
         /// The service whose database to migrate; all when omitted.
         service: Option<Service>,
     },
+    /// Copy every SQLite database into a new directory while the services run, restorable
+    /// together (see "Backup and restore" in the README).
+    Backup {
+        /// The directory to write the copies and `manifest.json` into; new or empty.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// After restoring databases from separate backups (PostgreSQL point-in-time recovery) and
+    /// before starting: make every consumer whose cursor is ahead of its producer's restored
+    /// outbox re-sync from the producer's snapshot.
+    ReconcileCursors,
 }
 
 /// One of the four services.
@@ -246,7 +257,7 @@ impl Cli {
             Some(HttpListen::At(addr)) => Some(addr),
             None => match self.command {
                 None | Some(Command::All) => Some(DEFAULT_HTTP_LISTEN),
-                Some(Command::Serve { .. } | Command::Migrate { .. }) => None,
+                Some(_) => None,
             },
         }
     }

@@ -3,6 +3,7 @@
 //! listener the caller bound and returns them running, so that tools such as the load generator
 //! can run exactly what the binary runs, in-process.
 
+pub mod backup;
 pub mod cli;
 pub mod run;
 

@@ -24,6 +24,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None | Some(Command::All) => serve(&cli, &Service::ALL).await,
         Some(Command::Serve { service }) => serve(&cli, &[service]).await,
         Some(Command::Migrate { service }) => migrate(&cli, service).await,
+        Some(Command::Backup { ref to }) => {
+            let manifest = crate::backup::backup(&cli, to, Default::default()).await?;
+            for d in &manifest.databases {
+                println!("copied {} ({} bytes)", d.service, d.bytes);
+            }
+            for r in &manifest.resync_requested {
+                println!("re-sync requested on restore: {r}");
+            }
+            println!(
+                "backup written to {} ({})",
+                to.display(),
+                crate::backup::MANIFEST
+            );
+            Ok(())
+        }
+        Some(Command::ReconcileCursors) => {
+            let checks = crate::backup::reconcile(&cli).await?;
+            for r in crate::backup::resets(&checks) {
+                println!("re-sync requested: {r}");
+            }
+            println!("{} cursors checked", checks.len());
+            Ok(())
+        }
     }
 }
 

@@ -198,11 +198,13 @@ pub async fn open<M: MigratorTrait>(url: &str) -> Result<DatabaseConnection, DbE
     Ok(db)
 }
 
-fn is_sqlite(url: &str) -> bool {
+/// Whether `url` names a SQLite database.
+pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
-fn sqlite_path(url: &str) -> Option<&str> {
+/// The file of a SQLite `url` (`None` for an in-memory database or another backend).
+pub fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

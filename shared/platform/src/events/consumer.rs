@@ -1,6 +1,7 @@
 //! The consumer side: watches a producer from the cursor stored in this service's database,
 //! applies each batch of events and advances the cursor **in one transaction**, reconnects with
-//! jittered backoff, and re-syncs from a snapshot when its cursor was compacted away.
+//! jittered backoff, and re-syncs from a snapshot when its cursor was compacted away or the stored
+//! cursor is [`RESYNC_REQUESTED`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -20,6 +21,12 @@ use super::REVISION_COMPACTED;
 use crate::clients::ServiceTokenSource;
 use crate::error::{ApiError, ApiResult};
 
+/// A stored cursor that asks the consumer to re-sync from the producer's snapshot before it
+/// watches again. Restoring databases copied at different instants writes it for a consumer whose
+/// cursor is ahead of its producer's restored outbox (see [`super::restore`]): watching from that
+/// cursor would skip the events the producer issues again under the revisions it lost.
+pub const RESYNC_REQUESTED: i64 = -1;
+
 /// Rows of `consumer_cursors`.
 pub mod cursor_row {
     use sea_orm::entity::prelude::*;
@@ -31,7 +38,7 @@ pub mod cursor_row {
         /// The producer's name (`identity`, `organization`, `workspace`).
         #[sea_orm(primary_key, auto_increment = false)]
         pub producer: String,
-        /// The last applied revision.
+        /// The last applied revision, or [`super::RESYNC_REQUESTED`].
         pub revision: i64,
         /// When the cursor last moved (Unix milliseconds).
         pub update_time_ms: i64,
@@ -198,7 +205,8 @@ pub struct Consumer {
 }
 
 enum StreamEnd {
-    Compacted,
+    /// The cursor was compacted away, or a re-sync was requested: rebuild from the snapshot.
+    Resync,
     Failed(String),
     Shutdown,
 }
@@ -210,7 +218,7 @@ impl Consumer {
         config: ConsumerConfig,
         handler: Arc<dyn EventHandler>,
     ) -> Result<(Self, ConsumerHandle), DbErr> {
-        let start = load_cursor(&db, config.producer).await?;
+        let start = load_cursor(&db, config.producer).await?.max(0);
         let (applied, applied_rx) = watch::channel(start);
         let (caught_up, caught_up_rx) = watch::channel(false);
         let stats = Arc::new(ConsumerStats::default());
@@ -246,7 +254,7 @@ impl Consumer {
             };
             match end {
                 StreamEnd::Shutdown => return,
-                StreamEnd::Compacted => {
+                StreamEnd::Resync => {
                     if let Err(e) = self.resync().await {
                         tracing::warn!(producer, error = %e, "re-sync failed");
                     } else {
@@ -273,6 +281,9 @@ impl Consumer {
             Ok(c) => c,
             Err(e) => return StreamEnd::Failed(format!("reading the cursor: {e}")),
         };
+        if cursor == RESYNC_REQUESTED {
+            return StreamEnd::Resync;
+        }
         let token = match self.config.tokens.token().await {
             Ok(t) => t,
             Err(e) => return StreamEnd::Failed(format!("getting a service token: {e}")),
@@ -410,7 +421,7 @@ impl Consumer {
         let txn = crate::db::begin_write(&self.db).await?;
         let before = lock_cursor(&txn, self.config.producer).await?;
         let revision = self.handler.resync(&txn).await?;
-        if revision < before {
+        if before != RESYNC_REQUESTED && revision < before {
             return Err(ApiError::internal(format!(
                 "snapshot at revision {revision} is older than the cursor {before}"
             )));
@@ -434,7 +445,7 @@ fn classify(status: tonic::Status) -> StreamEnd {
     if status.code() == tonic::Code::FailedPrecondition
         && crate::error::reason_of(&status).as_deref() == Some(REVISION_COMPACTED)
     {
-        StreamEnd::Compacted
+        StreamEnd::Resync
     } else {
         StreamEnd::Failed(format!("{:?}: {}", status.code(), status.message()))
     }
@@ -479,7 +490,8 @@ pub async fn compacted_through(
     }
 }
 
-/// The stored cursor of `producer` (0 before the first event).
+/// The stored cursor of `producer` (0 before the first event, [`RESYNC_REQUESTED`] when a re-sync
+/// was asked for).
 pub async fn load_cursor<C: ConnectionTrait>(db: &C, producer: Producer) -> Result<i64, DbErr> {
     Ok(cursor_row::Entity::find_by_id(producer_name(producer))
         .one(db)

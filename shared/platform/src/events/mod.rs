@@ -19,6 +19,7 @@ pub mod consumer;
 pub mod handlers;
 pub mod migration;
 pub mod outbox;
+pub mod restore;
 pub mod tail;
 pub mod unit;
 pub mod watch;

@@ -161,14 +161,7 @@ impl Outbox {
 
     /// The current head.
     pub async fn head(&self) -> Result<Head, DbErr> {
-        let head = head_row::Entity::find_by_id(1)
-            .one(&self.db)
-            .await?
-            .ok_or_else(|| DbErr::Custom("outbox_head row missing: migrations not run".into()))?;
-        Ok(Head {
-            revision: head.revision,
-            compacted_through: head.compacted_through,
-        })
+        read_head(&self.db).await
     }
 
     /// Up to `limit` events after `after`, in revision order.
@@ -223,6 +216,18 @@ impl Outbox {
         tracing::info!(producer = ?self.producer, through, "outbox compacted");
         Ok(through)
     }
+}
+
+/// The head of the outbox in `db` (a producer's database, or a copy of one).
+pub async fn read_head<C: ConnectionTrait>(db: &C) -> Result<Head, DbErr> {
+    let head = head_row::Entity::find_by_id(1)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::Custom("outbox_head row missing: migrations not run".into()))?;
+    Ok(Head {
+        revision: head.revision,
+        compacted_through: head.compacted_through,
+    })
 }
 
 /// How long events are kept before compaction by default.
