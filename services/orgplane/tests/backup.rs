@@ -237,12 +237,18 @@ async fn backup_control_a_cursor_ahead_of_its_producer_loses_events_unless_reset
         3
     );
 
-    for (backup_dir, checked) in [(&fixed, true), (&raw, false)] {
-        let data = dir.path().join(if checked {
-            "restored-fixed"
-        } else {
-            "restored-raw"
-        });
+    // `orgplane reconcile-cursors` on a restore of the unchecked copies finds the same cursors.
+    let reconciled = dir.path().join("reconciled");
+    restore(&raw, &reconciled);
+    let checks = orgplane::backup::reconcile(&system::cli(&reconciled))
+        .await
+        .unwrap();
+    let mut found = orgplane::backup::resets(&checks);
+    found.sort();
+    assert_eq!(found, reset);
+
+    for (backup_dir, checked) in [(&reconciled, true), (&fixed, true), (&raw, false)] {
+        let data = backup_dir.with_extension("started");
         restore(backup_dir, &data);
         let sys = System::start(&data).await;
         sys.seed_user("user_w").await;
