@@ -2,11 +2,11 @@
 //! random opaque tokens and their digests, the API-key format, sealing signing keys at rest, and
 //! constant-time comparison.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -26,11 +26,16 @@ pub const OWASP_ITERATIONS: u32 = 2;
 /// Hashes and verifies passwords with argon2id on the blocking pool, at most `permits` at once.
 /// A permit is held by the computation itself, not by the request awaiting it: a request
 /// cancelled mid-hash (a client deadline) does not free its permit before the hash finishes.
+/// Each computation works in one of at most `permits` reusable memory areas ([`Memory`]), so the
+/// memory argon2id needs (19 MiB each) is taken once and kept, flat under any burst; the
+/// allocator never sees a 19 MiB request again (glibc would keep such freed areas in per-thread
+/// arenas, and a burst on many blocking threads left hundreds of MiB resident).
 #[derive(Clone)]
 pub struct PasswordHasherPool {
     params: Params,
     permits: Arc<Semaphore>,
     bound: usize,
+    memory: Arc<Memory>,
     /// argon2id computations running now, and the most ever seen at once.
     computing: Arc<(AtomicUsize, AtomicUsize)>,
     /// argon2id computations started since the pool was made (tests prove a path hashes none).
@@ -49,17 +54,107 @@ impl std::fmt::Debug for PasswordHasherPool {
     }
 }
 
+/// The reusable argon2 memory areas of a [`PasswordHasherPool`]: one per computation running
+/// at once (the pool's permits bound them), each of the configured parameters' block count.
+#[derive(Debug)]
+pub struct Memory {
+    blocks: usize,
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+impl Memory {
+    fn new(blocks: usize) -> Self {
+        Self {
+            blocks,
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `work` with `needed` blocks: a kept area (made on first use), or — for a stored hash
+    /// with more memory than configured — a temporary one.
+    fn with<T>(&self, needed: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        if needed > self.blocks {
+            return work(&mut vec![Block::default(); needed]);
+        }
+        let kept = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut area = kept.unwrap_or_else(|| vec![Block::default(); self.blocks]);
+        let out = work(&mut area[..needed]);
+        self.free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(area);
+        out
+    }
+
+    /// How many areas are kept.
+    pub fn areas(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
 fn argon2(params: &Params) -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
 }
 
-fn hash_blocking(params: &Params, password: &str) -> ApiResult<String> {
+/// The argon2id PHC string of `password` with a fresh salt, computed in `memory`: the string
+/// `PasswordHasher::hash_password` makes.
+fn hash_blocking(params: &Params, memory: &Memory, password: &str) -> ApiResult<String> {
     let salt_bytes: [u8; 16] = rand::random();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(ApiError::internal)?;
-    argon2(params)
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(ApiError::internal)
+    let argon2 = argon2(params);
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = memory
+        .with(params.block_count(), |blocks| {
+            Output::init_with(len, |out| {
+                argon2
+                    .hash_password_into_with_memory(password.as_bytes(), &salt_bytes, out, blocks)
+                    .map_err(password_hash::Error::from)
+            })
+        })
+        .map_err(ApiError::internal)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(ApiError::internal)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash` (any argon2 variant, version and
+/// parameters it names), computed in `memory`: what `PasswordVerifier::verify_password` decides.
+fn verify_blocking(memory: &Memory, password: &str, hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let computed = memory.with(params.block_count(), |blocks| {
+        Output::init_with(expected.len(), |out| {
+            argon2
+                .hash_password_into_with_memory(password.as_bytes(), salt, out, blocks)
+                .map_err(password_hash::Error::from)
+        })
+    });
+    // `Output` compares in constant time.
+    computed.is_ok_and(|computed| computed == expected)
 }
 
 impl PasswordHasherPool {
@@ -67,12 +162,14 @@ impl PasswordHasherPool {
     /// hashes at once.
     pub fn new(memory_kib: u32, iterations: u32, parallel: usize) -> ApiResult<Self> {
         let params = Params::new(memory_kib, iterations, 1, None).map_err(ApiError::internal)?;
+        let memory = Arc::new(Memory::new(params.block_count()));
         let random: [u8; 32] = rand::random();
-        let dummy = hash_blocking(&params, &URL_SAFE_NO_PAD.encode(random))?;
+        let dummy = hash_blocking(&params, &memory, &URL_SAFE_NO_PAD.encode(random))?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
             bound: parallel.max(1),
+            memory,
             computing: Arc::default(),
             runs: Arc::default(),
             dummy: Arc::new(dummy),
@@ -82,6 +179,11 @@ impl PasswordHasherPool {
     /// The most argon2id computations run at once.
     pub fn bound(&self) -> usize {
         self.bound
+    }
+
+    /// The kept memory areas (at most [`Self::bound`]).
+    pub fn memory(&self) -> &Memory {
+        &self.memory
     }
 
     /// How many argon2id computations run now.
@@ -127,8 +229,10 @@ impl PasswordHasherPool {
     /// The argon2id PHC string of `password`.
     pub async fn hash(&self, password: &str) -> ApiResult<String> {
         let params = self.params.clone();
+        let memory = self.memory.clone();
         let password = password.to_owned();
-        self.run(move || hash_blocking(&params, &password)).await?
+        self.run(move || hash_blocking(&params, &memory, &password))
+            .await?
     }
 
     /// Whether `password` matches `hash`. An empty `hash` (no usable password) never matches,
@@ -141,16 +245,9 @@ impl PasswordHasherPool {
             self.dummy.as_str().to_owned()
         };
         let password = password.to_owned();
-        let params = self.params.clone();
+        let memory = self.memory.clone();
         let matched = self
-            .run(move || {
-                let Ok(parsed) = PasswordHash::new(&hash) else {
-                    return false;
-                };
-                argon2(&params)
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
+            .run(move || verify_blocking(&memory, &password, &hash))
             .await?;
         Ok(usable && matched)
     }
@@ -357,6 +454,53 @@ mod tests {
             "{} argon2id computations at once",
             pool.peak_computing()
         );
+    }
+
+    #[tokio::test]
+    async fn id_3_pooled_hashes_and_the_argon2_crates_phc_strings_verify_both_ways() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        const KIB: u32 = 1024;
+        let pool = PasswordHasherPool::new(KIB, OWASP_ITERATIONS, 2).unwrap();
+        // New hashes verify with the crate's own path (the code before the pool)...
+        let pooled = pool.hash("correct horse battery staple").await.unwrap();
+        assert!(
+            pooled.starts_with("$argon2id$v=19$m=1024,t=2,p=1$"),
+            "{pooled}"
+        );
+        let parsed = PasswordHash::new(&pooled).unwrap();
+        let crate_path = Argon2::default();
+        assert!(
+            crate_path
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok()
+        );
+        assert!(crate_path.verify_password(b"wrong", &parsed).is_err());
+        // ...and hashes stored by it (these parameters, others, more memory than the pool keeps,
+        // argon2i) verify in the pool.
+        let salt = SaltString::encode_b64(b"sixteen byte salt").unwrap();
+        for (algorithm, m, t) in [
+            (Algorithm::Argon2id, KIB, OWASP_ITERATIONS),
+            (Algorithm::Argon2id, 512, 3),
+            (Algorithm::Argon2id, 4 * KIB, 1),
+            (Algorithm::Argon2i, KIB, 2),
+        ] {
+            let params = Params::new(m, t, 1, None).unwrap();
+            let stored = Argon2::new(algorithm, Version::V0x13, params)
+                .hash_password(b"hunter2 hunter2", &salt)
+                .unwrap()
+                .to_string();
+            assert!(
+                pool.verify("hunter2 hunter2", &stored).await.unwrap(),
+                "{stored}"
+            );
+            assert!(
+                !pool.verify("hunter3 hunter3", &stored).await.unwrap(),
+                "{stored}"
+            );
+        }
+        assert!(!pool.verify("x", "not a phc string").await.unwrap());
+        assert!(!pool.verify("x", "").await.unwrap());
+        assert!(pool.memory().areas() <= pool.bound());
     }
 
     #[test]

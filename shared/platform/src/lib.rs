@@ -19,6 +19,7 @@ pub mod events;
 pub mod host;
 pub mod http;
 pub mod mail;
+pub mod message_limit;
 pub mod metrics;
 pub mod pagination;
 pub mod policy;

@@ -1,6 +1,7 @@
 //! Server bootstrap, the same for every service and for the single-process layout: gRPC health
 //! with per-service status, reflection v1 and v1alpha, the request-id/tracing layer, the auth
-//! layer, a default deadline, HTTP/2 limits, and graceful shutdown that drains in-flight calls.
+//! layer, a default deadline, the request message limit, HTTP/2 limits, and graceful shutdown
+//! that drains in-flight calls.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -19,11 +20,13 @@ use tonic_health::server::HealthReporter;
 
 use crate::auth::{AuthLayer, Authenticator};
 use crate::context::RpcLayer;
+use crate::message_limit::MessageLimitLayer;
 
 /// Limits and timeouts of a gRPC server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The largest request or response message, in bytes.
+    /// The largest request or response message, in bytes; a larger request is answered
+    /// RESOURCE_EXHAUSTED `MESSAGE_TOO_LARGE` ([`crate::message_limit`]).
     pub max_message_bytes: usize,
     /// Deadline applied to calls whose client sent none (or a longer one).
     pub default_timeout: Duration,
@@ -261,6 +264,7 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .max_concurrent_streams(config.max_concurrent_streams)
             .layer(RpcLayer)
+            .layer(MessageLimitLayer::new(config.max_message_bytes))
             .layer(AuthLayer::new(auth))
             .add_routes(self.routes.routes())
             .serve_with_incoming_shutdown(incoming, async move {

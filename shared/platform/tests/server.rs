@@ -98,3 +98,101 @@ async fn health_is_per_service_and_not_serving_until_ready() {
         .expect("the server stops after draining")
         .unwrap();
 }
+
+/// A request of `bytes` padding bytes: an unknown field, so any request message decodes it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Padded {
+    #[prost(bytes = "vec", tag = "1000")]
+    pad: Vec<u8>,
+}
+
+/// Sends a 4.5 MiB request to a unary RPC (Health/Check) and a server-streaming one
+/// (EventService/Watch) of the server at `url`; returns both answers' statuses.
+async fn oversized_calls(url: &str, token: &str) -> Vec<tonic::Status> {
+    let mut out = Vec::new();
+    for (path, streaming) in [
+        ("/grpc.health.v1.Health/Check", false),
+        ("/orgplane.events.v1.EventService/Watch", true),
+    ] {
+        let mut grpc = tonic::client::Grpc::new(orgplane_platform::testkit::channel(url));
+        grpc.ready().await.unwrap();
+        let request = bearer(
+            Padded {
+                pad: vec![7; 4608 << 10],
+            },
+            token,
+        );
+        let path = http::uri::PathAndQuery::from_static(path);
+        let codec = tonic_prost::ProstCodec::<Padded, Padded>::default();
+        let status = if streaming {
+            grpc.server_streaming(request, path, codec).await.err()
+        } else {
+            grpc.unary(request, path, codec).await.err()
+        };
+        out.push(status.expect("a 4.5 MiB request is refused"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_resource_exhausted_with_the_limit_on_every_rpc() {
+    use tonic_types::StatusExt;
+    let db = TestDb::sqlite();
+    let conn = db.open::<M>().await;
+    let auth = TestAuth::new();
+    let token = auth.service_token("workspace");
+    let mut server = GrpcServer::new(ServerConfig::default());
+    let events = EventServer::new(
+        [Outbox::new(conn.clone(), Producer::Organization)],
+        server.shutdown_token(),
+    );
+    server
+        .add_ready_service(orgplane_platform::limit_messages!(
+            EventServiceServer::new(events),
+            server.config()
+        ))
+        .await;
+    let running = RunningServer::start(server, auth.authenticator(), None).await;
+    for status in oversized_calls(&running.url(), &token).await {
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        let info = status.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "MESSAGE_TOO_LARGE");
+        assert_eq!(info.metadata["limit_bytes"], (4 << 20).to_string());
+        let sent = prost::Message::encoded_len(&Padded {
+            pad: vec![7; 4608 << 10],
+        });
+        assert_eq!(info.metadata["message_bytes"], sent.to_string());
+        assert!(status.get_details_quota_failure().is_some());
+    }
+    // The server still answers at once.
+    let mut health = HealthClient::new(running.channel());
+    assert_eq!(status(&mut health, "").await, ServingStatus::Serving as i32);
+    running.stop().await;
+
+    // Control: the same services on a plain tonic server answer tonic's OUT_OF_RANGE, without
+    // details.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let events = EventServer::new(
+        [Outbox::new(conn, Producer::Organization)],
+        tokio_util::sync::CancellationToken::new(),
+    );
+    let plain = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(orgplane_platform::limit_messages!(
+                EventServiceServer::new(events),
+                ServerConfig::default()
+            ))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    for status in oversized_calls(&url, &token).await {
+        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        assert!(status.get_details_error_info().is_none());
+    }
+    plain.abort();
+}

@@ -5,6 +5,13 @@
 //! most recent ones; a stream takes its next events from there, and reads the database itself
 //! only while it is behind what the tail keeps (backlog, slow reader) or the tail's read failed.
 //! So 1,000 open streams cost one query per commit or poll interval, not 1,000.
+//!
+//! The reads a stream makes itself (its opening head, backlog replay) take turns: at most
+//! [`DEFAULT_BACKLOG_READS`] at once in the process, well below any connection pool, so that
+//! however many streams replay a backlog, ordinary calls still find a free connection; a stream
+//! waits for its turn, it does not fail. And a stream reads its next batch only once the client
+//! has taken the previous one (it reserves room in its one-message channel first), so a slow
+//! client costs at most a batch queued and a batch in flight, never a read-ahead.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,6 +21,7 @@ use std::time::{Duration, Instant};
 use orgplane_proto::events::v1::event_service_server::EventService;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest, WatchResponse};
 use sea_orm::DbErr;
+use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +42,11 @@ pub const MAX_BATCH: i32 = 1000;
 /// connections cannot grow the process without bound. A real deployment has a few consumers per
 /// replica.
 pub const DEFAULT_MAX_STREAMS: usize = 2048;
+/// Default number of database reads made by single streams at once in one process (opening
+/// heads and backlog replay; the shared tails read apart). Far below the pools (SQLite 8,
+/// PostgreSQL 16 connections per service), so that streams replaying a backlog never take the
+/// connections ordinary calls need; streams beyond it queue in order.
+pub const DEFAULT_BACKLOG_READS: usize = 2;
 
 /// The EventService implementation, serving one or more producers' outboxes.
 #[derive(Clone, Debug)]
@@ -49,6 +62,8 @@ pub struct EventServer {
     /// One permit per open stream.
     streams: Arc<Semaphore>,
     max_streams: usize,
+    /// One permit per database read a stream makes itself.
+    reads: Arc<Semaphore>,
 }
 
 impl EventServer {
@@ -67,7 +82,15 @@ impl EventServer {
             stats: Arc::default(),
             streams: Arc::new(Semaphore::new(DEFAULT_MAX_STREAMS)),
             max_streams: DEFAULT_MAX_STREAMS,
+            reads: Arc::new(Semaphore::new(DEFAULT_BACKLOG_READS)),
         }
+    }
+
+    /// At most `n` (at least 1) database reads by single streams at once (default
+    /// [`DEFAULT_BACKLOG_READS`]); `usize::MAX` lifts the bound (tests show what it prevents).
+    pub fn with_backlog_reads(mut self, n: usize) -> Self {
+        self.reads = Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS)));
+        self
     }
 
     /// At most `n` streams open at once; more are refused with RESOURCE_EXHAUSTED.
@@ -177,16 +200,20 @@ impl EventService for EventServer {
             )
             .retry_after(Duration::from_secs(1))
         })?;
-        let head = outbox.head().await.map_err(ApiError::from)?;
+        let head = {
+            let _turn = self.reads.acquire().await;
+            outbox.head().await.map_err(ApiError::from)?
+        };
         let window = self.tail(&outbox, head.revision);
         if req.after_revision < head.compacted_through {
             return Err(compacted(req.after_revision, head.compacted_through).into());
         }
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, rx) = mpsc::channel(1);
         let stream = StreamTask {
             outbox,
             window,
             stats: self.stats.clone(),
+            reads: self.reads.clone(),
             tx,
             after: req.after_revision,
             floor: head.revision,
@@ -205,6 +232,8 @@ struct StreamTask {
     /// The producer's tail.
     window: watch::Receiver<Window>,
     stats: Arc<WatchStats>,
+    /// The process's turns for database reads.
+    reads: Arc<Semaphore>,
     tx: mpsc::Sender<Result<WatchResponse, Status>>,
     after: i64,
     /// The head when the stream opened: "nothing new" must be known at least up to here.
@@ -217,29 +246,52 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    /// The next events after the cursor (from the tail, else from the database) and the
-    /// revision the tail has read through.
-    async fn next(&mut self) -> Result<(Vec<Event>, i64), DbErr> {
+    /// The next events after the cursor (from the tail, else from the database once it is this
+    /// stream's turn) and the revision the tail has read through; `None` when the client left or
+    /// the server shuts down while the stream waited for its turn.
+    async fn next(&mut self) -> Result<Option<(Vec<Event>, i64)>, DbErr> {
         let (taken, through) = {
             let window = self.window.borrow_and_update();
             let taken = window.take(self.after, self.batch as usize, self.floor);
             (taken, window.through())
         };
         if let Some(events) = taken {
-            return Ok((events, through));
+            return Ok(Some((events, through)));
         }
+        let _turn = tokio::select! {
+            turn = self.reads.acquire() => turn,
+            _ = self.tx.closed() => return Ok(None),
+            _ = self.shutdown.cancelled() => return Ok(None),
+        };
         self.stats.stream_reads.fetch_add(1, Ordering::Relaxed);
-        Ok((self.outbox.read(self.after, self.batch).await?, through))
+        Ok(Some((
+            self.outbox.read(self.after, self.batch).await?,
+            through,
+        )))
+    }
+
+    /// Room for one message once the client took the previous one; `None` when it left or the
+    /// server shuts down.
+    async fn room(&self) -> Option<OwnedPermit<Result<WatchResponse, Status>>> {
+        tokio::select! {
+            room = self.tx.clone().reserve_owned() => room.ok(),
+            _ = self.shutdown.cancelled() => None,
+        }
     }
 
     async fn run(mut self) {
         let mut last_sent = Instant::now();
         let mut announced_caught_up = false;
         loop {
+            // Backpressure: nothing is read before the client has room for it.
+            let Some(room) = self.room().await else {
+                return;
+            };
             let (events, through) = match self.next().await {
-                Ok(next) => next,
+                Ok(Some(next)) => next,
+                Ok(None) => return,
                 Err(e) => {
-                    let _ = self.tx.send(Err(ApiError::from(e).into())).await;
+                    room.send(Err(ApiError::from(e).into()));
                     return;
                 }
             };
@@ -248,10 +300,7 @@ impl StreamTask {
             {
                 // Compaction overtook this stream between its check and its read.
                 let through = first.revision - 1;
-                let _ = self
-                    .tx
-                    .send(Err(compacted(self.after, through).into()))
-                    .await;
+                room.send(Err(compacted(self.after, through).into()));
                 return;
             }
             let full = events.len() as u64 == self.batch;
@@ -262,30 +311,26 @@ impl StreamTask {
                 } else {
                     self.after
                 };
-                let message = WatchResponse {
+                room.send(Ok(WatchResponse {
                     events,
                     head_revision,
                     caught_up: !full,
-                };
-                if self.tx.send(Ok(message)).await.is_err() {
-                    return;
-                }
+                }));
                 announced_caught_up = !full;
                 last_sent = Instant::now();
                 if full {
                     continue;
                 }
             } else if !announced_caught_up || last_sent.elapsed() >= self.heartbeat_interval {
-                let heartbeat = WatchResponse {
+                room.send(Ok(WatchResponse {
                     events: Vec::new(),
                     head_revision: self.after,
                     caught_up: true,
-                };
-                if self.tx.send(Ok(heartbeat)).await.is_err() {
-                    return;
-                }
+                }));
                 announced_caught_up = true;
                 last_sent = Instant::now();
+            } else {
+                drop(room);
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
