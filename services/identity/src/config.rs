@@ -161,8 +161,9 @@ pub struct Config {
     )]
     pub login_failures_per_peer: u32,
 
-    /// How long a failed sign-in counts against the account's and the peer address's budgets,
-    /// in seconds (rule ID-3): also the longest an account or address stays throttled.
+    /// The window of the account's and the peer address's sign-in budgets, in seconds (rule
+    /// ID-3): it opens at the first failure, and is the longest an account or address stays
+    /// throttled.
     #[arg(
         id = "identity_login_throttle_window_secs",
         long = "login-throttle-window-secs",

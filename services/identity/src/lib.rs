@@ -101,6 +101,13 @@ impl Identity {
     pub fn organization_events(&self) -> &ConsumerHandle {
         &self.handle
     }
+
+    /// Gives this replica sign-in budgets of its own, as before they were shared (rule ID-3):
+    /// only the control arm of the tests that prove replicas share one budget calls this.
+    #[doc(hidden)]
+    pub fn isolate_sign_in_budgets_for_control_arm(&self) {
+        self.app.throttles.sign_in.isolate_for_control_arm();
+    }
 }
 
 #[tonic::async_trait]
@@ -166,10 +173,6 @@ impl ServiceModule for Identity {
             step_up: config.step_up(),
             throttles: app::Throttles::new(&config.limits()),
             trusted_proxies: config.trusted_proxies().map_err(db_err)?,
-            known_addresses: throttle::KnownAddresses::new(
-                std::time::Duration::from_secs(30 * 24 * 3600),
-                8,
-            ),
             workspaces: orgplane_platform::clients::workspace::WorkspaceClient::new(
                 runtime.endpoints.workspace.clone(),
                 runtime.service_tokens.clone(),
@@ -221,12 +224,14 @@ impl ServiceModule for Identity {
         Some(self.scim_router())
     }
 
-    /// Signing-key rotation; delivery of the membership changes SCIM writes owe (rule ID-14).
+    /// Signing-key rotation; delivery of the membership changes SCIM writes owe (rule ID-14);
+    /// the sweep of ended sign-in budget windows (rule ID-3).
     fn spawn_background(&self, shutdown: &CancellationToken) {
         self.app
             .keys
             .spawn_rotation(std::time::Duration::from_secs(60), shutdown.clone());
         app::scim::provisioning::spawn_delivery(self.app.clone(), shutdown.clone());
+        app::spawn_sign_in_budget_sweep(self.app.clone(), shutdown.clone());
     }
 }
 

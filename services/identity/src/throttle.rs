@@ -1,11 +1,16 @@
-//! In-memory sliding-window throttles: failed sign-ins per account and per peer address,
-//! sign-ups and mail requests per peer, service-token failures per client (rule ID-3). They are
-//! per replica: with N replicas an attacker gets at most N times the budget, which still bounds
-//! online guessing; a shared store can replace them behind the same interface.
+//! The throttles of rule ID-3. The sign-in budgets — failed passwords and second-factor codes
+//! per account and per peer address, and the addresses each account signed in from — live in
+//! identity's database and are shared by every replica ([`sign_in`]). The others stay in each
+//! replica's memory as sliding windows ([`Throttle`]): sign-ups and mail requests per peer,
+//! SSO sign-ins started per peer, service-token failures per client. With N replicas those give
+//! at most N times their budget, which still bounds what they protect (mail volume, sign-up
+//! spam, a misconfigured client), and a restart forgets them.
 //!
 //! The peer address is the TCP peer's, unless that peer is a configured trusted proxy (a product
 //! backend or load balancer calling Login for its users): then it is the client address the
 //! proxies recorded in `x-forwarded-for` ([`TrustedProxies`]).
+
+pub mod sign_in;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -83,78 +88,6 @@ impl Throttle {
         self.record(key);
         Ok(())
     }
-
-    /// Gives back one event of `key` (an attempt counted by [`Self::hit`] that turned out not
-    /// to count, such as a successful sign-in).
-    pub fn release(&self, key: &str) {
-        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(q) = events.get_mut(key) {
-            q.pop_back();
-            if q.is_empty() {
-                events.remove(key);
-            }
-        }
-    }
-
-    /// Forgets `key` (after a successful sign-in).
-    pub fn clear(&self, key: &str) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-}
-
-/// The addresses each account signed in from lately, so that a guessing attack on an account
-/// from elsewhere cannot lock its owner out (rule ID-3): an attempt from an address the account
-/// signed in from counts against a budget of that account and address, not against the
-/// account's budget that strangers share. Per replica and in memory, like the throttles.
-#[derive(Debug)]
-pub struct KnownAddresses {
-    ttl: Duration,
-    per_account: usize,
-    accounts: Mutex<HashMap<String, Vec<(String, Instant)>>>,
-}
-
-impl KnownAddresses {
-    /// Remembers up to `per_account` addresses per account, each for `ttl` after its last
-    /// sign-in.
-    pub fn new(ttl: Duration, per_account: usize) -> Self {
-        Self {
-            ttl,
-            per_account: per_account.max(1),
-            accounts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// True when `account` signed in from `address` within the last `ttl`.
-    pub fn contains(&self, account: &str, address: &str) -> bool {
-        let accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.get(account).is_some_and(|known| {
-            known
-                .iter()
-                .any(|(a, at)| a == address && at.elapsed() < self.ttl)
-        })
-    }
-
-    /// Notes a successful sign-in of `account` from `address` (forgetting its oldest address
-    /// beyond the bound).
-    pub fn remember(&self, account: &str, address: &str) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        if accounts.len() >= 100_000 && !accounts.contains_key(account) {
-            let ttl = self.ttl;
-            accounts.retain(|_, known| known.iter().any(|(_, at)| at.elapsed() < ttl));
-            if accounts.len() >= 100_000 {
-                accounts.clear();
-            }
-        }
-        let known = accounts.entry(account.to_owned()).or_default();
-        known.retain(|(a, at)| a != address && at.elapsed() < self.ttl);
-        if known.len() >= self.per_account {
-            known.remove(0);
-        }
-        known.push((address.to_owned(), Instant::now()));
-    }
 }
 
 /// The proxies whose `x-forwarded-for` names the client address the per-peer throttles key on.
@@ -217,19 +150,6 @@ mod tests {
     }
 
     #[test]
-    fn known_addresses_are_bounded_per_account_and_expire() {
-        let known = KnownAddresses::new(Duration::from_millis(200), 2);
-        known.remember("ada", "10.0.0.1");
-        known.remember("ada", "10.0.0.2");
-        assert!(known.contains("ada", "10.0.0.1") && !known.contains("bob", "10.0.0.1"));
-        known.remember("ada", "10.0.0.3");
-        assert!(!known.contains("ada", "10.0.0.1"), "the oldest gave way");
-        assert!(known.contains("ada", "10.0.0.2") && known.contains("ada", "10.0.0.3"));
-        std::thread::sleep(Duration::from_millis(250));
-        assert!(!known.contains("ada", "10.0.0.3"), "expired");
-    }
-
-    #[test]
     fn id_3_the_peer_is_the_forwarded_client_only_behind_a_trusted_proxy() {
         let proxies = TrustedProxies::parse("10.0.0.0/8, 192.168.1.7").unwrap();
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
@@ -282,11 +202,5 @@ mod tests {
             orgplane_platform::error::Code::ResourceExhausted
         );
         t.hit("b").unwrap();
-        t.clear("a");
-        t.hit("a").unwrap();
-        t.hit("a").unwrap();
-        t.release("a");
-        t.hit("a").unwrap();
-        assert!(t.hit("a").is_err(), "a released event is given back once");
     }
 }

@@ -20,6 +20,7 @@ use crate::crypto::{self, sha256_hex};
 use crate::domain::Error;
 use crate::domain::validation::check_token_input;
 use crate::store::entity::{mfa_challenge, user};
+use crate::throttle::sign_in::SignInAttempt;
 
 /// How long a challenge stays open (5 minutes).
 pub const CHALLENGE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -223,9 +224,14 @@ impl App {
         }
     }
 
-    /// Counts a wrong proof against challenge `id_hash` (ending it at the fifth) and against
-    /// the account's recent failures (rule ID-12).
-    async fn challenge_failed(&self, id_hash: &str, user_id: &str) -> ApiResult<()> {
+    /// Counts a wrong proof against challenge `id_hash` (ending it at the fifth), against the
+    /// sign-in budgets of `attempt` (rule ID-3) and the account's recent failures (rule ID-12).
+    async fn challenge_failed(
+        &self,
+        id_hash: &str,
+        user_id: &str,
+        attempt: SignInAttempt<'_>,
+    ) -> ApiResult<()> {
         mfa_challenge::Entity::update_many()
             .col_expr(
                 mfa_challenge::Column::Failures,
@@ -245,7 +251,7 @@ impl App {
             .filter(mfa_challenge::Column::Failures.gte(CHALLENGE_MAX_FAILURES))
             .exec(&self.db)
             .await?;
-        self.record_sign_in_failure(user_id).await
+        self.proof_failed(attempt, Some(user_id)).await
     }
 
     /// VerifyMfaChallenge (rule ID-11): the session's tokens (a new session for a sign-in, the
@@ -287,7 +293,7 @@ impl App {
             None => u.email_key.clone(),
             Some(_) => format!("user:{}", u.id),
         };
-        self.check_login_budget(call, &account)?;
+        let attempt = self.begin_sign_in(call, &account, &u.id).await?;
         if matches!(proof, SecondFactor::Passkey(_)) && challenge.passkey_state_sealed.is_none() {
             return Err(self.passkey_proof_unavailable(&self.db, &u.id).await?);
         }
@@ -324,7 +330,7 @@ impl App {
         };
         if !proven {
             drop(unit);
-            self.challenge_failed(&id_hash, &u.id).await?;
+            self.challenge_failed(&id_hash, &u.id, attempt).await?;
             return Err(Error::InvalidMfaCode.into());
         }
         let address = self.peer_key(call);
@@ -370,8 +376,8 @@ impl App {
             }
         };
         self.record_sign_in_address(&*unit, &u.id, &address).await?;
+        attempt.succeeded(&*unit).await?;
         unit.commit().await?;
-        self.login_succeeded(call, &account);
         Ok((tokens, u))
     }
 }

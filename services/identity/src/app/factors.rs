@@ -481,7 +481,7 @@ impl App {
             })
             .ok_or_else(|| ApiError::not_found("mfa_factor", factor_id))?;
         let account = format!("user:{}", me.user_id);
-        self.check_login_budget(call, &account)?;
+        let attempt = self.begin_sign_in(call, &account, &me.user_id).await?;
         let secret = self.open_secret(&pending)?;
         let step = totp_matching_step(&secret, code, self.clock.now().timestamp())?;
         let unit = WriteUnit::begin(&self.outbox, call).await?;
@@ -491,14 +491,14 @@ impl App {
         };
         if !accepted {
             drop(unit);
-            self.record_sign_in_failure(&me.user_id).await?;
+            self.proof_failed(attempt, Some(&me.user_id)).await?;
             return Err(Error::InvalidMfaCode.into());
         }
         let confirmed = self
             .activate_factor(&unit, call, &me, factor_id, &[amr::OTP])
             .await?;
+        attempt.succeeded(&*unit).await?;
         unit.commit().await?;
-        self.login_succeeded(call, &account);
         Ok(confirmed)
     }
 

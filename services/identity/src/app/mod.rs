@@ -39,6 +39,7 @@ use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::auth::{Principal, UserPrincipal};
 use orgplane_platform::clock::SharedClock;
 use orgplane_platform::events::{ConsumerHandle, Outbox};
+use orgplane_platform::host::CancellationToken;
 use orgplane_platform::mail::Mailer;
 use orgplane_platform::pagination::PageTokens;
 use orgplane_platform::replica::RoleReplica;
@@ -50,7 +51,8 @@ use sea_orm::DatabaseConnection;
 use crate::crypto::{PasswordHasherPool, Sealer};
 use crate::domain::Error;
 use crate::keys::KeyStore;
-use crate::throttle::{KnownAddresses, Throttle, TrustedProxies};
+use crate::throttle::sign_in::{SignInBudgets, SignInLimits};
+use crate::throttle::{Throttle, TrustedProxies};
 use orgplane_platform::clients::workspace::WorkspaceClient;
 
 /// Access-token lifetime (rule ID-4), shared with the verifiers' revocation window.
@@ -75,7 +77,7 @@ pub struct Limits {
     pub login_failures_per_account: u32,
     /// Failed sign-ins per peer address per `login_window`.
     pub login_failures_per_peer: u32,
-    /// How long a failed sign-in counts against those budgets (15 minutes by default).
+    /// The window of those budgets, opened by its first failure (15 minutes by default).
     pub login_window: Duration,
     /// Sign-ups per peer address per hour.
     pub signups_per_peer: u32,
@@ -83,13 +85,13 @@ pub struct Limits {
     pub mails_per_address: u32,
 }
 
-/// The in-memory throttles of rule ID-3.
+/// The throttles of rule ID-3: the sign-in budgets shared through the database, the others in
+/// this replica's memory.
 #[derive(Debug)]
 pub struct Throttles {
-    /// Failed sign-ins per account.
-    pub login_account: Throttle,
-    /// Failed sign-ins per peer address.
-    pub login_peer: Throttle,
+    /// Failed sign-ins (passwords, second-factor codes) per account and per peer address,
+    /// shared by every replica.
+    pub sign_in: SignInBudgets,
     /// Sign-ups per peer address.
     pub signup_peer: Throttle,
     /// Mails per address.
@@ -107,8 +109,11 @@ impl Throttles {
     pub fn new(limits: &Limits) -> Self {
         let hour = Duration::from_secs(3600);
         Self {
-            login_account: Throttle::new(limits.login_failures_per_account, limits.login_window),
-            login_peer: Throttle::new(limits.login_failures_per_peer, limits.login_window),
+            sign_in: SignInBudgets::new(SignInLimits {
+                per_peer: limits.login_failures_per_peer,
+                per_account: limits.login_failures_per_account,
+                window: limits.login_window,
+            }),
             signup_peer: Throttle::new(limits.signups_per_peer, hour),
             mail_address: Throttle::new(limits.mails_per_address, hour),
             mail_peer: Throttle::new(limits.mails_per_address.saturating_mul(10), hour),
@@ -119,6 +124,28 @@ impl Throttles {
             ),
         }
     }
+}
+
+/// How often ended sign-in budget windows are deleted.
+const SIGN_IN_BUDGET_SWEEP: Duration = Duration::from_secs(60);
+
+/// Deletes ended sign-in budget windows every minute until `shutdown` (rule ID-3); every
+/// replica runs it, which is harmless.
+pub fn spawn_sign_in_budget_sweep(app: Arc<App>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SIGN_IN_BUDGET_SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(e) = app.throttles.sign_in.sweep(&app.db, app.now_ms()).await {
+                        tracing::warn!(error = %e.message(), "sweeping sign-in budgets failed");
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Where mailed links point and who sends them.
@@ -154,8 +181,6 @@ pub struct App {
     pub(crate) throttles: Throttles,
     /// Whose `x-forwarded-for` names the peer address (rule ID-3).
     pub(crate) trusted_proxies: TrustedProxies,
-    /// Where each account signed in from lately: those addresses keep a budget of their own.
-    pub(crate) known_addresses: KnownAddresses,
     /// The workspace service, asked whether a workspace key's workspace is live (rule ID-7).
     pub(crate) workspaces: WorkspaceClient,
     /// The WebAuthn relying party (rule ID-10); `None` when passkeys are not configured.

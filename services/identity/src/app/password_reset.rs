@@ -46,9 +46,12 @@ impl App {
             .await?;
         let n = count(ended.len());
         let published = self.publish_revoked(&mut unit, &u.id, ended).await?;
+        let budgets = &self.throttles.sign_in;
+        budgets
+            .clear(&*unit, &budgets.account_key(&u.email_key))
+            .await?;
         unit.commit().await?;
         self.announce_revoked(published);
-        self.throttles.login_account.clear(&u.email_key);
         Ok(n)
     }
 }

@@ -112,7 +112,8 @@ impl App {
     pub async fn reauthenticate(&self, call: &Call, proof: ReauthProof) -> ApiResult<Tokens> {
         let principal = call.principal.require_user()?.clone();
         let account = format!("user:{}", principal.user_id);
-        let code = match proof {
+        let user_id = Some(principal.user_id.as_str());
+        let (code, attempt) = match proof {
             ReauthProof::Passkey => {
                 // Answered by `start_passkey_step_up`; the API routes it there.
                 return Err(self
@@ -120,7 +121,9 @@ impl App {
                     .await?);
             }
             ReauthProof::Password(password) => {
-                self.check_login_budget(call, &account)?;
+                let attempt = self
+                    .begin_sign_in(call, &account, &principal.user_id)
+                    .await?;
                 let u = user::Entity::find_by_id(principal.user_id.clone())
                     .one(&self.db)
                     .await?;
@@ -128,14 +131,16 @@ impl App {
                 let ok = password.len() <= crypto::MAX_PASSWORD_BYTES
                     && self.hasher.verify(&password, hash).await?;
                 if !ok || u.is_none() {
-                    self.record_sign_in_failure(&principal.user_id).await?;
+                    self.proof_failed(attempt, user_id).await?;
                     return Err(Error::WrongPassword.into());
                 }
-                None
+                (None, attempt)
             }
             ReauthProof::Factor(code) => {
-                self.check_login_budget(call, &account)?;
-                Some(code)
+                let attempt = self
+                    .begin_sign_in(call, &account, &principal.user_id)
+                    .await?;
+                (Some(code), attempt)
             }
         };
         let unit = WriteUnit::begin(&self.outbox, call).await?;
@@ -145,13 +150,14 @@ impl App {
                 .await?
         {
             drop(unit);
-            self.record_sign_in_failure(&principal.user_id).await?;
+            self.proof_failed(attempt, user_id).await?;
             return Err(Error::InvalidMfaCode.into());
         }
         let added: &[&str] = if code.is_some() { &CODE_AMR } else { &[] };
         let tokens = self.renew_session(&*unit, &principal, added).await?;
         self.record_sign_in_address(&*unit, &principal.user_id, &self.peer_key(call))
             .await?;
+        attempt.succeeded(&*unit).await?;
         self.audit
             .write(
                 &*unit,
@@ -165,7 +171,6 @@ impl App {
             )
             .await?;
         unit.commit().await?;
-        self.login_succeeded(call, &account);
         Ok(tokens)
     }
 

@@ -5,16 +5,19 @@
 
 use orgplane_platform::ApiResult;
 use orgplane_platform::policy::signal;
+use sea_orm::Condition;
 use sea_orm::ConnectionTrait;
 use sea_orm::Set;
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{OnConflict, Order, Query};
 
 use super::{App, new_id};
 use crate::store::entity::{sign_in_address, sign_in_failure};
 
 /// How long an address stays known for an account (30 days).
-const ADDRESS_MEMORY_MS: i64 = 30 * 24 * 3600 * 1000;
+pub(crate) const ADDRESS_MEMORY_MS: i64 = 30 * 24 * 3600 * 1000;
+/// How many addresses each account's list keeps (its most recent), so that the list stays small.
+const ADDRESSES_PER_ACCOUNT: u64 = 8;
 /// How far back failed proofs count (one hour).
 const FAILURE_WINDOW_MS: i64 = 3600 * 1000;
 /// Failed proofs within the window that make a sign-in risky.
@@ -80,7 +83,8 @@ impl App {
     }
 
     /// Records a completed sign-in of `user_id` from `address` (and forgets the account's
-    /// addresses unseen for 30 days).
+    /// addresses unseen for 30 days, and all but its 8 most recent). The list is what the
+    /// `new_address` signal (rule ID-12) and the known-address budgets (rule ID-3) read.
     pub(crate) async fn record_sign_in_address<C: ConnectionTrait>(
         &self,
         txn: &C,
@@ -103,9 +107,21 @@ impl App {
         )
         .exec_without_returning(txn)
         .await?;
+        let newest = Query::select()
+            .column(sign_in_address::Column::Address)
+            .from(sign_in_address::Entity)
+            .and_where(sign_in_address::Column::UserId.eq(user_id))
+            .order_by(sign_in_address::Column::LastSeenMs, Order::Desc)
+            .order_by(sign_in_address::Column::Address, Order::Desc)
+            .limit(ADDRESSES_PER_ACCOUNT)
+            .to_owned();
         sign_in_address::Entity::delete_many()
             .filter(sign_in_address::Column::UserId.eq(user_id))
-            .filter(sign_in_address::Column::LastSeenMs.lte(now - ADDRESS_MEMORY_MS))
+            .filter(
+                Condition::any()
+                    .add(sign_in_address::Column::LastSeenMs.lte(now - ADDRESS_MEMORY_MS))
+                    .add(sign_in_address::Column::Address.not_in_subquery(newest)),
+            )
             .exec(txn)
             .await?;
         Ok(())

@@ -15,12 +15,13 @@ use sea_orm::{ConnectionTrait, QuerySelect, Set};
 use orgplane_platform::policy::amr;
 
 use super::challenge::IssuedChallenge;
-use super::risk::{join_signals, split_signals};
+use super::risk::{ADDRESS_MEMORY_MS, join_signals, split_signals};
 use super::{ACCESS_TOKEN_TTL_SECS, App, REFRESH_TOKEN_TTL, SESSION_TTL, as_user, count, new_id};
 use crate::crypto::{self, sha256_hex};
 use crate::domain::Error;
 use crate::domain::validation::{check_token_input, normalize_email};
 use crate::store::entity::{refresh_token, session, user};
+use crate::throttle::sign_in::SignInAttempt;
 
 /// Sessions ended by a write unit, published in it: announced to this process's verifiers once
 /// it committed ([`App::announce_revoked`]).
@@ -250,56 +251,40 @@ impl App {
         Ok((tokens, s.id))
     }
 
-    /// Takes one attempt from the peer's and the account's sign-in budgets before the password
-    /// is checked (rule ID-3): attempts in flight count, so that a burst of concurrent guesses
-    /// cannot all pass the check before the first failure is recorded. From an address the
-    /// account signed in from lately, the account's budget is that address's own, so that
-    /// guesses from elsewhere do not lock the owner out. A successful sign-in gives the attempts
-    /// back ([`Self::login_succeeded`]).
-    pub(crate) fn check_login_budget(&self, call: &Call, account: &str) -> ApiResult<()> {
-        let peer = self.peer_key(call);
-        self.throttles.login_peer.hit(&peer)?;
-        if let Err(e) = self
-            .throttles
-            .login_account
-            .hit(&self.account_budget(account, &peer))
-        {
-            self.throttles.login_peer.release(&peer);
-            return Err(e);
+    /// Takes one attempt from the peer's and the account's sign-in budgets before the proof is
+    /// checked (rule ID-3), shared by every replica through the database: attempts in flight
+    /// count, so that a burst of concurrent guesses cannot all pass the check before the first
+    /// failure is recorded. From an address `user_id` signed in from lately, the account's
+    /// budget is that address's own, so that guesses from elsewhere do not lock the owner out
+    /// (`user_id` empty for an unknown account, which costs the same). Say how it ended:
+    /// [`Self::proof_failed`], or [`SignInAttempt::succeeded`] in the sign-in's write.
+    pub(crate) async fn begin_sign_in(
+        &self,
+        call: &Call,
+        account: &str,
+        user_id: &str,
+    ) -> ApiResult<SignInAttempt<'_>> {
+        let now = self.now_ms();
+        let known = (user_id, now - ADDRESS_MEMORY_MS);
+        self.throttles
+            .sign_in
+            .begin(&self.db, now, &self.peer_key(call), account, known)
+            .await
+    }
+
+    /// A wrong password or second-factor proof: a failure against the budgets `attempt` drew
+    /// on (rule ID-3) and, for a user, one of their recent failures (rule ID-12). Each in a
+    /// write of its own, so that it stays when the request fails.
+    pub(crate) async fn proof_failed(
+        &self,
+        attempt: SignInAttempt<'_>,
+        user_id: Option<&str>,
+    ) -> ApiResult<()> {
+        attempt.failed(&self.db, self.now_ms()).await?;
+        if let Some(user_id) = user_id {
+            self.record_sign_in_failure(user_id).await?;
         }
         Ok(())
-    }
-
-    /// The key of `account`'s sign-in budget for attempts from `peer`.
-    fn account_budget(&self, account: &str, peer: &str) -> String {
-        if self.known_addresses.contains(account, peer) {
-            format!("{account} from {peer}")
-        } else {
-            account.to_owned()
-        }
-    }
-
-    /// Gives back the attempts of the budget the sign-in used (so an owner signing in from a
-    /// known address does not refill the budget that strangers share), and remembers the
-    /// address.
-    pub(crate) fn login_succeeded(&self, call: &Call, account: &str) {
-        let peer = self.peer_key(call);
-        self.throttles.login_peer.release(&peer);
-        self.throttles
-            .login_account
-            .clear(&self.account_budget(account, &peer));
-        self.known_addresses.remember(account, &peer);
-    }
-
-    /// Gives back the attempt of a right password whose sign-in still waits for a second
-    /// factor: the account's budget is not cleared until the factor is proven, so wrong codes
-    /// keep counting (rule ID-3).
-    fn password_accepted(&self, call: &Call, account: &str) {
-        let peer = self.peer_key(call);
-        self.throttles.login_peer.release(&peer);
-        self.throttles
-            .login_account
-            .release(&self.account_budget(account, &peer));
     }
 
     /// Login (rules ID-3, ID-11, ID-12): tokens, or an MFA challenge for a user with an active
@@ -316,10 +301,12 @@ impl App {
             .unwrap_or_else(|_| email.trim().to_lowercase());
         // Rule ID-13: before the budget and any password check, the same for unknown addresses.
         self.refuse_password_sign_in(&key).await?;
-        self.check_login_budget(call, &key)?;
         let found = user::Entity::find()
             .filter(user::Column::EmailKey.eq(&key))
             .one(&self.db)
+            .await?;
+        let attempt = self
+            .begin_sign_in(call, &key, found.as_ref().map_or("", |u| u.id.as_str()))
             .await?;
         let hash = found
             .as_ref()
@@ -333,11 +320,11 @@ impl App {
         };
         let u = match found {
             Some(u) if ok => u,
-            Some(u) => {
-                self.record_sign_in_failure(&u.id).await?;
+            wrong => {
+                self.proof_failed(attempt, wrong.as_ref().map(|u| u.id.as_str()))
+                    .await?;
                 return Err(Error::InvalidCredentials.into());
             }
-            None => return Err(Error::InvalidCredentials.into()),
         };
         let address = self.peer_key(call);
         let risk = self.sign_in_risk(&self.db, &u.id, &address).await?;
@@ -352,7 +339,9 @@ impl App {
                 )
                 .await?;
             unit.commit().await?;
-            self.password_accepted(call, &key);
+            // The account's budget is cleared only once the factor is proven: wrong codes
+            // keep counting (rule ID-3).
+            drop(attempt);
             return Ok(SignedIn {
                 user: u,
                 outcome: SignInOutcome::Challenge(challenge),
@@ -362,6 +351,7 @@ impl App {
             .start_session(&mut unit, &u.id, &[amr::PASSWORD], &risk)
             .await?;
         self.record_sign_in_address(&*unit, &u.id, &address).await?;
+        attempt.succeeded(&*unit).await?;
         self.audit
             .write(
                 &*unit,
@@ -370,7 +360,6 @@ impl App {
             )
             .await?;
         unit.commit().await?;
-        self.login_succeeded(call, &key);
         let enrollment_required = self
             .replica
             .organizations_of(&u.id)

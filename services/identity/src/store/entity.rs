@@ -403,6 +403,31 @@ pub mod sign_in_failure {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// Rows of `sign_in_budgets`: failed sign-ins per peer address or account in a fixed window,
+/// shared by every replica (rule ID-3, `crate::throttle::sign_in`).
+pub mod sign_in_budget {
+    use sea_orm::entity::prelude::*;
+
+    /// One budget's current window.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "sign_in_budgets")]
+    pub struct Model {
+        /// `peer <address>`, `account <account>` or `account <account> from <address>`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key: String,
+        /// Failures in the window.
+        pub failures: i32,
+        /// When the window opened (its first failure), Unix milliseconds.
+        pub window_start_ms: i64,
+    }
+
+    /// No relations.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub use super::scim::{
     scim_group, scim_group_member, scim_provisioning, scim_settings, scim_token, scim_user,
 };

@@ -30,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddSso),
             Box::new(AddScim),
             Box::new(AddAuditActorOrganization),
+            Box::new(AddSignInBudgets),
         ]
     }
 }
@@ -395,8 +396,10 @@ impl MigrationTrait for CreateIdentityTables {
 mod canonical_emails;
 mod scim;
 mod second_factors;
+mod sign_in_budgets;
 mod sso;
 pub use canonical_emails::CanonicalEmailKeys;
 pub use scim::AddScim;
 pub use second_factors::AddSecondFactors;
+pub use sign_in_budgets::AddSignInBudgets;
 pub use sso::AddSso;

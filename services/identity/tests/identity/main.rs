@@ -3344,9 +3344,11 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
 mod fake_organization;
 mod mfa;
 mod passkeys;
+mod replicas;
 mod scim_delivery;
 mod scim_tokens;
 mod service_accounts;
+mod shared_budgets;
 mod sso;
 mod sso_enforcement;
 mod sso_signin;

@@ -95,17 +95,17 @@ pub(super) async fn confirm_totp(
 }
 
 /// A user with a confirmed TOTP factor.
-struct Enrolled {
+pub(super) struct Enrolled {
     user: User,
-    email: String,
-    secret: String,
+    pub(super) email: String,
+    pub(super) secret: String,
     factor_id: String,
     recovery_codes: Vec<String>,
     /// The tokens ConfirmTotpEnrollment renewed (signed in with the factor).
     tokens: SessionTokens,
 }
 
-async fn enrolled(rig: &Rig, email: &str) -> Enrolled {
+pub(super) async fn enrolled(rig: &Rig, email: &str) -> Enrolled {
     let (user, token, _) = rig.user(email).await;
     let started = start_totp(rig, &token).await.unwrap();
     let code = fresh_code(rig, &started.secret);
@@ -121,7 +121,7 @@ async fn enrolled(rig: &Rig, email: &str) -> Enrolled {
     }
 }
 
-async fn login_as(rig: &Rig, email: &str, client_addr: Option<&str>) -> LoginResponse {
+pub(super) async fn login_as(rig: &Rig, email: &str, client_addr: Option<&str>) -> LoginResponse {
     let mut req = tonic::Request::new(LoginRequest {
         email: email.into(),
         password: PASSWORD.into(),
@@ -431,61 +431,10 @@ async fn id_10_codes_are_accepted_one_step_either_way_and_once_per_step() {
     assert_eq!(amr_of(&token), mfa_amr());
 }
 
-/// A second identity instance on the rig's database (what a restart or another replica is):
-/// its own process memory, the same keys and sealing key.
-async fn second_instance(rig: &Rig) -> (RunningServer, tokio_util::sync::CancellationToken) {
-    let url = rig.server.url();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let own_url = format!("http://{addr}");
-    let mut server = GrpcServer::new(ServerConfig::default());
-    let own = ServiceAccount {
-        client_id: "orgplane-test".into(),
-        client_secret: "test-secret".into(),
-        capabilities: orgplane_platform::auth::Capabilities::all(),
-    };
-    let runtime = Runtime {
-        issuer: TEST_ISSUER.into(),
-        service_tokens: Arc::new(IdentityServiceTokens::new(
-            channel(&url),
-            own.client_id.clone(),
-            own.client_secret.clone(),
-        )),
-        service_account: own,
-        page_tokens: PageTokens::ephemeral(),
-        // The same time as the rig's clock.
-        clock: rig.clock.clone(),
-        endpoints: Endpoints {
-            identity: channel(&url),
-            organization: channel(&url),
-            workspace: channel(&url),
-        },
-        shutdown: server.shutdown_token(),
-        revocations: SessionRevocations::new(),
-    };
-    let mut host = Host::new(runtime.clone());
-    let replica = host
-        .open::<Identity>(&rig.db_url, &test_config(rig.dir.path()))
-        .await
-        .unwrap();
-    ServiceModule::register(&*replica, &mut server).await;
-    let verifier = TokenVerifier::new(TEST_ISSUER, Arc::new(RemoteKeys::new(channel(&url))))
-        .with_min_refetch(Duration::from_millis(0));
-    let auth =
-        Authenticator::new(Arc::new(verifier), None).with_revocations(runtime.revocations.clone());
-    let health = server.health();
-    let shutdown = server.shutdown_token();
-    let running = RunningServer::start(server, auth, Some(addr)).await;
-    host.start(&health);
-    let _ = own_url;
-    (running, shutdown)
-}
-
 async fn once_per_step_across_instances(rig: &Rig) {
     let ada = enrolled(rig, "ada@example.com").await;
-    let (other, shutdown) = second_instance(rig).await;
+    let other = rig.replica(|_| {}).await;
+    let (other, shutdown) = (other.server, other.shutdown);
     let mut b = IdentityServiceClient::new(other.channel());
     let token = ada.tokens.access_token.clone();
 
