@@ -58,7 +58,7 @@ fn runs(outcomes: &[String]) -> String {
 async fn spread_guesses(rig: &Rig, replica: &Replica) -> (String, String) {
     rig.sign_up("ada@example.com", AccountType::Business).await;
     let client = |i: usize| {
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             rig.client()
         } else {
             replica.client()
