@@ -16,7 +16,25 @@ use std::time::{Duration, Instant};
 use orgplane::Service;
 use orgplane::backup::{Options, backup, copy, copy_signing_key, finish, prepare};
 use orgplane_proto::organization::v1::OrgRole;
-use system::{System, restore};
+use system::{Gate, System, restore};
+
+/// How a restored copy is started in the cursor-ahead test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    /// Cursors checked at backup time (or by `reconcile-cursors`): started as usual.
+    Checked,
+    /// Unchecked; the consumers connect before the organization's next change.
+    ConsumersFirst,
+    /// Unchecked; the organization makes its next change before the consumers connect.
+    OrganizationFirst,
+}
+
+fn arm_name(dir: &std::path::Path, arm: Arm) -> String {
+    format!(
+        "{}-{arm:?}",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
 
 /// The replicas of the organization's members all equal the members, and the billing service's
 /// workspaces equal the workspace service's.
@@ -181,9 +199,11 @@ async fn backup_taken_during_role_changes_restores_with_every_consumer_in_step()
 /// Copies taken in the worst order: the organization first, then a member added and applied by
 /// every consumer, then the consumers. Their cursors on the organization are one ahead of its
 /// copied head. With the check (what `orgplane backup` does) they re-sync on start and the
-/// restore is exact. Control: without it, the restored organization issues the lost revision
-/// again for the next change, every consumer skips it as already applied, and the member the
-/// organization lost stays in their replicas.
+/// restore is exact. Without it the restore is exact only if each consumer connects before the
+/// organization's next change (the Watch server refuses its cursor, CURSOR_AHEAD, and it
+/// re-syncs). Control: when the organization changes first, it issues the lost revision again,
+/// every consumer skips it as already applied, and the member the organization lost stays in
+/// their replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backup_control_a_cursor_ahead_of_its_producer_loses_events_unless_reset() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,21 +267,45 @@ async fn backup_control_a_cursor_ahead_of_its_producer_loses_events_unless_reset
     found.sort();
     assert_eq!(found, reset);
 
-    for (backup_dir, checked) in [(&reconciled, true), (&fixed, true), (&raw, false)] {
-        let data = backup_dir.with_extension("started");
+    // Started as they are, the unchecked copies heal only when the consumers connect before the
+    // organization issues the lost revision again (the Watch server answers their cursor with
+    // CURSOR_AHEAD); when the organization is first, nothing tells the two revisions apart.
+    for (backup_dir, arm) in [
+        (&reconciled, Arm::Checked),
+        (&fixed, Arm::Checked),
+        (&raw, Arm::ConsumersFirst),
+        (&raw, Arm::OrganizationFirst),
+    ] {
+        let data = dir
+            .path()
+            .join(format!("started-{}", arm_name(backup_dir, arm)));
         restore(backup_dir, &data);
-        let sys = System::start(&data).await;
+        let mut gate = Gate::closed();
+        let sys = match arm {
+            Arm::OrganizationFirst => System::start_with(&data, Some(gate.url())).await,
+            _ => System::start(&data).await,
+        };
+        if arm == Arm::ConsumersFirst {
+            // Every consumer has re-synced to the organization's head, one below its cursor.
+            sys.wait_in_step().await;
+        }
         sys.seed_user("user_w").await;
         let revision = sys.provision(&org, "user_w", OrgRole::Developer).await;
         assert_eq!(
             revision, lost,
             "the organization issues the lost revision again"
         );
+        if arm == Arm::OrganizationFirst {
+            gate.open(sys.addr()).await;
+            // A later change, so that in step means each consumer connected and read past it.
+            sys.seed_user("user_v").await;
+            sys.provision(&org, "user_v", OrgRole::Developer).await;
+        }
         sys.wait_in_step().await;
         let members = sys.members().await;
         assert!(members.iter().any(|m| m[1] == "user_w"));
         assert!(!members.iter().any(|m| m[1] == "user_z"));
-        if checked {
+        if arm != Arm::OrganizationFirst {
             assert_replicas_in_step(&sys).await;
             assert!(sys.can_read(&org, "user_w", revision).await);
             assert!(!sys.can_read(&org, "user_z", revision).await);
@@ -272,6 +316,11 @@ async fn backup_control_a_cursor_ahead_of_its_producer_loses_events_unless_reset
                 Service::Identity,
             ] {
                 let replica = sys.replica(s).await;
+                assert!(
+                    replica.iter().any(|m| m[1] == "user_v"),
+                    "{} applied the later change",
+                    s.name()
+                );
                 assert!(
                     !replica.iter().any(|m| m[1] == "user_w"),
                     "control: {} skipped the new member's event",

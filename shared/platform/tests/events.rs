@@ -510,6 +510,84 @@ async fn events_compacted_cursor_resyncs_instead_of_retrying() {
     rig.assert_applied_exactly_once_in_order(110).await;
 }
 
+/// A consumer whose cursor is beyond the producer's head (the producer was restored from an
+/// older copy) gets CURSOR_AHEAD, re-syncs once from the snapshot and continues from there.
+/// Control: had the producer issued those revisions again before the consumer connected, nothing
+/// would tell them apart and the consumer would skip them — why backups reset such cursors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_cursor_ahead_of_a_restored_producer_resyncs() {
+    use orgplane_platform::events::consumer::store_cursor;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    rig.spawn_writer(10).await.unwrap();
+    store_cursor(&rig.consumer_db, Producer::Organization, 25)
+        .await
+        .unwrap();
+
+    let mut client = EventServiceClient::new(rig.server.as_ref().unwrap().channel());
+    let err = client
+        .watch(bearer(
+            WatchRequest {
+                producer: Producer::Organization as i32,
+                after_revision: 25,
+                max_batch_size: 0,
+            },
+            &rig.auth.service_token("workspace"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        orgplane_platform::error::reason_of(&err).as_deref(),
+        Some("CURSOR_AHEAD")
+    );
+    assert!(err.message().contains("25") && err.message().contains("10"));
+
+    let (consumer, handle) = rig.consumer().await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while handle.applied_revision() != 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "the consumer re-synced to the producer's head"
+    );
+    rig.spawn_writer(20).await.unwrap();
+    handle.wait_for(30, Duration::from_secs(30)).await.unwrap();
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(handle.stats().resyncs.load(Ordering::Relaxed), 1);
+    rig.assert_applied_exactly_once_in_order(30).await;
+
+    // Control: the cursor is ahead again, but the producer reaches it before the consumer
+    // connects — revisions 31..45 are skipped.
+    store_cursor(&rig.consumer_db, Producer::Organization, 45)
+        .await
+        .unwrap();
+    rig.spawn_writer(20).await.unwrap();
+    let (consumer, handle) = rig.consumer().await;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(stop.clone()));
+    handle.wait_for(50, Duration::from_secs(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(handle.stats().resyncs.load(Ordering::Relaxed), 0);
+    let applied = query_i64s(
+        &rig.consumer_db,
+        "SELECT revision FROM applied_events WHERE revision > 30 ORDER BY revision",
+    )
+    .await;
+    assert_eq!(
+        applied,
+        (46..=50).collect::<Vec<i64>>(),
+        "control: 31..45 skipped"
+    );
+}
+
 /// Watch is internal: no credentials is UNAUTHENTICATED, a user token PERMISSION_DENIED, an
 /// unserved producer NOT_FOUND.
 #[tokio::test]

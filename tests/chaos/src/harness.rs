@@ -317,6 +317,12 @@ impl Harness {
             .push((only, key.to_owned(), value.to_owned()));
     }
 
+    /// Drops every `key` set with [`Harness::set_env`] for child service `only` (or for every
+    /// child when `None`), so its next (re)start gets the harness's default again.
+    pub fn unset_env(&mut self, only: Option<&'static str>, key: &str) {
+        self.extra_env.retain(|(o, k, _)| !(*o == only && k == key));
+    }
+
     /// Stops child service `name` with SIGTERM and starts it again (with the current
     /// environment), waiting until it is SERVING.
     pub async fn restart(&mut self, name: &'static str) -> anyhow::Result<()> {

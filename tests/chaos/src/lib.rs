@@ -7,6 +7,7 @@
 
 pub mod attacks;
 pub mod audit;
+pub mod backlog;
 pub mod concurrency;
 pub mod crash;
 pub mod escalation;
@@ -42,6 +43,14 @@ pub struct Size {
     pub org_kill_ms: (u64, u64),
     /// Time between consumer kills, in milliseconds (random in the range).
     pub consumer_kill_ms: (u64, u64),
+    /// Watch streams replaying the backlog at once.
+    pub watch_streams: usize,
+    /// Role changes in the backlog they replay.
+    pub watch_backlog: usize,
+    /// Whether latency goals are violations. Only the full run (release build, one scenario at a
+    /// time) measures latency; the fast variants run beside each other in `cargo test`, unoptimized,
+    /// and only report it.
+    pub latency_goals: bool,
 }
 
 impl Size {
@@ -55,6 +64,9 @@ impl Size {
             members: 64,
             org_kill_ms: (500, 3000),
             consumer_kill_ms: (1000, 5000),
+            watch_streams: 1000,
+            watch_backlog: 3000,
+            latency_goals: true,
         }
     }
 
@@ -68,6 +80,9 @@ impl Size {
             members: 24,
             org_kill_ms: (100, 600),
             consumer_kill_ms: (300, 1000),
+            watch_streams: 100,
+            watch_backlog: 600,
+            latency_goals: false,
         }
     }
 }
@@ -198,7 +213,7 @@ pub fn this_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// The scenarios [`run`] knows, in the order `all` runs them, each with what it proves.
-pub const SCENARIOS: [(&str, &str); 15] = [
+pub const SCENARIOS: [(&str, &str); 16] = [
     (
         "ryw",
         "read-your-writes: demote, then check with the returned revision",
@@ -233,6 +248,10 @@ pub const SCENARIOS: [(&str, &str); 15] = [
     (
         "watch",
         "Watch streams cut at random; resume after compaction",
+    ),
+    (
+        "watch-backlog",
+        "1,000 streams replay a 3,000-event backlog; ordinary calls unharmed",
     ),
     (
         "concurrency",
@@ -296,6 +315,9 @@ pub async fn run(
         }
         if matches!(scenario, "all" | "watch") {
             out.extend(watch::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "watch-backlog") {
+            out.push(backlog::run(&bin, db, size).await?);
         }
         if matches!(scenario, "all" | "concurrency") {
             out.extend(concurrency::run(&bin, db).await?);

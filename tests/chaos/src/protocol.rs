@@ -438,7 +438,7 @@ async fn rate(h: &Harness, org: &str, token: &str, members: &[String]) -> (f64, 
 }
 
 /// Makes `n` role changes with 8 concurrent clients; returns (acknowledged, failed).
-async fn produce(
+pub async fn produce(
     h: &Harness,
     org: &str,
     token: &str,

@@ -384,7 +384,15 @@ async fn workspace_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures
     let org_db = h.database("organization").await?;
     wait_caught_up(&outbox, &org_db).await?;
 
+    // Organization keeps serving (ORG-9: a move into a unit asks it whether the unit is the
+    // organization's) but is cut off from the workspace stream, so its cursor stays behind.
     stop_organization(h).await?;
+    h.set_env(
+        Some("organization"),
+        "ORGPLANE_WORKSPACE_URL",
+        "http://127.0.0.1:9",
+    );
+    h.spawn("organization").await?;
     // Meanwhile: A moves from unit 1 to unit 2, B (in unit 3) is archived, C moves into unit 4,
     // and the newest event (the one compaction keeps) renames an unrelated workspace.
     let update = |id: String, name: &'static str, unit: Option<String>| {
@@ -427,6 +435,8 @@ async fn workspace_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures
         .context("ArchiveWorkspace")?;
     update(ws_c.clone(), "", Some(units[3].clone())).await?;
     update(bump, "ws-renamed", None).await?;
+    h.terminate("organization").await?;
+    h.unset_env(Some("organization"), "ORGPLANE_WORKSPACE_URL");
 
     let (cursor, through) = compact_past_cursor(&outbox, &org_db).await?;
     h.spawn("organization").await?;

@@ -169,6 +169,24 @@ async fn watch_streams_cut_at_random_resume_ordered_unique_gap_free_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_backlog_replayed_by_many_streams_fails_no_stream_or_call_and_keeps_p99_sqlite() {
+    let f = orgplane_chaos::backlog::run(&bin(), None, Size::fast())
+        .await
+        .unwrap();
+    assert!(f.delivered > 0);
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_backlog_replayed_by_many_streams_fails_no_stream_or_call_and_keeps_p99_postgres() {
+    let Some(pg) = postgres() else { return };
+    let f = orgplane_chaos::backlog::run(&bin(), Some(&pg), Size::fast())
+        .await
+        .unwrap();
+    assert_clean(&[f]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_100_duplicate_creates_one_effect_and_same_etag_updates_one_winner_sqlite() {
     let figures = orgplane_chaos::concurrency::run(&bin(), None)
         .await

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use orgplane::{Cli, Service, Started};
-use orgplane_platform::auth::{Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE};
+use orgplane_platform::auth::{Capabilities, Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE};
 use orgplane_platform::testkit::bearer;
 use orgplane_proto::organization::v1 as org;
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
@@ -46,7 +46,14 @@ pub struct System {
 impl System {
     /// Starts `orgplane all` on `data_dir` (existing files are used as they are).
     pub async fn start(data_dir: &Path) -> System {
-        let cli = cli(data_dir);
+        Self::start_with(data_dir, None).await
+    }
+
+    /// [`System::start`], the consumers of organization's events reaching it at
+    /// `organization_url` (for example a [`Gate`]) when given.
+    pub async fn start_with(data_dir: &Path, organization_url: Option<String>) -> System {
+        let mut cli = cli(data_dir);
+        cli.organization_url = organization_url;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let shutdown = CancellationToken::new();
         let started = orgplane::start(&cli, &Service::ALL, listener, shutdown.clone())
@@ -64,6 +71,11 @@ impl System {
             channel,
             signer,
         }
+    }
+
+    /// The address all four services listen on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.started.as_ref().unwrap().addr
     }
 
     /// Stops the system (calls in flight drain).
@@ -99,11 +111,18 @@ impl System {
         self.signer.sign(&c).unwrap()
     }
 
-    /// A token of this process's service account.
+    /// A token of this process's service account, with what it holds: the capabilities of
+    /// all four services.
     pub fn service_token(&self) -> String {
-        self.signer
-            .sign(&self.claims(&self.cli.service_client_id, SERVICE_AUDIENCE))
-            .unwrap()
+        let mut claims = self.claims(&self.cli.service_client_id, SERVICE_AUDIENCE);
+        claims.scope = Some(
+            Service::ALL
+                .iter()
+                .filter_map(|s| Capabilities::of_service(s.name()))
+                .fold(Capabilities::NONE, Capabilities::union)
+                .to_scope(),
+        );
+        self.signer.sign(&claims).unwrap()
     }
 
     /// The database of `service`, as the running service uses it.
@@ -384,6 +403,49 @@ pub fn restore(from: &Path, to: &Path) {
         let name = path.file_name().unwrap();
         if name != orgplane::backup::MANIFEST {
             std::fs::copy(&path, to.join(name)).unwrap();
+        }
+    }
+}
+
+/// A loopback port that refuses connections until [`Gate::open`], then forwards each to the
+/// system: consumers pointed at it connect only when the scenario lets them.
+pub struct Gate {
+    addr: std::net::SocketAddr,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gate {
+    /// A closed gate on a free port.
+    pub fn closed() -> Gate {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = probe.local_addr().unwrap();
+        Gate { addr, task: None }
+    }
+
+    /// The URL to point clients at.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// From now on, connections are accepted and forwarded to `to`.
+    pub async fn open(&mut self, to: std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.task = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }));
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
         }
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::REVISION_COMPACTED;
+use super::{CURSOR_AHEAD, REVISION_COMPACTED};
 use crate::clients::ServiceTokenSource;
 use crate::error::{ApiError, ApiResult};
 
@@ -207,6 +207,9 @@ pub struct Consumer {
 enum StreamEnd {
     /// The cursor was compacted away, or a re-sync was requested: rebuild from the snapshot.
     Resync,
+    /// The cursor is beyond the producer's head (the producer was restored from an older copy):
+    /// rebuild from the snapshot, even though it is older than the cursor.
+    Ahead,
     Failed(String),
     Shutdown,
 }
@@ -254,8 +257,15 @@ impl Consumer {
             };
             match end {
                 StreamEnd::Shutdown => return,
-                StreamEnd::Resync => {
-                    if let Err(e) = self.resync().await {
+                StreamEnd::Resync | StreamEnd::Ahead => {
+                    let ahead = matches!(end, StreamEnd::Ahead);
+                    if ahead {
+                        tracing::warn!(
+                            producer,
+                            "the cursor is beyond the producer's newest event (restored from an older copy?); re-syncing"
+                        );
+                    }
+                    if let Err(e) = self.resync(ahead).await {
                         tracing::warn!(producer, error = %e, "re-sync failed");
                     } else {
                         backoff = self.config.min_backoff;
@@ -416,12 +426,14 @@ impl Consumer {
         Ok(())
     }
 
-    async fn resync(&self) -> ApiResult<()> {
+    /// Rebuilds from the producer's snapshot; `ahead`: the cursor is known to be beyond the
+    /// producer, so a snapshot older than it is expected.
+    async fn resync(&self, ahead: bool) -> ApiResult<()> {
         let producer = producer_name(self.config.producer);
         let txn = crate::db::begin_write(&self.db).await?;
         let before = lock_cursor(&txn, self.config.producer).await?;
         let revision = self.handler.resync(&txn).await?;
-        if before != RESYNC_REQUESTED && revision < before {
+        if !ahead && before != RESYNC_REQUESTED && revision < before {
             return Err(ApiError::internal(format!(
                 "snapshot at revision {revision} is older than the cursor {before}"
             )));
@@ -442,12 +454,13 @@ impl Consumer {
 }
 
 fn classify(status: tonic::Status) -> StreamEnd {
-    if status.code() == tonic::Code::FailedPrecondition
-        && crate::error::reason_of(&status).as_deref() == Some(REVISION_COMPACTED)
-    {
-        StreamEnd::Resync
-    } else {
-        StreamEnd::Failed(format!("{:?}: {}", status.code(), status.message()))
+    let reason = (status.code() == tonic::Code::FailedPrecondition)
+        .then(|| crate::error::reason_of(&status))
+        .flatten();
+    match reason.as_deref() {
+        Some(REVISION_COMPACTED) => StreamEnd::Resync,
+        Some(CURSOR_AHEAD) => StreamEnd::Ahead,
+        _ => StreamEnd::Failed(format!("{:?}: {}", status.code(), status.message())),
     }
 }
 

@@ -13,7 +13,8 @@
 //! Consumers store their cursor in their own database in the same transaction as the event's
 //! effect ([`consumer`]), so delivery is at-least-once and the effect exactly-once. Old events are
 //! compacted after a retention window; a cursor older than the compaction point gets
-//! FAILED_PRECONDITION `REVISION_COMPACTED` and the consumer re-syncs from a snapshot.
+//! FAILED_PRECONDITION `REVISION_COMPACTED` and the consumer re-syncs from a snapshot; so does a
+//! consumer whose cursor is ahead of the producer's head (`CURSOR_AHEAD`, after a restore).
 
 pub mod consumer;
 pub mod handlers;
@@ -31,3 +32,7 @@ pub use watch::EventServer;
 
 /// The ErrorInfo reason for a cursor older than the oldest kept event.
 pub const REVISION_COMPACTED: &str = "REVISION_COMPACTED";
+/// The ErrorInfo reason for a cursor beyond the producer's newest event: the producer's
+/// database was restored from a copy older than the consumer's, so the revisions after its head
+/// will be issued again for other changes. The consumer re-syncs from the snapshot.
+pub const CURSOR_AHEAD: &str = "CURSOR_AHEAD";

@@ -29,7 +29,7 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::tail::{self, DEFAULT_TAIL_EVENTS, WatchStats, Window};
-use super::{Outbox, REVISION_COMPACTED};
+use super::{CURSOR_AHEAD, Outbox, REVISION_COMPACTED};
 use crate::auth::{Capability, Principal};
 use crate::error::ApiError;
 
@@ -159,6 +159,19 @@ pub fn compacted(after: i64, through: i64) -> ApiError {
     .with_metadata("compacted_through", through.to_string())
 }
 
+/// The error a consumer gets for a cursor beyond the newest event (the producer was restored
+/// from an older copy).
+pub fn ahead(after: i64, head: i64) -> ApiError {
+    ApiError::failed_precondition(
+        CURSOR_AHEAD,
+        "after_revision",
+        format!(
+            "cursor {after} is beyond this producer's newest event {head} (was it restored from a backup?); re-sync from a snapshot"
+        ),
+    )
+    .with_metadata("head_revision", head.to_string())
+}
+
 #[tonic::async_trait]
 impl EventService for EventServer {
     async fn watch(
@@ -207,6 +220,9 @@ impl EventService for EventServer {
         let window = self.tail(&outbox, head.revision);
         if req.after_revision < head.compacted_through {
             return Err(compacted(req.after_revision, head.compacted_through).into());
+        }
+        if req.after_revision > head.revision {
+            return Err(ahead(req.after_revision, head.revision).into());
         }
         let (tx, rx) = mpsc::channel(1);
         let stream = StreamTask {
