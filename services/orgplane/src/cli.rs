@@ -132,6 +132,28 @@ pub struct Cli {
     )]
     pub http_max_concurrent_requests: usize,
 
+    /// Database reads that event streams replaying a backlog make at once (per process); the
+    /// other streams wait their turn, so that consumers catching up never take the database
+    /// connections ordinary calls need. 0 lifts the bound.
+    #[arg(
+        long,
+        env = "ORGPLANE_WATCH_BACKLOG_READS",
+        default_value_t = orgplane_platform::events::watch::DEFAULT_BACKLOG_READS,
+        global = true
+    )]
+    pub watch_backlog_reads: usize,
+
+    /// Replayed (backlog) events per second that event streams send, all together (per
+    /// process); streams that have caught up are not paced. Keeps consumers catching up from
+    /// taking the CPU ordinary calls need. 0 lifts the pace.
+    #[arg(
+        long,
+        env = "ORGPLANE_WATCH_REPLAY_RATE",
+        default_value_t = orgplane_platform::events::watch::DEFAULT_REPLAY_RATE,
+        global = true
+    )]
+    pub watch_replay_rate: usize,
+
     /// Serve Prometheus metrics (`/metrics`) on this address; off when unset.
     #[arg(long, env = "ORGPLANE_METRICS_LISTEN", global = true)]
     pub metrics_listen: Option<SocketAddr>,

@@ -226,7 +226,14 @@ pub async fn start(
             PageTokens::ephemeral()
         }
     };
-    let mut server = GrpcServer::new(ServerConfig::default());
+    let mut server = GrpcServer::new(ServerConfig {
+        watch_replay_rate: cli.watch_replay_rate,
+        watch_backlog_reads: match cli.watch_backlog_reads {
+            0 => usize::MAX,
+            n => n,
+        },
+        ..ServerConfig::default()
+    });
     // One set per process: every service here feeds it, the one auth layer reads it.
     let revocations = SessionRevocations::new();
     let runtime = Runtime {

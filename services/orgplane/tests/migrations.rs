@@ -2,7 +2,9 @@
 //! release N-1 and release N share one database, so a migration of release N may add tables and
 //! columns but must not take away or change what N-1 reads and writes. For every service's
 //! migrator (the platform migrations it includes are among its steps) the migrations are applied
-//! one at a time to a fresh SQLite database and the schema is compared after each step: a table
+//! one at a time to a fresh database (SQLite, and PostgreSQL — where replicas of two releases
+//! really share one — when `ORGPLANE_TEST_POSTGRES_URL` is set) and the schema is compared after
+//! each step: a table
 //! or column that disappears (dropped or renamed), a column whose type changes, a nullable column
 //! that becomes NOT NULL, and a NOT NULL column without a default added to an existing table (the
 //! previous release's INSERTs would fail) are findings, unless the step is listed in
@@ -12,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use orgplane_platform::testkit::TestDb;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
@@ -56,7 +59,7 @@ struct Finding {
     message: String,
 }
 
-/// One column as SQLite reports it.
+/// One column as the database reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Column {
     kind: String,
@@ -68,14 +71,26 @@ struct Column {
 type Schema = BTreeMap<String, BTreeMap<String, Column>>;
 
 async fn schema(db: &DatabaseConnection) -> Schema {
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT c.table_name::text, c.column_name::text, c.data_type::text, \
+             CASE WHEN c.is_nullable = 'NO' THEN 1::bigint ELSE 0::bigint END, \
+             c.column_default::text \
+             FROM information_schema.columns c JOIN information_schema.tables t \
+             ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+             WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' \
+             AND c.table_name <> 'seaql_migrations'"
+        }
+        _ => {
             "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value \
              FROM sqlite_master m JOIN pragma_table_info(m.name) p \
              WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' \
-             AND m.name <> 'seaql_migrations'",
-        ))
+             AND m.name <> 'seaql_migrations'"
+        }
+    };
+    let rows = db
+        .query_all_raw(Statement::from_string(backend, sql))
         .await
         .unwrap();
     let mut out = Schema::new();
@@ -142,12 +157,18 @@ fn breaking_changes(before: &Schema, after: &Schema) -> Vec<Finding> {
     found
 }
 
-/// Applies `M`'s migrations one at a time to a fresh database and returns the findings that
-/// `allowed` does not list, as "`migration`: finding", with the number of steps.
+/// Applies `M`'s migrations one at a time to a fresh SQLite database and returns the findings
+/// that `allowed` does not list, as "`migration`: finding", with the number of steps.
 async fn check<M: MigratorTrait>(allowed: &[ContractStep]) -> (usize, Vec<String>) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/check.db?mode=rwc", dir.path().display());
-    let db = Database::connect(url.as_str()).await.unwrap();
+    check_on::<M>(&TestDb::sqlite(), allowed).await
+}
+
+/// [`check`] on the fresh database `fresh`.
+async fn check_on<M: MigratorTrait>(
+    fresh: &TestDb,
+    allowed: &[ContractStep],
+) -> (usize, Vec<String>) {
+    let db = Database::connect(fresh.url.as_str()).await.unwrap();
     let names: Vec<String> = M::migrations()
         .iter()
         .map(|m| m.name().to_owned())
@@ -171,6 +192,7 @@ async fn check<M: MigratorTrait>(allowed: &[ContractStep]) -> (usize, Vec<String
         M::get_pending_migrations(&db).await.unwrap().is_empty(),
         "every migration was applied one at a time"
     );
+    let _ = db.close().await;
     (names.len(), findings)
 }
 
@@ -210,6 +232,41 @@ async fn migrations_of_every_service_are_expand_only() {
         "billing-access",
         check::<orgplane_billing_access::migration::Migrator>(CONTRACT_STEPS).await,
     );
+}
+
+/// The same on PostgreSQL, with no contract step allowed: the two listed steps drop `etag` on
+/// SQLite only.
+#[tokio::test]
+async fn migrations_of_every_service_are_expand_only_postgres() {
+    macro_rules! on_postgres {
+        ($service:literal, $migrator:ty) => {{
+            let Some(fresh) = TestDb::postgres().await else {
+                eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+                return;
+            };
+            assert_expand_only($service, check_on::<$migrator>(&fresh, &[]).await);
+        }};
+    }
+    on_postgres!("identity", orgplane_identity::migration::Migrator);
+    on_postgres!("organization", orgplane_organization::migration::Migrator);
+    on_postgres!("workspace", orgplane_workspace::migration::Migrator);
+    on_postgres!(
+        "billing-access",
+        orgplane_billing_access::migration::Migrator
+    );
+}
+
+/// The control on PostgreSQL: the one-step rename is caught there too.
+#[tokio::test]
+async fn migrations_control_a_rename_is_caught_postgres() {
+    let Some(fresh) = TestDb::postgres().await else {
+        eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let (_, findings) = check_on::<WithRename>(&fresh, &[]).await;
+    assert_eq!(findings.len(), 2, "{findings:?}");
+    assert!(findings[0].contains("drops (or renames) column organizations.name"));
+    assert!(findings[1].contains("adds organizations.display_name NOT NULL without a default"));
 }
 
 // Control arm: synthetic migrations appended to the organization's migrator, each a change the

@@ -262,7 +262,9 @@ impl Host {
             outboxes.extend(module.outbox());
         }
         if !outboxes.is_empty() {
-            let events = EventServer::new(outboxes, server.shutdown_token());
+            let events = EventServer::new(outboxes, server.shutdown_token())
+                .with_backlog_reads(server.config().watch_backlog_reads)
+                .with_replay_rate(server.config().watch_replay_rate);
             let service = crate::limit_messages!(EventServiceServer::new(events), server.config());
             server.add_ready_service(service).await;
         }

@@ -34,6 +34,12 @@ pub struct ServerConfig {
     pub keepalive_interval: Duration,
     /// Concurrent streams allowed on one connection.
     pub max_concurrent_streams: u32,
+    /// Database reads by event streams replaying a backlog at once
+    /// ([`crate::events::watch::DEFAULT_BACKLOG_READS`]; `usize::MAX`: no bound).
+    pub watch_backlog_reads: usize,
+    /// Replayed events per second, all event streams together
+    /// ([`crate::events::watch::DEFAULT_REPLAY_RATE`]; 0: no pace).
+    pub watch_replay_rate: usize,
 }
 
 impl Default for ServerConfig {
@@ -43,6 +49,8 @@ impl Default for ServerConfig {
             default_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(30),
             max_concurrent_streams: 1024,
+            watch_backlog_reads: crate::events::watch::DEFAULT_BACKLOG_READS,
+            watch_replay_rate: crate::events::watch::DEFAULT_REPLAY_RATE,
         }
     }
 }

@@ -42,16 +42,60 @@ const MAX_GROWTH_KIB: u64 = 192 * 1024;
 const MAX_ROUNDS: usize = 20;
 
 /// Runs the scenario on a fresh setup.
-pub async fn run(bin: &Path, postgres: Option<&str>, size: Size) -> anyhow::Result<Figures> {
+pub async fn run(bin: &Path, postgres: Option<&str>, size: Size) -> anyhow::Result<Vec<Figures>> {
     let db = if postgres.is_some() {
         "postgres"
     } else {
         "sqlite"
     };
-    let h = Harness::start(bin, postgres).await?;
-    let result = scenario(&h, db, size).await;
+    let mut h = Harness::start(bin, postgres).await?;
+    let result = async {
+        let seeded = seed(&h, size).await?;
+        let bounded = measure(&h, &seeded, db, size, false).await?;
+        // Control: the same replay with the bound on backlog reads and the pace lifted
+        // (`--watch-backlog-reads 0 --watch-replay-rate 0`).
+        h.set_env(Some("organization"), "ORGPLANE_WATCH_BACKLOG_READS", "0");
+        h.set_env(Some("organization"), "ORGPLANE_WATCH_REPLAY_RATE", "0");
+        h.restart("organization").await?;
+        let control = measure(&h, &seeded, db, size, true).await?;
+        Ok(vec![bounded, control])
+    }
+    .await;
     h.stop().await?;
     result
+}
+
+/// The organization whose outbox holds the backlog, and who reads it.
+struct Seeded {
+    org: String,
+    owner: String,
+    token: String,
+    /// Role changes made (failures are listed).
+    made: usize,
+    failures: Vec<String>,
+}
+
+async fn seed(h: &Harness, size: Size) -> anyhow::Result<Seeded> {
+    let owner = "user_wb_owner".to_owned();
+    let (org, _ws) = h.seed_org(&owner).await?;
+    let token = h.user_token(&owner)?;
+    let members: Vec<String> = (0..32).map(|i| format!("user_wb_{i:02}")).collect();
+    for m in &members {
+        h.add_member(&owner, &org, m, OrgRole::User).await?;
+    }
+    let (made, failed) =
+        crate::protocol::produce(h, &org, &token, &members, size.watch_backlog).await;
+    let mut failures = Vec::new();
+    if failed > 0 {
+        failures.push(format!("{failed} of the backlog's role changes failed"));
+    }
+    Ok(Seeded {
+        org,
+        owner,
+        token,
+        made,
+        failures,
+    })
 }
 
 /// The value at quantile `q` of `samples` (sorted here), in milliseconds.
@@ -68,21 +112,29 @@ fn mib(kib: u64) -> String {
     format!("{:.0} MiB", kib as f64 / 1024.0)
 }
 
-async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> {
-    let mut f = Figures::new("watch-backlog", db);
-    let owner = "user_wb_owner";
-    let (org, _ws) = h.seed_org(owner).await?;
-    let token = h.user_token(owner)?;
-    let members: Vec<String> = (0..32).map(|i| format!("user_wb_{i:02}")).collect();
-    for m in &members {
-        h.add_member(owner, &org, m, OrgRole::User).await?;
-    }
-    let (made, failed) =
-        crate::protocol::produce(h, &org, &token, &members, size.watch_backlog).await;
-    if failed > 0 {
-        f.failures
-            .push(format!("{failed} of the backlog's role changes failed"));
-    }
+/// One measurement: idle calls, then the replay with calls beside it. `control`: the process
+/// runs without the bound on backlog reads and without the replay pace; what would be violations is reported, and at full size the
+/// control must show the harm (else the scenario could not tell).
+async fn measure(
+    h: &Harness,
+    seeded: &Seeded,
+    db: &str,
+    size: Size,
+    control: bool,
+) -> anyhow::Result<Figures> {
+    let name = if control {
+        "watch-backlog-control"
+    } else {
+        "watch-backlog"
+    };
+    let mut f = Figures::new(name, db);
+    let (org, owner, token, made) = (
+        &seeded.org,
+        seeded.owner.as_str(),
+        &seeded.token,
+        seeded.made,
+    );
+    f.failures.extend(seeded.failures.iter().cloned());
     let service = h.service_token("workspace")?;
     let channels = (0..CONNECTIONS)
         .map(|_| {
@@ -104,7 +156,7 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
     }
 
     let pid = h.pid("organization");
-    let idle = callers(h, &org, owner, &token, Measure::Count(IDLE_CALLS)).await;
+    let idle = callers(h, org, owner, token, Measure::Count(IDLE_CALLS)).await;
     let rss_start = rss_kib(pid);
 
     // The callers run on their own thread and runtime, so that the client side of the replay
@@ -115,11 +167,10 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
     let loaded = {
         let (h_orgs, org, owner, token) = (h.orgs(), org.clone(), owner.to_owned(), token.clone());
         let (replaying, stop, counted) = (replaying.clone(), stop.clone(), counted.clone());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime for the callers");
             rt.block_on(run_callers(
                 h_orgs,
                 org,
@@ -177,9 +228,10 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
     let rss_after = rss_kib(pid);
     let rss_peak = peak.load(Ordering::Relaxed);
 
+    // What the bound prevents: a violation normally, the expected outcome of the control.
+    let mut harms = Vec::new();
     if !stream_failures.is_empty() {
-        f.lost += stream_failures.len() as u64;
-        f.failures.push(format!(
+        harms.push(format!(
             "{} of {} streams failed, e.g. {}",
             stream_failures.len(),
             rounds * size.watch_streams,
@@ -189,17 +241,19 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
     let mut idle_ok = idle.latencies;
     f.operations += (idle_ok.len() + idle.failed.len()) as u64;
     f.operations += (during.latencies.len() + during.failed.len()) as u64;
-    for (when, failed) in [
-        ("idle", &idle.failed),
-        ("during the replay", &during.failed),
-    ] {
-        if !failed.is_empty() {
-            f.failures.push(format!(
-                "{} ordinary calls failed {when}, e.g. {}",
-                failed.len(),
-                failed[0]
-            ));
-        }
+    if !idle.failed.is_empty() {
+        f.failures.push(format!(
+            "{} ordinary calls failed idle, e.g. {}",
+            idle.failed.len(),
+            idle.failed[0]
+        ));
+    }
+    if !during.failed.is_empty() {
+        harms.push(format!(
+            "{} ordinary calls failed during the replay, e.g. {}",
+            during.failed.len(),
+            during.failed[0]
+        ));
     }
     let calls = during.latencies.len();
     if calls < MIN_CALLS {
@@ -216,13 +270,13 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
         quantile_ms(&mut during.latencies, 0.99),
     );
     if size.latency_goals && load_p99 > 2.0 * idle_p99 {
-        f.failures.push(format!(
+        harms.push(format!(
             "ordinary p99 {load_p99:.1} ms during the replay is above 2× the idle p99 {idle_p99:.1} ms"
         ));
     }
     let growth = rss_peak.saturating_sub(rss_start);
     if growth > MAX_GROWTH_KIB {
-        f.failures.push(format!(
+        harms.push(format!(
             "organization's RSS grew by {} (limit {})",
             mib(growth),
             mib(MAX_GROWTH_KIB)
@@ -236,6 +290,19 @@ async fn scenario(h: &Harness, db: &str, size: Size) -> anyhow::Result<Figures> 
         mib(rss_peak),
         mib(rss_after),
     );
+    if !control {
+        f.lost += stream_failures.len() as u64;
+        f.failures.extend(harms);
+    } else if harms.is_empty() {
+        if size.latency_goals {
+            f.failures.push(
+                "control: without the bound nothing went wrong, so the scenario cannot tell".into(),
+            );
+        }
+    } else {
+        f.notes
+            .push_str(&format!("; without the bound: {}", harms.join("; ")));
+    }
     Ok(f)
 }
 

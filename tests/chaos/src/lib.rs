@@ -317,7 +317,7 @@ pub async fn run(
             out.extend(watch::run(&bin, db, size).await?);
         }
         if matches!(scenario, "all" | "watch-backlog") {
-            out.push(backlog::run(&bin, db, size).await?);
+            out.extend(backlog::run(&bin, db, size).await?);
         }
         if matches!(scenario, "all" | "concurrency") {
             out.extend(concurrency::run(&bin, db).await?);

@@ -170,20 +170,20 @@ async fn watch_streams_cut_at_random_resume_ordered_unique_gap_free_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_backlog_replayed_by_many_streams_fails_no_stream_or_call_and_keeps_p99_sqlite() {
-    let f = orgplane_chaos::backlog::run(&bin(), None, Size::fast())
+    let figures = orgplane_chaos::backlog::run(&bin(), None, Size::fast())
         .await
         .unwrap();
-    assert!(f.delivered > 0);
-    assert_clean(&[f]);
+    assert!(figures[0].delivered > 0);
+    assert_clean(&figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_backlog_replayed_by_many_streams_fails_no_stream_or_call_and_keeps_p99_postgres() {
     let Some(pg) = postgres() else { return };
-    let f = orgplane_chaos::backlog::run(&bin(), Some(&pg), Size::fast())
+    let figures = orgplane_chaos::backlog::run(&bin(), Some(&pg), Size::fast())
         .await
         .unwrap();
-    assert_clean(&[f]);
+    assert_clean(&figures);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,9 @@
 //! - a failure is **one** atomic `INSERT … ON CONFLICT DO UPDATE` that increments (or restarts an
 //!   ended window) in the database, so concurrent failures on any replica are never lost;
 //! - attempts still in flight (their hash not yet computed) are reserved in this replica's
-//!   memory, so a concurrent burst on one replica tries exactly the budget;
+//!   memory, so a concurrent burst on one replica tries exactly the budget; the read-and-reserve
+//!   and the record-and-release of a failure take turns in the replica (one short database
+//!   statement each), so no failure is missed between the two counts;
 //! - ended windows are deleted by [`SignInBudgets::sweep`] on a timer.
 
 use std::collections::HashMap;
@@ -75,6 +77,11 @@ pub struct SignInBudgets {
     window_ms: i64,
     /// Attempts of this replica whose outcome is not known yet, per key.
     in_flight: Mutex<HashMap<String, u32>>,
+    /// Held while an attempt reads the budgets and reserves its place, and while a failed one
+    /// records its failure and gives its place back: otherwise a read can miss a failure that
+    /// left the in-flight count after the read began but before it was counted (measured: 20
+    /// concurrent guesses at a budget of 5 let 6 through).
+    transitions: tokio::sync::Mutex<()>,
     /// Prefixed to every key; empty in a deployment (see [`Self::isolate_for_control_arm`]).
     scope: OnceLock<String>,
 }
@@ -89,6 +96,7 @@ impl SignInBudgets {
                 1,
             ),
             in_flight: Mutex::new(HashMap::new()),
+            transitions: tokio::sync::Mutex::new(()),
             scope: OnceLock::new(),
         }
     }
@@ -129,6 +137,7 @@ impl SignInBudgets {
         let stranger_key = self.account_key(account);
         let own_key = self.key(format_args!("account {account} from {peer}"));
         let (user_id, since_ms) = known;
+        let _transition = self.transitions.lock().await;
         let query = Query::select()
             .columns([
                 sign_in_budget::Column::Key,
@@ -195,6 +204,7 @@ impl SignInBudgets {
             peer_key,
             account_key,
             account_had_failures,
+            released: false,
         })
     }
 
@@ -281,15 +291,22 @@ pub struct SignInAttempt<'a> {
     peer_key: String,
     account_key: String,
     account_had_failures: bool,
+    /// The place was given back already (by [`Self::failed`]).
+    released: bool,
 }
 
 impl SignInAttempt<'_> {
     /// A wrong proof: one failure against the peer's and the account's budgets, recorded before
     /// the reservation is given back so that it is never counted by neither.
-    pub async fn failed<C: ConnectionTrait>(self, db: &C, now_ms: i64) -> ApiResult<()> {
-        self.budgets
+    pub async fn failed<C: ConnectionTrait>(mut self, db: &C, now_ms: i64) -> ApiResult<()> {
+        let _transition = self.budgets.transitions.lock().await;
+        let recorded = self
+            .budgets
             .record_failure(db, now_ms, [&self.peer_key, &self.account_key])
-            .await
+            .await;
+        self.budgets.release([&self.peer_key, &self.account_key]);
+        self.released = true;
+        recorded
     }
 
     /// Signed in: the account budget the attempt drew on starts afresh (a write only when it
@@ -304,7 +321,9 @@ impl SignInAttempt<'_> {
 
 impl Drop for SignInAttempt<'_> {
     fn drop(&mut self) {
-        self.budgets.release([&self.peer_key, &self.account_key]);
+        if !self.released {
+            self.budgets.release([&self.peer_key, &self.account_key]);
+        }
     }
 }
 
