@@ -75,10 +75,13 @@ async fn replay_while_querying(db: &TestDb, bounded: bool) -> Outcome {
     let pool = small_pool(&db.url).await;
     let auth = TestAuth::new();
     let mut server = GrpcServer::new(ServerConfig::default());
+    // Unpaced in both arms, so that only the bound on reads differs (the pace alone would
+    // spread the reads out too).
     let mut events = EventServer::new(
         [Outbox::new(pool.clone(), Producer::Organization)],
         server.shutdown_token(),
-    );
+    )
+    .with_replay_rate(0);
     if !bounded {
         events = events.with_backlog_reads(usize::MAX);
     }

@@ -1214,11 +1214,13 @@ async fn id_5_token_attack_table_is_unauthenticated_through_the_real_service() {
         let err = me(&rig, &token).await.expect_err(name);
         assert_eq!(err.code(), Code::Unauthenticated, "{name}: {err:?}");
     }
-    // A service token (service audience) is not a user: `me` is refused.
+    // A service token (service audience) is not a user: `me` is refused, even for an account
+    // that may read users.
     let service = sign(claims(&|c| {
         c.aud = SERVICE_AUDIENCE.into();
         c.sid = None;
         c.auth_time = None;
+        c.scope = Some("read-users".into());
     }));
     let err = me(&rig, &service).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
