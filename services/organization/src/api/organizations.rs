@@ -7,9 +7,10 @@ use tonic::{Request, Response};
 
 use super::convert::organization;
 use super::{Reply, paths, wire};
+use crate::app::audit_log::ListAuditEvents;
 use crate::app::lifecycle::DeleteOrganization;
 use crate::app::organizations::{
-    CreateOrganization, ListAuditEvents, ListOrganizations, OrganizationFields, UpdateOrganization,
+    CreateOrganization, ListOrganizations, OrganizationFields, UpdateOrganization,
 };
 use crate::app::{App, Attempt, Scope};
 

@@ -12,6 +12,7 @@
 //! branding and effective-settings RPCs.
 
 pub mod access;
+pub mod audit_log;
 pub mod branding;
 pub mod domains;
 pub mod hierarchy;

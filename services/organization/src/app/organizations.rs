@@ -1,5 +1,5 @@
-//! Organizations (rules ORG-1, ORG-3, ORG-8, ORG-11): create, read, list, update; and the
-//! audit log read (ORG-10).
+//! Organizations (rules ORG-1, ORG-3, ORG-8, ORG-11): create, read, list, update. The audit
+//! log read (ORG-10) is in [`super::audit_log`].
 
 use orgplane_platform::Call;
 use orgplane_platform::audit::Entry;
@@ -7,7 +7,6 @@ use orgplane_platform::auth::{ApiKeyKind, Principal};
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::roles::OrgAction;
-use orgplane_proto::audit::v1::{AuditEvent, AuditEventFilter};
 use orgplane_proto::events::v1::{MemberAdded, OrganizationCreated, OrganizationUpdated, event};
 use orgplane_proto::organization::v1::{OrgRole, OrganizationState};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
@@ -74,19 +73,6 @@ pub struct UpdateOrganization {
     pub paths: Vec<String>,
     /// The etag read, or empty.
     pub etag: String,
-}
-
-/// ListAuditEvents (ORG-10).
-#[derive(Debug, Clone, Default)]
-pub struct ListAuditEvents {
-    /// The organization.
-    pub organization_id: String,
-    /// The platform's filter.
-    pub filter: AuditEventFilter,
-    /// Requested page size.
-    pub page_size: i32,
-    /// Token of the page to read.
-    pub page_token: String,
 }
 
 /// The validated page size, state filter and order of a listing of organizations.
@@ -556,48 +542,6 @@ impl App {
         Ok(Revised {
             value: after,
             revision,
-        })
-    }
-
-    /// ListAuditEvents (rule ORG-10).
-    pub async fn list_audit_events(
-        &self,
-        call: &Call,
-        cmd: ListAuditEvents,
-    ) -> Result<Page<AuditEvent>> {
-        require_caller(&call.principal)?;
-        required("organization_id", &cmd.organization_id)?;
-        let filter = cmd.filter;
-        if let (Some(s), Some(e)) = (&filter.start_time, &filter.end_time)
-            && (e.seconds, e.nanos) <= (s.seconds, s.nanos)
-        {
-            return Err(Error::invalid(
-                "filter.end_time",
-                "must be after filter.start_time",
-            ));
-        }
-        let access = Access::resolve(
-            &self.db,
-            &call.principal,
-            &cmd.organization_id,
-            Deleted::Hidden,
-        )
-        .await?;
-        access.require(OrgAction::ReadAuditLog)?;
-        let (items, next_page_token) = self
-            .audit
-            .list(
-                &self.db,
-                &self.runtime.page_tokens,
-                &access.org.id,
-                &filter,
-                cmd.page_size,
-                &cmd.page_token,
-            )
-            .await?;
-        Ok(Page {
-            items,
-            next_page_token,
         })
     }
 }
