@@ -465,6 +465,28 @@ async fn events_stalled_writers_never_make_a_reader_skip_postgres() {
     assert_eq!(seen, expected, "every revision seen once, in order");
 }
 
+/// A Watch of the rig's producer after `after`, refused FAILED_PRECONDITION with `reason`.
+async fn refused_watch(rig: &Rig, after: i64, reason: &str) -> tonic::Status {
+    let mut client = EventServiceClient::new(rig.server.as_ref().unwrap().channel());
+    let err = client
+        .watch(bearer(
+            WatchRequest {
+                producer: Producer::Organization as i32,
+                after_revision: after,
+                max_batch_size: 0,
+            },
+            &rig.auth.service_token("workspace"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(
+        orgplane_platform::error::reason_of(&err).as_deref(),
+        Some(reason)
+    );
+    err
+}
+
 /// A consumer whose cursor was compacted away gets REVISION_COMPACTED, re-syncs once from the
 /// snapshot and continues from there, ending identical to one that saw every event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,23 +501,7 @@ async fn events_compacted_cursor_resyncs_instead_of_retrying() {
     assert_eq!(through, 99, "everything but the newest event compacted");
 
     // Direct Watch from 0 is refused with the reason.
-    let mut client = EventServiceClient::new(rig.server.as_ref().unwrap().channel());
-    let err = client
-        .watch(bearer(
-            WatchRequest {
-                producer: Producer::Organization as i32,
-                after_revision: 0,
-                max_batch_size: 0,
-            },
-            &rig.auth.service_token("workspace"),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(
-        orgplane_platform::error::reason_of(&err).as_deref(),
-        Some("REVISION_COMPACTED")
-    );
+    refused_watch(&rig, 0, "REVISION_COMPACTED").await;
 
     let (consumer, handle) = rig.consumer().await;
     let stop = CancellationToken::new();
@@ -523,23 +529,7 @@ async fn events_cursor_ahead_of_a_restored_producer_resyncs() {
         .await
         .unwrap();
 
-    let mut client = EventServiceClient::new(rig.server.as_ref().unwrap().channel());
-    let err = client
-        .watch(bearer(
-            WatchRequest {
-                producer: Producer::Organization as i32,
-                after_revision: 25,
-                max_batch_size: 0,
-            },
-            &rig.auth.service_token("workspace"),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert_eq!(
-        orgplane_platform::error::reason_of(&err).as_deref(),
-        Some("CURSOR_AHEAD")
-    );
+    let err = refused_watch(&rig, 25, "CURSOR_AHEAD").await;
     assert!(err.message().contains("25") && err.message().contains("10"));
 
     let (consumer, handle) = rig.consumer().await;

@@ -25,11 +25,7 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs the three suites on one fresh setup: `protocol-input`, `login-abuse`, `token-attacks`.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Vec<Figures>> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = async {
         Ok::<_, anyhow::Error>(vec![
@@ -1131,11 +1127,7 @@ async fn set_key_status(
 /// (rule ID-7), a workspace key outside its workspace and outside CheckAccess, keys of a deleted
 /// and of a purged organization; each against organization, workspace and billing-access.
 pub async fn run_api_keys(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let mut h = Harness::start(bin, postgres).await?;
     let result = api_keys(&mut h, db).await;
     h.stop().await?;

@@ -88,11 +88,7 @@ pub fn mutating(protos: &Protos) -> Vec<(String, &'static str)> {
 
 /// Runs the suite on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = scenario(&h, db).await;
     h.stop().await?;

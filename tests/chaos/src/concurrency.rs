@@ -48,11 +48,7 @@ const CORRECT_REFUSALS: &[(&str, &str)] = &[
 
 /// Runs both halves on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Vec<Figures>> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = scenario(&h, db).await;
     h.stop().await?;

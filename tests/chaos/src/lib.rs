@@ -207,6 +207,15 @@ impl Figures {
     }
 }
 
+/// The figures' database label of a run on `postgres` (SQLite when `None`).
+pub fn db_label(postgres: Option<&str>) -> &'static str {
+    if postgres.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
 /// The executable whose `orgplane` subcommand is the orgplane binary: this one.
 pub fn this_binary() -> anyhow::Result<PathBuf> {
     Ok(std::env::current_exe()?)

@@ -26,11 +26,7 @@ const MAX_GROWTH_KIB: u64 = 64 * 1024;
 /// Runs the scenario on a fresh setup: `protocol-limits` with `events` role changes produced
 /// while a Watch client never reads.
 pub async fn run(bin: &Path, postgres: Option<&str>, events: usize) -> anyhow::Result<Figures> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = scenario(&h, db, events).await;
     h.stop().await?;

@@ -39,11 +39,7 @@ const ROLES: [OrgRole; 4] = [
 
 /// Runs the scenario on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>, size: Size) -> anyhow::Result<Vec<Figures>> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let mut h = Harness::start(bin, postgres).await?;
     let result = scenario(&mut h, db, size).await;
     h.stop().await?;

@@ -31,14 +31,6 @@ use crate::harness::{Harness, bearer, mask, retry};
 /// The consumer's log line for a finished re-sync.
 const RESYNCED: &str = "re-synced from a snapshot";
 
-fn db_name(postgres: Option<&str>) -> &'static str {
-    if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    }
-}
-
 /// Both scenarios, each on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Vec<Figures>> {
     Ok(vec![
@@ -50,7 +42,7 @@ pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Vec<Figur
 /// Identity's stream: users deleted and emails verified while organization was away.
 pub async fn identity(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
     let mut h = Harness::start(bin, postgres).await?;
-    let result = identity_scenario(&mut h, db_name(postgres)).await;
+    let result = identity_scenario(&mut h, crate::db_label(postgres)).await;
     h.stop().await?;
     result
 }
@@ -58,7 +50,7 @@ pub async fn identity(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figu
 /// The workspace service's stream: workspaces moved and archived while organization was away.
 pub async fn workspace(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
     let mut h = Harness::start(bin, postgres).await?;
-    let result = workspace_scenario(&mut h, db_name(postgres)).await;
+    let result = workspace_scenario(&mut h, crate::db_label(postgres)).await;
     h.stop().await?;
     result
 }

@@ -16,11 +16,7 @@ use crate::{Figures, Size};
 
 /// Runs the unpinned then the pinned variant on one fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>, size: Size) -> anyhow::Result<Vec<Figures>> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = scenario(&h, db, size).await;
     h.stop().await?;

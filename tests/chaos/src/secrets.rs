@@ -84,11 +84,7 @@ impl std::io::Write for Capture {
 
 /// Runs the scenario on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let captured = capture();
     ACTIVE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let start = captured

@@ -359,11 +359,7 @@ pub(crate) async fn seed_sso_connection(
 
 /// Runs the matrix on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
-    let db = if postgres.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let db = crate::db_label(postgres);
     let h = Harness::start(bin, postgres).await?;
     let result = scenario(&h, db).await;
     h.stop().await?;
