@@ -167,6 +167,10 @@ pub struct Cli {
     )]
     pub log_format: LogFormat,
 
+    /// TLS of the listeners and internal clients.
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: crate::tls::TlsArgs,
+
     /// Identity settings.
     #[command(flatten, next_help_heading = "Identity")]
     pub identity: orgplane_identity::Config,
@@ -236,6 +240,15 @@ pub enum Command {
     /// before starting: make every consumer whose cursor is ahead of its producer's restored
     /// outbox re-sync from the producer's snapshot.
     ReconcileCursors,
+    /// Ask this process's own gRPC server whether a service is SERVING (over TLS when the TLS
+    /// options are set): the readiness and liveness probe where Kubernetes' gRPC probe cannot
+    /// be used (it speaks no TLS). Exits 0 when SERVING, 1 otherwise.
+    Health {
+        /// The gRPC service to ask about (`liveness`, or a service name); the whole server when
+        /// empty.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
 }
 
 /// One of the four services.

@@ -6,6 +6,7 @@
 pub mod backup;
 pub mod cli;
 pub mod run;
+pub mod tls;
 
 pub use cli::{Cli, Command, Service};
 pub use run::{Opened, Started, run, start};

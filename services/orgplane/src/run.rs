@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Some(Command::Health { ref service }) => crate::tls::probe(&cli, service).await,
         Some(Command::ReconcileCursors) => {
             let checks = crate::backup::reconcile(&cli).await?;
             for r in crate::backup::resets(&checks) {
@@ -129,16 +130,30 @@ impl Opened {
 }
 
 async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
+    let addrs: Vec<_> = [Some(cli.listen), cli.http_addr(), cli.metrics_listen]
+        .into_iter()
+        .flatten()
+        .collect();
+    cli.tls.check_plaintext(&addrs)?;
     let shutdown = orgplane_platform::server::shutdown_on_signal();
-    if let Some(addr) = cli.metrics_listen {
-        orgplane_platform::metrics::serve(addr)
-            .with_context(|| format!("serving metrics on {addr}"))?;
-        println!("  metrics         http://{addr}/metrics");
-    }
+    let metrics = match cli.metrics_listen {
+        Some(addr) => Some((addr, orgplane_platform::metrics::install()?)),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cli.listen)
         .await
         .with_context(|| format!("binding {}", cli.listen))?;
-    let started = start(cli, services, listener, shutdown).await?;
+    let started = start(cli, services, listener, shutdown.clone()).await?;
+    if let Some((addr, router)) = metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"))?;
+        let tls = started.tls.http.clone();
+        tokio::spawn(async move {
+            orgplane_platform::http::serve(listener, router, tls.as_ref(), shutdown).await
+        });
+        println!("  metrics         {}://{addr}/metrics", started.scheme());
+    }
     print_banner(cli, services, &started);
     started.wait().await?;
     tracing::info!("stopped");
@@ -155,11 +170,22 @@ pub struct Started {
     pub opened: Opened,
     /// Per-service readiness.
     pub health: orgplane_platform::server::Health,
+    /// TLS as configured.
+    pub tls: crate::tls::Tls,
     serving: tokio::task::JoinHandle<Result<(), orgplane_platform::server::ServeError>>,
     http_serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Started {
+    /// `https` when the listeners terminate TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.grpc.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     /// Waits until the servers stopped (after the shutdown token was cancelled and the calls in
     /// flight drained).
     pub async fn wait(self) -> anyhow::Result<()> {
@@ -187,13 +213,29 @@ pub async fn start(
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Started> {
     let local = listener.local_addr()?;
-    let own_url = format!("http://{local}");
-    let url_of =
-        |configured: &Option<String>| configured.clone().unwrap_or_else(|| own_url.clone());
+    let tls = cli.tls.load()?;
+    // This process itself, at loopback when it listens on every address.
+    let own = match local.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local.port()))
+        }
+        ip if ip.is_unspecified() => {
+            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
+        }
+        _ => local,
+    };
+    let (own_url, own_tls) = match tls.grpc {
+        Some(_) => (format!("https://{own}"), tls.self_client()?),
+        None => (format!("http://{own}"), tls.client.clone()),
+    };
+    let connect = |configured: &Option<String>| match configured {
+        Some(url) => connect_lazy(url, Some(&tls.client)),
+        None => connect_lazy(&own_url, Some(&own_tls)),
+    };
     let endpoints = Endpoints {
-        identity: connect_lazy(&url_of(&cli.identity_url))?,
-        organization: connect_lazy(&url_of(&cli.organization_url))?,
-        workspace: connect_lazy(&url_of(&cli.workspace_url))?,
+        identity: connect(&cli.identity_url)?,
+        organization: connect(&cli.organization_url)?,
+        workspace: connect(&cli.workspace_url)?,
     };
     let service_account = ServiceAccount {
         client_id: cli.service_client_id.clone(),
@@ -210,11 +252,14 @@ pub async fn start(
             .filter_map(|s| Capabilities::of_service(s.name()))
             .fold(Capabilities::NONE, Capabilities::union),
     };
-    let service_tokens: Arc<dyn ServiceTokenSource> = Arc::new(IdentityServiceTokens::new(
-        endpoints.identity.clone(),
-        service_account.client_id.clone(),
-        service_account.client_secret.clone(),
-    ));
+    let service_tokens: Arc<dyn ServiceTokenSource> = match cli.tls.certificate_identity() {
+        Some(certificate) => certificate,
+        None => Arc::new(IdentityServiceTokens::new(
+            endpoints.identity.clone(),
+            service_account.client_id.clone(),
+            service_account.client_secret.clone(),
+        )),
+    };
     let page_tokens = match &cli.page_token_secret {
         Some(secret) if !secret.is_empty() => PageTokens::new(secret.as_bytes()),
         _ => {
@@ -234,6 +279,9 @@ pub async fn start(
         },
         ..ServerConfig::default()
     });
+    if let Some(grpc) = &tls.grpc {
+        server.with_tls(grpc.clone());
+    }
     // One set per process: every service here feeds it, the one auth layer reads it.
     let revocations = SessionRevocations::new();
     let runtime = Runtime {
@@ -263,8 +311,11 @@ pub async fn start(
         Duration::from_secs(10),
     )
     .with_revocations(revocations.clone());
-    let auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)))
+    let mut auth = Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys)))
         .with_revocations(revocations);
+    if tls.settings.client_ca.is_some() {
+        auth = auth.with_client_certificates(tls.accounts.clone(), tls.settings.client_auth);
+    }
 
     let health = server.health();
     let http = match (host.http_routes(), cli.http_addr()) {
@@ -280,7 +331,10 @@ pub async fn start(
     let (http_addr, http_serving) = match http {
         Some((addr, http_listener, app)) => {
             let token = shutdown.clone();
-            let task = tokio::spawn(orgplane_platform::http::serve(http_listener, app, token));
+            let http_tls = tls.http.clone();
+            let task = tokio::spawn(async move {
+                orgplane_platform::http::serve(http_listener, app, http_tls.as_ref(), token).await
+            });
             (Some(addr), Some(task))
         }
         None => (None, None),
@@ -292,6 +346,7 @@ pub async fn start(
         http_addr,
         opened,
         health,
+        tls,
         serving,
         http_serving,
     })
@@ -307,14 +362,20 @@ fn print_banner(cli: &Cli, services: &[Service], started: &Started) {
             orgplane_platform::db::redact(&cli.database_url(s))
         );
     }
+    let scheme = started.scheme();
     if let Some(http) = started.http_addr {
-        println!("  http            http://{http} (/healthz, /readyz)");
+        println!("  http            {scheme}://{http} (/healthz, /readyz)");
         if started.opened.identity.is_some() {
-            println!("  scim            http://{http}/scim/v2");
+            println!("  scim            {scheme}://{http}/scim/v2");
         }
     }
+    let transport = match (&started.tls.grpc, &started.tls.settings.client_ca) {
+        (None, _) => "gRPC, plaintext",
+        (Some(_), None) => "gRPC over TLS",
+        (Some(_), Some(_)) => "gRPC over mutual TLS",
+    };
     println!(
-        "orgplane {} serving {} on {addr} (gRPC, plaintext; health and reflection enabled)",
+        "orgplane {} serving {} on {addr} ({transport}; health and reflection enabled)",
         env!("CARGO_PKG_VERSION"),
         names.join(", ")
     );

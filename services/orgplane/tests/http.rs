@@ -68,7 +68,7 @@ async fn run(config: HttpConfig, ready: bool) -> Running {
         health(ready).await,
         &config,
     );
-    let task = tokio::spawn(serve(listener, app, shutdown.clone()));
+    let task = tokio::spawn(serve(listener, app, None, shutdown.clone()));
     Running {
         addr,
         shutdown,

@@ -72,7 +72,15 @@ impl Call {
             request_id: RequestContext::of(request).request_id,
             deadline: deadline_after(timeout),
             min_organization_revision,
-            peer: request.remote_addr().map(|a| a.ip()),
+            peer: request
+                .remote_addr()
+                .or_else(|| {
+                    request
+                        .extensions()
+                        .get::<crate::tls::server::ConnectionInfo>()
+                        .and_then(|c| c.remote_addr())
+                })
+                .map(|a| a.ip()),
             forwarded_for: forwarded_for(metadata),
         })
     }

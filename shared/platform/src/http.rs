@@ -116,22 +116,34 @@ pub fn app(routes: Router, health: Health, config: &HttpConfig) -> Router {
         .layer(from_fn(observe))
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and drains the
-/// requests in flight (each bounded by the request timeout).
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown` is cancelled, then stops
+/// accepting and drains the requests in flight (each bounded by the request timeout).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<&crate::tls::server::ServerTls>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            tracing::info!("http: shutting down, draining requests in flight");
-        })
-        .await
+    let drained = async move {
+        shutdown.cancelled().await;
+        tracing::info!("http: shutting down, draining requests in flight");
+    };
+    match tls {
+        Some(tls) => {
+            let listener = tls.incoming(listener, "http").listener();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(drained)
+                .await
+        }
+        None => {
+            let listener = listener.tap_io(|stream| {
+                let _ = stream.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(drained)
+                .await
+        }
+    }
 }
 
 struct Limits {

@@ -31,6 +31,7 @@ pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod tokens;
 
 pub use call::Call;

@@ -4,7 +4,6 @@
 //! format on an admin HTTP port (`--metrics-listen`). Without an installed recorder the
 //! recording calls cost next to nothing.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -35,9 +34,34 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
         .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.to_owned()), &LATENCY_BUCKETS)
 }
 
-/// Installs the global recorder and serves `/metrics` on `listen` (inside the Tokio runtime).
-pub fn serve(listen: SocketAddr) -> Result<(), metrics_exporter_prometheus::BuildError> {
-    builder()?.with_http_listener(listen).install()
+/// How often histograms and other recorder state are brought up to date between scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the global recorder (inside the Tokio runtime) and returns the router serving it as
+/// `/metrics`, for the caller to serve on the metrics address (over TLS when configured).
+pub fn install() -> Result<axum::Router, metrics_exporter_prometheus::BuildError> {
+    let handle = builder()?.install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let render = move || {
+        let handle = handle.clone();
+        async move {
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+        }
+    };
+    Ok(axum::Router::new().route("/metrics", axum::routing::get(render)))
 }
 
 /// Installs the global recorder without a listener and returns a handle that renders the text

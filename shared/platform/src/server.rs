@@ -156,6 +156,7 @@ fn status(ready: bool) -> ServingStatus {
 /// Assembles one gRPC server: health, reflection, and the services added to it.
 pub struct GrpcServer {
     routes: RoutesBuilder,
+    tls: Option<crate::tls::server::ServerTls>,
     health: Health,
     config: ServerConfig,
     services: Vec<&'static str>,
@@ -171,11 +172,18 @@ impl GrpcServer {
         routes.add_service(health_service);
         Self {
             routes,
+            tls: None,
             health: Health::new(reporter),
             config,
             services: Vec::new(),
             streams: CancellationToken::new(),
         }
+    }
+
+    /// Serves TLS (ALPN `h2`) with `tls` instead of plaintext.
+    pub fn with_tls(&mut self, tls: crate::tls::server::ServerTls) -> &mut Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The server's limits.
@@ -260,13 +268,8 @@ impl GrpcServer {
         self.routes.add_service(v1alpha);
         let health = self.health.clone();
         let streams = self.streams.clone();
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-            conn.inspect(|stream| {
-                let _ = stream.set_nodelay(true);
-            })
-        });
         let config = self.config;
-        Server::builder()
+        let router = Server::builder()
             .timeout(config.default_timeout)
             .http2_keepalive_interval(Some(config.keepalive_interval))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -274,14 +277,32 @@ impl GrpcServer {
             .layer(RpcLayer)
             .layer(MessageLimitLayer::new(config.max_message_bytes))
             .layer(AuthLayer::new(auth))
-            .add_routes(self.routes.routes())
-            .serve_with_incoming_shutdown(incoming, async move {
-                shutdown.cancelled().await;
-                health.set_all_not_serving().await;
-                streams.cancel();
-                tracing::info!("shutting down: draining calls in flight");
-            })
-            .await?;
+            .add_routes(self.routes.routes());
+        let signal = async move {
+            shutdown.cancelled().await;
+            health.set_all_not_serving().await;
+            streams.cancel();
+            tracing::info!("shutting down: draining calls in flight");
+        };
+        match self.tls {
+            Some(tls) => {
+                let incoming = tls.incoming(listener, "grpc").stream();
+                router
+                    .serve_with_incoming_shutdown(incoming, signal)
+                    .await?;
+            }
+            None => {
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+                        conn.inspect(|stream| {
+                            let _ = stream.set_nodelay(true);
+                        })
+                    });
+                router
+                    .serve_with_incoming_shutdown(incoming, signal)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

@@ -60,7 +60,7 @@ impl IdentityDirectory {
                 GetApiKeyRequest {
                     api_key_id: api_key_id.to_owned(),
                 },
-                Some(&token),
+                token.as_deref(),
                 None,
             ))
             .await

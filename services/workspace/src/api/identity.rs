@@ -44,7 +44,7 @@ impl IdentityKeys {
                         page_token: page_token.clone(),
                         ..Default::default()
                     },
-                    Some(&token),
+                    token.as_deref(),
                     None,
                 ))
                 .await

@@ -11,6 +11,8 @@ use tower::{Layer, Service};
 use super::*;
 use crate::error::{ApiError, ApiResult};
 use crate::revocation::{SESSION_REVOKED, SessionRevocations};
+use crate::tls::server::ConnectionInfo;
+use crate::tls::{CertificateAccounts, ClientAuth, UNKNOWN_CLIENT_CERTIFICATE};
 
 /// Paths that pass without credentials (Kubernetes probes and reflection clients send none).
 const EXEMPT_PREFIXES: [&str; 3] = [
@@ -25,6 +27,8 @@ pub struct Authenticator {
     tokens: Arc<TokenVerifier>,
     api_keys: Option<Arc<dyn ApiKeyResolver>>,
     revocations: Option<Arc<SessionRevocations>>,
+    certificates: Option<Arc<CertificateAccounts>>,
+    client_auth: ClientAuth,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -41,6 +45,49 @@ impl Authenticator {
             tokens,
             api_keys,
             revocations: None,
+            certificates: None,
+            client_auth: ClientAuth::Optional,
+        }
+    }
+
+    /// Admits a request without credentials on a connection whose verified client certificate
+    /// names one of `accounts` as that service principal (mutual TLS); with
+    /// [`ClientAuth::Required`], refuses every other request but health and reflection
+    /// (UNAUTHENTICATED [`UNKNOWN_CLIENT_CERTIFICATE`]).
+    pub fn with_client_certificates(
+        mut self,
+        accounts: Arc<CertificateAccounts>,
+        client_auth: ClientAuth,
+    ) -> Self {
+        self.certificates = Some(accounts);
+        self.client_auth = client_auth;
+        self
+    }
+
+    /// The principal of a request on `connection` (`None`: plaintext): its credentials, else
+    /// the service account its client certificate names, else `Anonymous`.
+    pub async fn authenticate_connection(
+        &self,
+        headers: &HeaderMap,
+        connection: Option<&ConnectionInfo>,
+    ) -> ApiResult<Arc<Principal>> {
+        let account = match (
+            connection.and_then(|c| c.client_names.as_deref()),
+            &self.certificates,
+        ) {
+            (Some(names), Some(accounts)) => accounts.account_of(names),
+            _ => None,
+        };
+        if self.client_auth == ClientAuth::Required && account.is_none() {
+            return Err(ApiError::unauthenticated(
+                UNKNOWN_CLIENT_CERTIFICATE,
+                "this server requires a client certificate naming a configured service account",
+            ));
+        }
+        let principal = self.authenticate_shared(headers).await?;
+        match (&*principal, account) {
+            (Principal::Anonymous, Some(account)) => Ok(account),
+            _ => Ok(principal),
         }
     }
 
@@ -171,7 +218,11 @@ where
         }
         let auth = self.auth.clone();
         Box::pin(async move {
-            match auth.authenticate_shared(req.headers()).await {
+            let connection = req.extensions().get::<ConnectionInfo>();
+            match auth
+                .authenticate_connection(req.headers(), connection)
+                .await
+            {
                 Ok(principal) => {
                     // Shared, not copied: `Principal::of` reads it from the `Arc`.
                     req.extensions_mut().insert(principal);

@@ -84,7 +84,7 @@ impl ApiKeyResolver for RemoteApiKeys {
                     AuthenticateApiKeyRequest {
                         key: key.to_owned(),
                     },
-                    Some(&token),
+                    token.as_deref(),
                     None,
                 ))
                 .await
@@ -146,13 +146,13 @@ impl IdentityServiceTokens {
 }
 
 impl ServiceTokenSource for IdentityServiceTokens {
-    fn token(&self) -> BoxFuture<'_, ApiResult<String>> {
+    fn token(&self) -> BoxFuture<'_, ApiResult<Option<String>>> {
         Box::pin(async move {
             let mut cached = self.cached.lock().await;
             if let Some((token, renew_at)) = cached.as_ref()
                 && Instant::now() < *renew_at
             {
-                return Ok(token.clone());
+                return Ok(Some(token.clone()));
             }
             let mut client = IdentityServiceClient::new(self.channel.clone());
             let response = client
@@ -174,7 +174,7 @@ impl ServiceTokenSource for IdentityServiceTokens {
                 .max(0) as u64;
             let renew_in = Duration::from_secs(lifetime.saturating_sub(60).max(lifetime / 2));
             *cached = Some((response.access_token.clone(), Instant::now() + renew_in));
-            Ok(response.access_token)
+            Ok(Some(response.access_token))
         })
     }
 }
@@ -241,7 +241,7 @@ impl Users {
         Self { channel, tokens }
     }
 
-    async fn token(&self) -> ApiResult<String> {
+    async fn token(&self) -> ApiResult<Option<String>> {
         self.tokens.token().await.map_err(|e| {
             tracing::warn!(error = %e, "no service token");
             ApiError::unavailable(
@@ -260,7 +260,7 @@ impl Users {
             GetUserRequest {
                 user_id: user_id.to_owned(),
             },
-            Some(&token),
+            token.as_deref(),
             Some(&call.context()),
         );
         request.set_timeout(CALL_TIMEOUT);
@@ -293,7 +293,7 @@ impl Users {
                 BatchGetUsersRequest {
                     user_ids: chunk.to_vec(),
                 },
-                Some(&token),
+                token.as_deref(),
                 Some(&call.context()),
             );
             request.set_timeout(CALL_TIMEOUT);

@@ -15,18 +15,27 @@ use futures::future::BoxFuture;
 use tonic::transport::Channel;
 
 use crate::error::{ApiError, ApiResult};
+use crate::tls::client::ClientTls;
 
 pub use identity::{IdentityServiceTokens, RemoteApiKeys, RemoteKeys};
 
-/// A lazily connecting channel to a service URL (`http://host:port`).
-pub fn connect_lazy(url: &str) -> Result<Channel, ApiError> {
-    Ok(tonic::transport::Endpoint::from_shared(url.to_owned())
+/// A lazily connecting channel to a service URL: `http://host:port`, or `https://host:port`
+/// dialled with `tls` (an `https://` URL without it is INVALID_ARGUMENT).
+pub fn connect_lazy(url: &str, tls: Option<&ClientTls>) -> Result<Channel, ApiError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| ApiError::invalid_argument("url", format!("{url}: {e}")))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+        .keep_alive_while_idle(true);
+    match (endpoint.uri().scheme_str(), tls) {
+        (Some("https"), Some(tls)) => Ok(endpoint.connect_with_connector_lazy(tls.clone())),
+        (Some("https"), None) => Err(ApiError::invalid_argument(
+            "url",
+            format!("{url}: an https:// URL needs TLS client settings"),
+        )),
+        _ => Ok(endpoint.connect_lazy()),
+    }
 }
 
 /// Builds an outgoing request carrying `bearer` (a service token), the caller's request id, and
@@ -54,8 +63,9 @@ pub fn outgoing<T>(
 
 /// Supplies the service token this service presents on internal calls.
 pub trait ServiceTokenSource: Send + Sync + 'static {
-    /// A currently valid service token.
-    fn token(&self) -> BoxFuture<'_, ApiResult<String>>;
+    /// A currently valid service token; `None` where the process is known to the others by its
+    /// client certificate instead ([`CertificateIdentity`]).
+    fn token(&self) -> BoxFuture<'_, ApiResult<Option<String>>>;
 }
 
 /// A fixed service token (tests).
@@ -63,8 +73,19 @@ pub trait ServiceTokenSource: Send + Sync + 'static {
 pub struct StaticServiceToken(pub String);
 
 impl ServiceTokenSource for StaticServiceToken {
-    fn token(&self) -> BoxFuture<'_, ApiResult<String>> {
+    fn token(&self) -> BoxFuture<'_, ApiResult<Option<String>>> {
         let t = self.0.clone();
-        Box::pin(async move { Ok(t) })
+        Box::pin(async move { Ok(Some(t)) })
+    }
+}
+
+/// No service token: internal calls carry none, and the services called know this one by the
+/// client certificate it presents (mutual TLS, `--service-auth certificate`).
+#[derive(Debug, Clone, Copy)]
+pub struct CertificateIdentity;
+
+impl ServiceTokenSource for CertificateIdentity {
+    fn token(&self) -> BoxFuture<'_, ApiResult<Option<String>>> {
+        Box::pin(async { Ok(None) })
     }
 }

@@ -106,7 +106,7 @@ impl OrganizationClient {
 
     async fn request<T>(&self, message: T, call: &Call) -> ApiResult<tonic::Request<T>> {
         let token = self.service_tokens.token().await?;
-        let mut request = outgoing(message, Some(&token), Some(&call.context()));
+        let mut request = outgoing(message, token.as_deref(), Some(&call.context()));
         request.set_timeout(ORGANIZATION_DEADLINE);
         Ok(request)
     }

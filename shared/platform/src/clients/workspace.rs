@@ -41,7 +41,7 @@ pub async fn all_workspaces(
                     include_archived: true,
                     unit_id: String::new(),
                 },
-                Some(&token),
+                token.as_deref(),
                 None,
             );
             request.set_timeout(PAGE_TIMEOUT);
@@ -101,7 +101,7 @@ impl WorkspaceClient {
     /// `message` for the workspace service on behalf of `call`.
     async fn request<T>(&self, message: T, call: &Call) -> ApiResult<tonic::Request<T>> {
         let token = self.service_tokens.token().await?;
-        let mut request = outgoing(message, Some(&token), Some(&call.context()));
+        let mut request = outgoing(message, token.as_deref(), Some(&call.context()));
         request.set_timeout(WORKSPACE_DEADLINE);
         Ok(request)
     }

@@ -306,7 +306,7 @@ impl Consumer {
                 after_revision: cursor,
                 max_batch_size: self.config.batch_size,
             },
-            Some(&token),
+            token.as_deref(),
             None,
         );
         let mut stream = match client.watch(request).await {
@@ -481,7 +481,7 @@ pub async fn compacted_through(
             after_revision: 0,
             max_batch_size: 1,
         },
-        Some(&token),
+        token.as_deref(),
         None,
     );
     match client.watch(request).await {

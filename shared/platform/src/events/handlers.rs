@@ -112,7 +112,7 @@ pub async fn read_snapshot<T, F, Fut>(
     mut fetch: F,
 ) -> ApiResult<(i64, Vec<T>)>
 where
-    F: FnMut(String, String) -> Fut,
+    F: FnMut(String, Option<String>) -> Fut,
     Fut: Future<Output = Result<SnapshotPage<T>, tonic::Status>>,
 {
     let mut page_token = String::new();

@@ -474,7 +474,7 @@ impl RoleReplica {
                                 page_size: 1000,
                                 page_token,
                             },
-                            Some(&token),
+                            token.as_deref(),
                             None,
                         ))
                         .await?

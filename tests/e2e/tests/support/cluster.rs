@@ -97,8 +97,9 @@ fn four_process_env(
     i: usize,
     ports: &[u16],
     database_urls: Option<&[String]>,
+    scheme: &str,
 ) -> Vec<(&'static str, String)> {
-    let url = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let url = |i: usize| format!("{scheme}://127.0.0.1:{}", ports[i]);
     let name = SERVICE_NAMES[i];
     let mut accounts: Vec<String> = SERVICE_NAMES[1..]
         .iter()
@@ -149,7 +150,9 @@ async fn start_one(
     let name = SERVICE_NAMES[i];
     let sub = root.join(name);
     std::fs::create_dir_all(&sub).unwrap();
-    let mut env = four_process_env(root, i, ports, database_urls);
+    let tls = extra.iter().any(|(k, _)| *k == "ORGPLANE_TLS_CERT");
+    let scheme = if tls { "https" } else { "http" };
+    let mut env = four_process_env(root, i, ports, database_urls, scheme);
     env.extend(extra.iter().cloned());
     Orgplane::start(&["serve", name], &sub, &env).await
 }
@@ -173,6 +176,8 @@ pub struct Cluster {
     ports: Vec<u16>,
     /// The processes, by service name (one `all` entry in the `All` layout).
     procs: Vec<(String, Orgplane)>,
+    /// How the test dials `https://` processes.
+    client_tls: Option<orgplane_platform::tls::client::ClientTls>,
 }
 
 impl Cluster {
@@ -185,6 +190,18 @@ impl Cluster {
         database_urls: Option<Vec<String>>,
         env: Vec<(&'static str, String)>,
     ) -> Cluster {
+        Self::start_with(layout, root, database_urls, env, None).await
+    }
+
+    /// [`Self::start`] for processes serving TLS (`env` names their certificates), dialled by the
+    /// test with `client_tls`.
+    pub async fn start_with(
+        layout: Layout,
+        root: &Path,
+        database_urls: Option<Vec<String>>,
+        env: Vec<(&'static str, String)>,
+        client_tls: Option<orgplane_platform::tls::client::ClientTls>,
+    ) -> Cluster {
         let mut cluster = Cluster {
             layout,
             root: root.to_path_buf(),
@@ -192,6 +209,7 @@ impl Cluster {
             env,
             ports: free_ports(4),
             procs: Vec::new(),
+            client_tls,
         };
         match layout {
             Layout::All => {
@@ -255,7 +273,13 @@ impl Cluster {
 
     /// A channel to `service` (identity, organization, workspace, billing-access).
     pub fn channel(&self, service: &str) -> tonic::transport::Channel {
-        orgplane_platform::testkit::channel(&self.url(service))
+        let url = self.url(service);
+        match &self.client_tls {
+            Some(tls) if url.starts_with("https://") => {
+                orgplane_platform::clients::connect_lazy(&url, Some(tls)).unwrap()
+            }
+            _ => orgplane_platform::testkit::channel(&url),
+        }
     }
 
     /// Stops the process running the organization service (the whole process in the `All`

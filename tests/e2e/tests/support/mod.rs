@@ -22,7 +22,7 @@ pub fn orgplane_binary() -> PathBuf {
 /// A running `orgplane` process.
 pub struct Orgplane {
     child: Child,
-    /// `http://127.0.0.1:port`.
+    /// `http://127.0.0.1:port` (`https://` when it serves TLS).
     pub url: String,
     /// Its data directory.
     pub data_dir: PathBuf,
@@ -60,7 +60,12 @@ impl Orgplane {
                     && line.starts_with("orgplane ")
                 {
                     let addr = rest.split_whitespace().next().unwrap_or_default();
-                    return format!("http://{addr}");
+                    let scheme = if line.contains("TLS") {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    return format!("{scheme}://{addr}");
                 }
             }
             panic!("orgplane exited before printing its banner: {banner:?}");
