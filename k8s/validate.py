@@ -6,11 +6,30 @@
    schemas bundled in the PyPI package kubernetes-validate. Custom resources have no bundled
    schema; they are checked here explicitly (CloudNativePG `Cluster` and `ScheduledBackup`, the
    Barman Cloud plugin's `ObjectStore`): in production every cluster archives its WAL through
-   the plugin into a declared ObjectStore and has a ScheduledBackup.
+   the plugin into a declared ObjectStore and has a ScheduledBackup. cert-manager's
+   `Certificate` and `Issuer` are checked the same way: a Certificate has secretName, issuerRef,
+   dnsNames, usages with "server auth" and "client auth" and privateKey.rotationPolicy Always
+   (a CA Certificate, isCA, needs secretName, issuerRef and a commonName instead), and its
+   issuerRef names a rendered Issuer (or a ClusterIssuer); an Issuer is exactly one of ca (with
+   secretName), selfSigned, acme, vault, venafi.
 3. Every Deployment keeps the invariants the platform team relies on: resource requests and
    limits, non-root, read-only root filesystem, no privilege escalation, all capabilities
-   dropped; Orgplane's own Deployments also have native gRPC readiness and liveness probes on
-   grpc.health.v1, two or more replicas in the base, and topology spread.
+   dropped; Orgplane's own Deployments also have readiness and liveness probes on
+   grpc.health.v1 (startup probes too when present), two or more replicas in the base, and
+   topology spread. A probe is either the kubelet's native gRPC probe on port 50051 (plaintext
+   targets) or an `exec` of `orgplane health --service NAME` with a timeoutSeconds above 1;
+   liveness and startup ask for `liveness`, readiness for something else.
+4. Production serves TLS (overlays/production, with cert-manager): every Orgplane Deployment
+   uses `exec` probes (the native gRPC probe speaks no TLS); its container gets
+   ORGPLANE_TLS_CERT, ORGPLANE_TLS_KEY and ORGPLANE_TLS_CA (from its ConfigMaps, envFrom
+   resolved against the rendered ConfigMaps, or env values) pointing into a read-only,
+   non-subPath mount of a Secret that is the secretName of a rendered Certificate whose
+   dnsNames include the Deployment's Service's name and every host the service URLs use for
+   that Service; every ORGPLANE_*_URL in the ConfigMaps is https://; ORGPLANE_ALLOW_PLAINTEXT is
+   absent or false; a service with ORGPLANE_SERVICE_AUTH=certificate is mapped, by a URI or DNS
+   name of its Certificate, to its own account in ORGPLANE_TLS_CLIENT_ACCOUNTS of every other
+   service, which verify client certificates (ORGPLANE_TLS_CLIENT_CA); Prometheus scrapes with
+   `prometheus.io/scheme: https`.
 
 Exits non-zero with one line per violation. Run: python3 k8s/validate.py (see k8s/README.md).
 """
@@ -27,6 +46,10 @@ ROOT = Path(__file__).resolve().parent
 TARGETS = ["base", "overlays/dev", "overlays/production"]
 ORGPLANE_SERVICES = {"identity", "organization", "workspace", "billing-access", "orgplane"}
 BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io"
+CERT_MANAGER = "cert-manager.io/v1"
+GRPC_PORT = 50051
+# clap reads a boolean flag's environment variable as false only for these values.
+FALSEY = {"", "false", "no", "off", "n", "f", "0"}
 
 errors: list[str] = []
 
@@ -117,6 +140,229 @@ def check_backups(target: str, objects: list[dict]) -> None:
             fail(target, o, "backs up a Cluster that is not declared")
 
 
+def check_certificate(target: str, obj: dict) -> None:
+    spec = obj.get("spec", {})
+    if obj.get("apiVersion") != CERT_MANAGER:
+        fail(target, obj, f"unexpected apiVersion for a cert-manager Certificate (want {CERT_MANAGER})")
+    if not spec.get("secretName"):
+        fail(target, obj, "secretName is required")
+    ref = spec.get("issuerRef", {})
+    if not ref.get("name"):
+        fail(target, obj, "issuerRef.name is required")
+    if ref.get("kind", "Issuer") not in ("Issuer", "ClusterIssuer") or ref.get("group", "cert-manager.io") != "cert-manager.io":
+        fail(target, obj, "issuerRef must name a cert-manager.io Issuer or ClusterIssuer")
+    allowed = {"secretName", "issuerRef", "dnsNames", "uris", "ipAddresses", "emailAddresses",
+               "commonName", "subject", "usages", "privateKey", "duration", "renewBefore",
+               "isCA", "secretTemplate", "revisionHistoryLimit", "keystores", "literalSubject",
+               "encodeUsagesInRequest", "additionalOutputFormats", "nameConstraints",
+               "otherNames", "renewBeforePercentage"}
+    for key in spec:
+        if key not in allowed:
+            fail(target, obj, f"unknown Certificate spec field {key!r}")
+    if spec.get("isCA"):
+        if not spec.get("commonName"):
+            fail(target, obj, "a CA Certificate needs a commonName")
+        return
+    if not spec.get("dnsNames"):
+        fail(target, obj, "dnsNames are required")
+    usages = spec.get("usages", [])
+    for usage in ("server auth", "client auth"):
+        if usage not in usages:
+            fail(target, obj, f"usages must include {usage!r}")
+    key = spec.get("privateKey", {})
+    if key.get("rotationPolicy") != "Always":
+        fail(target, obj, "privateKey.rotationPolicy must be Always (a new key on every renewal)")
+
+
+def check_issuer(target: str, obj: dict) -> None:
+    spec = obj.get("spec", {})
+    if obj.get("apiVersion") != CERT_MANAGER:
+        fail(target, obj, f"unexpected apiVersion for a cert-manager Issuer (want {CERT_MANAGER})")
+    kinds = [k for k in ("ca", "selfSigned", "acme", "vault", "venafi") if k in spec]
+    if len(kinds) != 1 or set(spec) != set(kinds):
+        fail(target, obj, "an Issuer has exactly one of ca, selfSigned, acme, vault, venafi")
+    if "ca" in spec and not spec["ca"].get("secretName"):
+        fail(target, obj, "ca.secretName is required")
+
+
+def check_issuer_refs(target: str, objects: list[dict]) -> None:
+    issuers = {o["metadata"]["name"] for o in objects if o.get("kind") == "Issuer"}
+    for o in objects:
+        if o.get("kind") != "Certificate":
+            continue
+        ref = o.get("spec", {}).get("issuerRef", {})
+        if ref.get("kind", "Issuer") == "Issuer" and ref.get("name") not in issuers:
+            fail(target, o, f"issued by Issuer {ref.get('name')!r}, which is not declared")
+
+
+def health_probe_service(probe: dict) -> str | None:
+    """The service an `exec` probe running `orgplane health --service NAME` asks about."""
+    cmd = probe.get("exec", {}).get("command", [])
+    if len(cmd) < 2 or Path(cmd[0]).name != "orgplane" or cmd[1] != "health":
+        return None
+    for i, arg in enumerate(cmd[2:], start=2):
+        if arg == "--service" and i + 1 < len(cmd):
+            return cmd[i + 1]
+        if arg.startswith("--service="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def check_probes(target: str, obj: dict, c: dict) -> None:
+    """Native gRPC on 50051 (plaintext targets) or `orgplane health --service` (required in
+    production, where the kubelet's gRPC probe cannot speak TLS)."""
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        p = c.get(probe)
+        if p is None:
+            if probe != "startupProbe":
+                fail(target, obj, f"container {c['name']}: no {probe}")
+            continue
+        grpc, service = p.get("grpc"), health_probe_service(p)
+        if grpc is not None:
+            if target == "overlays/production":
+                fail(target, obj, f"container {c['name']}: {probe} is a native gRPC probe, which "
+                                  "speaks no TLS: use exec `orgplane health --service`")
+            if grpc.get("port") != GRPC_PORT:
+                fail(target, obj, f"container {c['name']}: {probe} is not a gRPC health probe "
+                                  f"on port {GRPC_PORT}")
+            service = grpc.get("service", "")
+        elif service is not None:
+            if p.get("timeoutSeconds", 1) < 2:
+                fail(target, obj, f"container {c['name']}: {probe} runs `orgplane health` with "
+                                  "timeoutSeconds under 2")
+        else:
+            fail(target, obj, f"container {c['name']}: {probe} is neither a native gRPC probe "
+                              "nor an exec of `orgplane health --service NAME`")
+            continue
+        if probe == "readinessProbe" and service == "liveness":
+            fail(target, obj, f"container {c['name']}: readinessProbe asks for liveness")
+        if probe != "readinessProbe" and service != "liveness":
+            fail(target, obj, f"container {c['name']}: {probe} asks for {service!r}, not liveness")
+
+
+def container_env(c: dict, configmaps: dict[str, dict]) -> dict[str, str]:
+    """The literal environment of a container: its ConfigMaps (envFrom) then its env values.
+    Values from Secrets are unknown and left out."""
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref:
+            prefix = source.get("prefix", "")
+            data = configmaps.get(ref.get("name"), {}).get("data", {})
+            env.update({prefix + k: str(v) for k, v in data.items()})
+    for e in c.get("env", []):
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        else:
+            env.pop(e["name"], None)
+    return env
+
+
+def url_host(url: str) -> str:
+    return url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+
+
+def check_tls(target: str, objects: list[dict]) -> None:
+    """Production: every Orgplane Deployment serves TLS from a cert-manager certificate it
+    mounts, the services call each other on https:// and know each other by certificate."""
+    configmaps = {o["metadata"]["name"]: o for o in objects if o.get("kind") == "ConfigMap"}
+    certs = {o["spec"].get("secretName"): o for o in objects
+             if o.get("kind") == "Certificate" and o.get("apiVersion") == CERT_MANAGER
+             and o.get("spec", {}).get("secretName")}
+    services = [o for o in objects if o.get("kind") == "Service"]
+    deployments = [o for o in objects if o.get("kind") == "Deployment"
+                   and o["metadata"]["name"] in ORGPLANE_SERVICES]
+    # Every ORGPLANE_*_URL an Orgplane ConfigMap holds: https, and by host, per Service name.
+    hosts: dict[str, set[str]] = {}
+    for d in deployments:
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            for source in c.get("envFrom", []):
+                name = source.get("configMapRef", {}).get("name")
+                cm = configmaps.get(name)
+                if name and cm is None:
+                    fail(target, d, f"container {c['name']}: envFrom ConfigMap {name!r} is not rendered")
+                    continue
+                for key, value in (cm or {}).get("data", {}).items():
+                    if key.startswith("ORGPLANE_") and key.endswith("_URL"):
+                        if not str(value).startswith("https://"):
+                            fail(target, cm, f"{key} is not https:// ({value})")
+                        host = url_host(str(value))
+                        hosts.setdefault(host.split(".", 1)[0], set()).add(host)
+    identities: dict[str, tuple[str, set[str]]] = {}  # deployment -> (account, certificate names)
+    client_accounts: dict[str, str | None] = {}       # deployment -> ORGPLANE_TLS_CLIENT_ACCOUNTS
+    for d in deployments:
+        name = d["metadata"]["name"]
+        pod = d["spec"]["template"]["spec"]
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") == "true" and annotations.get("prometheus.io/scheme") != "https":
+            fail(target, d, "metrics are served over TLS: prometheus.io/scheme must be https")
+        own_services = [s["metadata"]["name"] for s in services
+                        if s["spec"].get("selector") and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())]
+        if not own_services:
+            fail(target, d, "no Service selects its pods")
+        secret_volumes = {v["name"]: v["secret"].get("secretName") for v in pod.get("volumes", []) if "secret" in v}
+        for c in pod["containers"]:
+            env = container_env(c, configmaps)
+            if env.get("ORGPLANE_ALLOW_PLAINTEXT", "").strip().lower() not in FALSEY:
+                fail(target, d, f"container {c['name']}: ORGPLANE_ALLOW_PLAINTEXT is "
+                                f"{env['ORGPLANE_ALLOW_PLAINTEXT']!r} in production")
+            paths = {k: env.get(k) for k in ("ORGPLANE_TLS_CERT", "ORGPLANE_TLS_KEY", "ORGPLANE_TLS_CA")}
+            for k, v in paths.items():
+                if not v:
+                    fail(target, d, f"container {c['name']}: {k} is not set")
+            client_accounts[name] = env.get("ORGPLANE_TLS_CLIENT_ACCOUNTS", "") \
+                if env.get("ORGPLANE_TLS_CLIENT_CA") else None
+            cert = None
+            for k, path in paths.items():
+                if not path:
+                    continue
+                mount = next((m for m in c.get("volumeMounts", [])
+                              if path == m["mountPath"]
+                              or path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+                secret = secret_volumes.get(mount["name"]) if mount else None
+                if secret is None:
+                    fail(target, d, f"container {c['name']}: {k} ({path}) is not in a mounted Secret")
+                    continue
+                if mount.get("subPath") or mount.get("subPathExpr"):
+                    fail(target, d, f"container {c['name']}: {k} is in a subPath mount, which "
+                                    "never receives renewed certificates")
+                if mount.get("readOnly") is not True:
+                    fail(target, d, f"container {c['name']}: the TLS mount is not readOnly")
+                if secret not in certs:
+                    fail(target, d, f"container {c['name']}: {k} comes from Secret {secret!r}, "
+                                    "which no cert-manager Certificate issues")
+                    continue
+                cert = certs[secret]
+            if cert is None:
+                continue
+            spec = cert["spec"]
+            dns = set(spec.get("dnsNames", []))
+            for svc in own_services:
+                if svc not in dns:
+                    fail(target, cert, f"dnsNames lack the Service name {svc!r} of Deployment {name}")
+                for host in sorted(hosts.get(svc, set()) - dns):
+                    fail(target, cert, f"dnsNames lack {host!r}, which the service URLs dial")
+            if env.get("ORGPLANE_SERVICE_AUTH") == "certificate":
+                account = env.get("ORGPLANE_SERVICE_CLIENT_ID", name)
+                identities[name] = (account, dns | set(spec.get("uris", [])))
+    # Services known by their certificates must be known as such by every other service.
+    for caller, (account, names) in identities.items():
+        for d in deployments:
+            callee = d["metadata"]["name"]
+            if callee == caller:
+                continue
+            mapping = client_accounts.get(callee)
+            if mapping is None:
+                fail(target, d, f"{caller} calls with its certificate, but {callee} has no "
+                                "ORGPLANE_TLS_CLIENT_CA")
+                continue
+            entries = dict(e.split("=", 1) for e in mapping.split(",") if "=" in e)
+            if not any(entries.get(n, "").split(":", 1)[0] == account for n in names):
+                fail(target, d, f"ORGPLANE_TLS_CLIENT_ACCOUNTS maps none of {caller}'s certificate "
+                                f"names to its account {account!r}")
+
+
 def check_deployment(target: str, obj: dict) -> None:
     name = obj["metadata"]["name"]
     spec = obj["spec"]
@@ -147,10 +393,7 @@ def check_deployment(target: str, obj: dict) -> None:
             if not 0 < stop < pod.get("terminationGracePeriodSeconds", 30):
                 fail(target, obj, f"container {c['name']}: no preStop sleep within the grace period")
         if ours:
-            for probe in ("readinessProbe", "livenessProbe"):
-                grpc = c.get(probe, {}).get("grpc")
-                if not grpc or grpc.get("port") != 50051:
-                    fail(target, obj, f"container {c['name']}: {probe} is not a gRPC health probe")
+            check_probes(target, obj, c)
 
 
 def main() -> int:
@@ -169,6 +412,12 @@ def main() -> int:
             if kind == "ScheduledBackup":
                 check_scheduled_backup(target, obj)
                 continue
+            if kind == "Certificate":
+                check_certificate(target, obj)
+                continue
+            if kind == "Issuer":
+                check_issuer(target, obj)
+                continue
             try:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
             except kubernetes_validate.ValidationError as e:
@@ -177,8 +426,10 @@ def main() -> int:
                 fail(target, obj, "no schema (an unhandled custom resource?)")
             if kind == "Deployment":
                 check_deployment(target, obj)
+        check_issuer_refs(target, objects)
         if target == "overlays/production":
             check_backups(target, objects)
+            check_tls(target, objects)
     for target, n in counts.items():
         print(f"{target}: {n} objects rendered")
     for e in errors:

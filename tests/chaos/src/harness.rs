@@ -152,6 +152,57 @@ pub struct Harness {
     extra_env: Vec<(Option<&'static str>, String, String)>,
     /// The command line identity was started with (to start it again the same way).
     identity_args: Vec<String>,
+    /// TLS on every listener and internal call, when the harness was started with it.
+    tls: Option<HarnessTls>,
+}
+
+/// The certificates of a harness started with TLS, and how its clients dial the services.
+struct HarnessTls {
+    /// `(certificate, key, CA)` paths every service is given.
+    files: (PathBuf, PathBuf, PathBuf),
+    client: orgplane_platform::tls::client::ClientTls,
+}
+
+impl HarnessTls {
+    /// A CA and one certificate for `127.0.0.1` (every service serves it), written into `dir`.
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        use orgplane_platform::tls::testing::TestCa;
+        let ca = TestCa::new("orgplane chaos CA");
+        let ca_path = ca.write(dir, "ca");
+        let (cert, key) = ca.issue(&["127.0.0.1"]).write(dir, "tls");
+        let settings = orgplane_platform::tls::TlsSettings {
+            ca: Some(ca_path.clone()),
+            ..Default::default()
+        };
+        let client = orgplane_platform::tls::client::ClientTls::new(&settings, None)?;
+        Ok(Self {
+            files: (cert, key, ca_path),
+            client,
+        })
+    }
+
+    /// The TLS options as command-line flags.
+    fn args(&self) -> Vec<String> {
+        let (cert, key, ca) = &self.files;
+        vec![
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+            "--tls-ca".into(),
+            ca.display().to_string(),
+        ]
+    }
+
+    /// The same as environment variables.
+    fn env(&self) -> Vec<(String, String)> {
+        let (cert, key, ca) = &self.files;
+        vec![
+            ("ORGPLANE_TLS_CERT".into(), cert.display().to_string()),
+            ("ORGPLANE_TLS_KEY".into(), key.display().to_string()),
+            ("ORGPLANE_TLS_CA".into(), ca.display().to_string()),
+        ]
+    }
 }
 
 impl Harness {
@@ -159,7 +210,19 @@ impl Harness {
     /// (an executable whose `orgplane` subcommand is the orgplane binary), on SQLite or on new
     /// databases of the PostgreSQL server `postgres`.
     pub async fn start(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(bin, postgres, false).await
+    }
+
+    /// [`Harness::start`] with TLS (`tls`) on every listener and every internal call, with
+    /// certificates of a CA made for the run.
+    pub async fn start_with(bin: &Path, postgres: Option<&str>, tls: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let tls = if tls {
+            Some(HarnessTls::new(dir.path())?)
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let pg = match postgres {
             Some(url) => Some(PgDatabases::create(url).await?),
             None => None,
@@ -184,9 +247,9 @@ impl Harness {
             "--service-accounts".into(),
             accounts.join(","),
             "--organization-url".into(),
-            format!("http://127.0.0.1:{}", ports["organization"]),
+            format!("{scheme}://127.0.0.1:{}", ports["organization"]),
             "--workspace-url".into(),
-            format!("http://127.0.0.1:{}", ports["workspace"]),
+            format!("{scheme}://127.0.0.1:{}", ports["workspace"]),
             "--signing-key-encryption-key-file".into(),
             dir.path()
                 .join("identity-signing.key")
@@ -199,6 +262,9 @@ impl Harness {
             "--login-throttle-window-secs".into(),
             LOGIN_THROTTLE_WINDOW.as_secs().to_string(),
         ];
+        if let Some(tls) = &tls {
+            args.extend(tls.args());
+        }
         if let Some(pg) = &pg {
             args.push("--identity-database-url".into());
             args.push(pg.urls[0].clone());
@@ -209,7 +275,7 @@ impl Harness {
         let started = orgplane::start(&cli, &[Service::Identity], listener, shutdown.clone())
             .await
             .context("starting identity")?;
-        let identity_url = format!("http://{}", started.addr);
+        let identity_url = format!("{scheme}://{}", started.addr);
         let signer = started
             .opened
             .identity
@@ -232,6 +298,7 @@ impl Harness {
             db_overrides: HashMap::new(),
             extra_env: Vec::new(),
             identity_args: args,
+            tls,
         };
         for name in CHILDREN {
             h.spawn(name).await?;
@@ -257,7 +324,8 @@ impl Harness {
     }
 
     fn env(&self, name: &str) -> Vec<(String, String)> {
-        let url = |n: &str| format!("http://127.0.0.1:{}", self.ports[n]);
+        let scheme = self.scheme();
+        let url = |n: &str| format!("{scheme}://127.0.0.1:{}", self.ports[n]);
         let var = match name {
             "organization" => "ORGPLANE_ORGANIZATION_DATABASE_URL",
             "workspace" => "ORGPLANE_WORKSPACE_DATABASE_URL",
@@ -301,6 +369,7 @@ impl Harness {
             ),
             ("RUST_LOG".into(), "warn".into()),
         ];
+        env.extend(self.tls.iter().flat_map(HarnessTls::env));
         env.extend(
             self.extra_env
                 .iter()
@@ -463,12 +532,18 @@ impl Harness {
         }
     }
 
-    /// A (lazily connecting, reconnecting) channel to child service `name`.
-    pub fn channel(&self, name: &str) -> Channel {
-        let url = format!(
-            "http://127.0.0.1:{}",
-            self.ports.get(name).copied().unwrap_or(1)
-        );
+    /// `https` when the harness runs with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// A (lazily connecting, reconnecting) channel to `url`, over TLS when the harness runs
+    /// with it.
+    fn dial(&self, url: String) -> Channel {
+        if let Some(tls) = &self.tls {
+            return orgplane_platform::clients::connect_lazy(&url, Some(&tls.client))
+                .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
+        }
         match Endpoint::from_shared(url) {
             Ok(e) => e
                 .tcp_nodelay(true)
@@ -478,16 +553,20 @@ impl Harness {
         }
     }
 
+    /// A (lazily connecting, reconnecting) channel to child service `name`.
+    pub fn channel(&self, name: &str) -> Channel {
+        let port = self.ports.get(name).copied().unwrap_or(1);
+        self.dial(format!("{}://127.0.0.1:{port}", self.scheme()))
+    }
+
     /// A channel to the in-process identity service.
     pub fn identity_channel(&self) -> Channel {
-        match Endpoint::from_shared(self.identity_url.clone()) {
-            Ok(e) => e.connect_lazy(),
-            Err(_) => Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
-        }
+        self.dial(self.identity_url.clone())
     }
 
     /// A channel to the in-process identity service whose connections leave from `local` (another
     /// loopback address such as 127.0.0.2, on Linux): a second peer address for per-peer limits.
+    /// Plaintext harnesses only.
     pub fn identity_channel_from(&self, local: std::net::IpAddr) -> Channel {
         match Endpoint::from_shared(self.identity_url.clone()) {
             Ok(e) => e.local_address(Some(local)).connect_lazy(),
@@ -777,7 +856,11 @@ impl Harness {
             return Ok(());
         }
         let cli = <Cli as clap::Parser>::try_parse_from(self.identity_args.clone())?;
-        let addr = self.identity_url.trim_start_matches("http://").to_owned();
+        let addr = self
+            .identity_url
+            .split_once("://")
+            .map_or(self.identity_url.as_str(), |(_, a)| a)
+            .to_owned();
         let mut listener = None;
         for _ in 0..100 {
             match tokio::net::TcpListener::bind(addr.as_str()).await {

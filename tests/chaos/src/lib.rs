@@ -222,7 +222,7 @@ pub fn this_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// The scenarios [`run`] knows, in the order `all` runs them, each with what it proves.
-pub const SCENARIOS: [(&str, &str); 16] = [
+pub const SCENARIOS: [(&str, &str); 17] = [
     (
         "ryw",
         "read-your-writes: demote, then check with the returned revision",
@@ -267,6 +267,10 @@ pub const SCENARIOS: [(&str, &str); 16] = [
         "one request_id sent 100 times; one etag, one winner",
     ),
     ("restart", "rolling restart of every service under load"),
+    (
+        "restart-tls",
+        "the rolling restart with TLS on every listener, call and event stream",
+    ),
     (
         "resync",
         "organization re-syncs identity's and workspace's streams after compaction",
@@ -333,6 +337,9 @@ pub async fn run(
         }
         if matches!(scenario, "all" | "restart") {
             out.extend(restart::run(&bin, db, size).await?);
+        }
+        if matches!(scenario, "all" | "restart-tls") {
+            out.extend(restart::run_with(&bin, db, size, true).await?);
         }
         if matches!(scenario, "all" | "resync") {
             out.extend(resync::run(&bin, db).await?);

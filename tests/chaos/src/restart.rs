@@ -39,8 +39,19 @@ const ROLES: [OrgRole; 4] = [
 
 /// Runs the scenario on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>, size: Size) -> anyhow::Result<Vec<Figures>> {
+    run_with(bin, postgres, size, false).await
+}
+
+/// The same with TLS (`tls`) on every listener and every internal call and event stream: the
+/// restarts must lose nothing over TLS either (reported as `rolling-restart-tls`).
+pub async fn run_with(
+    bin: &Path,
+    postgres: Option<&str>,
+    size: Size,
+    tls: bool,
+) -> anyhow::Result<Vec<Figures>> {
     let db = crate::db_label(postgres);
-    let mut h = Harness::start(bin, postgres).await?;
+    let mut h = Harness::start_with(bin, postgres, tls).await?;
     let result = scenario(&mut h, db, size).await;
     h.stop().await?;
     result
@@ -364,7 +375,12 @@ async fn scenario(h: &mut Harness, db: &str, size: Size) -> anyhow::Result<Vec<F
     }
     let load_time = started.elapsed();
 
-    let mut f = Figures::new("rolling-restart", db);
+    let name = if h.scheme() == "https" {
+        "rolling-restart-tls"
+    } else {
+        "rolling-restart"
+    };
+    let mut f = Figures::new(name, db);
     f.operations = all.operations;
     f.crashes = restarts;
     f.stale_allows = all.stale;

@@ -224,6 +224,17 @@ async fn rolling_restart_under_load_loses_no_acknowledged_request_and_leaves_no_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_over_tls_loses_no_acknowledged_request_and_leaves_no_gap_sqlite() {
+    let figures = orgplane_chaos::restart::run_with(&bin(), None, restart_size(), true)
+        .await
+        .unwrap();
+    assert_eq!(figures[0].scenario, "rolling-restart-tls");
+    assert_eq!(figures[0].crashes, 4, "every service restarted");
+    assert!(figures[0].operations > 100);
+    assert_clean(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_load_loses_no_acknowledged_request_and_leaves_no_gap_postgres() {
     let Some(pg) = postgres() else { return };
     let figures = orgplane_chaos::restart::run(&bin(), Some(&pg), restart_size())
