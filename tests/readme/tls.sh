@@ -30,6 +30,7 @@ buf_bin=$(npx --yes -p @bufbuild/buf@1.75.0 -c 'command -v buf' 2>/dev/null | ta
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 http_port=$(free_port)
+metrics_port=$(free_port)
 
 # The block as written, but: `cargo run … --` is the built binary, the server it starts in the
 # background is waited for (and stopped at the end), and the ports are free ones.
@@ -38,7 +39,7 @@ http_port=$(free_port)
   echo "export ORGPLANE_LISTEN=127.0.0.1:$port ORGPLANE_HTTP_LISTEN=127.0.0.1:$http_port ORGPLANE_DATA_DIR='$work/data' RUST_LOG=warn"
   echo "buf() { echo \"buf \$*\" >>'$work/calls'; \"$buf_bin\" \"\$@\"; }"
   sed -e "s#^cargo run --release -p orgplane -- #'$bin' #" \
-      -e "s/:50051/:$port/g" -e "s/:50052/:$http_port/g" "$work/block.sh" |
+      -e "s/:50051/:$port/g" -e "s/:50052/:$http_port/g" -e "s/:9090/:$metrics_port/g" "$work/block.sh" |
     awk -v work="$work" '{
       if ($0 ~ /&[[:space:]]*$/) {
         sub(/&[[:space:]]*$/, "");
