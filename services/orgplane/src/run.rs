@@ -214,16 +214,7 @@ pub async fn start(
 ) -> anyhow::Result<Started> {
     let local = listener.local_addr()?;
     let tls = cli.tls.load()?;
-    // This process itself, at loopback when it listens on every address.
-    let own = match local.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => {
-            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local.port()))
-        }
-        ip if ip.is_unspecified() => {
-            std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
-        }
-        _ => local,
-    };
+    let own = crate::tls::reachable(local);
     let (own_url, own_tls) = match tls.grpc {
         Some(_) => (format!("https://{own}"), tls.self_client()?),
         None => (format!("http://{own}"), tls.client.clone()),

@@ -206,12 +206,7 @@ pub async fn probe(cli: &crate::cli::Cli, service: &str) -> anyhow::Result<()> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let tls = cli.tls.load()?;
-    let ip = match cli.listen.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
-        ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    };
-    let addr = SocketAddr::new(ip, cli.listen.port());
+    let addr = reachable(cli.listen);
     let (url, client) = match tls.grpc {
         Some(_) => (format!("https://{addr}"), tls.self_client()?),
         None => (format!("http://{addr}"), tls.client.clone()),
@@ -238,5 +233,17 @@ pub async fn probe(cli: &crate::cli::Cli, service: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("{what}: {}", status.as_str_name())
+    }
+}
+
+/// Where this process is reached from itself: `addr`, or loopback when it listens on every
+/// address.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
     }
 }
