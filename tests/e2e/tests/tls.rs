@@ -263,12 +263,13 @@ async fn tls_mutual_tls_certificates_replace_service_tokens_and_unknown_ones_are
         .check(tonic_health::pb::HealthCheckRequest::default())
         .await
         .unwrap_err();
-    // Refused at the handshake (TLS 1.3 tells the client after its own half completed).
+    // Refused at the handshake: with TLS 1.3 the client learns it after its own half completed,
+    // as an alert or as the connection closing, depending on timing; the server never answered.
     assert!(
         matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown
-        ) && format!("{status:?}").contains("CertificateRequired"),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        ) && reason_of(&status).is_none(),
         "{status:?}"
     );
 
