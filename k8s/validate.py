@@ -30,12 +30,33 @@
    name of its Certificate, to its own account in ORGPLANE_TLS_CLIENT_ACCOUNTS of every other
    service, which verify client certificates (ORGPLANE_TLS_CLIENT_CA); Prometheus scrapes with
    `prometheus.io/scheme: https`.
+5. Observability (see "Observability" in k8s/README.md): the Grafana dashboard
+   observability/grafana-dashboard.json parses; its schemaVersion is 36 or later; it has a
+   `datasource` variable (type datasource, query prometheus) and `namespace` and `grpc_service`
+   variables from label_values; every panel has a unique id, a title, a type and a gridPos inside
+   the 24-column grid, overlapping no other panel; every panel but a row has a datasource that is
+   the variable and targets, each with an expr and a unique refId; expressions use only defined
+   variables. Production ships it as the ConfigMap orgplane-grafana-dashboard (label
+   grafana_dashboard: "1", no name hash) whose content is the file's. The Prometheus Operator's
+   `PrometheusRule` (a custom resource, checked explicitly) has groups with unique names, and
+   every rule an alert name, an expr, a valid `for` duration, labels.severity in info, warning,
+   critical and the annotations summary, description and runbook_url, the runbook a section of
+   k8s/README.md. Every PromQL expression has balanced parentheses, brackets, braces and quotes.
+   With `promtool` on PATH, `promtool check rules` also checks the rule groups and the
+   dashboard's expressions (as recording rules, variables substituted); without it, a note.
+   The metric names the expressions use (see metric_names) must be exactly those listed in
+   observability/metrics-used.txt; `--write-metrics-used` rewrites that file.
 
 Exits non-zero with one line per violation. Run: python3 k8s/validate.py (see k8s/README.md).
 """
 
+import argparse
+import json
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import kubernetes_validate
@@ -50,6 +71,22 @@ CERT_MANAGER = "cert-manager.io/v1"
 GRPC_PORT = 50051
 # clap reads a boolean flag's environment variable as false only for these values.
 FALSEY = {"", "false", "no", "off", "n", "f", "0"}
+DASHBOARD = ROOT / "observability" / "grafana-dashboard.json"
+METRICS_USED = ROOT / "observability" / "metrics-used.txt"
+README = ROOT / "README.md"
+DASHBOARD_CONFIGMAP = "orgplane-grafana-dashboard"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1"
+RUNBOOK_PREFIX = "https://github.com/orgplane/orgplane/blob/main/k8s/README.md#"
+SEVERITIES = {"info", "warning", "critical"}
+# Prometheus' duration syntax (as the PrometheusRule CRD's pattern for `for`).
+DURATION = re.compile(r"^(0|(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?)$")
+# The metric names an expression uses: this exact rule is shared with the Rust test that checks
+# that a running orgplane exports every name in observability/metrics-used.txt.
+METRIC_NAME = re.compile(r"\b(grpc_server_[a-z_]+|grpc_client_[a-z_]+|orgplane_[a-z_]+|process_[a-z_]+)\b")
+HISTOGRAMS = ("grpc_server_handling_seconds", "grpc_client_handling_seconds",
+              "orgplane_http_duration_seconds")
+# Grafana's own variables, and the values promtool sees in their place.
+GRAFANA_BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h"}
 
 errors: list[str] = []
 
@@ -363,6 +400,331 @@ def check_tls(target: str, objects: list[dict]) -> None:
                                 f"names to its account {account!r}")
 
 
+def metric_names(expr: str) -> set[str]:
+    names = set()
+    for m in METRIC_NAME.finditer(expr):
+        name = m.group(1)
+        for h in HISTOGRAMS:
+            if name in (h + "_bucket", h + "_sum", h + "_count"):
+                name = h
+        names.add(name)
+    return names
+
+
+def bracket_problem(expr: str) -> str | None:
+    """Unbalanced (), [], {} or an unterminated string: brackets in strings and comments do
+    not count."""
+    closing = {")": "(", "]": "[", "}": "{"}
+    stack: list[tuple[str, int]] = []
+    quote, i = None, 0
+    while i < len(expr):
+        c = expr[i]
+        if quote:
+            if c == "\\" and quote != "`":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "\"'`":
+            quote = c
+        elif c == "#":
+            while i < len(expr) and expr[i] != "\n":
+                i += 1
+        elif c in "([{":
+            stack.append((c, i))
+        elif c in closing:
+            if not stack or stack[-1][0] != closing[c]:
+                return f"unbalanced {c!r} at offset {i}"
+            stack.pop()
+        i += 1
+    if quote:
+        return f"unterminated {quote} string"
+    if stack:
+        return f"unclosed {stack[-1][0]!r} at offset {stack[-1][1]}"
+    return None
+
+
+def readme_anchors() -> set[str]:
+    """GitHub's anchors for the headings of k8s/README.md."""
+    anchors, seen, fenced = set(), {}, False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        m = None if fenced else re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if m:
+            anchor = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            n = seen.get(anchor, 0)
+            seen[anchor] = n + 1
+            anchors.add(anchor if n == 0 else f"{anchor}-{n}")
+    return anchors
+
+
+def is_datasource_variable(ds) -> bool:
+    uid = ds.get("uid") if isinstance(ds, dict) else ds
+    return uid in ("$datasource", "${datasource}")
+
+
+def check_expr(where: str, expr) -> bool:
+    if not isinstance(expr, str) or not expr.strip():
+        errors.append(f"{where}: no expr")
+        return False
+    problem = bracket_problem(expr)
+    if problem:
+        errors.append(f"{where}: expr has {problem}: {expr}")
+    return True
+
+
+def check_dashboard() -> tuple[dict | None, list[tuple[str, str]], list[tuple[str, str]]]:
+    """The dashboard, its expressions (where, expr) and its panels' expressions as promtool
+    can read them (name, expr)."""
+    where = "observability/grafana-dashboard.json"
+    try:
+        dash = json.loads(DASHBOARD.read_text())
+    except (OSError, ValueError) as e:
+        errors.append(f"{where}: does not parse: {e}")
+        return None, [], []
+    if not isinstance(dash, dict):
+        errors.append(f"{where}: not a JSON object")
+        return None, [], []
+    exprs: list[tuple[str, str]] = []
+    if not isinstance(dash.get("schemaVersion"), int) or dash["schemaVersion"] < 36:
+        errors.append(f"{where}: schemaVersion must be 36 or later")
+    for key in ("title", "uid"):
+        if not isinstance(dash.get(key), str) or not dash[key]:
+            errors.append(f"{where}: no {key}")
+    if len(str(dash.get("uid", ""))) > 40:
+        errors.append(f"{where}: uid longer than 40 characters")
+    variables = {}
+    for v in dash.get("templating", {}).get("list", []):
+        name = v.get("name")
+        if not name or name in variables:
+            errors.append(f"{where}: template variable without a name or twice: {name!r}")
+        variables[name] = v
+    ds = variables.get("datasource")
+    if not ds or ds.get("type") != "datasource" or ds.get("query") != "prometheus":
+        errors.append(f"{where}: needs a template variable `datasource` of type datasource, "
+                      "query prometheus")
+    for name in ("namespace", "grpc_service"):
+        v = variables.get(name)
+        query = v.get("query") if v else None
+        query = query.get("query") if isinstance(query, dict) else query
+        if not v or v.get("type") != "query" or not isinstance(query, str) \
+                or not query.startswith("label_values("):
+            errors.append(f"{where}: needs a template variable `{name}` of type query from label_values")
+            continue
+        if not is_datasource_variable(v.get("datasource")):
+            errors.append(f"{where}: variable {name}: datasource is not the variable $datasource")
+        if check_expr(f"{where}: variable {name}", query):
+            exprs.append((f"variable {name}", query))
+    promtool_exprs: list[tuple[str, str]] = []
+    ids: set = set()
+    occupied: list[tuple[int, int, int, int, str]] = []
+
+    def check_panel(p: dict, nested: bool) -> None:
+        pid, title, kind = p.get("id"), p.get("title"), p.get("type")
+        here = f"{where}: panel {pid} ({title})"
+        if not isinstance(pid, int) or isinstance(pid, bool):
+            errors.append(f"{here}: id is not an integer")
+        elif pid in ids:
+            errors.append(f"{here}: id {pid} is not unique")
+        ids.add(pid)
+        if not isinstance(title, str) or not title.strip():
+            errors.append(f"{here}: no title")
+        if not isinstance(kind, str) or not kind:
+            errors.append(f"{here}: no type")
+        g = p.get("gridPos")
+        if not isinstance(g, dict) or not all(isinstance(g.get(k), int) for k in "hwxy"):
+            errors.append(f"{here}: gridPos needs integers h, w, x, y")
+        elif g["w"] < 1 or g["h"] < 1 or g["x"] < 0 or g["y"] < 0 or g["x"] + g["w"] > 24:
+            errors.append(f"{here}: gridPos {g} is outside the 24-column grid")
+        elif not nested:
+            for x, y, w, h, other in occupied:
+                if g["x"] < x + w and x < g["x"] + g["w"] and g["y"] < y + h and y < g["y"] + g["h"]:
+                    errors.append(f"{here}: overlaps panel {other}")
+            occupied.append((g["x"], g["y"], g["w"], g["h"], f"{pid} ({title})"))
+        if kind == "row":
+            if p.get("targets"):
+                errors.append(f"{here}: a row has no targets")
+            if not p.get("collapsed") and p.get("panels"):
+                errors.append(f"{here}: an expanded row holds no panels (they follow it)")
+            for child in p.get("panels", []) if p.get("collapsed") else []:
+                check_panel(child, True)
+            return
+        if not is_datasource_variable(p.get("datasource")):
+            errors.append(f"{here}: datasource is not the variable $datasource")
+        targets = p.get("targets")
+        if not isinstance(targets, list) or not targets:
+            errors.append(f"{here}: no targets")
+            return
+        refs = set()
+        for t in targets:
+            ref = t.get("refId")
+            if not isinstance(ref, str) or not ref:
+                errors.append(f"{here}: a target has no refId")
+            elif ref in refs:
+                errors.append(f"{here}: refId {ref} twice")
+            refs.add(ref)
+            if "datasource" in t and not is_datasource_variable(t["datasource"]):
+                errors.append(f"{here}: target {ref}: datasource is not the variable $datasource")
+            if check_expr(f"{here}: target {ref}", t.get("expr")):
+                exprs.append((f"panel {pid} target {ref}", t["expr"]))
+                promtool_exprs.append((f"dashboard:panel_{pid}:{ref}", t["expr"]))
+
+    panels = dash.get("panels")
+    if not isinstance(panels, list) or not panels:
+        errors.append(f"{where}: no panels")
+        panels = []
+    for p in panels:
+        check_panel(p, False)
+    for w, expr in exprs:
+        for m in re.finditer(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", expr):
+            name = next(n for n in m.groups() if n)
+            if name not in variables and name not in GRAFANA_BUILTINS:
+                errors.append(f"{where}: {w}: undefined variable ${name}")
+    return dash, exprs, promtool_exprs
+
+
+def check_dashboard_configmap(target: str, objects: list[dict], dash: dict | None) -> None:
+    """Production ships the dashboard file as the sidecar's ConfigMap."""
+    cms = [o for o in objects if o.get("kind") == "ConfigMap"
+           and o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    if [o["metadata"]["name"] for o in cms] != [DASHBOARD_CONFIGMAP]:
+        errors.append(f"{target}: want exactly one ConfigMap labelled grafana_dashboard: \"1\", named "
+                      f"{DASHBOARD_CONFIGMAP} (no name suffix hash); found "
+                      f"{[o['metadata']['name'] for o in cms]}")
+        return
+    cm = cms[0]
+    data = cm.get("data", {})
+    if len(data) != 1 or not next(iter(data)).endswith(".json"):
+        fail(target, cm, f"want one *.json key, the dashboard; has {sorted(data)}")
+        return
+    try:
+        shipped = json.loads(next(iter(data.values())))
+    except ValueError as e:
+        fail(target, cm, f"the dashboard does not parse: {e}")
+        return
+    if dash is not None and shipped != dash:
+        fail(target, cm, "content differs from observability/grafana-dashboard.json")
+    if len(json.dumps(cm)) >= 262144:
+        fail(target, cm, "too large for the last-applied annotation of `kubectl apply` (256 KiB)")
+
+
+def check_prometheus_rule(target: str, obj: dict, anchors: set[str], group_names: set[str],
+                          exprs: list[tuple[str, str]]) -> None:
+    spec = obj.get("spec", {})
+    if obj.get("apiVersion") != PROMETHEUS_RULE_API:
+        fail(target, obj, f"unexpected apiVersion for a PrometheusRule (want {PROMETHEUS_RULE_API})")
+    if set(spec) != {"groups"} or not isinstance(spec["groups"], list) or not spec["groups"]:
+        fail(target, obj, "spec has exactly `groups`, a non-empty list")
+        return
+    alerts = set()
+    for group in spec["groups"]:
+        name = group.get("name")
+        unknown = set(group) - {"name", "interval", "rules", "limit", "partial_response_strategy",
+                                "query_offset", "labels"}
+        if unknown:
+            fail(target, obj, f"group {name}: unknown fields {sorted(unknown)}")
+        if not isinstance(name, str) or not name:
+            fail(target, obj, "a group has no name")
+        elif name in group_names:
+            fail(target, obj, f"group name {name!r} is not unique")
+        group_names.add(name)
+        if "interval" in group and not DURATION.match(str(group["interval"])):
+            fail(target, obj, f"group {name}: interval {group['interval']!r} is not a duration")
+        if not isinstance(group.get("rules"), list) or not group["rules"]:
+            fail(target, obj, f"group {name}: no rules")
+            continue
+        for rule in group["rules"]:
+            alert = rule.get("alert")
+            here = f"group {name}: alert {alert}"
+            unknown = set(rule) - {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}
+            if unknown:
+                fail(target, obj, f"{here}: unknown fields {sorted(unknown)}")
+            if not isinstance(alert, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", alert):
+                fail(target, obj, f"{here}: `alert` is not a valid alert name")
+            expr = rule.get("expr")
+            if not isinstance(expr, str) or not expr.strip():
+                fail(target, obj, f"{here}: no expr")
+            else:
+                problem = bracket_problem(expr)
+                if problem:
+                    fail(target, obj, f"{here}: expr has {problem}")
+                exprs.append((f"alert {alert}", expr))
+            for key in ("for", "keep_firing_for"):
+                if key in rule or key == "for":
+                    value = rule.get(key)
+                    if not isinstance(value, str) or not value or not DURATION.match(value):
+                        fail(target, obj, f"{here}: `{key}` {value!r} is not a duration (like 5m)")
+            labels = rule.get("labels") or {}
+            if labels.get("severity") not in SEVERITIES:
+                fail(target, obj, f"{here}: labels.severity {labels.get('severity')!r} is not one of "
+                                  f"{sorted(SEVERITIES)}")
+            if (alert, labels.get("severity")) in alerts:
+                fail(target, obj, f"{here}: twice with severity {labels.get('severity')}")
+            alerts.add((alert, labels.get("severity")))
+            for k, v in {**labels, **(rule.get("annotations") or {})}.items():
+                if not isinstance(v, str):
+                    fail(target, obj, f"{here}: label or annotation {k} is not a string")
+                elif v.count("{{") != v.count("}}"):
+                    fail(target, obj, f"{here}: {k} has unbalanced {{{{ }}}}")
+            annotations = rule.get("annotations") or {}
+            for key in ("summary", "description", "runbook_url"):
+                if not isinstance(annotations.get(key), str) or not annotations[key].strip():
+                    fail(target, obj, f"{here}: annotation {key} is missing")
+            url = annotations.get("runbook_url", "")
+            if isinstance(url, str) and url:
+                if not url.startswith(RUNBOOK_PREFIX):
+                    fail(target, obj, f"{here}: runbook_url must start with {RUNBOOK_PREFIX}")
+                elif url[len(RUNBOOK_PREFIX):] not in anchors:
+                    fail(target, obj, f"{here}: runbook_url names no section of k8s/README.md "
+                                      f"(#{url[len(RUNBOOK_PREFIX):]})")
+
+
+def run_promtool(groups: list[dict], dashboard_exprs: list[tuple[str, str]]) -> None:
+    """`promtool check rules` on the alert groups and, as recording rules with Grafana's
+    variables replaced by plain values, on the dashboard's expressions."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("note: promtool is not on PATH; PromQL was checked for balanced brackets only")
+        return
+
+    def substitute(expr: str) -> str:
+        expr = re.sub(r"\$\{?(__\w+)\}?", lambda m: GRAFANA_BUILTINS.get(m.group(1), "5m"), expr)
+        return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", ".+", expr)
+
+    dashboard_group = {"name": "grafana-dashboard",
+                       "rules": [{"record": name, "expr": substitute(e)} for name, e in dashboard_exprs]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, content in (("alert rules", groups), ("dashboard expressions", [dashboard_group])):
+            path = Path(tmp) / "rules.yaml"
+            path.write_text(yaml.safe_dump({"groups": content}, sort_keys=False))
+            out = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+            if out.returncode != 0:
+                for line in (out.stdout + out.stderr).strip().splitlines():
+                    errors.append(f"promtool check rules ({label}): {line}")
+            else:
+                print(f"promtool check rules ({label}): ok")
+
+
+def check_metrics_used(exprs: list[tuple[str, str]], write: bool) -> None:
+    names = sorted(set().union(*(metric_names(e) for _, e in exprs)))
+    content = "".join(f"{n}\n" for n in names)
+    if write:
+        METRICS_USED.write_text(content)
+        print(f"wrote {METRICS_USED.relative_to(ROOT.parent)}: {len(names)} metric names")
+        return
+    try:
+        listed = METRICS_USED.read_text()
+    except OSError:
+        listed = None
+    if listed != content:
+        have = set(listed.splitlines()) if listed is not None else set()
+        errors.append(f"observability/metrics-used.txt is not up to date (run python3 k8s/validate.py "
+                      f"--write-metrics-used): missing {sorted(set(names) - have)}, "
+                      f"not used {sorted(have - set(names))}"
+                      + (", not sorted or not one per line" if have == set(names) else ""))
+
+
 def check_deployment(target: str, obj: dict) -> None:
     name = obj["metadata"]["name"]
     spec = obj["spec"]
@@ -397,7 +759,14 @@ def check_deployment(target: str, obj: dict) -> None:
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-metrics-used", action="store_true",
+                        help="rewrite observability/metrics-used.txt from the expressions")
+    args = parser.parse_args()
     counts = {}
+    dash, exprs, dashboard_exprs = check_dashboard()
+    anchors = readme_anchors()
+    groups: list[dict] = []
     for target in TARGETS:
         objects = render(target)
         counts[target] = len(objects)
@@ -418,6 +787,12 @@ def main() -> int:
             if kind == "Issuer":
                 check_issuer(target, obj)
                 continue
+            if kind == "PrometheusRule":
+                if target != "overlays/production":
+                    fail(target, obj, "alert rules belong to overlays/production")
+                check_prometheus_rule(target, obj, anchors, {g.get("name") for g in groups}, exprs)
+                groups.extend(obj.get("spec", {}).get("groups") or [])
+                continue
             try:
                 kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
             except kubernetes_validate.ValidationError as e:
@@ -430,10 +805,20 @@ def main() -> int:
         if target == "overlays/production":
             check_backups(target, objects)
             check_tls(target, objects)
+            check_dashboard_configmap(target, objects, dash)
+            if not any(o.get("kind") == "PrometheusRule" for o in objects):
+                errors.append(f"{target}: no PrometheusRule (alerts.yaml)")
+    run_promtool(groups, dashboard_exprs)
+    if dash is None:
+        errors.append("observability/metrics-used.txt: not checked, the dashboard does not parse")
+    else:
+        check_metrics_used(exprs, args.write_metrics_used)
     for target, n in counts.items():
         print(f"{target}: {n} objects rendered")
     for e in errors:
         print(f"violation: {e}")
+    print(f"observability: {len(exprs)} PromQL expressions checked ({len(groups)} rule groups, "
+          f"{len(dashboard_exprs)} dashboard targets)")
     print(f"k8s: {sum(counts.values())} objects checked, {len(errors)} violations")
     return 1 if errors else 0
 

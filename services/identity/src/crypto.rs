@@ -40,6 +40,8 @@ pub struct PasswordHasherPool {
     computing: Arc<(AtomicUsize, AtomicUsize)>,
     /// argon2id computations started since the pool was made (tests prove a path hashes none).
     runs: Arc<AtomicUsize>,
+    /// Computations waiting for a permit (the `orgplane_password_hash_queue_depth` gauge).
+    waiting: Arc<AtomicUsize>,
     /// A hash of a random password, verified against for unknown accounts so that their timing
     /// matches that of known ones.
     dummy: Arc<String>,
@@ -51,6 +53,25 @@ impl std::fmt::Debug for PasswordHasherPool {
             .field("m_cost", &self.params.m_cost())
             .field("t_cost", &self.params.t_cost())
             .finish_non_exhaustive()
+    }
+}
+
+/// A computation waiting for a permit, counted until it gets one or is dropped (a caller that
+/// went away).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    fn enter(waiting: &'a AtomicUsize) -> Self {
+        let now = waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        orgplane_platform::metrics::record_password_hash_queue(now);
+        Self(waiting)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let now = self.0.fetch_sub(1, Ordering::SeqCst) - 1;
+        orgplane_platform::metrics::record_password_hash_queue(now);
     }
 }
 
@@ -172,6 +193,7 @@ impl PasswordHasherPool {
             memory,
             computing: Arc::default(),
             runs: Arc::default(),
+            waiting: Arc::default(),
             dummy: Arc::new(dummy),
         })
     }
@@ -206,12 +228,14 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> ApiResult<T> {
+        let queued = Queued::enter(&self.waiting);
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
+        drop(queued);
         let computing = self.computing.clone();
         self.runs.fetch_add(1, Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {

@@ -198,7 +198,7 @@ async fn org_1_create_makes_the_verified_business_creator_owner_with_unique_name
 #[tokio::test]
 async fn id_1_identity_unreachable_is_unavailable_never_internal() {
     let rig = Rig::with(Backend::Sqlite, |rt| {
-        rt.endpoints.identity = orgplane_platform::testkit::channel("http://127.0.0.1:9");
+        rt.endpoints.identity = orgplane_platform::testkit::channel("http://127.0.0.1:9").into();
     })
     .await
     .unwrap();

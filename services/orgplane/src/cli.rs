@@ -285,6 +285,15 @@ impl Service {
 }
 
 impl Cli {
+    /// The process's service name in traces and `orgplane_build_info`: `orgplane` for all four
+    /// services in one process, `orgplane-<service>` for one.
+    pub fn service_name(&self) -> String {
+        match self.command {
+            Some(Command::Serve { service }) => format!("orgplane-{}", service.name()),
+            _ => "orgplane".to_owned(),
+        }
+    }
+
     /// Where the HTTP listener binds, if anywhere: the flag, else on by default only in `all`.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         match self.http_listen {

@@ -29,7 +29,7 @@ where
         }
     };
     runtime.block_on(async move {
-        let _telemetry = orgplane_platform::telemetry::init("orgplane", cli.log_format);
+        let _telemetry = orgplane_platform::telemetry::init(&cli.service_name(), cli.log_format);
         match run(cli).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {

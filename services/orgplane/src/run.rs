@@ -137,7 +137,10 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
     cli.tls.check_plaintext(&addrs)?;
     let shutdown = orgplane_platform::server::shutdown_on_signal();
     let metrics = match cli.metrics_listen {
-        Some(addr) => Some((addr, orgplane_platform::metrics::install()?)),
+        Some(addr) => Some((
+            addr,
+            orgplane_platform::metrics::install(&cli.service_name())?,
+        )),
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(cli.listen)
@@ -152,7 +155,6 @@ async fn serve(cli: &Cli, services: &[Service]) -> anyhow::Result<()> {
         tokio::spawn(async move {
             orgplane_platform::http::serve(listener, router, tls.as_ref(), shutdown).await
         });
-        println!("  metrics         {}://{addr}/metrics", started.scheme());
     }
     print_banner(cli, services, &started);
     started.wait().await?;
@@ -346,6 +348,41 @@ pub async fn start(
 fn print_banner(cli: &Cli, services: &[Service], started: &Started) {
     let addr = started.addr;
     let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
+    let scheme = started.scheme();
+    let transport = match (&started.tls.grpc, &started.tls.settings.client_ca) {
+        (None, _) => "gRPC, plaintext",
+        (Some(_), None) => "gRPC over TLS",
+        (Some(_), Some(_)) => "gRPC over mutual TLS",
+    };
+    let databases: Vec<String> = services
+        .iter()
+        .map(|&s| {
+            format!(
+                "{}={}",
+                s.name(),
+                orgplane_platform::db::redact(&cli.database_url(s))
+            )
+        })
+        .collect();
+    let http = started.http_addr.map(|a| format!("{scheme}://{a}"));
+    let metrics = cli
+        .metrics_listen
+        .map(|a| format!("{scheme}://{a}/metrics"));
+    if cli.log_format == orgplane_platform::telemetry::LogFormat::Json {
+        // One JSON line like every other: a log pipeline parses all of stdout.
+        tracing::info!(
+            target: "orgplane::start",
+            version = env!("CARGO_PKG_VERSION"),
+            services = %names.join(","),
+            addr = %addr,
+            transport,
+            http = http.as_deref().unwrap_or_default(),
+            metrics = metrics.as_deref().unwrap_or_default(),
+            databases = %databases.join(" "),
+            "serving"
+        );
+        return;
+    }
     for &s in services {
         println!(
             "  {:<15} database {}",
@@ -353,18 +390,15 @@ fn print_banner(cli: &Cli, services: &[Service], started: &Started) {
             orgplane_platform::db::redact(&cli.database_url(s))
         );
     }
-    let scheme = started.scheme();
-    if let Some(http) = started.http_addr {
-        println!("  http            {scheme}://{http} (/healthz, /readyz)");
+    if let Some(metrics) = &metrics {
+        println!("  metrics         {metrics}");
+    }
+    if let Some(http) = &http {
+        println!("  http            {http} (/healthz, /readyz)");
         if started.opened.identity.is_some() {
-            println!("  scim            {scheme}://{http}/scim/v2");
+            println!("  scim            {http}/scim/v2");
         }
     }
-    let transport = match (&started.tls.grpc, &started.tls.settings.client_ca) {
-        (None, _) => "gRPC, plaintext",
-        (Some(_), None) => "gRPC over TLS",
-        (Some(_), Some(_)) => "gRPC over mutual TLS",
-    };
     println!(
         "orgplane {} serving {} on {addr} ({transport}; health and reflection enabled)",
         env!("CARGO_PKG_VERSION"),

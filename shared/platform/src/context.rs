@@ -1,9 +1,13 @@
 //! The per-RPC tower layer every server runs first: an `x-request-id` (kept from the caller when
 //! it is sane, generated otherwise, echoed in the response), one tracing span per RPC named after
-//! the method and parented to the caller's W3C `traceparent`, and the request's
-//! [`RequestContext`] placed in its extensions for handlers.
+//! the method, parented to the caller's W3C `traceparent` and carrying the OpenTelemetry RPC
+//! attributes (status ERROR for the codes that mean the server failed), the request's
+//! [`RequestContext`] placed in its extensions for handlers, the gRPC server metrics, and one
+//! access-log line per RPC (target `orgplane::access`, at info: method, code, reason, duration,
+//! request id, trace id, principal kind and id — never a credential).
 
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
@@ -33,6 +37,32 @@ impl RequestContext {
                 request_id: new_request_id(),
             })
     }
+}
+
+/// Who made a call, filled in by the auth layer for the access-log line of the RPC layer.
+#[derive(Debug, Clone, Default)]
+pub struct CallerSlot(Arc<OnceLock<Arc<crate::auth::Principal>>>);
+
+impl CallerSlot {
+    /// Notes the call's principal (the first one set stays).
+    pub fn set(&self, principal: &Arc<crate::auth::Principal>) {
+        let _ = self.0.set(principal.clone());
+    }
+
+    fn actor(&self) -> (&'static str, String) {
+        self.0
+            .get()
+            .map_or(("anonymous", String::new()), |p| p.actor())
+    }
+}
+
+/// The target of the access-log lines (`RUST_LOG=info,orgplane::access=off` silences them).
+pub const ACCESS_LOG_TARGET: &str = "orgplane::access";
+
+/// Whether a server answering `code` failed (status ERROR in the OpenTelemetry RPC conventions
+/// for servers): UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS.
+pub fn is_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
 /// A new request id (UUIDv7: sortable by time).
@@ -97,6 +127,7 @@ where
             "rpc",
             otel.name = %format_args!("{service}/{method}"),
             otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
             rpc.service = %service,
             rpc.method = %method,
@@ -104,45 +135,77 @@ where
             trace_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );
+        let mut trace_id = String::new();
         if !span.is_disabled() {
             // Without a `traceparent` there is no parent to extract: skip the propagator.
             if req.headers().contains_key(TRACEPARENT_HEADER) {
                 crate::telemetry::set_parent_from_headers(&span, req.headers());
             }
-            span.record("trace_id", crate::telemetry::trace_id_of(&span));
+            trace_id = crate::telemetry::trace_id_of(&span);
+            span.record("trace_id", trace_id.as_str());
         }
+        crate::metrics::record_server_started(uri.path());
         let header = HeaderValue::from_str(&request_id).ok();
-        req.extensions_mut().insert(RequestContext { request_id });
+        let caller = CallerSlot::default();
+        req.extensions_mut().insert(caller.clone());
+        req.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+        });
         // Standard tower pattern: take the service that was driven to readiness.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let record_span = span.clone();
         let started = std::time::Instant::now();
-        Box::pin(
-            async move {
-                let mut response = inner.call(req).await?;
-                if let Some(header) = header {
-                    response.headers_mut().insert(REQUEST_ID_HEADER, header);
-                }
-                // Trailers-only responses (errors) carry grpc-status in the headers.
-                let mut code = response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(0);
-                if code == tonic::Code::Internal as i32 && is_decode_failure(response.headers()) {
-                    code = answer_undecodable(response.headers_mut());
-                }
-                if !record_span.is_disabled() {
-                    record_span.record("rpc.grpc.status_code", code);
-                }
-                let (service, method) = split_path(uri.path());
-                crate::metrics::record_rpc(service, method, code, started.elapsed());
-                Ok(response)
+        let answered = async move {
+            let mut response = inner.call(req).await?;
+            if let Some(header) = header {
+                response.headers_mut().insert(REQUEST_ID_HEADER, header);
             }
-            .instrument(span),
-        )
+            // Trailers-only responses (errors) carry grpc-status in the headers.
+            let mut code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(0);
+            if code == tonic::Code::Internal as i32 && is_decode_failure(response.headers()) {
+                code = answer_undecodable(response.headers_mut());
+            }
+            if !record_span.is_disabled() {
+                record_span.record("rpc.grpc.status_code", code);
+                if is_server_error(code) {
+                    record_span.record("otel.status_code", "ERROR");
+                }
+            }
+            Ok::<_, S::Error>((response, code))
+        }
+        .instrument(span);
+        Box::pin(async move {
+            let (response, code) = answered.await?;
+            let elapsed = started.elapsed();
+            let reason = (code != 0)
+                .then(|| tonic::Status::from_header_map(response.headers()))
+                .flatten()
+                .and_then(|status| crate::error::reason_of(&status));
+            crate::metrics::record_server_handled(uri.path(), code, reason.as_deref(), elapsed);
+            // Outside the RPC's span: a line of its own, not an event of the span.
+            if tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO) {
+                let (principal, principal_id) = caller.actor();
+                tracing::info!(
+                    target: ACCESS_LOG_TARGET,
+                    rpc = uri.path(),
+                    code = crate::metrics::code_name(code),
+                    reason = reason.as_deref().unwrap_or_default(),
+                    duration_ms = elapsed.as_secs_f64() * 1000.0,
+                    request_id = %request_id,
+                    trace_id = %trace_id,
+                    principal,
+                    principal_id = %principal_id,
+                    "rpc"
+                );
+            }
+            Ok(response)
+        })
     }
 }
 

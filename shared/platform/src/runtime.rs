@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
+use crate::clients::ServiceChannel;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use orgplane_proto::events::v1::Producer;
 use sea_orm::{DatabaseConnection, DbErr};
@@ -24,11 +24,11 @@ use crate::revocation::SessionRevocations;
 #[derive(Clone, Debug)]
 pub struct Endpoints {
     /// The identity service.
-    pub identity: Channel,
+    pub identity: ServiceChannel,
     /// The organization service.
-    pub organization: Channel,
+    pub organization: ServiceChannel,
     /// The workspace service.
-    pub workspace: Channel,
+    pub workspace: ServiceChannel,
 }
 
 /// The service account this process presents on internal calls.
@@ -77,7 +77,7 @@ pub struct Runtime {
 
 impl Runtime {
     /// The channel to `producer`'s event stream.
-    pub fn producer_channel(&self, producer: Producer) -> Channel {
+    pub fn producer_channel(&self, producer: Producer) -> ServiceChannel {
         match producer {
             Producer::Organization => self.endpoints.organization.clone(),
             Producer::Workspace => self.endpoints.workspace.clone(),

@@ -139,6 +139,7 @@ impl Health {
         let snapshot = self.snapshot();
         let all = !snapshot.is_empty() && snapshot.iter().all(|(_, v)| *v);
         for (name, ready) in snapshot {
+            crate::metrics::record_ready(&name, ready);
             self.reporter.set_service_status(name, status(ready)).await;
         }
         self.reporter.set_service_status("", status(all)).await;

@@ -57,8 +57,10 @@ pub struct LogOutput {
     pub stderr: bool,
 }
 
-/// Installs the global subscriber for `service_name`. Log levels come from `RUST_LOG` (default
-/// `info`). Spans are exported over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+/// Installs the global subscriber for `service_name` (the OpenTelemetry `service.name`, unless
+/// `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names one). Log levels come from `RUST_LOG`
+/// (default `info`; `orgplane::access` is the per-RPC access log). Spans are exported over
+/// OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
     init_with(service_name, format, &LogOutput::default())
 }
@@ -66,9 +68,13 @@ pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
 /// [`init`] with log lines filtered or redirected by `output`; spans are unaffected.
 pub fn init_with(service_name: &str, format: LogFormat, output: &LogOutput) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .build();
+    // The standard variables (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) are read by the
+    // resource's detectors and win over the process's own name.
+    let mut resource = opentelemetry_sdk::Resource::builder();
+    if !service_name_configured() {
+        resource = resource.with_service_name(service_name.to_owned());
+    }
+    let resource = resource.build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
     let mut export_error = None;
@@ -101,6 +107,17 @@ pub fn init_with(service_name: &str, format: LogFormat, output: &LogOutput) -> T
         tracing::info!(endpoint, "exporting traces over OTLP");
     }
     TelemetryGuard { provider }
+}
+
+/// Whether `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names the service.
+fn service_name_configured() -> bool {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    set("OTEL_SERVICE_NAME").is_some()
+        || set("OTEL_RESOURCE_ATTRIBUTES").is_some_and(|attributes| {
+            attributes
+                .split(',')
+                .any(|kv| kv.trim_start().starts_with("service.name="))
+        })
 }
 
 /// The layers: `filter` for everything, the OpenTelemetry layer, and the fmt layer writing to
@@ -159,6 +176,19 @@ impl Injector for MetadataInjector<'_> {
     }
 }
 
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            http::header::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
 struct MapInjector<'a>(&'a mut std::collections::HashMap<String, String>);
 
 impl Injector for MapInjector<'_> {
@@ -181,6 +211,14 @@ pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
     let cx = tracing::Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut MetadataInjector(metadata))
+    });
+}
+
+/// Writes `span`'s trace context into outgoing HTTP/2 headers (replacing any already there).
+pub fn inject_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    let cx = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
     });
 }
 

@@ -305,9 +305,9 @@ pub fn runtime(
         clock,
         service_tokens: auth.service_tokens("orgplane-test"),
         endpoints: crate::runtime::Endpoints {
-            identity: channel(url),
-            organization: channel(url),
-            workspace: channel(url),
+            identity: channel(url).into(),
+            organization: channel(url).into(),
+            workspace: channel(url).into(),
         },
         shutdown: CancellationToken::new(),
         revocations: crate::revocation::SessionRevocations::new(),

@@ -40,6 +40,7 @@ fn channel(server: &RunningServer, ca: &Path) -> tonic::transport::Channel {
     let tls = ClientTls::new(&settings, None).unwrap();
     orgplane_platform::clients::connect_lazy(&format!("https://{}", server.addr), Some(&tls))
         .unwrap()
+        .into_inner()
 }
 
 async fn health(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {

@@ -542,6 +542,7 @@ impl Harness {
     fn dial(&self, url: String) -> Channel {
         if let Some(tls) = &self.tls {
             return orgplane_platform::clients::connect_lazy(&url, Some(&tls.client))
+                .map(|c| c.into_inner())
                 .unwrap_or_else(|_| Endpoint::from_static("http://127.0.0.1:1").connect_lazy());
         }
         match Endpoint::from_shared(url) {

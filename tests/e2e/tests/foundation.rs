@@ -230,7 +230,7 @@ async fn foundation_metrics_endpoint_counts_rpcs() {
             .unwrap();
             body.clear();
             conn.read_to_string(&mut body).await.unwrap();
-            if body.contains("orgplane_rpc_requests_total")
+            if body.contains("grpc_server_handled_total")
                 && body.contains("orgplane_consumer_lag_revisions")
             {
                 break;
@@ -240,13 +240,13 @@ async fn foundation_metrics_endpoint_counts_rpcs() {
     }
     assert!(
         body.lines()
-            .any(|l| l.starts_with("orgplane_rpc_requests_total")
-                && l.contains("service=\"grpc.health.v1.Health\"")
-                && l.contains("code=\"OK\"")),
+            .any(|l| l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_service=\"grpc.health.v1.Health\"")
+                && l.contains("grpc_code=\"OK\"")),
         "{body}"
     );
     assert!(
-        body.contains("orgplane_rpc_duration_seconds_bucket"),
+        body.contains("grpc_server_handling_seconds_bucket"),
         "{body}"
     );
     assert!(app.terminate().await.success());

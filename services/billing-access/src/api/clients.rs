@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use orgplane_platform::Call;
+use orgplane_platform::clients::ServiceChannel;
 use orgplane_platform::clients::identity::Users;
 use orgplane_platform::clients::workspace::all_workspaces;
 use orgplane_platform::clients::{ServiceTokenSource, outgoing};
 use orgplane_platform::convert::millis_of;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, GetApiKeyRequest};
-use tonic::transport::Channel;
 
 use crate::app::{Directory, Profile};
 use crate::domain::access::KeyFacts;
@@ -28,14 +28,15 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The identity service as billing's [`Directory`].
 #[derive(Clone)]
 pub struct IdentityDirectory {
-    channel: Channel,
+    channel: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
     users: Users,
 }
 
 impl IdentityDirectory {
     /// Lookups over `channel` with `tokens`.
-    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(channel: impl Into<ServiceChannel>, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        let channel: ServiceChannel = channel.into();
         let users = Users::new(channel.clone(), tokens.clone());
         Self {
             channel,
@@ -114,13 +115,14 @@ impl Directory for IdentityDirectory {
 /// consumer's snapshot.
 #[derive(Clone)]
 pub struct WorkspaceSnapshots {
-    channel: Channel,
+    channel: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
 }
 
 impl WorkspaceSnapshots {
     /// Snapshots over `channel` with `tokens`.
-    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(channel: impl Into<ServiceChannel>, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self { channel, tokens }
     }
 

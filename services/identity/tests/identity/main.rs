@@ -186,14 +186,14 @@ impl Rig {
             clock: clock.clone(),
             service_tokens: tokens.clone(),
             endpoints: Endpoints {
-                identity: channel(&url),
-                organization: channel(&url),
+                identity: channel(&url).into(),
+                organization: channel(&url).into(),
                 workspace: match workspaces {
                     Workspaces::Unreachable => {
                         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-                        channel(&format!("http://{}", l.local_addr().unwrap()))
+                        channel(&format!("http://{}", l.local_addr().unwrap())).into()
                     }
-                    _ => channel(&url),
+                    _ => channel(&url).into(),
                 },
             },
             shutdown: server.shutdown_token(),
@@ -2289,9 +2289,9 @@ async fn id_4_an_identity_replica_on_the_same_database_learns_the_sessions_anoth
         page_tokens: PageTokens::ephemeral(),
         clock: Arc::new(OffsetClock::new()),
         endpoints: Endpoints {
-            identity: channel(&url),
-            organization: channel(&url),
-            workspace: channel(&url),
+            identity: channel(&url).into(),
+            organization: channel(&url).into(),
+            workspace: channel(&url).into(),
         },
         shutdown: shutdown.clone(),
         revocations: SessionRevocations::new(),

@@ -46,9 +46,9 @@ impl Rig {
             // The same time as the rig's clock.
             clock: self.clock.clone(),
             endpoints: Endpoints {
-                identity: channel(&url),
-                organization: channel(&url),
-                workspace: channel(&url),
+                identity: channel(&url).into(),
+                organization: channel(&url).into(),
+                workspace: channel(&url).into(),
             },
             shutdown: server.shutdown_token(),
             revocations: SessionRevocations::new(),

@@ -4,32 +4,33 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use orgplane_platform::clients::ServiceChannel;
 use orgplane_platform::clients::ServiceTokenSource;
 use orgplane_platform::error::{ApiError, ApiResult};
 use orgplane_proto::events::v1::Producer;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, ListApiKeysRequest};
-use tonic::transport::Channel;
 
 use crate::store::memory::KeyView;
 use crate::sync::identity::{KeySnapshot, Keys};
 
 /// [`KeySnapshot`] over identity's gRPC API.
 pub struct IdentityKeys {
-    identity: Channel,
+    identity: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
 }
 
 impl IdentityKeys {
     /// Snapshots read from identity at `identity`, authenticated by `tokens`.
-    pub fn new(identity: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(identity: impl Into<ServiceChannel>, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        let identity: ServiceChannel = identity.into();
         Self { identity, tokens }
     }
 
     /// Every key of `organization_id`, page by page.
     async fn keys_of(
         &self,
-        client: &mut IdentityServiceClient<Channel>,
+        client: &mut IdentityServiceClient<ServiceChannel>,
         organization_id: &str,
         keys: &mut Vec<(String, KeyView)>,
     ) -> ApiResult<()> {

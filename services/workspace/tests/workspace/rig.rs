@@ -352,7 +352,7 @@ pub async fn start_service(
 ) {
     let mut runtime =
         orgplane_platform::testkit::runtime(fakes_url, auth, orgplane_platform::clock::system());
-    runtime.endpoints.workspace = channel("http://127.0.0.1:9");
+    runtime.endpoints.workspace = channel("http://127.0.0.1:9").into();
     let mut host = Host::new(runtime);
     let service = host.open::<Workspace>(db_url, config).await.unwrap();
     let mut server = GrpcServer::new(ServerConfig::default());

@@ -224,6 +224,9 @@ where
                 .await
             {
                 Ok(principal) => {
+                    if let Some(caller) = req.extensions().get::<crate::context::CallerSlot>() {
+                        caller.set(&principal);
+                    }
                     // Shared, not copied: `Principal::of` reads it from the `Arc`.
                     req.extensions_mut().insert(principal);
                     inner.call(req).await

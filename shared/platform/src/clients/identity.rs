@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::ServiceChannel;
 use futures::future::BoxFuture;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use orgplane_proto::identity::v1::{
     AccountType, ApiKeyKind as ProtoKind, AuthenticateApiKeyRequest, BatchGetUsersRequest,
     GetJwksRequest, GetUserRequest, IssueServiceTokenRequest, User,
 };
-use tonic::transport::Channel;
 
 use crate::auth::{
     API_KEY_INACTIVE, ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey,
@@ -31,12 +31,13 @@ fn unavailable(what: &str, status: &tonic::Status) -> ApiError {
 /// Signing keys from identity's `GetJwks`.
 #[derive(Clone, Debug)]
 pub struct RemoteKeys {
-    channel: Channel,
+    channel: ServiceChannel,
 }
 
 impl RemoteKeys {
     /// Keys fetched over `channel`.
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: impl Into<ServiceChannel>) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self { channel }
     }
 }
@@ -63,13 +64,14 @@ impl KeySource for RemoteKeys {
 /// API keys resolved by identity's `AuthenticateApiKey`, called with this service's token.
 #[derive(Clone)]
 pub struct RemoteApiKeys {
-    channel: Channel,
+    channel: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
 }
 
 impl RemoteApiKeys {
     /// A resolver calling identity over `channel` as the holder of `tokens`.
-    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(channel: impl Into<ServiceChannel>, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self { channel, tokens }
     }
 }
@@ -119,7 +121,7 @@ impl ApiKeyResolver for RemoteApiKeys {
 /// This service's service token, minted by identity from a client id and secret and reused
 /// until a minute before it expires.
 pub struct IdentityServiceTokens {
-    channel: Channel,
+    channel: ServiceChannel,
     client_id: String,
     client_secret: String,
     cached: tokio::sync::Mutex<Option<(String, Instant)>>,
@@ -135,7 +137,12 @@ impl std::fmt::Debug for IdentityServiceTokens {
 
 impl IdentityServiceTokens {
     /// Tokens for service account `client_id`.
-    pub fn new(channel: Channel, client_id: String, client_secret: String) -> Self {
+    pub fn new(
+        channel: impl Into<ServiceChannel>,
+        client_id: String,
+        client_secret: String,
+    ) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self {
             channel,
             client_id,
@@ -189,7 +196,7 @@ const BATCH: usize = 1000;
 /// `IDENTITY_UNAVAILABLE` with a retry hint, never INTERNAL.
 #[derive(Clone)]
 pub struct Users {
-    channel: Channel,
+    channel: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
 }
 
@@ -237,7 +244,8 @@ fn identity_unavailable(what: &str, status: &tonic::Status) -> ApiError {
 
 impl Users {
     /// Users read over `channel` with `tokens`.
-    pub fn new(channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(channel: impl Into<ServiceChannel>, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self { channel, tokens }
     }
 

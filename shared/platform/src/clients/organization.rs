@@ -10,12 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ServiceChannel;
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::organization::v1::{
     DeprovisionMemberRequest, GetUnitRequest, LookupDomainRequest, LookupDomainResponse, OrgRole,
     ProvisionMemberRequest, ProvisionMemberResponse,
 };
-use tonic::transport::Channel;
 
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
@@ -76,7 +76,7 @@ pub enum ExistingRole {
 /// Internal calls to the organization service.
 #[derive(Clone)]
 pub struct OrganizationClient {
-    channel: Channel,
+    channel: ServiceChannel,
     service_tokens: Arc<dyn ServiceTokenSource>,
 }
 
@@ -97,7 +97,11 @@ pub fn organization_unavailable() -> ApiError {
 
 impl OrganizationClient {
     /// Calls over `channel` with tokens from `service_tokens`.
-    pub fn new(channel: Channel, service_tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(
+        channel: impl Into<ServiceChannel>,
+        service_tokens: Arc<dyn ServiceTokenSource>,
+    ) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self {
             channel,
             service_tokens,

@@ -6,12 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ServiceChannel;
 use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
 use orgplane_proto::workspace::v1::{
     CheckAccessRequest, GetWorkspaceRequest, ListWorkspacesRequest, Permission, Workspace,
     WorkspaceState, check_access_request,
 };
-use tonic::transport::Channel;
 
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
@@ -25,7 +25,7 @@ const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// the listing is consistent at (read before its rows), page by page with this service's token.
 /// UNAVAILABLE `SNAPSHOT_UNAVAILABLE` when a page fails.
 pub async fn all_workspaces(
-    channel: &Channel,
+    channel: &ServiceChannel,
     tokens: &Arc<dyn ServiceTokenSource>,
 ) -> ApiResult<(i64, Vec<Workspace>)> {
     let client =
@@ -79,7 +79,7 @@ pub enum WorkspaceLookup {
 /// key's workspace with them, rule ID-7).
 #[derive(Clone)]
 pub struct WorkspaceClient {
-    channel: Channel,
+    channel: ServiceChannel,
     service_tokens: Arc<dyn ServiceTokenSource>,
 }
 
@@ -91,7 +91,11 @@ impl std::fmt::Debug for WorkspaceClient {
 
 impl WorkspaceClient {
     /// Calls over `channel` with tokens from `service_tokens`.
-    pub fn new(channel: Channel, service_tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(
+        channel: impl Into<ServiceChannel>,
+        service_tokens: Arc<dyn ServiceTokenSource>,
+    ) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self {
             channel,
             service_tokens,

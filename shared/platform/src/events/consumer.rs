@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::clients::ServiceChannel;
 use futures::future::BoxFuture;
 use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
@@ -15,7 +16,6 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, QuerySelect};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::{CURSOR_AHEAD, REVISION_COMPACTED};
 use crate::clients::ServiceTokenSource;
@@ -101,7 +101,7 @@ pub struct ConsumerConfig {
     /// The producer to watch.
     pub producer: Producer,
     /// A channel to the producer's EventService.
-    pub channel: Channel,
+    pub channel: ServiceChannel,
     /// The service token presented to the producer.
     pub tokens: Arc<dyn ServiceTokenSource>,
     /// Events per message asked of the producer.
@@ -116,7 +116,12 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     /// Defaults for `producer` over `channel`.
-    pub fn new(producer: Producer, channel: Channel, tokens: Arc<dyn ServiceTokenSource>) -> Self {
+    pub fn new(
+        producer: Producer,
+        channel: impl Into<ServiceChannel>,
+        tokens: Arc<dyn ServiceTokenSource>,
+    ) -> Self {
+        let channel: ServiceChannel = channel.into();
         Self {
             producer,
             channel,
@@ -382,10 +387,17 @@ impl Consumer {
                     event.revision
                 )));
             }
+            let producer = producer_name(self.config.producer);
+            // OpenTelemetry messaging, kind consumer: a child of the event's publish span.
             let span = tracing::info_span!(
                 "apply_event",
+                otel.name = %format_args!("{producer} process"),
+                otel.kind = "consumer",
+                messaging.system = "orgplane",
+                messaging.operation.type = "process",
+                messaging.destination.name = producer,
                 consumer = self.config.consumer,
-                producer = producer_name(self.config.producer),
+                producer,
                 revision = event.revision,
                 request_id = %event.request_id,
             );
@@ -468,7 +480,7 @@ fn classify(status: tonic::Status) -> StreamEnd {
 /// of 0; 0 when nothing was compacted): the revision a consumer that needs no snapshot of older
 /// state re-syncs to.
 pub async fn compacted_through(
-    channel: &Channel,
+    channel: &ServiceChannel,
     tokens: &dyn ServiceTokenSource,
     producer: Producer,
 ) -> ApiResult<i64> {

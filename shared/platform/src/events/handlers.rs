@@ -10,10 +10,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::clients::ServiceChannel;
 use futures::future::BoxFuture;
 use orgplane_proto::events::v1::{Event, Producer};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
-use tonic::transport::Channel;
 
 use crate::clients::ServiceTokenSource;
 use crate::error::{ApiError, ApiResult};
@@ -142,7 +142,7 @@ where
 pub struct RevocationEvents {
     db: DatabaseConnection,
     revocations: Arc<SessionRevocations>,
-    identity: Channel,
+    identity: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
 }
 
@@ -151,9 +151,10 @@ impl RevocationEvents {
     pub fn new(
         db: DatabaseConnection,
         revocations: Arc<SessionRevocations>,
-        identity: Channel,
+        identity: impl Into<ServiceChannel>,
         tokens: Arc<dyn ServiceTokenSource>,
     ) -> Self {
+        let identity: ServiceChannel = identity.into();
         Self {
             db,
             revocations,

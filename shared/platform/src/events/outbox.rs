@@ -119,7 +119,19 @@ impl Outbox {
             .map(|h| h.revision)
             .ok_or_else(|| DbErr::Custom("outbox_head row missing: migrations not run".into()))?;
         let now = Utc::now();
-        let (traceparent, tracestate) = crate::telemetry::current_trace_headers();
+        // The publish span (OpenTelemetry messaging, kind producer) whose context the event
+        // carries: every consumer's `process` span is its child, in the mutation's trace.
+        let producer = super::consumer::producer_name(self.producer);
+        let publish = tracing::info_span!(
+            "publish",
+            otel.name = %format_args!("{producer} publish"),
+            otel.kind = "producer",
+            messaging.system = "orgplane",
+            messaging.operation.type = "publish",
+            messaging.destination.name = producer,
+            event.revision = revision,
+        );
+        let (traceparent, tracestate) = publish.in_scope(crate::telemetry::current_trace_headers);
         let event_id = uuid::Uuid::now_v7().to_string();
         let event = Event {
             revision,
@@ -144,7 +156,7 @@ impl Outbox {
 
     /// Wakes the watchers after a transaction that appended up to `revision` committed.
     pub fn committed(&self, revision: i64) {
-        self.committed.send_if_modified(|current| {
+        let advanced = self.committed.send_if_modified(|current| {
             if revision > *current {
                 *current = revision;
                 true
@@ -152,6 +164,12 @@ impl Outbox {
                 false
             }
         });
+        if advanced {
+            crate::metrics::record_outbox_head(
+                super::consumer::producer_name(self.producer),
+                revision,
+            );
+        }
     }
 
     /// A receiver that changes whenever [`Outbox::committed`] reports a new revision.
@@ -161,7 +179,12 @@ impl Outbox {
 
     /// The current head.
     pub async fn head(&self) -> Result<Head, DbErr> {
-        read_head(&self.db).await
+        let head = read_head(&self.db).await?;
+        crate::metrics::record_outbox_head(
+            super::consumer::producer_name(self.producer),
+            head.revision,
+        );
+        Ok(head)
     }
 
     /// Up to `limit` events after `after`, in revision order.

@@ -288,6 +288,7 @@ impl EventService for EventServer {
             shutdown: self.shutdown.clone(),
             heartbeat_interval: self.heartbeat_interval,
             _permit: permit,
+            _open: crate::metrics::watch_stream_open(super::consumer::producer_name(producer)),
         };
         tokio::spawn(stream.run());
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -295,6 +296,8 @@ impl EventService for EventServer {
 }
 
 struct StreamTask {
+    /// Counts the stream in `orgplane_watch_streams_open` while it runs.
+    _open: crate::metrics::WatchStreamGuard,
     outbox: Outbox,
     /// The producer's tail.
     window: watch::Receiver<Window>,

@@ -8,12 +8,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::clients::ServiceChannel;
 use orgplane_proto::events::v1::{Event, event::Payload};
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::organization::v1::{ListRoleAssignmentsRequest, OrgRole, OrganizationState};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use tonic::transport::Channel;
 
 use crate::auth::{Principal, UserPrincipal};
 use crate::clients::ServiceTokenSource;
@@ -56,7 +56,7 @@ impl OrgEntry {
 #[derive(Clone)]
 pub struct RoleReplica {
     db: DatabaseConnection,
-    organization: Channel,
+    organization: ServiceChannel,
     tokens: Arc<dyn ServiceTokenSource>,
     memory: Arc<RwLock<HashMap<String, OrgEntry>>>,
     domains: Arc<RwLock<domains::DomainView>>,
@@ -77,9 +77,10 @@ impl RoleReplica {
     /// snapshot from the organization service over `organization` with `tokens`.
     pub async fn load(
         db: DatabaseConnection,
-        organization: Channel,
+        organization: impl Into<ServiceChannel>,
         tokens: Arc<dyn ServiceTokenSource>,
     ) -> Result<Self, DbErr> {
+        let organization: ServiceChannel = organization.into();
         let replica = Self {
             db,
             organization,

@@ -21,9 +21,6 @@ use super::{CertificateFiles, ClientAuth, TlsError, TlsSettings, certificate_nam
 /// The longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Counter of failed TLS handshakes, by `listener`.
-pub const HANDSHAKE_FAILURES: &str = "orgplane_tls_handshake_failures_total";
-
 /// The ALPN protocol of gRPC.
 pub const ALPN_H2: &[u8] = b"h2";
 /// The ALPN protocol of the HTTP/1.1 listeners (SCIM, health, metrics).
@@ -77,6 +74,8 @@ impl ServerTls {
 
     /// Accepts TLS connections on `listener`; `name` labels its logs and failure counts.
     pub fn incoming(&self, listener: TcpListener, name: &'static str) -> TlsIncoming {
+        // Exported from the start (at 0), so that a rate over it works before the first failure.
+        metrics::counter!(crate::metrics::TLS_HANDSHAKE_FAILURES, "listener" => name).increment(0);
         let local = listener.local_addr().ok();
         let (tx, rx) = mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
@@ -121,7 +120,7 @@ async fn accept_loop(
 }
 
 fn handshake_failed(listener: &'static str, remote: SocketAddr, why: &str) {
-    metrics::counter!(HANDSHAKE_FAILURES, "listener" => listener).increment(1);
+    metrics::counter!(crate::metrics::TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
     tracing::debug!(listener, %remote, why, "TLS handshake failed");
 }
 

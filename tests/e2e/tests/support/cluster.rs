@@ -276,7 +276,9 @@ impl Cluster {
         let url = self.url(service);
         match &self.client_tls {
             Some(tls) if url.starts_with("https://") => {
-                orgplane_platform::clients::connect_lazy(&url, Some(tls)).unwrap()
+                orgplane_platform::clients::connect_lazy(&url, Some(tls))
+                    .unwrap()
+                    .into_inner()
             }
             _ => orgplane_platform::testkit::channel(&url),
         }
