@@ -411,3 +411,67 @@ pub fn code_name(code: i32) -> &'static str {
         _ => "UNKNOWN",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_labels_come_from_the_descriptors_and_unknown_paths_share_one_label() {
+        assert_eq!(
+            grpc_labels("/orgplane.workspace.v1.WorkspaceService/CheckAccess"),
+            (
+                "unary",
+                "orgplane.workspace.v1.WorkspaceService",
+                "CheckAccess"
+            )
+        );
+        assert_eq!(
+            grpc_labels("/orgplane.events.v1.EventService/Watch"),
+            ("server_stream", "orgplane.events.v1.EventService", "Watch")
+        );
+        assert_eq!(
+            grpc_labels("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo").0,
+            "bidi_stream"
+        );
+        for made_up in [
+            "/evil.Service/Method",
+            "/orgplane.workspace.v1.WorkspaceService/Nope",
+            "",
+        ] {
+            assert_eq!(
+                grpc_labels(made_up),
+                ("unary", "unknown", "unknown"),
+                "{made_up:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn codes_are_labelled_as_go_grpc_prometheus_does() {
+        let names: Vec<&str> = (0..=16).map(grpc_code).collect();
+        assert_eq!(
+            names,
+            [
+                "OK",
+                "Canceled",
+                "Unknown",
+                "InvalidArgument",
+                "DeadlineExceeded",
+                "NotFound",
+                "AlreadyExists",
+                "PermissionDenied",
+                "ResourceExhausted",
+                "FailedPrecondition",
+                "Aborted",
+                "OutOfRange",
+                "Unimplemented",
+                "Internal",
+                "Unavailable",
+                "DataLoss",
+                "Unauthenticated"
+            ]
+        );
+        assert_eq!(grpc_code(99), "Unknown");
+    }
+}
