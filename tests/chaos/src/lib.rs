@@ -21,6 +21,7 @@ pub mod resync;
 pub mod ryw;
 pub mod secrets;
 pub mod security;
+mod tls;
 pub mod watch;
 
 use std::fmt::Write as _;

@@ -161,6 +161,11 @@ async fn traces_one_role_change_is_one_trace_across_services() {
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            // The standard variable names the service, over the process's own default.
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=acme-orgplane,deployment.environment=test".to_string(),
+            ),
             ("RUST_LOG", "info".to_string()),
         ],
     )
@@ -251,6 +256,18 @@ async fn traces_one_role_change_is_one_trace_across_services() {
             && consumers_in_trace.contains(&"billing-access".to_string()),
         "the UpdateMemberRole trace includes the workspace and billing-access application of its event; \
          consumers seen in it: {consumers_in_trace:?}"
+    );
+    let services: std::collections::BTreeSet<String> = collector
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.service.clone())
+        .collect();
+    assert_eq!(
+        services,
+        ["acme-orgplane".to_string()].into(),
+        "OTEL_RESOURCE_ATTRIBUTES' service.name wins over `orgplane`"
     );
     assert!(app.terminate().await.success());
 }
