@@ -253,6 +253,9 @@ impl GrpcServer {
             let mut builder = tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(orgplane_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // google.rpc.Status and the error details every refusal carries, so that grpcurl
+                // and `buf curl` decode ErrorInfo, BadRequest, … instead of printing base64.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
                 .with_service_name("grpc.health.v1.Health");
             for name in &self.services {
                 builder = builder.with_service_name(*name);

@@ -196,3 +196,44 @@ async fn a_message_over_the_limit_is_resource_exhausted_with_the_limit_on_every_
     }
     plain.abort();
 }
+
+/// Reflection serves the google.rpc error details every refusal carries (and what they import),
+/// so that grpcurl decodes ErrorInfo, BadRequest, … instead of printing base64.
+#[tokio::test]
+async fn reflection_serves_the_error_detail_types() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let server = RunningServer::start(
+        GrpcServer::new(ServerConfig::default()),
+        TestAuth::new().authenticator(),
+        None,
+    )
+    .await;
+    let mut client = ServerReflectionClient::new(server.channel());
+    for request in [
+        MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into()),
+        MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+        MessageRequest::FileContainingSymbol("google.rpc.Status".into()),
+        MessageRequest::FileByFilename("google/protobuf/duration.proto".into()),
+    ] {
+        let asked = format!("{request:?}");
+        let mut answers = client
+            .server_reflection_info(futures::stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(request),
+            }]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        match answer.message_response {
+            Some(MessageResponse::FileDescriptorResponse(files)) => {
+                assert!(!files.file_descriptor_proto.is_empty(), "{asked}")
+            }
+            other => panic!("{asked}: {other:?}"),
+        }
+    }
+    server.stop().await;
+}
