@@ -167,3 +167,17 @@ fn tls_certificate_files_refuse_a_key_of_another_certificate_at_start() {
         .unwrap_err();
     assert!(err.to_string().contains("cert.key"), "{err}");
 }
+
+#[tokio::test]
+async fn tls_an_https_url_without_client_settings_is_refused_with_a_clear_error() {
+    let err = orgplane_platform::clients::connect_lazy("https://identity.example:50051", None)
+        .unwrap_err();
+    let status = tonic::Status::from(err);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("needs TLS client settings"),
+        "{status:?}"
+    );
+    // Plaintext URLs need none.
+    orgplane_platform::clients::connect_lazy("http://identity.example:50051", None).unwrap();
+}
