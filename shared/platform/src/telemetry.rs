@@ -129,7 +129,18 @@ fn subscriber(
     lines: Option<&str>,
     writer: BoxMakeWriter,
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // Access lines are emitted outside every span: the OpenTelemetry layer has nothing to attach
+    // them to, and without its interest they cost nothing where the line filter drops them.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::Level::TRACE)
+                .with_target(
+                    crate::context::ACCESS_LOG_TARGET,
+                    tracing_subscriber::filter::LevelFilter::OFF,
+                ),
+        );
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(false)
