@@ -65,6 +65,16 @@ pub fn is_server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
+/// The gRPC status a response's headers carry: errors are trailers-only responses, whose
+/// `grpc-status` is in the headers; OK (0) without one.
+pub(crate) fn status_in_headers(headers: &http::HeaderMap) -> i32 {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0)
+}
+
 /// A new request id (UUIDv7: sortable by time).
 pub fn new_request_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -161,13 +171,7 @@ where
             if let Some(header) = header {
                 response.headers_mut().insert(REQUEST_ID_HEADER, header);
             }
-            // Trailers-only responses (errors) carry grpc-status in the headers.
-            let mut code = response
-                .headers()
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<i32>().ok())
-                .unwrap_or(0);
+            let mut code = status_in_headers(response.headers());
             if code == tonic::Code::Internal as i32 && is_decode_failure(response.headers()) {
                 code = answer_undecodable(response.headers_mut());
             }

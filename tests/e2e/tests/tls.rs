@@ -195,7 +195,7 @@ async fn tls_four_processes_run_the_story_over_tls_with_service_tokens() {
 /// token (identity trusts no service account but its own), a backend's certificate is its
 /// service account, and a certificate naming no account, or none, is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tls_mutual_tls_certificates_replace_service_tokens_and_unknown_ones_are_refused() {
+async fn id_4_mutual_tls_certificates_replace_service_tokens_and_unknown_ones_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Orgplane test CA");
     let ca_path = ca.write(root.path(), "ca");
@@ -301,7 +301,7 @@ async fn tls_mutual_tls_certificates_replace_service_tokens_and_unknown_ones_are
 /// in (the stranger as anonymous, the certificate-less one at the handshake), so it is
 /// `required` that refuses them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tls_control_optional_client_certificates_let_strangers_in() {
+async fn id_4_control_optional_client_certificates_let_strangers_in() {
     let root = tempfile::tempdir().unwrap();
     let ca = TestCa::new("Orgplane test CA");
     let ca_path = ca.write(root.path(), "ca");

@@ -141,41 +141,17 @@ async fn signed_up(channel: Channel, mail_dir: &std::path::Path, email: &str) ->
     (user.id, tokens.access_token)
 }
 
-#[tokio::test]
-async fn traces_one_role_change_is_one_trace_across_services() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let otlp = listener.local_addr().unwrap();
-    let server = collector.clone();
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(server))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-    });
-
-    let dir = tempfile::tempdir().unwrap();
-    let app = Orgplane::start(
-        &["all"],
-        dir.path(),
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
-            // The standard variable names the service, over the process's own default.
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "service.name=acme-orgplane,deployment.environment=test".to_string(),
-            ),
-            ("RUST_LOG", "info".to_string()),
-        ],
-    )
-    .await;
-    wait_serving(app.channel(), "").await;
-    let mail = dir.path().join("data/mail");
-    let (_, owner) = signed_up(app.channel(), &mail, "owner@example.com").await;
-    let (member_id, member) = signed_up(app.channel(), &mail, "dev@example.com").await;
-
-    let mut orgs = OrganizationServiceClient::new(app.channel());
+/// The story both tests trace: an owner and a developer sign up, the owner creates an
+/// organization and invites the developer, who accepts; then the owner makes the developer an
+/// ADMIN (the role change). Returns the organization's id and the developer's id and token.
+async fn role_change(
+    identity: Channel,
+    organization: Channel,
+    mail: &std::path::Path,
+) -> (String, String, String) {
+    let (_, owner) = signed_up(identity.clone(), mail, "owner@example.com").await;
+    let (member_id, member) = signed_up(identity, mail, "dev@example.com").await;
+    let mut orgs = OrganizationServiceClient::new(organization);
     let org = orgs
         .create_organization(bearer(
             CreateOrganizationRequest {
@@ -221,7 +197,7 @@ async fn traces_one_role_change_is_one_trace_across_services() {
     orgs.update_member_role(bearer(
         UpdateMemberRoleRequest {
             organization_id: org.id.clone(),
-            user_id: member_id,
+            user_id: member_id.clone(),
             role: OrgRole::Admin as i32,
             etag: String::new(),
         },
@@ -229,6 +205,40 @@ async fn traces_one_role_change_is_one_trace_across_services() {
     ))
     .await
     .unwrap();
+    (org.id, member_id, member)
+}
+
+#[tokio::test]
+async fn traces_one_role_change_is_one_trace_across_services() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let otlp = listener.local_addr().unwrap();
+    let server = collector.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(server))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let app = Orgplane::start(
+        &["all"],
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
+            // The standard variable names the service, over the process's own default.
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "service.name=acme-orgplane,deployment.environment=test".to_string(),
+            ),
+            ("RUST_LOG", "info".to_string()),
+        ],
+    )
+    .await;
+    wait_serving(app.channel(), "").await;
+    role_change(app.channel(), app.channel(), &dir.path().join("data/mail")).await;
 
     let rpc_name = "orgplane.organization.v1.OrganizationService/UpdateMemberRole";
     let mut consumers_in_trace = Vec::new();
@@ -302,68 +312,16 @@ async fn traces_four_processes_name_their_services_pair_client_and_server_spans_
         ],
     )
     .await;
-    let mail = cluster.mail_dir();
-    let (_, owner) = signed_up(cluster.channel("identity"), &mail, "owner@example.com").await;
-    let (member_id, member) =
-        signed_up(cluster.channel("identity"), &mail, "dev@example.com").await;
-    let mut orgs = OrganizationServiceClient::new(cluster.channel("organization"));
-    let org = orgs
-        .create_organization(bearer(
-            CreateOrganizationRequest {
-                organization: Some(Organization {
-                    name: "Tracecorp".into(),
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .organization
-        .unwrap();
-    let invite = orgs
-        .create_invite(bearer(
-            CreateInviteRequest {
-                organization_id: org.id.clone(),
-                invite: Some(Invite {
-                    email: "dev@example.com".into(),
-                    role: OrgRole::Developer as i32,
-                    ..Default::default()
-                }),
-                request_id: String::new(),
-            },
-            &owner,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .invite
-        .unwrap();
-    orgs.accept_invite(bearer(
-        AcceptInviteRequest {
-            invite_id: invite.id,
-        },
-        &member,
-    ))
-    .await
-    .unwrap();
-    orgs.update_member_role(bearer(
-        UpdateMemberRoleRequest {
-            organization_id: org.id.clone(),
-            user_id: member_id.clone(),
-            role: OrgRole::Admin as i32,
-            etag: String::new(),
-        },
-        &owner,
-    ))
-    .await
-    .unwrap();
+    let (org_id, member_id, member) = role_change(
+        cluster.channel("identity"),
+        cluster.channel("organization"),
+        &cluster.mail_dir(),
+    )
+    .await;
     // A forced UNAVAILABLE: a revision the workspace service will not reach within the call.
     let mut check = bearer(
         orgplane_proto::workspace::v1::CheckAccessRequest {
-            organization_id: org.id.clone(),
+            organization_id: org_id.clone(),
             workspace_id: String::new(),
             subject: Some(
                 orgplane_proto::workspace::v1::check_access_request::Subject::UserId(member_id),

@@ -97,12 +97,7 @@ impl tower::Service<http::Request<tonic::body::Body>> for ServiceChannel {
             let started = std::time::Instant::now();
             let answered = call.instrument(span.clone()).await;
             let code = match &answered {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(0),
+                Ok(response) => crate::context::status_in_headers(response.headers()),
                 Err(_) => tonic::Code::Unavailable as i32,
             };
             if !span.is_disabled() {
