@@ -19,9 +19,12 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let root = root.canonicalize()?;
-    println!("cargo:rerun-if-changed={}", root.display());
+    // Only the contracts: `proto/clients/` holds the generated client packages (and whatever
+    // their package managers bring, .proto files included).
+    let contracts = root.join("orgplane");
+    println!("cargo:rerun-if-changed={}", contracts.display());
     let mut files = Vec::new();
-    collect(&root, &mut files)?;
+    collect(&contracts, &mut files)?;
     files.sort();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SCIM conformance run (rule ID-14, issue 17): installs the pinned tools of
 # tests/scim/requirements.txt into a virtualenv, generates the Python gRPC client from proto/ (as
-# tests/python/run.sh does), starts a fresh `orgplane all` on free gRPC and HTTP ports with SQLite
+# tests/clients/python.sh does with the package), starts a fresh `orgplane all` on free gRPC and HTTP ports with SQLite
 # in a temporary directory, and runs tests/scim/conformance.py: scim2-tester's check_server()
 # (fails on any ERROR or CRITICAL result) and scim-sanity's probe (fails on a FAIL or ERROR it
 # does not list as a documented disagreement).

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use orgplane_platform::error::Reason;
 use orgplane_platform::{ApiError, ApiResult};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -229,12 +230,10 @@ impl PasswordHasherPool {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> ApiResult<T> {
         let queued = Queued::enter(&self.waiting);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::unavailable("SHUTTING_DOWN", "the service is stopping"))?;
+        let permit =
+            self.permits.clone().acquire_owned().await.map_err(|_| {
+                ApiError::unavailable(Reason::ShuttingDown, "the service is stopping")
+            })?;
         drop(queued);
         let computing = self.computing.clone();
         self.runs.fetch_add(1, Ordering::SeqCst);

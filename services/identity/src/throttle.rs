@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use orgplane_platform::error::Reason;
 use orgplane_platform::{ApiError, ApiResult};
 
 /// At most `limit` events per `window` for each key.
@@ -61,7 +62,7 @@ impl Throttle {
             .saturating_sub(now.duration_since(oldest))
             .max(Duration::from_secs(1));
         Err(ApiError::rate_limited(
-            "RATE_LIMITED",
+            Reason::RateLimited,
             "too many attempts; retry later",
             wait,
         ))

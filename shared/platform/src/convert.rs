@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use prost_types::Timestamp;
 
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// The wire timestamp of Unix milliseconds.
@@ -53,7 +54,7 @@ pub fn check_etag(given: &str, version: i64, resource: &str) -> ApiResult<()> {
 /// won the race); the caller reads it again and retries.
 pub fn etag_mismatch(resource: &str) -> ApiError {
     ApiError::aborted(
-        "ETAG_MISMATCH",
+        Reason::EtagMismatch,
         format!(
             "the {} changed since it was read; read it again and retry",
             resource.replace('_', " ")

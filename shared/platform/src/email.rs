@@ -5,11 +5,12 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+use crate::error::Reason;
 use crate::{ApiError, ApiResult};
 
 /// Reason for an address or domain refused because a character in it folds to an ASCII letter or
 /// digit (KELVIN SIGN, fullwidth forms, …), so that two spellings could name one account.
-pub const CONFUSABLE_REASON: &str = "EMAIL_CONFUSABLE_CHARACTERS";
+pub const CONFUSABLE_REASON: Reason = Reason::EmailConfusableCharacters;
 
 /// Longest address, in bytes (RFC 5321's path limit less the brackets).
 const MAX_ADDRESS: usize = 254;

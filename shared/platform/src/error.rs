@@ -11,6 +11,12 @@ use std::time::Duration;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// Every `ErrorInfo.reason` Orgplane answers with: the generated `orgplane.errors.v1.ErrorReason`.
+/// Errors are made from it, never from free text, so a reason the contract does not list cannot
+/// reach the wire; the wire string is the value's name (`Reason::EmailNotVerified` →
+/// `"EMAIL_NOT_VERIFIED"`).
+pub use orgplane_proto::errors::v1::ErrorReason as Reason;
+
 /// The `ErrorInfo.domain` of every Orgplane error.
 pub const ERROR_DOMAIN: &str = "orgplane.dev";
 
@@ -172,7 +178,7 @@ pub struct ApiError(Box<Inner>);
 #[derive(Debug, Clone)]
 struct Inner {
     code: Code,
-    reason: String,
+    reason: Reason,
     message: String,
     metadata: HashMap<String, String>,
     details: Vec<Detail>,
@@ -183,10 +189,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     /// An error with `code`, a stable machine-readable `reason` (UPPER_SNAKE) and a message.
-    pub fn new(code: impl Into<Code>, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<Code>, reason: Reason, message: impl Into<String>) -> Self {
         Self(Box::new(Inner {
             code: code.into(),
-            reason: reason.to_owned(),
+            reason,
             message: message.into(),
             metadata: HashMap::new(),
             details: Vec::new(),
@@ -198,7 +204,7 @@ impl ApiError {
         let description = description.into();
         Self::new(
             Code::InvalidArgument,
-            "INVALID_ARGUMENT",
+            Reason::InvalidArgument,
             format!("invalid {field}: {description}"),
         )
         .violation(field, description)
@@ -207,7 +213,7 @@ impl ApiError {
     /// INVALID_ARGUMENT with a reason of its own (a rule about the input, such as a role that
     /// cannot be assigned) and one `BadRequest` field violation.
     pub fn invalid_argument_because(
-        reason: &str,
+        reason: Reason,
         field: &str,
         description: impl Into<String>,
     ) -> Self {
@@ -221,7 +227,7 @@ impl ApiError {
     }
 
     /// RESOURCE_EXHAUSTED for a caller that must slow down: `RetryInfo` says when to retry.
-    pub fn rate_limited(reason: &str, message: impl Into<String>, retry: Duration) -> Self {
+    pub fn rate_limited(reason: Reason, message: impl Into<String>, retry: Duration) -> Self {
         Self::new(Code::ResourceExhausted, reason, message).retry_after(retry)
     }
 
@@ -238,7 +244,7 @@ impl ApiError {
     pub fn not_found(resource_type: &str, id: &str) -> Self {
         let mut err = Self::new(
             Code::NotFound,
-            "NOT_FOUND",
+            Reason::NotFound,
             format!("{resource_type} {id:?} not found"),
         );
         err.0.details.push(Detail::ResourceInfo {
@@ -249,11 +255,11 @@ impl ApiError {
     }
 
     /// FAILED_PRECONDITION: a rule forbids this in the current state. `reason` names the rule.
-    pub fn failed_precondition(reason: &str, subject: &str, message: impl Into<String>) -> Self {
+    pub fn failed_precondition(reason: Reason, subject: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut err = Self::new(Code::FailedPrecondition, reason, message.clone());
         err.0.details.push(Detail::PreconditionFailure {
-            kind: reason.to_owned(),
+            kind: reason.as_str_name().to_owned(),
             subject: subject.to_owned(),
             description: message,
         });
@@ -261,27 +267,27 @@ impl ApiError {
     }
 
     /// PERMISSION_DENIED: the caller is known but lacks the role.
-    pub fn permission_denied(reason: &str, message: impl Into<String>) -> Self {
+    pub fn permission_denied(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::PermissionDenied, reason, message)
     }
 
     /// UNAUTHENTICATED: missing or invalid credentials.
-    pub fn unauthenticated(reason: &str, message: impl Into<String>) -> Self {
+    pub fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::Unauthenticated, reason, message)
     }
 
     /// ALREADY_EXISTS.
-    pub fn already_exists(reason: &str, message: impl Into<String>) -> Self {
+    pub fn already_exists(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::AlreadyExists, reason, message)
     }
 
     /// ABORTED for a stale etag or a lost concurrent race; the caller re-reads and retries.
-    pub fn aborted(reason: &str, message: impl Into<String>) -> Self {
+    pub fn aborted(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::Aborted, reason, message)
     }
 
     /// RESOURCE_EXHAUSTED with a `QuotaFailure` naming the exhausted quota.
-    pub fn quota_exceeded(reason: &str, subject: &str, description: impl Into<String>) -> Self {
+    pub fn quota_exceeded(reason: Reason, subject: &str, description: impl Into<String>) -> Self {
         let description = description.into();
         let mut err = Self::new(Code::ResourceExhausted, reason, description.clone());
         err.0.details.push(Detail::QuotaFailure {
@@ -292,14 +298,14 @@ impl ApiError {
     }
 
     /// UNAVAILABLE: try again later (a dependency or the database is unreachable).
-    pub fn unavailable(reason: &str, message: impl Into<String>) -> Self {
+    pub fn unavailable(reason: Reason, message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, reason, message)
     }
 
     /// INTERNAL. The detail is logged here; the caller sees only a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
-        Self::new(Code::Internal, "INTERNAL", "internal error")
+        Self::new(Code::Internal, Reason::Internal, "internal error")
     }
 
     /// Adds `RetryInfo` telling the caller when to retry.
@@ -322,9 +328,14 @@ impl ApiError {
         self.0.code
     }
 
-    /// The stable reason.
-    pub fn reason(&self) -> &str {
-        &self.0.reason
+    /// The stable reason, as it travels (`"EMAIL_NOT_VERIFIED"`).
+    pub fn reason(&self) -> &'static str {
+        self.0.reason.as_str_name()
+    }
+
+    /// The stable reason as the contract's enum, to match on.
+    pub fn error_reason(&self) -> Reason {
+        self.0.reason
     }
 
     /// The message for people.
@@ -344,7 +355,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?} {}: {}", self.0.code, self.0.reason, self.0.message)
+        write!(
+            f,
+            "{:?} {}: {}",
+            self.0.code,
+            self.0.reason.as_str_name(),
+            self.0.message
+        )
     }
 }
 
@@ -392,7 +409,7 @@ impl From<ApiError> for Status {
         }
         let metadata: HashMap<String, String> =
             metadata.into_iter().map(|(k, v)| (k, d(v))).collect();
-        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        details.set_error_info(reason.as_str_name(), ERROR_DOMAIN, metadata);
         Status::with_error_details(code.to_tonic(), clip(message, MAX_MESSAGE_BYTES), details)
     }
 }
@@ -401,12 +418,15 @@ impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         if crate::db::is_unavailable(&err) {
             tracing::warn!(error = %err, "database unavailable");
-            ApiError::unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry")
-                .retry_after(Duration::from_secs(1))
+            ApiError::unavailable(
+                Reason::DatabaseUnavailable,
+                "the database is unavailable; retry",
+            )
+            .retry_after(Duration::from_secs(1))
         } else if crate::db::is_unstorable_text(&err) {
             ApiError::new(
                 Code::InvalidArgument,
-                "INVALID_CHARACTERS",
+                Reason::InvalidCharacters,
                 "text fields must not contain NUL characters",
             )
         } else {
@@ -427,6 +447,12 @@ impl From<sea_orm::TransactionError<ApiError>> for ApiError {
 /// Reads the `ErrorInfo.reason` of a status produced by [`ApiError`] (for clients and tests).
 pub fn reason_of(status: &Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
+}
+
+/// The `ErrorInfo.reason` of a status as the contract's enum; `None` without an ErrorInfo or for
+/// a name this build does not know (a newer peer's).
+pub fn error_reason_of(status: &Status) -> Option<Reason> {
+    reason_of(status).and_then(|name| Reason::from_str_name(&name))
 }
 
 #[cfg(test)]
@@ -460,7 +486,7 @@ mod tests {
     #[test]
     fn every_error_carries_error_info_with_reason_and_domain() {
         let status: Status = ApiError::failed_precondition(
-            "EMAIL_NOT_VERIFIED",
+            Reason::EmailNotVerified,
             "user_1",
             "verify your email address first",
         )
@@ -474,6 +500,29 @@ mod tests {
             .precondition_failure()
             .expect("precondition failure");
         assert_eq!(pre.violations[0].subject, "user_1");
+    }
+
+    #[test]
+    fn every_error_reason_travels_as_its_name_and_reads_back() {
+        let mut seen = 0;
+        for number in 1..1000 {
+            let Ok(reason) = Reason::try_from(number) else {
+                continue;
+            };
+            seen += 1;
+            let status: Status = ApiError::new(Code::Aborted, reason, "m").into();
+            let name = reason_of(&status).expect("an ErrorInfo");
+            assert_eq!(name, reason.as_str_name());
+            assert!(!name.starts_with("ERROR_REASON_"), "{name}");
+            assert_eq!(error_reason_of(&status), Some(reason));
+        }
+        assert!(seen > 100, "{seen}");
+        // A reason this build does not know (a newer peer's) reads as none, not as another.
+        let mut details = ErrorDetails::new();
+        details.set_error_info("A_NEWER_REASON", ERROR_DOMAIN, HashMap::new());
+        let newer = Status::with_error_details(tonic::Code::Aborted, "m", details);
+        assert_eq!(reason_of(&newer).as_deref(), Some("A_NEWER_REASON"));
+        assert_eq!(error_reason_of(&newer), None);
     }
 
     #[test]
@@ -496,7 +545,7 @@ mod tests {
     #[test]
     fn quota_and_retry_details_survive_the_round_trip() {
         let status: Status = ApiError::quota_exceeded(
-            "WORKSPACE_LIMIT_REACHED",
+            Reason::WorkspaceLimitReached,
             "org_1",
             "at most 100 active workspaces",
         )

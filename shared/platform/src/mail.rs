@@ -8,6 +8,7 @@ use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Body, Mailbox};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// Where mail goes.
@@ -130,7 +131,7 @@ impl Mailer {
         };
         sent.map_err(|e| {
             tracing::warn!(error = %e, "sending mail failed");
-            ApiError::unavailable("MAIL_UNAVAILABLE", "the mail could not be sent; retry")
+            ApiError::unavailable(Reason::MailUnavailable, "the mail could not be sent; retry")
         })
     }
 }

@@ -17,9 +17,10 @@ use tonic::codegen::Bytes;
 use tower::{Layer, Service};
 
 use crate::error::ApiError;
+use crate::error::Reason;
 
 /// The ErrorInfo reason of a request message over the server's limit.
-pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+pub const MESSAGE_TOO_LARGE: Reason = Reason::MessageTooLarge;
 
 /// Refuses request messages longer than `limit` bytes with RESOURCE_EXHAUSTED
 /// [`MESSAGE_TOO_LARGE`] (metadata `limit_bytes`, `message_bytes`).
@@ -195,7 +196,7 @@ mod tests {
         bytes.extend_from_slice(&[0, 0, 0]);
         body.scan(&bytes).unwrap();
         let refused = body.scan(&[0, 11]).unwrap_err();
-        assert_eq!(refused.reason(), MESSAGE_TOO_LARGE);
+        assert_eq!(refused.error_reason(), MESSAGE_TOO_LARGE);
         assert_eq!(refused.code(), crate::error::Code::ResourceExhausted);
     }
 }

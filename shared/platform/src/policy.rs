@@ -13,14 +13,15 @@ use orgplane_proto::organization::v1 as proto;
 use orgplane_proto::organization::v1::OrgRole;
 
 use crate::auth::{Principal, UserPrincipal};
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// UNAUTHENTICATED reason: the organization requires a second factor this sign-in lacks.
-pub const MFA_REQUIRED: &str = "MFA_REQUIRED";
+pub const MFA_REQUIRED: Reason = Reason::MfaRequired;
 /// UNAUTHENTICATED reason: the organization allows only single sign-on.
-pub const SSO_REQUIRED: &str = "SSO_REQUIRED";
+pub const SSO_REQUIRED: Reason = Reason::SsoRequired;
 /// UNAUTHENTICATED reason: a sensitive action needs a fresh (or safer) sign-in.
-pub const REAUTHENTICATION_REQUIRED: &str = "REAUTHENTICATION_REQUIRED";
+pub const REAUTHENTICATION_REQUIRED: Reason = Reason::ReauthenticationRequired;
 
 /// The re-authentication age of rule ID-6 when nothing else is configured.
 pub const DEFAULT_REAUTH_MAX_AGE_SECS: i64 = 5 * 60;

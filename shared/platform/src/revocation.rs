@@ -35,10 +35,11 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::error::ApiResult;
+use crate::error::Reason;
 use crate::tokens::{ACCESS_TOKEN_TTL_SECS, LEEWAY_SECS};
 
 /// The ErrorInfo reason for an access token whose session ended.
-pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
+pub const SESSION_REVOKED: Reason = Reason::SessionRevoked;
 
 /// How long after its revocation a session is still remembered: longer than any access token
 /// issued up to that moment can live (its lifetime, clock skew both ways, and a margin for a
@@ -446,7 +447,7 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unauthenticated);
         assert_eq!(
             crate::error::reason_of(&status).as_deref(),
-            Some(SESSION_REVOKED)
+            Some(SESSION_REVOKED.as_str_name())
         );
         authenticator.authenticate(&service).await.unwrap();
         // A revocation older than every token it could match is not even kept.

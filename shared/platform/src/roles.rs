@@ -4,10 +4,11 @@
 use orgplane_proto::organization::v1::OrgRole;
 
 use crate::error::ApiError;
+use crate::error::Reason;
 
 /// The ErrorInfo reason of PERMISSION_DENIED for a member whose organization role does not allow
 /// the action: one reason in every service, so that clients handle it once.
-pub const INSUFFICIENT_ROLE: &str = "INSUFFICIENT_ROLE";
+pub const INSUFFICIENT_ROLE: Reason = Reason::InsufficientRole;
 
 /// PERMISSION_DENIED `INSUFFICIENT_ROLE`; `message` says which roles may.
 pub fn insufficient_role(message: impl Into<String>) -> ApiError {

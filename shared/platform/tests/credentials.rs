@@ -97,7 +97,10 @@ fn api_key(key: &str) -> (&'static str, String) {
 }
 
 fn ambiguous() -> Result<(), (Code, String)> {
-    Err((Code::Unauthenticated, AMBIGUOUS_CREDENTIALS.into()))
+    Err((
+        Code::Unauthenticated,
+        AMBIGUOUS_CREDENTIALS.as_str_name().into(),
+    ))
 }
 
 #[tokio::test]
@@ -202,7 +205,10 @@ async fn service_accounts_watch_needs_the_producers_capability() {
         let token = rig.auth.service_token_with("search", caps);
         let refused = status(&token).await.unwrap_err();
         assert_eq!(refused.code(), Code::PermissionDenied, "{caps:?}");
-        assert_eq!(reason_of(&refused).as_deref(), Some(CAPABILITY_REQUIRED));
+        assert_eq!(
+            reason_of(&refused).as_deref(),
+            Some(CAPABILITY_REQUIRED.as_str_name())
+        );
         let info = refused.get_details_error_info().unwrap();
         assert_eq!(info.metadata["capability"], "watch:organization");
         assert_eq!(info.metadata["service_account"], "search");

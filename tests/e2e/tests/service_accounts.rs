@@ -62,7 +62,7 @@ fn outcome<T>(answer: Result<T, Status>) -> Outcome {
         Ok(_) => Outcome::Passed,
         Err(s)
             if s.code() == Code::PermissionDenied
-                && reason_of(&s).as_deref() == Some(CAPABILITY_REQUIRED) =>
+                && reason_of(&s).as_deref() == Some(CAPABILITY_REQUIRED.as_str_name()) =>
         {
             let capability = s
                 .get_details_error_info()

@@ -250,7 +250,7 @@ async fn id_4_mutual_tls_certificates_replace_service_tokens_and_unknown_ones_ar
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert_eq!(
         reason_of(&status).as_deref(),
-        Some(UNKNOWN_CLIENT_CERTIFICATE)
+        Some(UNKNOWN_CLIENT_CERTIFICATE.as_str_name())
     );
 
     // No certificate at all: the handshake fails.
@@ -333,7 +333,7 @@ async fn id_4_control_optional_client_certificates_let_strangers_in() {
         .unwrap_err();
     assert_ne!(
         reason_of(&status).as_deref(),
-        Some(UNKNOWN_CLIENT_CERTIFICATE),
+        Some(UNKNOWN_CLIENT_CERTIFICATE.as_str_name()),
         "without `required`, the stranger is only an anonymous caller: {status:?}"
     );
     tonic_health::pb::health_client::HealthClient::new(cluster.channel("organization"))

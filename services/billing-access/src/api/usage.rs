@@ -42,7 +42,7 @@ fn encode(idempotency_key: String, outcome: RecordOutcome) -> UsageRecordResult 
         RecordOutcome::Refused(why) => UsageRecordResult {
             idempotency_key,
             status: UsageRecordStatus::Refused as i32,
-            reason: why.reason().to_owned(),
+            reason: why.reason().as_str_name().to_owned(),
             message: why.to_string(),
             retryable: why.retryable(),
         },

@@ -7,6 +7,7 @@ use orgplane_platform::error::ApiError;
 use orgplane_platform::roles::insufficient_role;
 
 use crate::domain::accounts::RESOURCE as ACCOUNT;
+use orgplane_platform::error::Reason;
 
 /// Results of the service's use cases.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,21 +91,27 @@ impl From<Error> for ApiError {
             Error::OrganizationNotFound(id) => ApiError::not_found("organization", &id),
             Error::AccountNotFound(id) => ApiError::not_found(ACCOUNT, &id),
             Error::UserOrAdminKeyRequired => {
-                ApiError::permission_denied("USER_OR_ADMIN_KEY_REQUIRED", message)
+                ApiError::permission_denied(Reason::UserOrAdminKeyRequired, message)
             }
             Error::AdminApiKeyRequired => {
-                ApiError::permission_denied("ADMIN_API_KEY_REQUIRED", message)
+                ApiError::permission_denied(Reason::AdminApiKeyRequired, message)
             }
             Error::BillingRoleRequired | Error::AuditRoleRequired => insufficient_role(message),
-            Error::SubjectNotCaller => ApiError::permission_denied("SUBJECT_NOT_CALLER", message),
+            Error::SubjectNotCaller => {
+                ApiError::permission_denied(Reason::SubjectNotCaller, message)
+            }
             Error::EtagMismatch => etag_mismatch(ACCOUNT),
             Error::ModelPriceMissing(model) => {
-                ApiError::failed_precondition("MODEL_PRICE_MISSING", &model, message)
+                ApiError::failed_precondition(Reason::ModelPriceMissing, &model, message)
             }
             Error::CostOverflow => ApiError::internal(message),
-            Error::IdentityUnavailable(_) => ApiError::unavailable("IDENTITY_UNAVAILABLE", message)
-                .retry_after(std::time::Duration::from_millis(500)),
-            Error::SnapshotUnavailable(_) => ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message),
+            Error::IdentityUnavailable(_) => {
+                ApiError::unavailable(Reason::IdentityUnavailable, message)
+                    .retry_after(std::time::Duration::from_millis(500))
+            }
+            Error::SnapshotUnavailable(_) => {
+                ApiError::unavailable(Reason::SnapshotUnavailable, message)
+            }
             Error::Api(e) => e,
         }
     }

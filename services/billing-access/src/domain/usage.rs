@@ -1,6 +1,8 @@
 //! Usage records (rule BILL-3): what a record must look like to be counted, and why one is
 //! refused. Each record of a batch is judged on its own; refusals are answers, not errors.
 
+use orgplane_platform::error::Reason;
+
 /// The most records in one RecordUsage call.
 pub const MAX_BATCH: usize = 1000;
 /// How far in the future a usage time may be (clock skew between services).
@@ -84,17 +86,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The stable reason answered in the record's result.
-    pub fn reason(&self) -> &'static str {
+    /// The stable reason answered in the record's result (a name of the contract's
+    /// `ErrorReason`, like every ErrorInfo reason).
+    pub fn reason(&self) -> Reason {
         match self {
-            Refusal::MissingField(_) => "MISSING_FIELD",
-            Refusal::InvalidField(_) => "INVALID_FIELD",
-            Refusal::UsageTimeOutOfRange => "USAGE_TIME_OUT_OF_RANGE",
-            Refusal::UnknownModel(_) => "UNKNOWN_MODEL",
-            Refusal::OrganizationDeleted(_) => "ORGANIZATION_DELETED",
-            Refusal::OrganizationNotFound { .. } => "ORGANIZATION_NOT_FOUND",
-            Refusal::WorkspaceNotFound { .. } => "WORKSPACE_NOT_FOUND",
-            Refusal::WorkspaceArchived(_) => "WORKSPACE_ARCHIVED",
+            Refusal::MissingField(_) => Reason::MissingField,
+            Refusal::InvalidField(_) => Reason::InvalidField,
+            Refusal::UsageTimeOutOfRange => Reason::UsageTimeOutOfRange,
+            Refusal::UnknownModel(_) => Reason::UnknownModel,
+            Refusal::OrganizationDeleted(_) => Reason::OrganizationDeleted,
+            Refusal::OrganizationNotFound { .. } => Reason::OrganizationNotFound,
+            Refusal::WorkspaceNotFound { .. } => Reason::WorkspaceNotFound,
+            Refusal::WorkspaceArchived(_) => Reason::WorkspaceArchived,
         }
     }
 
@@ -217,7 +220,10 @@ mod tests {
         );
         let refused = |r: &NewUsage| check_record(r, now, priced).err();
         let missing = refused(&record(UsageTime::Missing));
-        assert_eq!(missing.as_ref().map(Refusal::reason), Some("MISSING_FIELD"));
+        assert_eq!(
+            missing.as_ref().map(Refusal::reason),
+            Some(Reason::MissingField)
+        );
         assert_eq!(
             missing.map(|r| r.to_string()).as_deref(),
             Some("usage_time is required")
@@ -228,7 +234,10 @@ mod tests {
         unpriced.model = "x".into();
         let unknown = refused(&unpriced);
         assert!(unknown.as_ref().is_some_and(Refusal::retryable));
-        assert_eq!(unknown.as_ref().map(Refusal::reason), Some("UNKNOWN_MODEL"));
+        assert_eq!(
+            unknown.as_ref().map(Refusal::reason),
+            Some(Reason::UnknownModel)
+        );
         assert_eq!(minute_of(MINUTE_MS + 59_999), MINUTE_MS);
     }
 }

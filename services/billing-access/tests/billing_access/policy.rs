@@ -105,7 +105,7 @@ fn assert_mfa_required<T: std::fmt::Debug>(result: Result<T, tonic::Status>, org
     let status = result.expect_err("the policy must refuse this sign-in");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     let info = status.get_details_error_info().expect("ErrorInfo");
-    assert_eq!(info.reason, MFA_REQUIRED);
+    assert_eq!(info.reason, MFA_REQUIRED.as_str_name());
     assert_eq!(info.metadata["organization_id"], org);
     assert_eq!(info.metadata["enrollment_required"], "true");
 }

@@ -22,6 +22,7 @@ use crate::domain::Error;
 use crate::domain::validation::{Violations, check_display_name, check_request_id};
 use crate::store::entity::api_key;
 use orgplane_platform::clients::workspace::WorkspaceLookup;
+use orgplane_platform::error::Reason;
 
 /// A CreateApiKey request.
 #[derive(Debug, Clone, Default)]
@@ -392,7 +393,7 @@ impl App {
         if standing == OrgStanding::Service {
             // `read-api-keys` reads keys; changing one is for the organization's people.
             return Err(ApiError::permission_denied(
-                "USER_OR_ADMIN_KEY_REQUIRED",
+                Reason::UserOrAdminKeyRequired,
                 "a service account may read API keys, not change them",
             ));
         }

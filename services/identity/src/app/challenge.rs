@@ -21,6 +21,7 @@ use crate::domain::Error;
 use crate::domain::validation::check_token_input;
 use crate::store::entity::{mfa_challenge, user};
 use crate::throttle::sign_in::SignInAttempt;
+use orgplane_platform::error::Reason;
 
 /// How long a challenge stays open (5 minutes).
 pub const CHALLENGE_TTL_MS: i64 = 5 * 60 * 1000;
@@ -192,7 +193,7 @@ impl App {
             .any(|f| f.kind == KIND_PASSKEY);
         Ok(if has_passkey {
             ApiError::failed_precondition(
-                "PASSKEYS_NOT_CONFIGURED",
+                Reason::PasskeysNotConfigured,
                 "passkey",
                 "passkeys are not configured on this server; use a code",
             )

@@ -28,6 +28,7 @@ use crate::Config;
 use crate::crypto::Sealer;
 use crate::domain::validation::{Violations, check_display_name};
 use crate::store::entity::{mfa_factor, user};
+use orgplane_platform::error::Reason;
 
 /// The `kind` of passkey rows in `mfa_factors`.
 pub use super::factors::KIND_PASSKEY as KIND;
@@ -37,9 +38,9 @@ const DEFAULT_NAME: &str = "Passkey";
 const MAX_CREDENTIAL_JSON: usize = 64 * 1024;
 
 /// INVALID_ARGUMENT reason: a registration response that does not verify.
-pub const PASSKEY_REJECTED: &str = "PASSKEY_REJECTED";
+pub const PASSKEY_REJECTED: Reason = Reason::PasskeyRejected;
 /// FAILED_PRECONDITION reason: no relying party is configured.
-pub const PASSKEYS_NOT_CONFIGURED: &str = "PASSKEYS_NOT_CONFIGURED";
+pub const PASSKEYS_NOT_CONFIGURED: Reason = Reason::PasskeysNotConfigured;
 
 /// The refusals of the passkey ceremonies.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -28,6 +28,7 @@ use crate::crypto::sha256_hex;
 use crate::domain::sso::{SSO_AMR, SsoError, names_second_factor};
 use crate::oidc::IdClaims;
 use crate::store::entity::{federated_identity, mfa_challenge, sso_connection, user};
+use orgplane_platform::error::Reason;
 
 /// How long CompleteSsoLogin waits for the replica to apply a provisioned membership.
 const MEMBERSHIP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -219,7 +220,7 @@ impl App {
                 .filter(user::Column::EmailKey.eq(&email.key))
                 .one(&self.db)
                 .await?
-                .ok_or_else(|| ApiError::aborted("CONCURRENT_SIGN_IN", "retry the sign-in"))?;
+                .ok_or_else(|| ApiError::aborted(Reason::ConcurrentSignIn, "retry the sign-in"))?;
             self.link(call, conn, claims, &u, &email.key).await?;
             return Ok(Resolved {
                 user: u,

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use orgplane_platform::ApiError;
+use orgplane_platform::error::Reason;
 use orgplane_platform::roles::insufficient_role;
 
 /// Which mailed link a token came from.
@@ -16,10 +17,17 @@ pub enum LinkKind {
 }
 
 impl LinkKind {
-    fn reason(self, suffix: &str) -> String {
+    fn invalid(self) -> Reason {
         match self {
-            LinkKind::Verification => format!("VERIFICATION_TOKEN_{suffix}"),
-            LinkKind::PasswordReset => format!("PASSWORD_RESET_TOKEN_{suffix}"),
+            LinkKind::Verification => Reason::VerificationTokenInvalid,
+            LinkKind::PasswordReset => Reason::PasswordResetTokenInvalid,
+        }
+    }
+
+    fn expired(self) -> Reason {
+        match self {
+            LinkKind::Verification => Reason::VerificationTokenExpired,
+            LinkKind::PasswordReset => Reason::PasswordResetTokenExpired,
         }
     }
 }
@@ -117,63 +125,67 @@ impl From<Error> for ApiError {
         let message = e.to_string();
         match e {
             Error::InvalidCredentials | Error::WrongPassword => {
-                ApiError::unauthenticated("INVALID_CREDENTIALS", message)
+                ApiError::unauthenticated(Reason::InvalidCredentials, message)
             }
-            Error::EmailTaken => ApiError::already_exists("EMAIL_ALREADY_REGISTERED", message),
+            Error::EmailTaken => ApiError::already_exists(Reason::EmailAlreadyRegistered, message),
             Error::LinkInvalid(kind) => {
-                ApiError::failed_precondition(&kind.reason("INVALID"), "token", message)
+                ApiError::failed_precondition(kind.invalid(), "token", message)
             }
             Error::LinkExpired(kind) => {
-                ApiError::failed_precondition(&kind.reason("EXPIRED"), "token", message)
+                ApiError::failed_precondition(kind.expired(), "token", message)
             }
             Error::RefreshTokenInvalid => {
-                ApiError::unauthenticated("REFRESH_TOKEN_INVALID", message)
+                ApiError::unauthenticated(Reason::RefreshTokenInvalid, message)
             }
-            Error::RefreshTokenReused => ApiError::unauthenticated("REFRESH_TOKEN_REUSED", message),
-            Error::SessionEnded => ApiError::unauthenticated("SESSION_ENDED", message),
-            Error::InvalidMfaCode => ApiError::unauthenticated("INVALID_MFA_CODE", message),
+            Error::RefreshTokenReused => {
+                ApiError::unauthenticated(Reason::RefreshTokenReused, message)
+            }
+            Error::SessionEnded => ApiError::unauthenticated(Reason::SessionEnded, message),
+            Error::InvalidMfaCode => ApiError::unauthenticated(Reason::InvalidMfaCode, message),
             Error::MfaNotEnrolled(_) => {
-                ApiError::failed_precondition("MFA_NOT_ENROLLED", "mfa_factor", message)
+                ApiError::failed_precondition(Reason::MfaNotEnrolled, "mfa_factor", message)
             }
             Error::MfaFactorLimit(_) => {
-                ApiError::quota_exceeded("MFA_FACTOR_LIMIT", "mfa_factors", message)
+                ApiError::quota_exceeded(Reason::MfaFactorLimit, "mfa_factors", message)
             }
             Error::MfaChallengeInvalid => {
-                ApiError::unauthenticated("MFA_CHALLENGE_INVALID", message)
+                ApiError::unauthenticated(Reason::MfaChallengeInvalid, message)
             }
-            Error::RolesNotSynced => ApiError::unavailable("ROLES_NOT_SYNCED", message)
+            Error::RolesNotSynced => ApiError::unavailable(Reason::RolesNotSynced, message)
                 .retry_after(Duration::from_secs(1)),
             Error::WorkspaceKeyRefused => {
-                ApiError::permission_denied("WORKSPACE_KEY_NOT_ALLOWED", message)
+                ApiError::permission_denied(Reason::WorkspaceKeyNotAllowed, message)
             }
             Error::InsufficientRole(_) => insufficient_role(message),
-            Error::OwnerProtected => ApiError::permission_denied("OWNER_PROTECTED", message),
+            Error::OwnerProtected => ApiError::permission_denied(Reason::OwnerProtected, message),
             Error::MemberCredentialsRequired => {
-                ApiError::permission_denied("MEMBER_CREDENTIALS_REQUIRED", message)
+                ApiError::permission_denied(Reason::MemberCredentialsRequired, message)
             }
-            Error::NotAccountOwner(_) => ApiError::permission_denied("NOT_ACCOUNT_OWNER", message),
+            Error::NotAccountOwner(_) => {
+                ApiError::permission_denied(Reason::NotAccountOwner, message)
+            }
             Error::OwnershipTransferRequired {
                 organization_id, ..
             } => ApiError::failed_precondition(
-                "OWNERSHIP_TRANSFER_REQUIRED",
+                Reason::OwnershipTransferRequired,
                 &organization_id,
                 message,
             )
             .with_metadata("organization_id", organization_id.clone()),
             Error::AccountTypeDowngrade { user_id } => ApiError::failed_precondition(
-                "ACCOUNT_TYPE_DOWNGRADE_NOT_ALLOWED",
+                Reason::AccountTypeDowngradeNotAllowed,
                 &user_id,
                 message,
             ),
             Error::SecretAlreadyReturned { api_key_id } => {
-                ApiError::already_exists("SECRET_ALREADY_RETURNED", message)
+                ApiError::already_exists(Reason::SecretAlreadyReturned, message)
                     .with_metadata("api_key_id", api_key_id)
             }
             Error::WorkspaceArchived { workspace_id } => {
-                ApiError::failed_precondition("WORKSPACE_ARCHIVED", &workspace_id, message)
+                ApiError::failed_precondition(Reason::WorkspaceArchived, &workspace_id, message)
             }
             Error::InvalidClientCredentials => {
-                ApiError::unauthenticated("INVALID_CLIENT_CREDENTIALS", message)
+                ApiError::unauthenticated(Reason::InvalidClientCredentials, message)
             }
         }
     }

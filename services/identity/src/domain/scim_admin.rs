@@ -6,6 +6,7 @@ use orgplane_platform::ApiError;
 use orgplane_proto::organization::v1::OrgRole;
 
 use super::validation::Violations;
+use orgplane_platform::error::Reason;
 
 /// The prefix of every SCIM token secret, so that scanners recognise a leaked one.
 pub const TOKEN_PREFIX: &str = "opscim_";
@@ -132,10 +133,10 @@ impl From<ScimAdminError> for ApiError {
         let message = e.to_string();
         match e {
             ScimAdminError::TokenLimit => {
-                ApiError::failed_precondition("SCIM_TOKEN_LIMIT", "scim_tokens", message)
+                ApiError::failed_precondition(Reason::ScimTokenLimit, "scim_tokens", message)
             }
             ScimAdminError::TokenInvalid => {
-                ApiError::unauthenticated("SCIM_TOKEN_INVALID", message)
+                ApiError::unauthenticated(Reason::ScimTokenInvalid, message)
             }
         }
     }

@@ -6,6 +6,7 @@ use orgplane_platform::ApiError;
 use orgplane_proto::organization::v1::OrgRole;
 
 use super::validation::Violations;
+use orgplane_platform::error::Reason;
 
 /// The `amr` value of a session started through SSO (with `ext`, RFC 8176's federated method).
 pub const SSO_AMR: &str = "sso";
@@ -275,32 +276,38 @@ impl From<SsoError> for ApiError {
         let message = e.to_string();
         match e {
             SsoError::DomainNotVerified(d) => {
-                ApiError::failed_precondition("EMAIL_DOMAIN_NOT_VERIFIED", &d, message)
+                ApiError::failed_precondition(Reason::EmailDomainNotVerified, &d, message)
                     .with_metadata("domain_name", d)
             }
             SsoError::ConnectionNotFound => ApiError::new(
                 orgplane_platform::error::Code::NotFound,
-                "SSO_CONNECTION_NOT_FOUND",
+                Reason::SsoConnectionNotFound,
                 message,
             ),
-            SsoError::ConnectionAmbiguous => {
-                ApiError::failed_precondition("SSO_CONNECTION_AMBIGUOUS", "sso_connection", message)
-            }
+            SsoError::ConnectionAmbiguous => ApiError::failed_precondition(
+                Reason::SsoConnectionAmbiguous,
+                "sso_connection",
+                message,
+            ),
             SsoError::ProviderUnavailable(_) => {
-                ApiError::unavailable("SSO_PROVIDER_UNAVAILABLE", message)
+                ApiError::unavailable(Reason::SsoProviderUnavailable, message)
                     .retry_after(std::time::Duration::from_secs(2))
             }
-            SsoError::StateInvalid => ApiError::unauthenticated("SSO_STATE_INVALID", message),
-            SsoError::CodeRejected(_) => ApiError::unauthenticated("SSO_CODE_REJECTED", message),
+            SsoError::StateInvalid => ApiError::unauthenticated(Reason::SsoStateInvalid, message),
+            SsoError::CodeRejected(_) => {
+                ApiError::unauthenticated(Reason::SsoCodeRejected, message)
+            }
             SsoError::AssertionInvalid => {
-                ApiError::unauthenticated("SSO_ASSERTION_INVALID", message)
+                ApiError::unauthenticated(Reason::SsoAssertionInvalid, message)
             }
             SsoError::AccountNotLinkable => {
-                ApiError::failed_precondition("SSO_ACCOUNT_NOT_LINKABLE", "email", message)
+                ApiError::failed_precondition(Reason::SsoAccountNotLinkable, "email", message)
             }
-            SsoError::ProvisioningDisabled => {
-                ApiError::failed_precondition("SSO_PROVISIONING_DISABLED", "membership", message)
-            }
+            SsoError::ProvisioningDisabled => ApiError::failed_precondition(
+                Reason::SsoProvisioningDisabled,
+                "membership",
+                message,
+            ),
             SsoError::SsoRequiredLogin => {
                 ApiError::unauthenticated(orgplane_platform::policy::SSO_REQUIRED, message)
             }
@@ -310,11 +317,11 @@ impl From<SsoError> for ApiError {
                 message,
             ),
             SsoError::DomainRestricted(d) => {
-                ApiError::failed_precondition("EMAIL_DOMAIN_RESTRICTED", &d, message)
+                ApiError::failed_precondition(Reason::EmailDomainRestricted, &d, message)
                     .with_metadata("domain_name", d)
             }
             SsoError::SsoNotAllowed(org) => {
-                ApiError::failed_precondition("SSO_NOT_ALLOWED", "security_policy", message)
+                ApiError::failed_precondition(Reason::SsoNotAllowed, "security_policy", message)
                     .with_metadata("organization_id", org)
             }
         }

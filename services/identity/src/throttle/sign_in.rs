@@ -27,6 +27,7 @@ use sea_orm::sea_query::{Alias, OnConflict, Query, UnionType};
 use sea_orm::{ConnectionTrait, ExprTrait, Set};
 
 use crate::store::entity::{sign_in_address, sign_in_budget};
+use orgplane_platform::error::Reason;
 
 /// The key a known address is reported under in [`SignInBudgets::begin`]'s query (no budget
 /// key is empty).
@@ -60,7 +61,7 @@ fn retry_after(window_start_ms: i64, now_ms: i64, window_ms: i64) -> Duration {
 
 /// RESOURCE_EXHAUSTED `RATE_LIMITED` with RetryInfo: the same refusal as every throttle.
 fn refused(wait: Duration) -> ApiError {
-    ApiError::rate_limited("RATE_LIMITED", "too many attempts; retry later", wait)
+    ApiError::rate_limited(Reason::RateLimited, "too many attempts; retry later", wait)
 }
 
 /// A stored window as [`SignInBudgets::begin`] read it.

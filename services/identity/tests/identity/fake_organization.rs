@@ -164,7 +164,7 @@ impl OrganizationService for FakeOrganization {
         }
         if s.blocking.contains(&r.organization_id) {
             return Err(orgplane_platform::ApiError::failed_precondition(
-                "EMAIL_DOMAIN_BLOCKED",
+                orgplane_platform::error::Reason::EmailDomainBlocked,
                 &r.organization_id,
                 "the organization blocks the address's domain",
             )
@@ -233,7 +233,7 @@ impl OrganizationService for FakeOrganization {
         let answer = match s.members.get(&key).copied() {
             Some(role) if role == OrgRole::Owner as i32 => {
                 return Err(orgplane_platform::ApiError::failed_precondition(
-                    "OWNERSHIP_TRANSFER_REQUIRED",
+                    orgplane_platform::error::Reason::OwnershipTransferRequired,
                     &r.user_id,
                     "the OWNER cannot be removed",
                 )

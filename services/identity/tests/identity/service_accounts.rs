@@ -36,7 +36,10 @@ async fn capabilities_of(rig: &Rig, token: &str) -> Capabilities {
 fn needs(answer: Result<impl std::fmt::Debug, tonic::Status>, capability: &str) {
     let status = answer.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    assert_eq!(reason_of(&status).as_deref(), Some(CAPABILITY_REQUIRED));
+    assert_eq!(
+        reason_of(&status).as_deref(),
+        Some(CAPABILITY_REQUIRED.as_str_name())
+    );
     let info = status.get_details_error_info().unwrap();
     assert_eq!(info.metadata["capability"], capability);
 }
@@ -115,7 +118,7 @@ async fn service_accounts_tokens_carry_the_configured_capabilities_and_identity_
     if let Err(refused) = list_keys(billing.clone()).await {
         assert_ne!(
             reason_of(&refused).as_deref(),
-            Some(CAPABILITY_REQUIRED),
+            Some(CAPABILITY_REQUIRED.as_str_name()),
             "{refused:?}"
         );
     }

@@ -268,7 +268,7 @@ impl App {
             && let Err(e) = in_force.model.policy().admit(&org.id, user, access.role())
         {
             let organization_id = org.id.clone();
-            return Err(if e.reason() == MFA_REQUIRED {
+            return Err(if e.error_reason() == MFA_REQUIRED {
                 Error::MfaEnrollmentRequired { organization_id }
             } else {
                 Error::SsoSignInRequired { organization_id }

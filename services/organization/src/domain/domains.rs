@@ -2,6 +2,7 @@
 //! ASCII, no `www.` label, not a public suffix, not a consumer mail domain), the challenge
 //! record, a domain's state read at a time, and what a DNS answer means.
 
+use orgplane_platform::error::Reason;
 use std::collections::HashSet;
 
 use orgplane_platform::ApiError;
@@ -75,29 +76,30 @@ fn parse(text: &str) -> std::result::Result<HashSet<String>, String> {
 /// `DOMAIN_CONSUMER_MAIL` (ID-15 confusables keep their own reason).
 pub fn registrable(field: &str, raw: &str, consumer: &ConsumerDomains) -> Result<String> {
     let domain = canonical_domain(field, raw).map_err(|e| {
-        if e.reason() == orgplane_platform::email::CONFUSABLE_REASON || raw.trim().is_empty() {
+        if e.error_reason() == orgplane_platform::email::CONFUSABLE_REASON || raw.trim().is_empty()
+        {
             Error::Api(e)
         } else {
-            refused("DOMAIN_MALFORMED", field, "not a valid host name")
+            refused(Reason::DomainMalformed, field, "not a valid host name")
         }
     })?;
     if domain.starts_with("www.") {
         return Err(refused(
-            "DOMAIN_WWW_LABEL",
+            Reason::DomainWwwLabel,
             field,
             "register the domain without its `www.` label",
         ));
     }
     if is_public_suffix(&domain) {
         return Err(refused(
-            "DOMAIN_PUBLIC_SUFFIX",
+            Reason::DomainPublicSuffix,
             field,
             format!("{domain} is a public suffix; register a domain under it"),
         ));
     }
     if consumer.contains(&domain) {
         return Err(refused(
-            "DOMAIN_CONSUMER_MAIL",
+            Reason::DomainConsumerMail,
             field,
             format!("{domain} is a consumer mail domain, which no organization may claim"),
         ));
@@ -105,7 +107,7 @@ pub fn registrable(field: &str, raw: &str, consumer: &ConsumerDomains) -> Result
     Ok(domain)
 }
 
-fn refused(reason: &str, field: &str, why: impl Into<String>) -> Error {
+fn refused(reason: Reason, field: &str, why: impl Into<String>) -> Error {
     Error::Api(ApiError::invalid_argument_because(reason, field, why))
 }
 

@@ -4,6 +4,7 @@
 //! [`Error::Api`].
 
 use orgplane_platform::ApiError;
+use orgplane_platform::error::Reason;
 
 /// A refusal of the organization service, or a platform error passed through.
 #[derive(Debug, thiserror::Error)]
@@ -312,125 +313,135 @@ impl From<Error> for ApiError {
         match e {
             Error::Invalid { field, why } => ApiError::invalid_argument(&field, why),
             Error::NotFound { resource, id } => ApiError::not_found(resource, &id),
-            Error::NameTaken => ApiError::already_exists("ORGANIZATION_NAME_TAKEN", message),
-            Error::ConcurrentRetry => ApiError::aborted("CONCURRENT_RETRY", message),
+            Error::NameTaken => ApiError::already_exists(Reason::OrganizationNameTaken, message),
+            Error::ConcurrentRetry => ApiError::aborted(Reason::ConcurrentRetry, message),
             Error::UserNotFound { user_id } => {
-                ApiError::failed_precondition("USER_NOT_FOUND", &user_id, message)
+                ApiError::failed_precondition(Reason::UserNotFound, &user_id, message)
             }
             Error::BusinessAccountRequired { user_id } => {
-                ApiError::failed_precondition("BUSINESS_ACCOUNT_REQUIRED", &user_id, message)
+                ApiError::failed_precondition(Reason::BusinessAccountRequired, &user_id, message)
             }
             Error::EmailNotVerified { user_id, .. } => {
-                ApiError::failed_precondition("EMAIL_NOT_VERIFIED", &user_id, message)
+                ApiError::failed_precondition(Reason::EmailNotVerified, &user_id, message)
             }
             Error::AdminKeyRequired | Error::WorkspaceKeyRefused => {
-                ApiError::permission_denied("ADMIN_API_KEY_REQUIRED", message)
+                ApiError::permission_denied(Reason::AdminApiKeyRequired, message)
             }
             Error::AdminRoleNeedsAPerson => {
-                ApiError::permission_denied("USER_CREDENTIALS_REQUIRED", message)
+                ApiError::permission_denied(Reason::UserCredentialsRequired, message)
             }
-            Error::MfaEnrollmentRequired { organization_id } => {
-                ApiError::failed_precondition("MFA_ENROLLMENT_REQUIRED", &organization_id, message)
-            }
+            Error::MfaEnrollmentRequired { organization_id } => ApiError::failed_precondition(
+                Reason::MfaEnrollmentRequired,
+                &organization_id,
+                message,
+            ),
             Error::SsoSignInRequired { organization_id } => {
-                ApiError::failed_precondition("SSO_SIGN_IN_REQUIRED", &organization_id, message)
+                ApiError::failed_precondition(Reason::SsoSignInRequired, &organization_id, message)
             }
             Error::ConfirmNameMismatch => invalid_with_reason(
-                "CONFIRM_NAME_MISMATCH",
+                Reason::ConfirmNameMismatch,
                 "confirm_name",
                 "type the organization's exact name to delete it",
             ),
-            Error::NotDeleted { organization_id } => {
-                ApiError::failed_precondition("ORGANIZATION_NOT_DELETED", &organization_id, message)
-            }
+            Error::NotDeleted { organization_id } => ApiError::failed_precondition(
+                Reason::OrganizationNotDeleted,
+                &organization_id,
+                message,
+            ),
             Error::OwnerNotAssignable { field } => invalid_with_reason(
-                "OWNER_ROLE_NOT_ASSIGNABLE",
+                Reason::OwnerRoleNotAssignable,
                 field,
                 "OWNER is given only by TransferOwnership",
             ),
             Error::OwnerRoleImmutable { user_id } => {
-                ApiError::failed_precondition("OWNER_ROLE_IMMUTABLE", &user_id, message)
+                ApiError::failed_precondition(Reason::OwnerRoleImmutable, &user_id, message)
             }
             Error::OwnershipTransferRequired { user_id } => {
-                ApiError::failed_precondition("OWNERSHIP_TRANSFER_REQUIRED", &user_id, message)
+                ApiError::failed_precondition(Reason::OwnershipTransferRequired, &user_id, message)
             }
-            Error::AlreadyAMember { .. } => ApiError::already_exists("ALREADY_A_MEMBER", message),
+            Error::AlreadyAMember { .. } => {
+                ApiError::already_exists(Reason::AlreadyAMember, message)
+            }
             Error::InviteAlreadyPending => {
-                ApiError::already_exists("INVITE_ALREADY_PENDING", message)
+                ApiError::already_exists(Reason::InviteAlreadyPending, message)
             }
             Error::InviteNotPending { invite_id } => {
-                ApiError::failed_precondition("INVITE_NOT_PENDING", &invite_id, message)
+                ApiError::failed_precondition(Reason::InviteNotPending, &invite_id, message)
             }
             Error::InviteExpired { invite_id } => {
-                ApiError::failed_precondition("INVITE_EXPIRED", &invite_id, message)
+                ApiError::failed_precondition(Reason::InviteExpired, &invite_id, message)
             }
             Error::InviteEmailMismatch { invite_id } => {
-                ApiError::failed_precondition("INVITE_EMAIL_MISMATCH", &invite_id, message)
+                ApiError::failed_precondition(Reason::InviteEmailMismatch, &invite_id, message)
             }
             Error::UnitTooDeep { parent_unit_id, .. } => {
-                ApiError::failed_precondition("UNIT_DEPTH_EXCEEDED", &parent_unit_id, message)
+                ApiError::failed_precondition(Reason::UnitDepthExceeded, &parent_unit_id, message)
             }
             Error::UnitCycle { parent_unit_id } => {
-                ApiError::failed_precondition("UNIT_CYCLE", &parent_unit_id, message)
+                ApiError::failed_precondition(Reason::UnitCycle, &parent_unit_id, message)
             }
             Error::UnitHasChildren { unit_id } => {
-                ApiError::failed_precondition("UNIT_HAS_CHILDREN", &unit_id, message)
+                ApiError::failed_precondition(Reason::UnitHasChildren, &unit_id, message)
             }
             Error::UnitHasWorkspaces { unit_id } => {
-                ApiError::failed_precondition("UNIT_HAS_WORKSPACES", &unit_id, message)
+                ApiError::failed_precondition(Reason::UnitHasWorkspaces, &unit_id, message)
             }
             Error::DomainAlreadyRegistered { .. } => {
-                ApiError::already_exists("DOMAIN_ALREADY_REGISTERED", message)
+                ApiError::already_exists(Reason::DomainAlreadyRegistered, message)
             }
             Error::DomainLimit {
                 organization_id, ..
-            } => ApiError::quota_exceeded("DOMAIN_LIMIT", &organization_id, message),
+            } => ApiError::quota_exceeded(Reason::DomainLimit, &organization_id, message),
             Error::DomainClaimed { domain_name } => {
-                ApiError::failed_precondition("DOMAIN_CLAIMED", &domain_name, message)
+                ApiError::failed_precondition(Reason::DomainClaimed, &domain_name, message)
                     .with_metadata("domain_name", domain_name)
             }
             Error::DomainExpired { domain_id } => {
-                ApiError::failed_precondition("DOMAIN_EXPIRED", &domain_id, message)
+                ApiError::failed_precondition(Reason::DomainExpired, &domain_id, message)
             }
             Error::CheckedTooOften { retry } => {
-                ApiError::rate_limited("RATE_LIMITED", message, retry)
+                ApiError::rate_limited(Reason::RateLimited, message, retry)
             }
             Error::EmailDomainNotVerified { domain } => {
-                ApiError::failed_precondition("EMAIL_DOMAIN_NOT_VERIFIED", &domain, message)
+                ApiError::failed_precondition(Reason::EmailDomainNotVerified, &domain, message)
                     .with_metadata("domain", domain)
             }
             Error::EmailDomainBlocked { domain } => {
-                ApiError::failed_precondition("EMAIL_DOMAIN_BLOCKED", &domain, message)
+                ApiError::failed_precondition(Reason::EmailDomainBlocked, &domain, message)
                     .with_metadata("domain", domain)
             }
-            Error::OrganizationDeleted { organization_id } => {
-                ApiError::failed_precondition("ORGANIZATION_DELETED", &organization_id, message)
-            }
+            Error::OrganizationDeleted { organization_id } => ApiError::failed_precondition(
+                Reason::OrganizationDeleted,
+                &organization_id,
+                message,
+            ),
             Error::SnapshotUnavailable { .. } => {
-                ApiError::unavailable("SNAPSHOT_UNAVAILABLE", message)
+                ApiError::unavailable(Reason::SnapshotUnavailable, message)
             }
             Error::SettingEnforcedByOperator {
                 field,
                 operator_organization_id,
-            } => ApiError::failed_precondition("SETTING_ENFORCED_BY_OPERATOR", &field, message)
+            } => ApiError::failed_precondition(Reason::SettingEnforcedByOperator, &field, message)
                 .with_metadata("field", field)
                 .with_metadata("operator_organization_id", operator_organization_id),
             Error::NotAnOperator { organization_id } => {
-                ApiError::failed_precondition("NOT_AN_OPERATOR", &organization_id, message)
+                ApiError::failed_precondition(Reason::NotAnOperator, &organization_id, message)
             }
-            Error::OperatorMayNot => ApiError::permission_denied("INSUFFICIENT_ROLE", message),
+            Error::OperatorMayNot => ApiError::permission_denied(Reason::InsufficientRole, message),
             Error::OrganizationHasOwner { invite_id } => {
-                ApiError::failed_precondition("ORGANIZATION_HAS_OWNER", &invite_id, message)
+                ApiError::failed_precondition(Reason::OrganizationHasOwner, &invite_id, message)
             }
-            Error::OperatorHasChildren { organization_id } => {
-                ApiError::failed_precondition("OPERATOR_HAS_CHILDREN", &organization_id, message)
-            }
+            Error::OperatorHasChildren { organization_id } => ApiError::failed_precondition(
+                Reason::OperatorHasChildren,
+                &organization_id,
+                message,
+            ),
             Error::Api(e) => e,
         }
     }
 }
 
 /// INVALID_ARGUMENT with a reason of its own and one field violation.
-fn invalid_with_reason(reason: &str, field: &str, why: &str) -> ApiError {
+fn invalid_with_reason(reason: Reason, field: &str, why: &str) -> ApiError {
     ApiError::invalid_argument_because(reason, field, why)
 }

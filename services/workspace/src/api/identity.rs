@@ -13,6 +13,7 @@ use orgplane_proto::identity::v1::{ApiKeyKind, ApiKeyStatus, ListApiKeysRequest}
 
 use crate::store::memory::KeyView;
 use crate::sync::identity::{KeySnapshot, Keys};
+use orgplane_platform::error::Reason;
 
 /// [`KeySnapshot`] over identity's gRPC API.
 pub struct IdentityKeys {
@@ -51,7 +52,7 @@ impl IdentityKeys {
                 .await
                 .map_err(|s| {
                     ApiError::unavailable(
-                        "SNAPSHOT_UNAVAILABLE",
+                        Reason::SnapshotUnavailable,
                         format!("ListApiKeys failed: {}", s.message()),
                     )
                 })?

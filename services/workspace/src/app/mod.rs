@@ -28,6 +28,7 @@ use crate::domain::Error;
 use crate::domain::model::effective;
 use crate::store::entity::{request, workspace};
 use crate::store::memory::Memory;
+use orgplane_platform::error::Reason;
 
 pub use members::MemberView;
 
@@ -215,7 +216,7 @@ impl Core {
             }
             Principal::Anonymous => {
                 return Err(ApiError::unauthenticated(
-                    "CREDENTIALS_REQUIRED",
+                    Reason::CredentialsRequired,
                     "credentials required",
                 ));
             }

@@ -6,6 +6,7 @@ use orgplane_platform::convert::etag_mismatch;
 use orgplane_platform::error::{ApiError, Code};
 
 use super::model::Refusal;
+use orgplane_platform::error::Reason;
 
 /// A refusal of the workspace service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,43 +96,43 @@ impl From<Error> for ApiError {
             Error::WorkspaceNotFound(id) => ApiError::not_found("workspace", &id),
             Error::MemberNotFound(id) => ApiError::not_found("workspace_member", &id),
             Error::Archived(id) => {
-                ApiError::failed_precondition("WORKSPACE_ARCHIVED", &id, message)
+                ApiError::failed_precondition(Reason::WorkspaceArchived, &id, message)
             }
-            Error::NameTaken(_) => ApiError::already_exists("WORKSPACE_NAME_TAKEN", message),
+            Error::NameTaken(_) => ApiError::already_exists(Reason::WorkspaceNameTaken, message),
             Error::LimitReached {
                 organization_id,
                 limit,
             } => ApiError::quota_exceeded(
-                "WORKSPACE_LIMIT_REACHED",
+                Reason::WorkspaceLimitReached,
                 &format!("organizations/{organization_id}/active_workspaces"),
                 message,
             )
             .with_metadata("limit", limit.to_string()),
-            Error::MemberExists => ApiError::already_exists("WORKSPACE_MEMBER_EXISTS", message),
+            Error::MemberExists => ApiError::already_exists(Reason::WorkspaceMemberExists, message),
             Error::BillingNotAssignable => ApiError::new(
                 Code::InvalidArgument,
-                "WORKSPACE_BILLING_NOT_ASSIGNABLE",
+                Reason::WorkspaceBillingNotAssignable,
                 message,
             )
             .violation("role", "WORKSPACE_BILLING cannot be assigned by hand"),
             Error::RoleRequired => ApiError::invalid_argument("role", message),
             Error::NotOrganizationMember(user) => {
-                ApiError::failed_precondition("NOT_ORGANIZATION_MEMBER", &user, message)
+                ApiError::failed_precondition(Reason::NotOrganizationMember, &user, message)
             }
             Error::InheritedFromOrganization(user) => {
-                ApiError::failed_precondition("ROLE_INHERITED_FROM_ORGANIZATION", &user, message)
+                ApiError::failed_precondition(Reason::RoleInheritedFromOrganization, &user, message)
             }
             Error::LacksRole => orgplane_platform::roles::insufficient_role(message),
             Error::WorkspaceKeyNotAllowed => {
-                ApiError::permission_denied("WORKSPACE_API_KEY_NOT_ALLOWED", message)
+                ApiError::permission_denied(Reason::WorkspaceApiKeyNotAllowed, message)
             }
             Error::CheckOwnAccessOnly => {
-                ApiError::permission_denied("CHECK_OWN_ACCESS_ONLY", message)
+                ApiError::permission_denied(Reason::CheckOwnAccessOnly, message)
             }
-            Error::ConcurrentRequest => ApiError::aborted("CONCURRENT_REQUEST", message),
+            Error::ConcurrentRequest => ApiError::aborted(Reason::ConcurrentRequest, message),
             Error::Stale(resource) => etag_mismatch(resource),
             Error::WorkspaceRevisionNotApplied { wanted, applied } => {
-                ApiError::unavailable("REVISION_NOT_YET_APPLIED", message)
+                ApiError::unavailable(Reason::RevisionNotYetApplied, message)
                     .with_metadata("min_revision", wanted.to_string())
                     .with_metadata("applied_revision", applied.to_string())
                     .retry_after(std::time::Duration::from_millis(100))

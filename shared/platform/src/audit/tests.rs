@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::call::Call;
+use crate::error::Reason;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 struct M;
@@ -34,7 +35,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
             .with_details(serde_json::json!({"role": "ADMIN"}));
         async move { Some(e) }
     };
-    let denied = ApiError::permission_denied("INSUFFICIENT_ROLE", "admins only");
+    let denied = ApiError::permission_denied(Reason::InsufficientRole, "admins only");
     let out: ApiResult<()> = log
         .outcome(&conn, &user, &ctx, Err(denied), || target("user_dev"))
         .await;
@@ -47,7 +48,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
     assert_eq!(ok.unwrap(), 7);
     for error in [
         ApiError::invalid_argument("role", "required"),
-        ApiError::unavailable("DATABASE_UNAVAILABLE", "retry"),
+        ApiError::unavailable(Reason::DatabaseUnavailable, "retry"),
     ] {
         let _ = log
             .outcome::<(), _, _, _>(&conn, &user, &ctx, Err(error), || target("x"))
@@ -58,7 +59,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
             &conn,
             &Principal::Anonymous,
             &ctx,
-            Err(ApiError::permission_denied("R", "m")),
+            Err(ApiError::permission_denied(Reason::InsufficientRole, "m")),
             || target("x"),
         )
         .await;
@@ -87,7 +88,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
             &conn,
             &user,
             &ctx,
-            Err(ApiError::aborted("ETAG_MISMATCH", "stale")),
+            Err(ApiError::aborted(Reason::EtagMismatch, "stale")),
             || target(&"\u{1b}[31m".repeat(100)),
         )
         .await;
@@ -136,7 +137,7 @@ async fn org_10_outcome_records_refusals_only_and_returns_the_error_unchanged() 
             &broken,
             &user,
             &ctx,
-            Err(ApiError::aborted("ETAG_MISMATCH", "stale")),
+            Err(ApiError::aborted(Reason::EtagMismatch, "stale")),
             || target("user_dev"),
         )
         .await;

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::*;
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 use crate::revocation::SessionRevocations;
 
@@ -85,10 +86,10 @@ impl ApiKeyResolver for CachedApiKeys {
 }
 
 /// The ErrorInfo reason for an API key that is malformed or unknown.
-pub const API_KEY_INVALID: &str = "API_KEY_INVALID";
+pub const API_KEY_INVALID: Reason = Reason::ApiKeyInvalid;
 
 /// The ErrorInfo reason for an API key that is INACTIVE, or whose organization is deleted.
-pub const API_KEY_INACTIVE: &str = "API_KEY_INACTIVE";
+pub const API_KEY_INACTIVE: Reason = Reason::ApiKeyInactive;
 
 /// The error for an API key that is malformed or unknown (every service answers identity's
 /// reasons, so a caller sees the same one wherever it presents the key).

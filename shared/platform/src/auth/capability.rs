@@ -9,9 +9,10 @@
 use orgplane_proto::events::v1::Producer;
 
 use crate::error::ApiError;
+use crate::error::Reason;
 
 /// The reason of a refusal for a missing capability.
-pub const CAPABILITY_REQUIRED: &str = "CAPABILITY_REQUIRED";
+pub const CAPABILITY_REQUIRED: Reason = Reason::CapabilityRequired;
 
 /// One thing a service account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -286,6 +287,6 @@ mod tests {
         let err = Capabilities::NONE
             .require(Capability::WatchIdentity, "product")
             .unwrap_err();
-        assert_eq!(err.reason(), CAPABILITY_REQUIRED);
+        assert_eq!(err.error_reason(), CAPABILITY_REQUIRED);
     }
 }

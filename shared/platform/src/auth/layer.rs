@@ -9,6 +9,7 @@ use http::{HeaderMap, Request, Response};
 use tower::{Layer, Service};
 
 use super::*;
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 use crate::revocation::{SESSION_REVOKED, SessionRevocations};
 use crate::tls::server::ConnectionInfo;
@@ -148,7 +149,7 @@ impl Authenticator {
 }
 
 /// The reason of a request carrying more than one credential.
-pub const AMBIGUOUS_CREDENTIALS: &str = "AMBIGUOUS_CREDENTIALS";
+pub const AMBIGUOUS_CREDENTIALS: Reason = Reason::AmbiguousCredentials;
 
 /// The one value of header `name`, `None` without one; UNAUTHENTICATED
 /// [`AMBIGUOUS_CREDENTIALS`] for two or more.

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::{Capabilities, Capability};
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// Who is calling.
@@ -137,7 +138,7 @@ impl Principal {
             Principal::User(u) => Ok(u),
             Principal::Anonymous => Err(credentials_required()),
             _ => Err(ApiError::permission_denied(
-                "USER_CREDENTIALS_REQUIRED",
+                Reason::UserCredentialsRequired,
                 "this call needs a user's access token",
             )),
         }
@@ -159,7 +160,7 @@ impl Principal {
             Principal::Service(s) => Ok(s),
             Principal::Anonymous => Err(credentials_required()),
             _ => Err(ApiError::permission_denied(
-                "SERVICE_PRINCIPAL_REQUIRED",
+                Reason::ServicePrincipalRequired,
                 "internal RPC: only Orgplane services may call it",
             )),
         }
@@ -178,7 +179,7 @@ impl Principal {
 
 pub(super) fn credentials_required() -> ApiError {
     ApiError::unauthenticated(
-        "CREDENTIALS_REQUIRED",
+        Reason::CredentialsRequired,
         "send an access token (authorization: Bearer …) or an API key (x-api-key)",
     )
 }

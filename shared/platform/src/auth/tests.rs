@@ -71,7 +71,7 @@ async fn a_service_token_yields_a_service() {
         Capabilities::of(&[Capability::WatchOrganization, Capability::CheckAccess])
     );
     let refused = p.require_capability(Capability::RecordUsage).unwrap_err();
-    assert_eq!(refused.reason(), CAPABILITY_REQUIRED);
+    assert_eq!(refused.error_reason(), CAPABILITY_REQUIRED);
     assert!(p.require_user().is_err());
 }
 

@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::*;
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// The claims of every Orgplane JWT (rule ID-4). Identity mints them; every service verifies them.
@@ -54,7 +55,7 @@ pub struct Claims {
 }
 
 pub(super) fn invalid_token(message: &str) -> ApiError {
-    ApiError::unauthenticated("INVALID_TOKEN", message.to_owned())
+    ApiError::unauthenticated(Reason::InvalidToken, message.to_owned())
 }
 
 /// A public signing key as published by `IdentityService/GetJwks` (Ed25519, `x` base64url).
@@ -224,7 +225,10 @@ impl TokenVerifier {
         *last = Some(Instant::now());
         let fetched = self.source.fetch().await.map_err(|e| {
             tracing::warn!(error = %e, "fetching the signing keys failed");
-            ApiError::unavailable("KEYS_UNAVAILABLE", "signing keys are unavailable; retry")
+            ApiError::unavailable(
+                Reason::KeysUnavailable,
+                "signing keys are unavailable; retry",
+            )
         })?;
         let mut keys = HashMap::new();
         for k in fetched {

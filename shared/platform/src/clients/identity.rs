@@ -21,11 +21,12 @@ use crate::auth::{
 };
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 fn unavailable(what: &str, status: &tonic::Status) -> ApiError {
     tracing::warn!(code = ?status.code(), message = status.message(), "{what} failed");
-    ApiError::unavailable("IDENTITY_UNAVAILABLE", format!("{what} failed; retry"))
+    ApiError::unavailable(Reason::IdentityUnavailable, format!("{what} failed; retry"))
 }
 
 /// Signing keys from identity's `GetJwks`.
@@ -92,7 +93,8 @@ impl ApiKeyResolver for RemoteApiKeys {
                 .await
                 .map_err(|s| match s.code() {
                     tonic::Code::Unauthenticated
-                        if crate::error::reason_of(&s).as_deref() == Some(API_KEY_INACTIVE) =>
+                        if crate::error::reason_of(&s).as_deref()
+                            == Some(API_KEY_INACTIVE.as_str_name()) =>
                     {
                         inactive_api_key()
                     }
@@ -236,7 +238,7 @@ impl From<User> for UserFacts {
 fn identity_unavailable(what: &str, status: &tonic::Status) -> ApiError {
     tracing::warn!(code = ?status.code(), message = status.message(), "{what} failed");
     ApiError::unavailable(
-        "IDENTITY_UNAVAILABLE",
+        Reason::IdentityUnavailable,
         format!("the identity service did not answer {what}; retry"),
     )
     .retry_after(Duration::from_secs(1))
@@ -253,7 +255,7 @@ impl Users {
         self.tokens.token().await.map_err(|e| {
             tracing::warn!(error = %e, "no service token");
             ApiError::unavailable(
-                "IDENTITY_UNAVAILABLE",
+                Reason::IdentityUnavailable,
                 "no service token from identity; retry",
             )
             .retry_after(Duration::from_secs(1))

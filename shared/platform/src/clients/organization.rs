@@ -19,13 +19,14 @@ use orgplane_proto::organization::v1::{
 
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
-use crate::error::{ApiError, ApiResult, reason_of};
+use crate::error::Reason;
+use crate::error::{ApiError, ApiResult, error_reason_of};
 
 /// How long a caller waits for the organization service.
 const ORGANIZATION_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Reason of UNAVAILABLE when the organization service did not answer.
-pub const ORGANIZATION_UNAVAILABLE: &str = "ORGANIZATION_UNAVAILABLE";
+pub const ORGANIZATION_UNAVAILABLE: Reason = Reason::OrganizationUnavailable;
 
 /// A member provisioned by [`OrganizationClient::provision_member`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,8 +244,8 @@ impl OrganizationClient {
 fn refusal(s: tonic::Status, organization_id: &str, rpc: &'static str) -> ApiError {
     match s.code() {
         tonic::Code::FailedPrecondition => {
-            let reason = reason_of(&s).unwrap_or_else(|| "FAILED_PRECONDITION".to_owned());
-            ApiError::failed_precondition(&reason, organization_id, s.message())
+            let reason = error_reason_of(&s).unwrap_or(Reason::FailedPrecondition);
+            ApiError::failed_precondition(reason, organization_id, s.message())
         }
         tonic::Code::NotFound => ApiError::not_found("organization", organization_id),
         code => {

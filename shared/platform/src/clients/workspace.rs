@@ -15,6 +15,7 @@ use orgplane_proto::workspace::v1::{
 
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 use crate::events::handlers::{SnapshotPage, read_snapshot};
 
@@ -178,7 +179,7 @@ impl WorkspaceClient {
 /// silent pass.
 fn workspace_unavailable() -> ApiError {
     ApiError::unavailable(
-        "WORKSPACE_SERVICE_UNAVAILABLE",
+        Reason::WorkspaceServiceUnavailable,
         "cannot check the workspace now; retry",
     )
 }

@@ -39,7 +39,7 @@ fn id_15_characters_that_fold_to_ascii_are_refused() {
         let err = canonical_email("email", raw).err();
         assert_eq!(
             err.as_ref().map(ApiError::reason),
-            Some(CONFUSABLE_REASON),
+            Some(CONFUSABLE_REASON.as_str_name()),
             "{raw:?} was not refused as confusable"
         );
     }

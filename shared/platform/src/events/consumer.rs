@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CURSOR_AHEAD, REVISION_COMPACTED};
 use crate::clients::ServiceTokenSource;
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
 /// A stored cursor that asks the consumer to re-sync from the producer's snapshot before it
@@ -178,7 +179,7 @@ impl ConsumerHandle {
         match waited {
             Ok(Ok(applied)) => Ok(*applied),
             _ => Err(ApiError::unavailable(
-                "REVISION_NOT_YET_APPLIED",
+                Reason::RevisionNotYetApplied,
                 format!("revision {revision} is not applied here yet; retry"),
             )
             .with_metadata("min_revision", revision.to_string())
@@ -467,9 +468,9 @@ impl Consumer {
 
 fn classify(status: tonic::Status) -> StreamEnd {
     let reason = (status.code() == tonic::Code::FailedPrecondition)
-        .then(|| crate::error::reason_of(&status))
+        .then(|| crate::error::error_reason_of(&status))
         .flatten();
-    match reason.as_deref() {
+    match reason {
         Some(REVISION_COMPACTED) => StreamEnd::Resync,
         Some(CURSOR_AHEAD) => StreamEnd::Ahead,
         _ => StreamEnd::Failed(format!("{:?}: {}", status.code(), status.message())),
@@ -504,7 +505,7 @@ pub async fn compacted_through(
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| {
                 ApiError::unavailable(
-                    "SNAPSHOT_UNAVAILABLE",
+                    Reason::SnapshotUnavailable,
                     format!(
                         "{} events unavailable: {}",
                         producer_name(producer),

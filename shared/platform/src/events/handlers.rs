@@ -16,6 +16,7 @@ use orgplane_proto::events::v1::{Event, Producer};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
 
 use crate::clients::ServiceTokenSource;
+use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventHandler;
 use crate::replica::RoleReplica;
@@ -122,7 +123,7 @@ where
         let token = tokens.token().await?;
         let page = fetch(page_token, token).await.map_err(|s| {
             ApiError::unavailable(
-                "SNAPSHOT_UNAVAILABLE",
+                Reason::SnapshotUnavailable,
                 format!("{rpc} failed: {}", s.message()),
             )
         })?;

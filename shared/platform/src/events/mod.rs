@@ -16,6 +16,8 @@
 //! FAILED_PRECONDITION `REVISION_COMPACTED` and the consumer re-syncs from a snapshot; so does a
 //! consumer whose cursor is ahead of the producer's head (`CURSOR_AHEAD`, after a restore).
 
+use crate::error::Reason;
+
 pub mod consumer;
 pub mod handlers;
 pub mod migration;
@@ -31,8 +33,8 @@ pub use unit::WriteUnit;
 pub use watch::EventServer;
 
 /// The ErrorInfo reason for a cursor older than the oldest kept event.
-pub const REVISION_COMPACTED: &str = "REVISION_COMPACTED";
+pub const REVISION_COMPACTED: Reason = Reason::RevisionCompacted;
 /// The ErrorInfo reason for a cursor beyond the producer's newest event: the producer's
 /// database was restored from a copy older than the consumer's, so the revisions after its head
 /// will be issued again for other changes. The consumer re-syncs from the snapshot.
-pub const CURSOR_AHEAD: &str = "CURSOR_AHEAD";
+pub const CURSOR_AHEAD: Reason = Reason::CursorAhead;

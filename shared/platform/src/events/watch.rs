@@ -38,6 +38,7 @@ use super::tail::{self, DEFAULT_TAIL_EVENTS, WatchStats, Window};
 use super::{CURSOR_AHEAD, Outbox, REVISION_COMPACTED};
 use crate::auth::{Capability, Principal};
 use crate::error::ApiError;
+use crate::error::Reason;
 
 /// Default number of events per message.
 pub const DEFAULT_BATCH: i32 = 100;
@@ -244,7 +245,7 @@ impl EventService for EventServer {
         let outbox = self.outboxes.get(&req.producer).cloned().ok_or_else(|| {
             ApiError::new(
                 tonic::Code::NotFound,
-                "PRODUCER_NOT_SERVED",
+                Reason::ProducerNotServed,
                 "this address does not serve that producer's events",
             )
         })?;
@@ -254,7 +255,7 @@ impl EventService for EventServer {
         } as u64;
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             ApiError::quota_exceeded(
-                "TOO_MANY_STREAMS",
+                Reason::TooManyStreams,
                 "watch streams",
                 format!(
                     "{} event streams are open on this server; retry later",

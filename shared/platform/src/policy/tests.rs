@@ -42,7 +42,7 @@ fn org_16_required_refuses_a_password_only_sign_in_with_enrollment_hint() {
     let err = p
         .admit("org_a", &user(&["pwd"], false, 0, &[]), Some(OrgRole::User))
         .unwrap_err();
-    assert_eq!(err.reason(), MFA_REQUIRED);
+    assert_eq!(err.error_reason(), MFA_REQUIRED);
     assert_eq!(metadata(&err, "organization_id").as_deref(), Some("org_a"));
     assert_eq!(
         metadata(&err, "enrollment_required").as_deref(),
@@ -87,7 +87,7 @@ fn org_16_sso_only_refuses_password_sign_ins() {
     let err = p
         .admit("o", &user(&["pwd"], false, 0, &[]), None)
         .unwrap_err();
-    assert_eq!(err.reason(), SSO_REQUIRED);
+    assert_eq!(err.error_reason(), SSO_REQUIRED);
     p.admit("o", &user(&["ext"], false, 0, &[]), None).unwrap();
 }
 
@@ -125,7 +125,7 @@ fn step_up_err(u: &UserPrincipal, p: &SecurityPolicy, role: Option<OrgRole>) -> 
 fn id_12_each_signal_alone_requires_reauthentication_with_metadata() {
     let p = SecurityPolicy::default();
     let stale = step_up_err(&user(&["pwd"], false, 301, &[]), &p, Some(OrgRole::Owner));
-    assert_eq!(stale.reason(), REAUTHENTICATION_REQUIRED);
+    assert_eq!(stale.error_reason(), REAUTHENTICATION_REQUIRED);
     assert_eq!(
         metadata(&stale, "signals").as_deref(),
         Some("stale_sign_in")

@@ -31,6 +31,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use crate::auth::{Capabilities, Principal, ServicePrincipal, parse_capability_list};
+use crate::error::Reason;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +288,7 @@ impl rustls::client::ResolvesClientCert for CertificateFiles {
 
 /// The reason of a request whose client certificate names no configured service account where
 /// mutual TLS is required.
-pub const UNKNOWN_CLIENT_CERTIFICATE: &str = "UNKNOWN_CLIENT_CERTIFICATE";
+pub const UNKNOWN_CLIENT_CERTIFICATE: Reason = Reason::UnknownClientCertificate;
 
 /// Which client certificate names are which service accounts (`--tls-client-accounts`).
 #[derive(Debug, Clone, Default)]

@@ -12,13 +12,14 @@ use orgplane_platform::error::Code;
 use serde_json::json;
 
 use super::{ERROR_SCHEMA, SCIM_MEDIA_TYPE};
+use orgplane_platform::error::Reason;
 
 /// FAILED_PRECONDITION reasons that are conflicts with the resource's state rather than bad
 /// input: HTTP 409 instead of 400.
-pub const CONFLICT_REASONS: &[&str] = &[
-    "OWNERSHIP_TRANSFER_REQUIRED",
-    "OWNER_ROLE_IMMUTABLE",
-    "DOMAIN_CLAIMED",
+pub const CONFLICT_REASONS: &[Reason] = &[
+    Reason::OwnershipTransferRequired,
+    Reason::OwnerRoleImmutable,
+    Reason::DomainClaimed,
 ];
 
 /// A SCIM error: an HTTP status, an optional `scimType`, and a `detail` for people.
@@ -187,7 +188,7 @@ impl From<ApiError> for ScimError {
             Code::InvalidArgument | Code::OutOfRange => Self::invalid_value(detail),
             Code::NotFound => Self::not_found(detail),
             Code::AlreadyExists => Self::uniqueness(detail),
-            Code::FailedPrecondition if CONFLICT_REASONS.contains(&e.reason()) => {
+            Code::FailedPrecondition if CONFLICT_REASONS.contains(&e.error_reason()) => {
                 Self::conflict(detail)
             }
             Code::FailedPrecondition => Self::new(StatusCode::BAD_REQUEST, detail),
@@ -307,25 +308,41 @@ mod tests {
             ),
             (ApiError::not_found("User", "u1"), 404, None),
             (
-                ApiError::already_exists("USER_EXISTS", "taken"),
+                ApiError::already_exists(Reason::EmailAlreadyRegistered, "taken"),
                 409,
                 Some("uniqueness"),
             ),
             (
-                ApiError::failed_precondition("EMAIL_DOMAIN_NOT_VERIFIED", "x", "no"),
+                ApiError::failed_precondition(Reason::EmailDomainNotVerified, "x", "no"),
                 400,
                 None,
             ),
             (
-                ApiError::failed_precondition("OWNERSHIP_TRANSFER_REQUIRED", "x", "owner"),
+                ApiError::failed_precondition(Reason::OwnershipTransferRequired, "x", "owner"),
                 409,
                 None,
             ),
-            (ApiError::aborted("STALE_ETAG", "stale"), 412, None),
-            (ApiError::permission_denied("NO", "no"), 403, None),
-            (ApiError::unauthenticated("NO", "no"), 401, None),
-            (ApiError::unavailable("DOWN", "down"), 503, None),
-            (ApiError::new(Code::Unimplemented, "NO", "no"), 501, None),
+            (ApiError::aborted(Reason::EtagMismatch, "stale"), 412, None),
+            (
+                ApiError::permission_denied(Reason::InsufficientRole, "no"),
+                403,
+                None,
+            ),
+            (
+                ApiError::unauthenticated(Reason::InvalidToken, "no"),
+                401,
+                None,
+            ),
+            (
+                ApiError::unavailable(Reason::DatabaseUnavailable, "down"),
+                503,
+                None,
+            ),
+            (
+                ApiError::new(Code::Unimplemented, Reason::Internal, "no"),
+                501,
+                None,
+            ),
         ];
         for (api, status, scim_type) in cases {
             let e = ScimError::from(api);
@@ -340,7 +357,7 @@ mod tests {
     #[test]
     fn id_14_error_rate_limit_sends_retry_after_and_internal_hides_detail() {
         let e = ScimError::from(ApiError::rate_limited(
-            "SLOW_DOWN",
+            Reason::RateLimited,
             "slow",
             Duration::from_millis(1500),
         ));
@@ -352,7 +369,7 @@ mod tests {
         );
         let e = ScimError::from(ApiError::new(
             Code::DataLoss,
-            "X",
+            Reason::Internal,
             "table users at /var/secret",
         ));
         assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);

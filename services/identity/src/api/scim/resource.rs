@@ -274,7 +274,7 @@ pub(super) async fn patch<R: ScimResource>(
         match R::replace(&app, &r.principal, &id, input, current.version()).await {
             Ok(patched) => return Ok(respond_one(&r, &patched, StatusCode::OK)),
             Err(e)
-                if e.reason() == VERSION_MISMATCH
+                if e.error_reason() == VERSION_MISMATCH
                     && attempt < PATCH_ATTEMPTS
                     && !r.headers.contains_key(axum::http::header::IF_MATCH) => {}
             Err(e) => return Err(scim_error(e)),

@@ -86,7 +86,7 @@ pub(super) fn resource_response(
 /// The SCIM answer of a use case's refusal.
 pub(super) fn scim_error(e: ApiError) -> ScimError {
     let detail = e.message().to_owned();
-    match e.reason() {
+    match e.error_reason() {
         VERSION_MISMATCH => ScimError::precondition_failed(detail),
         _ => ScimError::from(e),
     }

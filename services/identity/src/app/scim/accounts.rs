@@ -16,9 +16,10 @@ use serde_json::Value;
 use super::ScimPrincipal;
 use crate::app::{App, new_id};
 use crate::store::entity::user;
+use orgplane_platform::error::Reason;
 
 /// Reason of the 409 when the address belongs to an account the organization cannot vouch for.
-pub const ACCOUNT_NOT_LINKABLE: &str = "SCIM_ACCOUNT_NOT_LINKABLE";
+pub const ACCOUNT_NOT_LINKABLE: Reason = Reason::ScimAccountNotLinkable;
 
 /// The domain of the placeholder address an account gets when a relaxed token provisions a
 /// `userName` that is no address: `.invalid` is reserved (RFC 2606), so it never resolves and
@@ -174,7 +175,7 @@ impl App {
             .map_err(|e| {
                 if orgplane_platform::db::is_unique_violation(&e) {
                     ApiError::aborted(
-                        "CONCURRENT_WRITE",
+                        Reason::ConcurrentWrite,
                         "the account was created meanwhile; retry",
                     )
                 } else {

@@ -19,11 +19,12 @@ use super::roles::{Touch, settle};
 use super::settings;
 use crate::app::{App, new_id};
 use crate::store::entity::{scim_group, scim_group_member, scim_user};
+use orgplane_platform::error::Reason;
 
 type Groups = scim_group::Entity;
 
 /// Reason of the 409 when `displayName` is taken in the organization.
-pub const GROUP_NAME_TAKEN: &str = "SCIM_GROUP_NAME_TAKEN";
+pub const GROUP_NAME_TAKEN: Reason = Reason::ScimGroupNameTaken;
 
 /// A Group as the client wrote it (POST or PUT, or the result of a PATCH).
 #[derive(Debug, Clone, Default)]

@@ -24,13 +24,14 @@ use super::roles::{Touch, role_of, settle};
 use super::settings;
 use crate::app::{App, new_id};
 use crate::store::entity::{scim_group, scim_group_member, scim_user};
+use orgplane_platform::error::Reason;
 
 type Users = scim_user::Entity;
 
 /// Reason of the 409 when `userName` is taken in the organization.
-pub const USER_NAME_TAKEN: &str = "SCIM_USER_NAME_TAKEN";
+pub const USER_NAME_TAKEN: Reason = Reason::ScimUserNameTaken;
 /// Reason of the 412 when `If-Match` (or a concurrent write) names another version.
-pub const VERSION_MISMATCH: &str = "SCIM_VERSION_MISMATCH";
+pub const VERSION_MISMATCH: Reason = Reason::ScimVersionMismatch;
 
 /// Attributes never stored with a resource: server-assigned (`id`, `meta`), read-only
 /// (`groups`) or secret (`password`).

@@ -1,18 +1,23 @@
-"""Stories 1 to 3 of Orgplane, driven by a Python client generated from proto/ with grpcio-tools.
+"""Stories 1 to 3 of Orgplane, driven by the Python client package (proto/clients/python).
 
-Run by tests/python/run.sh, which generates the client onto PYTHONPATH and starts orgplane.
-Environment: ORGPLANE_ADDR (host:port) and ORGPLANE_MAIL_DIR (where the .eml files land).
+Run by tests/clients/python.sh, which pip-installs the package (its build generates the
+`orgplane.*` modules from proto/ with grpcio-tools) and starts orgplane. Environment:
+ORGPLANE_ADDR (host:port) and ORGPLANE_MAIL_DIR (where the .eml files land).
 
 1. A business owner signs up, verifies by the mailed link, creates an organization (an
    unverified and a personal account are refused), edits it and sees the audit trail.
 2. They invite a developer, a billing person and an admin, who accept; the roles show up in the
-   workspace and billing services.
+   workspace and billing services (a workspace is created and everyone checks their access);
+   asking about someone else's access is refused.
 3. A security-minded owner enrolls an authenticator app (codes computed by pyotp, an
    independent RFC 6238 implementation), requires a second factor in their organization, is
    refused there with a password-only token (MFA_REQUIRED), and signs in again through the MFA
    challenge; a code used once is refused the second time.
-Refused calls are checked through their structured details: the google.rpc.Status in the
-`grpc-status-details-bin` trailer, with an ErrorInfo (reason, domain) and a BadRequest.
+Refused calls are checked through their structured details with the package's helpers: the
+google.rpc.Status in the `grpc-status-details-bin` trailer, its ErrorInfo reason read as an
+`orgplane.errors.v1.ErrorReason` value (`error_reason`), and BadRequest fields
+(`bad_request_fields`). The helpers' fallbacks (no status, another domain, a reason newer than
+the client) are checked first, offline.
 """
 
 import os
@@ -24,16 +29,18 @@ import uuid
 
 import grpc
 import pyotp
-from grpc_status import rpc_status
 from google.protobuf import field_mask_pb2
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 
-from orgplane.identity.v1 import identity_pb2 as idp, identity_pb2_grpc as idg
-from orgplane.organization.v1 import organization_pb2 as orgp, organization_pb2_grpc as orgg
+import orgplane_client
+from orgplane_client import ErrorReason, bad_request_fields, bearer, error_info, error_reason
+from orgplane.errors.v1 import errors_pb2 as reasons
+from orgplane.identity.v1 import identity_pb2 as idp
+from orgplane.organization.v1 import organization_pb2 as orgp
 from orgplane.organization.v1 import role_pb2
 from orgplane.organization.v1 import security_pb2 as secp
-from orgplane.workspace.v1 import workspace_pb2 as wsp, workspace_pb2_grpc as wsg
-from orgplane.billing.v1 import billing_pb2 as bp, billing_pb2_grpc as bg
+from orgplane.workspace.v1 import workspace_pb2 as wsp
+from orgplane.billing.v1 import billing_pb2 as bp
 
 ADDR = os.environ["ORGPLANE_ADDR"]
 MAIL_DIR = pathlib.Path(os.environ["ORGPLANE_MAIL_DIR"])
@@ -45,38 +52,66 @@ def email(name):
     return f"{name}.{RUN}@example.com"
 
 
-def bearer(token, revision=None):
-    md = [("authorization", f"Bearer {token}")]
-    if revision:
-        md.append(("x-min-organization-revision", str(revision)))
-    return md
-
-
-def error_info(err):
-    """The ErrorInfo of a refused call, from its google.rpc.Status details."""
-    status = rpc_status.from_call(err)
-    assert status is not None, f"no google.rpc.Status details: {err}"
-    assert status.code == err.code().value[0]
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info, status
-    raise AssertionError(f"no ErrorInfo in {status}")
-
-
 def refused(call, code, reason):
-    """Runs `call`, which must fail with `code` and ErrorInfo `reason`; returns the Status."""
+    """Runs `call`, which must fail with `code` and the ErrorReason value `reason` (for example
+    `reasons.EMAIL_NOT_VERIFIED`); returns the google.rpc.Status."""
     try:
         call()
     except grpc.RpcError as err:
         assert err.code() == code, f"{err.code()} != {code}: {err.details()}"
-        info, status = error_info(err)
-        assert info.domain == "orgplane.dev", info
-        assert info.reason == reason, f"{info.reason} != {reason}"
-        print(f"  refused as expected: {code.name} {info.reason}")
+        status = orgplane_client.status(err)
+        assert status is not None, f"no google.rpc.Status details: {err}"
+        assert status.code == err.code().value[0], status
+        got = error_reason(err)
+        assert got == reason, f"{ErrorReason.Name(got)} != {ErrorReason.Name(reason)} in {status}"
+        info = error_info(err)
+        assert info.domain == "orgplane.dev" and info.reason == ErrorReason.Name(reason), info
+        print(f"  refused as expected: {code.name} {ErrorReason.Name(got)}")
         return status
-    raise AssertionError(f"expected {code.name} {reason}")
+    raise AssertionError(f"expected {code.name} {ErrorReason.Name(reason)}")
+
+
+class FakeError(grpc.RpcError):
+    """A refused call as the helpers see it: a code and trailing metadata."""
+
+    def __init__(self, *infos, raw=None):
+        status = status_pb2.Status(code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message="no")
+        for info in infos:
+            status.details.add().Pack(info)
+        self.trailers = [] if raw == "none" else [
+            ("grpc-status-details-bin", raw if raw is not None else status.SerializeToString())
+        ]
+
+    def code(self):
+        return grpc.StatusCode.FAILED_PRECONDITION
+
+    def trailing_metadata(self):
+        return self.trailers
+
+
+def helpers_offline():
+    print("helpers: reasons as the enum, and their fallbacks")
+    info = error_details_pb2.ErrorInfo
+    assert error_reason(FakeError(info(reason="EMAIL_NOT_VERIFIED", domain="orgplane.dev"))) \
+        == reasons.EMAIL_NOT_VERIFIED
+    # Another domain's ErrorInfo first: the orgplane.dev one still wins.
+    assert error_reason(FakeError(info(reason="EMAIL_NOT_VERIFIED", domain="example.com"),
+                                  info(reason="MFA_REQUIRED", domain="orgplane.dev"))) \
+        == reasons.MFA_REQUIRED
+    unspecified = [
+        FakeError(info(reason="A_REASON_ADDED_LATER", domain="orgplane.dev")),  # newer server
+        FakeError(info(reason="EMAIL_NOT_VERIFIED", domain="example.com")),  # not ours
+        FakeError(),  # a status without ErrorInfo
+        FakeError(raw="none"),  # no status at all (a transport failure)
+        FakeError(raw=b"\xff\xff not a status"),  # garbage
+    ]
+    for err in unspecified:
+        assert error_reason(err) == reasons.ERROR_REASON_UNSPECIFIED, err.trailers
+    assert error_info(unspecified[0]).reason == "A_REASON_ADDED_LATER"
+    assert bad_request_fields(unspecified[3]) == []
+    assert bearer("t", min_organization_revision=7) == [
+        ("authorization", "Bearer t"), ("x-min-organization-revision", "7")]
+    print("  ok")
 
 
 def wait_serving(channel):
@@ -120,12 +155,8 @@ def mailed(to, pattern):
     raise AssertionError(f"no mail to {to} matching {pattern}")
 
 
-class Client:
-    def __init__(self, channel):
-        self.identity = idg.IdentityServiceStub(channel)
-        self.orgs = orgg.OrganizationServiceStub(channel)
-        self.workspaces = wsg.WorkspaceServiceStub(channel)
-        self.billing = bg.BillingAccessServiceStub(channel)
+class Client(orgplane_client.Client):
+    """The package's stubs, plus the steps every story repeats."""
 
     def sign_up(self, address, name, kind):
         user = self.identity.SignUp(
@@ -154,14 +185,9 @@ def story_1(c):
         raise AssertionError("a short password is refused")
     except grpc.RpcError as err:
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-        status = rpc_status.from_call(err)
-        fields = []
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                fields = [v.field for v in bad.field_violations]
-        assert "password" in fields, status
+        fields = bad_request_fields(err)
+        assert "password" in fields, orgplane_client.status(err)
+        assert error_reason(err) == reasons.INVALID_ARGUMENT, error_info(err)
         print(f"  refused as expected: INVALID_ARGUMENT, BadRequest fields {fields}")
 
     c.sign_up(owner, "Olivia Owner", idp.ACCOUNT_TYPE_BUSINESS)
@@ -169,23 +195,23 @@ def story_1(c):
     create = orgp.CreateOrganizationRequest(
         organization=orgp.Organization(name=f"Acme {RUN}", type=orgp.ORGANIZATION_TYPE_COMPANY)
     )
-    refused(lambda: c.orgs.CreateOrganization(create, metadata=bearer(token)),
-            grpc.StatusCode.FAILED_PRECONDITION, "EMAIL_NOT_VERIFIED")
+    refused(lambda: c.organizations.CreateOrganization(create, metadata=bearer(token)),
+            grpc.StatusCode.FAILED_PRECONDITION, reasons.EMAIL_NOT_VERIFIED)
 
     personal = email("pat")
     c.sign_up(personal, "Pat Personal", idp.ACCOUNT_TYPE_PERSONAL)
     c.verify(personal)
     _, personal_token = c.login(personal)
-    refused(lambda: c.orgs.CreateOrganization(create, metadata=bearer(personal_token)),
-            grpc.StatusCode.FAILED_PRECONDITION, "BUSINESS_ACCOUNT_REQUIRED")
+    refused(lambda: c.organizations.CreateOrganization(create, metadata=bearer(personal_token)),
+            grpc.StatusCode.FAILED_PRECONDITION, reasons.BUSINESS_ACCOUNT_REQUIRED)
 
     c.verify(owner)
-    created = c.orgs.CreateOrganization(create, metadata=bearer(token))
+    created = c.organizations.CreateOrganization(create, metadata=bearer(token))
     org = created.organization
     assert org.state == orgp.ORGANIZATION_STATE_ACTIVE and org.owner_user_id == owner_id
     print(f"  created {org.id} at revision {created.revision}")
 
-    updated = c.orgs.UpdateOrganization(
+    updated = c.organizations.UpdateOrganization(
         orgp.UpdateOrganizationRequest(
             organization=orgp.Organization(id=org.id, name=f"Acme Robotics {RUN}"),
             update_mask=field_mask_pb2.FieldMask(paths=["name"]),
@@ -195,7 +221,7 @@ def story_1(c):
     ).organization
     assert updated.name == f"Acme Robotics {RUN}"
     refused(
-        lambda: c.orgs.UpdateOrganization(
+        lambda: c.organizations.UpdateOrganization(
             orgp.UpdateOrganizationRequest(
                 organization=orgp.Organization(id=org.id, name="Stale"),
                 update_mask=field_mask_pb2.FieldMask(paths=["name"]),
@@ -203,9 +229,9 @@ def story_1(c):
             ),
             metadata=bearer(token),
         ),
-        grpc.StatusCode.ABORTED, "ETAG_MISMATCH",
+        grpc.StatusCode.ABORTED, reasons.ETAG_MISMATCH,
     )
-    audit = c.orgs.ListAuditEvents(
+    audit = c.organizations.ListAuditEvents(
         orgp.ListAuditEventsRequest(organization_id=org.id, page_size=100), metadata=bearer(token)
     ).audit_events
     actions = [e.action for e in audit]
@@ -224,19 +250,19 @@ def story_2(c, s):
         ("ada", role_pb2.ORG_ROLE_ADMIN, wsp.WORKSPACE_ROLE_ADMIN),
     ]
     for name, role, _ in people:
-        c.orgs.CreateInvite(
+        c.organizations.CreateInvite(
             orgp.CreateInviteRequest(organization_id=org_id,
                                      invite=orgp.Invite(email=email(name), role=role)),
             metadata=bearer(owner_token),
         )
     refused(
-        lambda: c.orgs.CreateInvite(
+        lambda: c.organizations.CreateInvite(
             orgp.CreateInviteRequest(organization_id=org_id,
                                      invite=orgp.Invite(email=email("dana"),
                                                         role=role_pb2.ORG_ROLE_USER)),
             metadata=bearer(owner_token),
         ),
-        grpc.StatusCode.ALREADY_EXISTS, "INVITE_ALREADY_PENDING",
+        grpc.StatusCode.ALREADY_EXISTS, reasons.INVITE_ALREADY_PENDING,
     )
     revision = s["revision"]
     members = {}
@@ -246,12 +272,12 @@ def story_2(c, s):
         c.verify(address)
         user_id, token = c.login(address)
         invite_id = mailed(address, r"/invites/(inv_\w+)")
-        accepted = c.orgs.AcceptInvite(orgp.AcceptInviteRequest(invite_id=invite_id),
+        accepted = c.organizations.AcceptInvite(orgp.AcceptInviteRequest(invite_id=invite_id),
                                        metadata=bearer(token))
         assert accepted.member.role == role
         revision = max(revision, accepted.revision)
         members[name] = (user_id, token)
-    listed = c.orgs.ListMembers(orgp.ListMembersRequest(organization_id=org_id),
+    listed = c.organizations.ListMembers(orgp.ListMembersRequest(organization_id=org_id),
                                 metadata=bearer(owner_token)).members
     assert [m.role for m in listed] == [role_pb2.ORG_ROLE_OWNER] + [r for _, r, _ in people], listed
 
@@ -285,20 +311,29 @@ def story_2(c, s):
         assert billing.allowed == (name != "dana"), (name, billing)
         print(f"  {name}: workspace role {wsp.WorkspaceRole.Name(default.role)}, "
               f"Research {'yes' if inherited.allowed else 'no'}, billing {billing.allowed}")
+    # A user may ask about their own access only.
+    refused(
+        lambda: c.workspaces.CheckAccess(
+            wsp.CheckAccessRequest(organization_id=org_id, workspace_id=research.id,
+                                   user_id=members["ada"][0], permission=wsp.PERMISSION_READ),
+            metadata=bearer(members["dana"][1]),
+        ),
+        grpc.StatusCode.PERMISSION_DENIED, reasons.CHECK_OWN_ACCESS_ONLY,
+    )
     # A developer reading billing: PERMISSION_DENIED with its reason.
     refused(
         lambda: c.billing.GetBillingAccount(bp.GetBillingAccountRequest(organization_id=org_id),
                                             metadata=bearer(members["dana"][1])),
-        grpc.StatusCode.PERMISSION_DENIED, "INSUFFICIENT_ROLE",
+        grpc.StatusCode.PERMISSION_DENIED, reasons.INSUFFICIENT_ROLE,
     )
     # Someone outside the organization learns nothing: NOT_FOUND.
     outsider = email("eve")
     c.sign_up(outsider, "Eve", idp.ACCOUNT_TYPE_BUSINESS)
     _, eve_token = c.login(outsider)
     refused(
-        lambda: c.orgs.GetOrganization(orgp.GetOrganizationRequest(organization_id=org_id),
+        lambda: c.organizations.GetOrganization(orgp.GetOrganizationRequest(organization_id=org_id),
                                        metadata=bearer(eve_token)),
-        grpc.StatusCode.NOT_FOUND, "NOT_FOUND",
+        grpc.StatusCode.NOT_FOUND, reasons.NOT_FOUND,
     )
 
 
@@ -308,7 +343,7 @@ def story_3(c):
     c.sign_up(address, "Sam Secure", idp.ACCOUNT_TYPE_BUSINESS)
     c.verify(address)
     _, password_only = c.login(address)
-    org = c.orgs.CreateOrganization(
+    org = c.organizations.CreateOrganization(
         orgp.CreateOrganizationRequest(organization=orgp.Organization(name=f"Secure {RUN}")),
         metadata=bearer(password_only),
     ).organization
@@ -329,7 +364,7 @@ def story_3(c):
     assert len(confirmed.recovery_codes) == 10
     with_factor = confirmed.tokens.access_token
 
-    policy = c.orgs.UpdateSecurityPolicy(
+    policy = c.organizations.UpdateSecurityPolicy(
         orgp.UpdateSecurityPolicyRequest(
             security_policy=secp.SecurityPolicy(
                 organization_id=org.id, mfa_requirement=secp.MFA_REQUIREMENT_REQUIRED
@@ -342,14 +377,14 @@ def story_3(c):
     status = refused(
         lambda: c.workspaces.ListWorkspaces(
             wsp.ListWorkspacesRequest(organization_id=org.id),
-            metadata=bearer(password_only, policy.revision),
+            metadata=bearer(password_only, min_organization_revision=policy.revision),
         ),
-        grpc.StatusCode.UNAUTHENTICATED, "MFA_REQUIRED",
+        grpc.StatusCode.UNAUTHENTICATED, reasons.MFA_REQUIRED,
     )
     print(f"  {status.message}")
     c.workspaces.ListWorkspaces(
         wsp.ListWorkspacesRequest(organization_id=org.id),
-        metadata=bearer(with_factor, policy.revision),
+        metadata=bearer(with_factor, min_organization_revision=policy.revision),
     )
 
     # Signing in again: a challenge, completed with the next code (the current one is used up).
@@ -360,7 +395,7 @@ def story_3(c):
         lambda: c.identity.VerifyMfaChallenge(
             idp.VerifyMfaChallengeRequest(challenge_id=login.mfa_challenge.challenge_id, totp_code=code)
         ),
-        grpc.StatusCode.UNAUTHENTICATED, "INVALID_MFA_CODE",
+        grpc.StatusCode.UNAUTHENTICATED, reasons.INVALID_MFA_CODE,
     )
     while totp.now() == code:
         time.sleep(0.5)
@@ -369,7 +404,7 @@ def story_3(c):
             challenge_id=login.mfa_challenge.challenge_id, totp_code=totp.now()
         )
     )
-    c.orgs.GetOrganization(
+    c.organizations.GetOrganization(
         orgp.GetOrganizationRequest(organization_id=org.id),
         metadata=bearer(signed_in.tokens.access_token),
     )
@@ -381,6 +416,7 @@ def story_3(c):
 
 
 def main():
+    helpers_offline()
     channel = grpc.insecure_channel(ADDR)
     wait_serving(channel)
     c = Client(channel)
