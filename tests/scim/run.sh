@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SCIM conformance run (rule ID-14, issue 17): installs the pinned tools of
-# tests/scim/requirements.txt into a virtualenv, generates the Python gRPC client from proto/ (as
-# tests/clients/python.sh does with the package), starts a fresh `orgplane all` on free gRPC and HTTP ports with SQLite
+# tests/scim/requirements.txt and the Python client package proto/clients/python into a virtualenv,
+# starts a fresh `orgplane all` on free gRPC and HTTP ports with SQLite
 # in a temporary directory, and runs tests/scim/conformance.py: scim2-tester's check_server()
 # (fails on any ERROR or CRITICAL result) and scim-sanity's probe (fails on a FAIL or ERROR it
 # does not list as a documented disagreement).
@@ -19,12 +19,9 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/scim/requirements.txt"
-
-mkdir -p "$work/gen"
-(cd "$root/proto" && "$venv/bin/python" -m grpc_tools.protoc -I . \
-  --python_out="$work/gen" --grpc_python_out="$work/gen" \
-  $(find orgplane -name '*.proto' | sort))
+# The tools, and the Orgplane client package (proto/clients/python) to set the server up with.
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/scim/requirements.txt" \
+  "$root/proto/clients/python"
 
 bin="${ORGPLANE_BIN:-}"
 if [ -z "$bin" ]; then
@@ -41,7 +38,7 @@ export ORGPLANE_MAIL_DIR="$work/data/mail"
 pid=$!
 
 status=0
-PYTHONPATH="$work/gen" "$venv/bin/python" "$root/tests/scim/conformance.py" || status=$?
+(cd "$work" && "$venv/bin/python" "$root/tests/scim/conformance.py") || status=$?
 if [ "$status" -ne 0 ]; then
   echo "--- orgplane log (last 50 lines)"
   tail -n 50 "$work/orgplane.log"
