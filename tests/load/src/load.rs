@@ -97,6 +97,88 @@ where
     stats_of(all, end.saturating_duration_since(measure_from), errors)
 }
 
+/// A scenario measured against its baseline in alternating slices (baseline first), so that a
+/// noisy moment on a shared machine moves one pair, not the result: the ratio reported is the
+/// median of the per-pair ratios, with their spread.
+#[derive(Debug, Clone, Default)]
+pub struct Paired {
+    /// Every baseline slice, merged.
+    pub baseline: Stats,
+    /// Every scenario slice, merged.
+    pub scenario: Stats,
+    /// scenario rate ÷ baseline rate, per pair, in the order measured.
+    pub ratios: Vec<f64>,
+}
+
+impl Paired {
+    /// The median of the per-pair ratios.
+    pub fn median(&self) -> f64 {
+        let mut r = self.ratios.clone();
+        r.sort_by(f64::total_cmp);
+        match r.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => r[n / 2],
+            n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+        }
+    }
+
+    /// The lowest and highest per-pair ratio.
+    pub fn spread(&self) -> (f64, f64) {
+        let lo = self.ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self
+            .ratios
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if self.ratios.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (lo, hi)
+        }
+    }
+}
+
+/// Measures `scenario` against `baseline` in `pairs` alternating slices of `slice` each, at
+/// `concurrency`: `warmup` before the first slice of each, a tenth of a slice before the others
+/// (enough to refill the pipeline, not counted).
+pub async fn paired<B, BFut, S, SFut>(
+    pairs: usize,
+    concurrency: usize,
+    warmup: Duration,
+    slice: Duration,
+    baseline: B,
+    scenario: S,
+) -> Paired
+where
+    B: Fn(usize, u64) -> BFut + Clone + Send + Sync + 'static,
+    BFut: Future<Output = bool> + Send + 'static,
+    S: Fn(usize, u64) -> SFut + Clone + Send + Sync + 'static,
+    SFut: Future<Output = bool> + Send + 'static,
+{
+    let mut out = Paired::default();
+    let (mut base_lat, mut scen_lat) = (Vec::new(), Vec::new());
+    for pair in 0..pairs.max(1) {
+        let warm = if pair == 0 { warmup } else { slice / 10 };
+        let b = run(concurrency, warm, slice, baseline.clone()).await;
+        let s = run(concurrency, warm, slice, scenario.clone()).await;
+        out.ratios.push(s.rate() / b.rate().max(1e-9));
+        for (merged, lat, one) in [
+            (&mut out.baseline, &mut base_lat, b),
+            (&mut out.scenario, &mut scen_lat, s),
+        ] {
+            merged.calls += one.calls;
+            merged.errors += one.errors;
+            merged.elapsed += one.elapsed;
+            lat.extend(one.latencies_us);
+        }
+    }
+    base_lat.sort_unstable();
+    scen_lat.sort_unstable();
+    out.baseline.latencies_us = base_lat;
+    out.scenario.latencies_us = scen_lat;
+    out
+}
+
 /// A small deterministic generator (xorshift64*), so that seeded data is the same every run.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);

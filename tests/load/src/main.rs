@@ -38,6 +38,9 @@ struct Args {
     /// Multiplies the big volumes (members, role changes); 1.0 = the issue's figures.
     #[arg(long, global = true)]
     scale: Option<f64>,
+    /// Write an SVG chart of the latency percentiles of every scenario to this file.
+    #[arg(long, global = true)]
+    plot: Option<std::path::PathBuf>,
     /// Measure without the tracing stack `orgplane` installs (by default it is installed as
     /// the binary has it, log lines to stderr at `warn` unless `RUST_LOG` is set).
     #[arg(long, global = true)]
@@ -82,6 +85,7 @@ fn plan(args: &Args, smoke: bool) -> Plan {
     Plan {
         duration: Duration::from_secs_f64(args.duration.unwrap_or(if smoke { 0.5 } else { 10.0 })),
         warmup: Duration::from_secs_f64(if smoke { 0.2 } else { 2.0 }),
+        pairs: if smoke { 2 } else { 5 },
         concurrency: args.concurrency,
         connections: 4,
         users: n(10_000.0, 50),
@@ -169,6 +173,22 @@ fn main() -> std::process::ExitCode {
     };
     match rt.block_on(run(&args, &names, &plan)) {
         Ok(rows) => {
+            if let Some(path) = &args.plot {
+                let backend = if args.postgres.is_some() {
+                    "PostgreSQL"
+                } else {
+                    "SQLite"
+                };
+                let title = format!(
+                    "orgplane-bench on {backend}, {} in flight",
+                    plan.concurrency
+                );
+                if let Err(e) = std::fs::write(path, plot_svg(&rows, &title)) {
+                    eprintln!("writing {}: {e}", path.display());
+                    return std::process::ExitCode::FAILURE;
+                }
+                eprintln!("plot written to {}", path.display());
+            }
             let failed = rows.iter().filter(|r| r.met == Some(false)).count();
             if plan.assert_goals && failed > 0 {
                 eprintln!("{failed} scenario(s) missed their goal");
@@ -303,6 +323,7 @@ async fn run(args: &Args, names: &[String], plan: &Plan) -> anyhow::Result<Vec<R
                 goal: "exec -> SERVING <= 1 s (fresh, migrations), idle RSS <= 60 MiB".into(),
                 met: Some(ms <= 1000.0 && mib <= 60.0),
                 note: format!("idle RSS {mib:.1} MiB; {loaded_note}"),
+                spread: None,
             },
             &mut rows,
         );
@@ -316,6 +337,10 @@ async fn run(args: &Args, names: &[String], plan: &Plan) -> anyhow::Result<Vec<R
 }
 
 fn json(r: &Row) -> String {
+    let (ratio_min, ratio_max, pairs) = match r.spread {
+        Some((lo, hi, n)) => (Some(lo), Some(hi), Some(n)),
+        None => (None, None, None),
+    };
     serde_json::json!({
         "scenario": r.scenario,
         "value": r.value,
@@ -327,6 +352,9 @@ fn json(r: &Row) -> String {
         "goal": r.goal,
         "met": r.met,
         "note": r.note,
+        "ratio_min": ratio_min,
+        "ratio_max": ratio_max,
+        "pairs": pairs,
     })
     .to_string()
 }
@@ -356,6 +384,64 @@ fn table_line(r: &Row) -> String {
         met,
         r.goal,
         "",
-        r.note
+        match r.spread {
+            Some((lo, hi, n)) => format!(
+                "ratio = median of {n} alternating pairs, spread {lo:.3}..{hi:.3}; {}",
+                r.note
+            ),
+            None => r.note.clone(),
+        }
     )
+}
+
+/// An SVG bar chart of the p50 and p99 latencies of every row that has them (log scale, µs):
+/// the picture of a run, written with `--plot` next to its JSON.
+fn plot_svg(rows: &[Row], title: &str) -> String {
+    let rows: Vec<&Row> = rows.iter().filter(|r| r.p99_us > 0).collect();
+    let (left, bar, gap, width) = (190.0, 14.0, 12.0, 760.0);
+    let height = 70.0 + rows.len() as f64 * (2.0 * bar + gap) + 40.0;
+    let max = rows.iter().map(|r| r.p99_us).max().unwrap_or(1).max(10) as f64;
+    let decades = max.log10().ceil().max(1.0);
+    let x = |us: u64| left + (us.max(1) as f64).log10() / decades * (width - left - 20.0);
+    let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;");
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\">{}</text>\n\
+         <text x=\"10\" y=\"42\" fill=\"#555\">latency per call, µs (log scale): p50 light, p99 dark</text>\n",
+        esc(title)
+    );
+    for d in 0..=decades as u32 {
+        let us = 10u64.pow(d);
+        let gx = x(us);
+        svg.push_str(&format!(
+            "<line x1=\"{gx:.1}\" y1=\"55\" x2=\"{gx:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{gx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#555\">{us}</text>\n",
+            height - 30.0,
+            height - 14.0
+        ));
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y = 60.0 + i as f64 * (2.0 * bar + gap);
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n\
+             <rect x=\"{left}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bar}\" fill=\"#9ecae1\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n\
+             <rect x=\"{left}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bar}\" fill=\"#3182bd\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+            left - 8.0,
+            y + bar + 4.0,
+            esc(&r.scenario),
+            x(r.p50_us) - left,
+            x(r.p50_us) + 4.0,
+            y + bar - 3.0,
+            r.p50_us,
+            y + bar,
+            x(r.p99_us) - left,
+            x(r.p99_us) + 4.0,
+            y + 2.0 * bar - 3.0,
+            r.p99_us,
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
 }

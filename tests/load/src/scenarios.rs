@@ -43,6 +43,9 @@ pub struct Row {
     pub met: Option<bool>,
     /// What else the figures say.
     pub note: String,
+    /// For a ratio measured in alternating pairs: the lowest and highest per-pair ratio (the
+    /// `ratio` is their median) and the number of pairs.
+    pub spread: Option<(f64, f64, usize)>,
 }
 
 /// Sizes and times of a run.
@@ -52,6 +55,9 @@ pub struct Plan {
     pub duration: Duration,
     /// Warm-up before each.
     pub warmup: Duration,
+    /// Alternating baseline/scenario pairs a ratio is measured in (each slice is
+    /// `duration / pairs`).
+    pub pairs: usize,
     /// Calls in flight.
     pub concurrency: usize,
     /// HTTP/2 connections the load is spread over.
@@ -172,31 +178,25 @@ pub async fn seed_world(rig: Rig, plan: &Plan) -> anyhow::Result<World> {
     })
 }
 
-/// The echo baseline at `plan`'s concurrency.
-pub async fn echo_baseline(plan: &Plan) -> anyhow::Result<Stats> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_client::HealthClient;
-    let stop = CancellationToken::new();
-    let addr = crate::baseline::start(stop.clone()).await?;
-    let channels = Arc::new(connect(&format!("http://{addr}"), plan.connections).await?);
-    let stats = load::run(
-        plan.concurrency,
-        plan.warmup,
-        plan.duration,
-        move |task, _| {
-            let mut c = HealthClient::new(channels[task % channels.len()].clone());
-            async move {
-                c.check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .is_ok()
-            }
-        },
-    )
-    .await;
-    stop.cancel();
-    Ok(stats)
+/// The echo baseline: a bare tonic server answering `grpc.health.v1.Health/Check` (stopped with
+/// `stop`), and connections to it, as many as Orgplane's load uses.
+pub async fn echo_baseline(
+    plan: &Plan,
+    stop: CancellationToken,
+) -> anyhow::Result<Arc<Vec<Channel>>> {
+    let addr = crate::baseline::start(stop).await?;
+    Ok(Arc::new(
+        connect(&format!("http://{addr}"), plan.connections).await?,
+    ))
+}
+
+/// A row for a ratio measured in alternating pairs: the median ratio, with its spread.
+fn paired_row(scenario: &str, p: &load::Paired, goal: &str, met: bool) -> Row {
+    let mut row = throughput_row(scenario, &p.scenario, &p.baseline, goal, met);
+    row.ratio = p.median();
+    let (lo, hi) = p.spread();
+    row.spread = Some((lo, hi, p.ratios.len()));
+    row
 }
 
 fn throughput_row(scenario: &str, s: &Stats, base: &Stats, goal: &str, met: bool) -> Row {
@@ -216,6 +216,7 @@ fn throughput_row(scenario: &str, s: &Stats, base: &Stats, goal: &str, met: bool
             base.quantile_us(0.99),
             s.errors
         ),
+        spread: None,
     }
 }
 
@@ -253,34 +254,51 @@ pub async fn check_access(world: &World, plan: &Plan) -> anyhow::Result<Row> {
             "check_access: seeded user is not allowed: {answer:?}"
         ));
     }
-    let base = echo_baseline(plan).await?;
+    let stop = CancellationToken::new();
+    let echo_channels = echo_baseline(plan, stop.clone()).await?;
+    // Built like the CheckAccess call below (no boxing), so that both sides pay the same.
+    let echo = move |task: usize, _| {
+        let mut c = tonic_health::pb::health_client::HealthClient::new(
+            echo_channels[task % echo_channels.len()].clone(),
+        );
+        async move {
+            c.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+        }
+    };
     let calls = Arc::new(calls);
     let channels = Arc::new(world.rig.channels.clone());
-    let s = load::run(
+    let check = move |task: usize, k: u64| {
+        let (msg, token) = calls[(task * 7919 + k as usize) % calls.len()].clone();
+        let mut c = ws_api::workspace_service_client::WorkspaceServiceClient::new(
+            channels[task % channels.len()].clone(),
+        );
+        async move {
+            let mut req = tonic::Request::new(msg);
+            req.metadata_mut().insert("authorization", token);
+            matches!(c.check_access(req).await, Ok(r) if r.get_ref().allowed)
+        }
+    };
+    let p = load::paired(
+        plan.pairs,
         plan.concurrency,
         plan.warmup,
-        plan.duration,
-        move |task, k| {
-            let (msg, token) = calls[(task * 7919 + k as usize) % calls.len()].clone();
-            let mut c = ws_api::workspace_service_client::WorkspaceServiceClient::new(
-                channels[task % channels.len()].clone(),
-            );
-            async move {
-                let mut req = tonic::Request::new(msg);
-                req.metadata_mut().insert("authorization", token);
-                matches!(c.check_access(req).await, Ok(r) if r.get_ref().allowed)
-            }
-        },
+        plan.duration / plan.pairs.max(1) as u32,
+        echo,
+        check,
     )
     .await;
-    let ratio = s.rate() / base.rate().max(1e-9);
+    stop.cancel();
+    let (s, base) = (&p.scenario, &p.baseline);
     let p99_ok = s.quantile_us(0.99) <= 2 * base.quantile_us(0.99).max(1);
-    let mut row = throughput_row(
+    let mut row = paired_row(
         "check_access",
-        &s,
-        &base,
+        &p,
         "ratio >= 0.60 and p99 <= 2x echo p99",
-        ratio >= 0.60 && p99_ok && s.errors == 0,
+        p.median() >= 0.60 && p99_ok && s.errors == 0,
     );
     row.note = format!(
         "{}; {} users in {} workspaces, {} distinct tokens, {} in flight",
@@ -387,40 +405,42 @@ pub async fn auth_overhead(world: &World, plan: &Plan) -> anyhow::Result<Row> {
         calls.push((check_request(&world.org, &ws, &user), token));
     }
     let calls = Arc::new(calls);
-    let mut results = Vec::new();
+    let mut sides = Vec::new();
     for (url, send_token) in [(without, false), (with, true)] {
         let channels = Arc::new(connect(&url, plan.connections).await?);
         let calls = calls.clone();
-        let s = load::run(
-            plan.concurrency,
-            plan.warmup,
-            plan.duration,
-            move |task, k| {
-                let (msg, token) = calls[(task * 7919 + k as usize) % calls.len()].clone();
-                let mut c = ws_api::workspace_service_client::WorkspaceServiceClient::new(
-                    channels[task % channels.len()].clone(),
-                );
-                async move {
-                    let mut req = tonic::Request::new(msg);
-                    if send_token {
-                        req.metadata_mut().insert("authorization", token);
-                    }
-                    matches!(c.check_access(req).await, Ok(r) if r.get_ref().allowed)
+        sides.push(move |task: usize, k: u64| {
+            let (msg, token) = calls[(task * 7919 + k as usize) % calls.len()].clone();
+            let mut c = ws_api::workspace_service_client::WorkspaceServiceClient::new(
+                channels[task % channels.len()].clone(),
+            );
+            async move {
+                let mut req = tonic::Request::new(msg);
+                if send_token {
+                    req.metadata_mut().insert("authorization", token);
                 }
-            },
-        )
-        .await;
-        results.push(s);
+                matches!(c.check_access(req).await, Ok(r) if r.get_ref().allowed)
+            }
+        });
     }
+    let with_auth = sides.pop().ok_or_else(|| anyhow!("two sides"))?;
+    let without_auth = sides.pop().ok_or_else(|| anyhow!("two sides"))?;
+    let p = load::paired(
+        plan.pairs,
+        plan.concurrency,
+        plan.warmup,
+        plan.duration / plan.pairs.max(1) as u32,
+        without_auth,
+        with_auth,
+    )
+    .await;
     stop.cancel();
-    let (base, s) = (&results[0], &results[1]);
-    let ratio = s.rate() / base.rate().max(1e-9);
-    let mut row = throughput_row(
+    let (s, base) = (&p.scenario, &p.baseline);
+    let mut row = paired_row(
         "auth_overhead",
-        s,
-        base,
+        &p,
         "ratio >= 0.85",
-        ratio >= 0.85 && s.errors == 0,
+        p.median() >= 0.85 && s.errors == 0,
     );
     row.note = format!(
         "baseline = same CheckAccess without the auth layer (p50 {}us p99 {}us); {} errors",
@@ -541,6 +561,7 @@ pub async fn role_propagation(world: &World, plan: &Plan, label: &str) -> anyhow
             applied.as_secs_f64(),
             plan.burst as f64 / applied.as_secs_f64().max(1e-9)
         ),
+        spread: None,
     })
 }
 
@@ -655,6 +676,7 @@ pub async fn list_members_scale(world: &World, plan: &Plan) -> anyhow::Result<Ro
             ratios[1],
             ratios[2]
         ),
+        spread: None,
     })
 }
 
@@ -775,6 +797,7 @@ pub async fn login(world: &World, plan: &Plan) -> anyhow::Result<Row> {
             rss_settled / 1024,
             s.errors
         ),
+        spread: None,
     })
 }
 
@@ -893,6 +916,7 @@ pub async fn usage_ingest_and_report(world: &World, plan: &Plan) -> anyhow::Resu
             plan.duration.as_secs_f64(),
             ingest.quantile_us(0.5) / 1000
         ),
+        spread: None,
     })
 }
 
