@@ -140,8 +140,10 @@ const (
 	// through its SSO connection. Metadata: `organization_id`.
 	ErrorReason_SSO_REQUIRED ErrorReason = 44
 	// UNAUTHENTICATED: a sensitive action needs a fresh sign-in (ID-6) or a
-	// stronger one (risk-based step-up). Metadata: `required` (what to
-	// present), `signals` (the risk signals seen), `organization_id`.
+	// stronger one (risk-based step-up, ID-12); call Reauthenticate. Metadata:
+	// `required` (`password` or `second_factor`), `max_age_seconds`, `signals`
+	// (comma-separated risk signals seen) and, in an organization,
+	// `organization_id`.
 	ErrorReason_REAUTHENTICATION_REQUIRED ErrorReason = 45
 	// UNAUTHENTICATED: unknown address or wrong password (one answer for both,
 	// ID-3), or a wrong password on reauthentication.
