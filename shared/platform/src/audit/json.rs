@@ -1,37 +1,17 @@
 //! Audit record images: resources as canonical proto3 JSON, and JSON as `google.protobuf.Struct`
 //! for the API.
 
-use std::sync::OnceLock;
-
 use orgplane_proto::audit::v1::AuditEvent;
-use prost_reflect::{DescriptorPool, DynamicMessage};
 
 use super::row;
 
-/// Every Orgplane message's descriptor, decoded once from the descriptor set reflection serves.
-fn pool() -> Option<&'static DescriptorPool> {
-    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(orgplane_proto::FILE_DESCRIPTOR_SET)
-            .map_err(|e| tracing::error!(error = %e, "cannot decode the descriptor set"))
-            .ok()
-    })
-    .as_ref()
-}
-
-/// `message` as canonical proto3 JSON (lowerCamelCase field names, enum value names,
-/// RFC 3339 timestamps, default values left out): what `grpcurl` and every generated client
-/// print for the same message. `null` only if the message is not an Orgplane message.
+/// `message` as canonical proto3 JSON ([`orgplane_proto::proto_json`]); `null`, logged, if it
+/// is not an Orgplane message.
 pub fn proto_json<M: prost::Message + prost::Name>(message: &M) -> serde_json::Value {
-    let Some(descriptor) = pool().and_then(|p| p.get_message_by_name(&M::full_name())) else {
+    orgplane_proto::proto_json(message).unwrap_or_else(|| {
         tracing::error!(message = %M::full_name(), "no descriptor for an audited message");
-        return serde_json::Value::Null;
-    };
-    let bytes = message.encode_to_vec();
-    DynamicMessage::decode(descriptor, bytes.as_slice())
-        .ok()
-        .and_then(|dynamic| serde_json::to_value(&dynamic).ok())
-        .unwrap_or(serde_json::Value::Null)
+        serde_json::Value::Null
+    })
 }
 
 /// Converts JSON into a `google.protobuf.Value` kind.
