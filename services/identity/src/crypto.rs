@@ -185,8 +185,15 @@ impl PasswordHasherPool {
     pub fn new(memory_kib: u32, iterations: u32, parallel: usize) -> ApiResult<Self> {
         let params = Params::new(memory_kib, iterations, 1, None).map_err(ApiError::internal)?;
         let memory = Arc::new(Memory::new(params.block_count()));
+        // The dummy is computed in an area of its own, freed at once (an allocation this large
+        // is a mapping glibc returns): a process that never signs anyone in keeps no argon2
+        // memory; the pool's areas are made by the first computations that need them.
         let random: [u8; 32] = rand::random();
-        let dummy = hash_blocking(&params, &memory, &URL_SAFE_NO_PAD.encode(random))?;
+        let dummy = hash_blocking(
+            &params,
+            &Memory::new(params.block_count()),
+            &URL_SAFE_NO_PAD.encode(random),
+        )?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
@@ -476,6 +483,22 @@ mod tests {
             pool.peak_computing() <= 2,
             "{} argon2id computations at once",
             pool.peak_computing()
+        );
+    }
+
+    #[tokio::test]
+    async fn id_3_a_new_pool_keeps_no_argon2_memory_until_it_hashes() {
+        let pool = PasswordHasherPool::new(1024, OWASP_ITERATIONS, 2).unwrap();
+        assert_eq!(pool.memory().areas(), 0, "the dummy's area is not kept");
+        let stored = pool.hash("hunter2 hunter2").await.unwrap();
+        assert_eq!(pool.memory().areas(), 1);
+        assert!(pool.verify("hunter2 hunter2", &stored).await.unwrap());
+        // Unknown accounts verify against the dummy, which still matches nothing.
+        assert!(!pool.verify("hunter2 hunter2", "").await.unwrap());
+        assert_eq!(
+            pool.memory().areas(),
+            1,
+            "one computation at a time, one area"
         );
     }
 
