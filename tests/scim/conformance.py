@@ -20,7 +20,6 @@ import collections
 import json
 import os
 import pathlib
-import re
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from scim2_tester import Status, check_server
 from orgplane.identity.v1 import identity_pb2 as idp, identity_pb2_grpc as idg
 from orgplane.identity.v1 import scim_pb2
 from orgplane.organization.v1 import organization_pb2 as orgp, organization_pb2_grpc as orgg
+from orgplane_client import testing
 
 ADDR = os.environ["ORGPLANE_ADDR"]
 BASE_URL = f"http://{os.environ['ORGPLANE_HTTP_ADDR']}/scim/v2"
@@ -57,17 +57,7 @@ FAILING = {Status.ERROR, Status.CRITICAL}
 
 def mailed(to, pattern):
     """The first group of `pattern` in the newest mail to `to`."""
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        mails = sorted(MAIL_DIR.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for path in mails:
-            text = path.read_text(errors="replace")
-            if re.search(rf"^To: .*{re.escape(to)}", text, re.M):
-                m = re.search(pattern, text)
-                if m:
-                    return m.group(1)
-        time.sleep(0.1)
-    raise AssertionError(f"no mail to {to} matching {pattern}")
+    return testing.mailed(MAIL_DIR, to, pattern, timeout=15)
 
 
 def wait_http_ready():

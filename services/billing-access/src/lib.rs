@@ -1,13 +1,16 @@
-//! The billing-access service: who may see billing, billing accounts, usage ingestion, and usage and cost reports (rules BILL-1 … BILL-5).
+//! The billing-access service: who may see billing, billing accounts (per organization and per
+//! managed account), usage ingestion, and usage and cost reports (rules BILL-1 … BILL-6).
 //!
 //! - [`api`]: the gRPC adapter (handlers, proto conversion, calls to other services);
 //! - [`app`]: the use cases as a plain Rust API ([`app::Billing`]);
 //! - [`domain`]: pure rules and the service's [`domain::Error`];
 //! - [`store`]: entities, report queries, migrations;
 //! - [`sync`]: the organization and workspace event handlers. Roles come only from the
-//!   organization service's events (BILL-1), which also create billing accounts (BILL-2) and
-//!   purge an organization's billing data (BILL-5); ended sessions come from identity's events
-//!   through the shared revocation consumer.
+//!   organization service's events (BILL-1), which also create billing accounts (BILL-2), keep
+//!   managed accounts and their billing accounts (BILL-6), purge an organization's billing
+//!   data (BILL-5) and re-attribute a merged organization's billing data to the prime (ORG-15,
+//!   [`app::merge`]); ended sessions come from identity's events through the shared revocation
+//!   consumer.
 
 pub mod api;
 pub mod app;

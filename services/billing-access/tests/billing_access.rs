@@ -11,8 +11,18 @@ mod support;
 mod access;
 #[path = "billing_access/accounts.rs"]
 mod accounts;
+#[path = "billing_access/merge.rs"]
+mod merge;
+#[path = "billing_access/merge_access.rs"]
+mod merge_access;
+#[path = "billing_access/merge_reports.rs"]
+mod merge_reports;
 #[path = "billing_access/migration.rs"]
 mod migration;
+#[path = "billing_access/per_account.rs"]
+mod per_account;
+#[path = "billing_access/per_account_usage.rs"]
+mod per_account_usage;
 #[path = "billing_access/policy.rs"]
 mod policy;
 #[path = "billing_access/property.rs"]
@@ -21,6 +31,8 @@ mod property;
 mod purge;
 #[path = "billing_access/reports.rs"]
 mod reports;
+#[path = "billing_access/rolling_update.rs"]
+mod rolling_update;
 #[path = "billing_access/sweep.rs"]
 mod sweep;
 #[path = "billing_access/usage.rs"]

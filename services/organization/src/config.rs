@@ -15,6 +15,40 @@ const DOMAIN_CHALLENGE_PREFIX: &str = "_orgplane-challenge";
 const DOMAIN_CHECK_INTERVAL_SECS: u64 = 10;
 const DNS_TIMEOUT_MS: u64 = 5000;
 const BRANDING_NAME: &str = "Orgplane";
+const MAX_ACCOUNTS: u64 = 10;
+const MAX_SUBACCOUNTS: u64 = 1000;
+const MERGE_MAX_ACTIVE_WORKSPACES: u64 = 100;
+
+/// One organization's own account limit (rule ACC-1): `ORG_ID=N` on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountLimit {
+    /// The organization.
+    pub organization_id: String,
+    /// Its most open top-level accounts (pending imports included).
+    pub max: u64,
+}
+
+impl std::str::FromStr for AccountLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (org, n) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected ORG_ID=N"))?;
+        let org = org.trim();
+        if org.is_empty() {
+            return Err(format!("{s:?}: expected ORG_ID=N"));
+        }
+        let max = n
+            .trim()
+            .parse()
+            .map_err(|e| format!("{s:?}: the limit is not a number ({e})"))?;
+        Ok(Self {
+            organization_id: org.to_owned(),
+            max,
+        })
+    }
+}
 
 /// The service's own settings. Every flag starts with `organization-` so that it cannot clash
 /// with another service's.
@@ -143,6 +177,42 @@ pub struct Config {
     )]
     pub branding_mail_sender_name: String,
 
+    /// The most open top-level accounts an organization may hold, pending imports included
+    /// (rule ACC-1); closed accounts and subaccounts do not count.
+    #[arg(
+        long = "organization-max-accounts",
+        env = "ORGPLANE_ORGANIZATION_MAX_ACCOUNTS",
+        default_value_t = MAX_ACCOUNTS
+    )]
+    pub max_accounts: u64,
+
+    /// One organization's own account limit instead of `--organization-max-accounts`, as
+    /// `ORG_ID=N`; repeat the flag (or separate with commas) for several organizations.
+    #[arg(
+        long = "organization-max-accounts-override",
+        env = "ORGPLANE_ORGANIZATION_MAX_ACCOUNTS_OVERRIDE",
+        value_delimiter = ','
+    )]
+    pub max_accounts_overrides: Vec<AccountLimit>,
+
+    /// The most open subaccounts one account may hold (rule ACC-4).
+    #[arg(
+        long = "organization-max-subaccounts",
+        env = "ORGPLANE_ORGANIZATION_MAX_SUBACCOUNTS",
+        default_value_t = MAX_SUBACCOUNTS
+    )]
+    pub max_subaccounts: u64,
+
+    /// The most active workspaces an organization may hold (rule WS-1), as a merge (rule
+    /// ORG-15) checks it: keep it equal to the workspace service's
+    /// `--workspace-max-active-per-org` (default 100).
+    #[arg(
+        long = "organization-merge-max-active-workspaces",
+        env = "ORGPLANE_ORGANIZATION_MERGE_MAX_ACTIVE_WORKSPACES",
+        default_value_t = MERGE_MAX_ACTIVE_WORKSPACES
+    )]
+    pub merge_max_active_workspaces: u64,
+
     /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
     /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
     #[arg(
@@ -152,6 +222,17 @@ pub struct Config {
         hide = true
     )]
     pub clock_offset_secs: i64,
+}
+
+impl Config {
+    /// The account limit of `organization_id` (rule ACC-1): its override, else the default.
+    pub fn max_accounts_of(&self, organization_id: &str) -> u64 {
+        self.max_accounts_overrides
+            .iter()
+            .rev()
+            .find(|o| o.organization_id == organization_id)
+            .map_or(self.max_accounts, |o| o.max)
+    }
 }
 
 impl Default for Config {
@@ -172,6 +253,10 @@ impl Default for Config {
             dns_timeout_ms: DNS_TIMEOUT_MS,
             branding_display_name: BRANDING_NAME.to_owned(),
             branding_mail_sender_name: BRANDING_NAME.to_owned(),
+            max_accounts: MAX_ACCOUNTS,
+            max_accounts_overrides: Vec::new(),
+            max_subaccounts: MAX_SUBACCOUNTS,
+            merge_max_active_workspaces: MERGE_MAX_ACTIVE_WORKSPACES,
         }
     }
 }
@@ -192,6 +277,23 @@ impl Clock for ShiftedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acc_1_account_limit_overrides_parse_and_apply() {
+        let c = Config {
+            max_accounts_overrides: vec![
+                "org_a=3".parse().unwrap(),
+                " org_b = 50 ".parse().unwrap(),
+            ],
+            ..Config::default()
+        };
+        assert_eq!(c.max_accounts_of("org_a"), 3);
+        assert_eq!(c.max_accounts_of("org_b"), 50);
+        assert_eq!(c.max_accounts_of("org_c"), MAX_ACCOUNTS);
+        assert!("org_a".parse::<AccountLimit>().is_err());
+        assert!("=3".parse::<AccountLimit>().is_err());
+        assert!("org_a=x".parse::<AccountLimit>().is_err());
+    }
 
     #[test]
     fn the_clock_offset_shifts_the_runtime_clock() {

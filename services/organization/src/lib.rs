@@ -1,5 +1,5 @@
 //! The organization service: organizations, members and their roles, ownership, invites, units,
-//! verified domains and the audit log — the source of truth for org roles (rules ORG-1 …
+//! verified domains, accounts (`AccountService`, rules ACC-1 … ACC-5) and the audit log — the source of truth for org roles (rules ORG-1 …
 //! ORG-16).
 //!
 //! Layout: [`api`] (the gRPC adapter: `Call` + decode → use case → encode, and the clients of
@@ -28,11 +28,12 @@ use orgplane_platform::limit_messages;
 use orgplane_platform::mail::Mailer;
 use orgplane_platform::server::GrpcServer;
 use orgplane_proto::events::v1::Producer;
+use orgplane_proto::organization::v1::account_service_server::AccountServiceServer;
 use orgplane_proto::organization::v1::organization_service_server::OrganizationServiceServer;
 use sea_orm::{DatabaseConnection, DbErr};
 use tonic::server::NamedService;
 
-pub use crate::api::OrganizationApi;
+pub use crate::api::{AccountApi, OrganizationApi};
 pub use crate::config::Config;
 pub use crate::store::migration;
 
@@ -159,10 +160,16 @@ impl ServiceModule for Organization {
         let api = OrganizationApi::new(self.app.clone());
         let service = limit_messages!(OrganizationServiceServer::new(api), server.config());
         server.add_service(service).await;
+        let accounts = AccountApi::new(self.app.clone());
+        let service = limit_messages!(AccountServiceServer::new(accounts), server.config());
+        server.add_service(service).await;
     }
 
     fn grpc_services(&self) -> Vec<&'static str> {
-        vec![<OrganizationServiceServer<OrganizationApi> as NamedService>::NAME]
+        vec![
+            <OrganizationServiceServer<OrganizationApi> as NamedService>::NAME,
+            <AccountServiceServer<AccountApi> as NamedService>::NAME,
+        ]
     }
 
     fn outbox(&self) -> Option<Outbox> {

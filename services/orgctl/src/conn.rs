@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient;
 use orgplane_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use orgplane_proto::organization::v1::account_service_client::AccountServiceClient;
 use orgplane_proto::organization::v1::organization_service_client::OrganizationServiceClient;
 use orgplane_proto::workspace::v1::workspace_service_client::WorkspaceServiceClient;
 
@@ -229,6 +230,11 @@ impl Api {
     /// The organization service's client.
     pub fn organization(&self) -> OrganizationServiceClient<Channel> {
         OrganizationServiceClient::new(self.channel.clone())
+    }
+
+    /// The organization service's account client (rules ACC-1 … ACC-5).
+    pub fn accounts(&self) -> AccountServiceClient<Channel> {
+        AccountServiceClient::new(self.channel.clone())
     }
 
     /// The workspace service's client.

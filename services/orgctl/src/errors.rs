@@ -292,6 +292,37 @@ pub fn hint(code: Code, reason: Option<&str>) -> Option<&'static str> {
         R::SecretAlreadyReturned => {
             "the key exists but its secret cannot be shown again: revoke it and create another"
         }
+        R::MergeConflicts => {
+            "resolve the blocking conflicts first: `orgctl org merge PRIME CANDIDATE --preview` lists them"
+        }
+        R::MergePrimeDomainNotVerified | R::MergeOwnerNotInPrimeDomain => {
+            "the prime organization needs a verified domain that holds your address"
+        }
+        R::MergeCandidateHasVerifiedDomain => {
+            "delete the candidate's verified domain first (it would compete with the prime's)"
+        }
+        R::AccountLimitReached => {
+            "close an account you no longer need (`orgctl accounts close`), or ask the operator to raise the organization's limit"
+        }
+        R::SubaccountLimitReached => "close a subaccount you no longer need",
+        R::AccountOwnerNotManaged => {
+            "accounts belong to members: invite the new owner first (`orgctl invites create`)"
+        }
+        R::AccountNotManaged => {
+            "the organization does not manage this account; only its home organization may change it (`orgctl accounts get ID`)"
+        }
+        R::AccountHasSubaccounts => {
+            "close its subaccounts first (`orgctl accounts subaccounts list ID`)"
+        }
+        R::AccountImportNotPending => {
+            "there is no pending import of this account into that organization: ask its administrators to import it"
+        }
+        R::AccountIsSubaccount => {
+            "subaccounts move and hold nothing on their own: use the parent account"
+        }
+        R::EmailDomainNotVerified => {
+            "the address's domain must be a verified domain of the organization first"
+        }
         R::ModelPriceMissing => {
             "the server's price table lacks a model used in the range (`--billing-price-table`)"
         }

@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "story/accounts.rs"]
+mod accounts;
 mod support;
 
 use std::process::{Command, Stdio};
@@ -440,6 +442,8 @@ fn the_readme_story_with_orgctl() {
     assert!(usage.is_object(), "{usage}");
     let cost = ctl.json(&["billing", "cost"]);
     assert!(cost.is_object(), "{cost}");
+
+    accounts::story(&ctl, &org, &dana_id);
 
     // Dana, a developer, may not read the billing reports.
     let err = ctl.fails(

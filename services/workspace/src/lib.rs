@@ -111,6 +111,7 @@ impl ServiceModule for Workspace {
                     replica.clone(),
                     memory.clone(),
                     audit.clone(),
+                    outbox.clone(),
                 )),
             )
             .await?;

@@ -11,6 +11,8 @@ mod rig;
 mod access;
 #[path = "workspace/members.rs"]
 mod members;
+#[path = "workspace/merge.rs"]
+mod merge;
 #[path = "workspace/policy.rs"]
 mod policy;
 #[path = "workspace/replica.rs"]

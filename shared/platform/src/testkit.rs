@@ -431,3 +431,43 @@ impl ApiKeyResolver for FakeApiKeys {
         })
     }
 }
+
+/// A member moved by a merge in a test event: (user, role in the candidate, role in the prime
+/// before, role in the prime after).
+pub type MemberMove<'a> = (
+    &'a str,
+    orgplane_proto::organization::v1::OrgRole,
+    orgplane_proto::organization::v1::OrgRole,
+    orgplane_proto::organization::v1::OrgRole,
+);
+
+/// The `OrganizationsMerged` payload of `candidate` (owned by `owner`) into `prime`, moving
+/// `members` and listing the planned `workspaces` and `accounts` (rule ORG-15): what the
+/// consumers' tests feed their services through a fake organization producer.
+pub fn organizations_merged(
+    prime: &str,
+    candidate: &str,
+    owner: &str,
+    members: &[MemberMove<'_>],
+    workspaces: &[&str],
+    accounts: &[&str],
+) -> orgplane_proto::events::v1::event::Payload {
+    use orgplane_proto::events::v1::OrganizationsMerged;
+    use orgplane_proto::organization::v1::MergeMemberMove;
+    orgplane_proto::events::v1::event::Payload::OrganizationsMerged(OrganizationsMerged {
+        prime_organization_id: prime.into(),
+        candidate_organization_id: candidate.into(),
+        members: members
+            .iter()
+            .map(|(user, c, p, r)| MergeMemberMove {
+                user_id: (*user).into(),
+                candidate_role: *c as i32,
+                prime_role: *p as i32,
+                resulting_role: *r as i32,
+            })
+            .collect(),
+        workspace_ids: workspaces.iter().map(|w| (*w).to_owned()).collect(),
+        account_ids: accounts.iter().map(|a| (*a).to_owned()).collect(),
+        candidate_owner_user_id: owner.into(),
+    })
+}

@@ -58,8 +58,16 @@ pub const IDENTITY_ORG_SCOPED: [&str; 10] = [
 
 /// Mutations that write more than one record (method, records, organizations they are in):
 /// CreateChildOrganization writes `child_organization.create` in the operator's log and, in the
-/// child's, `organization.create` and `invite.create` for its first owner's invite (rule ORG-13).
-pub const SEVERAL_RECORDS: [(&str, usize, usize); 1] = [("CreateChildOrganization", 3, 2)];
+/// child's, `organization.create` and `invite.create` for its first owner's invite (rule ORG-13);
+/// AcceptAccountImport (of the INDEPENDENT import the script makes) writes
+/// `account.accept_import` in the importing organization's log and in the account's home's;
+/// MergeOrganizations writes `organization.merge` in the prime's log and in the candidate's
+/// (rule ORG-15, [`crate::merge::audit`]).
+pub const SEVERAL_RECORDS: [(&str, usize, usize); 3] = [
+    ("CreateChildOrganization", 3, 2),
+    ("AcceptAccountImport", 2, 2),
+    ("MergeOrganizations", 2, 2),
+];
 
 /// Method-name prefixes of read-only RPCs.
 pub const READ_PREFIXES: [&str; 6] = ["Get", "List", "Check", "Watch", "Batch", "Lookup"];
@@ -71,7 +79,8 @@ pub const HOSTILE: &str =
 /// Text with a newline and an ANSI escape: refused, or stored faithfully and never raw in logs.
 pub const CONTROL: &str = "line\nFAKE AUDIT LINE \u{1b}[31mred\u{1b}[0m";
 
-/// The mutating RPCs of the four services, as `/package.Service/Method` with their process.
+/// The mutating RPCs of the services ([`crate::escalation::SERVICES`]), as
+/// `/package.Service/Method` with their process.
 pub fn mutating(protos: &Protos) -> Vec<(String, &'static str)> {
     protos
         .methods
@@ -101,6 +110,9 @@ struct Run<'a> {
     /// Method → (service, request ids of its successful calls).
     done: BTreeMap<String, (&'static str, Vec<String>)>,
     secrets: Vec<(String, String)>,
+    /// Method → (organization, reader) whose ListAuditEvents lists its record, for the calls
+    /// made outside the audited organization.
+    listed_in: BTreeMap<String, (String, String)>,
 }
 
 fn rid() -> String {
@@ -176,10 +188,21 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         f: Figures::new("audit-completeness", db),
         done: BTreeMap::new(),
         secrets: Vec::new(),
+        listed_in: BTreeMap::new(),
     };
     let org = identity_and_org(&mut r).await?;
     second_factors(&mut r).await?;
     control_text(&mut r, &org).await?;
+    // A merge of two other organizations of one owner (rule ORG-15), and its refusals.
+    let merged = crate::merge::audit::run(h, &mut r.f).await?;
+    for (method, id, resp) in merged.done {
+        r.ok("organization", method, &id, resp);
+        r.listed_in.insert(
+            method.to_owned(),
+            (merged.prime.clone(), crate::merge::audit::OWNER.to_owned()),
+        );
+    }
+    r.f.notes = format!("{}; {}", r.f.notes, merged.notes);
     // Completeness: every mutating RPC ran, and left exactly one record in its service.
     let protos = Protos::load()?;
     let mut rows: BTreeMap<&str, Vec<row::Model>> = BTreeMap::new();
@@ -263,9 +286,13 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
     for (method, service, id) in calls {
         let expected =
             usize::from(service != "identity" || IDENTITY_ORG_SCOPED.contains(&method.as_str()));
+        let (list_org, list_reader) = match r.listed_in.get(&method) {
+            Some((o, u)) => (o.clone(), h.user_token(u)?),
+            None => (org.clone(), reader.clone()),
+        };
         let start = std::time::Instant::now();
         let listed = loop {
-            let n = list_by_request(h, service, &org, &id, &reader).await;
+            let n = list_by_request(h, service, &list_org, &id, &list_reader).await;
             match n {
                 Ok(n) if n == expected => break Ok(n),
                 _ if start.elapsed() < Duration::from_secs(5) => {
@@ -1073,6 +1100,13 @@ async fn identity_and_org(r: &mut Run<'_>) -> anyhow::Result<String> {
         .await;
     r.ok("identity", "DeleteSsoConnection", &id, resp);
     scim(r, &org, &owner_token).await?;
+    // Accounts (rules ACC-1 … ACC-5), before the ownership moves: m1 is an ADMIN, m3 a member.
+    let accounts =
+        crate::accounts::audit::mutations(h, &org, &owner_token, "user_audit_m1", "user_audit_m3")
+            .await?;
+    for (method, id, resp) in accounts {
+        r.ok("organization", method, &id, resp);
+    }
 
     // Ownership, deletion and restoration (m1 is the new owner).
     let id = rid();

@@ -1,11 +1,14 @@
 //! Privilege escalation: every org role tries to grant itself or others a role above its own
 //! (UpdateMemberRole, CreateInvite, AcceptInvite tampering, AddWorkspaceMember /
 //! UpdateWorkspaceMember, TransferOwnership, admin API keys, a workspace admin by hand managing
-//! its workspace), to remove or demote the OWNER, to write protected
-//! fields through the field masks of every Update RPC (generated from the protos: every field of
-//! the resource not in the RPC's documented mutable paths), and to steer tampered or replayed
-//! page tokens of every paginated List RPC (also generated) into another tenant's rows. Each case
-//! asserts the exact gRPC code; at the end every role is re-read and must be unchanged.
+//! its workspace), to remove or demote the OWNER, to create, rename, flag, close or take over
+//! accounts and change the compliance defaults ([`crate::accounts::escalation`]), to merge
+//! organizations they do not both own ([`crate::merge::escalation`]), to write
+//! protected fields through the field masks of every Update RPC (generated from the protos: every
+//! field of the resource not in the RPC's documented mutable paths), and to steer tampered or
+//! replayed page tokens of every paginated List RPC (also generated; the account lists included)
+//! into another tenant's rows. Each case asserts the exact gRPC code; at the end every role is
+//! re-read and must be unchanged.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -26,7 +29,7 @@ use crate::harness::{Harness, bearer, mask};
 use crate::security::{Cred, Target, call, create_api_key_full};
 
 /// Records one case: `got` must be `want`.
-fn case(f: &mut Figures, name: &str, got: &Result<impl Sized, Status>, want: Code) {
+pub(crate) fn case(f: &mut Figures, name: &str, got: &Result<impl Sized, Status>, want: Code) {
     f.operations += 1;
     let code = got.as_ref().map_or_else(Status::code, |_| Code::Ok);
     if code == want {
@@ -113,7 +116,7 @@ pub fn string_field(buf: &[u8], num: u32) -> Option<String> {
 }
 
 /// The descriptors of every message, by full name (`.package.Message`), and every method of the
-/// four services with its input and output types.
+/// [`SERVICES`] with its input and output types.
 pub struct Protos {
     /// Messages by full name.
     pub messages: BTreeMap<String, prost_types::DescriptorProto>,
@@ -121,13 +124,15 @@ pub struct Protos {
     pub methods: Vec<(String, &'static str, String, String, bool)>,
 }
 
-/// The four services and the process serving each.
-pub const SERVICES: [(&str, &str); 4] = [
+/// The services the matrices cover and the process serving each (the organization process also
+/// serves AccountService).
+pub const SERVICES: [(&str, &str); 5] = [
     ("orgplane.identity.v1.IdentityService", "identity"),
     (
         "orgplane.organization.v1.OrganizationService",
         "organization",
     ),
+    ("orgplane.organization.v1.AccountService", "organization"),
     ("orgplane.workspace.v1.WorkspaceService", "workspace"),
     ("orgplane.billing.v1.BillingAccessService", "billing-access"),
 ];
@@ -176,8 +181,9 @@ impl Protos {
 
 /// The documented mutable paths of each Update RPC (from the proto comments). An Update RPC
 /// missing here fails the suite, so new ones are covered.
-pub const MUTABLE: [(&str, &[&str]); 13] = [
+pub const MUTABLE: [(&str, &[&str]); 14] = [
     ("UpdateOrganization", &["name", "type", "primary_email"]),
+    ("UpdateAccount", &["display_name", "compliance"]),
     ("UpdateUnit", &["name", "parent_unit_id"]),
     ("UpdateWorkspace", &["name", "unit_id"]),
     ("UpdateWorkspaceMember", &["role"]),
@@ -226,6 +232,11 @@ pub const MUTABLE: [(&str, &[&str]); 13] = [
     ),
     ("UpdateScimSettings", &["group_mappings", "default_role"]),
 ];
+
+/// The Update RPCs without a field mask: UpdateMemberRole (one role) and
+/// UpdateComplianceDefaults (one designation). An Update RPC without `update_mask` missing here
+/// fails the suite.
+pub const WITHOUT_MASK: [&str; 2] = ["UpdateMemberRole", "UpdateComplianceDefaults"];
 
 /// Runs the suite on a fresh setup.
 pub async fn run(bin: &Path, postgres: Option<&str>) -> anyhow::Result<Figures> {
@@ -729,14 +740,40 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         Code::PermissionDenied,
     );
 
+    // 1b. Accounts: no member without the role creates, renames, flags, closes or takes over
+    // an account, or changes the compliance defaults.
+    let members: Vec<(OrgRole, String)> = ROLES.iter().map(|r| (*r, user_of(*r))).collect();
+    crate::accounts::escalation::roles(h, &mut f, &org, OWNER, &members).await?;
+
     // 2. AcceptInvite tampering.
     accept_invite_tampering(h, &mut f, &org).await?;
 
     // 3. Protected fields through field masks.
     field_masks(h, &mut f, &org, &ws, &admin_key).await?;
 
-    // 4. Page tokens.
-    page_tokens(h, &mut f, (&org, &ws, OWNER), (&f_org, &f_ws, f_owner)).await?;
+    // 4. Page tokens (the account lists' parent: an account of each tenant with two
+    // subaccounts and two grants).
+    let acct = crate::accounts::escalation::page_rows(
+        h,
+        &org,
+        OWNER,
+        ["user_esc_developer", "user_esc_billing"],
+    )
+    .await?;
+    let f_acct = crate::accounts::escalation::page_rows(
+        h,
+        &f_org,
+        f_owner,
+        ["user_esc_f_0", "user_esc_f_1"],
+    )
+    .await?;
+    page_tokens(
+        h,
+        &mut f,
+        (&org, &ws, OWNER, &acct),
+        (&f_org, &f_ws, f_owner, &f_acct),
+    )
+    .await?;
 
     // Nothing changed: every role is as before, the OWNER is still the owner.
     for (user, before) in &roles_before {
@@ -766,6 +803,8 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         ));
     }
     refusals_audited(h, &mut f, &org, &owner_token, &refused_grants).await?;
+    // 5. Merges (rule ORG-15) by members of both organizations who are not the OWNER of both.
+    crate::merge::escalation::run(h, &mut f).await?;
     Ok(f)
 }
 
@@ -953,10 +992,18 @@ fn update_resource(
     org: &str,
     ws: &str,
     unit: &str,
-    ids: (&str, &str, &str),
+    ids: (&str, &str, &str, &str),
 ) -> Option<(Vec<u8>, &'static str)> {
-    let (key_id, sso_id, scim_id) = ids;
+    let (key_id, sso_id, scim_id, account_id) = ids;
     Some(match method {
+        "UpdateAccount" => (
+            org_api::Account {
+                id: account_id.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            OWNER,
+        ),
         "UpdateOrganization" => (
             org_api::Organization {
                 id: org.into(),
@@ -1138,10 +1185,20 @@ async fn field_masks(
     let _ = admin_key;
     let sso_id = crate::security::seed_sso_connection(h, org, &owner).await?;
     let scim_id = crate::security::seed_scim_token(h, org, &owner).await?;
+    let account_id = crate::accounts::create(h, org, &owner, "mask account", "").await?;
     let mut covered = 0;
     for (path, process, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();
-        if *streaming || !method.starts_with("Update") || method == "UpdateMemberRole" {
+        if *streaming || !method.starts_with("Update") {
+            continue;
+        }
+        if protos.field(input, "update_mask").is_none() {
+            if !WITHOUT_MASK.contains(&method) {
+                f.attacks_failed += 1;
+                f.failures.push(format!(
+                    "{path}: an Update RPC without update_mask the suite does not know (add it)"
+                ));
+            }
             continue;
         }
         let Some((_, mutable)) = MUTABLE.iter().find(|(m, _)| *m == method) else {
@@ -1151,9 +1208,13 @@ async fn field_masks(
             ));
             continue;
         };
-        let Some((resource, caller)) =
-            update_resource(method, org, ws, &unit, (&key_id, &sso_id, &scim_id))
-        else {
+        let Some((resource, caller)) = update_resource(
+            method,
+            org,
+            ws,
+            &unit,
+            (&key_id, &sso_id, &scim_id, &account_id),
+        ) else {
             continue;
         };
         let input_msg = protos.messages.get(input.as_str());
@@ -1229,11 +1290,20 @@ async fn field_masks(
         &r,
         Code::Ok,
     );
+    crate::accounts::escalation::output_only_ignored(
+        h,
+        f,
+        org,
+        &account_id,
+        OWNER,
+        "user_esc_developer",
+    )
+    .await?;
     Ok(())
 }
 
 /// The paginated List RPCs (request with `page_token` and `page_size`) whose parent is an
-/// organization or a workspace.
+/// organization, a workspace or an account.
 fn paginated(protos: &Protos) -> Vec<(String, &'static str, String, String)> {
     protos
         .methods
@@ -1243,17 +1313,20 @@ fn paginated(protos: &Protos) -> Vec<(String, &'static str, String, String)> {
                 && protos.field(input, "page_token").is_some()
                 && protos.field(input, "page_size").is_some()
                 && (protos.field(input, "organization_id").is_some()
-                    || protos.field(input, "workspace_id").is_some())
+                    || protos.field(input, "workspace_id").is_some()
+                    || protos.field(input, "parent_account_id").is_some())
         })
         .map(|(p, s, i, o, _)| (p.clone(), *s, i.clone(), o.clone()))
         .collect()
 }
 
+/// The page-token cases. Each tenant is (organization, workspace, OWNER, account): the account
+/// is the parent of the account lists.
 async fn page_tokens(
     h: &Harness,
     f: &mut Figures,
-    a: (&str, &str, &str),
-    b: (&str, &str, &str),
+    a: (&str, &str, &str, &str),
+    b: (&str, &str, &str, &str),
 ) -> anyhow::Result<()> {
     let protos = Protos::load()?;
     let a_token = Cred::Token(h.user_token(a.2)?);
@@ -1322,7 +1395,7 @@ async fn page_tokens(
             .await?;
     }
     // A's ids must never appear in an answer to B.
-    let a_ids = [a.0, a.1];
+    let a_ids = [a.0, a.1, a.3];
     let mut covered = Vec::new();
     let mut no_second_page = Vec::new();
     for (path, service, input, output) in paginated(&protos) {
@@ -1335,10 +1408,15 @@ async fn page_tokens(
         let size = protos.field(&input, "page_size").unwrap_or(2);
         let tok = protos.field(&input, "page_token").unwrap_or(3);
         let next = protos.field(&output, "next_page_token").unwrap_or(2);
-        let parent = |tenant: (&str, &str, &str)| {
+        let parent = |tenant: (&str, &str, &str, &str)| {
             let mut body = Vec::new();
             if let Some(n) = protos.field(&input, "organization_id") {
                 prost::encoding::string::encode(n, &tenant.0.to_owned(), &mut body);
+            }
+            for field in ["account_id", "parent_account_id"] {
+                if let Some(n) = protos.field(&input, field) {
+                    prost::encoding::string::encode(n, &tenant.3.to_owned(), &mut body);
+                }
             }
             if let Some(n) = protos.field(&input, "workspace_id")
                 && protos.field(&input, "organization_id").is_none()
@@ -1447,6 +1525,13 @@ async fn page_tokens(
             "only {} paginated lists had a second page: {covered:?}",
             covered.len()
         ));
+    }
+    for list in ["ListAccounts", "ListSubaccounts", "ListAccountMembers"] {
+        if !covered.iter().any(|c| c == list) {
+            f.failures.push(format!(
+                "{list} had no second page: its page tokens were not tampered"
+            ));
+        }
     }
     Ok(())
 }

@@ -582,6 +582,11 @@ impl Harness {
         )
     }
 
+    /// An account service client (served by the organization process).
+    pub fn accounts(&self) -> org_api::account_service_client::AccountServiceClient<Channel> {
+        org_api::account_service_client::AccountServiceClient::new(self.channel("organization"))
+    }
+
     /// A workspace service client.
     pub fn workspaces(&self) -> ws_api::workspace_service_client::WorkspaceServiceClient<Channel> {
         ws_api::workspace_service_client::WorkspaceServiceClient::new(self.channel("workspace"))

@@ -5,6 +5,7 @@
 //! SIGKILL. Each scenario returns [`Figures`]; [`Figures::violations`] counts the figures that
 //! must be 0 and are not.
 
+pub mod accounts;
 pub mod attacks;
 pub mod audit;
 pub mod backlog;
@@ -13,6 +14,8 @@ pub mod crash;
 pub mod escalation;
 pub mod faults;
 pub mod harness;
+pub mod merge;
+pub mod merge_faults;
 pub mod oversize;
 pub mod protocol;
 pub mod proxy;
@@ -223,7 +226,7 @@ pub fn this_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// The scenarios [`run`] knows, in the order `all` runs them, each with what it proves.
-pub const SCENARIOS: [(&str, &str); 17] = [
+pub const SCENARIOS: [(&str, &str); 18] = [
     (
         "ryw",
         "read-your-writes: demote, then check with the returned revision",
@@ -275,6 +278,10 @@ pub const SCENARIOS: [(&str, &str); 17] = [
     (
         "resync",
         "organization re-syncs identity's and workspace's streams after compaction",
+    ),
+    (
+        "merge-faults",
+        "kill -9 of workspace and billing-access during a merge: everything moves once",
     ),
     ("all", "every scenario above"),
 ];
@@ -344,6 +351,15 @@ pub async fn run(
         }
         if matches!(scenario, "all" | "resync") {
             out.extend(resync::run(&bin, db).await?);
+        }
+        if matches!(scenario, "all" | "merge-faults") {
+            // The size (1,000 members, 50 workspaces) unless `--fast`.
+            let merge_size = if size.latency_goals {
+                merge_faults::MergeSize::full()
+            } else {
+                merge_faults::MergeSize::fast()
+            };
+            out.extend(merge_faults::run(&bin, db, merge_size).await?);
         }
     }
     Ok(out)

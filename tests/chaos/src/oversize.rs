@@ -1,5 +1,5 @@
 //! Oversized and hostile text in every string field (rule ORG-8's filter and every free-text
-//! field, issue 20 case 5): for every unary RPC of the four services, each top-level string field
+//! field, issue 20 case 5): for every unary RPC of the services, each top-level string field
 //! and each string field of a top-level message field is sent, one at a time, as 25,000 `%`
 //! (a LIKE pattern too complex for SQLite if it reached one), 50,000 letters, and text with a NUL
 //! character (which PostgreSQL cannot store), by the owner of the tenant whose ids fill the
@@ -25,7 +25,10 @@ impl Ids {
     fn get(&self, field: &str) -> Option<&str> {
         let field = match field {
             "parent_unit_id" => "unit_id",
-            "operator_organization_id" => "organization_id",
+            "operator_organization_id" | "prime_organization_id" | "candidate_organization_id" => {
+                "organization_id"
+            }
+            "parent_account_id" => "account_id",
             f => f,
         };
         self.by_field

@@ -1,14 +1,17 @@
-//! The cross-tenant matrix, generated from the protos: for every unary RPC of the four services
+//! The cross-tenant matrix, generated from the protos: for every unary RPC of the services
 //! whose request has an `organization_id` field, a request naming tenant A's organization (and
-//! A's workspace / member where the request has `workspace_id` / `user_id`) is sent by members of
-//! tenant B with every role. Each must be refused with a non-member code (NOT_FOUND, or
-//! PERMISSION_DENIED / UNAUTHENTICATED for internal RPCs; INVALID_ARGUMENT is accepted for
-//! requests refused by validation before any lookup), and no response, of any RPC, may contain
-//! an id of tenant A or tenant C. The RPCs that name A's resources by other ids (workspace,
-//! invite, unit, API key, user) or through an Update RPC's nested resource are attacked the same
-//! way, with a baseline by A's owner for the reads. New RPCs are covered automatically (an RPC
-//! naming an id the matrix cannot fill fails it). Last, [`crate::oversize`] sends hostile text to
-//! every string field of every RPC.
+//! A's workspace / member / account where the request has `workspace_id` / `user_id` /
+//! `account_id`) is sent by members of tenant B with every role. Each must be refused with a
+//! non-member code (NOT_FOUND, or PERMISSION_DENIED / UNAUTHENTICATED for internal RPCs;
+//! INVALID_ARGUMENT is accepted for requests refused by validation before any lookup), and no
+//! response, of any RPC, may contain an id of tenant A or tenant C (their accounts' ids and
+//! names included). The RPCs that name A's resources by other ids (workspace, invite, unit, API
+//! key, user, account) or through an Update RPC's nested resource are attacked the same way,
+//! with a baseline by A's owner for the reads. New RPCs are covered automatically (an RPC naming
+//! an id the matrix cannot fill fails it). Then [`crate::oversize`] sends hostile text to every
+//! string field of every RPC, [`crate::accounts::cross_tenant`] names A's accounts through
+//! B's organization and imports A's account into B, and [`crate::merge::cross_tenant`] merges
+//! A's organization into B's and B's into A's.
 
 use std::path::Path;
 
@@ -36,7 +39,9 @@ pub enum Cred {
 
 /// The RPCs whose required fields [`required_fields`] fills, so that their answers test the
 /// tenant check rather than validation.
-pub const FILLED: [&str; 8] = [
+pub const FILLED: [&str; 10] = [
+    "CreateAccount",
+    "UpdateComplianceDefaults",
     "CreateApiKey",
     "CreateInvite",
     "CreateUnit",
@@ -99,6 +104,19 @@ pub fn required_fields(method: &str) -> Vec<u8> {
         "DeprovisionMember" => org_api::DeprovisionMemberRequest {
             request_id: "attacker-deprovision".into(),
             source: "scim".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "CreateAccount" => org_api::CreateAccountRequest {
+            account: Some(org_api::Account {
+                display_name: "attacker account".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        "UpdateComplianceDefaults" => org_api::UpdateComplianceDefaultsRequest {
+            designation: org_api::ComplianceDesignation::Hipaa as i32,
             ..Default::default()
         }
         .encode_to_vec(),
@@ -213,7 +231,8 @@ pub struct Target {
     pub id_fields: Vec<(i32, String)>,
 }
 
-/// Every unary RPC of the four services whose request has a string `organization_id`.
+/// Every unary RPC of the services ([`crate::escalation::SERVICES`]) whose request has a string
+/// `organization_id`.
 pub fn targets() -> anyhow::Result<Vec<Target>> {
     let set = FileDescriptorSet::decode(orgplane_proto::FILE_DESCRIPTOR_SET)?;
     let mut messages = std::collections::HashMap::new();
@@ -262,10 +281,13 @@ fn encode_string(buf: &mut Vec<u8>, field: i32, value: &str) {
 
 /// The ids of one tenant.
 #[derive(Debug, Clone)]
-struct Tenant {
-    org: String,
-    ws: String,
-    member: String,
+pub(crate) struct Tenant {
+    pub(crate) org: String,
+    pub(crate) ws: String,
+    /// The tenant's OWNER (`user_<name>_owner`).
+    pub(crate) owner: String,
+    /// A DEVELOPER of the tenant, with a direct workspace role and an account grant.
+    pub(crate) member: String,
     /// A pending invite, a unit and an admin API key of the tenant (ids only).
     invite: String,
     unit: String,
@@ -276,6 +298,8 @@ struct Tenant {
     sso: String,
     /// A SCIM token of the tenant (rule ID-14).
     scim: String,
+    /// Its account, subaccount and member grant (rules ACC-1, ACC-4).
+    pub(crate) accounts: crate::accounts::Seeded,
 }
 
 impl Tenant {
@@ -292,8 +316,49 @@ impl Tenant {
                 ("domain_id", self.domain.clone()),
                 ("sso_connection_id", self.sso.clone()),
                 ("scim_token_id", self.scim.clone()),
+                ("account_id", self.accounts.account.clone()),
             ],
         }
+    }
+
+    /// Everything of the tenant another tenant must never read: its ids, its owner's and
+    /// member's user ids and its account's display name.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        vec![
+            &self.org,
+            &self.ws,
+            &self.owner,
+            &self.member,
+            &self.invite,
+            &self.unit,
+            &self.key,
+            &self.domain,
+            &self.sso,
+            &self.scim,
+            &self.accounts.account,
+            &self.accounts.subaccount,
+            &self.accounts.name,
+        ]
+    }
+
+    /// The value the matrices put in request field `name` naming this tenant's resources, or
+    /// `None` for a field that names none of them.
+    fn id_for(&self, name: &str) -> Option<&str> {
+        Some(match name {
+            "organization_id" | "operator_organization_id" => &self.org,
+            "workspace_id" => &self.ws,
+            "user_id" => &self.member,
+            "invite_id" => &self.invite,
+            "unit_id" | "parent_unit_id" => &self.unit,
+            "api_key_id" => &self.key,
+            "domain_id" => &self.domain,
+            "sso_connection_id" => &self.sso,
+            "account_id" | "parent_account_id" => &self.accounts.account,
+            // TransferAccountOwnership: a member of the account's home, so that only the caller
+            // is wrong.
+            "new_owner_user_id" => &self.member,
+            _ => return None,
+        })
     }
 }
 
@@ -461,9 +526,11 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         .id;
     let sso = seed_sso_connection(h, &org, &token).await?;
     let scim = seed_scim_token(h, &org, &token).await?;
+    let accounts = crate::accounts::seed(h, name, &org, &token, &member).await?;
     Ok(Tenant {
         org,
         ws,
+        owner,
         member,
         invite,
         unit,
@@ -471,6 +538,7 @@ async fn seed(h: &Harness, name: &str) -> anyhow::Result<Tenant> {
         domain,
         sso,
         scim,
+        accounts,
     })
 }
 
@@ -515,7 +583,16 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
     attackers.push(("ADMIN_API_KEY".into(), Cred::ApiKey(admin_key)));
     attackers.push(("WORKSPACE_API_KEY".into(), Cred::ApiKey(ws_key)));
     let targets = targets()?;
-    let secrets: Vec<&str> = vec![&a.org, &a.ws, &a.member, &c.org, &c.ws, &c.member];
+    // ORG-10: what A's organization log holds before the attacks; nothing of B may be added.
+    let a_log_before: std::collections::BTreeSet<String> = crate::merge::audit_rows(h, &a.org)
+        .await?
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    // Every id of A and C (accounts included); only C's in error messages, as a refusal may
+    // repeat the ids the request named.
+    let others = c.secrets();
+    let secrets: Vec<&str> = a.secrets().into_iter().chain(others.clone()).collect();
     let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
     let mut validated_first = std::collections::BTreeSet::new();
     for t in &targets {
@@ -524,11 +601,8 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         let request_id = uuid::Uuid::new_v4().to_string();
         for (num, name) in &t.id_fields {
             let value = match name.as_str() {
-                "organization_id" => a.org.as_str(),
-                "workspace_id" => a.ws.as_str(),
-                "user_id" => a.member.as_str(),
                 "request_id" => request_id.as_str(),
-                _ => "x",
+                n => a.id_for(n).unwrap_or("x"),
             };
             encode_string(&mut body, *num, value);
         }
@@ -559,8 +633,8 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
                             continue;
                         }
                     }
-                    let leaked = contains_any(s.message().as_bytes(), &secrets[3..])
-                        || contains_any(s.details(), &secrets[3..]);
+                    let leaked = contains_any(s.message().as_bytes(), &others)
+                        || contains_any(s.details(), &others);
                     if leaked {
                         f.leaks += 1;
                     }
@@ -588,11 +662,8 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         let mut own = required_fields(&method);
         for (num, name) in &t.id_fields {
             let value = match name.as_str() {
-                "organization_id" => b.org.as_str(),
-                "workspace_id" => b.ws.as_str(),
-                "user_id" => b.member.as_str(),
                 "request_id" => request_id.as_str(),
-                _ => "x",
+                n => b.id_for(n).unwrap_or("x"),
             };
             encode_string(&mut own, *num, value);
         }
@@ -610,13 +681,40 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Figures> {
         }
     }
     let id_only = id_only_matrix(h, &mut f, &a, &c, &attackers).await?;
+    // ORG-10: refusals of B's callers are never recorded in A's organization log (a refusal that
+    // came before the tenant check must not let an outsider write there); A's own refusals may be.
+    let written: Vec<String> = crate::merge::audit_rows(h, &a.org)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            !a_log_before.contains(&r.id)
+                && r.outcome == orgplane_proto::audit::v1::Outcome::Failure as i32
+                && !r.actor_id.starts_with("user_tenant_a_")
+        })
+        .map(|r| format!("{} by {} ({})", r.action, r.actor_id, r.error_reason))
+        .collect();
+    if written.is_empty() {
+        f.attacks_passed += 1;
+    } else {
+        f.attacks_failed += 1;
+        f.failures.push(format!(
+            "B's callers wrote {} records into A's organization audit log: {written:?}",
+            written.len()
+        ));
+    }
     // Last, as it may change the tenant: hostile text in every string field, by its own owner.
     let x = seed(h, "tenant_x").await?;
     let oversized = crate::oversize::sweep(h, &mut f, "user_tenant_x_owner", &x.ids()).await?;
+    // Then accounts named through B's organization or none, and B's imports of A's account
+    // (they leave an INDEPENDENT entry of A's account in B's list).
+    let accounts = crate::accounts::cross_tenant(h, &mut f, (&a, &b, &c), &attackers).await?;
+    // Last, as it verifies a domain of A: merges naming A's organization (rule ORG-15).
+    let merges =
+        crate::merge::cross_tenant::cross_tenant(h, &mut f, (&a, &b, &c), &attackers).await?;
     f.operations = f.attacks_passed + f.attacks_failed;
     f.notes = format!(
         "{} RPCs with organization_id + {id_only} naming other ids x {} callers; codes {:?}; \
-         refused by validation first: {:?}; {oversized} hostile-text fields",
+         refused by validation first: {:?}; {oversized} hostile-text fields; accounts: {accounts}; {merges}",
         targets.len(),
         attackers.len(),
         codes,
@@ -767,6 +865,16 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             etag: String::new(),
         }
         .encode_to_vec(),
+        "UpdateAccount" => org_api::UpdateAccountRequest {
+            account: Some(org_api::Account {
+                id: a.accounts.account.clone(),
+                display_name: "attacker".into(),
+                ..Default::default()
+            }),
+            update_mask: mask("display_name"),
+            etag: String::new(),
+        }
+        .encode_to_vec(),
         m if m.starts_with("Update") => return None,
         // Valid apart from the operator, so that the answer is the tenant check (ORG-13).
         "CreateChildOrganization" => org_api::CreateChildOrganizationRequest {
@@ -818,22 +926,32 @@ fn id_only_body(method: &str, id_fields: &[(i32, String)], a: &Tenant) -> Option
             }
             b
         }
+        // A's organization as the prime (resolved first), beside a candidate of the same shape
+        // that does not exist; [`crate::merge::cross_tenant`] pairs A's with B's both ways.
+        "MergeOrganizations" => org_api::MergeOrganizationsRequest {
+            prime_organization_id: a.org.clone(),
+            candidate_organization_id: crate::merge::unknown_like(&a.org),
+            validate_only: false,
+            request_id: uuid::Uuid::new_v4().to_string(),
+        }
+        .encode_to_vec(),
+        // Valid apart from the caller: a subaccount needs its display name.
+        "CreateSubaccount" => org_api::CreateSubaccountRequest {
+            parent_account_id: a.accounts.account.clone(),
+            subaccount: Some(org_api::Account {
+                display_name: "attacker subaccount".into(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        }
+        .encode_to_vec(),
         _ => {
             let mut b = Vec::new();
             for (num, name) in id_fields {
-                let v = match name.as_str() {
-                    "workspace_id" => &a.ws,
-                    "user_id" => &a.member,
-                    "invite_id" => &a.invite,
-                    "unit_id" | "parent_unit_id" => &a.unit,
-                    "api_key_id" => &a.key,
-                    "domain_id" => &a.domain,
-                    "sso_connection_id" => &a.sso,
-                    "operator_organization_id" => &a.org,
-                    "request_id" => continue,
-                    _ => return None,
-                };
-                encode_string(&mut b, *num, v);
+                if name == "request_id" {
+                    continue;
+                }
+                encode_string(&mut b, *num, a.id_for(name)?);
             }
             b
         }
@@ -852,12 +970,8 @@ async fn id_only_matrix(
     attackers: &[(String, Cred)],
 ) -> anyhow::Result<usize> {
     let protos = crate::escalation::Protos::load()?;
-    let secrets: Vec<&str> = vec![
-        &a.org, &a.ws, &a.member, &a.invite, &a.unit, &a.key, &a.domain, &a.sso, &a.scim,
-    ];
-    let others: Vec<&str> = vec![
-        &c.org, &c.ws, &c.member, &c.invite, &c.unit, &c.key, &c.domain, &c.sso, &c.scim,
-    ];
+    let secrets = a.secrets();
+    let others = c.secrets();
     let mut n = 0;
     for (path, service, input, _, streaming) in &protos.methods {
         let method = path.rsplit('/').next().unwrap_or_default();
@@ -899,7 +1013,7 @@ async fn id_only_matrix(
             id_fields,
         };
         // Baseline: the same read by A's owner works, so the refusals are the tenant check.
-        if method.starts_with("Get") {
+        if method.starts_with("Get") || t.path.contains("AccountService/List") {
             let own = Cred::Token(h.user_token("user_tenant_a_owner")?);
             match call(h, &t, body.clone(), &own).await {
                 Ok(_) => f.attacks_passed += 1,
@@ -956,7 +1070,7 @@ async fn id_only_matrix(
     Ok(n)
 }
 
-fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {
+pub(crate) fn contains_any(haystack: &[u8], needles: &[&str]) -> bool {
     needles
         .iter()
         .any(|n| !n.is_empty() && haystack.windows(n.len()).any(|w| w == n.as_bytes()))

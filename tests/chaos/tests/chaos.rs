@@ -329,3 +329,43 @@ async fn org_resyncs_workspace_stream_after_compaction_and_rebuilds_unit_placeme
         .unwrap();
     assert_clean(&[f]);
 }
+
+/// The merge scenario's size: fast (200 members, 10 workspaces) unless
+/// `ORGPLANE_CHAOS_MERGE_SIZE=full` (1,000 members, 50 workspaces, as the issue asks; also
+/// `cargo run --release -p orgplane-chaos -- merge-faults`).
+fn merge_size() -> orgplane_chaos::merge_faults::MergeSize {
+    orgplane_chaos::merge_faults::MergeSize::from_env()
+}
+
+#[track_caller]
+fn assert_merge_figures(figures: &[Figures]) {
+    assert_eq!(figures.len(), 2, "the merge and its control arm");
+    assert!(figures[0].crashes >= 4, "the consumers were killed");
+    assert!(
+        figures[0].duplicated > 0,
+        "the merge event was delivered again"
+    );
+    assert!(figures[0].attacks_passed >= 20, "the candidate's reads ran");
+    assert_eq!(
+        figures[1].attacks_passed, 3,
+        "every control state was caught"
+    );
+    assert_clean(figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_kill9_workspace_and_billing_during_a_merge_moves_everything_once_sqlite() {
+    let figures = orgplane_chaos::merge_faults::run(&bin(), None, merge_size())
+        .await
+        .unwrap();
+    assert_merge_figures(&figures);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_kill9_workspace_and_billing_during_a_merge_moves_everything_once_postgres() {
+    let Some(pg) = postgres() else { return };
+    let figures = orgplane_chaos::merge_faults::run(&bin(), Some(&pg), merge_size())
+        .await
+        .unwrap();
+    assert_merge_figures(&figures);
+}

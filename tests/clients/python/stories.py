@@ -22,7 +22,6 @@ the client) are checked first, offline.
 
 import os
 import pathlib
-import re
 import sys
 import time
 import uuid
@@ -33,7 +32,7 @@ from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 import orgplane_client
-from orgplane_client import ErrorReason, bad_request_fields, bearer, error_info, error_reason
+from orgplane_client import ErrorReason, bad_request_fields, bearer, error_info, error_reason, testing
 from orgplane.errors.v1 import errors_pb2 as reasons
 from orgplane.identity.v1 import identity_pb2 as idp
 from orgplane.organization.v1 import organization_pb2 as orgp
@@ -142,17 +141,7 @@ def wait_serving(channel):
 
 def mailed(to, pattern):
     """The first group of `pattern` in the newest mail to `to`."""
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        mails = sorted(MAIL_DIR.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for path in mails:
-            text = path.read_text(errors="replace")
-            if re.search(rf"^To: .*{re.escape(to)}", text, re.M):
-                m = re.search(pattern, text)
-                if m:
-                    return m.group(1)
-        time.sleep(0.1)
-    raise AssertionError(f"no mail to {to} matching {pattern}")
+    return testing.mailed(MAIL_DIR, to, pattern, timeout=10)
 
 
 class Client(orgplane_client.Client):

@@ -1143,6 +1143,7 @@ async fn story_5_usage_and_cost(w: &mut World) {
             output_tokens: output,
             usage_time: Some(seconds_ago(30)),
             idempotency_key: key.into(),
+            account_id: String::new(),
         };
     let token = w.product_token().await;
     let results = w

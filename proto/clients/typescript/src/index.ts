@@ -10,6 +10,7 @@
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { IdentityService } from "./gen/orgplane/identity/v1/identity_pb.js";
 import { OrganizationService } from "./gen/orgplane/organization/v1/organization_pb.js";
+import { AccountService } from "./gen/orgplane/organization/v1/account_pb.js";
 import { WorkspaceService } from "./gen/orgplane/workspace/v1/workspace_pb.js";
 import { BillingAccessService } from "./gen/orgplane/billing/v1/billing_pb.js";
 import { EventService } from "./gen/orgplane/events/v1/events_pb.js";
@@ -25,7 +26,14 @@ export * as errorsv1 from "./gen/orgplane/errors/v1/index.js";
 export * as rpc from "./gen/google/rpc/index.js";
 
 // The service descriptors (for createClient) and what every caller needs, at the top level.
-export { IdentityService, OrganizationService, WorkspaceService, BillingAccessService, EventService };
+export {
+  IdentityService,
+  OrganizationService,
+  AccountService,
+  WorkspaceService,
+  BillingAccessService,
+  EventService,
+};
 export { ErrorReason, ErrorReasonSchema } from "./gen/orgplane/errors/v1/errors_pb.js";
 export {
   ErrorInfoSchema,
@@ -53,6 +61,8 @@ export { Code, ConnectError, createClient, type Client, type Transport } from "@
 export interface OrgplaneClients {
   identity: Client<typeof IdentityService>;
   organizations: Client<typeof OrganizationService>;
+  /** Accounts and subaccounts of organizations (served by the organization service). */
+  accounts: Client<typeof AccountService>;
   workspaces: Client<typeof WorkspaceService>;
   billing: Client<typeof BillingAccessService>;
   events: Client<typeof EventService>;
@@ -63,6 +73,7 @@ export function createOrgplaneClients(transport: Transport): OrgplaneClients {
   return {
     identity: createClient(IdentityService, transport),
     organizations: createClient(OrganizationService, transport),
+    accounts: createClient(AccountService, transport),
     workspaces: createClient(WorkspaceService, transport),
     billing: createClient(BillingAccessService, transport),
     events: createClient(EventService, transport),

@@ -58,6 +58,13 @@ impl BillingAccessService for BillingAccessApi {
         accounts::update(&self.app, request).await
     }
 
+    async fn list_billing_accounts(
+        &self,
+        request: Request<ListBillingAccountsRequest>,
+    ) -> Reply<ListBillingAccountsResponse> {
+        accounts::list(&self.app, request).await
+    }
+
     async fn list_billing_members(
         &self,
         request: Request<ListBillingMembersRequest>,

@@ -1,4 +1,4 @@
-//! GetUsageReport and GetCostReport (rules BILL-3, BILL-4): decoding of ranges, widths,
+//! GetUsageReport and GetCostReport (rules BILL-3, BILL-4, BILL-6): decoding of ranges, widths,
 //! dimensions and filters; encoding of buckets and exact amounts.
 
 use orgplane_platform::Call;
@@ -62,6 +62,14 @@ fn seconds_and_nanos(t: Option<&Timestamp>) -> Option<(i64, i32)> {
     t.map(|t| (t.seconds, t.nanos))
 }
 
+/// Binds a page token to the account filter too, when there is one (without one, the scope is
+/// the one tokens had before accounts existed, so they stay valid across the upgrade).
+fn bind_accounts(bound: &mut serde_json::Value, account_ids: &[String]) {
+    if let (false, Some(list)) = (account_ids.is_empty(), bound.as_array_mut()) {
+        list.push(serde_json::json!(account_ids));
+    }
+}
+
 fn decode_usage(req: GetUsageReportRequest) -> Result<UsageQuery> {
     let size = page_size(req.page_size)?;
     let width = width_ms(
@@ -75,10 +83,12 @@ fn decode_usage(req: GetUsageReportRequest) -> Result<UsageQuery> {
             Ok(UsageDimension::ApiKey) => Dim::ApiKey,
             Ok(UsageDimension::Model) => Dim::Model,
             Ok(UsageDimension::User) => Dim::User,
+            Ok(UsageDimension::Account) => Dim::Account,
+            Ok(UsageDimension::Subaccount) => Dim::Subaccount,
             _ => {
                 return Err(Error::invalid(
                     "group_by",
-                    "each dimension must be WORKSPACE, API_KEY, MODEL or USER",
+                    "each dimension must be WORKSPACE, API_KEY, MODEL, USER, ACCOUNT or SUBACCOUNT",
                 ));
             }
         };
@@ -99,20 +109,19 @@ fn decode_usage(req: GetUsageReportRequest) -> Result<UsageQuery> {
         (Dim::Model, check_filter("models", &req.models)?.to_vec()),
         (Dim::User, check_filter("user_ids", &req.user_ids)?.to_vec()),
     ];
-    let scope = format!(
-        "GetUsageReport|{}|{}",
-        req.organization_id,
-        serde_json::json!([
-            seconds_and_nanos(req.start_time.as_ref()),
-            seconds_and_nanos(req.end_time.as_ref()),
-            width,
-            req.group_by,
-            req.workspace_ids,
-            req.api_key_ids,
-            req.models,
-            req.user_ids,
-        ])
-    );
+    let account_ids = check_filter("account_ids", &req.account_ids)?.to_vec();
+    let mut bound = serde_json::json!([
+        seconds_and_nanos(req.start_time.as_ref()),
+        seconds_and_nanos(req.end_time.as_ref()),
+        width,
+        req.group_by,
+        req.workspace_ids,
+        req.api_key_ids,
+        req.models,
+        req.user_ids,
+    ]);
+    bind_accounts(&mut bound, &req.account_ids);
+    let scope = format!("GetUsageReport|{}|{}", req.organization_id, bound);
     let page = page(
         &req.organization_id,
         req.start_time.as_ref(),
@@ -126,6 +135,7 @@ fn decode_usage(req: GetUsageReportRequest) -> Result<UsageQuery> {
         width,
         dims,
         filters,
+        account_ids,
     })
 }
 
@@ -137,6 +147,8 @@ fn usage_row(line: UsageLine) -> UsageRow {
         api_key_id: line.api_key_id,
         model: line.model,
         user_id: line.user_id,
+        account_id: line.account_id,
+        subaccount_id: line.subaccount_id,
         input_tokens: line.input_tokens,
         output_tokens: line.output_tokens,
         record_count: line.record_count,
@@ -172,14 +184,18 @@ fn decode_cost(req: GetCostReportRequest) -> Result<CostQuery> {
     let size = page_size(req.page_size)?;
     let mut by_workspace = false;
     let mut by_description = false;
+    let mut by_account = false;
+    let mut by_subaccount = false;
     for d in &req.group_by {
         let flag = match CostDimension::try_from(*d) {
             Ok(CostDimension::Workspace) => &mut by_workspace,
             Ok(CostDimension::Description) => &mut by_description,
+            Ok(CostDimension::Account) => &mut by_account,
+            Ok(CostDimension::Subaccount) => &mut by_subaccount,
             _ => {
                 return Err(Error::invalid(
                     "group_by",
-                    "each dimension must be WORKSPACE or DESCRIPTION",
+                    "each dimension must be WORKSPACE, DESCRIPTION, ACCOUNT or SUBACCOUNT",
                 ));
             }
         };
@@ -189,16 +205,15 @@ fn decode_cost(req: GetCostReportRequest) -> Result<CostQuery> {
         *flag = true;
     }
     let workspace_ids = check_filter("workspace_ids", &req.workspace_ids)?.to_vec();
-    let scope = format!(
-        "GetCostReport|{}|{}",
-        req.organization_id,
-        serde_json::json!([
-            seconds_and_nanos(req.start_time.as_ref()),
-            seconds_and_nanos(req.end_time.as_ref()),
-            req.group_by,
-            req.workspace_ids,
-        ])
-    );
+    let account_ids = check_filter("account_ids", &req.account_ids)?.to_vec();
+    let mut bound = serde_json::json!([
+        seconds_and_nanos(req.start_time.as_ref()),
+        seconds_and_nanos(req.end_time.as_ref()),
+        req.group_by,
+        req.workspace_ids,
+    ]);
+    bind_accounts(&mut bound, &req.account_ids);
+    let scope = format!("GetCostReport|{}|{}", req.organization_id, bound);
     let page = page(
         &req.organization_id,
         req.start_time.as_ref(),
@@ -211,7 +226,10 @@ fn decode_cost(req: GetCostReportRequest) -> Result<CostQuery> {
         page,
         by_workspace,
         by_description,
+        by_account,
+        by_subaccount,
         workspace_ids,
+        account_ids,
     })
 }
 
@@ -239,6 +257,8 @@ pub async fn cost_report(
                         amount: format_amount(line.amount),
                         workspace_id: line.workspace_id,
                         workspace_name: line.workspace_name,
+                        account_id: line.account_id,
+                        subaccount_id: line.subaccount_id,
                         token_count: line.token_count,
                         ..Default::default()
                     };

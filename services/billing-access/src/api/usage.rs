@@ -24,6 +24,7 @@ fn decode(r: UsageRecord) -> NewUsage {
         output_tokens: r.output_tokens,
         usage_time,
         idempotency_key: r.idempotency_key,
+        account_id: r.account_id,
     }
 }
 

@@ -11,6 +11,7 @@ use orgplane_proto::organization::v1::OrgRole;
 use crate::app::Billing;
 use crate::domain::access::{self, Standing, Subject};
 use crate::domain::{Error, Result};
+use crate::store::merge;
 
 /// A page of ListBillingMembers.
 #[derive(Debug, Clone)]
@@ -74,13 +75,17 @@ impl Billing {
     }
 
     /// Admits `call` to `action` in `organization_id`: credentials, the call's revision wait,
-    /// and the role (rule BILL-1).
+    /// and the role (rule BILL-1). The candidate of a merge (rule ORG-15) is NOT_FOUND to
+    /// everyone, whatever the replica still says of it: its billing is the prime's now.
     pub async fn admit(&self, call: &Call, organization_id: &str, action: OrgAction) -> Result<()> {
         call.principal.require_authenticated()?;
         if organization_id.is_empty() {
             return Err(Error::invalid("organization_id", "required"));
         }
         call.wait_for(&self.org_events, 0).await?;
+        if merge::prime_of(&self.db, organization_id).await?.is_some() {
+            return Err(Error::OrganizationNotFound(organization_id.to_owned()));
+        }
         access::authorize(
             &call.principal,
             organization_id,

@@ -14,7 +14,10 @@ use sea_orm::{ConnectionTrait, Set};
 use crate::app::Billing;
 use crate::domain::accounts::{AccountChanges, DEFAULT_SEATS, RESOURCE};
 use crate::domain::{Error, Result};
-use crate::store::entity::{account, purged, usage_record, usage_rollup, workspace};
+use crate::store::accounts;
+use crate::store::entity::{
+    account, purged, usage_account_rollup, usage_record, usage_rollup, workspace,
+};
 
 /// UpdateBillingAccount, decoded and validated.
 #[derive(Debug, Clone)]
@@ -80,8 +83,9 @@ pub async fn create_for_organization<C: ConnectionTrait>(
     Ok(true)
 }
 
-/// Removes every billing datum of `organization_id` inside `txn` (rule BILL-5): account, usage
-/// records and rollups, workspaces, and its audit records; remembers the id so that late events
+/// Removes every billing datum of `organization_id` inside `txn` (rule BILL-5): account, the
+/// managed accounts whose home it is and their billing accounts (rule BILL-6), usage records and
+/// rollups (both tables), workspaces, and its audit records; remembers the id so that late events
 /// and usage cannot bring data back. The purge itself is audited without the organization (its
 /// log is gone).
 pub async fn purge_organization<C: ConnectionTrait>(
@@ -96,12 +100,17 @@ pub async fn purge_organization<C: ConnectionTrait>(
         .filter(account::Column::OrganizationId.eq(organization_id))
         .exec(txn)
         .await?;
+    accounts::purge(txn, organization_id).await?;
     usage_record::Entity::delete_many()
         .filter(usage_record::Column::OrganizationId.eq(organization_id))
         .exec(txn)
         .await?;
     usage_rollup::Entity::delete_many()
         .filter(usage_rollup::Column::OrganizationId.eq(organization_id))
+        .exec(txn)
+        .await?;
+    usage_account_rollup::Entity::delete_many()
+        .filter(usage_account_rollup::Column::OrganizationId.eq(organization_id))
         .exec(txn)
         .await?;
     workspace::Entity::delete_many()

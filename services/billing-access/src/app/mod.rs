@@ -2,7 +2,9 @@
 //! Error>`, free of prost requests and responses. Each owns its transaction.
 
 pub mod access;
+pub mod account_billing;
 pub mod accounts;
+pub mod merge;
 pub mod reports;
 pub mod usage;
 

@@ -1,6 +1,11 @@
-//! Usage and cost reports (rules BILL-3, BILL-4): a page of consecutive buckets (empty ones
-//! included) summed in SQL over the per-minute rollups ([`crate::store::rollups`]), labelled
-//! with workspace names and, for costs, priced with exact decimals.
+//! Usage and cost reports (rules BILL-3, BILL-4, BILL-6): a page of consecutive buckets (empty
+//! ones included) summed in SQL over the per-minute rollups ([`crate::store::rollups`]),
+//! labelled with workspace names and, for costs, priced with exact decimals. Both group and
+//! filter by account: the billed account (a subaccount's usage rolls up to its parent) and the
+//! subaccount named. A report grouped or filtered by account reads `usage_account_rollups`, any
+//! other `usage_rollups` ([`crate::store::rollups::Rollups::by_account`]): usage that replicas of
+//! the previous release ingest during a rolling update is in the latter only, so it is counted in
+//! every report but the account-grouped and account-filtered ones, from which it is missing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +45,8 @@ pub struct UsageQuery {
     pub dims: Vec<Dim>,
     /// Filters per dimension (validated lengths; empty: no filter).
     pub filters: Vec<(Dim, Vec<String>)>,
+    /// Only these accounts, with their subaccounts (empty: all).
+    pub account_ids: Vec<String>,
 }
 
 /// GetCostReport, decoded.
@@ -51,8 +58,14 @@ pub struct CostQuery {
     pub by_workspace: bool,
     /// Rows per model and token type.
     pub by_description: bool,
+    /// Rows per billed account.
+    pub by_account: bool,
+    /// Rows per subaccount.
+    pub by_subaccount: bool,
     /// Only these workspaces (empty: all).
     pub workspace_ids: Vec<String>,
+    /// Only these accounts, with their subaccounts (empty: all).
+    pub account_ids: Vec<String>,
 }
 
 /// One bucket of a report.
@@ -90,6 +103,10 @@ pub struct UsageLine {
     pub model: String,
     /// The user.
     pub user_id: String,
+    /// The billed account.
+    pub account_id: String,
+    /// The subaccount.
+    pub subaccount_id: String,
     /// Summed input tokens.
     pub input_tokens: i64,
     /// Summed output tokens.
@@ -105,6 +122,10 @@ pub struct CostLine {
     pub workspace_id: String,
     /// Its name, when known here.
     pub workspace_name: String,
+    /// The billed account (when grouped by account).
+    pub account_id: String,
+    /// The subaccount (when grouped by subaccount).
+    pub subaccount_id: String,
     /// The model and token type (when grouped by description).
     pub description: Option<(String, TokenKind)>,
     /// Tokens of that type (when grouped by description).
@@ -124,9 +145,9 @@ pub struct CostReport {
     pub next_page_token: String,
 }
 
-/// The grouping key of a cost row: workspace (when grouped), model and token type (when grouped
-/// by description).
-type CostKey = (String, String, Option<TokenKind>);
+/// The grouping key of a cost row: the values of the grouped dimensions (workspace, account,
+/// subaccount, in that order, when grouped), model and token type (when grouped by description).
+type CostKey = (Vec<String>, String, Option<TokenKind>);
 
 impl Billing {
     /// The `[from, end)` of a page and its aligned range.
@@ -159,6 +180,7 @@ impl Billing {
             width,
             dims,
             filters,
+            account_ids,
         } = query;
         let (from, end) = self.page_range(&page, width)?;
         let filters: Vec<(Dim, &[String])> =
@@ -168,6 +190,7 @@ impl Billing {
             width,
             dims: &dims,
             filters: &filters,
+            accounts: &account_ids,
         };
         let (rows, to) = rollups.page(&self.db, from, end, page.page_size).await?;
         let labels = match dims.iter().position(|d| *d == Dim::Workspace) {
@@ -202,6 +225,8 @@ impl Billing {
                     Dim::ApiKey => line.api_key_id = v,
                     Dim::Model => line.model = v,
                     Dim::User => line.user_id = v,
+                    Dim::Account => line.account_id = v,
+                    Dim::Subaccount => line.subaccount_id = v,
                 }
             }
             by_bucket
@@ -233,20 +258,30 @@ impl Billing {
             page,
             by_workspace,
             by_description,
+            by_account,
+            by_subaccount,
             workspace_ids,
+            account_ids,
         } = query;
         let (from, end) = self.page_range(&page, DAY_MS)?;
-        let dims: Vec<Dim> = if by_workspace {
-            vec![Dim::Workspace, Dim::Model]
-        } else {
-            vec![Dim::Model]
-        };
+        // The grouped dimensions, then the model (always: prices are per model).
+        let grouped: Vec<Dim> = [
+            (by_workspace, Dim::Workspace),
+            (by_account, Dim::Account),
+            (by_subaccount, Dim::Subaccount),
+        ]
+        .into_iter()
+        .filter_map(|(on, d)| on.then_some(d))
+        .collect();
+        let mut dims = grouped.clone();
+        dims.push(Dim::Model);
         let filters = [(Dim::Workspace, workspace_ids.as_slice())];
         let rollups = Rollups {
             organization_id: &page.organization_id,
             width: DAY_MS,
             dims: &dims,
             filters: &filters,
+            accounts: &account_ids,
         };
         let (rows, to) = rollups.page(&self.db, from, end, page.page_size).await?;
         let labels = if by_workspace {
@@ -260,12 +295,9 @@ impl Billing {
             HashMap::new()
         };
         let mut by_bucket: BTreeMap<i64, BTreeMap<CostKey, (i64, Decimal)>> = BTreeMap::new();
-        for r in rows {
-            let (ws, model) = if by_workspace {
-                (r.values[0].clone(), r.values[1].clone())
-            } else {
-                (String::new(), r.values[0].clone())
-            };
+        for mut r in rows {
+            let model = r.values.pop().unwrap_or_default();
+            let group = r.values;
             let price = self
                 .prices
                 .get(&model)
@@ -282,14 +314,14 @@ impl Billing {
                     }
                     let amount = cost(count, per_million).ok_or(Error::CostOverflow)?;
                     let e = bucket
-                        .entry((ws.clone(), model.clone(), Some(kind)))
+                        .entry((group.clone(), model.clone(), Some(kind)))
                         .or_insert((0, Decimal::ZERO));
                     e.0 = e.0.saturating_add(count);
                     e.1 = e.1.checked_add(amount).ok_or(Error::CostOverflow)?;
                 }
             } else {
                 let e = bucket
-                    .entry((ws.clone(), String::new(), None))
+                    .entry((group, String::new(), None))
                     .or_insert((0, Decimal::ZERO));
                 for (_, count, per_million) in lines {
                     let amount = cost(count, per_million).ok_or(Error::CostOverflow)?;
@@ -303,23 +335,32 @@ impl Billing {
             let lines = by_bucket.remove(&t).unwrap_or_default();
             let mut total = Decimal::ZERO;
             let mut rows = Vec::with_capacity(lines.len());
-            for ((ws, model, kind), (count, amount)) in lines {
+            for ((group, model, kind), (count, amount)) in lines {
                 total = total.checked_add(amount).ok_or(Error::CostOverflow)?;
-                let workspace_name = if by_workspace {
-                    labels
-                        .get(&ws)
-                        .map(|(name, _)| name.clone())
-                        .unwrap_or_default()
-                } else {
-                    String::new()
-                };
-                rows.push(CostLine {
-                    workspace_id: if by_workspace { ws } else { String::new() },
-                    workspace_name,
+                let mut line = CostLine {
+                    workspace_id: String::new(),
+                    workspace_name: String::new(),
+                    account_id: String::new(),
+                    subaccount_id: String::new(),
                     description: kind.map(|k| (model, k)),
                     token_count: if by_description { count } else { 0 },
                     amount,
-                });
+                };
+                for (d, v) in grouped.iter().zip(group) {
+                    match d {
+                        Dim::Workspace => {
+                            line.workspace_name = labels
+                                .get(&v)
+                                .map(|(name, _)| name.clone())
+                                .unwrap_or_default();
+                            line.workspace_id = v;
+                        }
+                        Dim::Account => line.account_id = v,
+                        Dim::Subaccount => line.subaccount_id = v,
+                        Dim::ApiKey | Dim::Model | Dim::User => {}
+                    }
+                }
+                rows.push(line);
             }
             let bucket = Bucket {
                 start_ms: t,

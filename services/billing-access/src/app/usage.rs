@@ -1,7 +1,9 @@
 //! Usage ingestion (rule BILL-3): each record of a batch is judged on its own; accepted records
 //! are inserted with `ON CONFLICT DO NOTHING` on the (organization, idempotency key) primary key,
 //! so a repeated key is counted once even across concurrent calls, and their tokens are added to
-//! the per-minute rollups that reports read, in the same transaction.
+//! the per-minute rollups that reports read, in the same transaction. A record naming an account
+//! (rule BILL-6) is billed to it, or to its parent for a subaccount; both are stored on the
+//! record and in the rollups.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -10,10 +12,12 @@ use orgplane_platform::audit::Entry;
 use sea_orm::DatabaseTransaction;
 
 use crate::app::Billing;
-use crate::domain::usage::{MAX_BATCH, NewUsage, RecordOutcome, Refusal, check_record};
+use crate::domain::usage::{
+    AccountFacts, BilledAccount, MAX_BATCH, NewUsage, RecordOutcome, Refusal, bill_to, check_record,
+};
 use crate::domain::{Error, Result};
 use crate::store::usage::{Candidate, add_to_rollups, insert_records, missing_accounts};
-use crate::store::workspaces;
+use crate::store::{accounts, merge, workspaces};
 
 impl Billing {
     /// Ingests `records` (see the module docs) and returns one outcome per record, in order.
@@ -37,6 +41,7 @@ impl Billing {
                     index,
                     record,
                     usage_time_ms,
+                    billed: BilledAccount::default(),
                 }),
                 Err(why) => {
                     refused.insert(index, why);
@@ -44,6 +49,7 @@ impl Billing {
             }
         }
         let candidates = self.known_organizations(candidates, &mut refused).await?;
+        let candidates = self.known_accounts(candidates, &mut refused).await?;
         let (mut candidates, in_batch_duplicates) =
             self.known_workspaces(candidates, &mut refused).await?;
         // A consistent insertion order keeps concurrent batches from deadlocking on PostgreSQL.
@@ -99,8 +105,8 @@ impl Billing {
             .collect())
     }
 
-    /// Keeps the candidates of ACTIVE organizations known to the replica; purged ones are
-    /// refused for good.
+    /// Keeps the candidates of ACTIVE organizations known to the replica; purged ones and
+    /// candidates of a merge (rule ORG-15) are refused for good, as not found.
     async fn known_organizations<'a>(
         &self,
         candidates: Vec<Candidate<'a>>,
@@ -110,10 +116,21 @@ impl Billing {
             .iter()
             .map(|c| c.record.organization_id.as_str())
             .collect();
-        let purged_orgs = workspaces::purged_among(&self.db, Some(orgs.into_iter())).await?;
+        let purged_orgs = workspaces::purged_among(&self.db, Some(orgs.iter().copied())).await?;
+        let merged_orgs = merge::merged_among(&self.db, orgs.into_iter()).await?;
         let mut still = Vec::with_capacity(candidates.len());
         for c in candidates {
             let org_id = &c.record.organization_id;
+            if merged_orgs.contains(org_id) {
+                refused.insert(
+                    c.index,
+                    Refusal::OrganizationNotFound {
+                        id: org_id.clone(),
+                        retryable: false,
+                    },
+                );
+                continue;
+            }
             match self.replica.with_organization(org_id, |o| o.is_active()) {
                 Some(true) => still.push(c),
                 Some(false) => {
@@ -127,6 +144,42 @@ impl Billing {
                             retryable: !purged_orgs.contains(org_id),
                         },
                     );
+                }
+            }
+        }
+        Ok(still)
+    }
+
+    /// Sets where each candidate is billed (rule BILL-6); refuses those naming an account not
+    /// known here, of another organization, or closed before the usage.
+    async fn known_accounts<'a>(
+        &self,
+        candidates: Vec<Candidate<'a>>,
+        refused: &mut HashMap<usize, Refusal>,
+    ) -> Result<Vec<Candidate<'a>>> {
+        let ids: HashSet<&str> = candidates
+            .iter()
+            .map(|c| c.record.account_id.as_str())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if ids.is_empty() {
+            return Ok(candidates);
+        }
+        let known = accounts::known(&self.db, &ids).await?;
+        let mut still = Vec::with_capacity(candidates.len());
+        for mut c in candidates {
+            let facts = known.get(&c.record.account_id).map(|a| AccountFacts {
+                organization_id: &a.organization_id,
+                parent_account_id: &a.parent_account_id,
+                close_time_ms: a.close_time_ms,
+            });
+            match bill_to(c.record, c.usage_time_ms, facts) {
+                Ok(billed) => {
+                    c.billed = billed;
+                    still.push(c);
+                }
+                Err(why) => {
+                    refused.insert(c.index, why);
                 }
             }
         }

@@ -25,6 +25,16 @@ pub enum Error {
     /// The organization has no billing account (any more).
     #[error("billing account {0:?} not found")]
     AccountNotFound(String),
+    /// The managed account is unknown here or of another organization (rule BILL-6: other
+    /// tenants' accounts cannot be probed).
+    #[error("account {0:?} not found")]
+    ManagedAccountNotFound(String),
+    /// A subaccount has no billing account of its own: it is billed to its parent (rule BILL-6).
+    #[error("account {0:?} is a subaccount, billed to its parent account")]
+    AccountIsSubaccount(String),
+    /// The managed account is closed: its billing account no longer changes (rule BILL-6).
+    #[error("account {0:?} is closed")]
+    AccountClosed(String),
     /// A service principal called an RPC for people and admin keys.
     #[error("this call is for users and admin API keys")]
     UserOrAdminKeyRequired,
@@ -90,6 +100,15 @@ impl From<Error> for ApiError {
             }
             Error::OrganizationNotFound(id) => ApiError::not_found("organization", &id),
             Error::AccountNotFound(id) => ApiError::not_found(ACCOUNT, &id),
+            Error::ManagedAccountNotFound(id) => ApiError::not_found("account", &id),
+            Error::AccountIsSubaccount(id) => {
+                ApiError::failed_precondition(Reason::AccountIsSubaccount, &id, message)
+                    .with_metadata("account_id", id)
+            }
+            Error::AccountClosed(id) => {
+                ApiError::failed_precondition(Reason::AccountClosed, &id, message)
+                    .with_metadata("account_id", id)
+            }
             Error::UserOrAdminKeyRequired => {
                 ApiError::permission_denied(Reason::UserOrAdminKeyRequired, message)
             }

@@ -1,4 +1,4 @@
-//! Usage and cost reports (rules BILL-3, BILL-4): buckets, ranges and dimensions. Pages are runs
+//! Usage and cost reports (rules BILL-3, BILL-4, BILL-6): buckets, ranges and dimensions. Pages are runs
 //! of consecutive buckets, empty ones included.
 
 use crate::domain::error::{Error, Result};
@@ -27,6 +27,10 @@ pub enum Dim {
     Model,
     /// The user.
     User,
+    /// The billed account (rule BILL-6).
+    Account,
+    /// The subaccount named (rule BILL-6).
+    Subaccount,
 }
 
 /// The kind of tokens a cost line prices.

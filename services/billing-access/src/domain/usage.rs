@@ -1,5 +1,6 @@
 //! Usage records (rule BILL-3): what a record must look like to be counted, and why one is
-//! refused. Each record of a batch is judged on its own; refusals are answers, not errors.
+//! refused, and the account a record is billed to (rule BILL-6). Each record of a batch is judged
+//! on its own; refusals are answers, not errors.
 
 use orgplane_platform::error::Reason;
 
@@ -44,6 +45,69 @@ pub struct NewUsage {
     pub usage_time: UsageTime,
     /// The reporting service's key; unique per organization.
     pub idempotency_key: String,
+    /// The account named (rule BILL-6); empty for none.
+    pub account_id: String,
+}
+
+/// Where a record's usage is billed (rule BILL-6): both empty for usage naming no account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BilledAccount {
+    /// The billed account: the account named, or the parent of the subaccount named.
+    pub account_id: String,
+    /// The subaccount named; empty when a top-level account (or none) was named.
+    pub subaccount_id: String,
+}
+
+/// What this service knows of an account a record names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountFacts<'a> {
+    /// Its home organization.
+    pub organization_id: &'a str,
+    /// Its parent; empty for a top-level account.
+    pub parent_account_id: &'a str,
+    /// When it was closed (Unix milliseconds); `None` while open.
+    pub close_time_ms: Option<i64>,
+}
+
+/// Where the usage of `r` at `usage_time_ms` is billed, given what is known of the account it
+/// names (`None`: not known here): refused unless the account's home is the record's
+/// organization and it was open at the usage time (rule BILL-6).
+pub fn bill_to(
+    r: &NewUsage,
+    usage_time_ms: i64,
+    facts: Option<AccountFacts<'_>>,
+) -> Result<BilledAccount, Refusal> {
+    if r.account_id.is_empty() {
+        return Ok(BilledAccount::default());
+    }
+    let not_found = |retryable| Refusal::AccountNotFound {
+        account: r.account_id.clone(),
+        organization: r.organization_id.clone(),
+        retryable,
+    };
+    let Some(facts) = facts else {
+        return Err(not_found(true));
+    };
+    if facts.organization_id != r.organization_id {
+        return Err(not_found(false));
+    }
+    if facts
+        .close_time_ms
+        .is_some_and(|closed| usage_time_ms >= closed)
+    {
+        return Err(Refusal::AccountClosed(r.account_id.clone()));
+    }
+    Ok(if facts.parent_account_id.is_empty() {
+        BilledAccount {
+            account_id: r.account_id.clone(),
+            subaccount_id: String::new(),
+        }
+    } else {
+        BilledAccount {
+            account_id: facts.parent_account_id.to_owned(),
+            subaccount_id: r.account_id.clone(),
+        }
+    })
 }
 
 /// Why one record of a batch is not counted.
@@ -83,6 +147,20 @@ pub enum Refusal {
     /// The workspace was archived before the usage time.
     #[error("workspace {0:?} was archived before usage_time")]
     WorkspaceArchived(String),
+    /// The account is not known here (retryable: it may be soon), or its home is another
+    /// organization (rule BILL-6).
+    #[error("account {account:?} is not an account of organization {organization:?}")]
+    AccountNotFound {
+        /// The account named.
+        account: String,
+        /// The record's organization.
+        organization: String,
+        /// Whether it may still become known (it is not known at all).
+        retryable: bool,
+    },
+    /// The account was closed before the usage time (rule BILL-6).
+    #[error("account {0:?} was closed before usage_time")]
+    AccountClosed(String),
 }
 
 impl Refusal {
@@ -98,6 +176,8 @@ impl Refusal {
             Refusal::OrganizationNotFound { .. } => Reason::OrganizationNotFound,
             Refusal::WorkspaceNotFound { .. } => Reason::WorkspaceNotFound,
             Refusal::WorkspaceArchived(_) => Reason::WorkspaceArchived,
+            Refusal::AccountNotFound { .. } => Reason::AccountNotFound,
+            Refusal::AccountClosed(_) => Reason::AccountClosed,
         }
     }
 
@@ -105,7 +185,8 @@ impl Refusal {
     pub fn retryable(&self) -> bool {
         match self {
             Refusal::UnknownModel(_) | Refusal::OrganizationDeleted(_) => true,
-            Refusal::OrganizationNotFound { retryable, .. } => *retryable,
+            Refusal::OrganizationNotFound { retryable, .. }
+            | Refusal::AccountNotFound { retryable, .. } => *retryable,
             _ => false,
         }
     }
@@ -157,6 +238,7 @@ pub fn check_record(
         ("api_key_id", &r.api_key_id),
         ("user_id", &r.user_id),
         ("model", &r.model),
+        ("account_id", &r.account_id),
     ] {
         if !valid_id(value) {
             return Err(Refusal::InvalidField(format!(
@@ -207,6 +289,7 @@ mod tests {
             output_tokens: 1,
             usage_time: time,
             idempotency_key: "k".into(),
+            account_id: String::new(),
         }
     }
 
@@ -239,5 +322,57 @@ mod tests {
             Some(Reason::UnknownModel)
         );
         assert_eq!(minute_of(MINUTE_MS + 59_999), MINUTE_MS);
+    }
+
+    #[test]
+    fn bill_6_a_subaccount_is_billed_to_its_parent_and_foreign_or_closed_accounts_are_refused() {
+        let mut r = record(UsageTime::At(10));
+        assert_eq!(bill_to(&r, 10, None), Ok(BilledAccount::default()));
+        r.account_id = "acct_sub".into();
+        let facts = AccountFacts {
+            organization_id: "o",
+            parent_account_id: "acct_top",
+            close_time_ms: None,
+        };
+        assert_eq!(
+            bill_to(&r, 10, Some(facts)),
+            Ok(BilledAccount {
+                account_id: "acct_top".into(),
+                subaccount_id: "acct_sub".into(),
+            })
+        );
+        let top = AccountFacts {
+            parent_account_id: "",
+            ..facts
+        };
+        assert_eq!(
+            bill_to(&r, 10, Some(top)).map(|b| b.account_id),
+            Ok("acct_sub".to_owned())
+        );
+        let unknown = bill_to(&r, 10, None).err();
+        assert!(unknown.as_ref().is_some_and(Refusal::retryable));
+        let foreign = bill_to(
+            &r,
+            10,
+            Some(AccountFacts {
+                organization_id: "other",
+                ..facts
+            }),
+        )
+        .err();
+        assert_eq!(
+            foreign.as_ref().map(Refusal::reason),
+            Some(Reason::AccountNotFound)
+        );
+        assert!(!foreign.as_ref().is_some_and(Refusal::retryable));
+        let closed = AccountFacts {
+            close_time_ms: Some(10),
+            ..facts
+        };
+        assert!(bill_to(&r, 9, Some(closed)).is_ok());
+        assert_eq!(
+            bill_to(&r, 10, Some(closed)),
+            Err(Refusal::AccountClosed("acct_sub".into()))
+        );
     }
 }

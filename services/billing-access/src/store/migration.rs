@@ -10,6 +10,9 @@ use orgplane_platform::revocation::CreateSessionRevocations;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
+pub use crate::store::account_migration::AddBillingPerAccount;
+pub use crate::store::merge_migration::AddOrganizationMerges;
+
 /// Every migration of the billing-access database, in order.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrator;
@@ -26,6 +29,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSecurityPolicyReplica),
             Box::new(CreateVerifiedDomainReplica),
             Box::new(AddAuditActorOrganization),
+            Box::new(AddBillingPerAccount),
+            Box::new(AddOrganizationMerges),
         ]
     }
 }

@@ -1,7 +1,11 @@
 //! The billing-access database: sea-orm entities, migrations, and the queries the use cases
 //! share.
 
+pub mod account_migration;
+pub mod accounts;
 pub mod entity;
+pub mod merge;
+pub mod merge_migration;
 pub mod migration;
 pub mod rollups;
 pub mod usage;

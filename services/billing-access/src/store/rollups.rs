@@ -1,6 +1,14 @@
-//! Report queries over the per-minute rollups, aggregated in SQL: grouping by
+//! Report queries over the per-minute rollups (rules BILL-3, BILL-4, BILL-6), aggregated in SQL: grouping by
 //! `(minute_ms / width) * width` is integer arithmetic that SQLite and PostgreSQL evaluate alike,
 //! and the rollups' primary key starts with (organization, minute), so a report reads one index range.
+//!
+//! Two tables hold the same sums: `usage_rollups`, keyed by organization, minute and the usage
+//! dimensions, and `usage_account_rollups`, keyed also by billed account and subaccount. A report
+//! grouped by account or subaccount, or filtered by account, reads the latter; every other report
+//! reads the former. In the steady state both give the same totals. During a rolling update the
+//! previous release's replicas write to `usage_rollups` only: the usage they ingest then is
+//! counted in every report except the account-grouped and account-filtered ones, from which it is
+//! missing (it names no account; it stays missing after the update).
 
 use std::collections::HashMap;
 
@@ -10,14 +18,19 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::domain::Result;
 use crate::domain::reports::{Dim, MAX_ROWS_PER_PAGE, page_end};
-use crate::store::entity::{usage_rollup, workspace};
+use crate::store::entity::{usage_account_rollup, usage_rollup, workspace};
 
-fn column(d: Dim) -> usage_rollup::Column {
+/// The column of `d` (unqualified: both rollup tables name their columns alike; only
+/// `usage_account_rollups` has those of the account dimensions).
+fn column(d: Dim) -> usage_account_rollup::Column {
+    use usage_account_rollup::Column as C;
     match d {
-        Dim::Workspace => usage_rollup::Column::WorkspaceId,
-        Dim::ApiKey => usage_rollup::Column::ApiKeyId,
-        Dim::Model => usage_rollup::Column::Model,
-        Dim::User => usage_rollup::Column::UserId,
+        Dim::Workspace => C::WorkspaceId,
+        Dim::ApiKey => C::ApiKeyId,
+        Dim::Model => C::Model,
+        Dim::User => C::UserId,
+        Dim::Account => C::AccountId,
+        Dim::Subaccount => C::SubaccountId,
     }
 }
 
@@ -37,7 +50,7 @@ pub struct Aggregate {
 }
 
 /// What a report sums: one organization's rollups in buckets of `width`, grouped by `dims` and
-/// filtered by `filters` (an empty list filters nothing).
+/// filtered by `filters` and `accounts` (an empty list filters nothing).
 #[derive(Debug, Clone, Copy)]
 pub struct Rollups<'a> {
     /// The organization.
@@ -48,9 +61,28 @@ pub struct Rollups<'a> {
     pub dims: &'a [Dim],
     /// Filters per dimension.
     pub filters: &'a [(Dim, &'a [String])],
+    /// Only usage billed to these accounts or naming these subaccounts (rule BILL-6): a parent
+    /// selects its subaccounts' usage too; `""` selects usage naming no account.
+    pub accounts: &'a [String],
 }
 
 impl Rollups<'_> {
+    /// Whether the report needs the billed account: grouped by account or subaccount, or
+    /// filtered by account. Only then does it read `usage_account_rollups`.
+    pub fn by_account(&self) -> bool {
+        !self.accounts.is_empty()
+            || self
+                .dims
+                .iter()
+                .chain(
+                    self.filters
+                        .iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(d, _)| d),
+                )
+                .any(|d| matches!(d, Dim::Account | Dim::Subaccount))
+    }
+
     /// Sums the rollups in `[from, to)` per bucket and grouped dimensions, at most `limit` rows.
     async fn aggregate<C: ConnectionTrait>(
         &self,
@@ -59,6 +91,7 @@ impl Rollups<'_> {
         to: i64,
         limit: Option<u64>,
     ) -> Result<Vec<Aggregate>> {
+        use usage_account_rollup::Column as C;
         let width = self.width;
         let bucket = Expr::cust(format!("(minute_ms / {width}) * {width}"));
         let mut q = Query::select();
@@ -69,14 +102,33 @@ impl Rollups<'_> {
         q.expr(Expr::cust("CAST(SUM(input_tokens) AS BIGINT)"))
             .expr(Expr::cust("CAST(SUM(output_tokens) AS BIGINT)"))
             .expr(Expr::cust("CAST(SUM(record_count) AS BIGINT)"))
-            .from(usage_rollup::Entity)
-            .and_where(Expr::col(usage_rollup::Column::OrganizationId).eq(self.organization_id))
-            .and_where(Expr::col(usage_rollup::Column::MinuteMs).gte(from))
-            .and_where(Expr::col(usage_rollup::Column::MinuteMs).lt(to));
+            .and_where(Expr::col(C::OrganizationId).eq(self.organization_id))
+            .and_where(Expr::col(C::MinuteMs).gte(from))
+            .and_where(Expr::col(C::MinuteMs).lt(to));
+        if self.by_account() {
+            q.from(usage_account_rollup::Entity);
+        } else {
+            q.from(usage_rollup::Entity);
+        }
         for (d, values) in self.filters {
             if !values.is_empty() {
                 q.and_where(Expr::col(column(*d)).is_in(values.iter().cloned()));
             }
+        }
+        if !self.accounts.is_empty() {
+            let billed = Expr::col(C::AccountId).is_in(self.accounts.iter().cloned());
+            // The empty subaccount is every record that named no subaccount: not a filter value.
+            let subaccounts: Vec<String> = self
+                .accounts
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect();
+            q.and_where(if subaccounts.is_empty() {
+                billed
+            } else {
+                billed.or(Expr::col(C::SubaccountId).is_in(subaccounts))
+            });
         }
         let mut group = vec![bucket.clone()];
         group.extend(self.dims.iter().map(|d| Expr::col(column(*d))));

@@ -1,22 +1,23 @@
 //! Usage rows: accepted records (unique per organization and idempotency key) and the per-minute
-//! rollups that reports read, both written in the ingesting transaction.
+//! rollups that reports read (`usage_rollups`, and `usage_account_rollups` split by billed
+//! account), all written in the ingesting transaction.
 
 use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::sea_query::{Alias, OnConflict, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QuerySelect};
 
 use orgplane_platform::error::ApiError;
 
 use crate::domain::Result;
-use crate::domain::usage::{NewUsage, minute_of};
-use crate::store::entity::{account, usage_record, usage_rollup};
+use crate::domain::usage::{BilledAccount, NewUsage, minute_of};
+use crate::store::entity::{account, usage_record};
 
 const INSERT_CHUNK: usize = 200;
 
 /// A record that passed every check but the database's.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Candidate<'a> {
     /// Its position in the batch.
     pub index: usize,
@@ -24,6 +25,8 @@ pub struct Candidate<'a> {
     pub record: &'a NewUsage,
     /// Its usage time (Unix milliseconds).
     pub usage_time_ms: i64,
+    /// Where it is billed (rule BILL-6), once its account was checked.
+    pub billed: BilledAccount,
 }
 
 impl Candidate<'_> {
@@ -36,7 +39,7 @@ impl Candidate<'_> {
     }
 }
 
-type RollupKey = (String, i64, String, String, String, String);
+type RollupKey = (String, i64, String, String, String, String, BilledAccount);
 
 /// Inserts `candidates` with `ON CONFLICT DO NOTHING` and returns the keys really inserted.
 pub async fn insert_records(
@@ -59,6 +62,8 @@ pub async fn insert_records(
             C::OutputTokens,
             C::UsageTimeMs,
             C::RecordTimeMs,
+            C::AccountId,
+            C::SubaccountId,
         ]);
         for c in chunk {
             let r = c.record;
@@ -74,6 +79,8 @@ pub async fn insert_records(
                     r.output_tokens.into(),
                     c.usage_time_ms.into(),
                     now_ms.into(),
+                    c.billed.account_id.clone().into(),
+                    c.billed.subaccount_id.clone().into(),
                 ])
                 .map_err(ApiError::internal)?;
         }
@@ -119,14 +126,16 @@ pub async fn missing_accounts(
         .collect())
 }
 
-/// Adds the inserted candidates' tokens to the per-minute rollups.
+/// Adds the inserted candidates' tokens to the per-minute rollups, in both tables: the sums per
+/// organization, minute and dimensions to `usage_rollups` (the statement the previous release
+/// runs, on the same key), and the same sums split by billed account and subaccount to
+/// `usage_account_rollups` (rule BILL-6).
 pub async fn add_to_rollups(
     txn: &DatabaseTransaction,
     candidates: &[Candidate<'_>],
     inserted: &HashSet<(String, String)>,
 ) -> Result<()> {
-    use usage_rollup::Column as C;
-    let mut sums: BTreeMap<RollupKey, (i64, i64, i64)> = BTreeMap::new();
+    let mut wide: BTreeMap<RollupKey, Sums> = BTreeMap::new();
     for c in candidates {
         if !inserted.contains(&c.key()) {
             continue;
@@ -139,64 +148,120 @@ pub async fn add_to_rollups(
             r.api_key_id.clone(),
             r.model.clone(),
             r.user_id.clone(),
+            c.billed.clone(),
         );
-        let e = sums.entry(key).or_insert((0, 0, 0));
-        e.0 = e.0.saturating_add(r.input_tokens);
-        e.1 = e.1.saturating_add(r.output_tokens);
-        e.2 += 1;
+        add(
+            wide.entry(key).or_default(),
+            (r.input_tokens, r.output_tokens, 1),
+        );
     }
-    let rows: Vec<_> = sums.into_iter().collect();
+    let mut narrow: BTreeMap<NarrowKey, Sums> = BTreeMap::new();
+    for ((org, minute, ws, key, model, user, _), sums) in &wide {
+        let key = (
+            org.clone(),
+            *minute,
+            ws.clone(),
+            key.clone(),
+            model.clone(),
+            user.clone(),
+        );
+        add(narrow.entry(key).or_default(), *sums);
+    }
+    let narrow: Vec<(Vec<Value>, Sums)> = narrow
+        .into_iter()
+        .map(|((org, minute, ws, key, model, user), sums)| {
+            let key = vec![
+                org.into(),
+                minute.into(),
+                ws.into(),
+                key.into(),
+                model.into(),
+                user.into(),
+            ];
+            (key, sums)
+        })
+        .collect();
+    upsert(txn, "usage_rollups", &NARROW_KEY, narrow).await?;
+    let wide: Vec<(Vec<Value>, Sums)> = wide
+        .into_iter()
+        .map(|((org, minute, ws, key, model, user, billed), sums)| {
+            let key = vec![
+                org.into(),
+                minute.into(),
+                ws.into(),
+                key.into(),
+                model.into(),
+                user.into(),
+                billed.account_id.into(),
+                billed.subaccount_id.into(),
+            ];
+            (key, sums)
+        })
+        .collect();
+    upsert(txn, "usage_account_rollups", &WIDE_KEY, wide).await
+}
+
+/// Input tokens, output tokens, records.
+type Sums = (i64, i64, i64);
+
+type NarrowKey = (String, i64, String, String, String, String);
+
+/// The key of `usage_rollups`, the conflict target of its upsert (the previous release's too).
+const NARROW_KEY: [&str; 6] = [
+    "organization_id",
+    "minute_ms",
+    "workspace_id",
+    "api_key_id",
+    "model",
+    "user_id",
+];
+
+/// The key of `usage_account_rollups`.
+const WIDE_KEY: [&str; 8] = [
+    "organization_id",
+    "minute_ms",
+    "workspace_id",
+    "api_key_id",
+    "model",
+    "user_id",
+    "account_id",
+    "subaccount_id",
+];
+
+const SUM_COLUMNS: [&str; 3] = ["input_tokens", "output_tokens", "record_count"];
+
+fn add(into: &mut Sums, (input, output, count): Sums) {
+    into.0 = into.0.saturating_add(input);
+    into.1 = into.1.saturating_add(output);
+    into.2 += count;
+}
+
+/// Adds `rows` (key values in the order of `key`, then sums) into `table`'s rows with the same
+/// key, inserting the rows it has not.
+async fn upsert(
+    txn: &DatabaseTransaction,
+    table: &str,
+    key: &[&str],
+    rows: Vec<(Vec<Value>, Sums)>,
+) -> Result<()> {
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut insert = Query::insert();
-        insert.into_table(usage_rollup::Entity).columns([
-            C::OrganizationId,
-            C::MinuteMs,
-            C::WorkspaceId,
-            C::ApiKeyId,
-            C::Model,
-            C::UserId,
-            C::InputTokens,
-            C::OutputTokens,
-            C::RecordCount,
-        ]);
-        for ((org, minute, ws, key, model, user), (input, output, count)) in chunk {
-            insert
-                .values([
-                    org.clone().into(),
-                    (*minute).into(),
-                    ws.clone().into(),
-                    key.clone().into(),
-                    model.clone().into(),
-                    user.clone().into(),
-                    (*input).into(),
-                    (*output).into(),
-                    (*count).into(),
-                ])
-                .map_err(ApiError::internal)?;
+        insert
+            .into_table(Alias::new(table))
+            .columns(key.iter().chain(&SUM_COLUMNS).map(|c| Alias::new(*c)));
+        for (values, (input, output, count)) in chunk {
+            let mut row: Vec<Expr> = values.iter().cloned().map(Into::into).collect();
+            row.extend([(*input).into(), (*output).into(), (*count).into()]);
+            insert.values(row).map_err(ApiError::internal)?;
         }
-        insert.on_conflict(
-            OnConflict::columns([
-                C::OrganizationId,
-                C::MinuteMs,
-                C::WorkspaceId,
-                C::ApiKeyId,
-                C::Model,
-                C::UserId,
-            ])
-            .value(
-                C::InputTokens,
-                Expr::cust("usage_rollups.input_tokens + excluded.input_tokens"),
-            )
-            .value(
-                C::OutputTokens,
-                Expr::cust("usage_rollups.output_tokens + excluded.output_tokens"),
-            )
-            .value(
-                C::RecordCount,
-                Expr::cust("usage_rollups.record_count + excluded.record_count"),
-            )
-            .to_owned(),
-        );
+        let mut conflict = OnConflict::columns(key.iter().map(|c| Alias::new(*c)));
+        for name in SUM_COLUMNS {
+            conflict.value(
+                Alias::new(name),
+                Expr::cust(format!("{table}.{name} + excluded.{name}")),
+            );
+        }
+        insert.on_conflict(conflict);
         txn.execute(&insert).await?;
     }
     Ok(())

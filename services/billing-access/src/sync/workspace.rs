@@ -1,5 +1,7 @@
 //! Workspace events: names and archival of workspaces, for reports and ingestion checks.
-//! Events of purged organizations are ignored (BILL-5).
+//! Events of purged organizations are ignored (BILL-5). Events naming the candidate of a merge
+//! applied here (ORG-15), which the workspace stream may deliver after the organization stream's
+//! `OrganizationsMerged`, apply to the prime that absorbed it.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use sea_orm::entity::prelude::*;
 
 use crate::domain::Result;
 use crate::store::entity::workspace;
+use crate::store::merge;
 use crate::store::workspaces::{is_purged, purged_among, upsert};
 
 /// Where a re-sync gets every workspace (over gRPC in [`crate::api::clients`]).
@@ -63,15 +66,17 @@ async fn apply(txn: &DatabaseTransaction, event: &Event) -> Result<()> {
         _ => None,
     };
     if let Some((org, id, name)) = named {
-        if !is_purged(txn, org).await? {
-            upsert(txn, row(id, org, name, None)).await?;
+        let org = merge::current_home(txn, org).await?;
+        if !is_purged(txn, &org).await? {
+            upsert(txn, row(id, &org, name, None)).await?;
         }
         return Ok(());
     }
     let Some(Payload::WorkspaceArchived(e)) = &event.payload else {
         return Ok(());
     };
-    if is_purged(txn, &e.organization_id).await? {
+    let home = merge::current_home(txn, &e.organization_id).await?;
+    if is_purged(txn, &home).await? {
         return Ok(());
     }
     let existing = workspace::Entity::find_by_id(e.workspace_id.clone())
@@ -80,7 +85,7 @@ async fn apply(txn: &DatabaseTransaction, event: &Event) -> Result<()> {
     let (org, name) = match &existing {
         Some(w) if w.archive_time_ms.is_some() => return Ok(()),
         Some(w) => (w.organization_id.as_str(), w.name.as_str()),
-        None => (e.organization_id.as_str(), ""),
+        None => (home.as_str(), ""),
     };
     upsert(
         txn,
@@ -92,8 +97,17 @@ async fn apply(txn: &DatabaseTransaction, event: &Event) -> Result<()> {
 async fn resync(txn: &DatabaseTransaction, snapshots: &dyn Snapshots) -> Result<i64> {
     let (revision, rows) = snapshots.workspaces().await?;
     let purged = purged_among(txn, None::<std::iter::Empty<&str>>).await?;
+    let merged = merge::all(txn).await?;
     workspace::Entity::delete_many().exec(txn).await?;
-    for w in rows {
+    for mut w in rows {
+        // Follow merges to the organization that holds the workspace now (bounded: a chain
+        // never loops, but a corrupt one must not hang the consumer).
+        for _ in 0..merged.len() {
+            match merged.get(&w.organization_id) {
+                Some(prime) => w.organization_id = prime.clone(),
+                None => break,
+            }
+        }
         if !purged.contains(&w.organization_id) {
             upsert(txn, w).await?;
         }

@@ -26,6 +26,7 @@ async fn purge(rig: &Rig) {
         "billing_accounts",
         "usage_records",
         "usage_rollups",
+        "usage_account_rollups",
         "billing_workspaces",
         "audit_log",
     ];

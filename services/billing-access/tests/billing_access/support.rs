@@ -10,7 +10,9 @@ use orgplane_platform::events::{EventServer, Outbox};
 use orgplane_platform::host::Host;
 use orgplane_platform::server::{GrpcServer, ServerConfig};
 use orgplane_platform::testkit::{FakeApiKeys, ProducerTables};
-use orgplane_platform::testkit::{RunningServer, TEST_ISSUER, TestAuth, TestDb, bearer};
+use orgplane_platform::testkit::{
+    MemberMove, RunningServer, TEST_ISSUER, TestAuth, TestDb, bearer, organizations_merged,
+};
 use orgplane_proto::billing::v1::billing_access_service_client::BillingAccessServiceClient;
 use orgplane_proto::billing::v1::{RecordUsageRequest, UsageRecord, UsageRecordResult};
 use orgplane_proto::events::v1::event::Payload;
@@ -145,6 +147,12 @@ impl Rig {
             .wait_for(rev, Duration::from_secs(20))
             .await
             .unwrap();
+    }
+
+    /// Publishes organization events (accounts, …) and waits until the service applied them.
+    pub async fn org_applied(&self, payloads: Vec<Payload>) {
+        let rev = self.org_events(payloads).await;
+        self.org_synced(rev).await;
     }
 
     /// Waits until the service applied workspace revision `rev`.
@@ -287,7 +295,59 @@ pub fn usage(
         output_tokens: output,
         usage_time: Some(ts(time_ms)),
         idempotency_key: key.into(),
+        account_id: String::new(),
     }
+}
+
+/// The same usage record, naming account `account`.
+pub fn on_account(mut record: UsageRecord, account: &str) -> UsageRecord {
+    record.account_id = account.into();
+    record
+}
+
+/// An `AccountChanged` event as the organization service publishes it: account `id` with home
+/// `org`, under `parent` (empty: top-level), closed at `closed_ms` when given, moved from
+/// `previous` when not empty.
+pub fn account_changed(
+    id: &str,
+    org: &str,
+    parent: &str,
+    closed_ms: Option<i64>,
+    previous: &str,
+) -> Payload {
+    use orgplane_proto::organization::v1::{Account, AccountState, AccountType};
+    Payload::AccountChanged(AccountChanged {
+        account: Some(Account {
+            id: id.into(),
+            organization_id: org.into(),
+            home_organization_id: org.into(),
+            display_name: format!("Account {id}"),
+            r#type: AccountType::Managed as i32,
+            state: if closed_ms.is_some() {
+                AccountState::Closed as i32
+            } else {
+                AccountState::Active as i32
+            },
+            owner_user_id: format!("{org}_owner"),
+            parent_account_id: parent.into(),
+            close_time: closed_ms.map(ts),
+            ..Default::default()
+        }),
+        previous_organization_id: previous.into(),
+    })
+}
+
+/// The `OrganizationsMerged` of `candidate` into `prime` moving `members`, with the planned
+/// `workspaces` and `accounts`; the candidate's owner is `<candidate>_owner`.
+pub fn merged(
+    prime: &str,
+    candidate: &str,
+    members: &[MemberMove<'_>],
+    workspaces: &[&str],
+    accounts: &[&str],
+) -> Payload {
+    let owner = format!("{candidate}_owner");
+    organizations_merged(prime, candidate, &owner, members, workspaces, accounts)
 }
 
 /// A timestamp at `ms`.

@@ -27,7 +27,7 @@ macro_rules! sweep {
             );
             seen.push(stringify!($method));
         )+
-        assert_eq!(seen.len(), 8, "every RPC of the service is swept");
+        assert_eq!(seen.len(), 9, "every RPC of the service is swept");
     }};
 }
 
@@ -41,6 +41,7 @@ async fn sweep_every_rpc_with_an_empty_request_answers_a_deliberate_code() {
         [Code::Unauthenticated],
         get_billing_account(GetBillingAccountRequest),
         update_billing_account(UpdateBillingAccountRequest),
+        list_billing_accounts(ListBillingAccountsRequest),
         list_billing_members(ListBillingMembersRequest),
         check_billing_access(CheckBillingAccessRequest),
         record_usage(RecordUsageRequest),
@@ -54,6 +55,7 @@ async fn sweep_every_rpc_with_an_empty_request_answers_a_deliberate_code() {
         [Code::InvalidArgument, Code::PermissionDenied],
         get_billing_account(GetBillingAccountRequest),
         update_billing_account(UpdateBillingAccountRequest),
+        list_billing_accounts(ListBillingAccountsRequest),
         list_billing_members(ListBillingMembersRequest),
         check_billing_access(CheckBillingAccessRequest),
         record_usage(RecordUsageRequest),

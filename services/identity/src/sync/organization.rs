@@ -1,6 +1,15 @@
 //! The consumer of the organization service's events: keeps the shared org-role replica, and on
 //! `OrganizationPurged` disables that organization's API keys in the same transaction, publishing
 //! `ApiKeyStatusChanged` for each (rule ID-7).
+//!
+//! On `OrganizationsMerged` (rule ORG-15) the candidate's API keys become keys of the prime in
+//! the same transaction (admin keys admin keys of the prime; workspace keys keep their workspace,
+//! which moved with the merge), with one summary record in the prime's audit log; nothing is
+//! published (the workspace service moves its key replica from the same event). The candidate's
+//! SCIM tokens and SSO connections need no write: the replica now holds the candidate MERGED
+//! (not ACTIVE), and every lookup of them already answers as for a gone organization (SCIM
+//! `TOKEN_INVALID`, SSO connection not found). Sessions are kept. The prime's sign-in rules
+//! apply to the moved members from the replica (their role is in the prime now).
 
 use futures::future::BoxFuture;
 use orgplane_platform::ApiResult;
@@ -8,7 +17,7 @@ use orgplane_platform::audit::{AuditLogWriter, Entry};
 use orgplane_platform::clock::SharedClock;
 use orgplane_platform::events::Outbox;
 use orgplane_platform::events::handlers::OrgEventsExtension;
-use orgplane_platform::replica::org_row;
+use orgplane_platform::replica::{Merge, org_row};
 use orgplane_proto::events::v1::event::Payload;
 use orgplane_proto::events::v1::{ApiKeyStatusChanged, Event};
 use orgplane_proto::identity::v1::ApiKeyStatus;
@@ -85,6 +94,46 @@ impl OrgEvents {
         Ok(())
     }
 
+    /// Moves every API key of the merged candidate to the prime inside `txn` (rule ORG-15);
+    /// a second delivery finds no key left in the candidate and writes nothing.
+    pub async fn move_org_keys<C: ConnectionTrait>(&self, txn: &C, merge: &Merge) -> ApiResult<()> {
+        let candidate = merge.candidate_organization_id.as_str();
+        let prime = merge.prime_organization_id.as_str();
+        let keys = api_key::Entity::find()
+            .filter(api_key::Column::OrganizationId.eq(candidate))
+            .all(txn)
+            .await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now().timestamp_millis();
+        api_key::Entity::update_many()
+            .col_expr(api_key::Column::OrganizationId, Expr::value(prime))
+            .col_expr(api_key::Column::UpdateTimeMs, Expr::value(now))
+            .col_expr(
+                api_key::Column::Version,
+                Expr::col(api_key::Column::Version).add(1),
+            )
+            .filter(api_key::Column::OrganizationId.eq(candidate))
+            .exec(txn)
+            .await?;
+        let mut ids: Vec<String> = keys.into_iter().map(|k| k.id).collect();
+        ids.sort();
+        self.audit
+            .record_system(
+                txn,
+                Entry::new(prime, "api_key.move_on_merge", "organization", prime).with_details(
+                    serde_json::json!({
+                        "candidateOrganizationId": candidate,
+                        "movedKeys": ids.len(),
+                        "apiKeyIds": ids,
+                    }),
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn announce(&self) {
         match self.outbox.head().await {
             Ok(head) => self.outbox.committed(head.revision),
@@ -100,9 +149,30 @@ impl OrgEventsExtension for OrgEvents {
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
-            if let Some(Payload::OrganizationPurged(e)) = &event.payload {
-                self.disable_org_keys(txn, &e.organization_id, &event.request_id)
-                    .await?;
+            match &event.payload {
+                Some(Payload::OrganizationPurged(e)) => {
+                    self.disable_org_keys(txn, &e.organization_id, &event.request_id)
+                        .await?;
+                }
+                Some(Payload::OrganizationsMerged(e)) => {
+                    if let Some(merge) = Merge::of(e) {
+                        self.move_org_keys(txn, &merge).await?;
+                    }
+                }
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn reconcile_merges<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        merges: &'a [Merge],
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            for merge in merges {
+                self.move_org_keys(txn, merge).await?;
             }
             Ok(())
         })

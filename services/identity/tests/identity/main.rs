@@ -3344,6 +3344,7 @@ async fn org_10_identity_audit_images_are_canonical_proto3_json_without_secrets(
 }
 
 mod fake_organization;
+mod merge;
 mod mfa;
 mod passkeys;
 mod replicas;

@@ -33,6 +33,7 @@ pub fn organization(o: &organization::Model) -> Organization {
         etag: etag(o.version),
         kind: o.kind,
         operator_organization_id: o.operator_id.clone(),
+        merged_into_organization_id: o.merged_into_id.clone(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! The gRPC adapter of `orgplane.organization.v1.OrganizationService`: each handler builds the
+//! The gRPC adapter of `orgplane.organization.v1.OrganizationService` (and, in [`AccountApi`],
+//! of `AccountService`): each handler builds the
 //! [`Call`](orgplane_platform::Call), takes the prost request apart into the use case's command
 //! (the only place that does), runs the use case ([`crate::app`]) and encodes the answer
 //! ([`convert`]). Every mutation except CreateOrganization (which has no organization yet to hold
@@ -8,11 +9,13 @@
 //! The service's outbound calls (identity's user lookups, the workspace listing a re-sync reads)
 //! are the platform's (`orgplane_platform::clients`).
 
+mod accounts;
 pub mod convert;
 mod domains;
 mod hierarchy;
 mod invites;
 mod members;
+mod merge;
 mod organizations;
 mod security;
 mod settings;
@@ -22,6 +25,8 @@ use orgplane_platform::{ApiError, ApiResult};
 use orgplane_proto::organization::v1::organization_service_server::OrganizationService;
 use orgplane_proto::organization::v1::*;
 use tonic::{Request, Response, Status};
+
+pub use accounts::AccountApi;
 
 use crate::app::SharedApp;
 
@@ -305,5 +310,12 @@ impl OrganizationService for OrganizationApi {
         request: Request<GetEffectiveSettingsRequest>,
     ) -> Reply<GetEffectiveSettingsResponse> {
         settings::get_effective(&self.app, request).await
+    }
+
+    async fn merge_organizations(
+        &self,
+        request: Request<MergeOrganizationsRequest>,
+    ) -> Reply<MergeOrganizationsResponse> {
+        merge::merge(&self.app, request).await
     }
 }

@@ -41,6 +41,11 @@ impl Access {
             .one(db)
             .await?
             .ok_or_else(not_found)?;
+        // A MERGED organization is a tombstone (rule ORG-15): gone for every caller and every
+        // RPC; GetOrganization answers its former OWNER before asking here.
+        if org.state == OrganizationState::Merged as i32 {
+            return Err(not_found());
+        }
         let role = match principal {
             Principal::User(u) => member::Entity::find_by_id((org.id.clone(), u.user_id.clone()))
                 .one(db)

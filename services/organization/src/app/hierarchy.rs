@@ -127,6 +127,7 @@ impl App {
             version: 1,
             kind: OrganizationKind::Standard as i32,
             operator_id: operator.id.clone(),
+            merged_into_id: String::new(),
         };
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         lock_family(&*txn, &operator).await?;

@@ -382,6 +382,10 @@ impl App {
         accepted.accept_time_ms = Some(now);
         accepted.accepted_user_id = user.user_id.clone();
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        // Under the organization's row lock, so a merge or deletion cannot slip in between.
+        if !crate::store::query::lock_active_organization(&*txn, &org.id).await? {
+            return Err(Error::not_found("organization", &org.id));
+        }
         // ORG-14: addresses of a domain the organization holds VERIFIED and BLOCKED stay out.
         self.check_joining_domain(&*txn, &org.id, &email, false)
             .await?;

@@ -201,7 +201,7 @@ impl App {
     }
 
     /// Purges every DELETED organization whose purge time has passed (by the injectable
-    /// clock): its members, invites, units, security policy, domains and audit records go, and `OrganizationPurged` is
+    /// clock): its members, invites, units, security policy, domains, accounts and audit records go, and `OrganizationPurged` is
     /// published in the same transaction. Returns the purged ids.
     pub async fn purge_due(&self) -> ApiResult<Vec<String>> {
         let now = self.now_ms();
@@ -256,6 +256,7 @@ impl App {
                 .filter(domain::Column::OrganizationId.eq(org.id.clone()))
                 .exec(&*txn)
                 .await?;
+            self.purge_accounts(&*txn, &org.id).await?;
             orgplane_platform::audit::row::Entity::delete_many()
                 .filter(orgplane_platform::audit::row::Column::OrganizationId.eq(org.id.clone()))
                 .exec(&*txn)

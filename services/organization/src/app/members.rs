@@ -106,11 +106,14 @@ impl App {
 
     /// Ends `before`'s membership in `txn` and publishes `MemberRemoved`, from which every
     /// consumer drops the member (the workspace service their workspace roles, rule WS-9): the
-    /// one path by which a member leaves (RemoveMember, DeprovisionMember). False when the
-    /// membership was gone already (nothing published); the caller audits it.
+    /// one path by which a member leaves (RemoveMember, DeprovisionMember). The accounts they
+    /// own there pass to the OWNER (rule ACC-3; audited here, with `AccountChanged`). False
+    /// when the membership was gone already (nothing published); the caller audits the
+    /// membership.
     pub(super) async fn delete_member_in(
         &self,
         txn: &mut WriteUnit,
+        call: &Call,
         before: &member::Model,
     ) -> Result<bool> {
         let deleted = member::Entity::delete_many()
@@ -127,6 +130,13 @@ impl App {
             old_role: before.role,
         }))
         .await?;
+        let handed = self
+            .hand_over_accounts(&**txn, &before.organization_id, &before.user_id)
+            .await?;
+        for h in handed {
+            self.audit.write(&**txn, call, h.entry()).await?;
+            txn.append(super::accounts::changed(&h.after, "")).await?;
+        }
         Ok(true)
     }
 
@@ -277,7 +287,7 @@ impl App {
         }
         access.standing.require_person_for_admin(Some(role), None)?;
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
-        if !self.delete_member_in(&mut txn, &before).await? {
+        if !self.delete_member_in(&mut txn, call, &before).await? {
             return Err(Error::not_found("member", &user_id));
         }
         let action = if leaving {

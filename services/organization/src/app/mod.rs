@@ -9,9 +9,11 @@
 //! the invite restriction, BLOCKED, AUTO_ENROLL, LookupDomain, ProvisionMember); [`access`]
 //! resolves the caller's standing; [`hierarchy`] the child organizations of operators
 //! (ORG-13); [`settings`] resolves inherited settings (rule ORG-13) and [`branding`] serves the
-//! branding and effective-settings RPCs.
+//! branding and effective-settings RPCs; [`accounts`] the accounts of organizations (rules
+//! ACC-1 … ACC-5); [`merge`] merges one organization into another (rule ORG-15).
 
 pub mod access;
+pub mod accounts;
 pub mod audit_log;
 pub mod branding;
 pub mod domains;
@@ -20,6 +22,7 @@ pub mod invites;
 pub mod issue;
 pub mod lifecycle;
 pub mod members;
+pub mod merge;
 pub mod organizations;
 pub mod provision;
 pub mod security;
@@ -82,6 +85,8 @@ pub enum Scope {
     Unit(String),
     /// The organization of this domain.
     Domain(String),
+    /// The home organization of this account.
+    Account(String),
 }
 
 /// What a mutation RPC of this service aims at (ORG-10).
@@ -154,9 +159,15 @@ impl App {
         attempt: Attempt,
         result: ApiResult<T>,
     ) -> ApiResult<T> {
+        // An invite's addressee has standing in its organization's log (an invite id is mailed
+        // to them); anyone else refused with INVITE_EMAIL_MISMATCH has not.
+        let addressee = matches!(
+            &result,
+            Err(e) if e.error_reason() != orgplane_platform::error::Reason::InviteEmailMismatch
+        );
         self.audit
             .audited(&self.db, call, result, || {
-                self.attempt_entry(&call.principal, attempt)
+                self.attempt_entry(&call.principal, attempt, addressee)
             })
             .await
     }
@@ -167,7 +178,9 @@ impl App {
         &self,
         principal: &orgplane_platform::auth::Principal,
         attempt: Attempt,
+        addressee: bool,
     ) -> Option<Entry> {
+        let invite_scope = matches!(attempt.scope, Scope::Invite(_));
         let found = match &attempt.scope {
             Scope::Organization(id) => organization::Entity::find_by_id(id.clone())
                 .one(&self.db)
@@ -185,6 +198,10 @@ impl App {
                 .one(&self.db)
                 .await
                 .map(|d| d.map(|d| d.organization_id)),
+            Scope::Account(id) => crate::store::account::Entity::find_by_id(id.clone())
+                .one(&self.db)
+                .await
+                .map(|a| a.map(|a| a.home_organization_id)),
         };
         let organization_id = found
             .inspect_err(|e| {
@@ -200,6 +217,31 @@ impl App {
             })
             .ok()
             .flatten();
+        // ORG-10: only callers with standing in the organization write into its log — its
+        // members, its operator, an invite's addressee, its own API keys and Orgplane's services. A refusal that came
+        // before the tenant check (an API key of another organization, a user of another one)
+        // must not let an outsider write there.
+        let standing = match principal {
+            orgplane_platform::auth::Principal::User(u) => {
+                operator.is_some()
+                    || (invite_scope && addressee)
+                    || member::Entity::find_by_id((organization_id.clone(), u.user_id.clone()))
+                        .one(&self.db)
+                        .await
+                        .inspect_err(|e| {
+                            tracing::warn!(error = %e, action = attempt.action, "could not resolve the membership of a refused mutation's caller");
+                        })
+                        .ok()
+                        .flatten()
+                        .is_some()
+            }
+            orgplane_platform::auth::Principal::ApiKey(k) => k.organization_id == organization_id,
+            orgplane_platform::auth::Principal::Service(_) => true,
+            orgplane_platform::auth::Principal::Anonymous => false,
+        };
+        if !standing {
+            return None;
+        }
         Some(
             attempt
                 .entry(&organization_id)

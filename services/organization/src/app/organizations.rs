@@ -222,6 +222,7 @@ impl App {
             version: 1,
             kind,
             operator_id: String::new(),
+            merged_into_id: String::new(),
         };
         let mut txn = WriteUnit::begin(&self.outbox, call).await?;
         organization::Entity::insert(organization::ActiveModel::from(org.clone()))
@@ -280,6 +281,9 @@ impl App {
     ) -> Result<organization::Model> {
         require_caller(&call.principal)?;
         required("organization_id", organization_id)?;
+        if let Some(tombstone) = self.merged_for_former_owner(call, organization_id).await? {
+            return Ok(tombstone);
+        }
         let access = Access::resolve(
             &self.db,
             &call.principal,
@@ -304,7 +308,8 @@ impl App {
         Ok(access.org)
     }
 
-    /// ListOrganizations (rule ORG-8).
+    /// ListOrganizations (rule ORG-8). MERGED organizations (rule ORG-15) are listed to no one,
+    /// not even their former OWNER with `show_deleted`.
     pub async fn list_organizations(
         &self,
         call: &Call,
@@ -341,7 +346,8 @@ impl App {
                 .filter(active),
             _ => {
                 if cmd.show_deleted {
-                    query
+                    // MERGED tombstones are listed to no one (rule ORG-15).
+                    query.filter(organization::Column::State.ne(OrganizationState::Merged as i32))
                 } else {
                     query.filter(active)
                 }

@@ -399,7 +399,7 @@ impl App {
             Some(m) if role_of(m.role) == OrgRole::Owner => {
                 return Err(Error::OwnershipTransferRequired { user_id: m.user_id });
             }
-            Some(m) if self.delete_member_in(&mut txn, &m).await? => {
+            Some(m) if self.delete_member_in(&mut txn, call, &m).await? => {
                 self.audit
                     .write(
                         &*txn,
@@ -435,6 +435,10 @@ impl App {
         role: OrgRole,
         source: &str,
     ) -> Result<member::Model> {
+        // Under the organization's row lock, so a merge or deletion cannot slip in between.
+        if !crate::store::query::lock_active_organization(db, organization_id).await? {
+            return Err(Error::not_found("organization", organization_id));
+        }
         let now = self.now_ms();
         let m = member::Model {
             organization_id: organization_id.to_owned(),

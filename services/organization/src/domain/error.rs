@@ -1,7 +1,12 @@
 //! The organization service's refusals: one enum, each reason named once, and the one mapping
 //! onto the wire ([`ApiError`]: canonical code, `ErrorInfo` reason, details). Errors of the
 //! platform (database, page tokens, revision waits, identity being down) pass through as
-//! [`Error::Api`].
+//! [`Error::Api`]. The mapping of the account (ACC-1 … ACC-5) and merge (ORG-15) refusals is in
+//! the child module `accounts_and_merges`.
+
+mod accounts_and_merges;
+
+pub use accounts_and_merges::{MergeRefusal, conflict_subject, conflict_type};
 
 use orgplane_platform::ApiError;
 use orgplane_platform::error::Reason;
@@ -273,6 +278,99 @@ pub enum Error {
         /// The operator.
         organization_id: String,
     },
+    /// RESOURCE_EXHAUSTED `ACCOUNT_LIMIT_REACHED` (ACC-1).
+    #[error("the organization holds {max} open accounts, as many as it may; close one first")]
+    AccountLimitReached {
+        /// The organization.
+        organization_id: String,
+        /// The limit.
+        max: u64,
+    },
+    /// RESOURCE_EXHAUSTED `SUBACCOUNT_LIMIT_REACHED` (ACC-4).
+    #[error("the account has {max} open subaccounts, as many as it may; close one first")]
+    SubaccountLimitReached {
+        /// The parent account.
+        account_id: String,
+        /// The limit.
+        max: u64,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_OWNER_NOT_MANAGED` (ACC-3): the owner must be a member.
+    #[error("an account's owner must be a member of its organization, and this user is not")]
+    AccountOwnerNotManaged {
+        /// The user.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_NOT_MANAGED` (ACC-2): INDEPENDENT or PENDING here.
+    #[error("the account is {kind} here; only its home organization may change or close it")]
+    AccountNotManaged {
+        /// The account.
+        account_id: String,
+        /// `INDEPENDENT` or `PENDING`.
+        kind: &'static str,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_CLOSED`.
+    #[error("the account is closed")]
+    AccountClosed {
+        /// The account.
+        account_id: String,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_HAS_SUBACCOUNTS` (ACC-4).
+    #[error("the account still has open subaccounts; close them first")]
+    AccountHasSubaccounts {
+        /// The account.
+        account_id: String,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_ALREADY_IN_ORGANIZATION` (ACC-2).
+    #[error("the account is already in this organization's list (as {kind})")]
+    AccountAlreadyInOrganization {
+        /// The account.
+        account_id: String,
+        /// Its type there.
+        kind: &'static str,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_IS_SUBACCOUNT` (ACC-4): not imported, never nested.
+    #[error("{what}")]
+    AccountIsSubaccount {
+        /// The account.
+        account_id: String,
+        /// What is refused, for people.
+        what: &'static str,
+    },
+    /// FAILED_PRECONDITION `ACCOUNT_IMPORT_NOT_PENDING` (ACC-2).
+    #[error("there is no pending import of this account into this organization")]
+    AccountImportNotPending {
+        /// The account.
+        account_id: String,
+        /// The importing organization.
+        organization_id: String,
+    },
+    /// ALREADY_EXISTS `ACCOUNT_MEMBER_EXISTS`.
+    #[error("the member already has access to the account")]
+    AccountMemberExists {
+        /// The account.
+        account_id: String,
+        /// The member.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `NOT_ORGANIZATION_MEMBER`: the user is not a member.
+    #[error("the user is not a member of the organization")]
+    NotOrganizationMember {
+        /// The user.
+        user_id: String,
+    },
+    /// FAILED_PRECONDITION `EMAIL_DOMAIN_NOT_VERIFIED` (ACC-2): a MANAGED import needs the
+    /// account owner's email in a VERIFIED domain of the importing organization. The owner's
+    /// domain is not named: the account may belong to another tenant.
+    #[error(
+        "a managed import needs the account owner's email address in a verified domain of the organization; verify the owner's domain first, or import the account as INDEPENDENT"
+    )]
+    AccountOwnerDomainNotVerified {
+        /// The account.
+        account_id: String,
+    },
+    /// A merge refusal (rule ORG-15).
+    #[error(transparent)]
+    Merge(#[from] MergeRefusal),
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -436,6 +534,21 @@ impl From<Error> for ApiError {
                 &organization_id,
                 message,
             ),
+            e @ (Error::AccountLimitReached { .. }
+            | Error::SubaccountLimitReached { .. }
+            | Error::AccountOwnerNotManaged { .. }
+            | Error::AccountNotManaged { .. }
+            | Error::AccountClosed { .. }
+            | Error::AccountHasSubaccounts { .. }
+            | Error::AccountAlreadyInOrganization { .. }
+            | Error::AccountIsSubaccount { .. }
+            | Error::AccountImportNotPending { .. }
+            | Error::AccountMemberExists { .. }
+            | Error::NotOrganizationMember { .. }
+            | Error::AccountOwnerDomainNotVerified { .. }) => {
+                accounts_and_merges::to_api(e, message)
+            }
+            Error::Merge(m) => accounts_and_merges::merge_to_api(m, message),
             Error::Api(e) => e,
         }
     }

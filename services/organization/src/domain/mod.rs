@@ -1,10 +1,14 @@
-//! The organization service's rules, free of tonic and sea-orm: who may do what
+//! The organization service's rules, free of tonic and sea-orm: accounts ([`accounts`], rules
+//! ACC-1 … ACC-5), who may do what
 //! ([`authz`]), what a valid input is ([`validate`]), settings resolved per field
-//! ([`settings`], rule ORG-13), and the refusals ([`error`]).
+//! ([`settings`], rule ORG-13), what a merge does to roles and where it conflicts ([`merge`],
+//! rule ORG-15), and the refusals ([`error`]).
 
+pub mod accounts;
 pub mod authz;
 pub mod domains;
 pub mod error;
+pub mod merge;
 pub mod settings;
 pub mod validate;
 

@@ -26,6 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(crate::store::email_keys::CanonicalEmailKeys),
             Box::new(AddAuditActorOrganization),
             Box::new(crate::store::settings::AddOperators),
+            Box::new(crate::store::accounts::CreateAccounts),
+            Box::new(crate::store::merges::AddMerges),
         ]
     }
 }

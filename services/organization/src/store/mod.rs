@@ -2,13 +2,17 @@
 //! query helpers the use cases share ([`query`]). Times are Unix milliseconds; enums are stored
 //! as their proto numbers; `version` counts changes and is the resource's etag (`v<version>`).
 
+pub mod accounts;
 pub mod domains;
 pub mod email_keys;
+pub mod merges;
 pub mod migration;
 pub mod query;
 pub mod settings;
 
+pub use accounts::{account, account_entry, account_member, compliance_default};
 pub use domains::domain;
+pub use merges::merge_record;
 pub use settings::branding;
 
 impl From<sea_orm::DbErr> for crate::domain::Error {
@@ -21,7 +25,7 @@ impl From<sea_orm::DbErr> for crate::domain::Error {
 pub mod organization {
     use sea_orm::entity::prelude::*;
 
-    /// One organization, ACTIVE or DELETED (purged ones are gone).
+    /// One organization, ACTIVE, DELETED or MERGED (purged ones are gone).
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "organizations")]
     pub struct Model {
@@ -57,6 +61,8 @@ pub mod organization {
         pub kind: i32,
         /// For a child organization, its operator's id; empty otherwise (ORG-13).
         pub operator_id: String,
+        /// For a MERGED organization, the prime that absorbed it; empty otherwise (ORG-15).
+        pub merged_into_id: String,
     }
 
     /// No relations.

@@ -66,3 +66,27 @@ pub async fn lock_organization<C: sea_orm::ConnectionTrait>(
         .await?;
     Ok(())
 }
+
+/// Takes the write lock of organization `id`'s row, as [`lock_organization`], and says whether
+/// the organization is still ACTIVE under it. A membership is written only after this answered
+/// true in the same transaction: a merge (ORG-15) or a deletion locks the same row first, so a
+/// member never joins an organization that stopped being ACTIVE meanwhile, and a merge's plan,
+/// read under the lock, always sees every member that joined before it.
+pub async fn lock_active_organization<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    id: &str,
+) -> Result<bool, sea_orm::DbErr> {
+    use super::organization;
+    use orgplane_proto::organization::v1::OrganizationState;
+    use sea_orm::{EntityTrait, QueryFilter};
+    let locked = organization::Entity::update_many()
+        .col_expr(
+            organization::Column::Version,
+            sea_orm::sea_query::Expr::col(organization::Column::Version),
+        )
+        .filter(organization::Column::Id.eq(id))
+        .filter(organization::Column::State.eq(OrganizationState::Active as i32))
+        .exec(conn)
+        .await?;
+    Ok(locked.rows_affected > 0)
+}

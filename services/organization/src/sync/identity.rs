@@ -1,5 +1,5 @@
 //! Identity's events in this service: `UserDeleted` removes the user from every organization
-//! (rule ID-9), `UserEmailVerified` refreshes the stored member emails (ORG-6), and after a
+//! (rule ID-9; the accounts they own pass to each organization's OWNER, rule ACC-3), `UserEmailVerified` refreshes the stored member emails (ORG-6), and after a
 //! compaction of identity's stream the members' users are re-synced from `BatchGetUsers`.
 
 use orgplane_platform::audit::Entry;
@@ -86,6 +86,17 @@ impl App {
                     request_id,
                 )
                 .await?;
+            // Rule ACC-3: their accounts there pass to the organization's OWNER.
+            let handed = self
+                .hand_over_accounts(txn, &m.organization_id, &m.user_id)
+                .await
+                .map_err(orgplane_platform::ApiError::from)?;
+            for h in handed {
+                self.audit.record_system(txn, h.entry()).await?;
+                self.outbox
+                    .append(txn, crate::app::accounts::changed(&h.after, ""), request_id)
+                    .await?;
+            }
         }
         Ok(())
     }

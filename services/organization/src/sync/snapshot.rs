@@ -45,7 +45,10 @@ impl App {
     /// roles, its security policy and its VERIFIED domains (on every page it appears on),
     /// ordered by organization id then user id; the revision is fixed by the first page
     /// (read before the rows, so every page reflects at least every change up to it) and
-    /// carried in the page token.
+    /// carried in the page token. A MERGED organization (rule ORG-15) appears as a tombstone:
+    /// state MERGED, `merged_into_organization_id` set, no members and no domains — so that a
+    /// consumer re-syncing after compaction moves what it holds of it to the prime instead of
+    /// purging it, and grants nothing in it.
     pub async fn list_role_assignments(
         &self,
         call: &Call,

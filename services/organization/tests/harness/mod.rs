@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test crate uses its part of the rig
 
+pub mod dns;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -3,12 +3,14 @@
 //! module of its own.
 
 mod account;
+mod accounts;
 mod org;
 mod reports;
 mod values;
 mod workspace;
 
 pub use account::*;
+pub use accounts::*;
 pub use org::*;
 pub use reports::*;
 pub use values::*;
@@ -26,8 +28,8 @@ const GLOBAL: &str = "Global options";
 #[command(
     name = "orgctl",
     version,
-    about = "Operate Orgplane from a terminal: contexts, sign-in, organizations, members, invites, workspaces, API keys, access checks, audit logs and billing reports.",
-    long_about = "Operate Orgplane from a terminal: contexts, sign-in, organizations, members, invites, workspaces, API keys, access checks, audit logs and billing reports.\n\nStart with a context (a server and your credentials there), then sign in:\n\n  orgctl context add local --server http://127.0.0.1:50051\n  orgctl signup --email olivia@example.com --name 'Olivia Owner'\n  orgctl verify-email <token from the mail>\n  orgctl login olivia@example.com\n  orgctl org create Acme\n\nOutput is a table for people; `-o json` prints canonical proto3 JSON (lists as one array).\nExit codes: 0 success, 1 the server refused the request, 2 wrong command line, 3 local configuration (file, context, credentials), 4 server unreachable, 5 `check` denied.",
+    about = "Operate Orgplane from a terminal: contexts, sign-in, organizations, members, invites, accounts, workspaces, API keys, access checks, audit logs and billing reports.",
+    long_about = "Operate Orgplane from a terminal: contexts, sign-in, organizations, members, invites, accounts, workspaces, API keys, access checks, audit logs and billing reports.\n\nStart with a context (a server and your credentials there), then sign in:\n\n  orgctl context add local --server http://127.0.0.1:50051\n  orgctl signup --email olivia@example.com --name 'Olivia Owner'\n  orgctl verify-email <token from the mail>\n  orgctl login olivia@example.com\n  orgctl org create Acme\n\nOutput is a table for people; `-o json` prints canonical proto3 JSON (lists as one array).\nExit codes: 0 success, 1 the server refused the request, 2 wrong command line, 3 local configuration (file, context, credentials), 4 server unreachable, 5 `check` denied.",
     propagate_version = true,
     disable_help_subcommand = true
 )]
@@ -123,6 +125,10 @@ pub enum Command {
     /// Organizational units (a tree that groups workspaces).
     #[command(subcommand)]
     Units(UnitsCommand),
+
+    /// Accounts and subaccounts: billing and application boundaries of an organization.
+    #[command(subcommand, visible_alias = "acct")]
+    Accounts(AccountsCommand),
 
     /// Workspaces and their members.
     #[command(subcommand, visible_alias = "ws")]

@@ -52,6 +52,19 @@ pub enum OrgCommand {
         #[arg(long)]
         primary_email: Option<String>,
     },
+    /// Merge a candidate organization into a prime (OWNER of both, recent sign-in).
+    ///
+    /// With --preview, prints the conflicts and what would move without merging. The prime needs
+    /// a verified domain holding your address, the candidate none.
+    Merge {
+        /// The organization that absorbs the other.
+        prime_organization_id: String,
+        /// The organization absorbed (it becomes MERGED).
+        candidate_organization_id: String,
+        /// Only compute and print the plan.
+        #[arg(long)]
+        preview: bool,
+    },
     /// Delete an organization (OWNER, recent sign-in); it is purged 7 days later.
     Delete {
         /// The organization's id.

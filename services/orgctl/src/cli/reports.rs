@@ -95,6 +95,9 @@ pub enum BillingCommand {
         /// Only usage of these models.
         #[arg(long = "model")]
         models: Vec<String>,
+        /// Only usage of these accounts (an account includes its subaccounts).
+        #[arg(long = "account", value_name = "ACCOUNT_ID")]
+        accounts: Vec<String>,
         #[command(flatten)]
         page: PageArgs,
     },
@@ -113,6 +116,9 @@ pub enum BillingCommand {
         /// Only usage of these workspaces.
         #[arg(long = "workspace", value_name = "WORKSPACE_ID")]
         workspaces: Vec<String>,
+        /// Only usage of these accounts (an account includes its subaccounts).
+        #[arg(long = "account", value_name = "ACCOUNT_ID")]
+        accounts: Vec<String>,
         #[command(flatten)]
         page: PageArgs,
     },

@@ -189,6 +189,10 @@ proto_enum!(
         Model => Model,
         /// By user.
         User => User,
+        /// By billed account (a subaccount's usage under its parent).
+        Account => Account,
+        /// By the account the usage named (subaccounts apart).
+        Subaccount => Subaccount,
     }
 );
 
@@ -199,6 +203,53 @@ proto_enum!(
         Workspace => Workspace,
         /// By description (model and token type).
         Description => Description,
+        /// By billed account (a subaccount's usage under its parent).
+        Account => Account,
+        /// By the account the usage named (subaccounts apart).
+        Subaccount => Subaccount,
+    }
+);
+
+proto_enum!(
+    /// What an imported account becomes once its owner accepts (rule ACC-2).
+    ImportType => org_pb::AccountType {
+        /// The account moves to the organization (its owner's email must be in a verified
+        /// domain of it).
+        Managed => Managed,
+        /// The account stays where it is; members may be granted access to it.
+        Independent => Independent,
+    }
+);
+
+proto_enum!(
+    /// What an account is to an organization (rule ACC-2).
+    AccountListType => org_pb::AccountType {
+        /// Owned by the organization.
+        Managed => Managed,
+        /// An external account members may be granted access to.
+        Independent => Independent,
+        /// An import awaiting its owner's confirmation.
+        Pending => Pending,
+    }
+);
+
+proto_enum!(
+    /// An account's state.
+    AccountState => org_pb::AccountState {
+        /// Open.
+        Active => Active,
+        /// Closed for good.
+        Closed => Closed,
+    }
+);
+
+proto_enum!(
+    /// A compliance designation (rule ACC-5).
+    Compliance => org_pb::ComplianceDesignation {
+        /// No designation.
+        None => None,
+        /// HIPAA (protected health information under a business associate agreement).
+        Hipaa => Hipaa,
     }
 );
 

@@ -58,6 +58,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
             group_by,
             workspaces,
             models,
+            accounts,
             page,
         } => {
             let organization_id = app.org(&org)?;
@@ -77,6 +78,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                     api_key_ids: Vec::new(),
                     models: models.clone(),
                     user_ids: Vec::new(),
+                    account_ids: accounts.clone(),
                 });
                 async move {
                     let r = client.get_usage_report(request).await?.into_inner();
@@ -95,6 +97,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                     let mut table = Table::new([
                         "START",
                         "WORKSPACE",
+                        "ACCOUNT",
                         "API KEY",
                         "MODEL",
                         "USER",
@@ -112,6 +115,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                             table.rows.push(vec![
                                 day(b.start_time.as_ref()),
                                 workspace,
+                                account(&row.account_id, &row.subaccount_id),
                                 row.api_key_id.clone(),
                                 row.model.clone(),
                                 row.user_id.clone(),
@@ -134,6 +138,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
             range: r,
             group_by,
             workspaces,
+            accounts,
             page,
         } => {
             let organization_id = app.org(&org)?;
@@ -150,6 +155,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                     end_time: Some(end),
                     group_by: group_by.iter().map(|g| g.number()).collect(),
                     workspace_ids: workspaces.clone(),
+                    account_ids: accounts.clone(),
                 });
                 async move {
                     let r = client.get_cost_report(request).await?.into_inner();
@@ -176,6 +182,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                     let mut table = Table::new([
                         "DAY",
                         "WORKSPACE",
+                        "ACCOUNT",
                         "DESCRIPTION",
                         "MODEL",
                         "TOKENS",
@@ -191,6 +198,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                             table.rows.push(vec![
                                 day(b.start_time.as_ref()),
                                 workspace,
+                                account(&row.account_id, &row.subaccount_id),
                                 row.description.clone(),
                                 row.model.clone(),
                                 row.token_count.to_string(),
@@ -201,6 +209,7 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
                             table.rows.push(vec![
                                 day(b.start_time.as_ref()),
                                 "total".into(),
+                                String::new(),
                                 String::new(),
                                 String::new(),
                                 String::new(),
@@ -218,4 +227,14 @@ pub async fn run(app: &mut App, command: BillingCommand) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// A report row's account cell: the billed account, and the subaccount the usage named when
+/// that is another one.
+fn account(account_id: &str, subaccount_id: &str) -> String {
+    if subaccount_id.is_empty() || subaccount_id == account_id {
+        account_id.to_owned()
+    } else {
+        format!("{account_id}/{subaccount_id}")
+    }
 }

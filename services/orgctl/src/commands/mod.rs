@@ -1,6 +1,7 @@
 //! The commands, one module per area; [`run`] dispatches the parsed command line.
 
 mod account;
+mod accounts;
 mod audit;
 mod billing;
 mod context;
@@ -26,6 +27,7 @@ pub async fn run(app: &mut App, command: Command) -> Result<(), Failure> {
         Command::Members(c) => org::members(app, c).await,
         Command::Invites(c) => org::invites(app, c).await,
         Command::Units(c) => org::units(app, c).await,
+        Command::Accounts(c) => accounts::run(app, c).await,
         Command::Workspaces(c) => workspace::workspaces(app, c).await,
         Command::ApiKeys(c) => keys::run(app, c).await,
         Command::Check(args) => workspace::check(app, args).await,

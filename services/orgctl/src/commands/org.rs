@@ -165,6 +165,23 @@ pub async fn org(app: &mut App, command: OrgCommand) -> Result<(), Failure> {
             output::print_one(app.format, &proto_json(&answer), "organization");
             note_revision(app, answer.revision)?;
         }
+        OrgCommand::Merge {
+            prime_organization_id,
+            candidate_organization_id,
+            preview,
+        } => {
+            let answer = client
+                .merge_organizations(api.request(pb::MergeOrganizationsRequest {
+                    prime_organization_id,
+                    candidate_organization_id,
+                    validate_only: preview,
+                    request_id: uuid::Uuid::new_v4().to_string(),
+                }))
+                .await?
+                .into_inner();
+            output::print_one(app.format, &proto_json(&answer), "plan");
+            note_revision(app, answer.revision)?;
+        }
         OrgCommand::Delete {
             organization_id,
             confirm,

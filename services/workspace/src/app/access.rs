@@ -186,11 +186,15 @@ impl Core {
                 Subject::User(user_id) => o.members.get(user_id).copied(),
                 Subject::ApiKey(_) => None,
             };
-            (o.is_active(), member, o.policy)
+            (o.is_active(), o.is_merged(), member, o.policy)
         });
-        let Some((active, member_role, policy)) = looked_up else {
+        let Some((active, merged, member_role, policy)) = looked_up else {
             return Ok(Answer::denied(D::NotFound));
         };
+        // A merged organization (rule ORG-15) is gone for everyone, as if it never existed.
+        if merged {
+            return Ok(Answer::denied(D::NotFound));
+        }
         if !active {
             return Ok(Answer::denied(D::OrganizationDeleted));
         }

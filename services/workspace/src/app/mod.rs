@@ -211,8 +211,12 @@ impl Core {
             Principal::ApiKey(_) => return Err(Error::WorkspaceKeyNotAllowed.into()),
             Principal::Service(s) => {
                 s.require(Capability::ReadWorkspaces)?;
+                // A merged organization (rule ORG-15) is gone, for services too.
                 self.replica
-                    .with_organization(organization_id, |_| Standing::Service)
+                    .with_organization(organization_id, |o| {
+                        (!o.is_merged()).then_some(Standing::Service)
+                    })
+                    .flatten()
             }
             Principal::Anonymous => {
                 return Err(ApiError::unauthenticated(

@@ -318,6 +318,17 @@ impl Memory {
         });
     }
 
+    /// Moves the keys of merged organization `candidate` to `prime` (rule ORG-15).
+    pub fn move_keys(&self, candidate: &str, prime: &str) {
+        self.write_views(|m| {
+            for k in m.keys.values_mut() {
+                if k.organization_id == candidate {
+                    k.organization_id = prime.to_owned();
+                }
+            }
+        });
+    }
+
     /// Forgets the keys of a purged organization.
     pub fn forget_keys_of(&self, organization_id: &str) {
         self.write_views(|m| m.keys.retain(|_, k| k.organization_id != organization_id));

@@ -6,6 +6,7 @@
 //! [`identity`].
 
 pub mod identity;
+pub mod merge;
 pub mod organization;
 
 use std::collections::HashSet;

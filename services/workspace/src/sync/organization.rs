@@ -1,6 +1,7 @@
 //! The consumer of the organization service's events: the shared org-role replica, and this
 //! service's data in the same transaction (WS-9: a removed member loses their direct roles, a
-//! purged organization loses its workspaces).
+//! purged organization loses its workspaces; ORG-15: a merged candidate's workspaces, direct
+//! roles and API keys move to the prime, see [`super::merge`]).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -8,14 +9,16 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 use orgplane_platform::audit::AuditLogWriter;
 use orgplane_platform::error::ApiResult;
+use orgplane_platform::events::Outbox;
 use orgplane_platform::events::handlers::{OrgEventsExtension, OrgRoleEvents};
-use orgplane_platform::replica::{RoleReplica, member_row, org_row};
+use orgplane_platform::replica::{Merge, RoleReplica, member_row, org_row};
 use orgplane_proto::events::v1::Event;
 use orgplane_proto::events::v1::event::Payload;
 use sea_orm::DatabaseTransaction;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Query;
 
+use super::merge::move_candidate;
 use super::{note, purge_organization, refresh_touched, reload_all, remove_members};
 use crate::store::entity::{member, workspace};
 use crate::store::memory::Memory;
@@ -25,24 +28,64 @@ use crate::store::memory::Memory;
 pub struct OrgEvents {
     memory: Memory,
     audit: AuditLogWriter,
+    outbox: Outbox,
     touched: Mutex<HashSet<String>>,
+    /// Set when a transaction appended to this service's outbox (a merge's `WorkspaceUpdated`).
+    published: std::sync::atomic::AtomicBool,
 }
 
 impl OrgEvents {
     /// The handler of organization events: `replica`, then this service's tables and memory.
+    /// `outbox` publishes the `WorkspaceUpdated` of workspaces a merge moved.
     pub fn handler(
         replica: RoleReplica,
         memory: Memory,
         audit: AuditLogWriter,
+        outbox: Outbox,
     ) -> OrgRoleEvents<OrgEvents> {
-        OrgRoleEvents::new(replica, Self::new(memory, audit))
+        OrgRoleEvents::new(replica, Self::new(memory, audit, outbox))
     }
 
-    fn new(memory: Memory, audit: AuditLogWriter) -> Self {
+    fn new(memory: Memory, audit: AuditLogWriter, outbox: Outbox) -> Self {
         Self {
             memory,
             audit,
+            outbox,
             touched: Mutex::new(HashSet::new()),
+            published: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Moves what a merged candidate holds here to its prime (rule ORG-15).
+    async fn merge(
+        &self,
+        txn: &DatabaseTransaction,
+        merge: &Merge,
+        request_id: &str,
+    ) -> ApiResult<()> {
+        let moved = move_candidate(txn, &self.audit, &self.outbox, merge, request_id).await?;
+        if !moved.workspace_ids.is_empty() {
+            self.published
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        if moved.changed {
+            note(&self.touched, &merge.candidate_organization_id);
+            note(&self.touched, &merge.prime_organization_id);
+        }
+        Ok(())
+    }
+
+    /// Wakes this service's stream watchers after a commit that published.
+    async fn announce(&self) {
+        if !self
+            .published
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        match self.outbox.head().await {
+            Ok(head) => self.outbox.committed(head.revision),
+            Err(e) => tracing::warn!(error = %e, "reading the outbox head failed"),
         }
     }
 }
@@ -70,7 +113,25 @@ impl OrgEventsExtension for OrgEvents {
                     purge_organization(txn, &e.organization_id).await?;
                     note(&self.touched, &e.organization_id);
                 }
+                Some(Payload::OrganizationsMerged(e)) => {
+                    if let Some(merge) = Merge::of(e) {
+                        self.merge(txn, &merge, &event.request_id).await?;
+                    }
+                }
                 _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn reconcile_merges<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        merges: &'a [Merge],
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            for merge in merges {
+                self.merge(txn, merge, "").await?;
             }
             Ok(())
         })
@@ -125,14 +186,25 @@ impl OrgEventsExtension for OrgEvents {
         Box::pin(async move {
             if resynced {
                 reload_all(&self.memory, &self.touched).await;
+                self.announce().await;
                 return;
             }
             refresh_touched(&self.memory, &self.touched).await;
             for event in events {
-                if let Some(Payload::OrganizationPurged(e)) = &event.payload {
-                    self.memory.forget_keys_of(&e.organization_id);
+                match &event.payload {
+                    Some(Payload::OrganizationPurged(e)) => {
+                        self.memory.forget_keys_of(&e.organization_id);
+                    }
+                    Some(Payload::OrganizationsMerged(e)) => {
+                        if let Some(m) = Merge::of(e) {
+                            self.memory
+                                .move_keys(&m.candidate_organization_id, &m.prime_organization_id);
+                        }
+                    }
+                    _ => {}
                 }
             }
+            self.announce().await;
         })
     }
 }

@@ -19,7 +19,7 @@ use crate::clients::ServiceTokenSource;
 use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventHandler;
-use crate::replica::RoleReplica;
+use crate::replica::{Merge, RoleReplica};
 use crate::revocation::{SessionRevocations, apply};
 
 /// What a service does with organization events besides keeping the role replica.
@@ -31,6 +31,20 @@ pub trait OrgEventsExtension: Send + Sync + 'static {
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>> {
         let _ = (txn, event);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Moves what the service holds of each merged candidate to its prime (rule ORG-15) after a
+    /// re-sync whose snapshot reports `merges` — the `OrganizationsMerged` events were compacted
+    /// before this consumer applied them. Runs in the re-sync's transaction, before
+    /// [`Self::reconcile`] (which would otherwise treat what a candidate held as gone); must be
+    /// harmless when the merge was already applied.
+    fn reconcile_merges<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        merges: &'a [Merge],
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        let _ = (txn, merges);
         Box::pin(async { Ok(()) })
     }
 
@@ -79,7 +93,8 @@ impl<X: OrgEventsExtension> EventHandler for OrgRoleEvents<X> {
 
     fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>> {
         Box::pin(async move {
-            let revision = self.replica.resync(txn).await?;
+            let (revision, merges) = self.replica.resync_with_merges(txn).await?;
+            self.extension.reconcile_merges(txn, &merges).await?;
             self.extension.reconcile(txn).await?;
             Ok(revision)
         })

@@ -116,6 +116,10 @@ fn change_of(payload: &Payload) -> Change {
         Payload::DomainChanged(e) => Change::Drop(e.domain_id.clone()),
         Payload::DomainDeleted(e) => Change::Drop(e.domain_id.clone()),
         Payload::OrganizationPurged(e) => Change::DropOrganization(e.organization_id.clone()),
+        // A merged candidate (rule ORG-15) held no VERIFIED domain; whatever is known goes.
+        Payload::OrganizationsMerged(e) if !e.candidate_organization_id.is_empty() => {
+            Change::DropOrganization(e.candidate_organization_id.clone())
+        }
         _ => Change::Skip,
     }
 }

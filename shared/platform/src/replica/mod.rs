@@ -22,9 +22,11 @@ use crate::events::handlers::{SnapshotPage, read_snapshot};
 use crate::policy::SecurityPolicy;
 
 mod domains;
+mod merge;
 mod store;
 
 pub use domains::{CreateVerifiedDomainReplica, DomainEntry, domain_row};
+pub use merge::{Merge, resulting_role};
 pub use store::{CreateRoleReplica, CreateSecurityPolicyReplica, member_row, org_row, policy_row};
 use store::{policy_model, set_state, upsert_member, upsert_org, upsert_policy};
 
@@ -37,7 +39,7 @@ pub struct OrgEntry {
     pub primary_email: String,
     /// Its owner.
     pub owner_user_id: String,
-    /// ACTIVE or DELETED.
+    /// ACTIVE, DELETED or MERGED (rule ORG-15).
     pub state: i32,
     /// Members and their roles.
     pub members: HashMap<String, OrgRole>,
@@ -49,6 +51,12 @@ impl OrgEntry {
     /// True while the organization is ACTIVE.
     pub fn is_active(&self) -> bool {
         self.state == OrganizationState::Active as i32
+    }
+
+    /// True once the organization was merged into another (rule ORG-15): a tombstone that
+    /// answers NOT_FOUND to everyone, unlike a DELETED one (restorable, known to its OWNER).
+    pub fn is_merged(&self) -> bool {
+        self.state == OrganizationState::Merged as i32
     }
 }
 
@@ -351,6 +359,9 @@ impl RoleReplica {
                     .exec(txn)
                     .await?;
             }
+            Payload::OrganizationsMerged(e) => {
+                merge::apply(txn, e).await?;
+            }
             Payload::SecurityPolicyChanged(e) => {
                 let policy = e
                     .security_policy
@@ -430,6 +441,7 @@ impl RoleReplica {
                         .insert(e.previous_owner_user_id.clone(), OrgRole::Admin);
                     org.owner_user_id = e.new_owner_user_id.clone();
                 }
+                Payload::OrganizationsMerged(e) => merge::apply_in_memory(&mut memory, e),
                 Payload::SecurityPolicyChanged(e) => {
                     if let Some(org) = memory.get_mut(&e.organization_id) {
                         org.policy = e
@@ -461,6 +473,19 @@ impl RoleReplica {
     /// returns the snapshot's revision (call from `EventHandler::resync`, then [`Self::reload`]
     /// after commit).
     pub async fn resync<C: ConnectionTrait>(&self, txn: &C) -> ApiResult<i64> {
+        Ok(self.resync_with_merges(txn).await?.0)
+    }
+
+    /// [`Self::resync`], also returning the merges the snapshot reports (rule ORG-15): each
+    /// MERGED organization that names the prime it went to (`merged_into_organization_id`),
+    /// so that a consumer that missed the `OrganizationsMerged` event (compacted) can move what
+    /// it holds of the candidate. A MERGED organization is kept as a tombstone without members
+    /// or domains, whatever the snapshot lists for it; one absent from the snapshot is gone
+    /// like a purged one.
+    pub async fn resync_with_merges<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+    ) -> ApiResult<(i64, Vec<Merge>)> {
         let client = OrganizationServiceClient::new(self.organization.clone())
             .max_decoding_message_size(64 * 1024 * 1024);
         let (revision, entries) = read_snapshot(
@@ -494,10 +519,18 @@ impl RoleReplica {
         let mut policies: Vec<policy_row::ActiveModel> = Vec::new();
         let mut verified = Vec::new();
         let mut seen_orgs = std::collections::HashSet::new();
+        let mut merges = std::collections::BTreeSet::new();
         for entry in entries {
             let Some(org) = entry.organization else {
                 continue;
             };
+            let merged = org.state == OrganizationState::Merged as i32;
+            if merged && !org.merged_into_organization_id.is_empty() {
+                merges.insert(Merge {
+                    candidate_organization_id: org.id.clone(),
+                    prime_organization_id: org.merged_into_organization_id.clone(),
+                });
+            }
             if seen_orgs.insert(org.id.clone()) {
                 orgs.push(org_row::ActiveModel {
                     organization_id: sea_orm::Set(org.id.clone()),
@@ -509,6 +542,9 @@ impl RoleReplica {
                 if let Some(p) = &entry.security_policy {
                     policies.push(policy_model(&org.id, &SecurityPolicy::from_proto(p)));
                 }
+            }
+            if merged {
+                continue;
             }
             verified.extend(entry.verified_domains);
             for a in entry.role_assignments {
@@ -538,6 +574,6 @@ impl RoleReplica {
                 .await?;
         }
         domains::replace(txn, &verified).await?;
-        Ok(revision)
+        Ok((revision, merges.into_iter().collect()))
     }
 }

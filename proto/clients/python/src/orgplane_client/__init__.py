@@ -28,7 +28,7 @@ from google.rpc import error_details_pb2, status_pb2
 from orgplane.billing.v1 import billing_pb2_grpc
 from orgplane.errors.v1 import errors_pb2
 from orgplane.identity.v1 import identity_pb2_grpc
-from orgplane.organization.v1 import organization_pb2_grpc
+from orgplane.organization.v1 import account_pb2_grpc, organization_pb2_grpc
 from orgplane.workspace.v1 import workspace_pb2_grpc
 
 __all__ = [
@@ -64,6 +64,7 @@ class Client:
     def __init__(self, channel: grpc.Channel):
         self.identity = identity_pb2_grpc.IdentityServiceStub(channel)
         self.organizations = organization_pb2_grpc.OrganizationServiceStub(channel)
+        self.accounts = account_pb2_grpc.AccountServiceStub(channel)
         self.workspaces = workspace_pb2_grpc.WorkspaceServiceStub(channel)
         self.billing = billing_pb2_grpc.BillingAccessServiceStub(channel)
 

@@ -38,7 +38,28 @@ type BillingAccessServiceClient interface {
 	//   - ABORTED: `etag` does not match the current account.
 	//   - NOT_FOUND: the organization is not visible to the caller.
 	//   - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller lacks the role.
+	//
+	// With `billing_account.account_id` set, it changes the billing account of
+	// that managed account of the organization instead (rule BILL-6):
+	//   - NOT_FOUND: the account is unknown here or its home is another
+	//     organization (other tenants' account ids cannot be probed).
+	//   - FAILED_PRECONDITION, reason `ACCOUNT_IS_SUBACCOUNT`: a subaccount has no
+	//     billing account of its own (it is billed to its parent).
+	//   - FAILED_PRECONDITION, reason `ACCOUNT_CLOSED`: the account is closed; its
+	//     billing account stays readable but no longer changes.
 	UpdateBillingAccount(ctx context.Context, in *UpdateBillingAccountRequest, opts ...grpc.CallOption) (*UpdateBillingAccountResponse, error)
+	// Lists the billing accounts of an organization's managed top-level
+	// accounts (rule BILL-6), ordered by account id. Subaccounts have none:
+	// their usage is billed to their parent. The organization's own billing
+	// account (for usage that names no account) is read with GetBillingAccount.
+	//
+	// Authorization: OWNER, ADMIN or BILLING.
+	//
+	// Errors:
+	// - INVALID_ARGUMENT: bad page size or page token.
+	// - NOT_FOUND: the organization is not visible to the caller.
+	// - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller lacks the role.
+	ListBillingAccounts(ctx context.Context, in *ListBillingAccountsRequest, opts ...grpc.CallOption) (*ListBillingAccountsResponse, error)
 	// Lists the members who may view and manage billing: the organization's
 	// OWNER, ADMIN and BILLING members. Emails and display names come from
 	// IdentityService/BatchGetUsers and are left empty when identity cannot be
@@ -79,7 +100,9 @@ type BillingAccessServiceClient interface {
 	// whole batch after a failed call is therefore safe.
 	//
 	// Records of organizations this service does not know (yet) or that are
-	// deleted are refused. A workspace this service has not heard of yet is
+	// deleted are refused. A record naming an account (rule BILL-6) is refused
+	// unless the account is known here, its home is the record's organization
+	// and it was open at the usage time. A workspace this service has not heard of yet is
 	// accepted (usage is never lost to event lag); a workspace known to belong
 	// to another organization is refused.
 	//
@@ -92,8 +115,9 @@ type BillingAccessServiceClient interface {
 	//     `record-usage` (reason `CAPABILITY_REQUIRED`, metadata `capability`).
 	RecordUsage(ctx context.Context, in *RecordUsageRequest, opts ...grpc.CallOption) (*RecordUsageResponse, error)
 	// Reports token usage over a time range in buckets of one minute, hour or
-	// day, optionally grouped and filtered by workspace, API key, model and
-	// user (rule BILL-3). Pages are sequences of consecutive buckets.
+	// day, optionally grouped and filtered by workspace, API key, model, user
+	// and account (rules BILL-3, BILL-6). Pages are sequences of consecutive
+	// buckets.
 	//
 	// Authorization: OWNER, ADMIN or BILLING.
 	//
@@ -107,8 +131,8 @@ type BillingAccessServiceClient interface {
 	// the configured price table (`--billing-price-table`: per model, a price
 	// per million input tokens and per million output tokens, as decimal
 	// strings) with exact decimal arithmetic and optionally
-	// grouped by workspace and/or description (rule BILL-4). Pages are
-	// sequences of consecutive days.
+	// grouped by workspace, description and/or account (rules BILL-4, BILL-6).
+	// Pages are sequences of consecutive days.
 	//
 	// Authorization: OWNER, ADMIN or BILLING.
 	//
@@ -152,6 +176,15 @@ func (c *billingAccessServiceClient) GetBillingAccount(ctx context.Context, in *
 func (c *billingAccessServiceClient) UpdateBillingAccount(ctx context.Context, in *UpdateBillingAccountRequest, opts ...grpc.CallOption) (*UpdateBillingAccountResponse, error) {
 	out := new(UpdateBillingAccountResponse)
 	err := c.cc.Invoke(ctx, "/orgplane.billing.v1.BillingAccessService/UpdateBillingAccount", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *billingAccessServiceClient) ListBillingAccounts(ctx context.Context, in *ListBillingAccountsRequest, opts ...grpc.CallOption) (*ListBillingAccountsResponse, error) {
+	out := new(ListBillingAccountsResponse)
+	err := c.cc.Invoke(ctx, "/orgplane.billing.v1.BillingAccessService/ListBillingAccounts", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +270,28 @@ type BillingAccessServiceServer interface {
 	//   - ABORTED: `etag` does not match the current account.
 	//   - NOT_FOUND: the organization is not visible to the caller.
 	//   - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller lacks the role.
+	//
+	// With `billing_account.account_id` set, it changes the billing account of
+	// that managed account of the organization instead (rule BILL-6):
+	//   - NOT_FOUND: the account is unknown here or its home is another
+	//     organization (other tenants' account ids cannot be probed).
+	//   - FAILED_PRECONDITION, reason `ACCOUNT_IS_SUBACCOUNT`: a subaccount has no
+	//     billing account of its own (it is billed to its parent).
+	//   - FAILED_PRECONDITION, reason `ACCOUNT_CLOSED`: the account is closed; its
+	//     billing account stays readable but no longer changes.
 	UpdateBillingAccount(context.Context, *UpdateBillingAccountRequest) (*UpdateBillingAccountResponse, error)
+	// Lists the billing accounts of an organization's managed top-level
+	// accounts (rule BILL-6), ordered by account id. Subaccounts have none:
+	// their usage is billed to their parent. The organization's own billing
+	// account (for usage that names no account) is read with GetBillingAccount.
+	//
+	// Authorization: OWNER, ADMIN or BILLING.
+	//
+	// Errors:
+	// - INVALID_ARGUMENT: bad page size or page token.
+	// - NOT_FOUND: the organization is not visible to the caller.
+	// - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller lacks the role.
+	ListBillingAccounts(context.Context, *ListBillingAccountsRequest) (*ListBillingAccountsResponse, error)
 	// Lists the members who may view and manage billing: the organization's
 	// OWNER, ADMIN and BILLING members. Emails and display names come from
 	// IdentityService/BatchGetUsers and are left empty when identity cannot be
@@ -278,7 +332,9 @@ type BillingAccessServiceServer interface {
 	// whole batch after a failed call is therefore safe.
 	//
 	// Records of organizations this service does not know (yet) or that are
-	// deleted are refused. A workspace this service has not heard of yet is
+	// deleted are refused. A record naming an account (rule BILL-6) is refused
+	// unless the account is known here, its home is the record's organization
+	// and it was open at the usage time. A workspace this service has not heard of yet is
 	// accepted (usage is never lost to event lag); a workspace known to belong
 	// to another organization is refused.
 	//
@@ -291,8 +347,9 @@ type BillingAccessServiceServer interface {
 	//     `record-usage` (reason `CAPABILITY_REQUIRED`, metadata `capability`).
 	RecordUsage(context.Context, *RecordUsageRequest) (*RecordUsageResponse, error)
 	// Reports token usage over a time range in buckets of one minute, hour or
-	// day, optionally grouped and filtered by workspace, API key, model and
-	// user (rule BILL-3). Pages are sequences of consecutive buckets.
+	// day, optionally grouped and filtered by workspace, API key, model, user
+	// and account (rules BILL-3, BILL-6). Pages are sequences of consecutive
+	// buckets.
 	//
 	// Authorization: OWNER, ADMIN or BILLING.
 	//
@@ -306,8 +363,8 @@ type BillingAccessServiceServer interface {
 	// the configured price table (`--billing-price-table`: per model, a price
 	// per million input tokens and per million output tokens, as decimal
 	// strings) with exact decimal arithmetic and optionally
-	// grouped by workspace and/or description (rule BILL-4). Pages are
-	// sequences of consecutive days.
+	// grouped by workspace, description and/or account (rules BILL-4, BILL-6).
+	// Pages are sequences of consecutive days.
 	//
 	// Authorization: OWNER, ADMIN or BILLING.
 	//
@@ -341,6 +398,9 @@ func (UnimplementedBillingAccessServiceServer) GetBillingAccount(context.Context
 }
 func (UnimplementedBillingAccessServiceServer) UpdateBillingAccount(context.Context, *UpdateBillingAccountRequest) (*UpdateBillingAccountResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateBillingAccount not implemented")
+}
+func (UnimplementedBillingAccessServiceServer) ListBillingAccounts(context.Context, *ListBillingAccountsRequest) (*ListBillingAccountsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListBillingAccounts not implemented")
 }
 func (UnimplementedBillingAccessServiceServer) ListBillingMembers(context.Context, *ListBillingMembersRequest) (*ListBillingMembersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListBillingMembers not implemented")
@@ -405,6 +465,24 @@ func _BillingAccessService_UpdateBillingAccount_Handler(srv interface{}, ctx con
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(BillingAccessServiceServer).UpdateBillingAccount(ctx, req.(*UpdateBillingAccountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _BillingAccessService_ListBillingAccounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBillingAccountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BillingAccessServiceServer).ListBillingAccounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/orgplane.billing.v1.BillingAccessService/ListBillingAccounts",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BillingAccessServiceServer).ListBillingAccounts(ctx, req.(*ListBillingAccountsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -528,6 +606,10 @@ var _BillingAccessService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateBillingAccount",
 			Handler:    _BillingAccessService_UpdateBillingAccount_Handler,
+		},
+		{
+			MethodName: "ListBillingAccounts",
+			Handler:    _BillingAccessService_ListBillingAccounts_Handler,
 		},
 		{
 			MethodName: "ListBillingMembers",

@@ -628,6 +628,51 @@ type OrganizationServiceClient interface {
 	// Errors:
 	// - NOT_FOUND: as GetOrganization.
 	GetEffectiveSettings(ctx context.Context, in *GetEffectiveSettingsRequest, opts ...grpc.CallOption) (*GetEffectiveSettingsResponse, error)
+	// Merges a candidate organization into a prime (rule ORG-15), or with
+	// `validate_only` previews it. Preconditions, each with its own reason: the
+	// caller is the OWNER of both, signed in recently (as DeleteOrganization);
+	// the prime holds a VERIFIED domain; the caller's (the candidate OWNER's)
+	// email is in a VERIFIED domain of the prime; the candidate holds no
+	// VERIFIED domain; neither is an operator or a child organization.
+	//
+	// In one transaction: the candidate's members join the prime with their
+	// roles (its OWNER as ADMIN; a member of both keeps the higher role), its
+	// units, accounts and pending invites move, and the candidate becomes
+	// MERGED — a tombstone that answers NOT_FOUND to everyone except its former
+	// OWNER, to whom GetOrganization names the prime
+	// (`merged_into_organization_id`). One `OrganizationsMerged` event carries
+	// the merge to every service, each of which applies it exactly once:
+	// workspaces and their members move (workspace), API keys move and the
+	// prime's sign-in rules apply to the moved members (identity), billing
+	// data is re-attributed to the prime without changing any amount
+	// (billing-access). Sessions are kept.
+	//
+	// Authorization: the OWNER of both organizations (a user, recent sign-in).
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: a missing id, or the same organization twice.
+	//   - UNAUTHENTICATED, reason `REAUTHENTICATION_REQUIRED`: as
+	//     DeleteOrganization.
+	//   - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller is a member
+	//     but not the OWNER of one of them.
+	//   - FAILED_PRECONDITION, reason `MERGE_PRIME_DOMAIN_NOT_VERIFIED`: the
+	//     prime holds no VERIFIED domain.
+	//   - FAILED_PRECONDITION, reason `MERGE_OWNER_NOT_IN_PRIME_DOMAIN`: the
+	//     candidate OWNER's email is not in a VERIFIED domain of the prime.
+	//   - FAILED_PRECONDITION, reason `MERGE_CANDIDATE_HAS_VERIFIED_DOMAIN`
+	//     (metadata `domain_name`): the candidate holds a VERIFIED domain; delete
+	//     it first.
+	//   - FAILED_PRECONDITION, reason `MERGE_HIERARCHY_UNSUPPORTED`: one of them
+	//     is an operator or a child organization (rule ORG-13).
+	//   - FAILED_PRECONDITION, reason `MERGE_CONFLICTS`: blocking conflicts
+	//     remain; PreconditionFailure lists each (type the conflict kind,
+	//     subject the resource, description what to do). Preview to see them.
+	//   - FAILED_PRECONDITION, reason `ORGANIZATION_DELETED`: one of them is
+	//     deleted.
+	//   - UNAVAILABLE, reason `WORKSPACE_SERVICE_UNAVAILABLE`: the workspace
+	//     service could not be asked for the candidate's workspaces; retry.
+	//   - NOT_FOUND: either organization is not visible to the caller.
+	MergeOrganizations(ctx context.Context, in *MergeOrganizationsRequest, opts ...grpc.CallOption) (*MergeOrganizationsResponse, error)
 }
 
 type organizationServiceClient struct {
@@ -992,6 +1037,15 @@ func (c *organizationServiceClient) UpdateBranding(ctx context.Context, in *Upda
 func (c *organizationServiceClient) GetEffectiveSettings(ctx context.Context, in *GetEffectiveSettingsRequest, opts ...grpc.CallOption) (*GetEffectiveSettingsResponse, error) {
 	out := new(GetEffectiveSettingsResponse)
 	err := c.cc.Invoke(ctx, "/orgplane.organization.v1.OrganizationService/GetEffectiveSettings", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *organizationServiceClient) MergeOrganizations(ctx context.Context, in *MergeOrganizationsRequest, opts ...grpc.CallOption) (*MergeOrganizationsResponse, error) {
+	out := new(MergeOrganizationsResponse)
+	err := c.cc.Invoke(ctx, "/orgplane.organization.v1.OrganizationService/MergeOrganizations", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1613,6 +1667,51 @@ type OrganizationServiceServer interface {
 	// Errors:
 	// - NOT_FOUND: as GetOrganization.
 	GetEffectiveSettings(context.Context, *GetEffectiveSettingsRequest) (*GetEffectiveSettingsResponse, error)
+	// Merges a candidate organization into a prime (rule ORG-15), or with
+	// `validate_only` previews it. Preconditions, each with its own reason: the
+	// caller is the OWNER of both, signed in recently (as DeleteOrganization);
+	// the prime holds a VERIFIED domain; the caller's (the candidate OWNER's)
+	// email is in a VERIFIED domain of the prime; the candidate holds no
+	// VERIFIED domain; neither is an operator or a child organization.
+	//
+	// In one transaction: the candidate's members join the prime with their
+	// roles (its OWNER as ADMIN; a member of both keeps the higher role), its
+	// units, accounts and pending invites move, and the candidate becomes
+	// MERGED — a tombstone that answers NOT_FOUND to everyone except its former
+	// OWNER, to whom GetOrganization names the prime
+	// (`merged_into_organization_id`). One `OrganizationsMerged` event carries
+	// the merge to every service, each of which applies it exactly once:
+	// workspaces and their members move (workspace), API keys move and the
+	// prime's sign-in rules apply to the moved members (identity), billing
+	// data is re-attributed to the prime without changing any amount
+	// (billing-access). Sessions are kept.
+	//
+	// Authorization: the OWNER of both organizations (a user, recent sign-in).
+	//
+	// Errors:
+	//   - INVALID_ARGUMENT: a missing id, or the same organization twice.
+	//   - UNAUTHENTICATED, reason `REAUTHENTICATION_REQUIRED`: as
+	//     DeleteOrganization.
+	//   - PERMISSION_DENIED, reason `INSUFFICIENT_ROLE`: the caller is a member
+	//     but not the OWNER of one of them.
+	//   - FAILED_PRECONDITION, reason `MERGE_PRIME_DOMAIN_NOT_VERIFIED`: the
+	//     prime holds no VERIFIED domain.
+	//   - FAILED_PRECONDITION, reason `MERGE_OWNER_NOT_IN_PRIME_DOMAIN`: the
+	//     candidate OWNER's email is not in a VERIFIED domain of the prime.
+	//   - FAILED_PRECONDITION, reason `MERGE_CANDIDATE_HAS_VERIFIED_DOMAIN`
+	//     (metadata `domain_name`): the candidate holds a VERIFIED domain; delete
+	//     it first.
+	//   - FAILED_PRECONDITION, reason `MERGE_HIERARCHY_UNSUPPORTED`: one of them
+	//     is an operator or a child organization (rule ORG-13).
+	//   - FAILED_PRECONDITION, reason `MERGE_CONFLICTS`: blocking conflicts
+	//     remain; PreconditionFailure lists each (type the conflict kind,
+	//     subject the resource, description what to do). Preview to see them.
+	//   - FAILED_PRECONDITION, reason `ORGANIZATION_DELETED`: one of them is
+	//     deleted.
+	//   - UNAVAILABLE, reason `WORKSPACE_SERVICE_UNAVAILABLE`: the workspace
+	//     service could not be asked for the candidate's workspaces; retry.
+	//   - NOT_FOUND: either organization is not visible to the caller.
+	MergeOrganizations(context.Context, *MergeOrganizationsRequest) (*MergeOrganizationsResponse, error)
 	mustEmbedUnimplementedOrganizationServiceServer()
 }
 
@@ -1739,6 +1838,9 @@ func (UnimplementedOrganizationServiceServer) UpdateBranding(context.Context, *U
 }
 func (UnimplementedOrganizationServiceServer) GetEffectiveSettings(context.Context, *GetEffectiveSettingsRequest) (*GetEffectiveSettingsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetEffectiveSettings not implemented")
+}
+func (UnimplementedOrganizationServiceServer) MergeOrganizations(context.Context, *MergeOrganizationsRequest) (*MergeOrganizationsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method MergeOrganizations not implemented")
 }
 func (UnimplementedOrganizationServiceServer) mustEmbedUnimplementedOrganizationServiceServer() {}
 
@@ -2473,6 +2575,24 @@ func _OrganizationService_GetEffectiveSettings_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OrganizationService_MergeOrganizations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MergeOrganizationsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OrganizationServiceServer).MergeOrganizations(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/orgplane.organization.v1.OrganizationService/MergeOrganizations",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OrganizationServiceServer).MergeOrganizations(ctx, req.(*MergeOrganizationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _OrganizationService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "orgplane.organization.v1.OrganizationService",
 	HandlerType: (*OrganizationServiceServer)(nil),
@@ -2636,6 +2756,10 @@ var _OrganizationService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEffectiveSettings",
 			Handler:    _OrganizationService_GetEffectiveSettings_Handler,
+		},
+		{
+			MethodName: "MergeOrganizations",
+			Handler:    _OrganizationService_MergeOrganizations_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
