@@ -105,8 +105,13 @@ impl Billing {
     ) -> ApiResult<T> {
         self.audit
             .audited(&self.db, call, result, || async {
+                // ORG-10: only callers with standing in the organization write into its log.
                 self.replica
                     .with_organization(&attempt.scope, |_| ())
+                    .filter(|_| {
+                        self.replica
+                            .has_standing(call.principal.as_ref(), &attempt.scope)
+                    })
                     .map(|()| attempt.entry(&attempt.scope))
             })
             .await

@@ -345,12 +345,13 @@ impl Core {
         result: ApiResult<T>,
     ) -> ApiResult<T> {
         self.audit
-            .audited(&self.db, call, result, || self.attempt_entry(attempt))
+            .audited(&self.db, call, result, || self.attempt_entry(call, attempt))
             .await
     }
 
-    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here.
-    async fn attempt_entry(&self, attempt: Attempt) -> Option<Entry> {
+    /// The audit entry of `attempt`, in its organization; `None` when that is unknown here or
+    /// the caller has no standing in it (ORG-10).
+    async fn attempt_entry(&self, call: &Call, attempt: Attempt) -> Option<Entry> {
         let organization_id = match &attempt.scope {
             Scope::Organization(id) => self
                 .replica
@@ -367,6 +368,12 @@ impl Core {
                 }
             },
         }?;
+        if !self
+            .replica
+            .has_standing(call.principal.as_ref(), &organization_id)
+        {
+            return None;
+        }
         Some(attempt.entry(&organization_id))
     }
 }

@@ -151,6 +151,19 @@ impl RoleReplica {
         org.members.get(user_id).copied()
     }
 
+    /// Whether `principal` may leave a record in `organization_id`'s audit log (ORG-10): a
+    /// member of the ACTIVE organization, one of its API keys, or an Orgplane service. A refusal
+    /// decided before the tenant check (another organization's key, a user of another one) is
+    /// not recorded there, so that outsiders cannot write into a log they may not read.
+    pub fn has_standing(&self, principal: &Principal, organization_id: &str) -> bool {
+        match principal {
+            Principal::User(u) => self.role(organization_id, &u.user_id).is_some(),
+            Principal::ApiKey(k) => k.organization_id == organization_id,
+            Principal::Service(_) => true,
+            Principal::Anonymous => false,
+        }
+    }
+
     /// The security policy of `organization_id` (the default for an unknown organization).
     pub fn policy(&self, organization_id: &str) -> SecurityPolicy {
         self.with_organization(organization_id, |o| o.policy)

@@ -207,7 +207,16 @@ pub async fn snapshot(h: &Harness, org: &str, owner_token: &str) -> anyhow::Resu
 
 /// Every record of `org`'s log in the organization service's database.
 pub async fn audit_rows(h: &Harness, org: &str) -> anyhow::Result<Vec<row::Model>> {
-    let db = h.database("organization").await?;
+    audit_rows_in(h, "organization", org).await
+}
+
+/// Every audit row of `org` in `service`'s database.
+pub async fn audit_rows_in(
+    h: &Harness,
+    service: &str,
+    org: &str,
+) -> anyhow::Result<Vec<row::Model>> {
+    let db = h.database(service).await?;
     let rows = row::Entity::find()
         .filter(row::Column::OrganizationId.eq(org.to_owned()))
         .all(&db)
