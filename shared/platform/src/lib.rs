@@ -27,6 +27,7 @@ pub mod replica;
 pub mod revocation;
 pub mod roles;
 pub mod runtime;
+pub mod schema;
 pub mod server;
 pub mod telemetry;
 #[cfg(feature = "testkit")]

@@ -10,6 +10,7 @@
 //! counted in every report that reads that table (all but those grouped or filtered by account)
 //! and is missing from account-grouped and account-filtered reports.
 
+use orgplane_platform::schema::{big, text};
 use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 
@@ -68,14 +69,6 @@ enum UsageAccountRollups {
     InputTokens,
     OutputTokens,
     RecordCount,
-}
-
-fn text<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).string().not_null().to_owned()
-}
-
-fn big<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).big_integer().not_null().to_owned()
 }
 
 /// The key columns `usage_rollups` and `usage_account_rollups` share.

@@ -7,6 +7,7 @@ use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
 };
 use orgplane_platform::revocation::CreateSessionRevocations;
+use orgplane_platform::schema::{big, text};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -100,14 +101,6 @@ enum BillingPurgedOrganizations {
     Table,
     OrganizationId,
     PurgeTimeMs,
-}
-
-fn text<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).string().not_null().to_owned()
-}
-
-fn big<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).big_integer().not_null().to_owned()
 }
 
 #[async_trait::async_trait]

@@ -7,6 +7,7 @@ use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
 };
 use orgplane_platform::revocation::CreateSessionRevocations;
+use orgplane_platform::schema::{big, int, text};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -134,20 +135,8 @@ enum MfaFactors {
     CreateTimeMs,
 }
 
-fn text<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).string().not_null().to_owned()
-}
-
-fn big<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).big_integer().not_null().to_owned()
-}
-
 fn big_null<T: IntoIden>(c: T) -> ColumnDef {
     ColumnDef::new(c).big_integer().null().to_owned()
-}
-
-fn int<T: IntoIden>(c: T) -> ColumnDef {
-    ColumnDef::new(c).integer().not_null().to_owned()
 }
 
 fn flag<T: IntoIden>(c: T) -> ColumnDef {

@@ -3,6 +3,7 @@
 //! a default), so the previous release keeps working on the same database during a rolling
 //! update.
 
+use orgplane_platform::schema::{big, int, text as string};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, SchemaManager};
 
@@ -88,18 +89,6 @@ enum Domains {
     VerifyTimeMs,
     ExpireTimeMs,
     Version,
-}
-
-fn string(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).string().not_null().to_owned()
-}
-
-fn big(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).big_integer().not_null().to_owned()
-}
-
-fn int(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).integer().not_null().to_owned()
 }
 
 #[async_trait::async_trait]

@@ -4,6 +4,7 @@
 use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
 use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
 use orgplane_platform::revocation::CreateSessionRevocations;
+use orgplane_platform::schema::{big, int, text as string};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -118,18 +119,6 @@ enum IdempotencyKeys {
     OrganizationId,
     ResourceId,
     CreateTimeMs,
-}
-
-fn string(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).string().not_null().to_owned()
-}
-
-fn big(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).big_integer().not_null().to_owned()
-}
-
-fn int(c: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(c).integer().not_null().to_owned()
 }
 
 #[async_trait::async_trait]
