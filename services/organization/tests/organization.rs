@@ -2277,6 +2277,60 @@ async fn org_10_refused_role_change_is_audited_as_failure_with_reason() {
     );
 }
 
+/// A refusal decided before the tenant check (here: a workspace key may not create units) is
+/// recorded for a caller with standing in the organization and never for an outsider, who must
+/// not be able to write into a log they may not read.
+#[tokio::test]
+async fn org_10_refusals_are_recorded_only_for_callers_with_standing() {
+    use orgplane_platform::auth::{ApiKeyKind, ApiKeyPrincipal};
+    use orgplane_proto::audit::v1::Outcome;
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    let other = create_org(&rig, "user_mallory", "Elsewhere").await;
+    for (key, organization_id) in [("key_own", &org.id), ("key_outsider", &other.id)] {
+        rig.api_keys.insert(
+            key,
+            ApiKeyPrincipal {
+                key_id: key.into(),
+                organization_id: organization_id.clone(),
+                workspace_id: Some("wrkspc_x".into()),
+                kind: ApiKeyKind::Workspace,
+            },
+        );
+    }
+    let mut c = rig.client();
+    let create = |key: &str| {
+        orgplane_platform::testkit::api_key(
+            CreateUnitRequest {
+                organization_id: org.id.clone(),
+                unit: Some(Unit {
+                    name: "Platform".into(),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+            key,
+        )
+    };
+    // Acme's own workspace key (the control arm: its refusal is recorded) and Elsewhere's.
+    let own = c.create_unit(create("key_own")).await.unwrap_err();
+    assert_eq!(own.code(), Code::PermissionDenied, "{own:?}");
+    let outsider = c.create_unit(create("key_outsider")).await.unwrap_err();
+    assert_eq!(outsider.code(), Code::PermissionDenied, "{outsider:?}");
+    let failures: Vec<String> = rig
+        .audit_log("user_owner", &org.id)
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Failure as i32)
+        .map(|e| e.actor_id)
+        .collect();
+    assert_eq!(
+        failures,
+        ["key_own"],
+        "only the caller with standing is recorded"
+    );
+}
+
 #[tokio::test]
 async fn org_10_audit_images_are_canonical_proto3_json() {
     use prost_types::value::Kind;

@@ -125,6 +125,8 @@ pub struct Rig {
     pub server: RunningServer,
     pub mail_dir: tempfile::TempDir,
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The API keys the service accepts (insert one to call with it).
+    pub api_keys: FakeApiKeys,
     _dbs: Vec<TestDb>,
 }
 
@@ -219,11 +221,13 @@ impl Rig {
             TEST_ISSUER,
             Arc::new(StaticKeys(vec![auth.signer.public_key()])),
         );
+        let api_keys = FakeApiKeys::default();
         let authenticator =
-            Authenticator::new(Arc::new(verifier), Some(Arc::new(FakeApiKeys::default())));
+            Authenticator::new(Arc::new(verifier), Some(Arc::new(api_keys.clone())));
         let server = RunningServer::start(server, authenticator, Some(addr)).await;
         host.start(&health);
         Some(Rig {
+            api_keys,
             auth,
             org,
             identity,
