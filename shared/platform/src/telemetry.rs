@@ -78,14 +78,21 @@ pub fn init_with(service_name: &str, format: LogFormat, output: &LogOutput) -> T
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
     let mut export_error = None;
+    let mut exporting = false;
     if !endpoint.is_empty() {
         match opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .build()
         {
-            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Ok(exporter) => {
+                builder = builder.with_batch_exporter(exporter);
+                exporting = true;
+            }
             Err(e) => export_error = Some(e.to_string()),
         }
+    }
+    if !exporting && std::env::var_os("OTEL_TRACES_SAMPLER").is_none() {
+        builder = builder.with_sampler(unexported_sampler());
     }
     let provider = builder.build();
     let tracer = provider.tracer("orgplane");
@@ -107,6 +114,16 @@ pub fn init_with(service_name: &str, format: LogFormat, output: &LogOutput) -> T
         tracing::info!(endpoint, "exporting traces over OTLP");
     }
     TelemetryGuard { provider }
+}
+
+/// The sampler of a process that exports no spans (unless `OTEL_TRACES_SAMPLER` names one):
+/// a span whose caller's trace is sampled is recorded, so the `sampled` flag it propagates
+/// stays true for the services after it that do export; every other span gets its W3C ids
+/// (log lines, audit records and outgoing `traceparent` still carry them) but is not recorded,
+/// sparing each RPC the building of a span nobody receives.
+fn unexported_sampler() -> opentelemetry_sdk::trace::Sampler {
+    use opentelemetry_sdk::trace::Sampler;
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
 }
 
 /// Whether `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` names the service.
@@ -131,7 +148,14 @@ fn subscriber(
 ) -> impl tracing::Subscriber + Send + Sync + 'static {
     // Access lines are emitted outside every span: the OpenTelemetry layer has nothing to attach
     // them to, and without its interest they cost nothing where the line filter drops them.
+    // No code locations, thread names, busy/idle times or context activation: they cost
+    // allocations and clock reads on every span and every poll, and nothing here reads them
+    // (trace context is taken from the span itself, `OpenTelemetrySpanExt::context`).
     let otel = tracing_opentelemetry::layer()
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_tracer(tracer)
         .with_filter(
             tracing_subscriber::filter::Targets::new()
@@ -316,7 +340,9 @@ mod tests {
     fn log_through(lines: Option<&str>) -> (String, String) {
         let capture = Capture::default();
         let writer = capture.clone();
-        let provider = SdkTracerProvider::builder().build();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(unexported_sampler())
+            .build();
         let subscriber = subscriber(
             provider.tracer("test"),
             EnvFilter::new("info"),
@@ -348,5 +374,44 @@ mod tests {
             text.contains("an info line") && text.contains("a warn line"),
             "without it every enabled line is written: {text}"
         );
+    }
+
+    #[test]
+    fn without_an_exporter_spans_keep_w3c_ids_and_a_sampled_callers_flag() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(unexported_sampler())
+            .build();
+        let subscriber = subscriber(
+            provider.tracer("test"),
+            EnvFilter::new("info"),
+            LogFormat::Text,
+            Some("off"),
+            BoxMakeWriter::new(std::io::sink),
+        );
+        let sampled = |span: &tracing::Span| span.context().span().span_context().is_sampled();
+        tracing::subscriber::with_default(subscriber, || {
+            let root = tracing::info_span!("rpc");
+            assert_eq!(
+                trace_id_of(&root).len(),
+                32,
+                "a root span still has a trace id"
+            );
+            assert!(!sampled(&root), "nobody receives it: not recorded");
+            let (traceparent, _) = {
+                let _entered = root.enter();
+                current_trace_headers()
+            };
+            assert!(traceparent.ends_with("-00"), "{traceparent}");
+
+            let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let child = tracing::info_span!("apply_event");
+            continue_trace(&child, caller, "");
+            assert_eq!(trace_id_of(&child), "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert!(
+                sampled(&child),
+                "a sampled caller's trace stays sampled downstream"
+            );
+        });
     }
 }
