@@ -74,6 +74,8 @@ pub struct Outbox {
     db: DatabaseConnection,
     producer: Producer,
     committed: watch::Sender<i64>,
+    /// The group commit of grouped write units.
+    groups: super::group::Groups,
 }
 
 impl Outbox {
@@ -84,7 +86,18 @@ impl Outbox {
             db,
             producer,
             committed,
+            groups: super::group::Groups::default(),
         }
+    }
+
+    /// The group commit of this outbox's grouped write units.
+    pub(crate) fn groups(&self) -> &super::group::Groups {
+        &self.groups
+    }
+
+    /// Counts of group commits (grouped write units and the commits they shared).
+    pub fn group_stats(&self) -> std::sync::Arc<super::group::GroupStats> {
+        self.groups.stats()
     }
 
     /// The producer's database connection.

@@ -1,7 +1,9 @@
 //! The write unit every mutation runs in: begin a write transaction, change state, append the
 //! events that describe the change, commit, and only then wake the watchers of the outbox. The
 //! three steps used to be written by hand in each service (and a forgotten wake-up delayed
-//! consumers until the next poll); here they are one value.
+//! consumers until the next poll); here they are one value. A unit begun with
+//! [`WriteUnit::begin_grouped`] shares its commit with the units queued behind it
+//! (see [`super::group`]).
 
 use std::ops::Deref;
 
@@ -11,14 +13,19 @@ use sea_orm::DatabaseTransaction;
 use crate::call::Call;
 use crate::error::ApiResult;
 use crate::events::Outbox;
+use crate::events::group::Turn;
 
 /// An open write transaction on a producer's database; see the module docs. Dereferences to the
 /// transaction, so every sea-orm statement of the mutation runs on `&*unit`.
 pub struct WriteUnit {
+    /// The transaction, or for a grouped unit its savepoint in the group's transaction. Declared
+    /// before `turn`: dropped first, it rolls the savepoint back before the turn passes on.
     txn: DatabaseTransaction,
     outbox: Outbox,
     request_id: String,
     revision: Option<i64>,
+    /// The unit's turn in a group commit, if grouped.
+    turn: Option<Turn>,
 }
 
 impl std::fmt::Debug for WriteUnit {
@@ -44,6 +51,30 @@ impl WriteUnit {
             outbox: outbox.clone(),
             request_id: request_id.to_owned(),
             revision: None,
+            turn: None,
+        })
+    }
+
+    /// Begins a unit that commits together with the units of `outbox` queued behind it (group
+    /// commit, [`super::group`]): many mutations per database commit instead of one. Only for
+    /// mutations whose checks hold inside the unit (version conditions in their statements, reads
+    /// on the unit), since reads on other connections do not see earlier units of the group.
+    pub async fn begin_grouped(outbox: &Outbox, call: &Call) -> ApiResult<Self> {
+        Self::begin_grouped_for(outbox, &call.request_id).await
+    }
+
+    /// [`Self::begin_grouped`] for work tagged with `request_id`.
+    pub async fn begin_grouped_for(outbox: &Outbox, request_id: &str) -> ApiResult<Self> {
+        if !super::group::Groups::enabled() {
+            return Self::begin_for(outbox, request_id).await;
+        }
+        let (txn, turn) = outbox.groups().join(outbox).await?;
+        Ok(Self {
+            txn,
+            outbox: outbox.clone(),
+            request_id: request_id.to_owned(),
+            revision: None,
+            turn: Some(turn),
         })
     }
 
@@ -70,11 +101,24 @@ impl WriteUnit {
 
     /// Commits, then wakes the outbox's watchers. Returns the last revision appended.
     pub async fn commit(self) -> ApiResult<Option<i64>> {
-        self.txn.commit().await?;
-        if let Some(revision) = self.revision {
-            self.outbox.committed(revision);
+        let Self {
+            txn,
+            outbox,
+            revision,
+            turn,
+            ..
+        } = self;
+        txn.commit().await?;
+        match turn {
+            // The savepoint is released; the group's committer commits and wakes the watchers.
+            Some(turn) => turn.committed(revision).await?,
+            None => {
+                if let Some(revision) = revision {
+                    outbox.committed(revision);
+                }
+            }
         }
-        Ok(self.revision)
+        Ok(revision)
     }
 
     /// Commits and answers the revision a client should wait for: the last one appended, or the
