@@ -35,5 +35,7 @@ mod reports;
 mod rolling_update;
 #[path = "billing_access/sweep.rs"]
 mod sweep;
+#[path = "billing_access/tiers.rs"]
+mod tiers;
 #[path = "billing_access/usage.rs"]
 mod usage;

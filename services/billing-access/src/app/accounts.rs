@@ -85,7 +85,7 @@ pub async fn create_for_organization<C: ConnectionTrait>(
 
 /// Removes every billing datum of `organization_id` inside `txn` (rule BILL-5): account, the
 /// managed accounts whose home it is and their billing accounts (rule BILL-6), usage records and
-/// rollups (both tables), workspaces, and its audit records; remembers the id so that late events
+/// rollups (both tables and their tiers), workspaces, and its audit records; remembers the id so that late events
 /// and usage cannot bring data back. The purge itself is audited without the organization (its
 /// log is gone).
 pub async fn purge_organization<C: ConnectionTrait>(
@@ -113,6 +113,7 @@ pub async fn purge_organization<C: ConnectionTrait>(
         .filter(usage_account_rollup::Column::OrganizationId.eq(organization_id))
         .exec(txn)
         .await?;
+    crate::store::rollups::delete_tier_rows(txn, organization_id).await?;
     workspace::Entity::delete_many()
         .filter(workspace::Column::OrganizationId.eq(organization_id))
         .exec(txn)

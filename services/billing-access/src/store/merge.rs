@@ -186,9 +186,10 @@ pub async fn add_rollups_into<C: ConnectionTrait>(db: &C, from: &str, into: &str
     Ok(())
 }
 
-/// Removes `organization_id`'s rollups from both rollup tables; returns how many rows of
+/// Removes `organization_id`'s rollups from both rollup tables and their tiers; returns how many rows of
 /// `usage_rollups` (the rows of every report but those by account).
 pub async fn delete_rollups<C: ConnectionTrait>(db: &C, organization_id: &str) -> Result<u64> {
+    crate::store::rollups::delete_tier_rows(db, organization_id).await?;
     usage_account_rollup::Entity::delete_many()
         .filter(usage_account_rollup::Column::OrganizationId.eq(organization_id))
         .exec(db)

@@ -13,6 +13,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
 pub use crate::store::account_migration::AddBillingPerAccount;
 pub use crate::store::merge_migration::AddOrganizationMerges;
+pub use crate::store::tier_migration::AddRollupTiers;
 
 /// Every migration of the billing-access database, in order.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddAuditActorOrganization),
             Box::new(AddBillingPerAccount),
             Box::new(AddOrganizationMerges),
+            Box::new(AddRollupTiers),
         ]
     }
 }

@@ -8,6 +8,7 @@ pub mod merge;
 pub mod merge_migration;
 pub mod migration;
 pub mod rollups;
+pub mod tier_migration;
 pub mod usage;
 pub mod workspaces;
 

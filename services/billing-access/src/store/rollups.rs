@@ -9,16 +9,87 @@
 //! previous release's replicas write to `usage_rollups` only: the usage they ingest then is
 //! counted in every report except the account-grouped and account-filtered ones, from which it is
 //! missing (it names no account; it stays missing after the update).
+//!
+//! Each per-minute table has an hourly and a daily tier (`<table>_hour`, `<table>_day`, kept by
+//! triggers, [`crate::store::tier_migration`]): a report reads the coarsest tier whose width
+//! divides its bucket width and both ends of the range it sums ([`Tier::for_range`]), so a daily
+//! report over 30 days reads about 30 rows per combination of dimensions however many records
+//! there are. The tiers hold the same sums as the minutes they cover, so the answer is the same
+//! from any tier; what a report misses during a rolling update is as above.
 
 use std::collections::HashMap;
 
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Expr, ExprTrait, Order, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::domain::Result;
-use crate::domain::reports::{Dim, MAX_ROWS_PER_PAGE, page_end};
-use crate::store::entity::{usage_account_rollup, usage_rollup, workspace};
+use crate::domain::reports::{DAY_MS, Dim, HOUR_MS, MAX_ROWS_PER_PAGE, MINUTE_MS, page_end};
+use crate::store::entity::{usage_account_rollup, workspace};
+use crate::store::tier_migration::{MINUTE_TABLES, TIERS};
+
+/// The granularity of the rollup rows a report sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// `usage_rollups` and `usage_account_rollups`.
+    Minute,
+    /// Their `_hour` tiers.
+    Hour,
+    /// Their `_day` tiers.
+    Day,
+}
+
+impl Tier {
+    /// The width of one row (milliseconds).
+    pub fn width(self) -> i64 {
+        match self {
+            Tier::Minute => MINUTE_MS,
+            Tier::Hour => HOUR_MS,
+            Tier::Day => DAY_MS,
+        }
+    }
+
+    /// The coarsest tier whose rows fall wholly inside buckets of `width` from `from` and
+    /// inside `[from, to)`: its width divides the bucket width and both ends.
+    pub fn for_range(width: i64, from: i64, to: i64) -> Tier {
+        [Tier::Day, Tier::Hour]
+            .into_iter()
+            .find(|t| {
+                let w = t.width();
+                width % w == 0 && from.rem_euclid(w) == 0 && to.rem_euclid(w) == 0
+            })
+            .unwrap_or(Tier::Minute)
+    }
+
+    /// The table of this tier (per account or not) and its time column.
+    fn source(self, by_account: bool) -> (String, &'static str) {
+        let base = if by_account {
+            "usage_account_rollups"
+        } else {
+            "usage_rollups"
+        };
+        match self {
+            Tier::Minute => (base.to_owned(), "minute_ms"),
+            Tier::Hour => (format!("{base}_hour"), "start_ms"),
+            Tier::Day => (format!("{base}_day"), "start_ms"),
+        }
+    }
+}
+
+/// Removes `organization_id`'s rows from every hourly and daily tier (purge, merge): the
+/// triggers keep the tiers on insert and update only.
+pub async fn delete_tier_rows<C: ConnectionTrait>(db: &C, organization_id: &str) -> Result<()> {
+    for t in &MINUTE_TABLES {
+        for (suffix, _) in TIERS {
+            let mut delete = Query::delete();
+            delete
+                .from_table(Alias::new(format!("{}_{suffix}", t.name)))
+                .and_where(Expr::col(Alias::new("organization_id")).eq(organization_id));
+            db.execute(&delete).await?;
+        }
+    }
+    Ok(())
+}
 
 /// The column of `d` (unqualified: both rollup tables name their columns alike; only
 /// `usage_account_rollups` has those of the account dimensions).
@@ -83,17 +154,21 @@ impl Rollups<'_> {
                 .any(|d| matches!(d, Dim::Account | Dim::Subaccount))
     }
 
-    /// Sums the rollups in `[from, to)` per bucket and grouped dimensions, at most `limit` rows.
+    /// Sums the rollups in `[from, to)` per bucket and grouped dimensions, at most `limit` rows,
+    /// from `tier` (`None`: [`Tier::for_range`]).
     async fn aggregate<C: ConnectionTrait>(
         &self,
         db: &C,
         from: i64,
         to: i64,
         limit: Option<u64>,
+        tier: Option<Tier>,
     ) -> Result<Vec<Aggregate>> {
         use usage_account_rollup::Column as C;
         let width = self.width;
-        let bucket = Expr::cust(format!("(minute_ms / {width}) * {width}"));
+        let tier = tier.unwrap_or_else(|| Tier::for_range(width, from, to));
+        let (table, time) = tier.source(self.by_account());
+        let bucket = Expr::cust(format!("({time} / {width}) * {width}"));
         let mut q = Query::select();
         q.expr(bucket.clone());
         for d in self.dims {
@@ -103,13 +178,9 @@ impl Rollups<'_> {
             .expr(Expr::cust("CAST(SUM(output_tokens) AS BIGINT)"))
             .expr(Expr::cust("CAST(SUM(record_count) AS BIGINT)"))
             .and_where(Expr::col(C::OrganizationId).eq(self.organization_id))
-            .and_where(Expr::col(C::MinuteMs).gte(from))
-            .and_where(Expr::col(C::MinuteMs).lt(to));
-        if self.by_account() {
-            q.from(usage_account_rollup::Entity);
-        } else {
-            q.from(usage_rollup::Entity);
-        }
+            .and_where(Expr::col(Alias::new(time)).gte(from))
+            .and_where(Expr::col(Alias::new(time)).lt(to))
+            .from(Alias::new(table));
         for (d, values) in self.filters {
             if !values.is_empty() {
                 q.and_where(Expr::col(column(*d)).is_in(values.iter().cloned()));
@@ -167,9 +238,22 @@ impl Rollups<'_> {
         end: i64,
         buckets: u64,
     ) -> Result<(Vec<Aggregate>, i64)> {
+        self.page_from(db, from, end, buckets, None).await
+    }
+
+    /// [`Self::page`] summed from `tier` (`None`: the coarsest that fits, as [`Self::page`]
+    /// does); a tier coarser than the buckets or the range sums usage outside them.
+    pub async fn page_from<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        from: i64,
+        end: i64,
+        buckets: u64,
+        tier: Option<Tier>,
+    ) -> Result<(Vec<Aggregate>, i64)> {
         let to = page_end(from, end, buckets, self.width);
         let mut rows = self
-            .aggregate(db, from, to, Some(MAX_ROWS_PER_PAGE as u64 + 1))
+            .aggregate(db, from, to, Some(MAX_ROWS_PER_PAGE as u64 + 1), tier)
             .await?;
         if rows.len() <= MAX_ROWS_PER_PAGE {
             return Ok((rows, to));
@@ -181,7 +265,7 @@ impl Rollups<'_> {
         }
         // One bucket alone has more rows than the cap: it makes the page by itself.
         let to = from + self.width;
-        let rows = self.aggregate(db, from, to, None).await?;
+        let rows = self.aggregate(db, from, to, None, tier).await?;
         Ok((rows, to))
     }
 }
