@@ -316,3 +316,112 @@ async fn bill_4_every_tier_answers_as_the_raw_records_postgres() {
     };
     tiers_answer_as_the_records(&rig).await;
 }
+
+/// The tiers are filled from the per-minute rows that exist when the migration runs, and the
+/// previous release's upsert into `usage_rollups` afterwards reaches them (the triggers).
+async fn migration_fills_the_tiers(db: orgplane_platform::testkit::TestDb) {
+    use orgplane_billing_access::migration::Migrator;
+    use sea_orm::Database;
+    use sea_orm_migration::MigratorTrait;
+    let conn = Database::connect(db.url.as_str()).await.unwrap();
+    let steps = Migrator::migrations().len() as u32;
+    Migrator::up(&conn, Some(steps - 1)).await.unwrap();
+    let backend = conn.get_database_backend();
+    let exec = |sql: String| {
+        let conn = &conn;
+        async move {
+            conn.execute_raw(Statement::from_string(backend, sql))
+                .await
+                .unwrap();
+        }
+    };
+    // Two minutes of one hour, one minute of the next day; the control minute is the last of
+    // the first day.
+    for (minute, input) in [
+        (DAY, 5),
+        (DAY + 60_000, 7),
+        (DAY + DAY - 60_000, 11),
+        (2 * DAY, 13),
+    ] {
+        exec(format!(
+            "INSERT INTO usage_rollups VALUES ('org_m', {minute}, 'ws', '', 'm', '', {input}, 1, 1)"
+        ))
+        .await;
+        exec(format!(
+            "INSERT INTO usage_account_rollups VALUES ('org_m', {minute}, 'ws', '', 'm', '', '', '', {input}, 1, 1)"
+        ))
+        .await;
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    let read = |table: &'static str| {
+        let conn = &conn;
+        async move {
+            let rows = conn
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    format!(
+                        "SELECT start_ms, input_tokens, record_count FROM {table} ORDER BY start_ms"
+                    ),
+                ))
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.try_get_by_index::<i64>(0).unwrap(),
+                        r.try_get_by_index::<i64>(1).unwrap(),
+                        r.try_get_by_index::<i64>(2).unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    for table in ["usage_rollups_day", "usage_account_rollups_day"] {
+        assert_eq!(
+            read(table).await,
+            vec![(DAY, 23, 3), (2 * DAY, 13, 1)],
+            "{table}"
+        );
+    }
+    for table in ["usage_rollups_hour", "usage_account_rollups_hour"] {
+        assert_eq!(
+            read(table).await,
+            vec![(DAY, 12, 2), (2 * DAY - HOUR, 11, 1), (2 * DAY, 13, 1)],
+            "{table}"
+        );
+    }
+    // The previous release's upsert (insert, then add on conflict) reaches the tiers.
+    for input in [100, 1000] {
+        exec(format!(
+            "INSERT INTO usage_rollups VALUES ('org_m', {DAY}, 'ws', '', 'm', '', {input}, 1, 1) \
+             ON CONFLICT (organization_id, minute_ms, workspace_id, api_key_id, model, user_id) \
+             DO UPDATE SET input_tokens = usage_rollups.input_tokens + excluded.input_tokens, \
+             output_tokens = usage_rollups.output_tokens + excluded.output_tokens, \
+             record_count = usage_rollups.record_count + excluded.record_count"
+        ))
+        .await;
+    }
+    assert_eq!(
+        read("usage_rollups_day").await,
+        vec![(DAY, 1123, 5), (2 * DAY, 13, 1)]
+    );
+    // Control: the per-account tiers did not hear of it (that table was not written).
+    assert_eq!(
+        read("usage_account_rollups_day").await,
+        vec![(DAY, 23, 3), (2 * DAY, 13, 1)]
+    );
+}
+
+#[tokio::test]
+async fn bill_4_the_migration_fills_the_tiers_and_the_triggers_keep_them() {
+    migration_fills_the_tiers(orgplane_platform::testkit::TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn bill_4_the_migration_fills_the_tiers_and_the_triggers_keep_them_postgres() {
+    let Some(db) = orgplane_platform::testkit::TestDb::postgres().await else {
+        eprintln!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    migration_fills_the_tiers(db).await;
+}
