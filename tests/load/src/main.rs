@@ -97,6 +97,7 @@ fn plan(args: &Args, smoke: bool) -> Plan {
         login_concurrency: 4,
         page_samples: if smoke { 3 } else { 100 },
         report_samples: if smoke { 3 } else { 50 },
+        usage_records: n(10_000_000.0, 20_000),
         assert_goals: !smoke,
     }
 }

@@ -94,6 +94,8 @@ pub struct Plan {
     pub page_samples: usize,
     /// Report calls in usage_ingest_and_report.
     pub report_samples: usize,
+    /// Usage records the reports of usage_ingest_and_report cover (ingested, the rest seeded).
+    pub usage_records: usize,
     /// Whether goals are asserted (false in smoke runs).
     pub assert_goals: bool,
 }
