@@ -216,7 +216,7 @@ impl Core {
                 Subject::User(user_id) if state.is_some() => v
                     .members
                     .get(workspace_id)
-                    .and_then(|m| m.get(user_id))
+                    .and_then(|m| m.get(user_id.as_str()))
                     .copied(),
                 _ => None,
             };

@@ -385,8 +385,8 @@ impl Core {
         let mut users: Vec<String> = org
             .members
             .iter()
-            .filter(|(_, r)| effective(Some(**r), None).is_some())
-            .map(|(u, _)| u.clone())
+            .filter(|(_, r)| effective(Some(*r), None).is_some())
+            .map(|(u, _)| u.to_owned())
             .chain(direct.keys().cloned())
             .collect();
         users.sort();

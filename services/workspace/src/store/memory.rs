@@ -21,8 +21,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+
+use orgplane_platform::replica::intern::intern;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use orgplane_proto::workspace::v1::{WorkspaceRole, WorkspaceState};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -60,8 +63,9 @@ pub struct KeyView {
 pub struct Views {
     /// Workspaces by id.
     pub workspaces: HashMap<String, WorkspaceView>,
-    /// Direct roles: workspace id → user id → role.
-    pub members: HashMap<String, HashMap<String, WorkspaceRole>>,
+    /// Direct roles: workspace id → user id → role. User ids are interned (shared with the
+    /// role replicas of the process).
+    pub members: HashMap<String, HashMap<Arc<str>, WorkspaceRole>>,
     /// API keys by id.
     pub keys: HashMap<String, KeyView>,
 }
@@ -160,12 +164,13 @@ impl Memory {
         for w in workspace::Entity::find().all(&self.db).await? {
             views.workspaces.insert(w.id.clone(), view_of(&w));
         }
-        for m in member::Entity::find().all(&self.db).await? {
+        let mut rows = std::pin::pin!(member::Entity::find().stream(&self.db).await?);
+        while let Some(m) = rows.try_next().await? {
             views
                 .members
                 .entry(m.workspace_id)
                 .or_default()
-                .insert(m.user_id, workspace_role(m.role));
+                .insert(intern(&m.user_id), workspace_role(m.role));
         }
         for k in api_key::Entity::find().all(&self.db).await? {
             views.keys.insert(
@@ -216,7 +221,7 @@ impl Memory {
                 m.members
                     .entry(r.workspace_id)
                     .or_default()
-                    .insert(r.user_id, workspace_role(r.role));
+                    .insert(intern(&r.user_id), workspace_role(r.role));
             }
         });
         Ok(())
@@ -267,7 +272,7 @@ impl Memory {
                 m.members
                     .entry(r.workspace_id)
                     .or_default()
-                    .insert(r.user_id, workspace_role(r.role));
+                    .insert(intern(&r.user_id), workspace_role(r.role));
             }
             None => {
                 if let Some(users) = m.members.get_mut(workspace_id) {

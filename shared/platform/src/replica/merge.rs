@@ -108,7 +108,7 @@ pub(super) fn apply_in_memory(memory: &mut HashMap<String, OrgEntry>, e: &Organi
         if m.user_id.is_empty() || role == OrgRole::Unspecified {
             continue;
         }
-        prime.members.insert(m.user_id.clone(), role);
+        prime.members.insert(&m.user_id, role);
     }
     if let Some(candidate) = memory.get_mut(&merge.candidate_organization_id) {
         candidate.members.clear();

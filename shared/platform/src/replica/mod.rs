@@ -22,43 +22,18 @@ use crate::events::handlers::{SnapshotPage, read_snapshot};
 use crate::policy::SecurityPolicy;
 
 mod domains;
+mod entry;
+pub mod intern;
+mod load;
 mod merge;
 mod store;
 
 pub use domains::{CreateVerifiedDomainReplica, DomainEntry, domain_row};
+use entry::role_of;
+pub use entry::{Members, OrgEntry};
 pub use merge::{Merge, resulting_role};
 pub use store::{CreateRoleReplica, CreateSecurityPolicyReplica, member_row, org_row, policy_row};
 use store::{policy_model, set_state, upsert_member, upsert_org, upsert_policy};
-
-/// One organization in memory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OrgEntry {
-    /// Its name.
-    pub name: String,
-    /// Its primary email.
-    pub primary_email: String,
-    /// Its owner.
-    pub owner_user_id: String,
-    /// ACTIVE, DELETED or MERGED (rule ORG-15).
-    pub state: i32,
-    /// Members and their roles.
-    pub members: HashMap<String, OrgRole>,
-    /// Its security policy (rule ORG-16).
-    pub policy: SecurityPolicy,
-}
-
-impl OrgEntry {
-    /// True while the organization is ACTIVE.
-    pub fn is_active(&self) -> bool {
-        self.state == OrganizationState::Active as i32
-    }
-
-    /// True once the organization was merged into another (rule ORG-15): a tombstone that
-    /// answers NOT_FOUND to everyone, unlike a DELETED one (restorable, known to its OWNER).
-    pub fn is_merged(&self) -> bool {
-        self.state == OrganizationState::Merged as i32
-    }
-}
 
 /// The replica; cheap to clone (the memory view is shared).
 #[derive(Clone)]
@@ -74,10 +49,6 @@ impl std::fmt::Debug for RoleReplica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RoleReplica").finish_non_exhaustive()
     }
-}
-
-fn role_of(v: i32) -> OrgRole {
-    OrgRole::try_from(v).unwrap_or(OrgRole::Unspecified)
 }
 
 impl RoleReplica {
@@ -102,42 +73,16 @@ impl RoleReplica {
 
     /// Reloads the memory view from the database.
     pub async fn reload(&self) -> Result<(), DbErr> {
-        let mut view: HashMap<String, OrgEntry> = org_row::Entity::find()
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(|o| {
-                (
-                    o.organization_id,
-                    OrgEntry {
-                        name: o.name,
-                        primary_email: o.primary_email,
-                        owner_user_id: o.owner_user_id,
-                        state: o.state,
-                        members: HashMap::new(),
-                        policy: SecurityPolicy::default(),
-                    },
-                )
-            })
-            .collect();
-        for p in policy_row::Entity::find().all(&self.db).await? {
-            if let Some(org) = view.get_mut(&p.organization_id) {
-                org.policy = SecurityPolicy::from_parts(
-                    p.mfa_requirement,
-                    p.reauth_max_age_secs,
-                    p.sign_in_methods,
-                );
-            }
-        }
-        for m in member_row::Entity::find().all(&self.db).await? {
-            view.entry(m.organization_id)
-                .or_default()
-                .members
-                .insert(m.user_id, role_of(m.role));
-        }
+        let view = load::view(&self.db).await?;
         let verified = domains::load(&self.db).await?;
-        *self.memory.write().unwrap_or_else(|e| e.into_inner()) = view;
+        let old = std::mem::replace(
+            &mut *self.memory.write().unwrap_or_else(|e| e.into_inner()),
+            view,
+        );
         *self.domains.write().unwrap_or_else(|e| e.into_inner()) = verified;
+        // The previous view's ids are released outside the lock.
+        drop(old);
+        intern::sweep();
         Ok(())
     }
 
@@ -405,7 +350,7 @@ impl RoleReplica {
                     org.owner_user_id = e.owner_user_id.clone();
                     org.state = OrganizationState::Active as i32;
                     if !e.owner_user_id.is_empty() {
-                        org.members.insert(e.owner_user_id.clone(), OrgRole::Owner);
+                        org.members.insert(&e.owner_user_id, OrgRole::Owner);
                     }
                 }
                 Payload::OrganizationUpdated(e) => {
@@ -429,7 +374,7 @@ impl RoleReplica {
                 }
                 Payload::MemberAdded(e) => {
                     let org = memory.entry(e.organization_id.clone()).or_default();
-                    org.members.insert(e.user_id.clone(), role_of(e.role));
+                    org.members.insert(&e.user_id, role_of(e.role));
                     if role_of(e.role) == OrgRole::Owner {
                         org.owner_user_id = e.user_id.clone();
                     }
@@ -439,7 +384,7 @@ impl RoleReplica {
                         .entry(e.organization_id.clone())
                         .or_default()
                         .members
-                        .insert(e.user_id.clone(), role_of(e.new_role));
+                        .insert(&e.user_id, role_of(e.new_role));
                 }
                 Payload::MemberRemoved(e) => {
                     if let Some(org) = memory.get_mut(&e.organization_id) {
@@ -448,10 +393,9 @@ impl RoleReplica {
                 }
                 Payload::OwnershipTransferred(e) => {
                     let org = memory.entry(e.organization_id.clone()).or_default();
+                    org.members.insert(&e.new_owner_user_id, OrgRole::Owner);
                     org.members
-                        .insert(e.new_owner_user_id.clone(), OrgRole::Owner);
-                    org.members
-                        .insert(e.previous_owner_user_id.clone(), OrgRole::Admin);
+                        .insert(&e.previous_owner_user_id, OrgRole::Admin);
                     org.owner_user_id = e.new_owner_user_id.clone();
                 }
                 Payload::OrganizationsMerged(e) => merge::apply_in_memory(&mut memory, e),
