@@ -192,6 +192,16 @@ impl Rig {
             Some(url) => Some(PgDatabases::create(url).await?),
             None => None,
         };
+        Self::start_in(dir, pg, connections).await
+    }
+
+    /// Starts an `orgplane all` in this process on the data of a stopped rig (its directory
+    /// and databases, with whatever they hold) and waits until it is SERVING.
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        pg: Option<PgDatabases>,
+        connections: usize,
+    ) -> anyhow::Result<Self> {
         let cli = <Cli as clap::Parser>::try_parse_from(orgplane_args(dir.path(), pg.as_ref()))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let shutdown = CancellationToken::new();
@@ -223,6 +233,12 @@ impl Rig {
         if let Some(s) = self.started.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), s.wait()).await;
         }
+    }
+
+    /// The data of a stopped rig (its directory and PostgreSQL databases), to start another
+    /// `orgplane all` on with [`Self::start_in`].
+    pub fn into_data(self) -> (tempfile::TempDir, Option<PgDatabases>) {
+        (self.dir, self.pg)
     }
 
     /// Drops the PostgreSQL databases (after [`Self::stop`]).

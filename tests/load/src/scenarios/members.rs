@@ -23,7 +23,7 @@ async fn list_page(
 }
 
 /// p50 of the first, middle and last page of `org`'s members.
-async fn page_latencies(
+pub(super) async fn page_latencies(
     rig: &Rig,
     token: &str,
     org: &str,

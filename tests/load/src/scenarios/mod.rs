@@ -26,13 +26,15 @@ mod members;
 mod process;
 mod roles;
 mod usage;
+mod volume;
 
 pub use access::{auth_overhead, check_access};
 pub use login::login;
 pub use members::list_members_scale;
-pub use process::{exec_orgplane, rss_kib};
+pub use process::{Unloaded, exec_orgplane, rss_kib, startup_loaded};
 pub use roles::role_propagation;
 pub use usage::usage_ingest_and_report;
+pub use volume::{Volume, seed_volume};
 
 /// One line of the report.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +98,9 @@ pub struct Plan {
     pub report_samples: usize,
     /// Usage records the reports of usage_ingest_and_report cover (ingested, the rest seeded).
     pub usage_records: usize,
+    /// The membership volume startup_and_memory loads (issue 23: 1M members, 10k
+    /// organizations, 100k workspace memberships, one organization of 100k).
+    pub volume: Volume,
     /// Whether goals are asserted (false in smoke runs).
     pub assert_goals: bool,
 }
