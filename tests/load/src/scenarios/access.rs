@@ -68,8 +68,8 @@ pub async fn check_access(world: &World, plan: &Plan) -> anyhow::Result<Row> {
     let mut row = paired_row(
         "check_access",
         &p,
-        "ratio >= 0.60 and p99 <= 2x echo p99",
-        p.median() >= 0.60 && p99_ok && s.errors == 0,
+        "ratio >= 0.85 and p99 <= 2x echo p99",
+        p.median() >= 0.85 && p99_ok && s.errors == 0,
     );
     row.note = format!(
         "{}; {} users in {} workspaces, {} distinct tokens, {} in flight",
