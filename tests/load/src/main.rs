@@ -68,10 +68,12 @@ enum What {
     },
 }
 
-const ALL: [&str; 7] = [
+const ALL: [&str; 9] = [
     "check_access",
     "auth_overhead",
     "role_propagation",
+    "role_burst",
+    "watch_fanout",
     "list_members_scale",
     "login",
     "usage_ingest_and_report",
@@ -277,6 +279,15 @@ async fn run(args: &Args, names: &[String], plan: &Plan) -> anyhow::Result<Vec<R
         }
         if want("role_propagation") {
             emit(&scenarios::role_propagation(w, plan, "").await?, &mut rows);
+        }
+        if want("role_burst") {
+            emit(
+                &scenarios::role_burst(w, plan, args.postgres.is_some()).await?,
+                &mut rows,
+            );
+        }
+        if want("watch_fanout") {
+            emit(&scenarios::watch_fanout(w, plan).await?, &mut rows);
         }
         if want("list_members_scale") {
             emit(&scenarios::list_members_scale(w, plan).await?, &mut rows);

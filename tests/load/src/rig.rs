@@ -288,6 +288,13 @@ impl Rig {
         Ok(self.signer.sign(&claims)?)
     }
 
+    /// A service token with exactly `capabilities` (e.g. a consumer that watches events).
+    pub fn service_token_with(&self, capabilities: Capabilities) -> anyhow::Result<String> {
+        let mut claims = self.claims("product", SERVICE_AUDIENCE);
+        claims.scope = Some(capabilities.to_scope());
+        Ok(self.signer.sign(&claims)?)
+    }
+
     /// The i-th channel (round robin).
     pub fn channel(&self, i: usize) -> Channel {
         self.channels[i % self.channels.len()].clone()

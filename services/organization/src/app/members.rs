@@ -240,7 +240,9 @@ impl App {
                 revision: self.head_revision().await?,
             });
         }
-        let mut txn = WriteUnit::begin(&self.outbox, call).await?;
+        // Grouped: the change holds inside the unit (the version condition of its UPDATE), so
+        // concurrent role changes share one commit.
+        let mut txn = WriteUnit::begin_grouped(&self.outbox, call).await?;
         let after = self.set_member_role_in(&mut txn, &before, new_role).await?;
         self.audit
             .write(

@@ -27,14 +27,16 @@ mod process;
 mod roles;
 mod usage;
 mod volume;
+mod watchers;
 
 pub use access::{auth_overhead, check_access};
 pub use login::login;
 pub use members::list_members_scale;
 pub use process::{Unloaded, exec_orgplane, rss_kib, startup_loaded};
-pub use roles::role_propagation;
+pub use roles::{role_burst, role_propagation};
 pub use usage::usage_ingest_and_report;
 pub use volume::{Volume, seed_volume};
+pub use watchers::watch_fanout;
 
 /// One line of the report.
 #[derive(Debug, Clone, Default)]
