@@ -53,8 +53,8 @@ enum What {
     All,
     /// Every scenario, tiny and short, no goals asserted.
     Smoke,
-    /// One scenario (check_access, auth_overhead, role_propagation, list_members_scale, login,
-    /// usage_ingest_and_report, startup_and_memory).
+    /// One scenario (check_access, auth_overhead, role_propagation, role_burst, watch_fanout,
+    /// list_members_scale, login, usage_ingest_and_report, startup_and_memory).
     Run {
         /// The scenario names.
         scenarios: Vec<String>,
@@ -100,13 +100,13 @@ fn plan(args: &Args, smoke: bool) -> Plan {
         page_samples: if smoke { 3 } else { 100 },
         report_samples: if smoke { 3 } else { 50 },
         usage_records: n(10_000_000.0, 20_000),
+        assert_goals: !smoke,
         volume: scenarios::Volume {
             organizations: n(10_000.0, 20),
             members: n(1_000_000.0, 2_000),
             workspace_members: n(100_000.0, 200),
             big: n(100_000.0, 300),
         },
-        assert_goals: !smoke,
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Head {
     pub compacted_through: i64,
 }
 
+fn db_backend_of(db: &DatabaseConnection) -> sea_orm::DbBackend {
+    sea_orm::ConnectionTrait::get_database_backend(db)
+}
+
 /// One producer's outbox in its database.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -83,11 +87,20 @@ impl Outbox {
     pub fn new(db: DatabaseConnection, producer: Producer) -> Self {
         let (committed, _) = watch::channel(0);
         Self {
-            db,
             producer,
             committed,
-            groups: super::group::Groups::default(),
+            groups: super::group::Groups::new(super::group::Groups::default_for(db_backend_of(
+                &db,
+            ))),
+            db,
         }
+    }
+
+    /// This outbox with group commit on or off whatever the backend and the environment say
+    /// (see [`super::group`] for the defaults).
+    pub fn with_group_commit(mut self, on: bool) -> Self {
+        self.groups = super::group::Groups::new(on);
+        self
     }
 
     /// The group commit of this outbox's grouped write units.

@@ -65,7 +65,7 @@ impl WriteUnit {
 
     /// [`Self::begin_grouped`] for work tagged with `request_id`.
     pub async fn begin_grouped_for(outbox: &Outbox, request_id: &str) -> ApiResult<Self> {
-        if !super::group::Groups::enabled() {
+        if !outbox.groups().enabled() {
             return Self::begin_for(outbox, request_id).await;
         }
         let (txn, turn) = outbox.groups().join(outbox).await?;

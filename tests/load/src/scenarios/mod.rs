@@ -100,11 +100,11 @@ pub struct Plan {
     pub report_samples: usize,
     /// Usage records the reports of usage_ingest_and_report cover (ingested, the rest seeded).
     pub usage_records: usize,
+    /// Whether goals are asserted (false in smoke runs).
+    pub assert_goals: bool,
     /// The membership volume startup_and_memory loads (issue 23: 1M members, 10k
     /// organizations, 100k workspace memberships, one organization of 100k).
     pub volume: Volume,
-    /// Whether goals are asserted (false in smoke runs).
-    pub assert_goals: bool,
 }
 
 /// The state scenarios share: the rig, and what check_access seeded.
