@@ -335,21 +335,29 @@ mod tests {
         }
     }
 
+    /// The subscriber of a process exporting no spans, at `info`, its lines filtered by `lines`.
+    fn unexported_subscriber(
+        lines: Option<&str>,
+        writer: BoxMakeWriter,
+    ) -> impl tracing::Subscriber + Send + Sync + 'static {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(unexported_sampler())
+            .build();
+        subscriber(
+            provider.tracer("test"),
+            EnvFilter::new("info"),
+            LogFormat::Text,
+            lines,
+            writer,
+        )
+    }
+
     /// Logs an info and a warn line inside an info span; returns the span's trace id and the
     /// lines written.
     fn log_through(lines: Option<&str>) -> (String, String) {
         let capture = Capture::default();
         let writer = capture.clone();
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(unexported_sampler())
-            .build();
-        let subscriber = subscriber(
-            provider.tracer("test"),
-            EnvFilter::new("info"),
-            LogFormat::Text,
-            lines,
-            BoxMakeWriter::new(move || writer.clone()),
-        );
+        let subscriber = unexported_subscriber(lines, BoxMakeWriter::new(move || writer.clone()));
         let trace_id = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("rpc");
             let _entered = span.enter();
@@ -379,16 +387,7 @@ mod tests {
     #[test]
     fn without_an_exporter_spans_keep_w3c_ids_and_a_sampled_callers_flag() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(unexported_sampler())
-            .build();
-        let subscriber = subscriber(
-            provider.tracer("test"),
-            EnvFilter::new("info"),
-            LogFormat::Text,
-            Some("off"),
-            BoxMakeWriter::new(std::io::sink),
-        );
+        let subscriber = unexported_subscriber(Some("off"), BoxMakeWriter::new(std::io::sink));
         let sampled = |span: &tracing::Span| span.context().span().span_context().is_sampled();
         tracing::subscriber::with_default(subscriber, || {
             let root = tracing::info_span!("rpc");

@@ -25,15 +25,64 @@ pub(super) async fn update_role(
     .revision)
 }
 
+/// The clients a propagation probe uses: the organization service and the workspace service.
+struct Probe {
+    org: org_api::organization_service_client::OrganizationServiceClient<Channel>,
+    ws: ws_api::workspace_service_client::WorkspaceServiceClient<Channel>,
+    owner: String,
+    service: String,
+}
+
+impl Probe {
+    fn new(world: &World, owner: String, service: String) -> Self {
+        Self {
+            org: org_api::organization_service_client::OrganizationServiceClient::new(
+                world.rig.channel(0),
+            ),
+            ws: ws_api::workspace_service_client::WorkspaceServiceClient::new(world.rig.channel(1)),
+            owner,
+            service,
+        }
+    }
+
+    /// Sets `user`'s role, then asks CheckAccess at the update's revision and checks it sees the
+    /// new role; returns the microseconds from the update sent to the answer.
+    async fn change(
+        &mut self,
+        org_id: &str,
+        ws_id: &str,
+        user: &str,
+        role: org_api::OrgRole,
+        what: &str,
+    ) -> anyhow::Result<u64> {
+        let t0 = Instant::now();
+        let revision = update_role(&mut self.org, &self.owner, org_id, user, role).await?;
+        let mut req = check_request(org_id, ws_id, user);
+        req.min_organization_revision = revision;
+        let answer = self
+            .ws
+            .check_access(bearer(req, &self.service))
+            .await
+            .map_err(|s| anyhow!("CheckAccess(min revision): {s}"))?
+            .into_inner();
+        if answer.org_role != role as i32 {
+            return Err(anyhow!(
+                "{what}: saw {:?} after setting {role:?}",
+                answer.org_role
+            ));
+        }
+        Ok(t0.elapsed().as_micros() as u64)
+    }
+}
+
 /// Scenario 3: UpdateMemberRole → visible in the workspace service (a CheckAccess that waits for
 /// the update's revision), at 50 changes/s; then a burst applied as fast as it is sent.
 pub async fn role_propagation(world: &World, plan: &Plan, label: &str) -> anyhow::Result<Row> {
-    let owner = world.rig.user_token(&world.owner)?;
-    let service = world.rig.service_token()?;
-    let mut org =
-        org_api::organization_service_client::OrganizationServiceClient::new(world.rig.channel(0));
-    let mut ws =
-        ws_api::workspace_service_client::WorkspaceServiceClient::new(world.rig.channel(1));
+    let mut probe = Probe::new(
+        world,
+        world.rig.user_token(&world.owner)?,
+        world.rig.service_token()?,
+    );
     let mut latencies = Vec::with_capacity(plan.role_changes);
     let mut interval = tokio::time::interval(Duration::from_millis(20));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -47,22 +96,11 @@ pub async fn role_propagation(world: &World, plan: &Plan, label: &str) -> anyhow
         } else {
             org_api::OrgRole::User
         };
-        let t0 = Instant::now();
-        let revision = update_role(&mut org, &owner, &world.org, user, role).await?;
-        let mut req = check_request(&world.org, ws_id, user);
-        req.min_organization_revision = revision;
-        let answer = ws
-            .check_access(bearer(req, &service))
-            .await
-            .map_err(|s| anyhow!("CheckAccess(min revision): {s}"))?
-            .into_inner();
-        if answer.org_role != role as i32 {
-            return Err(anyhow!(
-                "role_propagation: saw {:?} after setting {role:?}",
-                answer.org_role
-            ));
-        }
-        latencies.push(t0.elapsed().as_micros() as u64);
+        latencies.push(
+            probe
+                .change(&world.org, ws_id, user, role, "role_propagation")
+                .await?,
+        );
     }
     let steady = load::stats_of(latencies, started.elapsed(), 0);
     let p99 = steady.quantile_us(0.99);
@@ -100,12 +138,8 @@ pub async fn role_burst(world: &World, plan: &Plan, postgres: bool) -> anyhow::R
     }
     let done = CancellationToken::new();
     let probe = {
-        let (done, owner, service) = (done.clone(), owner.clone(), service.clone());
-        let mut org = org_api::organization_service_client::OrganizationServiceClient::new(
-            world.rig.channel(0),
-        );
-        let mut ws =
-            ws_api::workspace_service_client::WorkspaceServiceClient::new(world.rig.channel(1));
+        let done = done.clone();
+        let mut probe = Probe::new(world, owner.clone(), service.clone());
         let (org_id, ws_id) = (world.org.clone(), world.workspaces[0].clone());
         let probes: Vec<String> = users[..PROBES].to_vec();
         tokio::spawn(async move {
@@ -123,22 +157,11 @@ pub async fn role_burst(world: &World, plan: &Plan, postgres: bool) -> anyhow::R
                     org_api::OrgRole::User
                 };
                 i += 1;
-                let t0 = Instant::now();
-                let revision = update_role(&mut org, &owner, &org_id, user, role).await?;
-                let mut req = check_request(&org_id, &ws_id, user);
-                req.min_organization_revision = revision;
-                let answer = ws
-                    .check_access(bearer(req, &service))
-                    .await
-                    .map_err(|s| anyhow!("CheckAccess(min revision): {s}"))?
-                    .into_inner();
-                if answer.org_role != role as i32 {
-                    return Err(anyhow!(
-                        "role_burst probe: saw {:?} after {role:?}",
-                        answer.org_role
-                    ));
-                }
-                latencies.push(t0.elapsed().as_micros() as u64);
+                latencies.push(
+                    probe
+                        .change(&org_id, &ws_id, user, role, "role_burst probe")
+                        .await?,
+                );
             }
             anyhow::Ok(latencies)
         })
