@@ -125,31 +125,11 @@ pub async fn move_usage_records<C: ConnectionTrait>(
     Ok(moved.rows_affected)
 }
 
-/// The rollup tables with the columns of their keys after the organization: `usage_rollups`
-/// and `usage_account_rollups` (rule BILL-6), which hold the same sums.
+/// The rollup tables with their keys (organization first): `usage_rollups` and
+/// `usage_account_rollups` (rule BILL-6), which hold the same sums.
 const ROLLUP_TABLES: [(&str, &[&str]); 2] = [
-    (
-        "usage_rollups",
-        &[
-            "minute_ms",
-            "workspace_id",
-            "api_key_id",
-            "model",
-            "user_id",
-        ],
-    ),
-    (
-        "usage_account_rollups",
-        &[
-            "minute_ms",
-            "workspace_id",
-            "api_key_id",
-            "model",
-            "user_id",
-            "account_id",
-            "subaccount_id",
-        ],
-    ),
+    ("usage_rollups", &crate::store::usage::NARROW_KEY),
+    ("usage_account_rollups", &crate::store::usage::WIDE_KEY),
 ];
 
 const SUMS: [&str; 3] = ["input_tokens", "output_tokens", "record_count"];
@@ -158,6 +138,8 @@ const SUMS: [&str; 3] = ["input_tokens", "output_tokens", "record_count"];
 /// `into` has none), in both rollup tables. `from`'s rows stay: [`delete_rollups`] removes them.
 pub async fn add_rollups_into<C: ConnectionTrait>(db: &C, from: &str, into: &str) -> Result<()> {
     for (table, key) in ROLLUP_TABLES {
+        // The key after the organization, which is `into` for every row written.
+        let key = &key[1..];
         let columns = || key.iter().chain(&SUMS).map(|c| Alias::new(*c));
         let mut select = Query::select();
         select.expr(Expr::val(into));

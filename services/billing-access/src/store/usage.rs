@@ -207,7 +207,7 @@ type Sums = (i64, i64, i64);
 type NarrowKey = (String, i64, String, String, String, String);
 
 /// The key of `usage_rollups`, the conflict target of its upsert (the previous release's too).
-const NARROW_KEY: [&str; 6] = [
+pub(crate) const NARROW_KEY: [&str; 6] = [
     "organization_id",
     "minute_ms",
     "workspace_id",
@@ -217,7 +217,7 @@ const NARROW_KEY: [&str; 6] = [
 ];
 
 /// The key of `usage_account_rollups`.
-const WIDE_KEY: [&str; 8] = [
+pub(crate) const WIDE_KEY: [&str; 8] = [
     "organization_id",
     "minute_ms",
     "workspace_id",
