@@ -6,6 +6,8 @@
 mod harness;
 #[path = "organization/listing.rs"]
 mod listing;
+#[path = "organization/roles.rs"]
+mod roles;
 #[path = "organization/units.rs"]
 mod units;
 
