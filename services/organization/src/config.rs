@@ -50,6 +50,31 @@ impl std::str::FromStr for AccountLimit {
     }
 }
 
+/// Whether role changes share commits (`--organization-group-commit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GroupCommit {
+    /// On for SQLite, off for PostgreSQL.
+    Auto,
+    /// On for both.
+    On,
+    /// Off for both.
+    Off,
+}
+
+impl GroupCommit {
+    /// Applies the setting to `outbox` (`auto` keeps the outbox's own default).
+    pub fn apply(
+        self,
+        outbox: orgplane_platform::events::Outbox,
+    ) -> orgplane_platform::events::Outbox {
+        match self {
+            Self::Auto => outbox,
+            Self::On => outbox.with_group_commit(true),
+            Self::Off => outbox.with_group_commit(false),
+        }
+    }
+}
+
 /// The service's own settings. Every flag starts with `organization-` so that it cannot clash
 /// with another service's.
 #[derive(Debug, Clone, Args)]
@@ -213,6 +238,19 @@ pub struct Config {
     )]
     pub merge_max_active_workspaces: u64,
 
+    /// Whether UpdateMemberRole calls arriving while one is being written share its transaction
+    /// (each in a savepoint, all answered after the one commit): `auto` groups them on SQLite,
+    /// where it replaces the busy handler's sleeps by a queue, and not on PostgreSQL, where one
+    /// connection running every grouped statement in turn measured slower than separate
+    /// connections; `on` or `off` decides for both.
+    #[arg(
+        long = "organization-group-commit",
+        env = "ORGPLANE_ORGANIZATION_GROUP_COMMIT",
+        value_enum,
+        default_value_t = GroupCommit::Auto
+    )]
+    pub group_commit: GroupCommit,
+
     /// Debugging and end-to-end tests only: runs this service's clock this many seconds ahead
     /// (purge times, invite expiry, step-up age), to reach a purge without waiting 7 days.
     #[arg(
@@ -245,6 +283,7 @@ impl Default for Config {
             purge_interval_secs: PURGE_INTERVAL_SECS,
             ready_timeout_ms: READY_TIMEOUT_MS,
             clock_offset_secs: 0,
+            group_commit: GroupCommit::Auto,
             consumer_mail_domains_file: None,
             domain_verification_window_days: DOMAIN_VERIFICATION_WINDOW_DAYS,
             domain_challenge_prefix: DOMAIN_CHALLENGE_PREFIX.to_owned(),

@@ -88,7 +88,9 @@ impl ServiceModule for Organization {
 
     async fn open(ctx: &mut ModuleContext<'_>, config: &Config) -> Result<Self, DbErr> {
         let db = ctx.database::<migration::Migrator>().await?;
-        let outbox = Outbox::new(db.clone(), Producer::Organization);
+        let outbox = config
+            .group_commit
+            .apply(Outbox::new(db.clone(), Producer::Organization));
         let mailer = Mailer::from_url(&config.mail_url)
             .map_err(|e| DbErr::Custom(format!("--organization-mail-url: {e}")))?;
         let mut runtime = ctx.runtime().clone();

@@ -97,17 +97,13 @@ impl Groups {
         }
     }
 
-    /// Whether grouping is on by default for `backend`: `ORGPLANE_GROUP_COMMIT=on` or `off`
-    /// decides when set; otherwise on for SQLite, where it replaces the busy handler's sleeps by
-    /// a queue, and off for PostgreSQL, where one connection running every grouped statement in
-    /// turn measured slower than separate connections committing one after the other (116 vs
-    /// ~500 role changes/s in the bench).
+    /// Whether grouping is on by default for `backend`: on for SQLite, where it replaces the
+    /// busy handler's sleeps by a queue, and off for PostgreSQL, where one connection running
+    /// every grouped statement in turn measured slower than separate connections committing one
+    /// after the other (116 vs ~500 role changes/s in the bench). A service's setting overrides
+    /// it through [`super::Outbox::with_group_commit`].
     pub(crate) fn default_for(backend: sea_orm::DbBackend) -> bool {
-        match std::env::var("ORGPLANE_GROUP_COMMIT").as_deref() {
-            Ok("off" | "0" | "false") => false,
-            Ok("on" | "1" | "true") => true,
-            _ => backend == sea_orm::DbBackend::Sqlite,
-        }
+        backend == sea_orm::DbBackend::Sqlite
     }
 
     /// Whether grouped units of this outbox share transactions.

@@ -96,8 +96,8 @@ impl Outbox {
         }
     }
 
-    /// This outbox with group commit on or off whatever the backend and the environment say
-    /// (see [`super::group`] for the defaults).
+    /// This outbox with group commit on or off whatever its backend's default (see
+    /// [`super::group`]).
     pub fn with_group_commit(mut self, on: bool) -> Self {
         self.groups = super::group::Groups::new(on);
         self

@@ -101,12 +101,15 @@ impl Orgplane {
     }
 }
 
-/// Waits until `service` reports SERVING on `channel`.
+/// Waits until `service` reports SERVING on `channel`: up to 60 s, because CI starts several
+/// debug-built processes at once on two cores and each fetches service tokens before its
+/// streams catch up (readiness itself is asserted by the foundation tests).
 pub async fn wait_serving(channel: tonic::transport::Channel, service: &str) {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let mut client = HealthClient::new(channel);
-    for _ in 0..200 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while tokio::time::Instant::now() < deadline {
         if let Ok(r) = client
             .check(HealthCheckRequest {
                 service: service.to_owned(),
@@ -118,5 +121,5 @@ pub async fn wait_serving(channel: tonic::transport::Channel, service: &str) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{service} never reported SERVING");
+    panic!("{service} did not report SERVING within 60 s");
 }
