@@ -268,6 +268,27 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// Whether `err` is PostgreSQL ending a transaction that lost a race with another: a deadlock it
+/// broke (SQLSTATE 40P01) or a serialization failure (40001). Nothing of the transaction was
+/// kept, so running it again is safe; concurrent upserts of shared rows (the usage rollups and
+/// the tiers their triggers keep) meet it whatever order each transaction takes.
+pub fn is_lost_race(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                sqlx::Error::Database(db) => {
+                    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some()
+                        && matches!(db.code().as_deref(), Some("40P01" | "40001"))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
 /// Whether `err` is PostgreSQL refusing text it cannot store: a NUL character (SQLSTATE 22021) or
 /// one without an equivalent in the database's encoding (22P05). The text came from the caller —
 /// protobuf strings may hold NUL — so this is the caller's error, not the server's.

@@ -423,6 +423,13 @@ impl From<sea_orm::DbErr> for ApiError {
                 "the database is unavailable; retry",
             )
             .retry_after(Duration::from_secs(1))
+        } else if crate::db::is_lost_race(&err) {
+            tracing::info!(error = %err, "a transaction lost a race and was rolled back");
+            ApiError::aborted(
+                Reason::ConcurrentRetry,
+                "a concurrent write got in the way and nothing was changed; retry",
+            )
+            .retry_after(Duration::from_millis(50))
         } else if crate::db::is_unstorable_text(&err) {
             ApiError::new(
                 Code::InvalidArgument,

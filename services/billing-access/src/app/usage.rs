@@ -19,6 +19,10 @@ use crate::domain::{Error, Result};
 use crate::store::usage::{Candidate, add_to_rollups, insert_records, missing_accounts};
 use crate::store::{accounts, merge, workspaces};
 
+/// How often a batch whose transaction lost a race (a deadlock PostgreSQL broke) is run again
+/// before the caller gets ABORTED `CONCURRENT_RETRY`.
+const LOST_RACE_RETRIES: u32 = 5;
+
 impl Billing {
     /// Ingests `records` (see the module docs) and returns one outcome per record, in order.
     pub async fn record_usage(
@@ -58,14 +62,27 @@ impl Billing {
                 .cmp(&(&b.record.organization_id, &b.record.idempotency_key))
         });
 
+        let mut races = 0;
         let inserted = loop {
-            let txn = orgplane_platform::db::begin_write(&self.db).await?;
-            let inserted = insert_records(&txn, &candidates, now_ms).await?;
-            // Re-check the accounts under lock: an organization purged meanwhile loses its usage.
-            let lost = missing_accounts(&txn, &inserted).await?;
-            if !lost.is_empty() {
-                txn.rollback().await?;
-                candidates.retain(|c| {
+            let attempt = async {
+                let txn = orgplane_platform::db::begin_write(&self.db).await?;
+                let inserted = insert_records(&txn, &candidates, now_ms).await?;
+                // Re-check the accounts under lock: an organization purged meanwhile loses its
+                // usage.
+                let lost = missing_accounts(&txn, &inserted).await?;
+                if !lost.is_empty() {
+                    txn.rollback().await?;
+                    return Ok(Err(lost));
+                }
+                add_to_rollups(&txn, &candidates, &inserted).await?;
+                self.audit_batch(&txn, call, &candidates, &inserted).await?;
+                txn.commit().await?;
+                Ok::<_, Error>(Ok(inserted))
+            }
+            .await;
+            match attempt {
+                Ok(Ok(inserted)) => break inserted,
+                Ok(Err(lost)) => candidates.retain(|c| {
                     let org = &c.record.organization_id;
                     if lost.contains(org) {
                         refused.insert(
@@ -79,13 +96,19 @@ impl Billing {
                     } else {
                         true
                     }
-                });
-                continue;
+                }),
+                // Concurrent batches upsert shared rollup and tier rows, and the tier triggers
+                // touch them in an order no sort of the batch fixes: PostgreSQL breaks the
+                // deadlocks that follow by rolling one transaction back, which is then run again
+                // (its records were not kept; the idempotency keys make a repeat harmless).
+                Err(e) if e.is_lost_race() && races < LOST_RACE_RETRIES => {
+                    races += 1;
+                    // A random pause, so that the two do not meet again at once.
+                    let pause = 1 + uuid::Uuid::new_v4().as_u128() % (10 * u128::from(races));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause as u64)).await;
+                }
+                Err(e) => return Err(e),
             }
-            add_to_rollups(&txn, &candidates, &inserted).await?;
-            self.audit_batch(&txn, call, &candidates, &inserted).await?;
-            txn.commit().await?;
-            break inserted;
         };
 
         Ok(records

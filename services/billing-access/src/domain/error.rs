@@ -83,6 +83,12 @@ impl Error {
     pub fn invalid(field: &str, description: impl Into<String>) -> Self {
         Error::InvalidArgument(vec![(field.to_owned(), description.into())])
     }
+
+    /// Whether the transaction behind this error lost a race with another and kept nothing
+    /// (see [`orgplane_platform::db::is_lost_race`]): running it again is safe.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(self, Error::Api(e) if e.error_reason() == orgplane_platform::error::Reason::ConcurrentRetry)
+    }
 }
 
 impl From<Error> for ApiError {

@@ -229,3 +229,113 @@ async fn bill_3_concurrent_batches_with_the_same_keys_count_each_once_postgres()
     };
     concurrent_duplicates(&rig).await;
 }
+
+/// PostgreSQL's count of deadlocks it broke in the test's database (its statistics reach the
+/// view within about a second).
+async fn deadlocks(rig: &Rig) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = rig.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index(0).unwrap()
+}
+
+/// Concurrent batches whose records fall in the last minute of one hour and the first of the
+/// next, for the same users in opposite halves: the tier triggers then lock the shared daily
+/// rows in opposite orders, and PostgreSQL breaks the deadlock by rolling one transaction back.
+/// The batch is run again, so every call succeeds and every record counts once. The test goes
+/// on until `pg_stat_database` shows PostgreSQL did break deadlocks among these batches: that is
+/// the control arm — before the retry, those batches reached their callers as INTERNAL (seen in
+/// the bench's ingestion on PostgreSQL).
+#[tokio::test]
+async fn bill_3_batches_rolled_back_by_a_deadlock_are_run_again_postgres() {
+    let Some(rig) = Rig::new(Backend::Postgres, Config::default()).await else {
+        return;
+    };
+    rig.create_org("org_d", &[]).await;
+    let hour = days_ago(1) + 12 * 3_600_000;
+    let (before_hour, after_hour) = (hour - 60_000, hour);
+    let before = deadlocks(&rig).await;
+    let mut sent = 0i64;
+    let mut provoked = false;
+    for round in 0..60 {
+        let mut tasks = Vec::new();
+        for caller in 0..8 {
+            let mut c = rig.client();
+            let records: Vec<UsageRecord> = (0..20)
+                .map(|i| {
+                    // Even callers put users 0–9 before the hour and 10–19 after it; odd callers
+                    // the other way round.
+                    let first_half = i < 10;
+                    let time = if first_half == (caller % 2 == 0) {
+                        before_hour
+                    } else {
+                        after_hour
+                    };
+                    usage(
+                        "org_d",
+                        &format!("r{round}_c{caller}_{i}"),
+                        ["", "", &format!("user_{i:02}"), M],
+                        (3, 1),
+                        time + i64::from(caller),
+                    )
+                })
+                .collect();
+            sent += records.len() as i64;
+            let req = rig.as_service(RecordUsageRequest { records });
+            tasks.push(tokio::spawn(async move {
+                c.record_usage(req).await.map(|r| r.into_inner().results)
+            }));
+        }
+        for t in tasks {
+            let results = t.await.unwrap().unwrap_or_else(|s| {
+                panic!("a batch was refused as a whole: {s:?}");
+            });
+            assert!(
+                results
+                    .iter()
+                    .all(|r| r.status == UsageRecordStatus::Accepted as i32),
+                "{results:?}"
+            );
+        }
+        if round % 5 == 4 {
+            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            if deadlocks(&rig).await > before {
+                provoked = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        provoked,
+        "PostgreSQL broke no deadlock among these batches, so the retry was not exercised"
+    );
+    assert_eq!(rig.count("usage_records", "org_d").await, sent);
+    let report = rig
+        .client()
+        .get_usage_report(rig.as_user(
+            "org_d_owner",
+            GetUsageReportRequest {
+                organization_id: "org_d".into(),
+                start_time: Some(crate::support::ts(hour - 43_200_000)),
+                end_time: Some(crate::support::ts(hour + 43_200_000)),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let total: i64 = report
+        .buckets
+        .iter()
+        .flat_map(|b| &b.rows)
+        .map(|r| r.input_tokens)
+        .sum();
+    assert_eq!(total, sent * 3, "the daily tier counts every record once");
+}
