@@ -381,3 +381,111 @@ async fn org_13_a_child_has_no_owner_until_its_first_owner_joins_as_owner() {
     }
     assert_eq!(replica.role(&o, "u_first"), Some(OrgRole::Owner));
 }
+
+/// A reload reads every member of every organization back with its role (the members come one
+/// organization at a time, as a JSON array): ids that need JSON escapes or hold the characters
+/// a separator would use, an organization of many members, one of none but its owner.
+async fn reload_reads_every_member(db: TestDb) {
+    let conn = db.open::<M>().await;
+    let auth = TestAuth::new();
+    let replica = RoleReplica::load(
+        conn.clone(),
+        channel("http://127.0.0.1:9"),
+        auth.service_tokens("workspace"),
+    )
+    .await
+    .unwrap();
+    let awkward = [
+        "u_\"quoted\"",
+        "u_back\\slash",
+        "u_é_ü_日本",
+        "u_a,b:c;d",
+        "u_[1, 2]",
+    ];
+    let mut events = Vec::new();
+    let mut revision = 0;
+    let mut next = || {
+        revision += 1;
+        revision
+    };
+    for (o, members) in [("org_many", 300usize), ("org_awkward", 0), ("org_alone", 0)] {
+        events.push(ev(
+            next(),
+            Payload::OrganizationCreated(OrganizationCreated {
+                organization_id: o.into(),
+                name: o.into(),
+                owner_user_id: format!("{o}_owner"),
+                ..Default::default()
+            }),
+        ));
+        for i in 0..members {
+            let role = [OrgRole::Admin, OrgRole::Developer, OrgRole::User][i % 3];
+            events.push(ev(
+                next(),
+                Payload::MemberAdded(MemberAdded {
+                    organization_id: o.into(),
+                    user_id: format!("user_{i:04}"),
+                    role: role as i32,
+                }),
+            ));
+        }
+    }
+    for (i, user) in awkward.iter().enumerate() {
+        events.push(ev(
+            next(),
+            Payload::MemberAdded(MemberAdded {
+                organization_id: "org_awkward".into(),
+                user_id: (*user).into(),
+                role: [OrgRole::Billing, OrgRole::Admin][i % 2] as i32,
+            }),
+        ));
+    }
+    let txn = conn.begin().await.unwrap();
+    for e in &events {
+        replica.apply(&txn, e).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    replica.apply_in_memory(&events);
+    let in_memory: Vec<_> = ["org_many", "org_awkward", "org_alone"]
+        .iter()
+        .map(|o| replica.organization(o).unwrap())
+        .collect();
+    assert_eq!(in_memory[0].members.len(), 301);
+    assert_eq!(
+        replica.role("org_awkward", "u_\"quoted\""),
+        Some(OrgRole::Billing)
+    );
+    replica.reload().await.unwrap();
+    for (o, before) in ["org_many", "org_awkward", "org_alone"]
+        .iter()
+        .zip(in_memory)
+    {
+        assert_eq!(
+            replica.organization(o).unwrap(),
+            before,
+            "{o} after a reload"
+        );
+    }
+    assert_eq!(
+        replica.role("org_awkward", "u_back\\slash"),
+        Some(OrgRole::Admin)
+    );
+    assert_eq!(
+        replica.role("org_awkward", "u_é_ü_日本"),
+        Some(OrgRole::Billing)
+    );
+    assert_eq!(replica.role("org_many", "user_0299"), Some(OrgRole::User));
+}
+
+#[tokio::test]
+async fn replica_reload_reads_every_member_of_every_organization() {
+    reload_reads_every_member(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn replica_reload_reads_every_member_of_every_organization_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    reload_reads_every_member(db).await;
+}
