@@ -273,26 +273,18 @@ pub fn is_unavailable(err: &DbErr) -> bool {
 /// kept, so running it again is safe; concurrent upserts of shared rows (the usage rollups and
 /// the tiers their triggers keep) meet it whatever order each transaction takes.
 pub fn is_lost_race(err: &DbErr) -> bool {
-    use sea_orm::RuntimeErr;
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            match e.as_ref() {
-                sqlx::Error::Database(db) => {
-                    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                        .is_some()
-                        && matches!(db.code().as_deref(), Some("40P01" | "40001"))
-                }
-                _ => false,
-            }
-        }
-        _ => false,
-    }
+    postgres_error_in(err, &["40P01", "40001"])
 }
 
 /// Whether `err` is PostgreSQL refusing text it cannot store: a NUL character (SQLSTATE 22021) or
 /// one without an equivalent in the database's encoding (22P05). The text came from the caller —
 /// protobuf strings may hold NUL — so this is the caller's error, not the server's.
 pub fn is_unstorable_text(err: &DbErr) -> bool {
+    postgres_error_in(err, &["22021", "22P05"])
+}
+
+/// Whether `err` is a PostgreSQL error whose SQLSTATE is one of `codes`.
+fn postgres_error_in(err: &DbErr, codes: &[&str]) -> bool {
     use sea_orm::RuntimeErr;
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
@@ -300,7 +292,7 @@ pub fn is_unstorable_text(err: &DbErr) -> bool {
                 sqlx::Error::Database(db) => {
                     db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
                         .is_some()
-                        && matches!(db.code().as_deref(), Some("22021" | "22P05"))
+                        && db.code().is_some_and(|code| codes.contains(&code.as_ref()))
                 }
                 _ => false,
             }

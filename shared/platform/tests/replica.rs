@@ -19,6 +19,17 @@ use sea_orm::TransactionTrait;
 
 use orgplane_platform::testkit::ReplicaTables as M;
 
+/// The replica in `conn`, its organization service unreachable (nothing here resyncs).
+async fn replica_on(conn: &sea_orm::DatabaseConnection) -> RoleReplica {
+    RoleReplica::load(
+        conn.clone(),
+        channel("http://127.0.0.1:9"),
+        TestAuth::new().service_tokens("workspace"),
+    )
+    .await
+    .unwrap()
+}
+
 fn ev(revision: i64, payload: Payload) -> Event {
     Event {
         revision,
@@ -31,14 +42,7 @@ fn ev(revision: i64, payload: Payload) -> Event {
 async fn replica_follows_role_events_in_the_database_and_in_memory() {
     let db = TestDb::sqlite();
     let conn = db.open::<M>().await;
-    let auth = TestAuth::new();
-    let replica = RoleReplica::load(
-        conn.clone(),
-        channel("http://127.0.0.1:9"),
-        auth.service_tokens("workspace"),
-    )
-    .await
-    .unwrap();
+    let replica = replica_on(&conn).await;
     let o = "org_1".to_string();
     let events = vec![
         ev(
@@ -334,14 +338,7 @@ async fn org_14_replica_resyncs_verified_domains_from_the_snapshot() {
 async fn org_13_a_child_has_no_owner_until_its_first_owner_joins_as_owner() {
     let db = TestDb::sqlite();
     let conn = db.open::<M>().await;
-    let auth = TestAuth::new();
-    let replica = RoleReplica::load(
-        conn.clone(),
-        channel("http://127.0.0.1:9"),
-        auth.service_tokens("workspace"),
-    )
-    .await
-    .unwrap();
+    let replica = replica_on(&conn).await;
     let o = "org_child".to_string();
     let created = [ev(
         1,
@@ -387,14 +384,7 @@ async fn org_13_a_child_has_no_owner_until_its_first_owner_joins_as_owner() {
 /// a separator would use, an organization of many members, one of none but its owner.
 async fn reload_reads_every_member(db: TestDb) {
     let conn = db.open::<M>().await;
-    let auth = TestAuth::new();
-    let replica = RoleReplica::load(
-        conn.clone(),
-        channel("http://127.0.0.1:9"),
-        auth.service_tokens("workspace"),
-    )
-    .await
-    .unwrap();
+    let replica = replica_on(&conn).await;
     let awkward = [
         "u_\"quoted\"",
         "u_back\\slash",
