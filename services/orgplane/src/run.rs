@@ -15,6 +15,7 @@ use orgplane_platform::pagination::PageTokens;
 use orgplane_platform::revocation::SessionRevocations;
 use orgplane_platform::runtime::{Endpoints, Runtime, ServiceAccount};
 use orgplane_platform::server::{GrpcServer, ServerConfig};
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::cli::{Cli, Command, Service};
 
@@ -134,13 +135,13 @@ fn spawn_opening<M: ServiceModule>(
     host: &Host,
     service: Service,
     config: &M::Config,
-) -> Option<AbortOnDrop<anyhow::Result<Opening<M>>>>
+) -> Option<AbortOnDropHandle<anyhow::Result<Opening<M>>>>
 where
     M::Config: Clone + 'static,
 {
     services.contains(&service).then(|| {
         let opening = host.opening::<M>(&cli.database_url(service), config.clone());
-        AbortOnDrop(tokio::spawn(async move {
+        AbortOnDropHandle::new(tokio::spawn(async move {
             opening
                 .await
                 .with_context(|| format!("opening the {} database", service.name()))
@@ -149,20 +150,11 @@ where
 }
 
 async fn opened<M>(
-    task: Option<AbortOnDrop<anyhow::Result<Opening<M>>>>,
+    task: Option<AbortOnDropHandle<anyhow::Result<Opening<M>>>>,
 ) -> anyhow::Result<Option<Opening<M>>> {
     match task {
         None => Ok(None),
-        Some(mut task) => Ok(Some((&mut task.0).await.context("opening a service")??)),
-    }
-}
-
-/// A task handle that aborts its task when dropped.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
+        Some(task) => Ok(Some(task.await.context("opening a service")??)),
     }
 }
 
