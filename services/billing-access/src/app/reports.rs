@@ -198,7 +198,7 @@ impl Billing {
                 workspace_labels(
                     &self.db,
                     &page.organization_id,
-                    rows.iter().map(|r| r.values[pos].clone()),
+                    rows.iter().map(|r| r.values[pos].as_str()),
                 )
                 .await?
             }
@@ -288,7 +288,7 @@ impl Billing {
             workspace_labels(
                 &self.db,
                 &page.organization_id,
-                rows.iter().map(|r| r.values[0].clone()),
+                rows.iter().map(|r| r.values[0].as_str()),
             )
             .await?
         } else {

@@ -41,6 +41,7 @@ async fn ingest(
     let accepted = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counted = accepted.clone();
     let tag = Arc::new(tag.to_owned());
+    let warned = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stats = load::run(4, Duration::from_millis(0), duration, move |task, k| {
         let mut rng = Rng::new((task as u64) << 32 | k);
         let now = chrono::Utc::now().timestamp();
@@ -66,6 +67,7 @@ async fn ingest(
         );
         let token = service.clone();
         let counted = counted.clone();
+        let warned = warned.clone();
         async move {
             match c
                 .record_usage(bearer(bill_api::RecordUsageRequest { records }, &token))
@@ -81,11 +83,22 @@ async fn ingest(
                     counted.fetch_add(ok as u64, std::sync::atomic::Ordering::Relaxed);
                     ok > 0
                 }
-                Err(_) => false,
+                Err(s) => {
+                    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        eprintln!("  usage: a RecordUsage batch failed: {s}");
+                    }
+                    false
+                }
             }
         }
     })
     .await;
+    if stats.errors > 0 {
+        return Err(anyhow!(
+            "{} RecordUsage batches failed (the first is printed above)",
+            stats.errors
+        ));
+    }
     let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
     Ok((
         accepted as f64 / stats.elapsed.as_secs_f64().max(1e-9),
