@@ -74,8 +74,10 @@ impl Billing {
                     txn.rollback().await?;
                     return Ok(Err(lost));
                 }
-                add_to_rollups(&txn, &candidates, &inserted).await?;
                 self.audit_batch(&txn, call, &candidates, &inserted).await?;
+                // Last before the commit: concurrent batches wait on each other's rollup rows
+                // from here to the commit.
+                add_to_rollups(&txn, &candidates, &inserted).await?;
                 txn.commit().await?;
                 Ok::<_, Error>(Ok(inserted))
             }

@@ -5,16 +5,13 @@
 use std::collections::{BTreeMap, HashSet};
 
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Alias, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QuerySelect, Statement};
 
 use orgplane_platform::error::ApiError;
 
 use crate::domain::Result;
 use crate::domain::usage::{BilledAccount, NewUsage, minute_of};
-use crate::store::entity::{account, usage_record};
-
-const INSERT_CHUNK: usize = 200;
+use crate::store::entity::account;
 
 /// A record that passed every check but the database's.
 #[derive(Debug, Clone)]
@@ -39,65 +36,83 @@ impl Candidate<'_> {
     }
 }
 
-type RollupKey = (String, i64, String, String, String, String, BilledAccount);
-
 /// Inserts `candidates` with `ON CONFLICT DO NOTHING` and returns the keys really inserted.
 pub async fn insert_records(
     txn: &DatabaseTransaction,
     candidates: &[Candidate<'_>],
     now_ms: i64,
 ) -> Result<HashSet<(String, String)>> {
-    use usage_record::Column as C;
-    let mut inserted = HashSet::new();
-    for chunk in candidates.chunks(INSERT_CHUNK) {
-        let mut insert = Query::insert();
-        insert.into_table(usage_record::Entity).columns([
-            C::OrganizationId,
-            C::IdempotencyKey,
-            C::WorkspaceId,
-            C::ApiKeyId,
-            C::UserId,
-            C::Model,
-            C::InputTokens,
-            C::OutputTokens,
-            C::UsageTimeMs,
-            C::RecordTimeMs,
-            C::AccountId,
-            C::SubaccountId,
-        ]);
-        for c in chunk {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<_> = candidates
+        .iter()
+        .map(|c| {
             let r = c.record;
-            insert
-                .values([
-                    r.organization_id.clone().into(),
-                    r.idempotency_key.clone().into(),
-                    r.workspace_id.clone().into(),
-                    r.api_key_id.clone().into(),
-                    r.user_id.clone().into(),
-                    r.model.clone().into(),
-                    r.input_tokens.into(),
-                    r.output_tokens.into(),
-                    c.usage_time_ms.into(),
-                    now_ms.into(),
-                    c.billed.account_id.clone().into(),
-                    c.billed.subaccount_id.clone().into(),
-                ])
-                .map_err(ApiError::internal)?;
-        }
-        insert
-            .on_conflict(
-                OnConflict::columns([C::OrganizationId, C::IdempotencyKey])
-                    .do_nothing()
-                    .to_owned(),
+            (
+                &r.organization_id,
+                &r.idempotency_key,
+                &r.workspace_id,
+                &r.api_key_id,
+                &r.user_id,
+                &r.model,
+                r.input_tokens,
+                r.output_tokens,
+                c.usage_time_ms,
+                now_ms,
+                &c.billed.account_id,
+                &c.billed.subaccount_id,
             )
-            .returning(Query::returning().columns([C::OrganizationId, C::IdempotencyKey]));
-        for row in txn.query_all(&insert).await? {
-            let org: String = row.try_get_by_index(0)?;
-            let key: String = row.try_get_by_index(1)?;
-            inserted.insert((org, key));
-        }
+        })
+        .collect();
+    let backend = txn.get_database_backend();
+    let sql = format!(
+        "INSERT INTO usage_records (organization_id, idempotency_key, workspace_id, api_key_id, \
+         user_id, model, input_tokens, output_tokens, usage_time_ms, record_time_ms, account_id, \
+         subaccount_id) {} ON CONFLICT (organization_id, idempotency_key) DO NOTHING \
+         RETURNING organization_id, idempotency_key",
+        json_rows(backend, &RECORD_COLUMNS)
+    );
+    let json = serde_json::to_string(&rows).map_err(ApiError::internal)?;
+    let mut inserted = HashSet::new();
+    for row in txn
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, [json.into()]))
+        .await?
+    {
+        let org: String = row.try_get_by_index(0)?;
+        let key: String = row.try_get_by_index(1)?;
+        inserted.insert((org, key));
     }
     Ok(inserted)
+}
+
+/// Whether each column of a usage record row is an integer (else text), in insert order.
+const RECORD_COLUMNS: [bool; 12] = [
+    false, false, false, false, false, false, true, true, true, true, false, false,
+];
+
+/// The `SELECT` reading rows passed as one JSON parameter, an array of arrays whose elements
+/// are the columns (`integer[i]`: the i-th is a number): one statement text however many rows,
+/// prepared once and bound once, the rows unpacked by the database, in array order (the lock
+/// order of the write).
+fn json_rows(backend: DbBackend, integer: &[bool]) -> String {
+    let columns: Vec<String> = integer
+        .iter()
+        .enumerate()
+        .map(|(i, int)| {
+            if *int {
+                format!("CAST(r.value ->> {i} AS BIGINT)")
+            } else {
+                format!("r.value ->> {i}")
+            }
+        })
+        .collect();
+    let source = match backend {
+        DbBackend::Postgres => "json_array_elements($1::json) AS r(value)",
+        _ => "json_each(?) AS r",
+    };
+    // `WHERE true` tells SQLite's parser that a following ON CONFLICT is the upsert's.
+    format!("SELECT {} FROM {source} WHERE true", columns.join(", "))
 }
 
 /// The organizations among `inserted` whose account is gone (purged meanwhile). On PostgreSQL
@@ -135,76 +150,72 @@ pub async fn add_to_rollups(
     candidates: &[Candidate<'_>],
     inserted: &HashSet<(String, String)>,
 ) -> Result<()> {
-    let mut wide: BTreeMap<RollupKey, Sums> = BTreeMap::new();
+    let mut wide: BTreeMap<WideKey<'_>, Sums> = BTreeMap::new();
     for c in candidates {
         if !inserted.contains(&c.key()) {
             continue;
         }
         let r = c.record;
         let key = (
-            r.organization_id.clone(),
+            r.organization_id.as_str(),
             minute_of(c.usage_time_ms),
-            r.workspace_id.clone(),
-            r.api_key_id.clone(),
-            r.model.clone(),
-            r.user_id.clone(),
-            c.billed.clone(),
+            r.workspace_id.as_str(),
+            r.api_key_id.as_str(),
+            r.model.as_str(),
+            r.user_id.as_str(),
+            c.billed.account_id.as_str(),
+            c.billed.subaccount_id.as_str(),
         );
         add(
             wide.entry(key).or_default(),
             (r.input_tokens, r.output_tokens, 1),
         );
     }
-    let mut narrow: BTreeMap<NarrowKey, Sums> = BTreeMap::new();
-    for ((org, minute, ws, key, model, user, _), sums) in &wide {
-        let key = (
-            org.clone(),
-            *minute,
-            ws.clone(),
-            key.clone(),
-            model.clone(),
-            user.clone(),
+    let mut narrow: BTreeMap<NarrowKey<'_>, Sums> = BTreeMap::new();
+    for ((org, minute, ws, key, model, user, _, _), sums) in &wide {
+        add(
+            narrow
+                .entry((org, *minute, ws, key, model, user))
+                .or_default(),
+            *sums,
         );
-        add(narrow.entry(key).or_default(), *sums);
     }
-    let narrow: Vec<(Vec<Value>, Sums)> = narrow
+    let narrow: Vec<_> = narrow
         .into_iter()
-        .map(|((org, minute, ws, key, model, user), sums)| {
-            let key = vec![
-                org.into(),
-                minute.into(),
-                ws.into(),
-                key.into(),
-                model.into(),
-                user.into(),
-            ];
-            (key, sums)
+        .map(|((org, minute, ws, key, model, user), (i, o, n))| {
+            (org, minute, ws, key, model, user, i, o, n)
         })
         .collect();
-    upsert(txn, "usage_rollups", &NARROW_KEY, narrow).await?;
-    let wide: Vec<(Vec<Value>, Sums)> = wide
+    upsert(txn, "usage_rollups", &NARROW_KEY, &narrow).await?;
+    let wide: Vec<_> = wide
         .into_iter()
-        .map(|((org, minute, ws, key, model, user, billed), sums)| {
-            let key = vec![
-                org.into(),
-                minute.into(),
-                ws.into(),
-                key.into(),
-                model.into(),
-                user.into(),
-                billed.account_id.into(),
-                billed.subaccount_id.into(),
-            ];
-            (key, sums)
-        })
+        .map(
+            |((org, minute, ws, key, model, user, account, sub), (i, o, n))| {
+                (org, minute, ws, key, model, user, account, sub, i, o, n)
+            },
+        )
         .collect();
-    upsert(txn, "usage_account_rollups", &WIDE_KEY, wide).await
+    upsert(txn, "usage_account_rollups", &WIDE_KEY, &wide).await
 }
+
+/// The key of a `usage_account_rollups` row: organization, minute, workspace, API key, model,
+/// user, billed account, subaccount.
+type WideKey<'a> = (
+    &'a str,
+    i64,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+);
+
+/// The key of a `usage_rollups` row.
+type NarrowKey<'a> = (&'a str, i64, &'a str, &'a str, &'a str, &'a str);
 
 /// Input tokens, output tokens, records.
 type Sums = (i64, i64, i64);
-
-type NarrowKey = (String, i64, String, String, String, String);
 
 /// The key of `usage_rollups`, the conflict target of its upsert (the previous release's too).
 pub(crate) const NARROW_KEY: [&str; 6] = [
@@ -236,33 +247,38 @@ fn add(into: &mut Sums, (input, output, count): Sums) {
     into.2 += count;
 }
 
-/// Adds `rows` (key values in the order of `key`, then sums) into `table`'s rows with the same
-/// key, inserting the rows it has not.
-async fn upsert(
+/// Adds `rows` (the values of `key`'s columns, the minute the only number among them, then the
+/// three sums) into `table`'s rows with the same key, inserting the rows it has not; one
+/// statement ([`json_rows`]).
+async fn upsert<R: serde::Serialize>(
     txn: &DatabaseTransaction,
     table: &str,
     key: &[&str],
-    rows: Vec<(Vec<Value>, Sums)>,
+    rows: &[R],
 ) -> Result<()> {
-    for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut insert = Query::insert();
-        insert
-            .into_table(Alias::new(table))
-            .columns(key.iter().chain(&SUM_COLUMNS).map(|c| Alias::new(*c)));
-        for (values, (input, output, count)) in chunk {
-            let mut row: Vec<Expr> = values.iter().cloned().map(Into::into).collect();
-            row.extend([(*input).into(), (*output).into(), (*count).into()]);
-            insert.values(row).map_err(ApiError::internal)?;
-        }
-        let mut conflict = OnConflict::columns(key.iter().map(|c| Alias::new(*c)));
-        for name in SUM_COLUMNS {
-            conflict.value(
-                Alias::new(name),
-                Expr::cust(format!("{table}.{name} + excluded.{name}")),
-            );
-        }
-        insert.on_conflict(conflict);
-        txn.execute(&insert).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let backend = txn.get_database_backend();
+    let integer: Vec<bool> = key
+        .iter()
+        .map(|c| *c == "minute_ms")
+        .chain(SUM_COLUMNS.iter().map(|_| true))
+        .collect();
+    let set: Vec<String> = SUM_COLUMNS
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}, {}) {} ON CONFLICT ({}) DO UPDATE SET {}",
+        key.join(", "),
+        SUM_COLUMNS.join(", "),
+        json_rows(backend, &integer),
+        key.join(", "),
+        set.join(", ")
+    );
+    let json = serde_json::to_string(rows).map_err(ApiError::internal)?;
+    txn.execute_raw(Statement::from_sql_and_values(backend, sql, [json.into()]))
+        .await?;
     Ok(())
 }

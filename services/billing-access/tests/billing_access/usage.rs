@@ -230,6 +230,88 @@ async fn bill_3_concurrent_batches_with_the_same_keys_count_each_once_postgres()
     concurrent_duplicates(&rig).await;
 }
 
+/// Records travel to the database as one JSON parameter (rows unpacked by SQLite's `json_each`,
+/// PostgreSQL's `json_array_elements`): keys and ids holding the characters JSON escapes are
+/// stored and reported as sent, and a repeat is a duplicate. Control: keys that differ only
+/// where an escape would be (`\"` against `"`) are two keys, not one.
+async fn special_characters_are_stored_as_sent(rig: &Rig) {
+    rig.create_org("org_j", &[]).await;
+    let t = days_ago(1) + 7_200_000;
+    let keys = [
+        r#"q"uo\te'%_"#,
+        r#"q\"uo\\te'%_"#,
+        r#"[1,{"a":2}]"#,
+        r#"\u0041"#,
+    ];
+    let api_key = r#"key"\{}"#;
+    let records = |tokens| -> Vec<UsageRecord> {
+        keys.iter()
+            .map(|k| usage("org_j", k, ["", api_key, "u\\1", M], (tokens, 1), t))
+            .collect()
+    };
+    let first = rig.record(records(10)).await;
+    assert!(
+        first
+            .iter()
+            .all(|r| r.status == UsageRecordStatus::Accepted as i32),
+        "{first:?}"
+    );
+    let again = rig.record(records(99)).await;
+    assert!(
+        again
+            .iter()
+            .all(|r| r.status == UsageRecordStatus::Duplicate as i32),
+        "{again:?}"
+    );
+    let mut stored = crate::merge_reports::record_keys(rig, "org_j").await;
+    stored.sort();
+    let mut sent: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    sent.sort();
+    assert_eq!(stored, sent);
+    let report = rig
+        .client()
+        .get_usage_report(rig.as_user(
+            "org_j_owner",
+            GetUsageReportRequest {
+                organization_id: "org_j".into(),
+                start_time: Some(crate::support::ts(t - t % 86_400_000)),
+                end_time: Some(crate::support::ts(t - t % 86_400_000 + 86_400_000)),
+                group_by: vec![UsageDimension::ApiKey as i32, UsageDimension::User as i32],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let rows: Vec<_> = report
+        .buckets
+        .iter()
+        .flat_map(|b| &b.rows)
+        .map(|r| {
+            (
+                r.api_key_id.as_str(),
+                r.user_id.as_str(),
+                r.input_tokens,
+                r.record_count,
+            )
+        })
+        .collect();
+    assert_eq!(rows, vec![(api_key, "u\\1", 40, 4)]);
+}
+
+#[tokio::test]
+async fn bill_3_keys_and_ids_with_json_special_characters_are_stored_as_sent() {
+    special_characters_are_stored_as_sent(&Rig::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn bill_3_keys_and_ids_with_json_special_characters_are_stored_as_sent_postgres() {
+    let Some(rig) = Rig::new(Backend::Postgres, Config::default()).await else {
+        return;
+    };
+    special_characters_are_stored_as_sent(&rig).await;
+}
+
 /// PostgreSQL's count of deadlocks it broke in the test's database (its statistics reach the
 /// view within about a second).
 async fn deadlocks(rig: &Rig) -> i64 {
