@@ -271,8 +271,7 @@ impl Rollups<'_> {
 }
 
 /// Names and archival of `org`'s workspaces among `ids`. A report passes one id per row, so
-/// each workspace many times: they are read once each (a 30-day report by workspace has 30
-/// rows per workspace, and read them all it took 60 queries instead of one).
+/// each workspace many times (30 rows per workspace in a 30-day report): each is read once.
 pub async fn workspace_labels<'a>(
     db: &DatabaseConnection,
     org: &str,

@@ -67,11 +67,9 @@ pub async fn insert_records(
         .collect();
     let backend = txn.get_database_backend();
     let sql = format!(
-        "INSERT INTO usage_records (organization_id, idempotency_key, workspace_id, api_key_id, \
-         user_id, model, input_tokens, output_tokens, usage_time_ms, record_time_ms, account_id, \
-         subaccount_id) {} ON CONFLICT (organization_id, idempotency_key) DO NOTHING \
+        "{} ON CONFLICT (organization_id, idempotency_key) DO NOTHING \
          RETURNING organization_id, idempotency_key",
-        json_rows(backend, &RECORD_COLUMNS)
+        json_insert(backend, "usage_records", &RECORD_COLUMNS)
     );
     let json = serde_json::to_string(&rows).map_err(ApiError::internal)?;
     let mut inserted = HashSet::new();
@@ -86,21 +84,33 @@ pub async fn insert_records(
     Ok(inserted)
 }
 
-/// Whether each column of a usage record row is an integer (else text), in insert order.
-const RECORD_COLUMNS: [bool; 12] = [
-    false, false, false, false, false, false, true, true, true, true, false, false,
+/// The columns of a usage record row, in the order of its JSON array; `true`: an integer.
+const RECORD_COLUMNS: [(&str, bool); 12] = [
+    ("organization_id", false),
+    ("idempotency_key", false),
+    ("workspace_id", false),
+    ("api_key_id", false),
+    ("user_id", false),
+    ("model", false),
+    ("input_tokens", true),
+    ("output_tokens", true),
+    ("usage_time_ms", true),
+    ("record_time_ms", true),
+    ("account_id", false),
+    ("subaccount_id", false),
 ];
 
-/// The `SELECT` reading rows passed as one JSON parameter, an array of arrays whose elements
-/// are the columns (`integer[i]`: the i-th is a number): one statement text however many rows,
-/// prepared once and bound once, the rows unpacked by the database, in array order (the lock
-/// order of the write).
-fn json_rows(backend: DbBackend, integer: &[bool]) -> String {
-    let columns: Vec<String> = integer
+/// The `INSERT INTO table (columns) SELECT …` of rows passed as one JSON parameter, an array of
+/// arrays holding `columns` in order (`true`: an integer): one statement text however many
+/// rows, prepared once and bound once, the rows unpacked by the database (`json_each` on
+/// SQLite, `json_array_elements` on PostgreSQL) in array order, the lock order of the write.
+fn json_insert(backend: DbBackend, table: &str, columns: &[(&str, bool)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let values: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, int)| {
-            if *int {
+        .map(|(i, (_, integer))| {
+            if *integer {
                 format!("CAST(r.value ->> {i} AS BIGINT)")
             } else {
                 format!("r.value ->> {i}")
@@ -112,7 +122,11 @@ fn json_rows(backend: DbBackend, integer: &[bool]) -> String {
         _ => "json_each(?) AS r",
     };
     // `WHERE true` tells SQLite's parser that a following ON CONFLICT is the upsert's.
-    format!("SELECT {} FROM {source} WHERE true", columns.join(", "))
+    format!(
+        "INSERT INTO {table} ({}) SELECT {} FROM {source} WHERE true",
+        names.join(", "),
+        values.join(", ")
+    )
 }
 
 /// The organizations among `inserted` whose account is gone (purged meanwhile). On PostgreSQL
@@ -247,9 +261,9 @@ fn add(into: &mut Sums, (input, output, count): Sums) {
     into.2 += count;
 }
 
-/// Adds `rows` (the values of `key`'s columns, the minute the only number among them, then the
-/// three sums) into `table`'s rows with the same key, inserting the rows it has not; one
-/// statement ([`json_rows`]).
+/// Adds `rows` (the values of `key`'s columns, then the three sums) into `table`'s rows with the
+/// same key, inserting the rows it has not; one statement ([`json_insert`]). The minute is the
+/// only integer of a rollup key.
 async fn upsert<R: serde::Serialize>(
     txn: &DatabaseTransaction,
     table: &str,
@@ -260,20 +274,18 @@ async fn upsert<R: serde::Serialize>(
         return Ok(());
     }
     let backend = txn.get_database_backend();
-    let integer: Vec<bool> = key
+    let columns: Vec<(&str, bool)> = key
         .iter()
-        .map(|c| *c == "minute_ms")
-        .chain(SUM_COLUMNS.iter().map(|_| true))
+        .map(|c| (*c, *c == "minute_ms"))
+        .chain(SUM_COLUMNS.iter().map(|c| (*c, true)))
         .collect();
     let set: Vec<String> = SUM_COLUMNS
         .iter()
         .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
         .collect();
     let sql = format!(
-        "INSERT INTO {table} ({}, {}) {} ON CONFLICT ({}) DO UPDATE SET {}",
-        key.join(", "),
-        SUM_COLUMNS.join(", "),
-        json_rows(backend, &integer),
+        "{} ON CONFLICT ({}) DO UPDATE SET {}",
+        json_insert(backend, table, &columns),
         key.join(", "),
         set.join(", ")
     );
