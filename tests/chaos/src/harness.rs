@@ -408,9 +408,12 @@ impl Harness {
             }
             let _ = child.start_kill();
             let _ = child.wait().await;
+            // The temporary directory goes with the harness: the error carries the log's end.
+            let stderr = std::fs::read_to_string(sub.join("stderr.log")).unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
             last_error = anyhow!(
-                "{name} exited before serving (see {}/stderr.log)",
-                sub.display()
+                "{name} exited before serving; the end of its stderr:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
