@@ -20,10 +20,21 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// Identity's BatchGetUsers as far as these tests need it: every id but `ghost*` is a user named
-/// after it; each call is recorded and takes 100 ms, so that lookups made meanwhile queue.
-#[derive(Clone, Default)]
+/// after it; each call is recorded and takes `delay` (100 ms by default), so that lookups made
+/// meanwhile queue.
+#[derive(Clone)]
 struct Recorder {
     calls: Arc<Mutex<Vec<Vec<String>>>>,
+    delay: Duration,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self {
+            calls: Arc::default(),
+            delay: Duration::from_millis(100),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -34,7 +45,7 @@ impl IdentityService for Recorder {
     ) -> Result<Response<BatchGetUsersResponse>, Status> {
         let ids = request.into_inner().user_ids;
         self.calls.lock().unwrap().push(ids.clone());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(self.delay).await;
         let (missing, known): (Vec<String>, Vec<String>) =
             ids.into_iter().partition(|id| id.starts_with("ghost"));
         Ok(Response::new(BatchGetUsersResponse {
@@ -153,4 +164,36 @@ async fn a_failed_shared_call_fails_every_lookup_in_it_with_identity_unavailable
             Some("IDENTITY_UNAVAILABLE")
         );
     }
+}
+
+#[tokio::test]
+async fn lookups_queued_behind_calls_that_hang_fail_within_one_call_timeout() {
+    let recorder = Recorder {
+        delay: Duration::from_secs(60),
+        ..Recorder::default()
+    };
+    let users = users(serve(recorder.clone()).await);
+    let started = std::time::Instant::now();
+    let mut lookups = Vec::new();
+    for i in 0..6 {
+        let users = users.clone();
+        lookups.push(tokio::spawn(async move {
+            users.batch(&[format!("u{i}")], &Call::system()).await
+        }));
+        if i < 2 {
+            // The first two calls are in flight before the others are asked.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for lookup in lookups {
+        let status = tonic::Status::from(lookup.await.unwrap().expect_err("identity hangs"));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+    // Two calls hang; the four lookups queued behind them give up after one call timeout
+    // (5 s), as a call of their own would have, not when a call made for them after the hanging
+    // ones times out (the third call, if it started before they gave up).
+    let calls = recorder.calls.lock().unwrap().len();
+    assert!((2..=3).contains(&calls), "{calls} calls");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(8), "waited {waited:?}");
 }

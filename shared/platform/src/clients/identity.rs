@@ -14,14 +14,13 @@ use orgplane_proto::identity::v1::{
     AccountType, ApiKeyKind as ProtoKind, AuthenticateApiKeyRequest, BatchGetUsersRequest,
     GetJwksRequest, GetUserRequest, IssueServiceTokenRequest, User,
 };
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::auth::{
     API_KEY_INACTIVE, ApiKeyKind, ApiKeyPrincipal, ApiKeyResolver, KeySource, PublicKey,
     inactive_api_key, invalid_api_key,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tracing::Instrument;
-
 use crate::call::Call;
 use crate::clients::{ServiceTokenSource, outgoing};
 use crate::context::RequestContext;
@@ -343,16 +342,23 @@ impl Fetch {
             let Some(first) = queue.recv().await else {
                 return;
             };
-            let mut ids: BTreeSet<String> = first.ids.iter().cloned().collect();
-            let mut group = vec![first];
-            while ids.len() < BATCH {
-                match queue.try_recv() {
-                    Ok(next) => {
-                        ids.extend(next.ids.iter().cloned());
-                        group.push(next);
-                    }
-                    Err(_) => break,
+            let mut ids: BTreeSet<String> = BTreeSet::new();
+            let mut group = Vec::new();
+            let mut next = Some(first);
+            while let Some(lookup) = next {
+                // A caller that stopped waiting (its deadline) is not asked for.
+                if !lookup.answer.is_closed() {
+                    ids.extend(lookup.ids.iter().cloned());
+                    group.push(lookup);
                 }
+                next = if ids.len() < BATCH {
+                    queue.try_recv().ok()
+                } else {
+                    None
+                };
+            }
+            if group.is_empty() {
+                continue;
             }
             let fetch = self.clone();
             let span = group[0].span.clone();
@@ -453,6 +459,14 @@ impl Users {
             .retry_after(Duration::from_secs(1))
         };
         queue.send(lookup).map_err(|_| gone())?;
-        answered.await.map_err(|_| gone())?
+        // A lookup queued behind calls to an identity that does not answer waits no longer than
+        // a call of its own would have.
+        match tokio::time::timeout(CALL_TIMEOUT, answered).await {
+            Ok(answer) => answer.map_err(|_| gone())?,
+            Err(_) => Err(identity_unavailable(
+                "BatchGetUsers",
+                &tonic::Status::deadline_exceeded("timeout"),
+            )),
+        }
     }
 }
