@@ -113,6 +113,13 @@ type BillingAccessServiceClient interface {
 	//   - INVALID_ARGUMENT: no records, or more than 1000.
 	//   - PERMISSION_DENIED: the caller is not a service account, or lacks
 	//     `record-usage` (reason `CAPABILITY_REQUIRED`, metadata `capability`).
+	//   - ABORTED, reason `CONCURRENT_RETRY` (with RetryInfo): on PostgreSQL,
+	//     concurrent batches that add to the same report rows can deadlock; the
+	//     server runs a batch rolled back that way again (up to 5 times) and
+	//     answers ABORTED only when it keeps losing. Nothing of the batch was
+	//     kept: send it again.
+	//   - UNAVAILABLE, reason `DATABASE_UNAVAILABLE` (with RetryInfo): the
+	//     database could not be reached or stayed locked; nothing was kept.
 	RecordUsage(ctx context.Context, in *RecordUsageRequest, opts ...grpc.CallOption) (*RecordUsageResponse, error)
 	// Reports token usage over a time range in buckets of one minute, hour or
 	// day, optionally grouped and filtered by workspace, API key, model, user
@@ -345,6 +352,13 @@ type BillingAccessServiceServer interface {
 	//   - INVALID_ARGUMENT: no records, or more than 1000.
 	//   - PERMISSION_DENIED: the caller is not a service account, or lacks
 	//     `record-usage` (reason `CAPABILITY_REQUIRED`, metadata `capability`).
+	//   - ABORTED, reason `CONCURRENT_RETRY` (with RetryInfo): on PostgreSQL,
+	//     concurrent batches that add to the same report rows can deadlock; the
+	//     server runs a batch rolled back that way again (up to 5 times) and
+	//     answers ABORTED only when it keeps losing. Nothing of the batch was
+	//     kept: send it again.
+	//   - UNAVAILABLE, reason `DATABASE_UNAVAILABLE` (with RetryInfo): the
+	//     database could not be reached or stayed locked; nothing was kept.
 	RecordUsage(context.Context, *RecordUsageRequest) (*RecordUsageResponse, error)
 	// Reports token usage over a time range in buckets of one minute, hour or
 	// day, optionally grouped and filtered by workspace, API key, model, user
