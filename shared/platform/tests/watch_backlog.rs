@@ -22,9 +22,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Tra
 /// Streams opened at once, each replaying the whole backlog.
 const STREAMS: usize = 150;
 /// Events before the streams open.
-const BACKLOG: i64 = 2_000;
+const BACKLOG: i64 = 4_000;
 /// Events per Watch message.
-const BATCH: i32 = 500;
+const BATCH: i32 = 1_000;
 /// Connections of the producer's pool.
 const POOL: u32 = 2;
 /// How long the ordinary query may wait for a connection.
