@@ -1,7 +1,9 @@
 //! Group commit of write units (`WriteUnit::begin_grouped`) on SQLite and PostgreSQL: units
 //! queued behind an open one share its commit, a unit that fails takes only its own writes and
 //! event back (revisions stay gap-free), and no unit is acknowledged before the commit that makes
-//! its writes durable — when that commit fails, every unit of the group fails with it.
+//! its writes durable — when that commit fails, every unit of the group fails with it. A unit
+//! writes its event rows and audit records at commit, numbers its events after its first (or after
+//! its group's last), and the counter row ends at the last revision handed out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -9,6 +11,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use orgplane_platform::ApiResult;
+use orgplane_platform::audit::{AddAuditActorOrganization, AuditLogWriter, CreateAuditLog, Entry};
+use orgplane_platform::call::Call;
 use orgplane_platform::events::migration::CreateOutbox;
 use orgplane_platform::events::{Outbox, WriteUnit};
 use orgplane_platform::testkit::TestDb;
@@ -23,6 +27,18 @@ impl MigratorTrait for Migrator {
     }
 }
 
+/// The outbox and the audit log.
+struct WithAudit;
+impl MigratorTrait for WithAudit {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(CreateAuditLog),
+            Box::new(AddAuditActorOrganization),
+        ]
+    }
+}
+
 async fn exec(db: &impl ConnectionTrait, sql: &str) {
     db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
@@ -30,9 +46,11 @@ async fn exec(db: &impl ConnectionTrait, sql: &str) {
 }
 
 async fn outbox(test: &TestDb) -> (Outbox, DatabaseConnection) {
-    let db = orgplane_platform::db::open::<Migrator>(&test.url)
-        .await
-        .unwrap();
+    outbox_with::<Migrator>(test).await
+}
+
+async fn outbox_with<M: MigratorTrait>(test: &TestDb) -> (Outbox, DatabaseConnection) {
+    let db = orgplane_platform::db::open::<M>(&test.url).await.unwrap();
     exec(&db, "CREATE TABLE parent (id BIGINT PRIMARY KEY)").await;
     // The reference is checked at COMMIT: a way to make a group's commit fail.
     exec(
@@ -182,6 +200,154 @@ async fn a_failed_group_commit_fails_every_unit_of_the_group(test: TestDb) {
     assert!(bad.commit().await.is_err());
     assert!(unit(outbox.clone(), "a", None, false).await.is_ok());
     assert_eq!(strings(&db, "SELECT name FROM t").await, ["a"]);
+}
+
+fn added(user_id: &str) -> event::Payload {
+    event::Payload::MemberAdded(MemberAdded {
+        organization_id: "org_1".into(),
+        user_id: user_id.into(),
+        role: 5,
+    })
+}
+
+fn audited(action: &str) -> Entry {
+    Entry::new("org_1", action, "member", "user_1")
+}
+
+async fn head(outbox: &Outbox) -> i64 {
+    outbox.head().await.unwrap().revision
+}
+
+async fn units_write_their_rows_at_commit_and_the_counter_ends_at_the_last(test: TestDb) {
+    let (outbox, db) = outbox_with::<WithAudit>(&test).await;
+    let log = AuditLogWriter::new("organization");
+    let call = Call::system();
+    // Alone: the first event takes a revision from the counter, the next two follow it.
+    let mut u = WriteUnit::begin_for(&outbox, "alone").await.unwrap();
+    for name in ["x", "y", "z"] {
+        u.append(added(name)).await.unwrap();
+    }
+    log.write_in(&mut u, &call, audited("member.add"));
+    assert_eq!(u.revision(), Some(3));
+    assert!(revisions(&db).await.is_empty());
+    assert_eq!(u.commit().await.unwrap(), Some(3));
+    assert_eq!(revisions(&db).await, [1, 2, 3]);
+    assert_eq!(head(&outbox).await, 3, "the counter stored the last number");
+    assert_eq!(
+        strings(&db, "SELECT action FROM audit_log").await,
+        ["member.add"]
+    );
+    // Dropped uncommitted: none of its rows, and the counter is where it was.
+    let mut dropped = WriteUnit::begin_for(&outbox, "dropped").await.unwrap();
+    dropped.append(added("w")).await.unwrap();
+    dropped.append(added("v")).await.unwrap();
+    log.write_in(&mut dropped, &call, audited("member.remove"));
+    drop(dropped);
+    assert_eq!(head(&outbox).await, 3);
+    // A group: the first unit takes 4 from the counter, the units behind it number theirs after
+    // the group's last, and the committer stores the last one.
+    let mut a = WriteUnit::begin_grouped_for(&outbox, "a").await.unwrap();
+    assert_eq!(a.append(added("a")).await.unwrap(), 4);
+    log.write_in(&mut a, &call, audited("member.update_role"));
+    let b = {
+        let (outbox, log) = (outbox.clone(), log.clone());
+        tokio::spawn(async move {
+            let mut b = WriteUnit::begin_grouped_for(&outbox, "b").await?;
+            b.append(added("b1")).await?;
+            b.append(added("b2")).await?;
+            log.write_in(&mut b, &Call::system(), audited("member.update_role"));
+            b.commit().await
+        })
+    };
+    queued(&outbox, 1).await;
+    assert_eq!(a.commit().await.unwrap(), Some(4));
+    assert_eq!(b.await.unwrap().unwrap(), Some(6));
+    assert_eq!(revisions(&db).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(head(&outbox).await, 6, "the group stored its last revision");
+    // After the group, a unit of its own continues from the stored counter.
+    let mut after = WriteUnit::begin_for(&outbox, "after").await.unwrap();
+    assert_eq!(after.append(added("after")).await.unwrap(), 7);
+    assert_eq!(after.commit().await.unwrap(), Some(7));
+    assert_eq!(
+        strings(&db, "SELECT action FROM audit_log ORDER BY action").await,
+        ["member.add", "member.update_role", "member.update_role"]
+    );
+    let events = outbox.read(0, 100).await.unwrap();
+    let numbered: Vec<i64> = events.iter().map(|e| e.revision).collect();
+    assert_eq!(
+        numbered,
+        [1, 2, 3, 4, 5, 6, 7],
+        "each event carries the revision of its row"
+    );
+}
+
+async fn a_deferred_row_that_fails_fails_its_unit_alone(test: TestDb) {
+    // No audit table: every audit record written with a unit fails at its commit.
+    let (outbox, db) = outbox(&test).await;
+    let log = AuditLogWriter::new("organization");
+    let mut alone = WriteUnit::begin_for(&outbox, "alone").await.unwrap();
+    exec(&*alone, "INSERT INTO t (name) VALUES ('alone')").await;
+    alone.append(added("alone")).await.unwrap();
+    log.write_in(&mut alone, &Call::system(), audited("member.add"));
+    assert!(alone.commit().await.is_err());
+    assert!(strings(&db, "SELECT name FROM t").await.is_empty());
+    assert!(revisions(&db).await.is_empty());
+    assert_eq!(head(&outbox).await, 0);
+    // In a group: b's savepoint goes back with its rows; a and c keep theirs, gap-free.
+    let mut a = WriteUnit::begin_grouped_for(&outbox, "a").await.unwrap();
+    exec(&*a, "INSERT INTO t (name) VALUES ('a')").await;
+    let ra = a.append(added("a")).await.unwrap();
+    let b = {
+        let (outbox, log) = (outbox.clone(), log.clone());
+        tokio::spawn(async move {
+            let mut b = WriteUnit::begin_grouped_for(&outbox, "b").await?;
+            exec(&*b, "INSERT INTO t (name) VALUES ('b')").await;
+            b.append(added("b")).await?;
+            log.write_in(&mut b, &Call::system(), audited("member.add"));
+            b.commit().await
+        })
+    };
+    queued(&outbox, 1).await;
+    let c = tokio::spawn(unit(outbox.clone(), "c", None, false));
+    queued(&outbox, 2).await;
+    assert_eq!(a.commit().await.unwrap(), Some(ra));
+    assert!(b.await.unwrap().is_err());
+    let rc = c.await.unwrap().unwrap();
+    assert_eq!((ra, rc), (1, 2), "b's revision was reissued to c");
+    assert_eq!(
+        strings(&db, "SELECT name FROM t ORDER BY name").await,
+        ["a", "c"]
+    );
+    assert_eq!(revisions(&db).await, [1, 2]);
+    assert_eq!(head(&outbox).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_units_write_their_rows_at_commit_and_store_the_last_revision_sqlite() {
+    units_write_their_rows_at_commit_and_the_counter_ends_at_the_last(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_units_write_their_rows_at_commit_and_store_the_last_revision_postgres() {
+    let Some(test) = TestDb::postgres().await else {
+        println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    units_write_their_rows_at_commit_and_the_counter_ends_at_the_last(test).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_deferred_row_that_fails_fails_its_unit_alone_sqlite() {
+    a_deferred_row_that_fails_fails_its_unit_alone(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_deferred_row_that_fails_fails_its_unit_alone_postgres() {
+    let Some(test) = TestDb::postgres().await else {
+        println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    a_deferred_row_that_fails_fails_its_unit_alone(test).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -244,19 +244,17 @@ impl App {
         // concurrent role changes share one commit.
         let mut txn = WriteUnit::begin_grouped(&self.outbox, call).await?;
         let after = self.set_member_role_in(&mut txn, &before, new_role).await?;
-        self.audit
-            .write(
-                &*txn,
-                call,
-                Entry::new(
-                    &before.organization_id,
-                    "member.update_role",
-                    "member",
-                    &user_id,
-                )
-                .change(Some(&before), Some(&after)),
+        self.audit.write_in(
+            &mut txn,
+            call,
+            Entry::new(
+                &before.organization_id,
+                "member.update_role",
+                "member",
+                &user_id,
             )
-            .await?;
+            .change(Some(&before), Some(&after)),
+        );
         let revision = txn.commit_at_revision().await?;
         Ok(Revised {
             value: self.enrich_one(after, call).await,

@@ -18,7 +18,7 @@ pub use store::{AddAuditActorOrganization, CreateAuditLog, row};
 use chrono::{DateTime, Utc};
 use orgplane_proto::audit::v1::{ActorKind, AuditEvent, AuditEventFilter, Outcome};
 use sea_orm::entity::prelude::*;
-use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, QueryOrder, QuerySelect, QueryTrait};
 
 use self::json::to_proto;
 
@@ -265,6 +265,15 @@ impl AuditLogWriter {
         result
     }
 
+    /// Appends the success record of `call`'s mutation inside `unit`, written with the unit's
+    /// events when it commits (see [`crate::events::WriteUnit`]): on SQLite in the same round
+    /// trip. Prefer it to [`Self::write`] in a write unit.
+    pub fn write_in(&self, unit: &mut crate::events::WriteUnit, call: &Call, entry: Entry) {
+        let row = self.row(&call.principal, &call.context(), entry, None, Utc::now());
+        let backend = unit.get_database_backend();
+        unit.defer(row::Entity::insert(row).build(backend));
+    }
+
     /// Appends the success record of `call`'s mutation inside `txn` (its transaction).
     pub async fn write<C: ConnectionTrait>(
         &self,
@@ -326,6 +335,21 @@ impl AuditLogWriter {
         error: Option<&ApiError>,
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
+        self.row(principal, ctx, entry, error, now)
+            .insert(db)
+            .await?;
+        Ok(())
+    }
+
+    /// The row of a record.
+    fn row(
+        &self,
+        principal: &Principal,
+        ctx: &RequestContext,
+        entry: Entry,
+        error: Option<&ApiError>,
+        now: DateTime<Utc>,
+    ) -> row::ActiveModel {
         let (_, actor_id) = principal.actor();
         let kind = match (principal, &entry.operator_organization_id) {
             (Principal::Anonymous, _) if actor_id.is_empty() => ActorKind::System,
@@ -364,9 +388,6 @@ impl AuditLogWriter {
             after_json: sea_orm::Set(json(entry.after)),
             actor_organization_id: sea_orm::Set(actor_organization_id),
         }
-        .insert(db)
-        .await?;
-        Ok(())
     }
 
     /// A page of `organization_id`'s records, newest first, matching `filter`.

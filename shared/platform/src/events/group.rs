@@ -49,8 +49,11 @@ type Outcome = Option<ApiResult<()>>;
 struct Open {
     txn: DatabaseTransaction,
     done: watch::Sender<Outcome>,
-    /// The last revision appended by a unit of the group.
+    /// The last revision appended by a unit of the group: the counter's value when it commits.
     revision: Option<i64>,
+    /// The counter row's value in the transaction (units number their events past `revision`
+    /// without storing it; the committer stores it).
+    stored: Option<i64>,
     /// Units released into the group.
     units: u64,
 }
@@ -144,6 +147,7 @@ impl Groups {
                     txn,
                     done: watch::channel(None).0,
                     revision: None,
+                    stored: None,
                     units: 0,
                 })
             }
@@ -175,7 +179,7 @@ impl Groups {
             let outcome = if open.units == 0 {
                 open.txn.rollback().await.map_err(ApiError::from)
             } else {
-                open.txn.commit().await.map_err(ApiError::from)
+                store_and_commit(open.txn, open.revision, open.stored).await
             };
             drop(slot);
             if outcome.is_ok() {
@@ -189,14 +193,46 @@ impl Groups {
     }
 }
 
+/// Stores the counter the group's units advanced (when they numbered events past the row's
+/// value) and commits the group's transaction.
+async fn store_and_commit(
+    txn: DatabaseTransaction,
+    revision: Option<i64>,
+    stored: Option<i64>,
+) -> ApiResult<()> {
+    use sea_orm::ConnectionTrait;
+    if let Some(revision) = revision
+        && stored != Some(revision)
+    {
+        let backend = txn.get_database_backend();
+        txn.execute_raw(Outbox::head_update(backend, revision))
+            .await?;
+    }
+    txn.commit().await.map_err(ApiError::from)
+}
+
 impl Turn {
+    /// The last revision a unit of the group appended, once one did: the next unit numbers its
+    /// events after it.
+    pub(crate) fn head(&self) -> Option<i64> {
+        self.guard.as_ref().and_then(|open| open.revision)
+    }
+
     /// Hands the turn on after the unit released its savepoint (`revision`: the last event it
-    /// appended), and waits for the group's commit.
-    pub(crate) async fn committed(mut self, revision: Option<i64>) -> ApiResult<()> {
+    /// appended; `stored`: the counter's value it stored, if it took one), and waits for the
+    /// group's commit.
+    pub(crate) async fn committed(
+        mut self,
+        revision: Option<i64>,
+        stored: Option<i64>,
+    ) -> ApiResult<()> {
         if let Some(open) = self.guard.as_mut() {
             open.units += 1;
             if revision.is_some() {
                 open.revision = revision;
+            }
+            if stored.is_some() {
+                open.stored = stored;
             }
         }
         self.groups.stats.units.fetch_add(1, Ordering::Relaxed);

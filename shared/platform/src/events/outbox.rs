@@ -6,7 +6,7 @@ use orgplane_proto::events::v1::{Event, Producer, event};
 use prost::Message;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryOrder, QuerySelect, QueryTrait};
 use tokio::sync::watch;
 
 /// Rows of `outbox_events`.
@@ -125,13 +125,28 @@ impl Outbox {
 
     /// Appends `payload` inside `txn` and returns its revision. Call it as the last write of the
     /// transaction (it holds the counter's row lock until commit), and call
-    /// [`Outbox::committed`] after the commit so that watchers wake at once.
+    /// [`Outbox::committed`] after the commit so that watchers wake at once. Mutations append
+    /// through [`super::WriteUnit::append`], which defers the event's row to the commit.
     pub async fn append<C: ConnectionTrait>(
         &self,
         txn: &C,
         payload: event::Payload,
         request_id: &str,
     ) -> Result<i64, DbErr> {
+        let revision = self.advance(txn).await?;
+        txn.execute_raw(self.event_insert(
+            txn.get_database_backend(),
+            revision,
+            payload,
+            request_id,
+        ))
+        .await?;
+        Ok(revision)
+    }
+
+    /// Takes the next revision from the counter row in `txn` (taking its row lock on
+    /// PostgreSQL until the transaction ends).
+    pub(crate) async fn advance<C: ConnectionTrait>(&self, txn: &C) -> Result<i64, DbErr> {
         let updated = head_row::Entity::update_many()
             .col_expr(
                 head_row::Column::Revision,
@@ -140,10 +155,30 @@ impl Outbox {
             .filter(head_row::Column::Id.eq(1))
             .exec_with_returning(txn)
             .await?;
-        let revision = updated
+        updated
             .first()
             .map(|h| h.revision)
-            .ok_or_else(|| DbErr::Custom("outbox_head row missing: migrations not run".into()))?;
+            .ok_or_else(|| DbErr::Custom("outbox_head row missing: migrations not run".into()))
+    }
+
+    /// The statement that sets the counter to `revision`, for a transaction that handed out
+    /// revisions past the one its last [`Self::advance`] stored.
+    pub(crate) fn head_update(backend: sea_orm::DbBackend, revision: i64) -> sea_orm::Statement {
+        head_row::Entity::update_many()
+            .col_expr(head_row::Column::Revision, Expr::value(revision))
+            .filter(head_row::Column::Id.eq(1))
+            .build(backend)
+    }
+
+    /// The INSERT of the event `payload` at `revision`, in a publish span whose context the
+    /// event carries.
+    pub(crate) fn event_insert(
+        &self,
+        backend: sea_orm::DbBackend,
+        revision: i64,
+        payload: event::Payload,
+        request_id: &str,
+    ) -> sea_orm::Statement {
         let now = Utc::now();
         // The publish span (OpenTelemetry messaging, kind producer) whose context the event
         // carries: every consumer's `process` span is its child, in the mutation's trace.
@@ -169,15 +204,13 @@ impl Outbox {
             request_id: request_id.to_owned(),
             payload: Some(payload),
         };
-        event_row::ActiveModel {
+        event_row::Entity::insert(event_row::ActiveModel {
             revision: sea_orm::Set(revision),
             event_id: sea_orm::Set(event_id),
             payload: sea_orm::Set(event.encode_to_vec()),
             create_time_ms: sea_orm::Set(now.timestamp_millis()),
-        }
-        .insert(txn)
-        .await?;
-        Ok(revision)
+        })
+        .build(backend)
     }
 
     /// Wakes the watchers after a transaction that appended up to `revision` committed.

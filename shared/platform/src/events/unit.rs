@@ -4,11 +4,21 @@
 //! consumers until the next poll); here they are one value. A unit begun with
 //! [`WriteUnit::begin_grouped`] shares its commit with the units queued behind it
 //! (see [`super::group`]).
+//!
+//! A unit's event rows, and the audit records written with [`crate::audit::AuditLogWriter::write_in`],
+//! are INSERTed when it commits, together: one round trip on SQLite (statements of one string,
+//! each with its own parameters), one statement after the other on PostgreSQL. Only the first
+//! event of a unit takes a revision from the counter row (its lock or the write lock is then
+//! held to the commit, so no other transaction takes one meanwhile); the unit numbers its later
+//! events itself and stores the last number with its rows. In a group, units number theirs
+//! after the group's last, and the group stores the counter once before it commits: on SQLite,
+//! where the statements of a group run one after the other, a role change makes four round
+//! trips in its turn instead of six.
 
 use std::ops::Deref;
 
 use orgplane_proto::events::v1::event;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Values};
 
 use crate::call::Call;
 use crate::error::ApiResult;
@@ -23,7 +33,13 @@ pub struct WriteUnit {
     txn: DatabaseTransaction,
     outbox: Outbox,
     request_id: String,
+    /// The last revision the unit appended.
     revision: Option<i64>,
+    /// The counter row's value in this transaction after the unit's own
+    /// [`Outbox::advance`], if it took one.
+    stored: Option<i64>,
+    /// INSERTs run at commit (events, audit records).
+    deferred: Vec<Statement>,
     /// The unit's turn in a group commit, if grouped.
     turn: Option<Turn>,
 }
@@ -51,6 +67,8 @@ impl WriteUnit {
             outbox: outbox.clone(),
             request_id: request_id.to_owned(),
             revision: None,
+            stored: None,
+            deferred: Vec::new(),
             turn: None,
         })
     }
@@ -74,19 +92,69 @@ impl WriteUnit {
             outbox: outbox.clone(),
             request_id: request_id.to_owned(),
             revision: None,
+            stored: None,
+            deferred: Vec::new(),
             turn: Some(turn),
         })
     }
 
-    /// Appends an event in this transaction and returns its revision. Append after the state
-    /// changes it describes (the counter's row lock is then held only until the commit).
+    /// Appends an event in this transaction and returns its revision; its row is written at
+    /// commit. Append after the state changes it describes (the counter's row lock is then held
+    /// only until the commit).
     pub async fn append(&mut self, payload: event::Payload) -> ApiResult<i64> {
-        let revision = self
+        let known = self
+            .revision
+            .or_else(|| self.turn.as_ref().and_then(Turn::head));
+        let revision = match known {
+            Some(last) => last + 1,
+            None => {
+                let taken = self.outbox.advance(&self.txn).await?;
+                self.stored = Some(taken);
+                taken
+            }
+        };
+        let insert = self
             .outbox
-            .append(&self.txn, payload, &self.request_id)
-            .await?;
+            .event_insert(self.backend(), revision, payload, &self.request_id);
+        self.deferred.push(insert);
         self.revision = Some(revision);
         Ok(revision)
+    }
+
+    /// Runs `statement` (an INSERT whose outcome nothing in the unit reads) at commit, with the
+    /// unit's other deferred statements.
+    pub(crate) fn defer(&mut self, statement: Statement) {
+        self.deferred.push(statement);
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    /// Runs the deferred statements and, outside a group, stores the counter when the unit
+    /// numbered events past its own [`Outbox::advance`].
+    async fn flush(&mut self) -> ApiResult<()> {
+        let backend = self.backend();
+        if self.turn.is_none()
+            && let Some(revision) = self.revision
+            && self.stored != Some(revision)
+        {
+            self.deferred.push(Outbox::head_update(backend, revision));
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        match backend {
+            DbBackend::Sqlite => {
+                if let Some(joined) = joined(deferred) {
+                    self.txn.execute_raw(joined).await?;
+                }
+            }
+            _ => {
+                for statement in deferred {
+                    self.txn.execute_raw(statement).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The revision of the last event appended, if any.
@@ -99,19 +167,22 @@ impl WriteUnit {
         &self.txn
     }
 
-    /// Commits, then wakes the outbox's watchers. Returns the last revision appended.
-    pub async fn commit(self) -> ApiResult<Option<i64>> {
+    /// Writes the deferred rows, commits, then wakes the outbox's watchers. Returns the last
+    /// revision appended.
+    pub async fn commit(mut self) -> ApiResult<Option<i64>> {
+        self.flush().await?;
         let Self {
             txn,
             outbox,
             revision,
+            stored,
             turn,
             ..
         } = self;
         txn.commit().await?;
         match turn {
             // The savepoint is released; the group's committer commits and wakes the watchers.
-            Some(turn) => turn.committed(revision).await?,
+            Some(turn) => turn.committed(revision, stored).await?,
             None => {
                 if let Some(revision) = revision {
                     outbox.committed(revision);
@@ -138,4 +209,19 @@ impl Deref for WriteUnit {
     fn deref(&self) -> &DatabaseTransaction {
         &self.txn
     }
+}
+
+/// SQLite statements as one: their SQL joined by `;`, their parameters in order (each statement
+/// binds the next of them: SQLx's SQLite driver runs every statement of a string).
+fn joined(statements: Vec<Statement>) -> Option<Statement> {
+    let mut statements = statements.into_iter();
+    let mut first = statements.next()?;
+    let mut values = first.values.take().map(|v| v.0).unwrap_or_default();
+    for s in statements {
+        first.sql.push_str(";\n");
+        first.sql.push_str(&s.sql);
+        values.extend(s.values.map(|v| v.0).unwrap_or_default());
+    }
+    first.values = Some(Values(values));
+    Some(first)
 }
