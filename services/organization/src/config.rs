@@ -53,7 +53,7 @@ impl std::str::FromStr for AccountLimit {
 /// Whether role changes share commits (`--organization-group-commit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum GroupCommit {
-    /// On for SQLite, off for PostgreSQL.
+    /// The default: on (for both).
     Auto,
     /// On for both.
     On,
@@ -239,10 +239,9 @@ pub struct Config {
     pub merge_max_active_workspaces: u64,
 
     /// Whether UpdateMemberRole calls arriving while one is being written share its transaction
-    /// (each in a savepoint, all answered after the one commit): `auto` groups them on SQLite,
-    /// where it replaces the busy handler's sleeps by a queue, and not on PostgreSQL, where one
-    /// connection running every grouped statement in turn measured slower than separate
-    /// connections; `on` or `off` decides for both.
+    /// (each in a savepoint, all answered after the one commit): `auto` (the default) groups
+    /// them on both backends — on SQLite it replaces the busy handler's sleeps by a queue, on
+    /// PostgreSQL one commit's flush serves many changes; `on` or `off` decides for both.
     #[arg(
         long = "organization-group-commit",
         env = "ORGPLANE_ORGANIZATION_GROUP_COMMIT",

@@ -68,10 +68,6 @@ pub struct Head {
     pub compacted_through: i64,
 }
 
-fn db_backend_of(db: &DatabaseConnection) -> sea_orm::DbBackend {
-    sea_orm::ConnectionTrait::get_database_backend(db)
-}
-
 /// One producer's outbox in its database.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -83,21 +79,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// The outbox of `producer` in `db` (its migrations must have run).
+    /// The outbox of `producer` in `db` (its migrations must have run), its grouped write units
+    /// sharing commits (see [`super::group`]).
     pub fn new(db: DatabaseConnection, producer: Producer) -> Self {
         let (committed, _) = watch::channel(0);
         Self {
             producer,
             committed,
-            groups: super::group::Groups::new(super::group::Groups::default_for(db_backend_of(
-                &db,
-            ))),
+            groups: super::group::Groups::new(true),
             db,
         }
     }
 
-    /// This outbox with group commit on or off whatever its backend's default (see
-    /// [`super::group`]).
+    /// This outbox with group commit on or off (on by default, see [`super::group`]).
     pub fn with_group_commit(mut self, on: bool) -> Self {
         self.groups = super::group::Groups::new(on);
         self
