@@ -6,14 +6,14 @@
 //! (see [`super::group`]).
 //!
 //! A unit's event rows, and the audit records written with [`crate::audit::AuditLogWriter::write_in`],
-//! are INSERTed when it commits, together: one round trip on SQLite (statements of one string,
-//! each with its own parameters), one statement after the other on PostgreSQL. Only the first
+//! are INSERTed when it commits, together, in one round trip (on SQLite statements of one string,
+//! on PostgreSQL one statement with data-modifying `WITH` parts). Only the first
 //! event of a unit takes a revision from the counter row (its lock or the write lock is then
 //! held to the commit, so no other transaction takes one meanwhile); the unit numbers its later
 //! events itself and stores the last number with its rows. In a group, units number theirs
-//! after the group's last, and the group stores the counter once before it commits: on SQLite,
-//! where the statements of a group run one after the other, a role change makes four round
-//! trips in its turn instead of six.
+//! after the group's last, and the group stores the counter once before it commits: where the
+//! statements of a group run one after the other, a role change makes four round trips in its
+//! turn instead of six.
 
 use std::ops::Deref;
 
@@ -142,17 +142,8 @@ impl WriteUnit {
             self.deferred.push(Outbox::head_update(backend, revision));
         }
         let deferred = std::mem::take(&mut self.deferred);
-        match backend {
-            DbBackend::Sqlite => {
-                if let Some(joined) = joined(deferred) {
-                    self.txn.execute_raw(joined).await?;
-                }
-            }
-            _ => {
-                for statement in deferred {
-                    self.txn.execute_raw(statement).await?;
-                }
-            }
+        if let Some(joined) = joined(backend, deferred) {
+            self.txn.execute_raw(joined).await?;
         }
         Ok(())
     }
@@ -211,17 +202,94 @@ impl Deref for WriteUnit {
     }
 }
 
-/// SQLite statements as one: their SQL joined by `;`, their parameters in order (each statement
-/// binds the next of them: SQLx's SQLite driver runs every statement of a string).
-fn joined(statements: Vec<Statement>) -> Option<Statement> {
+/// Statements as one, for one round trip: on SQLite their SQL joined by `;` with their parameters
+/// in order (each statement binds the next of them: SQLx's SQLite driver runs every statement of
+/// a string); on PostgreSQL, which prepares one statement at a time, all but the last as
+/// data-modifying `WITH` parts of the last, their `$n` parameters renumbered. The parts of a
+/// PostgreSQL statement do not see each other's rows: only for writes of distinct rows.
+fn joined(backend: DbBackend, statements: Vec<Statement>) -> Option<Statement> {
     let mut statements = statements.into_iter();
     let mut first = statements.next()?;
     let mut values = first.values.take().map(|v| v.0).unwrap_or_default();
-    for s in statements {
-        first.sql.push_str(";\n");
-        first.sql.push_str(&s.sql);
-        values.extend(s.values.map(|v| v.0).unwrap_or_default());
+    let rest: Vec<Statement> = statements.collect();
+    if rest.is_empty() {
+        first.values = Some(Values(values));
+        return Some(first);
     }
-    first.values = Some(Values(values));
-    Some(first)
+    let sql = match backend {
+        DbBackend::Sqlite => {
+            let mut sql = first.sql;
+            for s in rest {
+                sql.push_str(";\n");
+                sql.push_str(&s.sql);
+                values.extend(s.values.map(|v| v.0).unwrap_or_default());
+            }
+            sql
+        }
+        _ => {
+            let mut sql = format!("WITH deferred_0 AS ({})", first.sql);
+            let last = rest.len() - 1;
+            for (i, s) in rest.into_iter().enumerate() {
+                let part = renumbered(&s.sql, values.len());
+                values.extend(s.values.map(|v| v.0).unwrap_or_default());
+                if i == last {
+                    sql.push(' ');
+                    sql.push_str(&part);
+                } else {
+                    sql.push_str(&format!(", deferred_{} AS ({part})", i + 1));
+                }
+            }
+            sql
+        }
+    };
+    Some(Statement {
+        sql,
+        values: Some(Values(values)),
+        db_backend: backend,
+    })
+}
+
+/// `sql` with each PostgreSQL parameter `$n` outside quotes as `$(n + offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    n.push(*d);
+                    chars.next();
+                }
+                match n.parse::<usize>() {
+                    Ok(n) => out.push_str(&(n + offset).to_string()),
+                    Err(_) => out.push_str(&n),
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumbered;
+
+    #[test]
+    fn renumbered_shifts_parameters_outside_quotes_only() {
+        assert_eq!(
+            renumbered(
+                r#"INSERT INTO "t$1" ("a", "b") VALUES ($1, $12) -- '$3'"#,
+                4
+            ),
+            r#"INSERT INTO "t$1" ("a", "b") VALUES ($5, $16) -- '$3'"#
+        );
+        assert_eq!(renumbered("SELECT $", 2), "SELECT $");
+    }
 }
