@@ -381,6 +381,36 @@ async fn events_a_deadlock_between_a_group_and_a_unit_of_its_own_aborts_one_with
     a_deadlock_between_a_group_and_a_unit_of_its_own_aborts_one_with_a_retry(test).await;
 }
 
+/// A unit publishing more events than one statement can carry parameters for on PostgreSQL
+/// (65,535; four per event row).
+async fn a_unit_of_many_events_writes_them_all(test: TestDb) {
+    const EVENTS: i64 = 17_000;
+    let (outbox, db) = outbox(&test).await;
+    let mut u = WriteUnit::begin_for(&outbox, "many").await.unwrap();
+    for i in 0..EVENTS {
+        u.append(added(&format!("user_{i}"))).await.unwrap();
+    }
+    assert_eq!(u.commit().await.unwrap(), Some(EVENTS));
+    let stored = revisions(&db).await;
+    assert_eq!(stored.len() as i64, EVENTS);
+    assert_eq!(stored.last(), Some(&EVENTS));
+    assert_eq!(head(&outbox).await, EVENTS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_unit_of_many_events_writes_them_all_sqlite() {
+    a_unit_of_many_events_writes_them_all(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_unit_of_many_events_writes_them_all_postgres() {
+    let Some(test) = TestDb::postgres().await else {
+        println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    a_unit_of_many_events_writes_them_all(test).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_units_write_their_rows_at_commit_and_store_the_last_revision_sqlite() {
     units_write_their_rows_at_commit_and_the_counter_ends_at_the_last(TestDb::sqlite()).await;

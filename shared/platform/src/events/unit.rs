@@ -25,6 +25,10 @@ use crate::error::ApiResult;
 use crate::events::Outbox;
 use crate::events::group::Turn;
 
+/// Deferred statements sent as one: a unit that publishes thousands of events (an operator's
+/// change reaching every child) stays far below PostgreSQL's 65,535 parameters per statement.
+const JOINED: usize = 200;
+
 /// An open write transaction on a producer's database; see the module docs. Dereferences to the
 /// transaction, so every sea-orm statement of the mutation runs on `&*unit`.
 pub struct WriteUnit {
@@ -141,9 +145,12 @@ impl WriteUnit {
         {
             self.deferred.push(Outbox::head_update(backend, revision));
         }
-        let deferred = std::mem::take(&mut self.deferred);
-        if let Some(joined) = joined(backend, deferred) {
-            self.txn.execute_raw(joined).await?;
+        let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
+        while deferred.peek().is_some() {
+            let part: Vec<Statement> = deferred.by_ref().take(JOINED).collect();
+            if let Some(joined) = joined(backend, part) {
+                self.txn.execute_raw(joined).await?;
+            }
         }
         Ok(())
     }
