@@ -162,6 +162,9 @@ type OrganizationServiceClient interface {
 	//   - FAILED_PRECONDITION, reason `OWNER_ROLE_IMMUTABLE`: the member is the
 	//     OWNER.
 	//   - ABORTED: `etag` does not match the current member.
+	//   - ABORTED, reason `CONCURRENT_RETRY` (with RetryInfo): on PostgreSQL,
+	//     another write to the same member at the same instant deadlocked with the
+	//     commit this change shares; nothing was changed, send it again.
 	//   - PERMISSION_DENIED, reason `USER_CREDENTIALS_REQUIRED`: an API key tried
 	//     to demote an ADMIN or to promote a member to ADMIN.
 	//   - PERMISSION_DENIED: the caller lacks the role.
@@ -1201,6 +1204,9 @@ type OrganizationServiceServer interface {
 	//   - FAILED_PRECONDITION, reason `OWNER_ROLE_IMMUTABLE`: the member is the
 	//     OWNER.
 	//   - ABORTED: `etag` does not match the current member.
+	//   - ABORTED, reason `CONCURRENT_RETRY` (with RetryInfo): on PostgreSQL,
+	//     another write to the same member at the same instant deadlocked with the
+	//     commit this change shares; nothing was changed, send it again.
 	//   - PERMISSION_DENIED, reason `USER_CREDENTIALS_REQUIRED`: an API key tried
 	//     to demote an ADMIN or to promote a member to ADMIN.
 	//   - PERMISSION_DENIED: the caller lacks the role.
