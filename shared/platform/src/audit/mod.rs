@@ -266,8 +266,8 @@ impl AuditLogWriter {
     }
 
     /// Appends the success record of `call`'s mutation inside `unit`, written with the unit's
-    /// events when it commits (see [`crate::events::WriteUnit`]): on SQLite in the same round
-    /// trip. Prefer it to [`Self::write`] in a write unit.
+    /// events when it commits, in the same round trip (see [`crate::events::WriteUnit`]). Prefer
+    /// it to [`Self::write`] in a write unit.
     pub fn write_in(&self, unit: &mut crate::events::WriteUnit, call: &Call, entry: Entry) {
         let row = self.row(&call.principal, &call.context(), entry, None, Utc::now());
         let backend = unit.get_database_backend();

@@ -15,9 +15,9 @@
 //!
 //! On by default on both backends. On PostgreSQL the statements of a group run one after the
 //! other on one connection, which once measured slower than separate transactions (116 against
-//! ~500 role changes/s); since a unit writes its rows at commit and numbers its events after the
-//! group's last, `role_burst` measured 1,019–1,095 role changes/s grouped against 561–590 not
-//! grouped, probe p99 28–31 ms against 1.1–1.5 s. The price on PostgreSQL: a group holds the
+//! ~500 role changes/s); since a unit writes its rows at commit in one statement and numbers its
+//! events after the group's last, `role_burst` measured 1,144–1,236 role changes/s grouped against
+//! 561–590 not grouped, probe p99 25–27 ms against 1.1–1.5 s. The price on PostgreSQL: a group holds the
 //! counter's row lock from its first event to its commit, so a unit of its own that locks a row
 //! and then appends, while a grouped unit waits for that row, deadlocks; PostgreSQL breaks it after
 //! `deadlock_timeout` (1 s), and the unit it rolls back answers ABORTED `CONCURRENT_RETRY`.
