@@ -40,9 +40,14 @@ impl MigratorTrait for WithAudit {
 }
 
 async fn exec(db: &impl ConnectionTrait, sql: &str) {
+    try_exec(db, sql).await.unwrap();
+}
+
+/// Runs `sql` in `db`, its error as the API answers it.
+async fn try_exec(db: &impl ConnectionTrait, sql: &str) -> ApiResult<()> {
     db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await
-        .unwrap();
+        .await?;
+    Ok(())
 }
 
 async fn outbox(test: &TestDb) -> (Outbox, DatabaseConnection) {
@@ -236,6 +241,11 @@ async fn units_write_their_rows_at_commit_and_the_counter_ends_at_the_last(test:
         strings(&db, "SELECT action FROM audit_log").await,
         ["member.add"]
     );
+    // ORG-10: the deferred record is the call's, committed with the mutation.
+    assert_eq!(
+        strings(&db, "SELECT request_id FROM audit_log").await,
+        [call.request_id.as_str()]
+    );
     // Dropped uncommitted: none of its rows, and the counter is where it was.
     let mut dropped = WriteUnit::begin_for(&outbox, "dropped").await.unwrap();
     dropped.append(added("w")).await.unwrap();
@@ -319,13 +329,6 @@ async fn a_deferred_row_that_fails_fails_its_unit_alone(test: TestDb) {
     );
     assert_eq!(revisions(&db).await, [1, 2]);
     assert_eq!(head(&outbox).await, 2);
-}
-
-/// Runs `sql` in `db`, its error as the API answers it.
-async fn try_exec(db: &impl ConnectionTrait, sql: &str) -> ApiResult<()> {
-    db.execute_raw(Statement::from_string(db.get_database_backend(), sql))
-        .await?;
-    Ok(())
 }
 
 /// PostgreSQL only (SQLite has one write lock, no row locks): a group holds the counter's row lock
