@@ -22,6 +22,16 @@
 //! and then appends, while a grouped unit waits for that row, deadlocks; PostgreSQL breaks it after
 //! `deadlock_timeout` (1 s), and the unit it rolls back answers ABORTED `CONCURRENT_RETRY`.
 //!
+//! The savepoints are this module's own (`SAVEPOINT unit_n`), not sqlx's nested transactions:
+//! sqlx rolls back the *enclosing* transaction when a nested `begin` fails or is cancelled
+//! (say, a client gives up while the connection is still busy with the statement of the unit
+//! before), after which its `commit` of the group answers success without sending anything, and
+//! every unit released into the group was acknowledged and lost. Here a turn that ends without
+//! releasing its savepoint (failed, cancelled at any point) leaves its name on the group, and
+//! whoever uses the transaction next (the next unit, or the committer) first rolls back to that
+//! savepoint; if that fails the group fails as a whole, every unit of it is told to retry, and
+//! nothing of it is kept.
+//!
 //! Only mutations whose checks hold inside their transaction may be grouped — optimistic version
 //! conditions in the statements themselves, or reads on the unit — since their reads on other
 //! connections do not see what earlier units of the same open group wrote.
@@ -30,8 +40,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sea_orm::{DatabaseTransaction, TransactionTrait};
-use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, watch};
 
 use super::Outbox;
 use crate::error::{ApiError, ApiResult, Reason};
@@ -65,6 +75,48 @@ struct Open {
     stored: Option<i64>,
     /// Units released into the group.
     units: u64,
+    /// Savepoints begun in the transaction: each unit's is named after the count.
+    savepoints: u64,
+    /// The savepoint of a turn that ended without releasing it: rolled back to before the
+    /// transaction is used again.
+    unreleased: Option<String>,
+}
+
+impl Open {
+    fn new(txn: DatabaseTransaction) -> Self {
+        Self {
+            txn,
+            done: watch::channel(None).0,
+            revision: None,
+            stored: None,
+            units: 0,
+            savepoints: 0,
+            unreleased: None,
+        }
+    }
+
+    /// Takes back what a failed or cancelled turn left in the transaction. A savepoint stays
+    /// after it is rolled back to, so this can be repeated until the next savepoint begins.
+    async fn recover(&mut self) -> Result<(), DbErr> {
+        if let Some(name) = &self.unreleased {
+            self.txn
+                .execute_unprepared(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                .await?;
+            self.unreleased = None;
+        }
+        Ok(())
+    }
+
+    /// Ends a group whose transaction cannot be committed: it is rolled back and every unit
+    /// released into it is told to retry.
+    fn fail(self, cause: &DbErr) {
+        tracing::warn!(error = %cause, units = self.units, "a group commit's transaction failed");
+        self.done.send_replace(Some(Err(ApiError::unavailable(
+            Reason::DatabaseUnavailable,
+            "the database transaction this change shared with others failed; nothing of it was kept, retry",
+        )
+        .retry_after(Duration::from_secs(1)))));
+    }
 }
 
 /// The group commit of one outbox's database; cloned with the [`Outbox`].
@@ -86,13 +138,33 @@ impl std::fmt::Debug for Groups {
     }
 }
 
-/// A unit's place in an open group: exclusive use of the group's transaction until it is
-/// released or dropped.
+/// A unit's place in an open group: exclusive use of the group's transaction, in the unit's
+/// savepoint, until it is released or dropped.
 pub(crate) struct Turn {
-    guard: OwnedMutexGuard<Option<Open>>,
+    guard: OwnedMappedMutexGuard<Option<Open>, Open>,
+    /// The unit's savepoint.
+    savepoint: String,
+    /// The savepoint was released: the unit's writes are the group's.
+    released: bool,
     done: watch::Receiver<Outcome>,
     groups: Groups,
     outbox: Outbox,
+}
+
+/// Kicks a committer when dropped, unless disarmed: a join that fails or is cancelled after
+/// it took the slot may leave a group open.
+struct KickOnDrop<'a> {
+    groups: &'a Groups,
+    outbox: &'a Outbox,
+    armed: bool,
+}
+
+impl Drop for KickOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.groups.kick(self.outbox);
+        }
+    }
 }
 
 impl Groups {
@@ -115,9 +187,9 @@ impl Groups {
     }
 
     /// Waits for the turn in `outbox`'s open group (opening one when none is), and returns it
-    /// with a savepoint of the group's transaction for the unit's statements.
-    pub(crate) async fn join(&self, outbox: &Outbox) -> ApiResult<(DatabaseTransaction, Turn)> {
-        let guard = {
+    /// with the unit's savepoint begun.
+    pub(crate) async fn join(&self, outbox: &Outbox) -> ApiResult<Turn> {
+        let mut slot = {
             self.stats.queued.fetch_add(1, Ordering::Relaxed);
             let queued = self.stats.clone();
             let _count = scopeguard(move || {
@@ -133,28 +205,40 @@ impl Groups {
                     .retry_after(Duration::from_secs(1))
                 })?
         };
-        let mut turn = Turn {
+        let mut kick = KickOnDrop {
+            groups: self,
+            outbox,
+            armed: true,
+        };
+        if let Some(open) = slot.as_mut()
+            && let Err(cause) = open.recover().await
+            && let Some(open) = slot.take()
+        {
+            open.fail(&cause);
+        }
+        if slot.is_none() {
+            let txn = crate::db::begin_write(outbox.connection()).await?;
+            *slot = Some(Open::new(txn));
+        }
+        let mut guard = OwnedMutexGuard::try_map(slot, Option::as_mut)
+            .map_err(|_| ApiError::internal("a group without its transaction"))?;
+        guard.savepoints += 1;
+        let savepoint = format!("unit_{}", guard.savepoints);
+        let done = guard.done.subscribe();
+        kick.armed = false;
+        let turn = Turn {
             guard,
-            done: watch::channel(None).1,
+            savepoint,
+            released: false,
+            done,
             groups: self.clone(),
             outbox: outbox.clone(),
         };
-        let open = match turn.guard.as_mut() {
-            Some(open) => open,
-            None => {
-                let txn = crate::db::begin_write(outbox.connection()).await?;
-                turn.guard.insert(Open {
-                    txn,
-                    done: watch::channel(None).0,
-                    revision: None,
-                    stored: None,
-                    units: 0,
-                })
-            }
-        };
-        turn.done = open.done.subscribe();
-        let savepoint = open.txn.begin().await?;
-        Ok((savepoint, turn))
+        turn.guard
+            .txn
+            .execute_unprepared(&format!("SAVEPOINT {}", turn.savepoint))
+            .await?;
+        Ok(turn)
     }
 
     /// Queues a committer behind the units waiting now, unless one is queued already. It commits
@@ -173,9 +257,14 @@ impl Groups {
         runtime.spawn(async move {
             let mut slot = groups.slot.clone().lock_owned().await;
             groups.committer.store(false, Ordering::Release);
-            let Some(open) = slot.take() else {
+            let Some(mut open) = slot.take() else {
                 return;
             };
+            if let Err(cause) = open.recover().await {
+                drop(slot);
+                open.fail(&cause);
+                return;
+            }
             let outcome = if open.units == 0 {
                 open.txn.rollback().await.map_err(ApiError::from)
             } else {
@@ -215,25 +304,34 @@ impl Turn {
     /// The last revision a unit of the group appended, once one did: the next unit numbers its
     /// events after it.
     pub(crate) fn head(&self) -> Option<i64> {
-        self.guard.as_ref().and_then(|open| open.revision)
+        self.guard.revision
     }
 
-    /// Hands the turn on after the unit released its savepoint (`revision`: the last event it
-    /// appended; `stored`: the counter's value it stored, if it took one), and waits for the
-    /// group's commit.
-    pub(crate) async fn committed(
+    /// The group's transaction, in which the unit's savepoint is open.
+    pub(crate) fn txn(&self) -> &DatabaseTransaction {
+        &self.guard.txn
+    }
+
+    /// Releases the unit's savepoint (`revision`: the last event it appended; `stored`: the
+    /// counter's value it stored, if it took one), hands the turn on and waits for the group's
+    /// commit.
+    pub(crate) async fn release(
         mut self,
         revision: Option<i64>,
         stored: Option<i64>,
     ) -> ApiResult<()> {
-        if let Some(open) = self.guard.as_mut() {
-            open.units += 1;
-            if revision.is_some() {
-                open.revision = revision;
-            }
-            if stored.is_some() {
-                open.stored = stored;
-            }
+        self.guard
+            .txn
+            .execute_unprepared(&format!("RELEASE SAVEPOINT {}", self.savepoint))
+            .await?;
+        self.released = true;
+        let open = &mut *self.guard;
+        open.units += 1;
+        if revision.is_some() {
+            open.revision = revision;
+        }
+        if stored.is_some() {
+            open.stored = stored;
         }
         self.groups.stats.units.fetch_add(1, Ordering::Relaxed);
         let mut done = self.done.clone();
@@ -249,8 +347,12 @@ impl Turn {
 }
 
 impl Drop for Turn {
-    /// A turn ends (released, failed or cancelled): a committer comes for the open group.
+    /// A turn ends (released, failed or cancelled): what it did not release is taken back by the
+    /// next user of the transaction, and a committer comes for the open group.
     fn drop(&mut self) {
+        if !self.released {
+            self.guard.unreleased = Some(std::mem::take(&mut self.savepoint));
+        }
         self.groups.kick(&self.outbox);
     }
 }

@@ -32,9 +32,7 @@ const JOINED: usize = 200;
 /// An open write transaction on a producer's database; see the module docs. Dereferences to the
 /// transaction, so every sea-orm statement of the mutation runs on `&*unit`.
 pub struct WriteUnit {
-    /// The transaction, or for a grouped unit its savepoint in the group's transaction. Declared
-    /// before `turn`: dropped first, it rolls the savepoint back before the turn passes on.
-    txn: DatabaseTransaction,
+    txn: Txn,
     outbox: Outbox,
     request_id: String,
     /// The last revision the unit appended.
@@ -44,8 +42,14 @@ pub struct WriteUnit {
     stored: Option<i64>,
     /// INSERTs run at commit (events, audit records).
     deferred: Vec<Statement>,
-    /// The unit's turn in a group commit, if grouped.
-    turn: Option<Turn>,
+}
+
+/// Where a unit's statements run.
+enum Txn {
+    /// A transaction of its own.
+    Own(DatabaseTransaction),
+    /// Its savepoint in a group's transaction.
+    Grouped(Turn),
 }
 
 impl std::fmt::Debug for WriteUnit {
@@ -66,15 +70,7 @@ impl WriteUnit {
     /// The same for work the system does by itself, tagged with `request_id`.
     pub async fn begin_for(outbox: &Outbox, request_id: &str) -> ApiResult<Self> {
         let txn = crate::db::begin_write(outbox.connection()).await?;
-        Ok(Self {
-            txn,
-            outbox: outbox.clone(),
-            request_id: request_id.to_owned(),
-            revision: None,
-            stored: None,
-            deferred: Vec::new(),
-            turn: None,
-        })
+        Ok(Self::new(Txn::Own(txn), outbox, request_id))
     }
 
     /// Begins a unit that commits together with the units of `outbox` queued behind it (group
@@ -90,29 +86,33 @@ impl WriteUnit {
         if !outbox.groups().enabled() {
             return Self::begin_for(outbox, request_id).await;
         }
-        let (txn, turn) = outbox.groups().join(outbox).await?;
-        Ok(Self {
+        let turn = outbox.groups().join(outbox).await?;
+        Ok(Self::new(Txn::Grouped(turn), outbox, request_id))
+    }
+
+    fn new(txn: Txn, outbox: &Outbox, request_id: &str) -> Self {
+        Self {
             txn,
             outbox: outbox.clone(),
             request_id: request_id.to_owned(),
             revision: None,
             stored: None,
             deferred: Vec::new(),
-            turn: Some(turn),
-        })
+        }
     }
 
     /// Appends an event in this transaction and returns its revision; its row is written at
     /// commit. Append after the state changes it describes (the counter's row lock is then held
     /// only until the commit).
     pub async fn append(&mut self, payload: event::Payload) -> ApiResult<i64> {
-        let known = self
-            .revision
-            .or_else(|| self.turn.as_ref().and_then(Turn::head));
+        let known = self.revision.or_else(|| match &self.txn {
+            Txn::Grouped(turn) => turn.head(),
+            Txn::Own(_) => None,
+        });
         let revision = match known {
             Some(last) => last + 1,
             None => {
-                let taken = self.outbox.advance(&self.txn).await?;
+                let taken = self.outbox.advance(self.txn()).await?;
                 self.stored = Some(taken);
                 taken
             }
@@ -132,14 +132,14 @@ impl WriteUnit {
     }
 
     fn backend(&self) -> DbBackend {
-        self.txn.get_database_backend()
+        self.txn().get_database_backend()
     }
 
     /// Runs the deferred statements and, outside a group, stores the counter when the unit
     /// numbered events past its own [`Outbox::advance`].
     async fn flush(&mut self) -> ApiResult<()> {
         let backend = self.backend();
-        if self.turn.is_none()
+        if matches!(self.txn, Txn::Own(_))
             && let Some(revision) = self.revision
             && self.stored != Some(revision)
         {
@@ -149,7 +149,7 @@ impl WriteUnit {
         while deferred.peek().is_some() {
             let part: Vec<Statement> = deferred.by_ref().take(JOINED).collect();
             if let Some(joined) = joined(backend, part) {
-                self.txn.execute_raw(joined).await?;
+                self.txn().execute_raw(joined).await?;
             }
         }
         Ok(())
@@ -162,7 +162,10 @@ impl WriteUnit {
 
     /// The transaction, for APIs that take it by reference.
     pub fn txn(&self) -> &DatabaseTransaction {
-        &self.txn
+        match &self.txn {
+            Txn::Own(txn) => txn,
+            Txn::Grouped(turn) => turn.txn(),
+        }
     }
 
     /// Writes the deferred rows, commits, then wakes the outbox's watchers. Returns the last
@@ -174,18 +177,17 @@ impl WriteUnit {
             outbox,
             revision,
             stored,
-            turn,
             ..
         } = self;
-        txn.commit().await?;
-        match turn {
-            // The savepoint is released; the group's committer commits and wakes the watchers.
-            Some(turn) => turn.committed(revision, stored).await?,
-            None => {
+        match txn {
+            Txn::Own(txn) => {
+                txn.commit().await?;
                 if let Some(revision) = revision {
                     outbox.committed(revision);
                 }
             }
+            // The group's committer commits and wakes the watchers.
+            Txn::Grouped(turn) => turn.release(revision, stored).await?,
         }
         Ok(revision)
     }
@@ -205,7 +207,7 @@ impl Deref for WriteUnit {
     type Target = DatabaseTransaction;
 
     fn deref(&self) -> &DatabaseTransaction {
-        &self.txn
+        self.txn()
     }
 }
 
