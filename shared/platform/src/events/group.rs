@@ -22,15 +22,19 @@
 //! and then appends, while a grouped unit waits for that row, deadlocks; PostgreSQL breaks it after
 //! `deadlock_timeout` (1 s), and the unit it rolls back answers ABORTED `CONCURRENT_RETRY`.
 //!
-//! The savepoints are this module's own (`SAVEPOINT unit_n`), not sqlx's nested transactions:
-//! sqlx rolls back the *enclosing* transaction when a nested `begin` fails or is cancelled
-//! (say, a client gives up while the connection is still busy with the statement of the unit
-//! before), after which its `commit` of the group answers success without sending anything, and
-//! every unit released into the group was acknowledged and lost. Here a turn that ends without
-//! releasing its savepoint (failed, cancelled at any point) leaves its name on the group, and
-//! whoever uses the transaction next (the next unit, or the committer) first rolls back to that
-//! savepoint; if that fails the group fails as a whole, every unit of it is told to retry, and
-//! nothing of it is kept.
+//! The savepoint is this module's own (`SAVEPOINT unit`), not sqlx's nested transactions: sqlx
+//! rolls back the *enclosing* transaction when a nested `begin` fails or is cancelled (say, a
+//! client gives up while the connection is still busy with the statement of the unit before),
+//! after which its `commit` of the group answers success without sending anything, and every
+//! unit released into the group was acknowledged and lost. Here at most one savepoint exists in
+//! the group's transaction: the turn's own, or an empty one begun for the next unit. A unit hands
+//! its turn over with `RELEASE SAVEPOINT unit; SAVEPOINT unit` (on SQLite in the same round trip
+//! as its deferred rows), so the next unit starts without a round trip of its own. A turn that
+//! ends without handing over (an error, a cancelled call, a dead connection) is rolled back to by
+//! whoever uses the transaction next (the next unit, or the committer), which leaves the empty
+//! savepoint for the next unit; when that fails, or when a unit was cancelled in the middle of
+//! its hand-over (whether its savepoint was released is then unknown), the group fails as a
+//! whole: every unit of it is told to retry, and nothing of it is kept.
 //!
 //! Only mutations whose checks hold inside their transaction may be grouped — optimistic version
 //! conditions in the statements themselves, or reads on the unit — since their reads on other
@@ -75,11 +79,12 @@ struct Open {
     stored: Option<i64>,
     /// Units released into the group.
     units: u64,
-    /// Savepoints begun in the transaction: each unit's is named after the count.
-    savepoints: u64,
-    /// The savepoint of a turn that ended without releasing it: rolled back to before the
-    /// transaction is used again.
-    unreleased: Option<String>,
+    /// An empty savepoint is begun for the next unit.
+    ready: bool,
+    /// A turn ended in its savepoint: rolled back to before the transaction is used again.
+    unreleased: bool,
+    /// A turn was cancelled in the middle of its hand-over: the group cannot be committed.
+    broken: bool,
 }
 
 impl Open {
@@ -90,19 +95,26 @@ impl Open {
             revision: None,
             stored: None,
             units: 0,
-            savepoints: 0,
-            unreleased: None,
+            ready: false,
+            unreleased: false,
+            broken: false,
         }
     }
 
-    /// Takes back what a failed or cancelled turn left in the transaction. A savepoint stays
-    /// after it is rolled back to, so this can be repeated until the next savepoint begins.
+    /// Takes back what a failed or cancelled turn left in the transaction. A savepoint stays,
+    /// empty, after it is rolled back to: this can be repeated, and the next unit starts in it.
     async fn recover(&mut self) -> Result<(), DbErr> {
-        if let Some(name) = &self.unreleased {
+        if self.broken {
+            return Err(DbErr::Custom(
+                "a unit was cancelled while it handed its turn over".into(),
+            ));
+        }
+        if self.unreleased {
             self.txn
-                .execute_unprepared(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                .execute_unprepared("ROLLBACK TO SAVEPOINT unit")
                 .await?;
-            self.unreleased = None;
+            self.unreleased = false;
+            self.ready = true;
         }
         Ok(())
     }
@@ -142,13 +154,21 @@ impl std::fmt::Debug for Groups {
 /// savepoint, until it is released or dropped.
 pub(crate) struct Turn {
     guard: OwnedMappedMutexGuard<Option<Open>, Open>,
-    /// The unit's savepoint.
-    savepoint: String,
-    /// The savepoint was released: the unit's writes are the group's.
-    released: bool,
+    stage: Stage,
     done: watch::Receiver<Outcome>,
     groups: Groups,
     outbox: Outbox,
+}
+
+/// Where a turn's savepoint stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Open (or being begun): the unit's writes can be rolled back to it.
+    Open,
+    /// The hand-over was sent and has not answered: released or not, nobody knows.
+    HandingOver,
+    /// Released: the unit's writes are the group's.
+    HandedOver,
 }
 
 /// Kicks a committer when dropped, unless disarmed: a join that fails or is cancelled after
@@ -222,22 +242,19 @@ impl Groups {
         }
         let mut guard = OwnedMutexGuard::try_map(slot, Option::as_mut)
             .map_err(|_| ApiError::internal("a group without its transaction"))?;
-        guard.savepoints += 1;
-        let savepoint = format!("unit_{}", guard.savepoints);
+        let begun = std::mem::take(&mut guard.ready);
         let done = guard.done.subscribe();
         kick.armed = false;
         let turn = Turn {
             guard,
-            savepoint,
-            released: false,
+            stage: Stage::Open,
             done,
             groups: self.clone(),
             outbox: outbox.clone(),
         };
-        turn.guard
-            .txn
-            .execute_unprepared(&format!("SAVEPOINT {}", turn.savepoint))
-            .await?;
+        if !begun {
+            turn.guard.txn.execute_unprepared("SAVEPOINT unit").await?;
+        }
         Ok(turn)
     }
 
@@ -301,6 +318,9 @@ async fn store_and_commit(
 }
 
 impl Turn {
+    /// What ends a unit's turn: its savepoint released, and the next unit's begun.
+    pub(crate) const HAND_OVER: [&'static str; 2] = ["RELEASE SAVEPOINT unit", "SAVEPOINT unit"];
+
     /// The last revision a unit of the group appended, once one did: the next unit numbers its
     /// events after it.
     pub(crate) fn head(&self) -> Option<i64> {
@@ -312,20 +332,30 @@ impl Turn {
         &self.guard.txn
     }
 
-    /// Releases the unit's savepoint (`revision`: the last event it appended; `stored`: the
-    /// counter's value it stored, if it took one), hands the turn on and waits for the group's
+    /// Marks the hand-over ([`Turn::HAND_OVER`]) as sent: a turn dropped before
+    /// [`Turn::handed_over`] or [`Turn::hand_over_failed`] was cancelled while it ran, and fails
+    /// its group.
+    pub(crate) fn handing_over(&mut self) {
+        self.stage = Stage::HandingOver;
+    }
+
+    /// The hand-over answered an error: the savepoint was not released (or the next one not
+    /// begun, and rolling back to it will fail the group), so the next user rolls back to it.
+    pub(crate) fn hand_over_failed(&mut self) {
+        self.stage = Stage::Open;
+    }
+
+    /// After the hand-over succeeded (`revision`: the last event the unit appended; `stored`: the
+    /// counter's value it stored, if it took one): hands the turn on and waits for the group's
     /// commit.
-    pub(crate) async fn release(
+    pub(crate) async fn handed_over(
         mut self,
         revision: Option<i64>,
         stored: Option<i64>,
     ) -> ApiResult<()> {
-        self.guard
-            .txn
-            .execute_unprepared(&format!("RELEASE SAVEPOINT {}", self.savepoint))
-            .await?;
-        self.released = true;
+        self.stage = Stage::HandedOver;
         let open = &mut *self.guard;
+        open.ready = true;
         open.units += 1;
         if revision.is_some() {
             open.revision = revision;
@@ -347,11 +377,13 @@ impl Turn {
 }
 
 impl Drop for Turn {
-    /// A turn ends (released, failed or cancelled): what it did not release is taken back by the
-    /// next user of the transaction, and a committer comes for the open group.
+    /// A turn ends (handed over, failed or cancelled): what it did not hand over is taken back by
+    /// the next user of the transaction, and a committer comes for the open group.
     fn drop(&mut self) {
-        if !self.released {
-            self.guard.unreleased = Some(std::mem::take(&mut self.savepoint));
+        match self.stage {
+            Stage::Open => self.guard.unreleased = true,
+            Stage::HandingOver => self.guard.broken = true,
+            Stage::HandedOver => {}
         }
         self.groups.kick(&self.outbox);
     }
