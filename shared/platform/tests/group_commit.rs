@@ -22,12 +22,7 @@ use group_support::*;
 async fn units_queued_behind_an_open_one_share_its_commit(test: TestDb) {
     let (outbox, db) = outbox(&test).await;
     let stats = outbox.group_stats();
-    let mut a = WriteUnit::begin_grouped_for(&outbox, "a").await.unwrap();
-    exec(&*a, "INSERT INTO t (name) VALUES ('a')").await;
-    let ra = a
-        .append(event::Payload::MemberAdded(MemberAdded::default()))
-        .await
-        .unwrap();
+    let (a, ra) = opened(&outbox, "a").await;
     let b = tokio::spawn(unit(outbox.clone(), "b", None, false));
     let c = tokio::spawn(unit(outbox.clone(), "c", None, true));
     let d = tokio::spawn(unit(outbox.clone(), "d", None, false));

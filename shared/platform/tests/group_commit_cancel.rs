@@ -40,12 +40,7 @@ const C_PATIENCE: Duration = Duration::from_millis(400);
 async fn cancelled_units_cost_the_released_ones_nothing(test: TestDb, b_commits: bool) {
     let (outbox, db) = outbox(&test).await;
     let backend = db.get_database_backend();
-    let mut a = WriteUnit::begin_grouped_for(&outbox, "a").await.unwrap();
-    exec(&*a, "INSERT INTO t (name) VALUES ('a')").await;
-    let ra = a
-        .append(event::Payload::MemberAdded(MemberAdded::default()))
-        .await
-        .unwrap();
+    let (a, ra) = opened(&outbox, "a").await;
     // b gives up in the middle of its statement; the connection stays busy with it.
     let b = tokio::spawn({
         let outbox = outbox.clone();

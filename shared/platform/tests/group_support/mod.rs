@@ -128,3 +128,14 @@ pub async fn queued(outbox: &Outbox, n: usize) {
     }
     panic!("{n} units never queued");
 }
+
+/// A grouped unit, in its turn, that inserted `name` and appended an event (its revision).
+pub async fn opened(outbox: &Outbox, name: &'static str) -> (WriteUnit, i64) {
+    let mut u = WriteUnit::begin_grouped_for(outbox, name).await.unwrap();
+    exec(&*u, &format!("INSERT INTO t (name) VALUES ('{name}')")).await;
+    let revision = u
+        .append(event::Payload::MemberAdded(MemberAdded::default()))
+        .await
+        .unwrap();
+    (u, revision)
+}
