@@ -349,3 +349,44 @@ async fn events_a_failed_group_commit_acknowledges_no_unit_of_it_postgres() {
     };
     a_failed_group_commit_fails_every_unit_of_the_group(test).await;
 }
+
+/// 100 units queued behind an open one: without a bound they would all share its commit (one
+/// transaction with 101 subtransactions on PostgreSQL); a group takes at most 64.
+async fn a_group_takes_at_most_64_units(test: TestDb) {
+    let (outbox, db) = outbox(&test).await;
+    let stats = outbox.group_stats();
+    let (a, _) = opened(&outbox, "a").await;
+    let units: Vec<_> = (0..100)
+        .map(|i| {
+            let name: &'static str = Box::leak(format!("u{i:03}").into_boxed_str());
+            tokio::spawn(unit(outbox.clone(), name, None, false))
+        })
+        .collect();
+    queued(&outbox, 100).await;
+    a.commit().await.unwrap();
+    for u in units {
+        u.await.unwrap().unwrap();
+    }
+    assert_eq!(revisions(&db).await, (1..=101).collect::<Vec<i64>>());
+    assert_eq!(strings(&db, "SELECT name FROM t").await.len(), 101);
+    assert_eq!(stats.units.load(Ordering::Relaxed), 101);
+    let commits = stats.commits.load(Ordering::Relaxed);
+    assert!(
+        commits >= 2,
+        "101 units shared {commits} commit(s): a group takes at most 64"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_group_takes_at_most_64_units_sqlite() {
+    a_group_takes_at_most_64_units(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_group_takes_at_most_64_units_postgres() {
+    let Some(test) = TestDb::postgres().await else {
+        println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    a_group_takes_at_most_64_units(test).await;
+}

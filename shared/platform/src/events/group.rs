@@ -54,6 +54,13 @@ use crate::error::{ApiError, ApiResult, Reason};
 /// busy timeout of the SQLite connections, so a stuck group fails calls as a held lock did.
 const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Units released into one group at most; the next unit commits the group first. Each unit's
+/// savepoint that writes takes a subtransaction id on PostgreSQL, and past 64 in one
+/// transaction its per-backend cache of them overflows, after which every other session's
+/// visibility checks look them up in `pg_subtrans` (a known slowdown of busy servers). A group
+/// of 64 still shares one commit among 64 changes.
+const MAX_UNITS: u64 = 64;
+
 /// Counts of group commits, to show (and test) that units share commits.
 #[derive(Debug, Default)]
 pub struct GroupStats {
@@ -236,6 +243,14 @@ impl Groups {
         {
             open.fail(&cause);
         }
+        if slot.as_ref().is_some_and(|open| open.units >= MAX_UNITS)
+            && let Some(full) = slot.take()
+        {
+            // Committed by a task of its own: this call being cancelled must not leave the
+            // group's units without an outcome.
+            let (groups, outbox) = (self.clone(), outbox.clone());
+            let _ = tokio::spawn(async move { groups.finish(&outbox, full).await }).await;
+        }
         if slot.is_none() {
             let txn = crate::db::begin_write(outbox.connection()).await?;
             *slot = Some(Open::new(txn));
@@ -274,28 +289,31 @@ impl Groups {
         runtime.spawn(async move {
             let mut slot = groups.slot.clone().lock_owned().await;
             groups.committer.store(false, Ordering::Release);
-            let Some(mut open) = slot.take() else {
-                return;
-            };
-            if let Err(cause) = open.recover().await {
-                drop(slot);
-                open.fail(&cause);
-                return;
+            if let Some(open) = slot.take() {
+                groups.finish(&outbox, open).await;
             }
-            let outcome = if open.units == 0 {
-                open.txn.rollback().await.map_err(ApiError::from)
-            } else {
-                store_and_commit(open.txn, open.revision, open.stored).await
-            };
-            drop(slot);
-            if outcome.is_ok() {
-                groups.stats.commits.fetch_add(1, Ordering::Relaxed);
-                if let Some(revision) = open.revision {
-                    outbox.committed(revision);
-                }
-            }
-            open.done.send_replace(Some(outcome));
         });
+    }
+
+    /// Commits `open` (or rolls it back, when no unit was released into it) and tells its units
+    /// the outcome.
+    async fn finish(&self, outbox: &Outbox, mut open: Open) {
+        if let Err(cause) = open.recover().await {
+            open.fail(&cause);
+            return;
+        }
+        let outcome = if open.units == 0 {
+            open.txn.rollback().await.map_err(ApiError::from)
+        } else {
+            store_and_commit(open.txn, open.revision, open.stored).await
+        };
+        if outcome.is_ok() {
+            self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            if let Some(revision) = open.revision {
+                outbox.committed(revision);
+            }
+        }
+        open.done.send_replace(Some(outcome));
     }
 }
 
