@@ -4,7 +4,8 @@
 //! kept — never acknowledged and lost. (The db-faults chaos run found one acknowledged role
 //! change with no event and no audit record on PostgreSQL: sqlx's nested transactions roll back
 //! the whole group when a savepoint's begin is cancelled, and its commit then answers success
-//! without committing anything; the control arm below shows it.)
+//! without committing anything; the control arm below shows it.) Rule ORG-12: a role change is
+//! published as an event in its own transaction, so an acknowledged change has its event.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -104,12 +105,12 @@ async fn cancelled_units_cost_the_released_ones_nothing(test: TestDb, b_commits:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_cancelled_units_never_cost_a_group_an_acknowledged_write_sqlite() {
+async fn org_12_cancelled_units_never_cost_a_group_an_acknowledged_write_sqlite() {
     cancelled_units_cost_the_released_ones_nothing(TestDb::sqlite(), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_cancelled_units_never_cost_a_group_an_acknowledged_write_postgres() {
+async fn org_12_cancelled_units_never_cost_a_group_an_acknowledged_write_postgres() {
     let Some(test) = TestDb::postgres().await else {
         println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
         return;
@@ -118,12 +119,12 @@ async fn events_cancelled_units_never_cost_a_group_an_acknowledged_write_postgre
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_a_unit_cancelled_in_its_commit_never_costs_a_group_an_acknowledged_write_sqlite() {
+async fn org_12_a_unit_cancelled_in_its_commit_never_costs_a_group_an_acknowledged_write_sqlite() {
     cancelled_units_cost_the_released_ones_nothing(TestDb::sqlite(), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_a_unit_cancelled_in_its_commit_never_costs_a_group_an_acknowledged_write_postgres()
+async fn org_12_a_unit_cancelled_in_its_commit_never_costs_a_group_an_acknowledged_write_postgres()
 {
     let Some(test) = TestDb::postgres().await else {
         println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
@@ -136,7 +137,7 @@ async fn events_a_unit_cancelled_in_its_commit_never_costs_a_group_an_acknowledg
 /// the group commit used before. The cancelled savepoint begin rolls the whole transaction back,
 /// and its commit still answers success: the check above would see a's row missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_cancelled_units_control_sqlx_savepoints_lose_an_acknowledged_write_postgres() {
+async fn org_12_cancelled_units_control_sqlx_savepoints_lose_an_acknowledged_write_postgres() {
     let Some(test) = TestDb::postgres().await else {
         println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
         return;

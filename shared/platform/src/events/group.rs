@@ -249,7 +249,10 @@ impl Groups {
             // Committed by a task of its own: this call being cancelled must not leave the
             // group's units without an outcome.
             let (groups, outbox) = (self.clone(), outbox.clone());
-            let _ = tokio::spawn(async move { groups.finish(&outbox, full).await }).await;
+            if let Err(e) = tokio::spawn(async move { groups.finish(&outbox, full).await }).await {
+                // Its units answer UNAVAILABLE: the group ended without an outcome.
+                tracing::error!(error = %e, "committing a full group failed");
+            }
         }
         if slot.is_none() {
             let txn = crate::db::begin_write(outbox.connection()).await?;
