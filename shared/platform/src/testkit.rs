@@ -254,6 +254,48 @@ impl RunningServer {
     }
 }
 
+/// `n` free loopback ports for servers a test starts later, often as child processes that are
+/// killed and restarted on the same port. A port taken with `127.0.0.1:0` and released is in
+/// the kernel's ephemeral range, where any outgoing connection (a database pool's, another
+/// test's client) may be given it as its local port before the server binds it again. These
+/// come from below that range, where the kernel never hands ports out, and each is checked free
+/// by binding it; a process never gets the same port twice.
+pub fn reserved_ports(n: usize) -> Vec<u16> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let end = if ephemeral > LOWEST + 1_000 {
+        ephemeral
+    } else {
+        49_152
+    };
+    let span = end - LOWEST;
+    // Parallel test processes start at different places in the range.
+    let _ = NEXT.compare_exchange(
+        0,
+        rand::random_range(1..=span),
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut ports = Vec::with_capacity(n);
+    for _ in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = LOWEST + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(port).unwrap_or_else(|_| panic!("port {port}"));
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(ports.len(), n, "no {n} free ports below {end}");
+    ports
+}
+
 /// Binds `addr`, retrying briefly while a previous server's port is released.
 pub async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
     let mut last = None;
@@ -470,4 +512,38 @@ pub fn organizations_merged(
         account_ids: accounts.iter().map(|a| (*a).to_owned()).collect(),
         candidate_owner_user_id: owner.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reserved_ports;
+
+    /// The chaos harness's children are restarted on their ports: a port an outgoing connection
+    /// can be given meanwhile (the ephemeral range) once kept one from coming back.
+    #[test]
+    fn reserved_ports_are_distinct_free_and_never_ephemeral() {
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok());
+        let mut ports = reserved_ports(20);
+        ports.extend(reserved_ports(20));
+        for &port in &ports {
+            if let Some(low) = ephemeral {
+                assert!(port < low, "{port} is in the ephemeral range from {low}");
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+        // The control: what a bound and released `127.0.0.1:0` gives is in that range.
+        let released = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if let Some(low) = ephemeral {
+            assert!(released >= low, "{released} below {low}");
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 40, "a port was handed out twice");
+    }
 }

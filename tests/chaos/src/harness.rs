@@ -120,16 +120,6 @@ fn account(client_id: &str, secret: &str, capabilities: &str) -> String {
     format!("{client_id}:{hex}:{capabilities}")
 }
 
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok().map(|a| a.port()))
-        .collect())
-}
-
 /// A `orgplane` setup with the three killable services as child processes.
 pub struct Harness {
     bin: PathBuf,
@@ -179,7 +169,7 @@ impl Harness {
             Some(url) => Some(PgDatabases::create(url).await?),
             None => None,
         };
-        let ports = free_ports(3)?;
+        let ports = orgplane_platform::testkit::reserved_ports(3);
         let ports: HashMap<&'static str, u16> = CHILDREN.iter().copied().zip(ports).collect();
         let mut accounts: Vec<String> = CHILDREN
             .iter()

@@ -162,10 +162,10 @@ impl Rig {
         tweak(&mut config);
         let org_db = TestDb::sqlite();
         let org = Outbox::new(org_db.open::<OrgMigrator>().await, Producer::Organization);
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let addr = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            orgplane_platform::testkit::reserved_ports(1)[0],
+        ));
         let url = format!("http://{addr}");
         let mut server = GrpcServer::new(ServerConfig::default());
         let clock = Arc::new(OffsetClock::new());

@@ -24,10 +24,10 @@ impl Rig {
     /// configuration with `tweak` (give it the rig's own tweak to make it a twin).
     pub(super) async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> Replica {
         let url = self.server.url();
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let addr = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            orgplane_platform::testkit::reserved_ports(1)[0],
+        ));
         let mut server = GrpcServer::new(ServerConfig::default());
         let own = ServiceAccount {
             client_id: "orgplane-test".into(),

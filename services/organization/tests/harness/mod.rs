@@ -178,10 +178,10 @@ impl Rig {
             Outbox::new(ws_db.open::<ProducerTables>().await, Producer::Workspace);
 
         let auth = TestAuth::new();
-        let addr = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let addr = std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            orgplane_platform::testkit::reserved_ports(1)[0],
+        ));
         let url = format!("http://{addr}");
         let clock = Arc::new(OffsetClock::new());
         let mut runtime = orgplane_platform::testkit::runtime(&url, &auth, clock.clone());

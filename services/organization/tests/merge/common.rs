@@ -107,10 +107,10 @@ pub async fn env_with(
 ) -> Option<Env> {
     let dns = TestDns::start(&["test"]).await;
     let workspaces = FakeWorkspaces::default();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let addr = std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        orgplane_platform::testkit::reserved_ports(1)[0],
+    ));
     let stop = CancellationToken::new();
     let server = tonic::transport::Server::builder()
         .add_service(WorkspaceServiceServer::new(workspaces.clone()))

@@ -21,10 +21,7 @@ pub fn rss_kib(pid: Option<u32>) -> u64 {
 /// Runs the `orgplane all` code (this binary's `exec-orgplane`) as a child process on `args`,
 /// and returns (exec → SERVING, RSS after `settle`) and the child.
 pub async fn exec_orgplane(args: &[String], settle: Duration) -> anyhow::Result<(Duration, u64)> {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        l.local_addr()?.port()
-    };
+    let port = orgplane_platform::testkit::reserved_ports(1)[0];
     let exe = std::env::current_exe()?;
     let t0 = Instant::now();
     let mut child = tokio::process::Command::new(exe)
