@@ -242,24 +242,24 @@ impl App {
         }
         // Grouped: the change holds inside the unit (the version condition of its UPDATE), so
         // concurrent role changes share one commit.
-        let mut txn = WriteUnit::begin_grouped(&self.outbox, call).await?;
-        let after = self.set_member_role_in(&mut txn, &before, new_role).await?;
-        self.audit.write_in(
-            &mut txn,
-            call,
-            Entry::new(
-                &before.organization_id,
-                "member.update_role",
-                "member",
-                &user_id,
-            )
-            .change(Some(&before), Some(&after)),
-        );
-        let revision = txn.commit_at_revision().await?;
-        Ok(Revised {
-            value: self.enrich_one(after, call).await,
-            revision,
-        })
+        let write = async {
+            let mut txn = WriteUnit::begin_grouped(&self.outbox, call).await?;
+            let after = self.set_member_role_in(&mut txn, &before, new_role).await?;
+            self.audit.write_in(
+                &mut txn,
+                call,
+                Entry::new(
+                    &before.organization_id,
+                    "member.update_role",
+                    "member",
+                    &user_id,
+                )
+                .change(Some(&before), Some(&after)),
+            );
+            Ok((after, txn.commit_at_revision().await?))
+        };
+        let (value, revision) = self.enriched_during(&user_id, call, write).await?;
+        Ok(Revised { value, revision })
     }
 
     /// RemoveMember (rules ORG-4, ORG-5): by OWNER/ADMIN, or a member leaving. Returns the

@@ -374,17 +374,32 @@ impl App {
         let users = self.users.batch(&ids, call).await?;
         Ok(members
             .into_iter()
-            .map(|mut member| match users.get(&member.user_id) {
-                Some(u) => {
-                    member.email = u.email.clone();
-                    MemberView {
-                        member,
-                        display_name: u.display_name.clone(),
-                    }
-                }
-                None => MemberView::stored(member),
-            })
+            .map(|member| view_with(member, &users))
             .collect())
+    }
+
+    /// Runs `write`, a mutation answering `user_id`'s membership, while identity is asked for
+    /// the user's name, and answers the membership's view with the rest of what `write` answers:
+    /// the call waits for its commit and for identity at once rather than one after the other.
+    /// A failed write answers at once; identity failing leaves the stored email and no name, as
+    /// [`Self::enrich_best_effort`] does after a committed change.
+    pub async fn enriched_during<T>(
+        &self,
+        user_id: &str,
+        call: &Call,
+        write: impl Future<Output = Result<(member::Model, T)>>,
+    ) -> Result<(MemberView, T)> {
+        let ids = [user_id.to_owned()];
+        let lookup = async { Ok::<_, Error>(self.users.batch(&ids, call).await) };
+        let ((member, rest), users) = tokio::try_join!(write, lookup)?;
+        let view = match users {
+            Ok(users) => view_with(member, &users),
+            Err(e) => {
+                tracing::debug!(error = %e, "member returned without a name");
+                MemberView::stored(member)
+            }
+        };
+        Ok((view, rest))
     }
 
     /// As [`Self::enrich`], but after a committed change: identity being down leaves the stored
@@ -409,5 +424,22 @@ impl App {
             .await
             .pop()
             .unwrap_or_else(|| MemberView::stored(member))
+    }
+}
+
+/// `member` with the email and display name identity knows, when `users` holds its user.
+fn view_with(
+    mut member: member::Model,
+    users: &std::collections::HashMap<String, orgplane_platform::clients::identity::UserFacts>,
+) -> MemberView {
+    match users.get(&member.user_id) {
+        Some(u) => {
+            member.email = u.email.clone();
+            MemberView {
+                member,
+                display_name: u.display_name.clone(),
+            }
+        }
+        None => MemberView::stored(member),
     }
 }

@@ -122,3 +122,68 @@ async fn org_5_concurrent_role_changes_each_land_once_sqlite() {
 async fn org_5_concurrent_role_changes_each_land_once_postgres() {
     org_5_concurrent_role_changes_each_land_once(Backend::Postgres).await;
 }
+
+/// The changed member is answered with the name identity knows (looked up while the change
+/// commits); identity being down does not fail a change that was made: the answer has the stored
+/// email and no name. A change that fails answers its own error.
+#[tokio::test]
+async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when_identity_is_down()
+{
+    let rig = Rig::new(Backend::Sqlite).await.unwrap();
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    rig.add_member(&org.id, "user_owner", "user_m", OrgRole::User)
+        .await;
+    let update = |role: OrgRole, etag: &str| {
+        let request = rig.as_user(
+            "user_owner",
+            UpdateMemberRoleRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_m".into(),
+                role: role as i32,
+                etag: etag.into(),
+            },
+        );
+        let mut client = rig.client();
+        async move { client.update_member_role(request).await }
+    };
+    let named = update(OrgRole::Developer, "")
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    assert_eq!(named.role, OrgRole::Developer as i32);
+    assert_eq!(named.display_name, "Name of user_m");
+    assert_eq!(named.email, "user_m@example.com");
+
+    rig.identity
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let unnamed = update(OrgRole::Billing, "").await.unwrap().into_inner();
+    let member = unnamed.member.unwrap();
+    assert_eq!(member.role, OrgRole::Billing as i32);
+    assert_eq!(member.display_name, "");
+    assert_eq!(member.email, "user_m@example.com");
+    let stale = update(OrgRole::User, &named.etag).await.unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
+
+    rig.identity
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let kept = rig
+        .client()
+        .get_member(rig.as_user(
+            "user_owner",
+            GetMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: "user_m".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .member
+        .unwrap();
+    assert_eq!(kept.role, OrgRole::Billing as i32);
+    assert_eq!(kept.display_name, "Name of user_m");
+}
