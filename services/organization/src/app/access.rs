@@ -35,10 +35,52 @@ impl Access {
         organization_id: &str,
         deleted: Deleted,
     ) -> Result<Access> {
+        Ok(
+            Self::resolve_reading(db, principal, organization_id, deleted, None)
+                .await?
+                .0,
+        )
+    }
+
+    /// [`Access::resolve`], with the membership of `member_user_id` read in the same statement
+    /// (`None` when they are not a member). The caller judges the access before it uses the
+    /// membership, as it would have before reading it.
+    pub async fn resolve_with_member<C: ConnectionTrait>(
+        db: &C,
+        principal: &Principal,
+        organization_id: &str,
+        deleted: Deleted,
+        member_user_id: &str,
+    ) -> Result<(Access, Option<member::Model>)> {
+        Self::resolve_reading(
+            db,
+            principal,
+            organization_id,
+            deleted,
+            Some(member_user_id),
+        )
+        .await
+    }
+
+    async fn resolve_reading<C: ConnectionTrait>(
+        db: &C,
+        principal: &Principal,
+        organization_id: &str,
+        deleted: Deleted,
+        member_user_id: Option<&str>,
+    ) -> Result<(Access, Option<member::Model>)> {
         authz::require_caller(principal)?;
         let not_found = || Error::not_found("organization", organization_id);
-        let org = organization::Entity::find_by_id(organization_id.to_owned())
-            .one(db)
+        let user_id = match principal {
+            Principal::User(u) => Some(u.user_id.as_str()),
+            _ => None,
+        };
+        let Rows {
+            org,
+            caller: membership,
+            own_policy,
+            member,
+        } = read_standing(db, organization_id, user_id, member_user_id)
             .await?
             .ok_or_else(not_found)?;
         // A MERGED organization is a tombstone (rule ORG-15): gone for every caller and every
@@ -46,13 +88,7 @@ impl Access {
         if org.state == OrganizationState::Merged as i32 {
             return Err(not_found());
         }
-        let role = match principal {
-            Principal::User(u) => member::Entity::find_by_id((org.id.clone(), u.user_id.clone()))
-                .one(db)
-                .await?
-                .map(|m| role_of(m.role)),
-            _ => None,
-        };
+        let role = membership.map(|m| role_of(m.role));
         let is_deleted = org.state == OrganizationState::Deleted as i32;
         let operator = match principal {
             Principal::User(u) => operator_role(db, &org, &u.user_id, role).await?,
@@ -63,17 +99,28 @@ impl Access {
         // Admission judges the policy in force (its operator's ENFORCED or inherited MFA and
         // sign-in methods included, rule ORG-13). The re-authentication age plays no part in
         // admission: the platform's default will do.
-        let policy = layers::<security_policy::Model, _>(db, &org).await?;
+        let policy = if org.operator_id.is_empty() {
+            PolicyLayers {
+                organization_id: org.id.clone(),
+                own: own_policy,
+                operator: None,
+            }
+        } else {
+            layers::<security_policy::Model, _>(db, &org).await?
+        };
         policy
             .effective(&policy_defaults(DEFAULT_REAUTH_MAX_AGE_SECS))
             .model
             .policy()
             .admit_principal(&org.id, principal, admission_role(&standing, role))?;
-        Ok(Access {
-            org,
-            standing,
-            policy,
-        })
+        Ok((
+            Access {
+                org,
+                standing,
+                policy,
+            },
+            member,
+        ))
     }
 
     /// For the acts an operator may perform in its children (ORG-13): PERMISSION_DENIED unless
@@ -146,6 +193,88 @@ pub(super) async fn operator_role<C: ConnectionTrait>(
             .await?
             .and_then(|m| OperatorRole::administering(&org.operator_id, role_of(m.role))),
     )
+}
+
+/// What [`Access::resolve`] reads of one organization.
+struct Rows {
+    org: organization::Model,
+    /// The calling user's membership.
+    caller: Option<member::Model>,
+    /// The organization's own security policy row.
+    own_policy: Option<security_policy::Model>,
+    /// The membership asked for with [`Access::resolve_with_member`].
+    member: Option<member::Model>,
+}
+
+/// Organization `organization_id` with the memberships of the calling user (`caller`) and of
+/// `member`, when asked, and its own security policy row, in one statement: every call resolves
+/// its access, and on SQLite each statement is a hand-off to a connection's thread and back,
+/// which costs more than the reads themselves. `None` when there is no such organization.
+async fn read_standing<C: ConnectionTrait>(
+    db: &C,
+    organization_id: &str,
+    caller: Option<&str>,
+    member: Option<&str>,
+) -> Result<Option<Rows>> {
+    use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query};
+    use sea_orm::{FromQueryResult, QueryResult};
+    let org_id = (organization::Entity, organization::Column::Id);
+    let mut q = Query::select();
+    select_prefixed::<organization::Entity>(&mut q, organization::Entity, "o_");
+    select_prefixed::<security_policy::Entity>(&mut q, security_policy::Entity, "p_");
+    q.from(organization::Entity)
+        .join(
+            JoinType::LeftJoin,
+            security_policy::Entity,
+            Expr::col((
+                security_policy::Entity,
+                security_policy::Column::OrganizationId,
+            ))
+            .equals(org_id),
+        )
+        .and_where(Expr::col(org_id).eq(organization_id));
+    for (alias, user_id) in [("caller", caller), ("member", member)] {
+        let Some(user_id) = user_id else { continue };
+        let table = Alias::new(alias);
+        select_prefixed::<member::Entity>(&mut q, table.clone(), &format!("{alias}_"));
+        q.join_as(
+            JoinType::LeftJoin,
+            member::Entity,
+            table.clone(),
+            Condition::all()
+                .add(Expr::col((table.clone(), member::Column::OrganizationId)).equals(org_id))
+                .add(Expr::col((table, member::Column::UserId)).eq(user_id)),
+        );
+    }
+    let Some(row): Option<QueryResult> = db.query_one(&q).await? else {
+        return Ok(None);
+    };
+    let membership = |asked: Option<&str>, prefix: &str| match asked {
+        Some(_) => Option::<member::Model>::from_query_result(&row, prefix),
+        None => Ok(None),
+    };
+    Ok(Some(Rows {
+        org: organization::Model::from_query_result(&row, "o_")?,
+        caller: membership(caller, "caller_")?,
+        own_policy: Option::<security_policy::Model>::from_query_result(&row, "p_")?,
+        member: membership(member, "member_")?,
+    }))
+}
+
+/// Selects every column of `E` from `table`, named `prefix` + its name (as sea-orm's combined
+/// selects do).
+fn select_prefixed<E: EntityTrait>(
+    q: &mut sea_orm::sea_query::SelectStatement,
+    table: impl sea_orm::sea_query::IntoIden + Clone,
+    prefix: &str,
+) {
+    use sea_orm::{ColumnTrait, IdenStatic, Iterable};
+    for column in E::Column::iter() {
+        q.expr_as(
+            column.select_as(sea_orm::sea_query::Expr::col((table.clone(), column))),
+            sea_orm::sea_query::Alias::new(format!("{prefix}{}", column.as_str())),
+        );
+    }
 }
 
 /// NOT_FOUND of the organization becomes NOT_FOUND of the resource `resource` `id` that led to it

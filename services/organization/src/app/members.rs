@@ -198,10 +198,16 @@ impl App {
         required("organization_id", organization_id)?;
         required("user_id", user_id)?;
         let user_id = resolve_me(&call.principal, user_id)?;
-        let access =
-            Access::resolve(&self.db, &call.principal, organization_id, Deleted::Hidden).await?;
+        let (access, m) = Access::resolve_with_member(
+            &self.db,
+            &call.principal,
+            organization_id,
+            Deleted::Hidden,
+            &user_id,
+        )
+        .await?;
         access.require(OrgAction::Read)?;
-        let m = self.find_member(&access.org.id, &user_id).await?;
+        let m = m.ok_or_else(|| Error::not_found("member", &user_id))?;
         let mut views = self.enrich(vec![m.clone()], call).await?;
         Ok(views.pop().unwrap_or_else(|| MemberView::stored(m)))
     }
@@ -217,15 +223,16 @@ impl App {
         required("user_id", &cmd.user_id)?;
         let new_role = validate::assignable_role("role", cmd.role)?;
         let user_id = resolve_me(&call.principal, &cmd.user_id)?;
-        let access = Access::resolve(
+        let (access, before) = Access::resolve_with_member(
             &self.db,
             &call.principal,
             &cmd.organization_id,
             Deleted::Hidden,
+            &user_id,
         )
         .await?;
         access.require(OrgAction::ManageOrganization)?;
-        let before = self.find_member(&access.org.id, &user_id).await?;
+        let before = before.ok_or_else(|| Error::not_found("member", &user_id))?;
         let old_role = role_of(before.role);
         if old_role == OrgRole::Owner {
             return Err(Error::OwnerRoleImmutable { user_id });

@@ -187,3 +187,97 @@ async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when
     assert_eq!(kept.role, OrgRole::Billing as i32);
     assert_eq!(kept.display_name, "Name of user_m");
 }
+
+/// One statement reads the organization, the caller's membership, its policy and the member a
+/// call names; what a caller learns still follows the order of the checks: an outsider learns
+/// nothing of the organization, a member without the role is refused before it learns whether
+/// the member exists, and the policy read with them is enforced (ORG-16).
+async fn org_5_member_calls_judge_the_caller_before_the_member(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    rig.add_member(&org.id, "user_owner", "user_dev", OrgRole::Developer)
+        .await;
+    rig.add_member(&org.id, "user_owner", "user_admin", OrgRole::Admin)
+        .await;
+    let get = |caller: &str, user: &str| {
+        let request = rig.as_user(
+            caller,
+            GetMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: user.into(),
+            },
+        );
+        let mut client = rig.client();
+        async move { client.get_member(request).await }
+    };
+    let update = |caller: &str, user: &str| {
+        let request = rig.as_user(
+            caller,
+            UpdateMemberRoleRequest {
+                organization_id: org.id.clone(),
+                user_id: user.into(),
+                role: OrgRole::Billing as i32,
+                etag: String::new(),
+            },
+        );
+        let mut client = rig.client();
+        async move { client.update_member_role(request).await }
+    };
+    // Found, for a member of any role.
+    let dev = get("user_dev", "user_admin").await.unwrap().into_inner();
+    assert_eq!(dev.member.unwrap().role, OrgRole::Admin as i32);
+    // An unknown member, asked by a member: NOT_FOUND of the member.
+    let e = get("user_dev", "user_nobody").await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().starts_with("member "), "{e:?}");
+    // An outsider: NOT_FOUND of the organization, whoever it names.
+    for user in ["user_admin", "user_nobody"] {
+        let e = get("user_outsider", user).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.message().starts_with("organization "), "{e:?}");
+        let e = update("user_outsider", user).await.unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.message().starts_with("organization "), "{e:?}");
+    }
+    // A DEVELOPER may not change roles: refused, whether the member exists or not.
+    for user in ["user_admin", "user_nobody"] {
+        let e = update("user_dev", user).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{user}: {e:?}");
+    }
+    let e = update("user_owner", "user_nobody").await.unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().starts_with("member "), "{e:?}");
+    let changed = update("user_owner", "user_dev").await.unwrap().into_inner();
+    assert_eq!(changed.member.unwrap().role, OrgRole::Billing as i32);
+    // The policy comes with the same read: privileged roles need a second factor now.
+    require_mfa(
+        &rig,
+        &org.id,
+        "user_owner",
+        MfaRequirement::RequiredForPrivilegedRoles,
+    )
+    .await;
+    refusal(
+        get("user_admin", "user_dev").await,
+        Code::Unauthenticated,
+        "MFA_REQUIRED",
+    );
+    // user_dev is BILLING now: privileged as well.
+    refusal(
+        get("user_dev", "user_admin").await,
+        Code::Unauthenticated,
+        "MFA_REQUIRED",
+    );
+}
+
+#[tokio::test]
+async fn org_5_member_calls_judge_the_caller_before_the_member_sqlite() {
+    org_5_member_calls_judge_the_caller_before_the_member(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_5_member_calls_judge_the_caller_before_the_member_postgres() {
+    org_5_member_calls_judge_the_caller_before_the_member(Backend::Postgres).await;
+}
