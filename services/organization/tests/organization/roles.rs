@@ -5,16 +5,18 @@
 
 use super::*;
 
-async fn change(
+/// UpdateMemberRole of `user` to `role` by `caller`.
+async fn update_as(
     rig: &Rig,
+    caller: &str,
     org: &str,
     user: &str,
     role: OrgRole,
     etag: &str,
-) -> Result<i64, tonic::Status> {
+) -> Result<UpdateMemberRoleResponse, tonic::Status> {
     rig.client()
         .update_member_role(rig.as_user(
-            "user_owner",
+            caller,
             UpdateMemberRoleRequest {
                 organization_id: org.into(),
                 user_id: user.into(),
@@ -23,7 +25,19 @@ async fn change(
             },
         ))
         .await
-        .map(|r| r.into_inner().revision)
+        .map(tonic::Response::into_inner)
+}
+
+async fn change(
+    rig: &Rig,
+    org: &str,
+    user: &str,
+    role: OrgRole,
+    etag: &str,
+) -> Result<i64, tonic::Status> {
+    update_as(rig, "user_owner", org, user, role, etag)
+        .await
+        .map(|r| r.revision)
 }
 
 async fn org_5_concurrent_role_changes_each_land_once(backend: Backend) {
@@ -133,23 +147,13 @@ async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when
     let org = create_org(&rig, "user_owner", "Acme").await;
     rig.add_member(&org.id, "user_owner", "user_m", OrgRole::User)
         .await;
-    let update = |role: OrgRole, etag: &str| {
-        let request = rig.as_user(
-            "user_owner",
-            UpdateMemberRoleRequest {
-                organization_id: org.id.clone(),
-                user_id: "user_m".into(),
-                role: role as i32,
-                etag: etag.into(),
-            },
-        );
-        let mut client = rig.client();
-        async move { client.update_member_role(request).await }
+    let update = |role: OrgRole, etag: String| {
+        let (rig, org) = (&rig, &org);
+        async move { update_as(rig, "user_owner", &org.id, "user_m", role, &etag).await }
     };
-    let named = update(OrgRole::Developer, "")
+    let named = update(OrgRole::Developer, String::new())
         .await
         .unwrap()
-        .into_inner()
         .member
         .unwrap();
     assert_eq!(named.role, OrgRole::Developer as i32);
@@ -159,12 +163,12 @@ async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when
     rig.identity
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let unnamed = update(OrgRole::Billing, "").await.unwrap().into_inner();
+    let unnamed = update(OrgRole::Billing, String::new()).await.unwrap();
     let member = unnamed.member.unwrap();
     assert_eq!(member.role, OrgRole::Billing as i32);
     assert_eq!(member.display_name, "");
     assert_eq!(member.email, "user_m@example.com");
-    let stale = update(OrgRole::User, &named.etag).await.unwrap_err();
+    let stale = update(OrgRole::User, named.etag.clone()).await.unwrap_err();
     assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
 
     rig.identity
@@ -212,19 +216,7 @@ async fn org_5_member_calls_judge_the_caller_before_the_member(backend: Backend)
         let mut client = rig.client();
         async move { client.get_member(request).await }
     };
-    let update = |caller: &str, user: &str| {
-        let request = rig.as_user(
-            caller,
-            UpdateMemberRoleRequest {
-                organization_id: org.id.clone(),
-                user_id: user.into(),
-                role: OrgRole::Billing as i32,
-                etag: String::new(),
-            },
-        );
-        let mut client = rig.client();
-        async move { client.update_member_role(request).await }
-    };
+    let update = |caller, user| update_as(&rig, caller, &org.id, user, OrgRole::Billing, "");
     // Found, for a member of any role.
     let dev = get("user_dev", "user_admin").await.unwrap().into_inner();
     assert_eq!(dev.member.unwrap().role, OrgRole::Admin as i32);
@@ -249,7 +241,7 @@ async fn org_5_member_calls_judge_the_caller_before_the_member(backend: Backend)
     let e = update("user_owner", "user_nobody").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(e.message().starts_with("member "), "{e:?}");
-    let changed = update("user_owner", "user_dev").await.unwrap().into_inner();
+    let changed = update("user_owner", "user_dev").await.unwrap();
     assert_eq!(changed.member.unwrap().role, OrgRole::Billing as i32);
     // The policy comes with the same read: privileged roles need a second factor now.
     require_mfa(
