@@ -9,27 +9,39 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::testkit::TestDb;
 use orgplane_proto::events::v1::{MemberAdded, event};
-use sea_orm::{DbBackend, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
 
 mod group_support;
 
 use group_support::*;
 
-/// A statement that keeps the connection busy for well over the calls' patience below.
-fn slow(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::Postgres => "SELECT pg_sleep(1.5)",
-        _ => {
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) \
-             SELECT count(*) FROM c"
-        }
+/// A statement that keeps the connection busy for well over the calls' patience below: on
+/// PostgreSQL a sleep; on SQLite, which has none, a recursive count sized on this machine to take
+/// about two seconds (a fixed size took from under 0.4 s to over a second across machines and
+/// loads, and c's patience must end while it runs).
+async fn slow(db: &impl ConnectionTrait) -> String {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return PG_SLOW.into();
     }
+    let count = |n: u64| {
+        format!(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < {n}) \
+             SELECT count(*) FROM c"
+        )
+    };
+    let probe = 300_000;
+    let started = Instant::now();
+    exec(db, &count(probe)).await;
+    let per_row = started.elapsed().as_secs_f64() / probe as f64;
+    count(((2.0 / per_row) as u64).clamp(probe, 300_000_000))
 }
+
+const PG_SLOW: &str = "SELECT pg_sleep(1.5)";
 
 /// How long b waits for its slow statement, and c for its turn, before giving up.
 const B_PATIENCE: Duration = Duration::from_millis(100);
@@ -40,7 +52,7 @@ const C_PATIENCE: Duration = Duration::from_millis(400);
 /// hand-over is in that round trip, so whether it happened is unknown); c gives up on its turn.
 async fn cancelled_units_cost_the_released_ones_nothing(test: TestDb, b_commits: bool) {
     let (outbox, db) = outbox(&test).await;
-    let backend = db.get_database_backend();
+    let slow = slow(&db).await;
     let (a, ra) = opened(&outbox, "a").await;
     // b gives up in the middle of its statement; the connection stays busy with it.
     let b = tokio::spawn({
@@ -51,7 +63,7 @@ async fn cancelled_units_cost_the_released_ones_nothing(test: TestDb, b_commits:
             u.append(event::Payload::MemberAdded(MemberAdded::default()))
                 .await
                 .unwrap();
-            let gave_up = tokio::time::timeout(B_PATIENCE, try_exec(&*u, slow(backend)))
+            let gave_up = tokio::time::timeout(B_PATIENCE, try_exec(&*u, &slow))
                 .await
                 .is_err();
             if b_commits {
@@ -148,7 +160,7 @@ async fn org_12_cancelled_units_control_sqlx_savepoints_lose_an_acknowledged_wri
     exec(&a, "INSERT INTO t (name) VALUES ('a')").await;
     a.commit().await.unwrap();
     let b = group.begin().await.unwrap();
-    let given_up = tokio::time::timeout(B_PATIENCE, try_exec(&b, slow(DbBackend::Postgres))).await;
+    let given_up = tokio::time::timeout(B_PATIENCE, try_exec(&b, PG_SLOW)).await;
     assert!(given_up.is_err());
     drop(b);
     assert!(
