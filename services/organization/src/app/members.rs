@@ -59,10 +59,10 @@ pub struct Transferred {
 
 impl App {
     async fn find_member(&self, organization_id: &str, user_id: &str) -> Result<member::Model> {
-        member::Entity::find_by_id((organization_id.to_owned(), user_id.to_owned()))
+        let m = member::Entity::find_by_id((organization_id.to_owned(), user_id.to_owned()))
             .one(&self.db)
-            .await?
-            .ok_or_else(|| Error::not_found("member", user_id))
+            .await?;
+        found(m, user_id)
     }
 
     /// Changes `before`'s role to `new_role` in `txn`, on the version read (ABORTED
@@ -207,7 +207,7 @@ impl App {
         )
         .await?;
         access.require(OrgAction::Read)?;
-        let m = m.ok_or_else(|| Error::not_found("member", &user_id))?;
+        let m = found(m, &user_id)?;
         let mut views = self.enrich(vec![m.clone()], call).await?;
         Ok(views.pop().unwrap_or_else(|| MemberView::stored(m)))
     }
@@ -232,7 +232,7 @@ impl App {
         )
         .await?;
         access.require(OrgAction::ManageOrganization)?;
-        let before = before.ok_or_else(|| Error::not_found("member", &user_id))?;
+        let before = found(before, &user_id)?;
         let old_role = role_of(before.role);
         if old_role == OrgRole::Owner {
             return Err(Error::OwnerRoleImmutable { user_id });
@@ -424,4 +424,9 @@ impl App {
             revision,
         })
     }
+}
+
+/// The membership read, or NOT_FOUND of member `user_id`.
+fn found(m: Option<member::Model>, user_id: &str) -> Result<member::Model> {
+    m.ok_or_else(|| Error::not_found("member", user_id))
 }
