@@ -19,7 +19,8 @@ use orgplane_platform::error::reason_of;
 use orgplane_proto::audit::v1::AuditEventFilter;
 use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::{
-    Event, Producer, UserDeleted, WatchRequest, WorkspaceCreated, event::Payload,
+    Event, Producer, UserDeleted, UserProfileChanged, WatchRequest, WorkspaceCreated,
+    event::Payload,
 };
 use orgplane_proto::organization::v1::*;
 use prost_types::FieldMask;

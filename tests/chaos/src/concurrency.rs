@@ -553,7 +553,8 @@ async fn scenario(h: &Harness, db: &str) -> anyhow::Result<Vec<Figures>> {
             )
             .await?,
             audits: audits(&id_db, "user.create").await? - a0,
-            events: (head(&id_db).await? - e0, 0),
+            // UserProfileChanged: the organization service names members from it.
+            events: (head(&id_db).await? - e0, 1),
         };
         check_create(&mut f, &mut notes, outcomes, call, tally).await;
     }

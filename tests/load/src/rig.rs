@@ -6,8 +6,9 @@
 //! written directly through the organization service's store, each row with its `MemberAdded`
 //! event appended to the organization outbox in the same transaction (exactly what AcceptInvite
 //! writes, minus the invite and audit rows), so every consumer replica sees them as usual.
-//! Users whose passwords matter (login) are written through identity's store with a hash from
-//! identity's own hasher.
+//! Users are written through identity's store, the shared world's members with the
+//! `UserProfileChanged` event a sign-up publishes (the organization service names members from
+//! it); users whose passwords matter (login) with a hash from identity's own hasher.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use orgplane::{Cli, Service, Started};
 use orgplane_platform::auth::{
     Capabilities, Capability, Claims, SERVICE_AUDIENCE, Signer, USER_AUDIENCE,
 };
-use orgplane_proto::events::v1::{MemberAdded, event};
+use orgplane_proto::events::v1::{MemberAdded, UserProfileChanged, event};
 use orgplane_proto::organization::v1 as org_api;
 use orgplane_proto::workspace::v1 as ws_api;
 use sea_orm::{ConnectionTrait, Database, DbBackend, EntityTrait, Statement};
@@ -314,21 +315,67 @@ impl Rig {
             .as_ref()
             .ok_or_else(|| anyhow!("no identity"))?;
         let now = chrono::Utc::now().timestamp_millis();
-        user::Entity::insert(user::ActiveModel::from(user::Model {
-            id: id.into(),
-            email: email.into(),
-            email_key: email.to_lowercase(),
-            email_verified: true,
-            display_name: id.into(),
-            account_type: 1,
-            password_hash: password_hash.into(),
-            version: 1,
-            create_time_ms: now,
-            update_time_ms: now,
-            signup_request_id: None,
-        }))
-        .exec(identity.db())
-        .await?;
+        let row = seeded_user(id, email, id, password_hash, now);
+        user::Entity::insert(user::ActiveModel::from(row))
+            .exec(identity.db())
+            .await?;
+        Ok(())
+    }
+
+    /// Writes `user_ids` as users through identity's store (verified `<id>@bench.test`, no
+    /// password) with the `UserProfileChanged` a sign-up publishes, and waits until the
+    /// organization service applied them: members are then named as real users are.
+    pub async fn seed_users(&self, user_ids: &[String]) -> anyhow::Result<()> {
+        use orgplane_identity::entity::user;
+        let opened = self.opened()?;
+        let identity = opened
+            .identity
+            .as_ref()
+            .ok_or_else(|| anyhow!("no identity"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut revision = 0;
+        for chunk in user_ids.chunks(1000) {
+            let txn = orgplane_platform::db::begin_write(identity.db()).await?;
+            let rows: Vec<user::Model> = chunk
+                .iter()
+                .map(|u| {
+                    seeded_user(
+                        u,
+                        &format!("{u}@bench.test"),
+                        &format!("Bench {u}"),
+                        "",
+                        now,
+                    )
+                })
+                .collect();
+            for part in rows.chunks(200) {
+                user::Entity::insert_many(part.iter().cloned().map(user::ActiveModel::from))
+                    .exec(&txn)
+                    .await?;
+            }
+            for u in &rows {
+                revision = identity
+                    .outbox()
+                    .append(
+                        &txn,
+                        event::Payload::UserProfileChanged(UserProfileChanged {
+                            user_id: u.id.clone(),
+                            display_name: u.display_name.clone(),
+                            email: u.email.clone(),
+                        }),
+                        "bench-seed",
+                    )
+                    .await?;
+            }
+            txn.commit().await?;
+            identity.outbox().committed(revision);
+        }
+        if let Some(org) = opened.organization.as_ref() {
+            org.identity_events()
+                .wait_for(revision, Duration::from_secs(120))
+                .await
+                .map_err(|e| anyhow!("the organization service did not apply the users: {e}"))?;
+        }
         Ok(())
     }
 
@@ -472,3 +519,26 @@ impl Rig {
 }
 
 pub use orgplane_platform::testkit::bearer;
+
+/// A BUSINESS user with a verified `email`, as the bench writes it to identity's store.
+fn seeded_user(
+    id: &str,
+    email: &str,
+    display_name: &str,
+    password_hash: &str,
+    now: i64,
+) -> orgplane_identity::entity::user::Model {
+    orgplane_identity::entity::user::Model {
+        id: id.into(),
+        email: email.into(),
+        email_key: email.to_lowercase(),
+        email_verified: true,
+        display_name: display_name.into(),
+        account_type: 1,
+        password_hash: password_hash.into(),
+        version: 1,
+        create_time_ms: now,
+        update_time_ms: now,
+        signup_request_id: None,
+    }
+}

@@ -8,6 +8,7 @@ use orgplane_proto::identity::v1::{AccountType, User};
 use sea_orm::entity::prelude::*;
 
 use super::mail_links::VERIFY_MAIL;
+use super::users::profile_changed;
 use super::{App, as_user, new_id};
 use crate::domain::Error;
 use crate::domain::error::LinkKind;
@@ -87,7 +88,7 @@ impl App {
             update_time_ms: now,
             signup_request_id: (!request_id.is_empty()).then(|| request_id.to_owned()),
         };
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
+        let mut unit = WriteUnit::begin(&self.outbox, call).await?;
         let inserted = user::ActiveModel::from(row.clone()).insert(&*unit).await;
         if let Err(e) = inserted {
             if !orgplane_platform::db::is_unique_violation(&e) {
@@ -109,6 +110,7 @@ impl App {
                 Entry::new("", "user.create", "user", &id).change(None, Some(&User::from(&row))),
             )
             .await?;
+        unit.append(profile_changed(&row)).await?;
         unit.commit().await?;
         self.send_link_or_log(&id, &email, VERIFY_MAIL, &token)
             .await;

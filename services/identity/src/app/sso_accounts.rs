@@ -23,6 +23,7 @@ use sha2::Digest;
 
 use super::sessions::{SignInOutcome, merge_amr};
 use super::sso_connections::split;
+use super::users::profile_changed;
 use super::{App, as_user, new_id};
 use crate::crypto::sha256_hex;
 use crate::domain::sso::{SSO_AMR, SsoError, names_second_factor};
@@ -245,6 +246,7 @@ impl App {
                     .change(None, Some(&User::from(&row))),
             )
             .await?;
+        unit.append(profile_changed(&row)).await?;
         unit.append(Payload::UserEmailVerified(UserEmailVerified {
             user_id: row.id.clone(),
             email: row.email.clone(),

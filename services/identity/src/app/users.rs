@@ -6,8 +6,8 @@ use orgplane_platform::audit::Entry;
 use orgplane_platform::convert::{check_etag, etag_mismatch};
 use orgplane_platform::events::WriteUnit;
 use orgplane_platform::{ApiError, ApiResult, Call};
-use orgplane_proto::events::v1::UserDeleted;
 use orgplane_proto::events::v1::event::Payload;
+use orgplane_proto::events::v1::{UserDeleted, UserProfileChanged};
 use orgplane_proto::identity::v1::{AccountType, User};
 use sea_orm::entity::prelude::*;
 
@@ -19,6 +19,17 @@ use crate::domain::validation::{check_display_name, normalize_email};
 use crate::store::entity::{
     mail_token, refresh_token, session, sign_in_address, sign_in_failure, user,
 };
+
+/// `UserProfileChanged` of `user`: published when an account is created and when UpdateUser
+/// changes its display name or email, so that the organization service names members from its
+/// own copy.
+pub(crate) fn profile_changed(user: &user::Model) -> Payload {
+    Payload::UserProfileChanged(UserProfileChanged {
+        user_id: user.id.clone(),
+        display_name: user.display_name.clone(),
+        email: user.email.clone(),
+    })
+}
 
 /// An UpdateUser request: the fields named in `paths` take their values from here.
 #[derive(Debug, Clone, Default)]
@@ -181,7 +192,7 @@ impl App {
         }
         after.version = before.version + 1;
         after.update_time_ms = self.now_ms();
-        let unit = WriteUnit::begin(&self.outbox, call).await?;
+        let mut unit = WriteUnit::begin(&self.outbox, call).await?;
         let mut am: user::ActiveModel = before.clone().into();
         am.display_name = sea_orm::Set(after.display_name.clone());
         am.account_type = sea_orm::Set(after.account_type);
@@ -203,6 +214,9 @@ impl App {
                 return Err(Error::EmailTaken.into());
             }
             Err(e) => return Err(e.into()),
+        }
+        if after.display_name != before.display_name || after.email != before.email {
+            unit.append(profile_changed(&after)).await?;
         }
         let token = match &new_email {
             Some(email) => Some(

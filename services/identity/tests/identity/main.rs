@@ -3348,6 +3348,7 @@ mod fake_organization;
 mod merge;
 mod mfa;
 mod passkeys;
+mod profiles;
 mod replicas;
 mod scim_delivery;
 mod scim_tokens;

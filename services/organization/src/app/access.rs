@@ -12,7 +12,7 @@ use super::settings::{PolicyLayers, layers, policy_defaults};
 use crate::domain::authz::{self, Deleted, OperatorRole, Standing};
 use crate::domain::validate::role_of;
 use crate::domain::{Error, Result};
-use crate::store::{member, organization, security_policy};
+use crate::store::{member, organization, security_policy, user_profile};
 
 /// A caller's access to one visible organization.
 #[derive(Debug, Clone)]
@@ -42,16 +42,16 @@ impl Access {
         )
     }
 
-    /// [`Access::resolve`], with the membership of `member_user_id` read in the same statement
-    /// (`None` when they are not a member). The caller judges the access before it uses the
-    /// membership, as it would have before reading it.
+    /// [`Access::resolve`], with the membership of `member_user_id` and its user's stored
+    /// profile read in the same statement (`None` when they are not a member). The caller judges
+    /// the access before it uses the membership, as it would have before reading it.
     pub async fn resolve_with_member<C: ConnectionTrait>(
         db: &C,
         principal: &Principal,
         organization_id: &str,
         deleted: Deleted,
         member_user_id: &str,
-    ) -> Result<(Access, Option<member::Model>)> {
+    ) -> Result<(Access, Option<Membership>)> {
         Self::resolve_reading(
             db,
             principal,
@@ -68,7 +68,7 @@ impl Access {
         organization_id: &str,
         deleted: Deleted,
         member_user_id: Option<&str>,
-    ) -> Result<(Access, Option<member::Model>)> {
+    ) -> Result<(Access, Option<Membership>)> {
         authz::require_caller(principal)?;
         let not_found = || Error::not_found("organization", organization_id);
         let user_id = match principal {
@@ -195,6 +195,15 @@ pub(super) async fn operator_role<C: ConnectionTrait>(
     )
 }
 
+/// A membership read with [`Access::resolve_with_member`].
+#[derive(Debug, Clone)]
+pub struct Membership {
+    /// The membership.
+    pub member: member::Model,
+    /// Its user's name and email as this service keeps them (`None`: no copy yet).
+    pub profile: Option<user_profile::Model>,
+}
+
 /// What [`Access::resolve`] reads of one organization.
 struct Rows {
     org: organization::Model,
@@ -203,11 +212,12 @@ struct Rows {
     /// The organization's own security policy row.
     own_policy: Option<security_policy::Model>,
     /// The membership asked for with [`Access::resolve_with_member`].
-    member: Option<member::Model>,
+    member: Option<Membership>,
 }
 
 /// Organization `organization_id` with the memberships of the calling user (`caller`) and of
-/// `member`, when asked, and its own security policy row, in one statement: every call resolves
+/// `member` (with the member's stored profile), when asked, and its own security policy row, in
+/// one statement: every call resolves
 /// its access, and on SQLite each statement is a hand-off to a connection's thread and back,
 /// which costs more than the reads themselves. `None` when there is no such organization.
 async fn read_standing<C: ConnectionTrait>(
@@ -246,6 +256,14 @@ async fn read_standing<C: ConnectionTrait>(
                 .add(Expr::col((table, member::Column::UserId)).eq(user_id)),
         );
     }
+    if let Some(user_id) = member {
+        select_prefixed::<user_profile::Entity>(&mut q, user_profile::Entity, "up_");
+        q.join(
+            JoinType::LeftJoin,
+            user_profile::Entity,
+            Expr::col((user_profile::Entity, user_profile::Column::UserId)).eq(user_id),
+        );
+    }
     let Some(row): Option<QueryResult> = db.query_one(&q).await? else {
         return Ok(None);
     };
@@ -257,7 +275,13 @@ async fn read_standing<C: ConnectionTrait>(
         org: organization::Model::from_query_result(&row, "o_")?,
         caller: membership(caller, "caller_")?,
         own_policy: Option::<security_policy::Model>::from_query_result(&row, "p_")?,
-        member: membership(member, "member_")?,
+        member: match membership(member, "member_")? {
+            Some(m) => Some(Membership {
+                member: m,
+                profile: Option::<user_profile::Model>::from_query_result(&row, "up_")?,
+            }),
+            None => None,
+        },
     }))
 }
 

@@ -10,7 +10,7 @@ use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::access::Access;
+use super::access::{Access, Membership};
 use super::{App, MemberView, Page, Revised};
 use crate::domain::authz::{Deleted, require_caller, resolve_me};
 use crate::domain::validate::{self, required, role_of};
@@ -208,8 +208,11 @@ impl App {
         .await?;
         access.require(OrgAction::Read)?;
         let m = found(m, &user_id)?;
-        let mut views = self.enrich(vec![m.clone()], call).await?;
-        Ok(views.pop().unwrap_or_else(|| MemberView::stored(m)))
+        if let Some(profile) = &m.profile {
+            return Ok(MemberView::named(m.member, profile));
+        }
+        let mut views = self.enrich(vec![m.member.clone()], call).await?;
+        Ok(views.pop().unwrap_or_else(|| MemberView::stored(m.member)))
     }
 
     /// UpdateMemberRole (rules ORG-4, ORG-5).
@@ -232,7 +235,10 @@ impl App {
         )
         .await?;
         access.require(OrgAction::ManageOrganization)?;
-        let before = found(before, &user_id)?;
+        let Membership {
+            member: before,
+            profile,
+        } = found(before, &user_id)?;
         let old_role = role_of(before.role);
         if old_role == OrgRole::Owner {
             return Err(Error::OwnerRoleImmutable { user_id });
@@ -265,7 +271,13 @@ impl App {
             );
             Ok((after, txn.commit_at_revision().await?))
         };
-        let (value, revision) = self.enriched_during(&user_id, call, write).await?;
+        let (value, revision) = match profile {
+            Some(profile) => {
+                let (after, revision) = write.await?;
+                (MemberView::named(after, &profile), revision)
+            }
+            None => self.enriched_during(&user_id, call, write).await?,
+        };
         Ok(Revised { value, revision })
     }
 
@@ -427,6 +439,6 @@ impl App {
 }
 
 /// The membership read, or NOT_FOUND of member `user_id`.
-fn found(m: Option<member::Model>, user_id: &str) -> Result<member::Model> {
+fn found<M>(m: Option<M>, user_id: &str) -> Result<M> {
     m.ok_or_else(|| Error::not_found("member", user_id))
 }

@@ -30,6 +30,7 @@ pub mod settings;
 pub mod units;
 pub mod verify;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use orgplane_platform::audit::{AuditLogWriter, Entry};
@@ -41,7 +42,10 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, EntityTrait, Set};
 
 use crate::Config;
 use crate::domain::{Error, Result, authz};
-use crate::store::{domain, idempotency, invite, member, organization, security_policy, unit};
+use crate::store::{
+    domain, idempotency, invite, member, organization, profiles, security_policy, unit,
+    user_profile,
+};
 use access::Access;
 use orgplane_platform::clients::identity::Users;
 use orgplane_platform::policy::{StepUp, require_recent_sign_in};
@@ -102,6 +106,15 @@ pub struct MemberView {
 }
 
 impl MemberView {
+    /// The membership with its user's display name and email.
+    pub fn named(mut member: member::Model, profile: &user_profile::Model) -> Self {
+        member.email = profile.email.clone();
+        Self {
+            member,
+            display_name: profile.display_name.clone(),
+        }
+    }
+
     /// The membership as stored, without identity's facts.
     pub fn stored(member: member::Model) -> Self {
         Self {
@@ -364,14 +377,46 @@ impl App {
         Ok(())
     }
 
-    /// The memberships with the emails and display names identity knows.
+    /// The profiles (display name, email) of `ids` that identity published, from this service's
+    /// copy (`user_profiles`); users it has no copy of yet (accounts older than the copy) are
+    /// asked of identity in one BatchGetUsers call and stored for next time. Users identity does
+    /// not know are absent.
+    pub async fn profiles(
+        &self,
+        ids: &[String],
+        call: &Call,
+    ) -> Result<HashMap<String, user_profile::Model>> {
+        let mut found = profiles::load(&self.db, ids).await?;
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !found.contains_key(*id))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let asked: Vec<user_profile::Model> = self
+            .users
+            .batch(&missing, call)
+            .await?
+            .values()
+            .map(user_profile::Model::from)
+            .collect();
+        if let Err(e) = profiles::fill(&self.db, asked.clone()).await {
+            tracing::warn!(error = %e, "user profiles from identity not stored; asked again next time");
+        }
+        found.extend(asked.into_iter().map(|p| (p.user_id.clone(), p)));
+        Ok(found)
+    }
+
+    /// The memberships with their users' emails and display names ([`Self::profiles`]).
     pub async fn enrich(
         &self,
         members: Vec<member::Model>,
         call: &Call,
     ) -> Result<Vec<MemberView>> {
         let ids: Vec<String> = members.iter().map(|m| m.user_id.clone()).collect();
-        let users = self.users.batch(&ids, call).await?;
+        let users = self.profiles(&ids, call).await?;
         Ok(members
             .into_iter()
             .map(|member| view_with(member, &users))
@@ -390,7 +435,7 @@ impl App {
         write: impl Future<Output = Result<(member::Model, T)>>,
     ) -> Result<(MemberView, T)> {
         let ids = [user_id.to_owned()];
-        let lookup = async { Ok::<_, Error>(self.users.batch(&ids, call).await) };
+        let lookup = async { Ok::<_, Error>(self.profiles(&ids, call).await) };
         let ((member, rest), users) = tokio::try_join!(write, lookup)?;
         let view = match users {
             Ok(users) => view_with(member, &users),
@@ -427,19 +472,10 @@ impl App {
     }
 }
 
-/// `member` with the email and display name identity knows, when `users` holds its user.
-fn view_with(
-    mut member: member::Model,
-    users: &std::collections::HashMap<String, orgplane_platform::clients::identity::UserFacts>,
-) -> MemberView {
+/// `member` with its user's email and display name, when `users` holds its user.
+fn view_with(member: member::Model, users: &HashMap<String, user_profile::Model>) -> MemberView {
     match users.get(&member.user_id) {
-        Some(u) => {
-            member.email = u.email.clone();
-            MemberView {
-                member,
-                display_name: u.display_name.clone(),
-            }
-        }
+        Some(u) => MemberView::named(member, u),
         None => MemberView::stored(member),
     }
 }

@@ -29,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::store::settings::AddOperators),
             Box::new(crate::store::accounts::CreateAccounts),
             Box::new(crate::store::merges::AddMerges),
+            Box::new(crate::store::profiles::AddUserProfiles),
         ]
     }
 }

@@ -7,12 +7,14 @@ pub mod domains;
 pub mod email_keys;
 pub mod merges;
 pub mod migration;
+pub mod profiles;
 pub mod query;
 pub mod settings;
 
 pub use accounts::{account, account_entry, account_member, compliance_default};
 pub use domains::domain;
 pub use merges::merge_record;
+pub use profiles::user_profile;
 pub use settings::branding;
 
 impl From<sea_orm::DbErr> for crate::domain::Error {

@@ -1,11 +1,13 @@
 //! Identity's events in this service: `UserDeleted` removes the user from every organization
-//! (rule ID-9; the accounts they own pass to each organization's OWNER, rule ACC-3), `UserEmailVerified` refreshes the stored member emails (ORG-6), and after a
-//! compaction of identity's stream the members' users are re-synced from `BatchGetUsers`.
+//! (rule ID-9; the accounts they own pass to each organization's OWNER, rule ACC-3),
+//! `UserProfileChanged` keeps the copy of users' names and emails members are answered with,
+//! `UserEmailVerified` refreshes the stored member emails (ORG-6), and after a compaction of
+//! identity's stream the members' users are re-synced from `BatchGetUsers`.
 
 use orgplane_platform::audit::Entry;
 use orgplane_platform::email::canonical_email;
 use orgplane_platform::{ApiResult, Call};
-use orgplane_proto::events::v1::{MemberRemoved, Producer, event::Payload};
+use orgplane_proto::events::v1::{MemberRemoved, Producer, UserProfileChanged, event::Payload};
 use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -14,7 +16,7 @@ use sea_orm::{
 
 use crate::app::App;
 use crate::domain::validate::role_of;
-use crate::store::member;
+use crate::store::{member, profiles, user_profile};
 
 /// Members' users asked of identity per `BatchGetUsers` call in a re-sync (identity's limit).
 const RESYNC_USERS_PER_CALL: u64 = 1000;
@@ -45,14 +47,29 @@ impl App {
         self.auto_enroll(txn, request_id, user_id, &email).await
     }
 
+    /// Keeps the user's name and email as identity last published them, for member answers.
+    pub(crate) async fn profile_changed(
+        &self,
+        txn: &DatabaseTransaction,
+        e: &UserProfileChanged,
+    ) -> ApiResult<()> {
+        let profile = user_profile::Model {
+            user_id: e.user_id.clone(),
+            display_name: e.display_name.clone(),
+            email: e.email.clone(),
+        };
+        Ok(profiles::replace(txn, profile).await?)
+    }
+
     /// Removes a deleted user from every organization (rule ID-9), publishing `MemberRemoved`
-    /// for each, inside the consumer's transaction.
+    /// for each, inside the consumer's transaction, and forgets their profile.
     pub(crate) async fn remove_deleted_user(
         &self,
         txn: &DatabaseTransaction,
         request_id: &str,
         user_id: &str,
     ) -> ApiResult<()> {
+        profiles::forget(txn, user_id).await?;
         let memberships = member::Entity::find()
             .filter(member::Column::UserId.eq(user_id.to_owned()))
             .all(txn)
@@ -136,6 +153,9 @@ impl App {
             users += ids.len();
             let known = self.users.batch(&ids, &call).await?;
             for id in &ids {
+                if let Some(u) = known.get(id) {
+                    profiles::replace(txn, user_profile::Model::from(u)).await?;
+                }
                 match known.get(id) {
                     None => {
                         self.remove_deleted_user(txn, &call.request_id, id).await?;

@@ -1,5 +1,6 @@
 //! How this service stays in step with the others: the consumer of identity's `UserDeleted`
-//! (rule ID-9), `UserEmailVerified` and `SessionsRevoked` (rule ID-4) ([`identity`]) and of the
+//! (rule ID-9), `UserProfileChanged`, `UserEmailVerified` and `SessionsRevoked` (rule ID-4)
+//! ([`identity`]) and of the
 //! workspace service's workspace events (which units hold workspaces, rule ORG-9,
 //! [`workspace`]); and the `ListRoleAssignments` snapshot other services re-sync from
 //! ([`snapshot`]).
@@ -50,6 +51,7 @@ impl EventHandler for Events {
                         .remove_deleted_user(txn, &event.request_id, &e.user_id)
                         .await
                 }
+                Some(Payload::UserProfileChanged(e)) => self.app.profile_changed(txn, e).await,
                 Some(Payload::UserEmailVerified(e)) => {
                     self.app
                         .email_verified(txn, &event.request_id, &e.user_id, &e.email)

@@ -137,21 +137,26 @@ async fn org_5_concurrent_role_changes_each_land_once_postgres() {
     org_5_concurrent_role_changes_each_land_once(Backend::Postgres).await;
 }
 
-/// The changed member is answered with the name identity knows (looked up while the change
-/// commits); identity being down does not fail a change that was made: the answer has the stored
-/// email and no name. A change that fails answers its own error.
+/// The changed member is answered with its name, looked up while the change commits: from this
+/// service's copy of identity's profiles, or, for a user it has no copy of yet (an account older
+/// than the copy), from identity, which fills the copy in. Identity being down does not fail a
+/// change that was made: a user without a copy is answered with the stored email and no name. A
+/// change that fails answers its own error.
 #[tokio::test]
 async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when_identity_is_down()
 {
     let rig = Rig::new(Backend::Sqlite).await.unwrap();
     let org = create_org(&rig, "user_owner", "Acme").await;
-    rig.add_member(&org.id, "user_owner", "user_m", OrgRole::User)
-        .await;
-    let update = |role: OrgRole, etag: String| {
+    for user in ["user_m", "user_n"] {
+        rig.add_member(&org.id, "user_owner", user, OrgRole::User)
+            .await;
+    }
+    let update = |user: &'static str, role: OrgRole, etag: String| {
         let (rig, org) = (&rig, &org);
-        async move { update_as(rig, "user_owner", &org.id, "user_m", role, &etag).await }
+        async move { update_as(rig, "user_owner", &org.id, user, role, &etag).await }
     };
-    let named = update(OrgRole::Developer, String::new())
+    forget_profiles(&rig).await;
+    let named = update("user_m", OrgRole::Developer, String::new())
         .await
         .unwrap()
         .member
@@ -163,33 +168,157 @@ async fn org_5_a_role_change_answers_the_member_with_its_name_or_without_it_when
     rig.identity
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let unnamed = update(OrgRole::Billing, String::new()).await.unwrap();
-    let member = unnamed.member.unwrap();
-    assert_eq!(member.role, OrgRole::Billing as i32);
-    assert_eq!(member.display_name, "");
-    assert_eq!(member.email, "user_m@example.com");
-    let stale = update(OrgRole::User, named.etag.clone()).await.unwrap_err();
+    // user_m's profile was copied by the first answer; user_n has none.
+    let copied = update("user_m", OrgRole::Billing, String::new())
+        .await
+        .unwrap()
+        .member
+        .unwrap();
+    assert_eq!(copied.role, OrgRole::Billing as i32);
+    assert_eq!(copied.display_name, "Name of user_m");
+    let unnamed = update("user_n", OrgRole::Billing, String::new())
+        .await
+        .unwrap()
+        .member
+        .unwrap();
+    assert_eq!(unnamed.role, OrgRole::Billing as i32);
+    assert_eq!(unnamed.display_name, "");
+    assert_eq!(unnamed.email, "user_n@example.com");
+    let stale = update("user_m", OrgRole::User, named.etag.clone())
+        .await
+        .unwrap_err();
     assert_eq!(stale.code(), tonic::Code::Aborted, "{stale:?}");
 
     rig.identity
         .down
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    let kept = rig
-        .client()
+    let kept = get_member(&rig, &org.id, "user_n").await.unwrap();
+    assert_eq!(kept.role, OrgRole::Billing as i32);
+    assert_eq!(kept.display_name, "Name of user_n");
+}
+
+/// Empties the service's copy of identity's profiles: every member's user is then as an account
+/// older than the copy.
+async fn forget_profiles(rig: &Rig) {
+    use sea_orm::ConnectionTrait;
+    rig.org
+        .db()
+        .execute_unprepared("DELETE FROM user_profiles")
+        .await
+        .unwrap();
+}
+
+/// GetMember of `user` as the OWNER.
+async fn get_member(rig: &Rig, org: &str, user: &str) -> Result<Member, tonic::Status> {
+    rig.client()
         .get_member(rig.as_user(
             "user_owner",
             GetMemberRequest {
+                organization_id: org.into(),
+                user_id: user.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().member.unwrap())
+}
+
+/// Members are named from identity's `UserProfileChanged` events, in the order identity
+/// published them, without asking identity: with identity down, GetMember and ListMembers answer
+/// the latest published name and email (the fake identity would answer another name). A user's
+/// deletion forgets the profile.
+async fn org_5_members_are_named_from_identity_profile_events(backend: Backend) {
+    let Some(rig) = Rig::new(backend).await else {
+        return;
+    };
+    let org = create_org(&rig, "user_owner", "Acme").await;
+    rig.add_member(&org.id, "user_owner", "user_m", OrgRole::Developer)
+        .await;
+    let profile = |user: &str, name: &str, email: &str| {
+        Payload::UserProfileChanged(UserProfileChanged {
+            user_id: user.into(),
+            display_name: name.into(),
+            email: email.into(),
+        })
+    };
+    rig.publish_identity(profile("user_owner", "Olivia", "olivia@example.com"))
+        .await;
+    rig.publish_identity(profile("user_m", "Mara", "mara@example.com"))
+        .await;
+    let last = rig
+        .publish_identity(profile("user_m", "Mara Renamed", "Mara@New.example"))
+        .await;
+    rig.org
+        .identity_events()
+        .wait_for(last, Duration::from_secs(10))
+        .await
+        .unwrap();
+    rig.identity
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let m = get_member(&rig, &org.id, "user_m").await.unwrap();
+    assert_eq!(
+        (m.display_name.as_str(), m.email.as_str()),
+        ("Mara Renamed", "Mara@New.example")
+    );
+    let listed = rig
+        .client()
+        .list_members(rig.as_user(
+            "user_owner",
+            ListMembersRequest {
                 organization_id: org.id.clone(),
-                user_id: "user_m".into(),
+                ..Default::default()
             },
         ))
         .await
         .unwrap()
         .into_inner()
-        .member
+        .members;
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|m| (m.user_id.as_str(), m.display_name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("user_owner", "Olivia"), ("user_m", "Mara Renamed")]
+    );
+
+    rig.identity
+        .down
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let gone = rig
+        .publish_identity(Payload::UserDeleted(UserDeleted {
+            user_id: "user_m".into(),
+        }))
+        .await;
+    rig.org
+        .identity_events()
+        .wait_for(gone, Duration::from_secs(10))
+        .await
         .unwrap();
-    assert_eq!(kept.role, OrgRole::Billing as i32);
-    assert_eq!(kept.display_name, "Name of user_m");
+    use sea_orm::{ConnectionTrait, Statement};
+    let left = rig
+        .org
+        .db()
+        .query_one_raw(Statement::from_string(
+            rig.org.db().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM user_profiles WHERE user_id = 'user_m'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(left, 0, "a deleted user's profile is forgotten");
+}
+
+#[tokio::test]
+async fn org_5_members_are_named_from_identity_profile_events_sqlite() {
+    org_5_members_are_named_from_identity_profile_events(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn org_5_members_are_named_from_identity_profile_events_postgres() {
+    org_5_members_are_named_from_identity_profile_events(Backend::Postgres).await;
 }
 
 /// One statement reads the organization, the caller's membership, its policy and the member a

@@ -66,6 +66,7 @@ pub async fn list_members_scale(world: &World, plan: &Plan) -> anyhow::Result<Ro
     let token = rig.user_token(&world.owner)?;
     let (small, _) = rig.create_org(&world.owner, "Small").await?;
     let small_users: Vec<String> = (0..99).map(|i| user_id("s", i)).collect();
+    rig.seed_users(&small_users).await?;
     rig.seed_members(&small, &small_users, org_api::OrgRole::User)
         .await?;
     let (big, _) = rig.create_org(&world.owner, "Big").await?;
@@ -73,6 +74,7 @@ pub async fn list_members_scale(world: &World, plan: &Plan) -> anyhow::Result<Ro
     let big_users: Vec<String> = (0..plan.big_members.saturating_sub(1))
         .map(|i| user_id("b", i))
         .collect();
+    rig.seed_users(&big_users).await?;
     let rev = rig
         .seed_members(&big, &big_users, org_api::OrgRole::User)
         .await?;

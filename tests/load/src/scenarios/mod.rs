@@ -127,14 +127,15 @@ fn user_id(prefix: &str, i: usize) -> String {
     format!("user_{prefix}{i:06}")
 }
 
-/// Seeds the shared world: an owner, one organization with `plan.users` USER members (through
-/// the store), `plan.workspaces` workspaces (RPC) and one direct workspace role per user (RPC).
+/// Seeds the shared world: an owner, `plan.users` users and one organization with them as USER
+/// members (both through the stores), `plan.workspaces` workspaces (RPC) and one direct workspace role per user (RPC).
 pub async fn seed_world(rig: Rig, plan: &Plan) -> anyhow::Result<World> {
     let t = Instant::now();
     let owner = "user_benchowner".to_owned();
     rig.seed_user(&owner, "benchowner@bench.test", "").await?;
     let (org, _) = rig.create_org(&owner, "Bench").await?;
     let users: Vec<String> = (0..plan.users).map(|i| user_id("w", i)).collect();
+    rig.seed_users(&users).await?;
     let org_revision = rig
         .seed_members(&org, &users, org_api::OrgRole::User)
         .await?;

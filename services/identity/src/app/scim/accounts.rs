@@ -14,6 +14,7 @@ use sea_orm::entity::prelude::*;
 use serde_json::Value;
 
 use super::ScimPrincipal;
+use crate::app::users::profile_changed;
 use crate::app::{App, new_id};
 use crate::store::entity::user;
 use orgplane_platform::error::Reason;
@@ -190,6 +191,7 @@ impl App {
                     .change(None, Some(&User::from(&row))),
             )
             .await?;
+        unit.append(profile_changed(&row)).await?;
         if verified {
             unit.append(Payload::UserEmailVerified(UserEmailVerified {
                 user_id: row.id.clone(),
