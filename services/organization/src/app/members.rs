@@ -293,13 +293,19 @@ impl App {
         required("organization_id", organization_id)?;
         required("user_id", user_id)?;
         let user_id = resolve_me(&call.principal, user_id)?;
-        let access =
-            Access::resolve(&self.db, &call.principal, organization_id, Deleted::Hidden).await?;
+        let (access, before) = Access::resolve_with_member(
+            &self.db,
+            &call.principal,
+            organization_id,
+            Deleted::Hidden,
+            &user_id,
+        )
+        .await?;
         let leaving = access.user_id() == Some(user_id.as_str());
         if !leaving {
             access.require(OrgAction::ManageOrganization)?;
         }
-        let before = self.find_member(&access.org.id, &user_id).await?;
+        let before = found(before, &user_id)?.member;
         let role = role_of(before.role);
         if role == OrgRole::Owner {
             return Err(Error::OwnershipTransferRequired { user_id });

@@ -322,7 +322,7 @@ async fn org_5_members_are_named_from_identity_profile_events_postgres() {
 }
 
 /// One statement reads the organization, the caller's membership, its policy and the member a
-/// call names; what a caller learns still follows the order of the checks: an outsider learns
+/// call names (GetMember, UpdateMemberRole, RemoveMember); what a caller learns still follows the order of the checks: an outsider learns
 /// nothing of the organization, a member without the role is refused before it learns whether
 /// the member exists, and the policy read with them is enforced (ORG-16).
 async fn org_5_member_calls_judge_the_caller_before_the_member(backend: Backend) {
@@ -370,6 +370,28 @@ async fn org_5_member_calls_judge_the_caller_before_the_member(backend: Backend)
     let e = update("user_owner", "user_nobody").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     assert!(e.message().starts_with("member "), "{e:?}");
+    // RemoveMember reads the member with the access too, and judges in the same order.
+    let remove = |caller: &str, user: &str| {
+        let request = rig.as_user(
+            caller,
+            RemoveMemberRequest {
+                organization_id: org.id.clone(),
+                user_id: user.into(),
+            },
+        );
+        let mut client = rig.client();
+        async move { client.remove_member(request).await }
+    };
+    let e = remove("user_outsider", "user_admin").await.unwrap_err();
+    assert!(e.message().starts_with("organization "), "{e:?}");
+    for user in ["user_admin", "user_nobody"] {
+        let e = remove("user_dev", user).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{user}: {e:?}");
+    }
+    let e = remove("user_owner", "user_nobody").await.unwrap_err();
+    assert!(e.message().starts_with("member "), "{e:?}");
+    let e = remove("user_nobody", "me").await.unwrap_err();
+    assert!(e.message().starts_with("organization "), "{e:?}");
     let changed = update("user_owner", "user_dev").await.unwrap();
     assert_eq!(changed.member.unwrap().role, OrgRole::Billing as i32);
     // The policy comes with the same read: privileged roles need a second factor now.
