@@ -169,9 +169,10 @@ async fn identity_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures>
                 user: Some(id_api::User {
                     id: stays.into(),
                     email: new_email.into(),
+                    display_name: "Stays Renamed".into(),
                     ..Default::default()
                 }),
-                update_mask: mask(&["email"]),
+                update_mask: mask(&["email", "display_name"]),
                 etag: String::new(),
             },
             &h.user_token(stays)?,
@@ -228,6 +229,19 @@ async fn identity_scenario(h: &mut Harness, db: &str) -> anyhow::Result<Figures>
         &mut f,
         r.is_ok(),
         format!("the remaining member is gone: {r:?}"),
+    );
+    // Its UserProfileChanged was compacted away: the re-sync renewed the copy members are
+    // named from (before, the member had been answered, and copied, with the old ones).
+    let named = r
+        .ok()
+        .and_then(|r| r.into_inner().member)
+        .map(|m| (m.display_name, m.email));
+    check(
+        &mut f,
+        named
+            .as_ref()
+            .is_some_and(|(n, e)| n == "Stays Renamed" && e == new_email),
+        format!("the remaining member's name and email after the re-sync: {named:?}"),
     );
     let r = member(owner).await;
     check(&mut f, r.is_ok(), format!("the owner is gone: {r:?}"));
