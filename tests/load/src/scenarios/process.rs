@@ -18,6 +18,23 @@ pub fn rss_kib(pid: Option<u32>) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time this process (every thread) has used, user and system, from `/proc/self/stat`, in
+/// seconds (Linux's USER_HZ, 100 ticks a second). Work per operation measured with it moves far
+/// less with other load on the machine than a rate does.
+pub fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): state is field 3, utime 14,
+            // stime 15.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i - 3)?.parse::<u64>().ok();
+            Some((ticks(14)? + ticks(15)?) as f64 / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 /// Runs the `orgplane all` code (this binary's `exec-orgplane`) as a child process on `args`,
 /// and returns (exec → SERVING, RSS after `settle`) and the child.
 pub async fn exec_orgplane(args: &[String], settle: Duration) -> anyhow::Result<(Duration, u64)> {
