@@ -96,12 +96,13 @@ pub enum Scope {
 /// What a mutation RPC of this service aims at (ORG-10).
 pub type Attempt = orgplane_platform::audit::Attempt<Scope>;
 
-/// A membership as answered: the stored row, with the email and display name identity knows.
+/// A membership as answered: the stored row, with its user's email and display name as identity
+/// published them (this service's copy, [`App::profiles`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberView {
-    /// The membership (its `email` replaced by identity's when identity answered).
+    /// The membership (its `email` replaced by the user's current one when known).
     pub member: member::Model,
-    /// The user's display name (empty when identity did not answer).
+    /// The user's display name (empty when neither the copy nor identity had it).
     pub display_name: String,
 }
 

@@ -450,9 +450,10 @@ type Member struct {
 	OrganizationId string `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	// The member's user id (`user_…`).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Output only. The member's email, from the identity service.
+	// Output only. The member's email, as the identity service published it.
 	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
-	// Output only. The member's display name, from the identity service.
+	// Output only. The member's display name, as the identity service published
+	// it (empty when it has not reached this service and identity is down).
 	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The member's role. Exactly one member holds ORG_ROLE_OWNER.
 	Role OrgRole `protobuf:"varint,5,opt,name=role,proto3,enum=orgplane.organization.v1.OrgRole" json:"role,omitempty"`

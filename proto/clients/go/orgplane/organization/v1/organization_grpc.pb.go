@@ -130,7 +130,9 @@ type OrganizationServiceClient interface {
 	// Lists an organization's members with their roles (rule ORG-5), in the
 	// order they joined (ties by user id), keyset-paginated: members who join
 	// or leave while a client pages neither shift nor repeat the others.
-	// `email` and `display_name` come from IdentityService/BatchGetUsers.
+	// `email` and `display_name` are the user's as identity published them
+	// (`UserProfileChanged`), kept by this service: answered while identity is
+	// down.
 	//
 	// Authorization: any member, the OWNER or ADMINs of its operator (rule
 	// ORG-13), or a service principal.
@@ -1172,7 +1174,9 @@ type OrganizationServiceServer interface {
 	// Lists an organization's members with their roles (rule ORG-5), in the
 	// order they joined (ties by user id), keyset-paginated: members who join
 	// or leave while a client pages neither shift nor repeat the others.
-	// `email` and `display_name` come from IdentityService/BatchGetUsers.
+	// `email` and `display_name` are the user's as identity published them
+	// (`UserProfileChanged`), kept by this service: answered while identity is
+	// down.
 	//
 	// Authorization: any member, the OWNER or ADMINs of its operator (rule
 	// ORG-13), or a service principal.
