@@ -65,6 +65,24 @@ impl App {
         found(m, user_id)
     }
 
+    /// The caller's access to a visible organization with member `user_id` read in the same
+    /// statement (GetMember, UpdateMemberRole, RemoveMember); the caller judges the access first.
+    async fn with_member(
+        &self,
+        call: &Call,
+        organization_id: &str,
+        user_id: &str,
+    ) -> Result<(Access, Option<Membership>)> {
+        Access::resolve_with_member(
+            &self.db,
+            &call.principal,
+            organization_id,
+            Deleted::Hidden,
+            user_id,
+        )
+        .await
+    }
+
     /// Changes `before`'s role to `new_role` in `txn`, on the version read (ABORTED
     /// `ETAG_MISMATCH` if it changed meanwhile), and publishes `MemberRoleChanged`: the one
     /// path by which a member's role changes (UpdateMemberRole, ProvisionMember's `set_role`).
@@ -198,14 +216,7 @@ impl App {
         required("organization_id", organization_id)?;
         required("user_id", user_id)?;
         let user_id = resolve_me(&call.principal, user_id)?;
-        let (access, m) = Access::resolve_with_member(
-            &self.db,
-            &call.principal,
-            organization_id,
-            Deleted::Hidden,
-            &user_id,
-        )
-        .await?;
+        let (access, m) = self.with_member(call, organization_id, &user_id).await?;
         access.require(OrgAction::Read)?;
         let m = found(m, &user_id)?;
         if let Some(profile) = &m.profile {
@@ -226,14 +237,9 @@ impl App {
         required("user_id", &cmd.user_id)?;
         let new_role = validate::assignable_role("role", cmd.role)?;
         let user_id = resolve_me(&call.principal, &cmd.user_id)?;
-        let (access, before) = Access::resolve_with_member(
-            &self.db,
-            &call.principal,
-            &cmd.organization_id,
-            Deleted::Hidden,
-            &user_id,
-        )
-        .await?;
+        let (access, before) = self
+            .with_member(call, &cmd.organization_id, &user_id)
+            .await?;
         access.require(OrgAction::ManageOrganization)?;
         let Membership {
             member: before,
@@ -293,14 +299,7 @@ impl App {
         required("organization_id", organization_id)?;
         required("user_id", user_id)?;
         let user_id = resolve_me(&call.principal, user_id)?;
-        let (access, before) = Access::resolve_with_member(
-            &self.db,
-            &call.principal,
-            organization_id,
-            Deleted::Hidden,
-            &user_id,
-        )
-        .await?;
+        let (access, before) = self.with_member(call, organization_id, &user_id).await?;
         let leaving = access.user_id() == Some(user_id.as_str());
         if !leaving {
             access.require(OrgAction::ManageOrganization)?;
