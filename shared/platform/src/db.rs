@@ -3,6 +3,8 @@
 //! start-up or by `orgplane migrate`.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sea_orm::sqlx;
@@ -35,6 +37,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             switch_to_wal(url).await?;
         }
         let size = if in_memory { 1 } else { SQLITE_CONNECTIONS };
+        // How many of the pool's connections are query-only: while none is, handing one out
+        // costs no statement.
+        let query_only = Arc::new(AtomicUsize::new(0));
+        let marking = query_only.clone();
         // Every connection is opened at start and kept. SQLite silently opens a file it may not
         // write (read-only file system, immutable file) read-only, and such a connection would
         // keep refusing writes after the file became writable again: one opened while the file
@@ -51,9 +57,16 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
                 if in_memory {
                     return pool;
                 }
-                pool.after_connect(|conn, _| Box::pin(mark_read_only(conn)))
+                let marking = marking.clone();
+                pool.after_connect(move |conn, _| {
+                    let marking = marking.clone();
+                    Box::pin(async move { mark_read_only(conn, &marking).await })
+                })
             })
-            .map_sqlx_sqlite_before_acquire(|conn, meta| Box::pin(usable(conn, meta)))
+            .map_sqlx_sqlite_before_acquire(move |conn, meta| {
+                let query_only = query_only.clone();
+                Box::pin(async move { usable(conn, meta, &query_only).await })
+            })
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
@@ -97,8 +110,12 @@ const READ_ONLY_RETRY: Duration = Duration::from_secs(1);
 
 /// Marks `conn` query-only when SQLite could open the file only read-only: writes on it then
 /// fail with SQLITE_READONLY (UNAVAILABLE) while reads keep working. The check rewrites the
-/// header's `user_version` with its own value, a write that changes nothing.
-async fn mark_read_only(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+/// header's `user_version` with its own value, a write that changes nothing. `query_only` counts
+/// the pool's connections so marked.
+async fn mark_read_only(
+    conn: &mut sqlx::SqliteConnection,
+    query_only: &AtomicUsize,
+) -> Result<(), sqlx::Error> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *conn)
         .await?;
@@ -124,6 +141,7 @@ async fn mark_read_only(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::E
             sqlx::query("PRAGMA query_only = 1")
                 .execute(&mut *conn)
                 .await?;
+            query_only.fetch_add(1, Ordering::AcqRel);
             Ok(())
         }
         Err(e) => Err(e),
@@ -149,22 +167,29 @@ fn sqlite_primary_code(e: &dyn sqlx::error::DatabaseError) -> Option<i64> {
 /// open; the next BEGIN on that connection would become a SAVEPOINT whose RELEASE commits
 /// nothing, acknowledging writes that are then lost while the connection holds the write lock.
 /// And not a query-only connection older than [`READ_ONLY_RETRY`]: the pool opens a new one,
-/// writable if the file is again.
+/// writable if the file is again. That is asked of the connection only while `query_only` (the
+/// pool's count of such connections) is not zero: otherwise every acquire would cost a round
+/// trip to the connection's thread.
 async fn usable(
     conn: &mut sqlx::SqliteConnection,
     meta: sqlx::pool::PoolConnectionMetadata,
+    query_only: &AtomicUsize,
 ) -> Result<bool, sqlx::Error> {
     use sqlx::Connection;
     if conn.is_in_transaction() {
         return Ok(false);
     }
-    if meta.age < READ_ONLY_RETRY {
+    if query_only.load(Ordering::Acquire) == 0 || meta.age < READ_ONLY_RETRY {
         return Ok(true);
     }
-    let query_only: i64 = sqlx::query_scalar("PRAGMA query_only")
+    let marked: i64 = sqlx::query_scalar("PRAGMA query_only")
         .fetch_one(&mut *conn)
         .await?;
-    Ok(query_only == 0)
+    if marked != 0 {
+        // Closed by the pool.
+        query_only.fetch_sub(1, Ordering::AcqRel);
+    }
+    Ok(marked == 0)
 }
 
 /// Begins a transaction that will write. On SQLite it starts as `BEGIN IMMEDIATE`, taking the
