@@ -11,9 +11,11 @@ use std::sync::atomic::Ordering;
 
 use orgplane_platform::audit::{AuditLogWriter, Entry};
 use orgplane_platform::call::Call;
+use orgplane_platform::convert::etag_mismatch;
 use orgplane_platform::events::{Outbox, WriteUnit};
 use orgplane_platform::testkit::TestDb;
 use orgplane_proto::events::v1::{MemberAdded, event};
+use sea_orm::ConnectionTrait;
 
 mod group_support;
 
@@ -211,6 +213,85 @@ async fn a_deferred_row_that_fails_fails_its_unit_alone(test: TestDb) {
     assert_eq!(head(&outbox).await, 2);
 }
 
+/// `v`'s row 1 from `version` to the next, checked at `u`'s commit against `rows` rows.
+fn bump(u: &mut WriteUnit, version: i64, rows: u64) {
+    let sql = format!(
+        "UPDATE v SET version = {} WHERE id = 1 AND version = {version}",
+        version + 1
+    );
+    u.change_at_commit(
+        sea_orm::Statement::from_string(u.get_database_backend(), sql),
+        rows,
+        etag_mismatch("v"),
+    );
+}
+
+/// A change checked at commit (`change_at_commit`) that finds its row changed since it was read
+/// fails its unit with the unit's ABORTED error and keeps nothing of it, alone or in a group
+/// whose other units commit, gap-free.
+async fn a_checked_change_that_finds_its_row_changed_fails_its_unit_alone(test: TestDb) {
+    let (outbox, db) = outbox(&test).await;
+    exec(
+        &db,
+        "CREATE TABLE v (id BIGINT PRIMARY KEY, version BIGINT NOT NULL)",
+    )
+    .await;
+    exec(&db, "INSERT INTO v (id, version) VALUES (1, 1)").await;
+    let version = || strings(&db, "SELECT CAST(version AS TEXT) FROM v");
+    let mut first = WriteUnit::begin_for(&outbox, "first").await.unwrap();
+    bump(&mut first, 1, 1);
+    first.append(added("first")).await.unwrap();
+    assert_eq!(first.commit().await.unwrap(), Some(1));
+    assert_eq!(version().await, ["2"]);
+    // Read at version 1, written after: nothing kept, the counter where it was.
+    let mut stale = WriteUnit::begin_for(&outbox, "stale").await.unwrap();
+    bump(&mut stale, 1, 1);
+    stale.append(added("stale")).await.unwrap();
+    let err = stale.commit().await.unwrap_err();
+    assert_eq!(err.reason(), "ETAG_MISMATCH", "{err:?}");
+    assert_eq!(revisions(&db).await, [1]);
+    assert_eq!(head(&outbox).await, 1);
+    // Control: the same stale change checked against the rows it really touches (none) commits,
+    // and its event would claim a change that did not happen: the check is what refuses it.
+    let mut unchecked = WriteUnit::begin_for(&outbox, "unchecked").await.unwrap();
+    bump(&mut unchecked, 1, 0);
+    unchecked.append(added("unchecked")).await.unwrap();
+    assert_eq!(unchecked.commit().await.unwrap(), Some(2));
+    assert_eq!(version().await, ["2"]);
+    // In a group: a changes version 2; b, which read version 2 too, finds it changed by a
+    // (earlier in the same transaction) and goes back alone; c commits after a.
+    let mut a = WriteUnit::begin_grouped_for(&outbox, "a").await.unwrap();
+    bump(&mut a, 2, 1);
+    let ra = a.append(added("a")).await.unwrap();
+    let b = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            let mut b = WriteUnit::begin_grouped_for(&outbox, "b").await?;
+            bump(&mut b, 2, 1);
+            b.append(added("b")).await?;
+            b.commit().await
+        })
+    };
+    queued(&outbox, 1).await;
+    let c = tokio::spawn(unit(outbox.clone(), "c", None, false));
+    queued(&outbox, 2).await;
+    assert_eq!(a.commit().await.unwrap(), Some(ra));
+    let err = b.await.unwrap().unwrap_err();
+    assert_eq!(err.reason(), "ETAG_MISMATCH", "{err:?}");
+    let rc = c.await.unwrap().unwrap();
+    assert_eq!((ra, rc), (3, 4), "b's revision was reissued to c");
+    assert_eq!(revisions(&db).await, [1, 2, 3, 4]);
+    assert_eq!(head(&outbox).await, 4);
+    assert_eq!(version().await, ["3"]);
+    assert_eq!(strings(&db, "SELECT name FROM t").await, ["c"]);
+    assert!(
+        strings(&db, "SELECT CAST(seen AS TEXT) FROM write_guards")
+            .await
+            .is_empty(),
+        "the guard keeps no row"
+    );
+}
+
 /// PostgreSQL only (SQLite has one write lock, no row locks): a group holds the counter's row lock
 /// from its first event to its commit, so a unit of its own that locked a row first and then waits
 /// for the counter, while a grouped unit waits for that row, is a deadlock. PostgreSQL breaks it;
@@ -389,4 +470,18 @@ async fn events_a_group_takes_at_most_64_units_postgres() {
         return;
     };
     a_group_takes_at_most_64_units(test).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_sqlite() {
+    a_checked_change_that_finds_its_row_changed_fails_its_unit_alone(TestDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_postgres() {
+    let Some(test) = TestDb::postgres().await else {
+        println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    a_checked_change_that_finds_its_row_changed_fails_its_unit_alone(test).await;
 }

@@ -2,7 +2,9 @@
 //! `orgplane migrate`.
 
 use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
-use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
+use orgplane_platform::events::migration::{
+    CreateConsumerCursors, CreateOutbox, CreateWriteGuards,
+};
 use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
 };
@@ -32,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddScim),
             Box::new(AddAuditActorOrganization),
             Box::new(AddSignInBudgets),
+            Box::new(CreateWriteGuards),
         ]
     }
 }

@@ -8,7 +8,9 @@ use orgplane_platform::roles::OrgAction;
 use orgplane_proto::events::v1::{MemberRemoved, MemberRoleChanged, OwnershipTransferred, event};
 use orgplane_proto::organization::v1::OrgRole;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 
 use super::access::{Access, Membership};
 use super::{App, MemberView, Page, Revised};
@@ -83,8 +85,9 @@ impl App {
         .await
     }
 
-    /// Changes `before`'s role to `new_role` in `txn`, on the version read (ABORTED
-    /// `ETAG_MISMATCH` if it changed meanwhile), and publishes `MemberRoleChanged`: the one
+    /// Changes `before`'s role to `new_role` in `txn`, on the version read (checked at the
+    /// unit's commit: ABORTED `ETAG_MISMATCH` if it changed meanwhile), and publishes
+    /// `MemberRoleChanged`: the one
     /// path by which a member's role changes (UpdateMemberRole, ProvisionMember's `set_role`).
     /// Answers the member after the change; the caller audits it.
     pub(super) async fn set_member_role_in(
@@ -97,7 +100,9 @@ impl App {
         after.role = new_role as i32;
         after.update_time_ms = self.now_ms();
         after.version += 1;
-        let updated = member::Entity::update_many()
+        // Checked at commit, in the round trip of the unit's rows: a member changed or removed
+        // since `before` was read fails the commit with ETAG_MISMATCH and keeps nothing.
+        let update = member::Entity::update_many()
             .col_expr(member::Column::Role, Expr::value(after.role))
             .col_expr(
                 member::Column::UpdateTimeMs,
@@ -107,11 +112,8 @@ impl App {
             .filter(member::Column::OrganizationId.eq(before.organization_id.clone()))
             .filter(member::Column::UserId.eq(before.user_id.clone()))
             .filter(member::Column::Version.eq(before.version))
-            .exec(&**txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(etag_mismatch("member").into());
-        }
+            .build(txn.get_database_backend());
+        txn.change_at_commit(update, 1, etag_mismatch("member"));
         txn.append(event::Payload::MemberRoleChanged(MemberRoleChanged {
             organization_id: before.organization_id.clone(),
             user_id: before.user_id.clone(),

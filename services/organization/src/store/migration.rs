@@ -2,7 +2,9 @@
 //! `orgplane migrate`.
 
 use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
-use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
+use orgplane_platform::events::migration::{
+    CreateConsumerCursors, CreateOutbox, CreateWriteGuards,
+};
 use orgplane_platform::revocation::CreateSessionRevocations;
 use orgplane_platform::schema::{big, int, text as string};
 use sea_orm_migration::prelude::*;
@@ -30,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(crate::store::accounts::CreateAccounts),
             Box::new(crate::store::merges::AddMerges),
             Box::new(crate::store::profiles::AddUserProfiles),
+            Box::new(CreateWriteGuards),
         ]
     }
 }

@@ -2,7 +2,9 @@
 //! `orgplane migrate`.
 
 use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
-use orgplane_platform::events::migration::{CreateConsumerCursors, CreateOutbox};
+use orgplane_platform::events::migration::{
+    CreateConsumerCursors, CreateOutbox, CreateWriteGuards,
+};
 use orgplane_platform::replica::{
     CreateRoleReplica, CreateSecurityPolicyReplica, CreateVerifiedDomainReplica,
 };
@@ -27,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateSecurityPolicyReplica),
             Box::new(CreateVerifiedDomainReplica),
             Box::new(AddAuditActorOrganization),
+            Box::new(CreateWriteGuards),
         ]
     }
 }

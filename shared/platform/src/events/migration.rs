@@ -1,5 +1,5 @@
 //! The tables of the events mechanism, as migrations every service includes in its own migrator:
-//! producers take [`CreateOutbox`], consumers [`CreateConsumerCursors`].
+//! producers take [`CreateOutbox`] and [`CreateWriteGuards`], consumers [`CreateConsumerCursors`].
 
 use sea_orm_migration::prelude::*;
 
@@ -163,5 +163,60 @@ impl MigrationTrait for CreateConsumerCursors {
         manager
             .drop_table(Table::drop().table(ConsumerCursors::Table).to_owned())
             .await
+    }
+}
+
+/// `write_guards`: the check behind [`crate::events::WriteUnit::change_at_commit`]. A row
+/// inserted there names how many rows a change was to touch (`expected`) and how many it did
+/// (`seen`); its trigger fails the statement with [`crate::events::unit::STALE_WRITE`] when they
+/// differ and keeps no row either way, so the table stays empty.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateWriteGuards;
+
+impl MigrationName for CreateWriteGuards {
+    fn name(&self) -> &str {
+        "m20261224_000001_create_write_guards"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateWriteGuards {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let stale = super::unit::STALE_WRITE;
+        let sql = match manager.get_database_backend() {
+            sea_orm::DbBackend::Postgres => format!(
+                "CREATE TABLE IF NOT EXISTS write_guards (expected BIGINT NOT NULL, seen BIGINT NOT NULL);
+                 CREATE OR REPLACE FUNCTION write_guards_check() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.seen <> NEW.expected THEN
+                         RAISE EXCEPTION '{stale}';
+                     END IF;
+                     RETURN NULL;
+                 END $$;
+                 DROP TRIGGER IF EXISTS write_guards_check ON write_guards;
+                 CREATE TRIGGER write_guards_check BEFORE INSERT ON write_guards
+                     FOR EACH ROW EXECUTE FUNCTION write_guards_check();"
+            ),
+            _ => format!(
+                "CREATE TABLE IF NOT EXISTS write_guards (expected INTEGER NOT NULL, seen INTEGER NOT NULL);
+                 CREATE TRIGGER IF NOT EXISTS write_guards_check BEFORE INSERT ON write_guards BEGIN
+                     SELECT RAISE(ABORT, '{stale}') WHERE NEW.seen <> NEW.expected;
+                     SELECT RAISE(IGNORE);
+                 END;"
+            ),
+        };
+        manager.get_connection().execute_unprepared(&sql).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let sql = match manager.get_database_backend() {
+            sea_orm::DbBackend::Postgres => {
+                "DROP TABLE IF EXISTS write_guards; DROP FUNCTION IF EXISTS write_guards_check();"
+            }
+            _ => "DROP TABLE IF EXISTS write_guards;",
+        };
+        manager.get_connection().execute_unprepared(sql).await?;
+        Ok(())
     }
 }

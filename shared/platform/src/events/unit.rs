@@ -12,9 +12,9 @@
 //! held to the commit, so no other transaction takes one meanwhile); the unit numbers its later
 //! events itself and stores the last number with its rows. In a group, units number theirs
 //! after the group's last, and the group stores the counter once before it commits: where the
-//! statements of a group run one after the other, a role change makes two round trips in its
-//! turn on SQLite (its UPDATE; its rows with the hand-over) and three on PostgreSQL, instead of
-//! six.
+//! statements of a group run one after the other, a role change makes one round trip in its
+//! turn on SQLite (its UPDATE, checked with [`WriteUnit::change_at_commit`], its rows and the
+//! hand-over) and two on PostgreSQL, instead of six.
 
 use std::ops::Deref;
 
@@ -22,13 +22,26 @@ use orgplane_proto::events::v1::event;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Values};
 
 use crate::call::Call;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::events::Outbox;
 use crate::events::group::Turn;
 
 /// Deferred statements sent as one: a unit that publishes thousands of events (an operator's
 /// change reaching every child) stays far below PostgreSQL's 65,535 parameters per statement.
 const JOINED: usize = 200;
+
+/// The error the `write_guards` trigger raises (migration
+/// [`super::migration::CreateWriteGuards`]) when a change run with
+/// [`WriteUnit::change_at_commit`] touched another number of rows than it was to.
+pub(crate) const STALE_WRITE: &str = "orgplane: stale write";
+
+/// A statement run at commit.
+enum Deferred {
+    /// An INSERT (or the counter's UPDATE) whose outcome nothing reads.
+    Write(Statement),
+    /// A change that must touch exactly `rows` rows, checked in the same round trip.
+    Checked { change: Statement, rows: u64 },
+}
 
 /// An open write transaction on a producer's database; see the module docs. Dereferences to the
 /// transaction, so every sea-orm statement of the mutation runs on `&*unit`.
@@ -39,10 +52,12 @@ pub struct WriteUnit {
     /// The last revision the unit appended.
     revision: Option<i64>,
     /// The counter row's value in this transaction after the unit's own
-    /// [`Outbox::advance`], if it took one.
+    /// [`Outbox::advance`] or its own store of it, if it did either.
     stored: Option<i64>,
-    /// INSERTs run at commit (events, audit records).
-    deferred: Vec<Statement>,
+    /// Statements run at commit (checked changes, events, audit records).
+    deferred: Vec<Deferred>,
+    /// The error a commit answers when a checked change touched another number of rows.
+    stale: Option<ApiError>,
 }
 
 /// Where a unit's statements run.
@@ -99,6 +114,7 @@ impl WriteUnit {
             revision: None,
             stored: None,
             deferred: Vec::new(),
+            stale: None,
         }
     }
 
@@ -121,7 +137,7 @@ impl WriteUnit {
         let insert = self
             .outbox
             .event_insert(self.backend(), revision, payload, &self.request_id);
-        self.deferred.push(insert);
+        self.deferred.push(Deferred::Write(insert));
         self.revision = Some(revision);
         Ok(revision)
     }
@@ -129,7 +145,18 @@ impl WriteUnit {
     /// Runs `statement` (an INSERT whose outcome nothing in the unit reads) at commit, with the
     /// unit's other deferred statements.
     pub(crate) fn defer(&mut self, statement: Statement) {
-        self.deferred.push(statement);
+        self.deferred.push(Deferred::Write(statement));
+    }
+
+    /// Runs `change` (an UPDATE or DELETE whose conditions say what it expects, such as a row's
+    /// version) at commit, in the round trip of the unit's rows instead of one of its own, and
+    /// fails the commit with `stale` unless it touched exactly `rows` rows: nothing of the unit
+    /// is then kept, and a grouped unit's group goes on without it. For a change nothing in the
+    /// unit reads back (later statements of the unit do not see it). When a unit checks several
+    /// changes, a commit that finds any of them stale answers the first one's `stale`.
+    pub fn change_at_commit(&mut self, change: Statement, rows: u64, stale: ApiError) {
+        self.stale.get_or_insert(stale);
+        self.deferred.push(Deferred::Checked { change, rows });
     }
 
     fn backend(&self) -> DbBackend {
@@ -144,13 +171,21 @@ impl WriteUnit {
             && let Some(revision) = self.revision
             && self.stored != Some(revision)
         {
-            self.deferred.push(Outbox::head_update(backend, revision));
+            self.deferred
+                .push(Deferred::Write(Outbox::head_update(backend, revision)));
         }
         let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
         while deferred.peek().is_some() {
-            let part: Vec<Statement> = deferred.by_ref().take(JOINED).collect();
+            let part: Vec<Deferred> = deferred.by_ref().take(JOINED).collect();
             if let Some(joined) = joined(backend, part) {
-                self.txn().execute_raw(joined).await?;
+                let ran = self.txn().execute_raw(joined).await;
+                if let Err(e) = &ran
+                    && e.to_string().contains(STALE_WRITE)
+                    && let Some(stale) = self.stale.take()
+                {
+                    return Err(stale);
+                }
+                ran?;
             }
         }
         Ok(())
@@ -171,15 +206,25 @@ impl WriteUnit {
 
     /// Writes the deferred rows, commits, then wakes the outbox's watchers. Returns the last
     /// revision appended. A grouped unit hands its turn over instead ([`Turn::HAND_OVER`]: on
-    /// SQLite in the round trip of its rows, on PostgreSQL, whose rows go as one prepared
-    /// statement, in one more) and answers after its group's commit.
+    /// SQLite in the round trip of its rows, with the counter stored at its last revision; on
+    /// PostgreSQL, whose rows go as one prepared statement, in one more) and answers after its group's commit.
     pub async fn commit(mut self) -> ApiResult<Option<i64>> {
         let backend = self.backend();
         let folded = backend == DbBackend::Sqlite;
         if let Txn::Grouped(turn) = &mut self.txn
             && folded
         {
-            let hand_over = Turn::HAND_OVER.map(|sql| Statement::from_string(backend, sql));
+            // The counter is stored in this round trip too, so the group's commit is its COMMIT
+            // alone.
+            if let Some(revision) = self.revision
+                && self.stored != Some(revision)
+            {
+                self.deferred
+                    .push(Deferred::Write(Outbox::head_update(backend, revision)));
+                self.stored = Some(revision);
+            }
+            let hand_over =
+                Turn::HAND_OVER.map(|sql| Deferred::Write(Statement::from_string(backend, sql)));
             turn.handing_over();
             self.deferred.extend(hand_over);
         }
@@ -245,9 +290,36 @@ impl Deref for WriteUnit {
 /// in order (each statement binds the next of them: SQLx's SQLite driver runs every statement of
 /// a string); on PostgreSQL, which prepares one statement at a time, all but the last as
 /// data-modifying `WITH` parts of the last, their `$n` parameters renumbered. The parts of a
-/// PostgreSQL statement do not see each other's rows: only for writes of distinct rows.
-fn joined(backend: DbBackend, statements: Vec<Statement>) -> Option<Statement> {
-    let mut statements = statements.into_iter();
+/// PostgreSQL statement do not see each other's rows: only for writes of distinct rows. A checked
+/// change is followed by its guard, an INSERT into `write_guards` of the rows it touched (on
+/// SQLite `changes()`, on PostgreSQL the count of the rows its part returned), whose trigger fails
+/// the statement when they are not the rows expected.
+fn joined(backend: DbBackend, deferred: Vec<Deferred>) -> Option<Statement> {
+    let mut parts: Vec<Statement> = Vec::with_capacity(deferred.len() + 1);
+    for d in deferred {
+        match d {
+            Deferred::Write(statement) => parts.push(statement),
+            Deferred::Checked { mut change, rows } => {
+                let guard = match backend {
+                    DbBackend::Sqlite => {
+                        format!(
+                            "INSERT INTO write_guards (expected, seen) VALUES ({rows}, changes())"
+                        )
+                    }
+                    _ => {
+                        change.sql.push_str(" RETURNING 1");
+                        format!(
+                            "INSERT INTO write_guards (expected, seen) SELECT {rows}, count(*) FROM deferred_{}",
+                            parts.len()
+                        )
+                    }
+                };
+                parts.push(change);
+                parts.push(Statement::from_string(backend, guard));
+            }
+        }
+    }
+    let mut statements = parts.into_iter();
     let mut first = statements.next()?;
     let mut values = first.values.take().map(|v| v.0).unwrap_or_default();
     let rest: Vec<Statement> = statements.collect();

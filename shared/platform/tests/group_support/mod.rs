@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use orgplane_platform::ApiResult;
 use orgplane_platform::audit::{AddAuditActorOrganization, CreateAuditLog};
-use orgplane_platform::events::migration::CreateOutbox;
+use orgplane_platform::events::migration::{CreateOutbox, CreateWriteGuards};
 use orgplane_platform::events::{Outbox, WriteUnit};
 use orgplane_platform::testkit::TestDb;
 use orgplane_proto::events::v1::{MemberAdded, Producer, event};
@@ -18,7 +18,7 @@ use sea_orm_migration::{MigrationTrait, MigratorTrait};
 pub struct Migrator;
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
+        vec![Box::new(CreateOutbox), Box::new(CreateWriteGuards)]
     }
 }
 
@@ -28,6 +28,7 @@ impl MigratorTrait for WithAudit {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(CreateOutbox),
+            Box::new(CreateWriteGuards),
             Box::new(CreateAuditLog),
             Box::new(AddAuditActorOrganization),
         ]
