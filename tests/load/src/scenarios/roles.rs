@@ -1,5 +1,7 @@
 //! Scenario 3: role changes and their propagation to the workspace replica.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 /// UpdateMemberRole of `user` to `role`; the revision to wait for.
@@ -166,6 +168,18 @@ pub async fn role_burst(world: &World, plan: &Plan, postgres: bool) -> anyhow::R
             anyhow::Ok(latencies)
         })
     };
+    let groups = world
+        .rig
+        .opened()?
+        .organization
+        .as_ref()
+        .ok_or_else(|| anyhow!("no organization service"))?
+        .outbox()
+        .group_stats();
+    let (units0, commits0) = (
+        groups.units.load(Ordering::Relaxed),
+        groups.commits.load(Ordering::Relaxed),
+    );
     let t0 = Instant::now();
     let cpu0 = super::process::cpu_seconds();
     let others = users.len() - PROBES;
@@ -199,6 +213,8 @@ pub async fn role_burst(world: &World, plan: &Plan, postgres: bool) -> anyhow::R
     world.rig.wait_workspace_applied(max_rev).await?;
     let applied = t0.elapsed();
     let cpu = super::process::cpu_seconds() - cpu0;
+    let units = groups.units.load(Ordering::Relaxed) - units0;
+    let commits = (groups.commits.load(Ordering::Relaxed) - commits0).max(1);
     done.cancel();
     let probe = load::stats_of(probe.await??, applied, 0);
     let rate = plan.burst as f64 / applied.as_secs_f64().max(1e-9);
@@ -218,10 +234,11 @@ pub async fn role_burst(world: &World, plan: &Plan, postgres: bool) -> anyhow::R
         ),
         met: Some(rate >= goal && p99 <= 20_000),
         note: format!(
-            "16 in flight: sent in {:.2}s, all applied after {:.2}s, {:.2} ms of this process's CPU per change; {} probes (update -> CheckAccess at its revision) during the burst: p50 {:.1} ms, p99 {:.1} ms",
+            "16 in flight: sent in {:.2}s, all applied after {:.2}s, {:.2} ms of this process's CPU per change, {:.1} changes per organization commit; {} probes (update -> CheckAccess at its revision) during the burst: p50 {:.1} ms, p99 {:.1} ms",
             sent.as_secs_f64(),
             applied.as_secs_f64(),
             cpu * 1000.0 / plan.burst as f64,
+            units as f64 / commits as f64,
             probe.calls,
             probe.quantile_us(0.5) as f64 / 1000.0,
             p99 as f64 / 1000.0
