@@ -226,9 +226,10 @@ fn bump(u: &mut WriteUnit, version: i64, rows: u64) {
     );
 }
 
-/// A change checked at commit (`change_at_commit`) that finds its row changed since it was read
-/// fails its unit with the unit's ABORTED error and keeps nothing of it, alone or in a group
-/// whose other units commit, gap-free.
+/// ORG-3 (a stale etag gives ABORTED) where the version is checked at commit: a change checked
+/// with `change_at_commit` that finds its row changed since it was read fails its unit with the
+/// unit's ABORTED error and keeps nothing of it, alone or in a group whose other units commit,
+/// gap-free.
 async fn a_checked_change_that_finds_its_row_changed_fails_its_unit_alone(test: TestDb) {
     let (outbox, db) = outbox(&test).await;
     exec(
@@ -473,12 +474,12 @@ async fn events_a_group_takes_at_most_64_units_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_sqlite() {
+async fn org_3_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_sqlite() {
     a_checked_change_that_finds_its_row_changed_fails_its_unit_alone(TestDb::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_postgres() {
+async fn org_3_a_checked_change_that_finds_its_row_changed_fails_its_unit_alone_postgres() {
     let Some(test) = TestDb::postgres().await else {
         println!("skipped: ORGPLANE_TEST_POSTGRES_URL is not set");
         return;

@@ -87,9 +87,8 @@ impl App {
 
     /// Changes `before`'s role to `new_role` in `txn`, on the version read (checked at the
     /// unit's commit: ABORTED `ETAG_MISMATCH` if it changed meanwhile), and publishes
-    /// `MemberRoleChanged`: the one
-    /// path by which a member's role changes (UpdateMemberRole, ProvisionMember's `set_role`).
-    /// Answers the member after the change; the caller audits it.
+    /// `MemberRoleChanged`: the one path by which a member's role changes (UpdateMemberRole,
+    /// ProvisionMember's `set_role`). Answers the member after the change; the caller audits it.
     pub(super) async fn set_member_role_in(
         &self,
         txn: &mut WriteUnit,
