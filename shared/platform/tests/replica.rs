@@ -479,3 +479,141 @@ async fn replica_reload_reads_every_member_of_every_organization_postgres() {
     };
     reload_reads_every_member(db).await;
 }
+
+/// The replica's rows, in key order.
+async fn member_rows(conn: &sea_orm::DatabaseConnection) -> Vec<(String, String, i32)> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    orgplane_platform::replica::member_row::Entity::find()
+        .order_by_asc(orgplane_platform::replica::member_row::Column::OrganizationId)
+        .order_by_asc(orgplane_platform::replica::member_row::Column::UserId)
+        .all(conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.organization_id, m.user_id, m.role))
+        .collect()
+}
+
+/// A burst of role changes: 600 members added (over a statement's 500), then role changes that
+/// hit some members twice, an ownership transfer in the middle (not part of a run), and more
+/// changes of the same members after it.
+fn burst() -> Vec<Event> {
+    let roles = [
+        OrgRole::Admin,
+        OrgRole::Billing,
+        OrgRole::Developer,
+        OrgRole::User,
+    ];
+    let mut events = vec![ev(
+        1,
+        Payload::OrganizationCreated(OrganizationCreated {
+            organization_id: "org_b".into(),
+            name: "Burst".into(),
+            owner_user_id: "u_owner".into(),
+            ..Default::default()
+        }),
+    )];
+    let mut payloads: Vec<Payload> = (0..600)
+        .map(|i| {
+            Payload::MemberAdded(MemberAdded {
+                organization_id: "org_b".into(),
+                user_id: format!("u_{i:03}"),
+                role: roles[i % 4] as i32,
+            })
+        })
+        .collect();
+    let change = |i: usize, role: OrgRole| {
+        Payload::MemberRoleChanged(MemberRoleChanged {
+            organization_id: "org_b".into(),
+            user_id: format!("u_{i:03}"),
+            new_role: role as i32,
+            ..Default::default()
+        })
+    };
+    payloads.extend((0..100).map(|i| change(i % 50, roles[(i / 50 + 1) % 4])));
+    payloads.push(Payload::OwnershipTransferred(OwnershipTransferred {
+        organization_id: "org_b".into(),
+        previous_owner_user_id: "u_owner".into(),
+        new_owner_user_id: "u_007".into(),
+        ..Default::default()
+    }));
+    payloads.extend((10..30).map(|i| change(i, OrgRole::Billing)));
+    payloads.push(change(3, OrgRole::User));
+    events.extend(payloads.into_iter().zip(2..).map(|(p, r)| ev(r, p)));
+    events
+}
+
+/// Rule WS-10 answers from the replica at a revision: a batch whose runs of role changes are each
+/// written with one statement leaves the tables as applying its events one by one does. The
+/// control arm writes the same runs in reverse order and must differ, so the comparison catches a
+/// run that does not keep each member's last role.
+async fn run_of_role_changes_written_at_once(dbs: [TestDb; 3]) {
+    use orgplane_platform::events::handlers::OrgRoleEvents;
+    use orgplane_platform::events::{EventHandler, ProcessSpans};
+    let events = burst();
+    let [one_by_one, batched, reversed] = dbs;
+    let (one_by_one, batched, reversed) = (
+        one_by_one.open::<M>().await,
+        batched.open::<M>().await,
+        reversed.open::<M>().await,
+    );
+
+    let replica = replica_on(&one_by_one).await;
+    apply_all(&one_by_one, &replica, &events).await;
+    let expected = member_rows(&one_by_one).await;
+    assert_eq!(expected.len(), 601);
+    assert!(expected.contains(&("org_b".into(), "u_007".into(), OrgRole::Owner as i32)));
+    assert!(expected.contains(&("org_b".into(), "u_owner".into(), OrgRole::Admin as i32)));
+    assert!(expected.contains(&("org_b".into(), "u_003".into(), OrgRole::User as i32)));
+
+    let handler = OrgRoleEvents::new(replica_on(&batched).await, ());
+    let spans = ProcessSpans::new(Producer::Organization, "test");
+    let txn = batched.begin().await.unwrap();
+    handler.apply_batch(&txn, &events, &spans).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(member_rows(&batched).await, expected);
+
+    // Control: each run written in reverse keeps a member's first role of the run instead.
+    let replica = replica_on(&reversed).await;
+    let txn = reversed.begin().await.unwrap();
+    let mut rest = &events[..];
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .take_while(|e| RoleReplica::member_role_set_by(e).is_some())
+            .count();
+        if run == 0 {
+            replica.apply(&txn, &rest[0]).await.unwrap();
+            rest = &rest[1..];
+            continue;
+        }
+        let mut backwards = rest[..run].to_vec();
+        backwards.reverse();
+        replica.apply_member_roles(&txn, &backwards).await.unwrap();
+        rest = &rest[run..];
+    }
+    txn.commit().await.unwrap();
+    assert_ne!(
+        member_rows(&reversed).await,
+        expected,
+        "the control arm must see the order a run is written in"
+    );
+}
+
+#[tokio::test]
+async fn ws_10_a_run_of_role_changes_written_at_once_leaves_the_replica_as_one_by_one() {
+    run_of_role_changes_written_at_once([TestDb::sqlite(), TestDb::sqlite(), TestDb::sqlite()])
+        .await;
+}
+
+#[tokio::test]
+async fn ws_10_a_run_of_role_changes_written_at_once_leaves_the_replica_as_one_by_one_postgres() {
+    let (Some(a), Some(b), Some(c)) = (
+        TestDb::postgres().await,
+        TestDb::postgres().await,
+        TestDb::postgres().await,
+    ) else {
+        return;
+    };
+    run_of_role_changes_written_at_once([a, b, c]).await;
+}

@@ -62,6 +62,24 @@ pub trait EventHandler: Send + Sync + 'static {
         event: &'a Event,
     ) -> BoxFuture<'a, ApiResult<()>>;
 
+    /// Applies the fresh events of a batch, in revision order, inside `txn`: by default each with
+    /// [`Self::apply`] in its `process` span (`spans.of(event)`). A handler may write a run of
+    /// events with fewer statements, provided the batch leaves what applying them one by one
+    /// would, and each event's own work still runs in its span.
+    fn apply_batch<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        events: &'a [Event],
+        spans: &'a ProcessSpans,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            for event in events {
+                tracing::Instrument::instrument(self.apply(txn, event), spans.of(event)).await?;
+            }
+            Ok(())
+        })
+    }
+
     /// Rebuilds this service's replica from the producer's snapshot inside `txn` and returns the
     /// revision the snapshot is consistent at (the cursor to watch from).
     fn resync<'a>(&'a self, txn: &'a DatabaseTransaction) -> BoxFuture<'a, ApiResult<i64>>;
@@ -74,6 +92,43 @@ pub trait EventHandler: Send + Sync + 'static {
     fn committed<'a>(&'a self, events: &'a [Event], resynced: bool) -> BoxFuture<'a, ()> {
         let _ = (events, resynced);
         Box::pin(async {})
+    }
+}
+
+/// The `process` span of each event a consumer applies (OpenTelemetry messaging, kind consumer):
+/// a child of the event's publish span, so a mutation's trace shows every consumer applying it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessSpans {
+    producer: &'static str,
+    consumer: &'static str,
+}
+
+impl ProcessSpans {
+    /// The spans of `consumer` applying `producer`'s events.
+    pub fn new(producer: Producer, consumer: &'static str) -> Self {
+        Self {
+            producer: producer_name(producer),
+            consumer,
+        }
+    }
+
+    /// The span to apply `event` in.
+    pub fn of(&self, event: &Event) -> tracing::Span {
+        let producer = self.producer;
+        let span = tracing::info_span!(
+            "apply_event",
+            otel.name = %format_args!("{producer} process"),
+            otel.kind = "consumer",
+            messaging.system = "orgplane",
+            messaging.operation.type = "process",
+            messaging.destination.name = producer,
+            consumer = self.consumer,
+            producer,
+            revision = event.revision,
+            request_id = %event.request_id,
+        );
+        crate::telemetry::continue_trace(&span, &event.traceparent, &event.tracestate);
+        span
     }
 }
 
@@ -376,11 +431,13 @@ impl Consumer {
         // Another replica of this service, sharing the database, applied events this one has
         // not seen: its memory views must be rebuilt from the database rather than patched.
         let applied_elsewhere = start > self.applied_revision();
-        for event in events {
-            if event.revision <= cursor {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+        // Redeliveries (at or below the cursor) come first; the rest must follow it gap-free.
+        let fresh_from = events.partition_point(|e| e.revision <= cursor);
+        self.stats
+            .duplicates
+            .fetch_add(fresh_from as u64, Ordering::Relaxed);
+        let fresh = &events[fresh_from..];
+        for event in fresh {
             if event.revision != cursor + 1 {
                 return Err(ApiError::internal(format!(
                     "gap in the event stream: expected revision {}, got {}",
@@ -388,22 +445,6 @@ impl Consumer {
                     event.revision
                 )));
             }
-            let producer = producer_name(self.config.producer);
-            // OpenTelemetry messaging, kind consumer: a child of the event's publish span.
-            let span = tracing::info_span!(
-                "apply_event",
-                otel.name = %format_args!("{producer} process"),
-                otel.kind = "consumer",
-                messaging.system = "orgplane",
-                messaging.operation.type = "process",
-                messaging.destination.name = producer,
-                consumer = self.config.consumer,
-                producer,
-                revision = event.revision,
-                request_id = %event.request_id,
-            );
-            crate::telemetry::continue_trace(&span, &event.traceparent, &event.tracestate);
-            tracing::Instrument::instrument(self.handler.apply(&txn, event), span).await?;
             cursor = event.revision;
         }
         if cursor == start {
@@ -414,17 +455,14 @@ impl Consumer {
             }
             return Ok(());
         }
+        let spans = ProcessSpans::new(self.config.producer, self.config.consumer);
+        self.handler.apply_batch(&txn, fresh, &spans).await?;
         store_cursor(&txn, self.config.producer, cursor).await?;
         txn.commit().await?;
         if applied_elsewhere {
             self.handler.committed(&[], true).await;
         } else {
-            let fresh: Vec<Event> = events
-                .iter()
-                .filter(|e| e.revision > start)
-                .cloned()
-                .collect();
-            self.handler.committed(&fresh, false).await;
+            self.handler.committed(fresh, false).await;
         }
         self.stats
             .applied

@@ -18,13 +18,15 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use crate::clients::ServiceTokenSource;
 use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
-use crate::events::EventHandler;
+use crate::events::{EventHandler, ProcessSpans};
 use crate::replica::{Merge, RoleReplica};
 use crate::revocation::{SessionRevocations, apply};
 
 /// What a service does with organization events besides keeping the role replica.
 pub trait OrgEventsExtension: Send + Sync + 'static {
-    /// Applies `event` in `txn`, after the replica applied it.
+    /// Applies `event` in `txn`, after the replica applied it. In a run of events that only set
+    /// members' roles, the replica writes the whole run first: the extension then sees the
+    /// replica's tables as of the run's last event.
     fn apply<'a>(
         &'a self,
         txn: &'a DatabaseTransaction,
@@ -88,6 +90,43 @@ impl<X: OrgEventsExtension> EventHandler for OrgRoleEvents<X> {
         Box::pin(async move {
             self.replica.apply(txn, event).await?;
             self.extension.apply(txn, event).await
+        })
+    }
+
+    /// A run of events that only set members' roles (a burst of role changes) is written with
+    /// one statement ([`RoleReplica::apply_member_roles`]) before the extension applies each of
+    /// them in its span; any other event is applied alone.
+    fn apply_batch<'a>(
+        &'a self,
+        txn: &'a DatabaseTransaction,
+        events: &'a [Event],
+        spans: &'a ProcessSpans,
+    ) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(async move {
+            let mut rest = events;
+            while let Some(first) = rest.first() {
+                let run = rest
+                    .iter()
+                    .take_while(|e| RoleReplica::member_role_set_by(e).is_some())
+                    .count();
+                if run < 2 {
+                    tracing::Instrument::instrument(self.apply(txn, first), spans.of(first))
+                        .await?;
+                    rest = &rest[1..];
+                    continue;
+                }
+                let (run, after) = rest.split_at(run);
+                self.replica.apply_member_roles(txn, run).await?;
+                for event in run {
+                    tracing::Instrument::instrument(
+                        self.extension.apply(txn, event),
+                        spans.of(event),
+                    )
+                    .await?;
+                }
+                rest = after;
+            }
+            Ok(())
         })
     }
 

@@ -28,7 +28,7 @@ pub mod tail;
 pub mod unit;
 pub mod watch;
 
-pub use consumer::{Consumer, ConsumerHandle, ConsumerStats, EventHandler};
+pub use consumer::{Consumer, ConsumerHandle, ConsumerStats, EventHandler, ProcessSpans};
 pub use outbox::Outbox;
 pub use unit::WriteUnit;
 pub use watch::EventServer;

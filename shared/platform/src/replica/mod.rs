@@ -33,7 +33,7 @@ use entry::role_of;
 pub use entry::{Members, OrgEntry};
 pub use merge::{Merge, resulting_role};
 pub use store::{CreateRoleReplica, CreateSecurityPolicyReplica, member_row, org_row, policy_row};
-use store::{policy_model, set_state, upsert_member, upsert_org, upsert_policy};
+use store::{policy_model, set_state, upsert_member, upsert_members, upsert_org, upsert_policy};
 
 /// The replica; cheap to clone (the memory view is shared).
 #[derive(Clone)]
@@ -218,6 +218,46 @@ impl RoleReplica {
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .any(|d| d.organization_id == organization_id && d.domain_name == domain_name)
+    }
+
+    /// The member whose role `event` sets, and the role, when that is all the event changes in
+    /// the replica's tables: a role change, or an addition other than an owner's (which also
+    /// names the organization's owner). A run of such events can be written at once
+    /// ([`Self::apply_member_roles`]).
+    pub fn member_role_set_by(event: &Event) -> Option<(&str, &str, OrgRole)> {
+        match event.payload.as_ref()? {
+            Payload::MemberRoleChanged(e) => {
+                Some((&e.organization_id, &e.user_id, role_of(e.new_role)))
+            }
+            Payload::MemberAdded(e) if role_of(e.role) != OrgRole::Owner => {
+                Some((&e.organization_id, &e.user_id, role_of(e.role)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies a run of events that each only set a member's role
+    /// ([`Self::member_role_set_by`]; others are ignored) in `txn` with one statement per 500
+    /// members instead of one per event: each member gets the last role the run gives them, as
+    /// applying the events one by one would leave it.
+    pub async fn apply_member_roles<C: ConnectionTrait>(
+        &self,
+        txn: &C,
+        events: &[Event],
+    ) -> ApiResult<()> {
+        let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut rows: Vec<(&str, &str, OrgRole)> = Vec::with_capacity(events.len());
+        for (org, user, role) in events.iter().filter_map(Self::member_role_set_by) {
+            match last.get(&(org, user)) {
+                Some(&i) => rows[i].2 = role,
+                None => {
+                    last.insert((org, user), rows.len());
+                    rows.push((org, user, role));
+                }
+            }
+        }
+        upsert_members(txn, &rows).await?;
+        Ok(())
     }
 
     /// Applies an organization event to the replica's tables inside the consumer's `txn`.

@@ -334,6 +334,38 @@ pub(super) async fn upsert_member<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Members per statement of [`upsert_members`]: 3 parameters each, far below both databases'
+/// limits.
+const UPSERT_CHUNK: usize = 500;
+
+/// Sets each `(organization, user)`'s role, with one statement per [`UPSERT_CHUNK`] members. A
+/// member may appear once only (PostgreSQL refuses an upsert that touches a row twice).
+pub(super) async fn upsert_members<C: ConnectionTrait>(
+    txn: &C,
+    rows: &[(&str, &str, OrgRole)],
+) -> Result<(), DbErr> {
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        member_row::Entity::insert_many(chunk.iter().map(|&(org, user, role)| {
+            member_row::ActiveModel {
+                organization_id: sea_orm::Set(org.to_owned()),
+                user_id: sea_orm::Set(user.to_owned()),
+                role: sea_orm::Set(role as i32),
+            }
+        }))
+        .on_conflict(
+            OnConflict::columns([
+                member_row::Column::OrganizationId,
+                member_row::Column::UserId,
+            ])
+            .update_column(member_row::Column::Role)
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    Ok(())
+}
+
 pub(super) fn policy_model(
     organization_id: &str,
     policy: &SecurityPolicy,
