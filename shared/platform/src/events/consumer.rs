@@ -12,8 +12,7 @@ use futures::future::BoxFuture;
 use orgplane_proto::events::v1::event_service_client::EventServiceClient;
 use orgplane_proto::events::v1::{Event, Producer, WatchRequest};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, QuerySelect};
+use sea_orm::{DatabaseConnection, DatabaseTransaction};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -22,35 +21,7 @@ use crate::clients::ServiceTokenSource;
 use crate::error::Reason;
 use crate::error::{ApiError, ApiResult};
 
-/// A stored cursor that asks the consumer to re-sync from the producer's snapshot before it
-/// watches again. Restoring databases copied at different instants writes it for a consumer whose
-/// cursor is ahead of its producer's restored outbox (see [`super::restore`]): watching from that
-/// cursor would skip the events the producer issues again under the revisions it lost.
-pub const RESYNC_REQUESTED: i64 = -1;
-
-/// Rows of `consumer_cursors`.
-pub mod cursor_row {
-    use sea_orm::entity::prelude::*;
-
-    /// The last revision of one producer applied here.
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "consumer_cursors")]
-    pub struct Model {
-        /// The producer's name (`identity`, `organization`, `workspace`).
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub producer: String,
-        /// The last applied revision, or [`super::RESYNC_REQUESTED`].
-        pub revision: i64,
-        /// When the cursor last moved (Unix milliseconds).
-        pub update_time_ms: i64,
-    }
-
-    /// No relations.
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+pub use super::cursor::{RESYNC_REQUESTED, cursor_row, load_cursor, lock_cursor, store_cursor};
 
 /// What a consuming service does with another service's events.
 pub trait EventHandler: Send + Sync + 'static {
@@ -72,12 +43,7 @@ pub trait EventHandler: Send + Sync + 'static {
         events: &'a [Event],
         spans: &'a ProcessSpans,
     ) -> BoxFuture<'a, ApiResult<()>> {
-        Box::pin(async move {
-            for event in events {
-                tracing::Instrument::instrument(self.apply(txn, event), spans.of(event)).await?;
-            }
-            Ok(())
-        })
+        spans.each(events, move |event| self.apply(txn, event))
     }
 
     /// Rebuilds this service's replica from the producer's snapshot inside `txn` and returns the
@@ -110,6 +76,19 @@ impl ProcessSpans {
             producer: producer_name(producer),
             consumer,
         }
+    }
+
+    /// Runs `apply` for each of `events` in order, each in its span; stops at the first error.
+    pub fn each<'a, F>(&'a self, events: &'a [Event], apply: F) -> BoxFuture<'a, ApiResult<()>>
+    where
+        F: Fn(&'a Event) -> BoxFuture<'a, ApiResult<()>> + Send + 'a,
+    {
+        Box::pin(async move {
+            for event in events {
+                tracing::Instrument::instrument(apply(event), self.of(event)).await?;
+            }
+            Ok(())
+        })
     }
 
     /// The span to apply `event` in.
@@ -552,65 +531,4 @@ pub async fn compacted_through(
                 )
             }),
     }
-}
-
-/// The stored cursor of `producer` (0 before the first event, [`RESYNC_REQUESTED`] when a re-sync
-/// was asked for).
-pub async fn load_cursor<C: ConnectionTrait>(db: &C, producer: Producer) -> Result<i64, DbErr> {
-    Ok(cursor_row::Entity::find_by_id(producer_name(producer))
-        .one(db)
-        .await?
-        .map(|c| c.revision)
-        .unwrap_or(0))
-}
-
-/// Reads the cursor of `producer` inside `txn` and holds its row until `txn` ends, so that
-/// replicas sharing the database apply each event once: on PostgreSQL the second one waits for
-/// the first to commit and then sees the cursor it stored (on SQLite, `begin_write` already
-/// serializes writers). The row is created first if this consumer never stored one.
-pub async fn lock_cursor(txn: &DatabaseTransaction, producer: Producer) -> Result<i64, DbErr> {
-    let name = producer_name(producer);
-    cursor_row::Entity::insert(cursor_row::ActiveModel {
-        producer: sea_orm::Set(name.to_owned()),
-        revision: sea_orm::Set(0),
-        update_time_ms: sea_orm::Set(chrono::Utc::now().timestamp_millis()),
-    })
-    .on_conflict(
-        OnConflict::column(cursor_row::Column::Producer)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(txn)
-    .await?;
-    Ok(cursor_row::Entity::find_by_id(name)
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .map(|c| c.revision)
-        .unwrap_or(0))
-}
-
-/// Stores the cursor of `producer` (inside the transaction that applied the events).
-pub async fn store_cursor<C: ConnectionTrait>(
-    db: &C,
-    producer: Producer,
-    revision: i64,
-) -> Result<(), DbErr> {
-    let row = cursor_row::ActiveModel {
-        producer: sea_orm::Set(producer_name(producer).to_owned()),
-        revision: sea_orm::Set(revision),
-        update_time_ms: sea_orm::Set(chrono::Utc::now().timestamp_millis()),
-    };
-    cursor_row::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(cursor_row::Column::Producer)
-                .update_columns([
-                    cursor_row::Column::Revision,
-                    cursor_row::Column::UpdateTimeMs,
-                ])
-                .to_owned(),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
 }

@@ -104,26 +104,22 @@ impl<X: OrgEventsExtension> EventHandler for OrgRoleEvents<X> {
     ) -> BoxFuture<'a, ApiResult<()>> {
         Box::pin(async move {
             let mut rest = events;
-            while let Some(first) = rest.first() {
+            while !rest.is_empty() {
                 let run = rest
                     .iter()
                     .take_while(|e| RoleReplica::member_role_set_by(e).is_some())
                     .count();
                 if run < 2 {
-                    tracing::Instrument::instrument(self.apply(txn, first), spans.of(first))
-                        .await?;
-                    rest = &rest[1..];
+                    let (one, after) = rest.split_at(1);
+                    spans.each(one, |event| self.apply(txn, event)).await?;
+                    rest = after;
                     continue;
                 }
                 let (run, after) = rest.split_at(run);
                 self.replica.apply_member_roles(txn, run).await?;
-                for event in run {
-                    tracing::Instrument::instrument(
-                        self.extension.apply(txn, event),
-                        spans.of(event),
-                    )
+                spans
+                    .each(run, |event| self.extension.apply(txn, event))
                     .await?;
-                }
                 rest = after;
             }
             Ok(())

@@ -19,6 +19,7 @@
 use crate::error::Reason;
 
 pub mod consumer;
+pub mod cursor;
 pub mod group;
 pub mod handlers;
 pub mod migration;

@@ -310,28 +310,14 @@ pub(super) async fn set_state<C: ConnectionTrait>(
     Ok(())
 }
 
+/// Sets `(org, user)`'s role (one row of [`upsert_members`]).
 pub(super) async fn upsert_member<C: ConnectionTrait>(
     txn: &C,
     org: &str,
     user: &str,
     role: OrgRole,
 ) -> Result<(), DbErr> {
-    member_row::Entity::insert(member_row::ActiveModel {
-        organization_id: sea_orm::Set(org.to_owned()),
-        user_id: sea_orm::Set(user.to_owned()),
-        role: sea_orm::Set(role as i32),
-    })
-    .on_conflict(
-        OnConflict::columns([
-            member_row::Column::OrganizationId,
-            member_row::Column::UserId,
-        ])
-        .update_column(member_row::Column::Role)
-        .to_owned(),
-    )
-    .exec(txn)
-    .await?;
-    Ok(())
+    upsert_members(txn, &[(org, user, role)]).await
 }
 
 /// Members per statement of [`upsert_members`]: 3 parameters each, far below both databases'
