@@ -102,8 +102,11 @@ const RECORD_COLUMNS: [(&str, bool); 12] = [
 
 /// The `INSERT INTO table (columns) SELECT …` of rows passed as one JSON parameter, an array of
 /// arrays holding `columns` in order (`true`: an integer): one statement text however many
-/// rows, prepared once and bound once, the rows unpacked by the database (`json_each` on
+/// rows, prepared once and bound once, the rows unpacked by the database (`jsonb_each` on
 /// SQLite, `json_array_elements` on PostgreSQL) in array order, the lock order of the write.
+/// SQLite's `jsonb_each` hands each row to `->>` as parsed JSONB; `json_each` printed it back
+/// to text, which each of the row's columns parsed again (a sixth of the writer's time at 1,000
+/// records per batch).
 fn json_insert(backend: DbBackend, table: &str, columns: &[(&str, bool)]) -> String {
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let values: Vec<String> = columns
@@ -119,7 +122,7 @@ fn json_insert(backend: DbBackend, table: &str, columns: &[(&str, bool)]) -> Str
         .collect();
     let source = match backend {
         DbBackend::Postgres => "json_array_elements($1::json) AS r(value)",
-        _ => "json_each(?) AS r",
+        _ => "jsonb_each(?) AS r",
     };
     // `WHERE true` tells SQLite's parser that a following ON CONFLICT is the upsert's.
     format!(

@@ -230,7 +230,7 @@ async fn bill_3_concurrent_batches_with_the_same_keys_count_each_once_postgres()
     concurrent_duplicates(&rig).await;
 }
 
-/// Records travel to the database as one JSON parameter (rows unpacked by SQLite's `json_each`,
+/// Records travel to the database as one JSON parameter (rows unpacked by SQLite's `jsonb_each`,
 /// PostgreSQL's `json_array_elements`): keys and ids holding the characters JSON escapes are
 /// stored and reported as sent, and a repeat is a duplicate. Control: keys that differ only
 /// where an escape would be (`\"` against `"`) are two keys, not one.
