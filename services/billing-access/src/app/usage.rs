@@ -23,6 +23,16 @@ use crate::store::{accounts, merge, workspaces};
 /// before the caller gets ABORTED `CONCURRENT_RETRY`.
 const LOST_RACE_RETRIES: u32 = 5;
 
+/// How one attempt at writing a batch ended.
+enum Attempt {
+    /// Committed: the keys inserted.
+    Done(HashSet<(String, String)>),
+    /// Rolled back: some records were already stored, and the insert did not name which.
+    Repeats,
+    /// Rolled back: these organizations' accounts were purged meanwhile.
+    Lost(HashSet<String>),
+}
+
 impl Billing {
     /// Ingests `records` (see the module docs) and returns one outcome per record, in order.
     pub async fn record_usage(
@@ -63,28 +73,36 @@ impl Billing {
         });
 
         let mut races = 0;
+        // Whether the insert names the records it wrote: only once a first attempt found some
+        // already stored (see `insert_records`).
+        let mut returning = false;
         let inserted = loop {
             let attempt = async {
                 let txn = orgplane_platform::db::begin_write(&self.db).await?;
-                let inserted = insert_records(&txn, &candidates, now_ms).await?;
+                let Some(inserted) = insert_records(&txn, &candidates, now_ms, returning).await?
+                else {
+                    txn.rollback().await?;
+                    return Ok(Attempt::Repeats);
+                };
                 // Re-check the accounts under lock: an organization purged meanwhile loses its
                 // usage.
                 let lost = missing_accounts(&txn, &inserted).await?;
                 if !lost.is_empty() {
                     txn.rollback().await?;
-                    return Ok(Err(lost));
+                    return Ok(Attempt::Lost(lost));
                 }
                 self.audit_batch(&txn, call, &candidates, &inserted).await?;
                 // Last before the commit: concurrent batches wait on each other's rollup rows
                 // from here to the commit.
                 add_to_rollups(&txn, &candidates, &inserted).await?;
                 txn.commit().await?;
-                Ok::<_, Error>(Ok(inserted))
+                Ok::<_, Error>(Attempt::Done(inserted))
             }
             .await;
             match attempt {
-                Ok(Ok(inserted)) => break inserted,
-                Ok(Err(lost)) => candidates.retain(|c| {
+                Ok(Attempt::Done(inserted)) => break inserted,
+                Ok(Attempt::Repeats) => returning = true,
+                Ok(Attempt::Lost(lost)) => candidates.retain(|c| {
                     let org = &c.record.organization_id;
                     if lost.contains(org) {
                         refused.insert(

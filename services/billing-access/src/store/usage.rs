@@ -37,13 +37,20 @@ impl Candidate<'_> {
 }
 
 /// Inserts `candidates` with `ON CONFLICT DO NOTHING` and returns the keys really inserted.
+///
+/// Without `returning`, the statement only counts its rows, which spares the database sending a
+/// row back for every record (a quarter of the statement's time at 1,000 records): when every
+/// candidate was inserted those are the keys, and when some were not (a key already stored) the
+/// answer is `None` and the caller rolls the transaction back and runs it again with
+/// `returning`, which names them.
 pub async fn insert_records(
     txn: &DatabaseTransaction,
     candidates: &[Candidate<'_>],
     now_ms: i64,
-) -> Result<HashSet<(String, String)>> {
+    returning: bool,
+) -> Result<Option<HashSet<(String, String)>>> {
     if candidates.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(Some(HashSet::new()));
     }
     let rows: Vec<_> = candidates
         .iter()
@@ -66,12 +73,20 @@ pub async fn insert_records(
         })
         .collect();
     let backend = txn.get_database_backend();
-    let sql = format!(
-        "{} ON CONFLICT (organization_id, idempotency_key) DO NOTHING \
-         RETURNING organization_id, idempotency_key",
+    let mut sql = format!(
+        "{} ON CONFLICT (organization_id, idempotency_key) DO NOTHING",
         json_insert(backend, "usage_records", &RECORD_COLUMNS)
     );
     let json = serde_json::to_string(&rows).map_err(ApiError::internal)?;
+    if !returning {
+        let written = txn
+            .execute_raw(Statement::from_sql_and_values(backend, sql, [json.into()]))
+            .await?
+            .rows_affected();
+        return Ok((written == candidates.len() as u64)
+            .then(|| candidates.iter().map(Candidate::key).collect()));
+    }
+    sql.push_str(" RETURNING organization_id, idempotency_key");
     let mut inserted = HashSet::new();
     for row in txn
         .query_all_raw(Statement::from_sql_and_values(backend, sql, [json.into()]))
@@ -81,7 +96,7 @@ pub async fn insert_records(
         let key: String = row.try_get_by_index(1)?;
         inserted.insert((org, key));
     }
-    Ok(inserted)
+    Ok(Some(inserted))
 }
 
 /// The columns of a usage record row, in the order of its JSON array; `true`: an integer.

@@ -102,6 +102,18 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
         .await;
     assert!(again.iter().all(|r| r.status == Duplicate as i32));
     assert_eq!(rig.count("usage_records", "org_a").await, 2);
+    // New keys beside stored ones: the insert that only counts its rows finds one missing, and
+    // the batch is written again naming them.
+    let mixed = rig
+        .record(vec![
+            usage("org_a", "k9", ["ws_a", "", "", M], (1, 1), t),
+            usage("org_a", "k1", ["ws_a", "key_1", "u1", M], (100, 10), t),
+            usage("org_a", "k10", ["ws_a", "", "", M], (1, 1), t),
+        ])
+        .await;
+    let got: Vec<_> = mixed.iter().map(|r| r.status).collect();
+    assert_eq!(got, [Accepted as i32, Duplicate as i32, Accepted as i32]);
+    assert_eq!(rig.count("usage_records", "org_a").await, 4);
 
     // The batch limits and the internal-only guard.
     let mut c = rig.client();
@@ -129,7 +141,8 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
-    // Ingestion is audited per organization and batch.
+    // Ingestion is audited per organization and batch that accepted records: the first and
+    // the mixed one, not the batch of repeats.
     let events = c
         .list_audit_events(rig.as_user(
             "org_a_owner",
@@ -146,8 +159,8 @@ async fn bill_3_repeated_keys_count_once_and_bad_records_are_refused_one_by_one(
         .unwrap()
         .into_inner()
         .audit_events;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].actor_id, "product");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.actor_id == "product"));
 }
 
 async fn concurrent_duplicates(rig: &Rig) {
