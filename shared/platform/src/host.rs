@@ -356,7 +356,7 @@ fn spawn_readiness(module: &dyn Hosted, health: Health, shutdown: CancellationTo
     tokio::spawn(async move {
         let caught_up = async {
             for stream in &streams {
-                stream.wait_caught_up().await;
+                wait_caught_up(name, stream).await;
             }
         };
         let on_time = match within {
@@ -380,4 +380,38 @@ fn spawn_readiness(module: &dyn Hosted, health: Health, shutdown: CancellationTo
         }
         tracing::info!(service = name, "ready");
     });
+}
+
+/// How often a service still waiting for a stream to catch up says so.
+const STILL_WAITING_EVERY: Duration = Duration::from_secs(10);
+
+/// Waits until `stream` has caught up, saying every [`STILL_WAITING_EVERY`] that `service` is
+/// still waiting for it and why its stream last failed: a service that stays NOT_SERVING tells
+/// its operator what it waits for.
+async fn wait_caught_up(service: &str, stream: &ConsumerHandle) {
+    let caught_up = stream.wait_caught_up();
+    tokio::pin!(caught_up);
+    let mut waited = Duration::ZERO;
+    loop {
+        match tokio::time::timeout(STILL_WAITING_EVERY, &mut caught_up).await {
+            Ok(()) => return,
+            Err(_) => {
+                waited += STILL_WAITING_EVERY;
+                let producer = crate::events::consumer::producer_name(stream.producer());
+                let stats = stream.stats();
+                tracing::warn!(
+                    service,
+                    producer,
+                    waited_secs = waited.as_secs(),
+                    applied = stream.applied_revision(),
+                    head = stats
+                        .head_revision
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                    connects = stats.connects.load(std::sync::atomic::Ordering::Relaxed),
+                    last_failure = stream.last_failure().as_deref().unwrap_or("none"),
+                    "not ready yet: still waiting for an event stream to catch up"
+                );
+            }
+        }
+    }
 }

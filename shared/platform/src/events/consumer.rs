@@ -128,6 +128,9 @@ pub struct ConsumerStats {
     pub head_revision: AtomicI64,
     /// Commit time (Unix ms) of the last applied event, for "seconds behind".
     pub last_event_time_ms: AtomicI64,
+    /// Why the stream last ended other than by shutdown, for the logs of a service still waiting
+    /// for it (readiness); cleared once it catches up.
+    pub last_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// Settings of a consumer.
@@ -188,12 +191,27 @@ pub fn producer_name(producer: Producer) -> &'static str {
 /// What the rest of the service reads from a running consumer.
 #[derive(Clone, Debug)]
 pub struct ConsumerHandle {
+    producer: Producer,
     applied: watch::Receiver<i64>,
     caught_up: watch::Receiver<bool>,
     stats: Arc<ConsumerStats>,
 }
 
 impl ConsumerHandle {
+    /// The producer it consumes.
+    pub fn producer(&self) -> Producer {
+        self.producer
+    }
+
+    /// Why its stream last failed, while it has not caught up since.
+    pub fn last_failure(&self) -> Option<String> {
+        self.stats
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The last revision applied (committed) here.
     pub fn applied_revision(&self) -> i64 {
         *self.applied.borrow()
@@ -266,6 +284,7 @@ impl Consumer {
         let (caught_up, caught_up_rx) = watch::channel(false);
         let stats = Arc::new(ConsumerStats::default());
         let handle = ConsumerHandle {
+            producer: config.producer,
             applied: applied_rx,
             caught_up: caught_up_rx,
             stats: stats.clone(),
@@ -307,6 +326,7 @@ impl Consumer {
                     }
                     if let Err(e) = self.resync(ahead).await {
                         tracing::warn!(producer, error = %e, "re-sync failed");
+                        self.failed(format!("re-sync failed: {e}"));
                     } else {
                         backoff = self.config.min_backoff;
                         continue;
@@ -314,6 +334,7 @@ impl Consumer {
                 }
                 StreamEnd::Failed(why) => {
                     tracing::debug!(producer, why, "event stream ended; reconnecting");
+                    self.failed(why);
                 }
             }
             let jitter = rand::random_range(0.5..1.5);
@@ -370,8 +391,12 @@ impl Consumer {
                 return StreamEnd::Failed(format!("applying events: {e}"));
             }
             if message.caught_up && self.applied_revision() >= message.head_revision {
-                self.caught_up
+                let first = self
+                    .caught_up
                     .send_if_modified(|c| !std::mem::replace(c, true));
+                if first {
+                    self.failed_no_more();
+                }
             }
             self.record_lag(message.head_revision, message.events.len() as u64);
         }
@@ -379,6 +404,22 @@ impl Consumer {
 
     fn applied_revision(&self) -> i64 {
         *self.applied.borrow()
+    }
+
+    fn failed(&self, why: String) {
+        *self
+            .stats
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    fn failed_no_more(&self) {
+        self.stats
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     fn record_lag(&self, head: i64, received: u64) {
