@@ -11,6 +11,10 @@ use sea_orm::sqlx;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 use sea_orm_migration::MigratorTrait;
 
+mod write;
+
+pub use write::{WriteTransaction, begin_write};
+
 /// The default database URL of `service`: a SQLite file `<data_dir>/<service>.db`.
 pub fn default_sqlite_url(data_dir: &Path, service: &str) -> String {
     format!("sqlite://{}/{service}.db?mode=rwc", data_dir.display())
@@ -32,7 +36,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             std::fs::create_dir_all(parent)
                 .map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = is_in_memory(url);
         if !in_memory {
             switch_to_wal(url).await?;
         }
@@ -80,7 +84,11 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             // A dead server must not hand out dead connections after it comes back.
             .test_before_acquire(true);
     }
-    Database::connect(options).await
+    let db = Database::connect(options).await?;
+    if is_sqlite(url) && !is_in_memory(url) {
+        write::queue_writers(&db);
+    }
+    Ok(db)
 }
 
 /// Puts the SQLite file of `url` in WAL mode through one connection of its own, before the pool
@@ -102,7 +110,7 @@ async fn switch_to_wal(url: &str) -> Result<(), DbErr> {
 }
 
 /// Connections of a SQLite file's pool.
-const SQLITE_CONNECTIONS: u32 = 8;
+pub(crate) const SQLITE_CONNECTIONS: u32 = 8;
 
 /// How long a connection that could open the file only read-only serves reads before it is
 /// replaced by a fresh one (which can write again once the file can be written).
@@ -192,25 +200,6 @@ async fn usable(
     Ok(marked == 0)
 }
 
-/// Begins a transaction that will write. On SQLite it starts as `BEGIN IMMEDIATE`, taking the
-/// write lock up front: a deferred transaction that reads and then writes fails at once with
-/// SQLITE_BUSY when another connection committed in between, while an immediate one waits its
-/// turn (busy timeout). On PostgreSQL it is an ordinary transaction. Use it for every mutation.
-pub async fn begin_write<C>(db: &C) -> Result<C::Transaction, DbErr>
-where
-    C: sea_orm::TransactionTrait + ConnectionTrait,
-{
-    let mode = match db.get_database_backend() {
-        DbBackend::Sqlite => Some(sea_orm::SqliteTransactionMode::Immediate),
-        _ => None,
-    };
-    db.begin_with_options(sea_orm::TransactionOptions {
-        sqlite_transaction_mode: mode,
-        ..Default::default()
-    })
-    .await
-}
-
 /// Runs every pending migration of `M`.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<(), DbErr> {
     M::up(db, None).await
@@ -226,6 +215,11 @@ pub async fn open<M: MigratorTrait>(url: &str) -> Result<DatabaseConnection, DbE
 /// Whether `url` names a SQLite database.
 pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
+}
+
+/// Whether a SQLite `url` names an in-memory database (one per connection, no file).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
 }
 
 /// The file of a SQLite `url` (`None` for an in-memory database or another backend).

@@ -48,6 +48,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, watch};
 
 use super::Outbox;
+use crate::db::WriteTransaction;
 use crate::error::{ApiError, ApiResult, Reason};
 
 /// How long a unit waits for its turn in the open transaction before it answers UNAVAILABLE: the
@@ -77,7 +78,7 @@ type Outcome = Option<ApiResult<()>>;
 
 /// The open transaction of a group and what its units are told.
 struct Open {
-    txn: DatabaseTransaction,
+    txn: WriteTransaction,
     done: watch::Sender<Outcome>,
     /// The last revision appended by a unit of the group: the counter's value when it commits.
     revision: Option<i64>,
@@ -95,7 +96,7 @@ struct Open {
 }
 
 impl Open {
-    fn new(txn: DatabaseTransaction) -> Self {
+    fn new(txn: WriteTransaction) -> Self {
         Self {
             txn,
             done: watch::channel(None).0,
@@ -323,7 +324,7 @@ impl Groups {
 /// Stores the counter the group's units advanced (when they numbered events past the row's
 /// value) and commits the group's transaction.
 async fn store_and_commit(
-    txn: DatabaseTransaction,
+    txn: WriteTransaction,
     revision: Option<i64>,
     stored: Option<i64>,
 ) -> ApiResult<()> {

@@ -22,6 +22,7 @@ use orgplane_proto::events::v1::event;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement, Values};
 
 use crate::call::Call;
+use crate::db::WriteTransaction;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Outbox;
 use crate::events::group::Turn;
@@ -63,7 +64,7 @@ pub struct WriteUnit {
 /// Where a unit's statements run.
 enum Txn {
     /// A transaction of its own.
-    Own(DatabaseTransaction),
+    Own(WriteTransaction),
     /// Its savepoint in a group's transaction.
     Grouped(Turn),
 }
