@@ -295,10 +295,15 @@ async fn consumer_killed_at_random_points(backend: Backend) {
     let mut kills = 0;
     let mut redelivered = 0;
     let started = std::time::Instant::now();
+    // Kills in a row that found no new event applied: on a loaded machine a consumer may need
+    // longer than the window to connect, so the window widens until one gets through (a hang
+    // still fails below).
+    let (mut stalled, mut before) = (0u64, 0);
     loop {
         let (consumer, handle) = rig.consumer().await;
         let task = tokio::spawn(consumer.run(CancellationToken::new()));
-        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(10..150))).await;
+        let window = 150 * (1 + stalled.min(15));
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(10..window))).await;
         task.abort();
         let _ = task.await;
         kills += 1;
@@ -312,6 +317,8 @@ async fn consumer_killed_at_random_points(backend: Backend) {
         if writer.is_finished() && applied >= TOTAL {
             break;
         }
+        stalled = if applied > before { 0 } else { stalled + 1 };
+        before = applied;
         assert!(
             started.elapsed() < Duration::from_secs(240),
             "no progress: applied {applied}"
