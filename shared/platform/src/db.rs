@@ -74,6 +74,10 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             .map_sqlx_sqlite_opts(|opts| {
                 opts.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .pragma(
+                        "wal_autocheckpoint",
+                        SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
+                    )
                     .busy_timeout(Duration::from_secs(5))
                     .foreign_keys(true)
             });
@@ -108,6 +112,11 @@ async fn switch_to_wal(url: &str) -> Result<(), DbErr> {
         });
     Database::connect(options).await?.close().await
 }
+
+/// WAL pages past which a commit checkpoints inside itself (SQLite's automatic checkpoint,
+/// 1,000 by default): a backstop, since the write queue checkpoints outside the writers' turn
+/// ([`write`]'s module docs); 40 MB of WAL.
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Connections of a SQLite file's pool.
 pub(crate) const SQLITE_CONNECTIONS: u32 = 8;
